@@ -1,0 +1,139 @@
+# rhd: one Makefile for the whole suite.
+#
+#   make              CPU build: build/librhd.a and build/bin/rhd-*
+#   make CUDA=1       adds the CUDA backend (nvcc, sm_90 + PTX, cuBLAS, cuDNN): build-cuda/
+#   make test         builds, creates the test venv (build/venv), runs every test; last line
+#                     "N passed, N failed, N skipped"
+#   make SAN=1 test   the same under AddressSanitizer + UndefinedBehaviorSanitizer: build-san/
+#   make DEBUG=1      -O0 -g3: build-debug/
+#   make fuzz         libFuzzer targets (clang), each run for FUZZ_SECONDS (default 60)
+#   make bench        CPU benchmarks against PyTorch on the same machine
+#   make deps         install the Debian packages the build and tests need (as root)
+#   make demo         the README's main job on bundled data
+#
+# Variants build into separate folders so that switching flags never mixes objects.
+
+CUDA ?= 0
+SAN ?= 0
+DEBUG ?= 0
+CC ?= cc
+NVCC ?= nvcc
+CUDA_HOME ?= /usr/local/cuda
+PYTHON_SYS ?= /usr/bin/python3
+FUZZ_SECONDS ?= 60
+
+BUILD := build
+ifeq ($(CUDA),1)
+BUILD := $(BUILD)-cuda
+endif
+ifeq ($(SAN),1)
+BUILD := $(BUILD)-san
+endif
+ifeq ($(DEBUG),1)
+BUILD := $(BUILD)-debug
+endif
+ifeq ($(BUILD),build-cuda-san)
+BUILD := build-cuda-san
+endif
+
+OPT := -O2 -g
+ifeq ($(DEBUG),1)
+OPT := -O0 -g3
+endif
+CPPFLAGS := -I. -D_GNU_SOURCE
+CFLAGS := -std=c11 $(OPT) -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp -fPIC
+LDLIBS := -lpng -lcjson -lopenblas -lm
+LDFLAGS := -fopenmp
+ifeq ($(SAN),1)
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(CUDA),1)
+CPPFLAGS += -DRHD_CUDA -I$(CUDA_HOME)/include
+NVFLAGS := -O2 -g -std=c++17 -I. -DRHD_CUDA -D_GNU_SOURCE \
+	-gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+	-Xcompiler -fPIC,-fopenmp,-Wall,-Wno-unused-parameter
+LDFLAGS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
+LDLIBS += -lcudnn -lcublas -lcudart -lstdc++
+endif
+
+LIB_SRC := $(wildcard common/*.c formats/*.c kernels/*.c)
+CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu kernels/*.cu))
+TOOL_SRC := $(wildcard tools/rhd-*.c)
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+LIB := $(BUILD)/librhd.a
+TOOLS := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
+TESTS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+DEPS_OK := build/.deps-ok
+
+.PHONY: all test fuzz bench deps demo clean venv tests-build
+.DELETE_ON_ERROR:
+
+all: $(TOOLS)
+
+$(DEPS_OK): tests/deps.sh
+	@bash tests/deps.sh build
+	@mkdir -p $(@D) && touch $@
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/%: tools/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -MF $(BUILD)/obj/$*.d $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c tests/harness.h $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+-include $(LIB_OBJ:.o=.d)
+
+# The test venv: Debian's python3-numpy/python3-torch through --system-site-packages, plus the
+# pinned PyPI packages of tests/requirements.txt.
+VENV := build/venv
+$(VENV)/.ok: tests/requirements.txt | $(DEPS_OK)
+	@bash tests/deps.sh test
+	rm -rf $(VENV)
+	$(PYTHON_SYS) -m venv --system-site-packages $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r tests/requirements.txt
+	touch $@
+venv: $(VENV)/.ok
+
+tests-build: $(TOOLS) $(TESTS)
+
+test: tests-build $(VENV)/.ok
+	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=$(CUDA) SAN=$(SAN) bash tests/run.sh
+
+# libFuzzer targets (clang), linked against the library sources compiled with the fuzzer flags.
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -I. -D_GNU_SOURCE
+FUZZ_LIB_SRC := $(filter-out kernels/%,$(LIB_SRC))
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRC) -lpng -lcjson -lopenblas -lm -fopenmp=libgomp -o $@
+fuzz: $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/fuzz/run.sh
+
+bench: $(TOOLS) $(VENV)/.ok
+	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python bash tests/bench/run.sh
+
+deps:
+	@bash tests/deps.sh all
+
+demo: $(TOOLS)
+	@RHD_BUILD=$(BUILD) bash pipelines/demo.sh
+
+clean:
+	rm -rf build build-cuda build-san build-debug build-cuda-san build-fuzz

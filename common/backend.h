@@ -1,0 +1,63 @@
+/* common/backend.h: the run-time backend context (--device cpu|cuda|auto).
+ *
+ * The CPU backend is always built. `make CUDA=1` adds the CUDA backend (-DRHD_CUDA); the device is
+ * then chosen at run time. Kernels dispatch per op on ctx->backend, so each model assembly exists
+ * once and a test can run both backends side by side. On the CUDA backend every tensor pointer
+ * handed to a kernel is a device pointer; rhd_buf_* below allocate and copy on the context's side. */
+#ifndef RHD_BACKEND_H
+#define RHD_BACKEND_H
+#include <stddef.h>
+#include "common/err.h"
+
+typedef enum { RHD_BACKEND_CPU = 0, RHD_BACKEND_CUDA = 1 } rhd_backend;
+
+typedef struct rhd_ctx {
+    rhd_backend backend;
+    int device;            /* CUDA device ordinal */
+    int allow_tf32;        /* 0 unless asked: tests and references compare in strict fp32 */
+    void *stream;          /* cudaStream_t */
+    void *cublas;          /* cublasHandle_t */
+    void *cudnn;           /* cudnnHandle_t */
+    void *workspace;       /* device scratch for cuDNN/cuBLAS, grown on demand */
+    size_t workspace_bytes;
+    char name[160];        /* "cpu (2 threads)" or "cuda:0 NVIDIA H200" */
+} rhd_ctx;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when compiled in and a device answers).
+ * A CPU build asked for cuda fails with a message saying how to rebuild. */
+rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e);
+void rhd_ctx_close(rhd_ctx *ctx);
+const char *rhd_backend_name(rhd_backend b);
+/* 1 if this build has the CUDA backend and a device is present. */
+int rhd_cuda_available(void);
+
+/* Buffers on the context's side (host memory for CPU, device memory for CUDA). Allocation
+ * failures are fatal with the size in the message. */
+void *rhd_buf_alloc(rhd_ctx *ctx, size_t bytes);
+void rhd_buf_free(rhd_ctx *ctx, void *p);
+void rhd_buf_zero(rhd_ctx *ctx, void *p, size_t bytes);
+void rhd_buf_upload(rhd_ctx *ctx, void *dst, const void *host_src, size_t bytes);
+void rhd_buf_download(rhd_ctx *ctx, void *host_dst, const void *src, size_t bytes);
+void rhd_buf_copy(rhd_ctx *ctx, void *dst, const void *src, size_t bytes);
+void rhd_ctx_sync(rhd_ctx *ctx);
+/* Device scratch of at least `bytes` (owned by the context, valid until the next call). */
+void *rhd_ctx_workspace(rhd_ctx *ctx, size_t bytes);
+
+#ifdef RHD_CUDA
+/* Implemented in common/backend_cuda.cu. */
+int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e);
+void rhd_cuda_close(rhd_ctx *ctx);
+int rhd_cuda_device_count(void);
+void *rhd_cuda_alloc(size_t bytes);
+void rhd_cuda_free(void *p);
+void rhd_cuda_memset0(rhd_ctx *ctx, void *p, size_t bytes);
+void rhd_cuda_copy(rhd_ctx *ctx, void *dst, const void *src, size_t bytes, int kind); /* 0 h2d, 1 d2h, 2 d2d */
+void rhd_cuda_sync(rhd_ctx *ctx);
+#endif
+#ifdef __cplusplus
+}
+#endif
+#endif

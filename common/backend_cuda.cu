@@ -1,0 +1,67 @@
+/* common/backend_cuda.cu: the CUDA half of the backend context: device selection, stream,
+ * cuBLAS/cuDNN handles (TF32 off unless ctx->allow_tf32), buffers. */
+#include "common/backend.h"
+#include "common/cuda_check.h"
+#include <stdio.h>
+
+extern "C" int rhd_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky "no device" error */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e) {
+    int n = rhd_cuda_device_count();
+    if (n == 0) return rhd_errf(e, "--device cuda: no CUDA device is present (use --device cpu)");
+    if (device >= n) return rhd_errf(e, "--device cuda:%d: only %d CUDA device(s) present", device, n);
+    CUDA_CHECK(cudaSetDevice(device));
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    ctx->device = device;
+    snprintf(ctx->name, sizeof ctx->name, "cuda:%d %s (sm_%d%d)", device, prop.name, prop.major, prop.minor);
+    cudaStream_t s;
+    CUDA_CHECK(cudaStreamCreate(&s));
+    ctx->stream = s;
+    cublasHandle_t h;
+    CUBLAS_CHECK(cublasCreate(&h));
+    CUBLAS_CHECK(cublasSetStream(h, s));
+    CUBLAS_CHECK(cublasSetMathMode(h, ctx->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    ctx->cublas = h;
+    cudnnHandle_t d;
+    CUDNN_CHECK(cudnnCreate(&d));
+    CUDNN_CHECK(cudnnSetStream(d, s));
+    ctx->cudnn = d;
+    return 0;
+}
+
+extern "C" void rhd_cuda_close(rhd_ctx *ctx) {
+    if (ctx->workspace) cudaFree(ctx->workspace);
+    if (ctx->cudnn) cudnnDestroy((cudnnHandle_t)ctx->cudnn);
+    if (ctx->cublas) cublasDestroy((cublasHandle_t)ctx->cublas);
+    if (ctx->stream) cudaStreamDestroy((cudaStream_t)ctx->stream);
+}
+
+extern "C" void *rhd_cuda_alloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err != cudaSuccess)
+        rhd_fatal_at(__FILE__, __LINE__, "CUDA error '%s' allocating %zu bytes", cudaGetErrorString(err), bytes);
+    return p;
+}
+
+extern "C" void rhd_cuda_free(void *p) { CUDA_CHECK(cudaFree(p)); }
+
+extern "C" void rhd_cuda_memset0(rhd_ctx *ctx, void *p, size_t bytes) {
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, RHD_CUDA_STREAM(ctx)));
+}
+
+extern "C" void rhd_cuda_copy(rhd_ctx *ctx, void *dst, const void *src, size_t bytes, int kind) {
+    cudaMemcpyKind k = kind == 0 ? cudaMemcpyHostToDevice : kind == 1 ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, RHD_CUDA_STREAM(ctx)));
+    if (kind == 1) CUDA_CHECK(cudaStreamSynchronize(RHD_CUDA_STREAM(ctx)));
+}
+
+extern "C" void rhd_cuda_sync(rhd_ctx *ctx) { CUDA_CHECK(cudaStreamSynchronize(RHD_CUDA_STREAM(ctx))); }

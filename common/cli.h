@@ -1,0 +1,100 @@
+/* common/cli.h: table-driven option parsing (git's parse-options, jq's messages).
+ *
+ * A tool declares its options once, as a table of rhd_opt rows pointing (by offsetof) into its
+ * own options struct. rhd_cli_parse() then handles --long, --long=value, -s value, -svalue, "--",
+ * strict number parsing with ranges, choices, --help (generated, defaults read from the struct
+ * as initialised, so they cannot drift), --version, and --config FILE (a JSON object whose keys
+ * are long option names; command-line flags override it). Usage errors exit 2 with a message
+ * that names the option, what was given and an example. */
+#ifndef RHD_CLI_H
+#define RHD_CLI_H
+#include <stddef.h>
+#include "common/err.h"
+
+typedef enum {
+    RHD_OPT_END = 0,
+    RHD_OPT_FLAG,     /* int field set to 1 (or 0 for --no-<name> when the row allows it) */
+    RHD_OPT_COUNT,    /* int field incremented per occurrence (-v -v) */
+    RHD_OPT_INT,      /* long long field, range [min,max] */
+    RHD_OPT_DOUBLE,   /* double field, finite, range [min,max] */
+    RHD_OPT_STRING,   /* const char * field (points into argv or the config) */
+    RHD_OPT_CHOICE,   /* int field: index into choices[] */
+    RHD_OPT_CALLBACK, /* cb(opts, value, err) parses the value itself; help shows metavar */
+    RHD_OPT_GROUP     /* a heading in --help; no field */
+} rhd_opt_type;
+
+typedef struct rhd_opt {
+    rhd_opt_type type;
+    const char *lng;             /* long name without "--", e.g. "steps" */
+    char shrt;                   /* short letter or 0 */
+    size_t offset;               /* offsetof(opts, field) */
+    const char *metavar;         /* "N", "FILE" */
+    const char *help;            /* one line */
+    double min, max;             /* numeric range (inclusive) */
+    const char *const *choices;  /* CHOICE: NULL-terminated names */
+    int (*cb)(void *opts, const char *val, rhd_err *e);
+    const char *example;         /* value shown in "e.g. --steps 50"; NULL: derived */
+} rhd_opt;
+
+#define RHD_OPT_FLAG_(s, l, T, f, h)            {RHD_OPT_FLAG, l, s, offsetof(T, f), NULL, h, 0, 0, NULL, NULL, NULL}
+#define RHD_OPT_COUNT_(s, l, T, f, h)           {RHD_OPT_COUNT, l, s, offsetof(T, f), NULL, h, 0, 0, NULL, NULL, NULL}
+#define RHD_OPT_INT_(s, l, T, f, mv, h, lo, hi) {RHD_OPT_INT, l, s, offsetof(T, f), mv, h, lo, hi, NULL, NULL, NULL}
+#define RHD_OPT_DOUBLE_(s, l, T, f, mv, h, lo, hi) {RHD_OPT_DOUBLE, l, s, offsetof(T, f), mv, h, lo, hi, NULL, NULL, NULL}
+#define RHD_OPT_STRING_(s, l, T, f, mv, h)      {RHD_OPT_STRING, l, s, offsetof(T, f), mv, h, 0, 0, NULL, NULL, NULL}
+#define RHD_OPT_CHOICE_(s, l, T, f, mv, h, ch)  {RHD_OPT_CHOICE, l, s, offsetof(T, f), mv, h, 0, 0, ch, NULL, NULL}
+#define RHD_OPT_CALLBACK_(s, l, T, f, mv, h, cb, ex) {RHD_OPT_CALLBACK, l, s, offsetof(T, f), mv, h, 0, 0, NULL, cb, ex}
+#define RHD_OPT_GROUP_(title)                   {RHD_OPT_GROUP, NULL, 0, 0, NULL, title, 0, 0, NULL, NULL, NULL}
+#define RHD_OPT_END_                            {RHD_OPT_END, NULL, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL}
+
+/* The options every tool shares; embed this struct as the member named `common` and add
+ * RHD_COMMON_OPTS(T) to the table. */
+typedef struct rhd_common_opts {
+    const char *output;  /* -o FILE */
+    const char *device;  /* --device cpu|cuda|auto (default: $RHD_DEVICE or auto) */
+    long long seed;      /* --seed */
+    const char *config;  /* --config FILE */
+    int quiet;           /* -q */
+    int verbose;         /* -v (count) */
+    long long threads;   /* --threads (0 = OpenMP default) */
+} rhd_common_opts;
+
+#define RHD_COMMON_OPTS(T)                                                                         \
+    RHD_OPT_GROUP_("common options"),                                                              \
+    RHD_OPT_STRING_('o', "output", T, common.output, "FILE", "output file"),                      \
+    RHD_OPT_STRING_(0, "device", T, common.device, "DEV", "backend: cpu, cuda or auto (env RHD_DEVICE)"), \
+    RHD_OPT_INT_(0, "seed", T, common.seed, "N", "random seed", 0, 9.007199254740992e15),         \
+    RHD_OPT_INT_(0, "threads", T, common.threads, "N", "CPU threads (0: OpenMP default)", 0, 4096),\
+    RHD_OPT_STRING_(0, "config", T, common.config, "FILE", "JSON object of option values; flags override it"), \
+    RHD_OPT_FLAG_('q', "quiet", T, common.quiet, "no progress or info messages"),                 \
+    RHD_OPT_COUNT_('v', "verbose", T, common.verbose, "more messages (repeatable)")
+
+typedef struct rhd_cli {
+    const char *name;        /* "rhd-inspect" */
+    const char *synopsis;    /* "rhd-inspect [options] FILE..." */
+    const char *description; /* a paragraph shown by --help */
+    const rhd_opt *opts;
+    const char *epilog;      /* examples, shown last; may be NULL */
+} rhd_cli;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Parse argv into opts. Positional arguments are moved to argv[1..n] in order and n is returned.
+ * Exits 0 after --help/--version, exits 2 on a usage error. */
+int rhd_cli_parse(const rhd_cli *cli, int argc, char **argv, void *opts);
+/* Apply the common options' side effects: log level, OpenMP threads, env RHD_DEVICE default. */
+void rhd_common_opts_init(rhd_common_opts *c);
+void rhd_common_opts_apply(const rhd_common_opts *c);
+void rhd_cli_print_help(const rhd_cli *cli, const void *opts);
+
+/* Strict parsers: the whole string must be a number, finite, in range. */
+int rhd_parse_ll(const char *s, long long *out);
+int rhd_parse_double(const char *s, double *out);
+/* Parse "A-B", "A", "A,B,C-D" into a sorted list of non-negative ints (malloc'd). */
+int rhd_parse_ranges(const char *s, int **out, int *n, rhd_err *e);
+#ifdef __cplusplus
+}
+#endif
+
+#define RHD_VERSION "0.1.0"
+#endif

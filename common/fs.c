@@ -1,0 +1,151 @@
+/* common/fs.c: atomic writes (temp + fsync + rename), temp-file registry, small file helpers. */
+#include "common/fs.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A small registry of live temp paths; signal-safe removal uses unlink() only. */
+#define RHD_MAX_TMP 64
+static char *g_tmp[RHD_MAX_TMP];
+
+static void reg_add(char *p) {
+    for (int i = 0; i < RHD_MAX_TMP; i++)
+        if (!g_tmp[i]) { g_tmp[i] = p; return; }
+}
+static void reg_del(const char *p) {
+    for (int i = 0; i < RHD_MAX_TMP; i++)
+        if (g_tmp[i] == p) { g_tmp[i] = NULL; return; }
+}
+
+void rhd_fs_cleanup(void) {
+    for (int i = 0; i < RHD_MAX_TMP; i++)
+        if (g_tmp[i]) { unlink(g_tmp[i]); g_tmp[i] = NULL; }
+}
+
+static void on_signal(int sig) {
+    for (int i = 0; i < RHD_MAX_TMP; i++)
+        if (g_tmp[i]) unlink(g_tmp[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void rhd_fs_install_signal_handlers(void) {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+}
+
+int rhd_atomic_open(rhd_atomic *a, const char *path, rhd_err *e) {
+    memset(a, 0, sizeof *a);
+    size_t n = strlen(path);
+    if (n == 0) return rhd_errf(e, "empty output path");
+    a->path = rhd_xstrdup(path);
+    a->tmp = rhd_xmalloc(n + 5);
+    memcpy(a->tmp, path, n);
+    memcpy(a->tmp + n, ".tmp", 5);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) {
+        int err = errno;
+        rhd_errf(e, "%s: cannot create: %s", a->tmp, strerror(err));
+        free(a->path); free(a->tmp);
+        memset(a, 0, sizeof *a);
+        return -1;
+    }
+    reg_add(a->tmp);
+    return 0;
+}
+
+int rhd_atomic_commit(rhd_atomic *a, rhd_err *e) {
+    if (!a->f) return rhd_errf(e, "%s: output not open", a->path ? a->path : "?");
+    int bad = fflush(a->f) != 0 || ferror(a->f);
+    if (!bad && fsync(fileno(a->f)) != 0 && errno != EINVAL && errno != EROFS) bad = 1;
+    int err = errno;
+    if (fclose(a->f) != 0) bad = 1, err = errno;
+    a->f = NULL;
+    if (!bad && rename(a->tmp, a->path) != 0) bad = 1, err = errno;
+    if (bad) {
+        rhd_errf(e, "%s: writing failed: %s", a->path, strerror(err));
+        unlink(a->tmp);
+    }
+    reg_del(a->tmp);
+    free(a->tmp); free(a->path);
+    a->tmp = a->path = NULL;
+    return bad ? -1 : 0;
+}
+
+void rhd_atomic_abort(rhd_atomic *a) {
+    if (a->f) fclose(a->f);
+    if (a->tmp) { unlink(a->tmp); reg_del(a->tmp); }
+    free(a->tmp); free(a->path);
+    memset(a, 0, sizeof *a);
+}
+
+int rhd_write_file_atomic(const char *path, const void *data, size_t n, rhd_err *e) {
+    rhd_atomic a;
+    if (rhd_atomic_open(&a, path, e)) return -1;
+    if (n && fwrite(data, 1, n, a.f) != n) {
+        int err = errno;
+        rhd_atomic_abort(&a);
+        return rhd_errf(e, "%s: writing failed: %s", path, strerror(err));
+    }
+    return rhd_atomic_commit(&a, e);
+}
+
+int rhd_read_file(const char *path, char **data, size_t *n, rhd_err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rhd_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = rhd_xmalloc(cap);
+    for (;;) {
+        if (len + 1 >= cap) buf = rhd_xrealloc(buf, cap *= 2);
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); return rhd_errf(e, "%s: read error", path); }
+    buf[len] = 0;
+    *data = buf;
+    if (n) *n = len;
+    return 0;
+}
+
+int rhd_mkdir_parents(const char *path, rhd_err *e) {
+    char *p = rhd_xstrdup(path);
+    char *slash = strrchr(p, '/');
+    if (!slash) { free(p); return 0; }
+    *slash = 0;
+    for (char *q = p + 1; ; q++) {
+        char c = *q;
+        if (c == '/' || c == 0) {
+            *q = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                int err = errno;
+                rhd_errf(e, "%s: cannot create directory: %s", p, strerror(err));
+                free(p);
+                return -1;
+            }
+            *q = c;
+            if (c == 0) break;
+        }
+    }
+    free(p);
+    return 0;
+}
+
+int rhd_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int rhd_file_newer(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0) return 0;
+    if (stat(b, &sb) != 0) return 1;
+    if (sa.st_mtim.tv_sec != sb.st_mtim.tv_sec) return sa.st_mtim.tv_sec > sb.st_mtim.tv_sec;
+    return sa.st_mtim.tv_nsec > sb.st_mtim.tv_nsec;
+}

@@ -1,0 +1,44 @@
+/* common/fs.h: atomic file writes and small file helpers.
+ *
+ * Every output goes to "<path>.tmp" first; rhd_atomic_commit() flushes, fsyncs, closes and
+ * renames it over <path>, so a killed run never leaves a half-written file that make would take
+ * as done. Open temp files are registered: rhd_die/rhd_usage_error/rhd_fatal and SIGINT/SIGTERM
+ * remove them (rhd_fs_cleanup), and rhd_atomic_abort() removes one explicitly. */
+#ifndef RHD_FS_H
+#define RHD_FS_H
+#include <stdio.h>
+#include <stddef.h>
+#include "common/err.h"
+
+typedef struct rhd_atomic {
+    FILE *f;
+    char *path; /* final path */
+    char *tmp;  /* "<path>.tmp" */
+} rhd_atomic;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Open "<path>.tmp" for writing ("-" is not accepted here; tools handle stdout themselves). */
+int rhd_atomic_open(rhd_atomic *a, const char *path, rhd_err *e);
+/* fflush + fsync + fclose + rename; on failure the temp file is removed and -1 returned. */
+int rhd_atomic_commit(rhd_atomic *a, rhd_err *e);
+/* Close and remove the temp file. Safe to call on a committed or never-opened handle. */
+void rhd_atomic_abort(rhd_atomic *a);
+/* Write a whole buffer atomically to path. */
+int rhd_write_file_atomic(const char *path, const void *data, size_t n, rhd_err *e);
+/* Read a whole file into a malloc'd buffer (NUL-terminated for convenience). */
+int rhd_read_file(const char *path, char **data, size_t *n, rhd_err *e);
+/* Remove every registered temp file (called on error exits and signals). */
+void rhd_fs_cleanup(void);
+/* Install SIGINT/SIGTERM/SIGHUP handlers that remove temp files and re-raise. */
+void rhd_fs_install_signal_handlers(void);
+/* mkdir -p for the directory part of path (not the last component). */
+int rhd_mkdir_parents(const char *path, rhd_err *e);
+/* 1 if a exists and its mtime is strictly newer than b's (b missing counts as older). */
+int rhd_file_newer(const char *a, const char *b);
+int rhd_file_exists(const char *path);
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# tests/run.sh: run every test of the suite and summarise.
+# Runs the C unit tests ($RHD_BUILD/tests/test_*), then the tool tests (tests/tools/t*.sh), each
+# producing TAP. Prints each test's output, then one closing line: "N passed, N failed, N skipped".
+# Exit status 1 if anything failed or a test program crashed.
+set -u
+BUILD=${RHD_BUILD:-build}
+export RHD_BUILD=$BUILD
+export RHD_BIN=$(cd "$BUILD/bin" && pwd)
+export RHD_ROOT=$(pwd)
+export RHD_PY=${RHD_PY:-python3}
+export RHD_SHARED=${RHD_SHARED:-$(cd .. && pwd)/shared}
+export RHD_TEST_TMP=$(mktemp -d /tmp/rhd-tests.XXXXXX)
+export RHD_PROGRESS_INTERVAL=1000
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+trap 'rm -rf "$RHD_TEST_TMP"' EXIT
+pass=0 fail=0 skip=0 broken=0
+run_one() { # name, command...
+    local name=$1; shift
+    local out rc
+    echo "# --- $name"
+    out=$("$@" 2>&1); rc=$?
+    printf '%s\n' "$out"
+    local p f s
+    p=$(printf '%s\n' "$out" | grep -cE '^ok [0-9]+' || true)
+    s=$(printf '%s\n' "$out" | grep -cE '^ok [0-9]+.*# SKIP' || true)
+    f=$(printf '%s\n' "$out" | grep -cE '^not ok [0-9]+' || true)
+    pass=$((pass + p - s)); skip=$((skip + s)); fail=$((fail + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "not ok - $name exited with status $rc without a failing test (crash?)"
+        fail=$((fail + 1)); broken=1
+    fi
+}
+t0=$(date +%s)
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    run_one "$(basename "$t")" "$t"
+done
+for t in tests/tools/t[0-9]*.sh; do
+    [ -f "$t" ] || continue
+    run_one "$(basename "$t")" bash "$t"
+done
+echo "# took $(( $(date +%s) - t0 ))s"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ] && [ "$broken" -eq 0 ]
