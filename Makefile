@@ -60,19 +60,21 @@ endif
 LIB_SRC := $(wildcard common/*.c formats/*.c kernels/*.c)
 CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu kernels/*.cu))
 TOOL_SRC := $(wildcard tools/rhd-*.c)
-TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_SRC := $(wildcard tests/unit/test_*.c tests/kernels/test_*.c tests/models/test_*.c)
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 LIB := $(BUILD)/librhd.a
 TOOLS := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
-TESTS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC)))
+BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRC)))
 DEPS_OK := build/.deps-ok
 
 .PHONY: all test fuzz bench deps demo clean venv tests-build
 .DELETE_ON_ERROR:
 
-all: $(TOOLS)
+all: $(LIB) $(TOOLS)
 
 $(DEPS_OK): tests/deps.sh
 	@bash tests/deps.sh build
@@ -94,7 +96,17 @@ $(BUILD)/bin/%: tools/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -MF $(BUILD)/obj/$*.d $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/unit/%.c tests/harness.h $(LIB)
+TEST_HDR := $(wildcard tests/*.h)
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_HDR) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+$(BUILD)/tests/%: tests/kernels/%.c $(TEST_HDR) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+$(BUILD)/tests/%: tests/models/%.c $(TEST_HDR) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+$(BUILD)/bench/%: tests/bench/%.c $(TEST_HDR) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
@@ -111,7 +123,7 @@ $(VENV)/.ok: tests/requirements.txt | $(DEPS_OK)
 	touch $@
 venv: $(VENV)/.ok
 
-tests-build: $(TOOLS) $(TESTS)
+tests-build: $(LIB) $(TOOLS) $(TESTS)
 
 test: tests-build $(VENV)/.ok
 	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=$(CUDA) SAN=$(SAN) bash tests/run.sh
@@ -126,7 +138,7 @@ $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) | $(DEPS_OK)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/fuzz/run.sh
 
-bench: $(TOOLS) $(VENV)/.ok
+bench: $(TOOLS) $(BENCHES) $(VENV)/.ok
 	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python bash tests/bench/run.sh
 
 deps:

@@ -1,0 +1,116 @@
+/* tests/refcheck.h: helpers for checking ops and models against independent references.
+ *
+ *   th_save(dir, "x", data, ndim, shape)    write a float32 .npy input for the reference
+ *   th_ref(script, "groupnorm %s", dir)     run "$RHD_PY tests/ref/<script> <args>"; 0 on success
+ *   th_load(dir, "y", n)                    read a float32 .npy the reference wrote (n checked)
+ *   th_fd_check(...)                        central finite differences of a scalar loss
+ *   th_randn / th_randu                     fresh random inputs (Philox; seed from $RHD_TEST_SEED
+ *                                           or the clock, printed so a failure can be replayed)
+ * The reference scripts are independent PyTorch/NumPy implementations written from the spec;
+ * they read <dir>/<name>.npy and write <dir>/<name>.npy. */
+#ifndef RHD_TEST_REFCHECK_H
+#define RHD_TEST_REFCHECK_H
+#include "harness.h"
+#include "formats/npy.h"
+#include "common/rng.h"
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t th_seed(void) {
+    static uint64_t seed;
+    static int init;
+    if (!init) {
+        const char *s = getenv("RHD_TEST_SEED");
+        seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+        init = 1;
+        th_diag("random inputs: RHD_TEST_SEED=%llu", (unsigned long long)seed);
+    }
+    return seed;
+}
+
+/* Fresh random arrays; each call uses a new stream so inputs differ. */
+static inline float *th_randn(long n, float std) {
+    static uint32_t k;
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    rhd_rng_fill_normal(x, n, th_seed(), RHD_STREAM(RHD_STREAM_TEST, 1000 + k++), 0, 0.f, std);
+    return x;
+}
+static inline float *th_randu(long n, float lo, float hi) {
+    static uint32_t k;
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    rhd_rng_fill_uniform(x, n, th_seed(), RHD_STREAM(RHD_STREAM_TEST, 500000 + k++), 0, lo, hi);
+    return x;
+}
+
+static inline void th_save(const char *dir, const char *name, const float *data, int ndim, const int64_t *shape) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    rhd_tensor t = {RHD_F32, ndim, {0}, (void *)data};
+    memcpy(t.shape, shape, sizeof(int64_t) * ndim);
+    rhd_err e;
+    if (rhd_npy_write(path, &t, &e)) { fprintf(stderr, "%s\n", e.msg); exit(1); }
+}
+
+/* Returns a malloc'd float array, or NULL (with a diagnostic) if missing or of the wrong size. */
+static inline float *th_load(const char *dir, const char *name, long n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    rhd_npy a;
+    rhd_err e;
+    if (rhd_npy_read(path, &a, &e)) { th_diag("%s", e.msg); return NULL; }
+    int64_t numel = rhd_shape_numel(a.t.shape, a.t.ndim);
+    if (a.t.dtype != RHD_F32 || numel != n) {
+        th_diag("%s: dtype %s numel %lld, expected F32 with %ld", path, rhd_dtype_name(a.t.dtype), (long long)numel, n);
+        rhd_npy_free(&a);
+        return NULL;
+    }
+    return (float *)a.buf; /* owned by the caller now */
+}
+
+static inline int th_ref(const char *script, const char *fmt, ...) {
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    const char *py = getenv("RHD_PY");
+    const char *root = getenv("RHD_ROOT");
+    int rc = th_sh("%s %s/tests/ref/%s %s", py && *py ? py : "python3", root && *root ? root : ".", script, args);
+    if (rc != 0) th_diag("reference %s %s exited with %d", script, args, rc);
+    return rc;
+}
+
+/* A fresh scratch subdirectory for one comparison. */
+static inline const char *th_subdir(const char *name) {
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/%s", th_tmpdir(), name);
+    th_sh("mkdir -p '%s'", path);
+    return path;
+}
+
+/* Finite-difference check: loss(ctx) evaluates a scalar (in double) from the current x.
+ * For `nsamples` entries of x (spread over the array), compares the analytic gradient dx with
+ * (loss(x+h) - loss(x-h)) / 2h. Passes if max |a - n| / (|a| + |n| + floor) <= tol. */
+typedef double (*th_loss_fn)(void *ctx);
+static inline int th_fd_check(const char *name, th_loss_fn loss, void *ctx, float *x, const float *dx, long n,
+                              int nsamples, double h, double tol, double floor_) {
+    double worst = 0;
+    long worst_i = -1;
+    double wa = 0, wn = 0;
+    for (int s = 0; s < nsamples && s < n; s++) {
+        long i = n <= nsamples ? s : (long)((double)s * (n - 1) / (nsamples - 1));
+        float x0 = x[i];
+        x[i] = x0 + (float)h;
+        double lp = loss(ctx);
+        x[i] = x0 - (float)h;
+        double lm = loss(ctx);
+        x[i] = x0;
+        double hh = ((double)(x0 + (float)h) - (double)(x0 - (float)h)) / 2; /* the step actually taken */
+        double num = (lp - lm) / (2 * hh), a = dx[i];
+        double rel = fabs(a - num) / (fabs(a) + fabs(num) + floor_);
+        if (rel > worst) worst = rel, worst_i = i, wa = a, wn = num;
+    }
+    return th_ok(worst <= tol, "%s: finite differences at %d points, worst rel err %.2e (at %ld: analytic %.6g numeric %.6g) tol %.0e",
+                 name, nsamples < n ? nsamples : (int)n, worst, worst_i, wa, wn, tol);
+}
+#endif
