@@ -21,6 +21,7 @@ NVCC ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
 PYTHON_SYS ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build-fuzz
 
 BUILD := build
 ifeq ($(CUDA),1)
@@ -125,17 +126,17 @@ venv: $(VENV)/.ok
 
 tests-build: $(LIB) $(TOOLS) $(TESTS)
 
-test: tests-build $(VENV)/.ok
-	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=$(CUDA) SAN=$(SAN) bash tests/run.sh
+FUZZERS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+test: tests-build $(VENV)/.ok $(FUZZERS)
+	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=$(CUDA) SAN=$(SAN) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/run.sh
 
 # libFuzzer targets (clang), linked against the library sources compiled with the fuzzer flags.
-FUZZ_BUILD := build-fuzz
 FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -I. -D_GNU_SOURCE
 FUZZ_LIB_SRC := $(filter-out kernels/%,$(LIB_SRC))
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRC) -lpng -lcjson -lopenblas -lm -fopenmp=libgomp -o $@
-fuzz: $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+fuzz: $(FUZZERS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/fuzz/run.sh
 
 bench: $(TOOLS) $(BENCHES) $(VENV)/.ok

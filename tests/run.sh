@@ -41,6 +41,10 @@ for t in tests/tools/t[0-9]*.sh; do
     [ -f "$t" ] || continue
     run_one "$(basename "$t")" bash "$t"
 done
+# a brief fuzzing pass of every libFuzzer target (make fuzz runs them longer)
+if ls "${FUZZ_BUILD:-build-fuzz}"/fuzz_* >/dev/null 2>&1; then
+    run_one "fuzz (${RHD_FUZZ_SECONDS:-5}s each)" env FUZZ_SECONDS=${RHD_FUZZ_SECONDS:-5} bash tests/fuzz/run.sh
+fi
 echo "# took $(( $(date +%s) - t0 ))s"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ] && [ "$broken" -eq 0 ]
