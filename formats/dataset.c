@@ -147,6 +147,10 @@ static int check_camera(const cJSON *root, const char *name, rhd_camera *cam, rh
     cam->height = wh[1];
     if (json_positive(c, "focal_length", name, &cam->focal_length, e)) return -1;
     if (json_positive(c, "sensor_width", name, &cam->sensor_width, e)) return -1;
+    double f = cam->focal_length / cam->sensor_width * (cam->width > cam->height ? cam->width : cam->height);
+    if (!isfinite(f) || f > 1e12 || f < 1e-12)
+        return rhd_errf(e, "%s: cameras[0].focal_length / sensor_width = %.9g / %.9g gives a focal length of %.3g pixels, "
+                        "expected 1e-12..1e12", name, cam->focal_length, cam->sensor_width, f);
     return check_transformation(cJSON_GetObjectItemCaseSensitive(c, "transformation"), name, cam->c2w, e);
 }
 
@@ -480,7 +484,11 @@ int rhd_dataset_open(rhd_dataset *d, const char *subject_dir, const int *views, 
     int rc = rhd_camera_read(meta0, &d->cam0, e);
     free(meta0);
     if (rc) {
-        rhd_err_prefix(e, "intrinsics are read from view 0");
+        if (e) {
+            char m[sizeof e->msg];
+            memcpy(m, e->msg, sizeof m);
+            rhd_errf(e, "%.900s (the intrinsics are read from view 0)", m);
+        }
         goto fail;
     }
     rhd_intrinsics_from_camera(&d->K, &d->cam0, &d->cfg);
