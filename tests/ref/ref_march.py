@@ -13,11 +13,10 @@ Inputs are <dir>/<name>.npy written by the C test; outputs are written to <dir>/
                                eo [Ne,3], ed [Ne,3] (eval pixels first .. first+Ne-1)
   nearfar <dir> <bound> <min_near>     o, d [N,3] -> near, far [N]
   morton <dir>                         xyz [N,3] int32 -> code [N] int32
-  mark <dir> <H> <C> <bound>           poses [P,12], intr [4] -> grid [C*H^3]
-  grid_step <dir> <H> <C> <bound> <decay> <thresh> <full_updates> <iter> <seed>
-        grid0 [C*H^3] (state before), cxyz [Q,3] (the C code's queries)
-        -> xyz [Q,3], cells [Q] int32 (our queries), sigma [Q] (sphere density at cxyz),
-           grid [C*H^3], bits [C*H^3/8] uint8, mean [2] (hi, lo)
+  grid_seq <dir> <H> <C> <bound> <decay> <thresh> <full_updates> <seed> <steps> <sphere|zero> <mark>
+        [poses [P,12], intr [4] when mark] -> marked [C*H^3] (after mark_untrained, or zeros), then
+        for each update k = 0..steps-1: xyz_k [Q,3], cells_k [Q] int32 (the queries), sigma_k [Q]
+        (the density at xyz_k), grid_k [C*H^3], bits_k [C*H^3/8] uint8, mean_k [2] (hi, lo)
   march_train <dir> <H> <C> <bound> <max_steps> <dt_gamma> <perturb> <seed> <stream> <mean_count> <force>
         o, d [N,3], bits -> rays [N,2] int32, total [1] int64, M [1] int64, kept [1] int64,
            xyz [M,3], dirs [M,3], delta0 [M], delta1 [M]
@@ -179,9 +178,7 @@ def centres(idx, H, scale):
     return ((F(2) * idx.astype(F)) / F(H - 1) - F(1)) * F(scale)
 
 
-def op_mark(d, H, C, bound):
-    H, C, bound = int(H), int(C), float(bound)
-    poses, intr = load(d, "poses").astype(F), load(d, "intr")
+def mark_untrained(poses, intr, H, C, bound):
     fx, fy, cx, cy = [float(F(v)) for v in intr]
     kx, ky = F(cx / fx), F(cy / fy)
     H3 = H ** 3
@@ -198,7 +195,7 @@ def op_mark(d, H, C, bound):
             cam = [(R[0, k] * e[0] + R[1, k] * e[1]) + R[2, k] * e[2] for k in range(3)]  # R^T (X - t)
             seen |= (cam[2] > 0) & (np.abs(cam[0]) < kx * cam[2] + m) & (np.abs(cam[1]) < ky * cam[2] + m)
         grid[c * H3:(c + 1) * H3][~seen] = -1
-    save(d, "grid", grid)
+    return grid
 
 
 def sphere_density(x):
@@ -240,17 +237,11 @@ def grid_queries(grid, H, C, bound, full, seed, stream):
     return xyz, cells
 
 
-def op_grid_step(d, H, C, bound, decay, thresh, full_updates, it, seed):
-    H, C, it = int(H), int(C), int(it)
-    bound, decay, thresh = float(bound), F(decay), float(thresh)
-    grid = load(d, "grid0").astype(F).copy()
+def grid_update(grid, H, C, bound, decay, thresh, full_updates, it, seed, dens):
+    """One update_extra_state (§3.4) of grid (in place); returns xyz, cells, sigma, bits, mean."""
     stream = (6 << 32) | it  # RHD_STREAM(RHD_STREAM_GRID, iter_density)
-    xyz, cells = grid_queries(grid, H, C, bound, it < int(full_updates), int(seed), stream)
-    cxyz = load(d, "cxyz")
-    sigma = sphere_density(cxyz)  # the density at the C code's points, as the caller would evaluate it
-    save(d, "xyz", xyz)
-    save(d, "cells", cells.astype(np.int32))
-    save(d, "sigma", sigma)
+    xyz, cells = grid_queries(grid, H, C, bound, it < full_updates, seed, stream)
+    sigma = sphere_density(xyz) if dens == "sphere" else np.zeros(len(xyz), dtype=F)
     # tmp grid: the last query of each cell wins
     tmp = np.full(C * H ** 3, -1, dtype=F)
     _, first_rev = np.unique(cells[::-1], return_index=True)
@@ -261,10 +252,26 @@ def op_grid_step(d, H, C, bound, decay, thresh, full_updates, it, seed):
     mean = float(np.mean(np.maximum(grid, 0).astype(np.float64)))
     thr = F(min(mean, thresh))
     bits = np.packbits((grid > thr).astype(np.uint8), bitorder="little")
-    save(d, "grid", grid)
-    save(d, "bits", bits)
-    hi = F(mean)
-    save(d, "mean", np.array([hi, F(mean - float(hi))], dtype=F))
+    return xyz, cells, sigma, bits, mean
+
+
+def op_grid_seq(d, H, C, bound, decay, thresh, full_updates, seed, steps, dens, mark):
+    H, C, bound, decay, thresh = int(H), int(C), float(bound), F(decay), float(thresh)
+    full_updates, seed, steps = int(full_updates), int(seed), int(steps)
+    if int(mark):
+        grid = mark_untrained(load(d, "poses").astype(F), load(d, "intr"), H, C, bound)
+    else:
+        grid = np.zeros(C * H ** 3, dtype=F)
+    save(d, "marked", grid)
+    for k in range(steps):
+        xyz, cells, sigma, bits, mean = grid_update(grid, H, C, bound, decay, thresh, full_updates, k, seed, dens)
+        save(d, "xyz_%d" % k, xyz)
+        save(d, "cells_%d" % k, cells.astype(np.int32))
+        save(d, "sigma_%d" % k, sigma)
+        save(d, "grid_%d" % k, grid)
+        save(d, "bits_%d" % k, bits)
+        hi = F(mean)
+        save(d, "mean_%d" % k, np.array([hi, F(mean - float(hi))], dtype=F))
 
 
 # ---------------------------------------------------------------- marching (§3.5-§3.8)
@@ -458,7 +465,7 @@ def op_spiral(d, n, bound):
     save(d, "c2w", out.reshape(n, 12))
 
 
-OPS = {"rays": op_rays, "nearfar": op_nearfar, "morton": op_morton, "mark": op_mark, "grid_step": op_grid_step,
+OPS = {"rays": op_rays, "nearfar": op_nearfar, "morton": op_morton, "grid_seq": op_grid_seq,
        "march_train": op_march_train, "march_infer": op_march_infer, "spiral": op_spiral}
 
 
