@@ -10,8 +10,8 @@ int64_t rhd_march_capacity(int64_t total, int64_t mean_count, int force_all_rays
 }
 
 static void check_cfg(const rhd_march_cfg *c) {
-    RHD_ASSERT(c->H >= 2 && c->H <= 1024 && c->C >= 1 && c->C <= RHD_OCC_MAX_CASCADES && c->max_steps >= 1 &&
-               c->bound > 0);
+    RHD_ASSERT(c->H >= 2 && c->H <= 1024 && (c->H & (c->H - 1)) == 0);
+    RHD_ASSERT(c->C >= 1 && c->C <= RHD_OCC_MAX_CASCADES && c->max_steps >= 1 && c->bound > 0);
 }
 
 int64_t rhd_march_train_count(rhd_ctx *ctx, int32_t *rays, const float *rays_o, const float *rays_d,

@@ -74,7 +74,7 @@
 
 typedef struct rhd_march_cfg {
     float bound;     /* the scene box [-bound, bound]^3 (1) */
-    int H;           /* occupancy grid size (256 in fitting, 128 in the upsample trainer) */
+    int H;           /* occupancy grid size, a power of two (256 in fitting, 128 in the upsample trainer) */
     int C;           /* cascades (1) */
     int max_steps;   /* 1024 */
     float dt_gamma;  /* 0 in the scripts (main.py's default is 1/128) */

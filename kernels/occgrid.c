@@ -28,12 +28,12 @@ static int64_t sums_size(int64_t n) {
 
 int rhd_occgrid_init(rhd_ctx *ctx, rhd_occgrid *g, const rhd_occgrid_cfg *cfg, rhd_err *e) {
     memset(g, 0, sizeof *g);
-    if (cfg->H < 2 || cfg->H > 1024)
-        return rhd_errf(e, "occupancy grid: grid size %d, expected 2..1024", cfg->H);
+    if (cfg->H < 2 || cfg->H > 1024 || (cfg->H & (cfg->H - 1)))
+        return rhd_errf(e, "occupancy grid: grid size %d, expected a power of two in 2..1024 (Morton addressing)",
+                        cfg->H);
     if (cfg->C < 1 || cfg->C > RHD_OCC_MAX_CASCADES)
         return rhd_errf(e, "occupancy grid: %d cascades, expected 1..%d", cfg->C, RHD_OCC_MAX_CASCADES);
     int64_t H3 = (int64_t)cfg->H * cfg->H * cfg->H;
-    if (H3 % 8) return rhd_errf(e, "occupancy grid: grid size %d, expected an even size (H^3 a multiple of 8)", cfg->H);
     if ((int64_t)cfg->C * H3 >= ((int64_t)1 << 31))
         return rhd_errf(e, "occupancy grid: %d cascades of %d^3 cells, expected fewer than 2^31 cells", cfg->C, cfg->H);
     if (!(cfg->bound > 0)) return rhd_errf(e, "occupancy grid: bound %g, expected > 0", (double)cfg->bound);

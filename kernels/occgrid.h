@@ -68,7 +68,7 @@
 #define RHD_OCC_MAX_CASCADES 8
 
 typedef struct rhd_occgrid_cfg {
-    int H;                /* grid_size: 256 in fitting and test, 128 in the upsample trainer */
+    int H;                /* grid_size: 256 in fitting and test, 128 in the upsample trainer; a power of two */
     int C;                /* cascades: rhd_occgrid_cascades(bound), 1 for bound 1 */
     float bound;          /* the scene box [-bound, bound]^3 */
     float decay;          /* 0.95 */
@@ -203,8 +203,9 @@ extern "C" {
 rhd_occgrid_cfg rhd_occgrid_cfg_default(void);
 /* 1 + ceil(log2(bound)), at least 1 (§3.1). */
 int rhd_occgrid_cascades(float bound);
-/* Allocate (ctx side) and reset. -1 with a message for a bad configuration (H not in [2,1024], H^3
- * not a multiple of 8, C not in [1, 8], C*H^3 >= 2^31, bound <= 0). */
+/* Allocate (ctx side) and reset. -1 with a message for a bad configuration (H not a power of two
+ * in [2,1024]: Morton codes of a non-power-of-two grid overrun H^3; C not in [1, 8]; C*H^3 >= 2^31;
+ * bound <= 0). */
 int rhd_occgrid_init(rhd_ctx *ctx, rhd_occgrid *g, const rhd_occgrid_cfg *cfg, rhd_err *e);
 void rhd_occgrid_free(rhd_ctx *ctx, rhd_occgrid *g);
 /* reset_extra_state: zero the grid, bitfield, mean_density, iter_density, step counters,

@@ -17,9 +17,10 @@ Inputs are <dir>/<name>.npy written by the C test; outputs are written to <dir>/
         [poses [P,12], intr [4] when mark] -> marked [C*H^3] (after mark_untrained, or zeros), then
         for each update k = 0..steps-1: xyz_k [Q,3], cells_k [Q] int32 (the queries), sigma_k [Q]
         (the density at xyz_k), grid_k [C*H^3], bits_k [C*H^3/8] uint8, mean_k [2] (hi, lo)
-  march_train <dir> <H> <C> <bound> <max_steps> <dt_gamma> <perturb> <seed> <stream> <mean_count> <force>
-        o, d [N,3], bits -> rays [N,2] int32, total [1] int64, M [1] int64, kept [1] int64,
-           xyz [M,3], dirs [M,3], delta0 [M], delta1 [M]
+  march_train <dir> <H> <C> <bound> <max_steps> <dt_gamma> <perturb> <seed> <stream> <mc0,mc1,...>
+        o, d [N,3], bits -> for each mean_count mc_i (0: no budget, every ray kept):
+           rays_i [N,2] int32, sizes_i [3] int64 (total, M, kept), xyz_i [M,3], dirs_i [M,3],
+           delta0_i [M], delta1_i [M]
   march_infer <dir> <H> <C> <bound> <max_steps> <dt_gamma> <perturb> <seed> <stream> <stop_mod>
         o, d [N,3], bits -> the concatenation over iterations of xyz, dirs, delta0, delta1, alive
            (the alive list each iteration marched), nstep [iters] int32, t_cur [N]
@@ -292,18 +293,32 @@ def fmaxf(a, b):
     return a if a >= b else b
 
 
+def _spread(x):
+    """Bit b of x moved to bit 3b (the Morton interleave of one axis), by the definition."""
+    return sum(((x >> b) & 1) << (3 * b) for b in range(10))
+
+
+SPREAD = [_spread(x) for x in range(1024)]
+
+
 class Marcher:
+    """The per-ray march of §3.5-§3.7 on np.float32 scalars (one rounding per operation)."""
+
     def __init__(self, bits, H, C, bound, max_steps, dt_gamma):
-        self.bits = bits
+        self.bits = bytes(np.asarray(bits, dtype=np.uint8))
         self.H, self.C, self.bound = int(H), int(C), F(bound)
         self.Hf = F(H)
+        self.Hm1 = F(H) - F(1)
         self.H3 = int(H) ** 3
         self.dt_gamma = F(dt_gamma)
         sqrt3 = F(1.7320508075688772)
         self.dt_min = (F(2) * sqrt3) / F(max_steps)
         self.dt_max = (F(2) * sqrt3 * F(2 ** (int(C) - 1))) / F(H)
+        self.dt_const = self.dt(F(0)) if self.dt_gamma == 0 else None
 
     def dt(self, t):
+        if self.dt_gamma == 0 and getattr(self, "dt_const", None) is not None:
+            return self.dt_const  # t*0 is 0 (or NaN, ignored by fmaxf): the clamp is constant
         return fminf(fmaxf(t * self.dt_gamma, self.dt_min), self.dt_max)
 
     def mip(self, x):
@@ -311,11 +326,14 @@ class Marcher:
         return min(max(e, 0), self.C - 1)
 
     def occupied(self, p, dt):
-        level = max(self.mip(max(abs(p[0]), abs(p[1]), abs(p[2]))), self.mip((dt * self.Hf) * F(0.5)))
+        if self.C > 1:
+            level = max(self.mip(max(abs(p[0]), abs(p[1]), abs(p[2]))), self.mip((dt * self.Hf) * F(0.5)))
+        else:
+            level = 0  # both exponents are clamped to [0, C-1] = [0, 0]
         mb = fminf(F(2.0 ** level), self.bound)
-        n = [int(fminf(fmaxf((F(0.5) * (pa / mb + F(1))) * self.Hf, F(0)), self.Hf - F(1))) for pa in p]
-        idx = level * self.H3 + int(morton(n[0], n[1], n[2]))
-        return bool((int(self.bits[idx >> 3]) >> (idx & 7)) & 1), n, mb
+        n = [int(fminf(fmaxf((F(0.5) * (pa / mb + F(1))) * self.Hf, F(0)), self.Hm1)) for pa in p]
+        idx = level * self.H3 + (SPREAD[n[0]] | (SPREAD[n[1]] << 1) | (SPREAD[n[2]] << 2))
+        return (self.bits[idx >> 3] >> (idx & 7)) & 1, n, mb
 
     def march(self, o, d, t, far, budget):
         """Samples of one ray from t: (list of (p, dt, delta1)), t at the end."""
@@ -359,7 +377,7 @@ def march_args(a):
 
 def op_march_train(d, *a):
     H, C, bound, max_steps, dt_gamma, perturb, seed, stream = march_args(a)
-    mean_count, force = int(a[8]), int(a[9])
+    mean_counts = [int(x) for x in a[8].split(",")]
     o, dd, bits = load(d, "o"), load(d, "d"), load(d, "bits")
     mr = Marcher(bits, H, C, bound, max_steps, dt_gamma)
     per_ray = []
@@ -371,30 +389,27 @@ def op_march_train(d, *a):
     counts = np.array([len(s) for s in per_ray], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     total = int(counts.sum())
-    if force or mean_count <= 0:
-        M = total
-    else:
-        M = mean_count + 128 - mean_count % 128
-    keep = offsets + counts <= M
-    kept = int(counts[keep].sum())
-    rays = np.stack([offsets, counts], axis=1)
-    rays[~keep] = [kept, 0]
-    xyz = np.zeros((M, 3), dtype=F)
-    dirs = np.zeros((M, 3), dtype=F)
-    d0 = np.zeros(M, dtype=F)
-    d1 = np.zeros(M, dtype=F)
-    for r in range(o.shape[0]):
-        if not keep[r]:
-            continue
-        for k, (p, dt, dl) in enumerate(per_ray[r]):
-            i = offsets[r] + k
-            xyz[i], dirs[i], d0[i], d1[i] = p, dd[r], dt, dl
-    save(d, "rays", rays.astype(np.int32))
-    save(d, "total", np.array([total], dtype=np.int64))
-    save(d, "M", np.array([M], dtype=np.int64))
-    save(d, "kept", np.array([kept], dtype=np.int64))
-    for name, arr in (("xyz", xyz), ("dirs", dirs), ("delta0", d0), ("delta1", d1)):
-        save(d, name, arr)
+    for i, mean_count in enumerate(mean_counts):
+        # the sample budget: mean_count rounded up to the next multiple of 128, always + 1..128
+        M = total if mean_count <= 0 else mean_count + 128 - mean_count % 128
+        keep = offsets + counts <= M
+        kept = int(counts[keep].sum())
+        rays = np.stack([offsets, counts], axis=1)
+        rays[~keep] = [kept, 0]
+        xyz = np.zeros((M, 3), dtype=F)
+        dirs = np.zeros((M, 3), dtype=F)
+        d0 = np.zeros(M, dtype=F)
+        d1 = np.zeros(M, dtype=F)
+        for r in range(o.shape[0]):
+            if not keep[r]:
+                continue
+            for k, (p, dt, dl) in enumerate(per_ray[r]):
+                j = offsets[r] + k
+                xyz[j], dirs[j], d0[j], d1[j] = p, dd[r], dt, dl
+        save(d, "rays_%d" % i, rays.astype(np.int32))
+        save(d, "sizes_%d" % i, np.array([total, M, kept], dtype=np.int64))
+        for name, arr in (("xyz", xyz), ("dirs", dirs), ("delta0", d0), ("delta1", d1)):
+            save(d, "%s_%d" % (name, i), arr)
 
 
 def op_march_infer(d, *a):
