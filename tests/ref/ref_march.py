@@ -243,8 +243,14 @@ def grid_update(grid, H, C, bound, decay, thresh, full_updates, it, seed, dens):
     stream = (6 << 32) | it  # RHD_STREAM(RHD_STREAM_GRID, iter_density)
     xyz, cells = grid_queries(grid, H, C, bound, it < full_updates, seed, stream)
     sigma = sphere_density(xyz) if dens == "sphere" else np.zeros(len(xyz), dtype=F)
+    bits, mean = grid_apply(grid, cells, sigma, decay, thresh)
+    return xyz, cells, sigma, bits, mean
+
+
+def grid_apply(grid, cells, sigma, decay, thresh):
+    """Steps 4-6 of §3.4 on grid (in place): returns the bitfield and the mean density."""
     # tmp grid: the last query of each cell wins
-    tmp = np.full(C * H ** 3, -1, dtype=F)
+    tmp = np.full(len(grid), -1, dtype=F)
     _, first_rev = np.unique(cells[::-1], return_index=True)
     last = len(cells) - 1 - first_rev
     tmp[cells[last]] = sigma[last]
@@ -253,7 +259,7 @@ def grid_update(grid, H, C, bound, decay, thresh, full_updates, it, seed, dens):
     mean = float(np.mean(np.maximum(grid, 0).astype(np.float64)))
     thr = F(min(mean, thresh))
     bits = np.packbits((grid > thr).astype(np.uint8), bitorder="little")
-    return xyz, cells, sigma, bits, mean
+    return bits, mean
 
 
 def op_grid_seq(d, H, C, bound, decay, thresh, full_updates, seed, steps, dens, mark):
