@@ -4,6 +4,9 @@
 #include "common/err.h"
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define SUM_CHUNK 256
 
@@ -45,6 +48,7 @@ int rhd_occgrid_init(rhd_ctx *ctx, rhd_occgrid *g, const rhd_occgrid_cfg *cfg, r
     g->bitfield = rhd_buf_alloc(ctx, (size_t)g->n_cells / 8);
     g->occ = rhd_buf_alloc(ctx, sizeof(int32_t) * (size_t)g->n_cells);
     g->winner = rhd_buf_alloc(ctx, sizeof(int32_t) * (size_t)g->n_cells);
+    g->qcells = rhd_buf_alloc(ctx, sizeof(int32_t) * (size_t)(g->n_cells / 2));
     g->sums = rhd_buf_alloc(ctx, sizeof(double) * (size_t)sums_size(g->n_cells));
     rhd_occgrid_reset(ctx, g);
     return 0;
@@ -55,6 +59,7 @@ void rhd_occgrid_free(rhd_ctx *ctx, rhd_occgrid *g) {
     rhd_buf_free(ctx, g->bitfield);
     rhd_buf_free(ctx, g->occ);
     rhd_buf_free(ctx, g->winner);
+    rhd_buf_free(ctx, g->qcells);
     rhd_buf_free(ctx, g->sums);
     memset(g, 0, sizeof *g);
 }
@@ -145,16 +150,25 @@ static void occupied_cpu(rhd_occgrid *g) {
     free(cnt);
 }
 
-/* CPU: winner[cell] = the highest query index that hits it (integer atomic max). */
+/* CPU: the cell of every query, then winner[cell] = the highest query index that hits it. Each
+ * thread scans all queries in order and keeps the cells of its own index range, so no atomics
+ * are needed and the result does not depend on the thread count. */
 static void winners_cpu(rhd_occgrid *g) {
-    memset(g->winner, 0xff, sizeof(int32_t) * (size_t)g->n_cells);
     const rhd_occ_plan *p = &g->plan;
+    int64_t nq = g->n_queries, n = g->n_cells;
 #pragma omp parallel for schedule(static)
-    for (int64_t q = 0; q < g->n_queries; q++) {
-        int32_t cell = rhd_occ_query(p, g->occ, q, NULL);
-        int32_t *w = &g->winner[cell];
-        int32_t cur = __atomic_load_n(w, __ATOMIC_RELAXED);
-        while (cur < (int32_t)q && !__atomic_compare_exchange_n(w, &cur, (int32_t)q, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    for (int64_t q = 0; q < nq; q++) g->qcells[q] = rhd_occ_select(p, g->occ, q);
+    memset(g->winner, 0xff, sizeof(int32_t) * (size_t)n);
+#pragma omp parallel
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), T = omp_get_num_threads();
+#endif
+        int64_t lo = n * t / T, hi = n * (t + 1) / T;
+        for (int64_t q = 0; q < nq; q++) {
+            int32_t c = g->qcells[q];
+            if (c >= lo && c < hi) g->winner[c] = (int32_t)q;
         }
     }
 }
@@ -188,7 +202,7 @@ int64_t rhd_occgrid_begin_update(rhd_ctx *ctx, rhd_occgrid *g, uint64_t seed) {
         for (int c = 0; c < cfg->C; c++) p->q_begin[c + 1] = p->q_begin[c] + p->n_random + (p->occ_n[c] > 0 ? p->n_random : 0);
     }
     g->n_queries = p->q_begin[cfg->C];
-    RHD_ASSERT(g->n_queries < ((int64_t)1 << 31));
+    RHD_ASSERT(g->n_queries < ((int64_t)1 << 31) && (p->full || g->n_queries <= g->n_cells / 2));
     if (!p->full) {
 #ifdef RHD_CUDA
         if (ctx->backend == RHD_BACKEND_CUDA) rhd_occgrid_winners_cuda(ctx, g);
@@ -211,7 +225,8 @@ void rhd_occgrid_queries(rhd_ctx *ctx, rhd_occgrid *g, float *xyz, int32_t *cell
     const rhd_occ_plan *p = &g->plan;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        int32_t cell = rhd_occ_query(p, g->occ, q0 + i, xyz + 3 * i);
+        int32_t cell = p->full ? (int32_t)(q0 + i) : g->qcells[q0 + i];
+        rhd_occ_point(p, cell, q0 + i, xyz + 3 * i);
         if (cells) cells[i] = cell;
     }
 }

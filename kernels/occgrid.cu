@@ -37,15 +37,20 @@ static __global__ void occ_scatter_kernel(int32_t *occ, const int32_t *pos, cons
         if (density[i] > 0.f) occ[pos[i]] = (int32_t)i;
 }
 
-static __global__ void winners_kernel(int32_t *winner, const int32_t *occ, rhd_occ_plan p, int64_t nq) {
-    for (int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; q < nq; q += (int64_t)gridDim.x * blockDim.x)
-        atomicMax(&winner[rhd_occ_query(&p, occ, q, NULL)], (int)q);
+static __global__ void winners_kernel(int32_t *winner, int32_t *qcells, const int32_t *occ, rhd_occ_plan p,
+                                      int64_t nq) {
+    for (int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; q < nq; q += (int64_t)gridDim.x * blockDim.x) {
+        int32_t cell = rhd_occ_select(&p, occ, q);
+        qcells[q] = cell;
+        atomicMax(&winner[cell], (int)q);
+    }
 }
 
-static __global__ void queries_kernel(float *xyz, int32_t *cells, const int32_t *occ, rhd_occ_plan p, int64_t q0,
+static __global__ void queries_kernel(float *xyz, int32_t *cells, const int32_t *qcells, rhd_occ_plan p, int64_t q0,
                                       int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        int32_t cell = rhd_occ_query(&p, occ, q0 + i, xyz + 3 * i);
+        int32_t cell = p.full ? (int32_t)(q0 + i) : qcells[q0 + i];
+        rhd_occ_point(&p, cell, q0 + i, xyz + 3 * i);
         if (cells) cells[i] = cell;
     }
 }
@@ -138,13 +143,14 @@ extern "C" void rhd_occgrid_occupied_cuda(rhd_ctx *ctx, rhd_occgrid *g) {
 extern "C" void rhd_occgrid_winners_cuda(rhd_ctx *ctx, rhd_occgrid *g) {
     cudaStream_t st = RHD_CUDA_STREAM(ctx);
     CUDA_CHECK(cudaMemsetAsync(g->winner, 0xff, sizeof(int32_t) * (size_t)g->n_cells, st));
-    winners_kernel<<<rhd_grid1d(g->n_queries, 256), 256, 0, st>>>(g->winner, g->occ, g->plan, g->n_queries);
+    winners_kernel<<<rhd_grid1d(g->n_queries, 256), 256, 0, st>>>(g->winner, g->qcells, g->occ, g->plan,
+                                                                   g->n_queries);
     CUDA_CHECK(cudaGetLastError());
 }
 
 extern "C" void rhd_occgrid_queries_cuda(rhd_ctx *ctx, rhd_occgrid *g, float *xyz, int32_t *cells, int64_t q0, int64_t n) {
     if (n == 0) return;
-    queries_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(xyz, cells, g->occ, g->plan, q0, n);
+    queries_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(xyz, cells, g->qcells, g->plan, q0, n);
     CUDA_CHECK(cudaGetLastError());
 }
 

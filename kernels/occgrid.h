@@ -54,8 +54,9 @@
  *   sees get density -1 (others are left as they are).
  *
  * Contract: density and bitfield are written in place; all outputs are deterministic and do not
- * depend on the thread count (no float atomics; integer atomic max for the winners on CUDA and
- * the CPU). CUDA and CPU give bit-identical grids and bitfields. */
+ * depend on the thread count (no float atomics; the winners are the highest query per cell, by an
+ * integer atomicMax on CUDA and by a scan in query order over cell ranges on the CPU). CUDA and
+ * CPU give bit-identical grids and bitfields. */
 #ifndef RHD_KERNELS_OCCGRID_H
 #define RHD_KERNELS_OCCGRID_H
 #include <math.h>
@@ -104,6 +105,7 @@ typedef struct rhd_occgrid {
     rhd_occ_plan plan;
     int32_t *occ;    /* [C*H^3] ctx side: the occupied cells of every cascade, ascending */
     int32_t *winner; /* [C*H^3] ctx side: the winning query of each cell (partial updates) */
+    int32_t *qcells; /* [C*H^3/2] ctx side: the cell of each query (partial updates) */
     double *sums;    /* ctx side: mean reduction partials */
 } rhd_occgrid;
 
@@ -140,38 +142,39 @@ RHD_HD static inline float rhd_occ_unit_centre(uint32_t i, int H) {
     return RHD_FSUB((float)(2 * i) / (float)(H - 1), 1.f);
 }
 
-/* Query q of the plan: writes xyz[3], returns the global cell index c*H^3 + Morton. */
-RHD_HD static inline int32_t rhd_occ_query(const rhd_occ_plan *p, const int32_t *occ, int64_t q, float *xyz) {
-    int64_t H3 = (int64_t)p->H * p->H * p->H;
+/* Cascade of query q. */
+RHD_HD static inline int rhd_occ_cascade(const rhd_occ_plan *p, int64_t q) {
     int c = 0;
     while (c + 1 < p->C && q >= p->q_begin[c + 1]) c++;
-    int64_t cell;
-    if (p->full) {
-        cell = q;
-    } else {
-        rhd_u32x4 r = rhd_rng_block(p->seed, p->stream, 2 * (uint64_t)q + 1);
-        int64_t j = q - p->q_begin[c];
-        if (j < p->n_random) {
-            uint32_t ix = (uint32_t)(((uint64_t)r.v[0] * (uint32_t)p->H) >> 32);
-            uint32_t iy = (uint32_t)(((uint64_t)r.v[1] * (uint32_t)p->H) >> 32);
-            uint32_t iz = (uint32_t)(((uint64_t)r.v[2] * (uint32_t)p->H) >> 32);
-            cell = c * H3 + rhd_morton3(ix, iy, iz);
-        } else {
-            int64_t k = (int64_t)(((uint64_t)r.v[0] * (uint64_t)p->occ_n[c]) >> 32);
-            cell = occ[p->occ_begin[c] + k];
-        }
+    return c;
+}
+
+/* The cell of query q of a partial update: the global index c*H^3 + Morton. */
+RHD_HD static inline int32_t rhd_occ_select(const rhd_occ_plan *p, const int32_t *occ, int64_t q) {
+    int64_t H3 = (int64_t)p->H * p->H * p->H;
+    int c = rhd_occ_cascade(p, q);
+    rhd_u32x4 r = rhd_rng_block(p->seed, p->stream, 2 * (uint64_t)q + 1);
+    if (q - p->q_begin[c] < p->n_random) {
+        uint32_t ix = (uint32_t)(((uint64_t)r.v[0] * (uint32_t)p->H) >> 32);
+        uint32_t iy = (uint32_t)(((uint64_t)r.v[1] * (uint32_t)p->H) >> 32);
+        uint32_t iz = (uint32_t)(((uint64_t)r.v[2] * (uint32_t)p->H) >> 32);
+        return (int32_t)(c * H3 + rhd_morton3(ix, iy, iz));
     }
-    if (xyz) {
-        uint32_t ix, iy, iz;
-        rhd_morton3_inv((uint32_t)(cell - c * H3), &ix, &iy, &iz);
-        rhd_u32x4 u = rhd_rng_block(p->seed, p->stream, 2 * (uint64_t)q);
-        uint32_t id[3] = {ix, iy, iz};
-        for (int a = 0; a < 3; a++) {
-            float j = RHD_FMUL(RHD_FSUB(RHD_FMUL(rhd_u32_to_unit(u.v[a]), 2.f), 1.f), p->hgs[c]);
-            xyz[a] = RHD_FADD(RHD_FMUL(rhd_occ_unit_centre(id[a], p->H), p->scale[c]), j);
-        }
+    int64_t k = (int64_t)(((uint64_t)r.v[0] * (uint64_t)p->occ_n[c]) >> 32);
+    return occ[p->occ_begin[c] + k];
+}
+
+/* The jittered query point xyz[3] of query q at `cell` (q itself in a full update). */
+RHD_HD static inline void rhd_occ_point(const rhd_occ_plan *p, int32_t cell, int64_t q, float *xyz) {
+    int64_t H3 = (int64_t)p->H * p->H * p->H;
+    int c = (int)(cell / H3);
+    uint32_t id[3];
+    rhd_morton3_inv((uint32_t)(cell - c * H3), &id[0], &id[1], &id[2]);
+    rhd_u32x4 u = rhd_rng_block(p->seed, p->stream, 2 * (uint64_t)q);
+    for (int a = 0; a < 3; a++) {
+        float j = RHD_FMUL(RHD_FSUB(RHD_FMUL(rhd_u32_to_unit(u.v[a]), 2.f), 1.f), p->hgs[c]);
+        xyz[a] = RHD_FADD(RHD_FMUL(rhd_occ_unit_centre(id[a], p->H), p->scale[c]), j);
     }
-    return (int32_t)cell;
 }
 
 /* §3.4 step 4 for one cell. */
@@ -236,7 +239,7 @@ float rhd_occgrid_threshold(const rhd_occgrid *g);
 #ifdef RHD_CUDA
 void rhd_occgrid_mark_untrained_cuda(rhd_ctx *ctx, rhd_occgrid *g, const float *poses, int n_poses, float kx, float ky);
 void rhd_occgrid_occupied_cuda(rhd_ctx *ctx, rhd_occgrid *g); /* fills occ and plan.occ_begin/occ_n */
-void rhd_occgrid_winners_cuda(rhd_ctx *ctx, rhd_occgrid *g);
+void rhd_occgrid_winners_cuda(rhd_ctx *ctx, rhd_occgrid *g);  /* fills qcells and winner */
 void rhd_occgrid_queries_cuda(rhd_ctx *ctx, rhd_occgrid *g, float *xyz, int32_t *cells, int64_t q0, int64_t n);
 void rhd_occgrid_apply_cuda(rhd_ctx *ctx, rhd_occgrid *g, const float *sigma, const int32_t *cells, int64_t q0,
                             int64_t n);

@@ -7,7 +7,7 @@
  *     density equal to 1e-12. Cases: H=32 C=1 (3 full + 3 partial, chunked and reverse-chunked
  *     application), H=16 C=2 bound=2, and the partial update with no occupied cell (§12.12);
  * (c) step counters and mean_count (§3.4 step 7);
- * (d) the whole sequence with 1 and 2 threads: bit-identical;
+ * (d) the whole sequence with 1, 2 and 3 threads: bit-identical;
  * (e) CUDA vs CPU on the same sequence when a device is present. */
 #include "refcheck.h"
 #include "kernels/occgrid.h"
@@ -324,17 +324,20 @@ int main(void) {
     }
     /* (d) threads: 1 thread against 2 threads on the same sequences */
     for (int k = 0; k < 2; k++) {
-        float *g1, *g2;
-        uint8_t *b1, *b2;
+        float *g1, *g2, *g3;
+        uint8_t *b1, *b2, *b3;
         omp_set_num_threads(1);
         run_seq(cpu, &cases[k], 0, &g1, &b1, NULL, NULL);
+        omp_set_num_threads(3);
+        run_seq(cpu, &cases[k], 0, &g3, &b3, NULL, NULL);
         omp_set_num_threads(2);
         run_seq(cpu, &cases[k], 0, &g2, &b2, &cases[k].xyz0, &cases[k].cells_last);
         int64_t n = (int64_t)cases[k].cfg.C * cases[k].cfg.H * cases[k].cfg.H * cases[k].cfg.H;
-        th_ok(!memcmp(g1, g2, sizeof(float) * n) && !memcmp(b1, b2, (size_t)n / 8),
-              "%s: whole sequence with 1 and 2 threads bit-identical", cases[k].label);
+        th_ok(!memcmp(g1, g2, sizeof(float) * n) && !memcmp(b1, b2, (size_t)n / 8) &&
+                  !memcmp(g3, g2, sizeof(float) * n) && !memcmp(b3, b2, (size_t)n / 8),
+              "%s: whole sequence with 1, 2 and 3 threads bit-identical", cases[k].label);
         cases[k].grid_final = g2, cases[k].bits_final = b2;
-        free(g1), free(b1);
+        free(g1), free(b1), free(g3), free(b3);
     }
     test_step_counters();
     /* (e) CUDA */
