@@ -13,11 +13,17 @@
 #include <string.h>
 
 /* Query rows per block: keep the [rows, Tk] score block near 1 MiB (it and the probabilities stay
- * in cache between the two GEMMs), at least 32 rows so the GEMMs stay efficient. */
-static int attn_rows(int Tq, int Tk) {
+ * in cache between the two GEMMs), at least 32 rows so the GEMMs stay efficient, and split a
+ * single item into several blocks when there are few (b, h) items, so the forward has >= 8
+ * tasks. A function of the shapes only: the blocking (and with it the summation order of dk, dv)
+ * never depends on the thread count. */
+static int attn_rows(long BH, int Tq, int Tk) {
     int r = (1 << 18) / (Tk > 0 ? Tk : 1);
-    if (r < 32) r = 32;
     if (r > 512) r = 512;
+    long want = BH >= 8 ? 1 : (8 + BH - 1) / (BH > 0 ? BH : 1); /* blocks per item */
+    long split = (Tq + want - 1) / want;
+    if (split < r) r = (int)split;
+    if (r < 32) r = 32;
     return r < Tq ? r : Tq;
 }
 
@@ -79,7 +85,7 @@ static void blas_serial_end(int n) {
 
 static void attention_forward_cpu(float *out, float *lse, const float *q, const float *k, const float *v, long BH,
                                   int Tq, int Tk, int d, float scale) {
-    int rows = attn_rows(Tq, Tk);
+    int rows = attn_rows(BH, Tq, Tk);
     if (rows <= 0) return;
     long nblk = (Tq + rows - 1) / rows;
     int nb = blas_serial_begin();
@@ -110,7 +116,7 @@ static void attention_forward_cpu(float *out, float *lse, const float *q, const 
 static void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                    const float *k, const float *v, const float *out, const float *lse, long BH,
                                    int Tq, int Tk, int d, float scale) {
-    int rows = attn_rows(Tq, Tk);
+    int rows = attn_rows(BH, Tq, Tk);
     if (rows <= 0) {
         memset(dk, 0, sizeof(float) * BH * Tk * d);
         memset(dv, 0, sizeof(float) * BH * Tk * d);

@@ -33,7 +33,7 @@ typedef struct {
     float *a[8];
 } bcase;
 
-enum { K_BLOCK_F, K_BLOCK_B, K_CORE_F, K_CORE_B, K_BICUBIC_F, K_BILINEAR_F, K_BILINEAR_B, K_AVG_F, K_AVG_B,
+enum { K_BLOCK_F, K_BLOCK_B, K_CORE_F, K_BICUBIC_F, K_BILINEAR_F, K_BILINEAR_B, K_AVG_F, K_AVG_B,
        K_NEAR_F, K_NEAR_B, K_EMBED };
 
 static void setup(bcase *c) {
@@ -47,13 +47,10 @@ static void setup(bcase *c) {
         c->a[6] = c->Te ? buf(nekv, 0) : NULL;
         rhd_attention_block_forward(ctx, c->a[2], c->a[3], c->a[0], c->a[1], c->B, c->C, c->H, c->T, c->Te);
         break;
-    case K_CORE_F:
-    case K_CORE_B: {
+    case K_CORE_F: {
         long n = (long)c->B * c->C * c->T; /* H = 1 head of width C */
         c->a[0] = buf(n, 1), c->a[1] = buf(n, 1), c->a[2] = buf(n, 1), c->a[3] = buf(n, 0);
-        c->a[4] = buf((long)c->B * c->T, 0), c->a[5] = buf(n, 1), c->a[6] = buf(n * 3, 0);
-        rhd_attention_forward(ctx, c->a[3], c->a[4], c->a[0], c->a[1], c->a[2], c->B, 1, c->T, c->T, c->C,
-                              1.0f / sqrtf((float)c->C));
+        c->a[4] = buf((long)c->B * c->T, 0);
         break;
     }
     case K_EMBED:
@@ -66,7 +63,6 @@ static void setup(bcase *c) {
 
 static void run(bcase *c) {
     float **a = c->a;
-    long n = (long)c->B * c->C * c->T;
     switch (c->kind) {
     case K_BLOCK_F: rhd_attention_block_forward(ctx, a[2], a[3], a[0], a[1], c->B, c->C, c->H, c->T, c->Te); break;
     case K_BLOCK_B:
@@ -74,10 +70,6 @@ static void run(bcase *c) {
         break;
     case K_CORE_F:
         rhd_attention_forward(ctx, a[3], a[4], a[0], a[1], a[2], c->B, 1, c->T, c->T, c->C, 1.0f / sqrtf((float)c->C));
-        break;
-    case K_CORE_B:
-        rhd_attention_backward(ctx, a[6], a[6] + n, a[6] + 2 * n, a[5], a[0], a[1], a[2], a[3], a[4], c->B, 1, c->T,
-                               c->T, c->C, 1.0f / sqrtf((float)c->C));
         break;
     case K_BICUBIC_F:
         rhd_resize_forward(ctx, a[1], a[0], c->N, c->Ci, c->Hi, c->Wi, c->Ho, c->Wo, RHD_RESIZE_BICUBIC, 0);
