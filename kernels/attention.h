@@ -163,20 +163,21 @@ RHD_HD static inline float rhd_pool_out(const float *P, const float *V, int L, i
     return (float)a;
 }
 
-/* Logit gradients of head h: G[j] = p_j (dp_j - sum_k p_k dp_k), dp_j = dy_h . V_jh; G already
- * includes the 1/sqrt(dh) logit scale. */
+/* Logit gradients of head h: G[j] = p_j (dp_j - sum_k p_k dp_k), dp_j = dy_h . V_jh, all in
+ * double (dp_j is recomputed rather than stored rounded: with L = 1 the two dp differ little);
+ * G already includes the 1/sqrt(dh) logit scale. */
+RHD_HD static inline double rhd_pool_dp(const float *V, const float *dy, int W, int dh, int h, int j) {
+    double a = 0;
+    for (int c = 0; c < dh; c++) a += (double)dy[h * dh + c] * V[(long)j * W + h * dh + c];
+    return a;
+}
 RHD_HD static inline void rhd_pool_logit_grad(float *G, const float *P, const float *V, const float *dy, int L, int W,
                                               int dh, int h) {
     const float *p = P + (long)h * (L + 1);
     double dot = 0;
-    for (int j = 0; j <= L; j++) {
-        double a = 0;
-        for (int c = 0; c < dh; c++) a += (double)dy[h * dh + c] * V[(long)j * W + h * dh + c];
-        G[j] = (float)a;
-        dot += (double)p[j] * a;
-    }
-    float scale = 1.0f / sqrtf((float)dh);
-    for (int j = 0; j <= L; j++) G[j] = (float)(p[j] * (G[j] - dot)) * scale;
+    for (int j = 0; j <= L; j++) dot += (double)p[j] * rhd_pool_dp(V, dy, W, dh, h, j);
+    double scale = 1.0 / sqrt((double)dh);
+    for (int j = 0; j <= L; j++) G[j] = (float)(p[j] * (rhd_pool_dp(V, dy, W, dh, h, j) - dot) * scale);
 }
 
 /* dQ[c] = sum_j G[h][j] K[j][c] (h = c / dh). */
