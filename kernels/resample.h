@@ -86,7 +86,11 @@ RHD_HD static inline float rhd_cubic_far(float s) {
  * number of taps (2 bilinear, 4 bicubic). Indices are always within [0, in-1]. */
 RHD_HD static inline int rhd_resize_taps(rhd_resize_mode mode, int align_corners, int o, int in, float scale,
                                          int idx[4], float w[4]) {
+#ifdef __CUDA_ARCH__ /* no fused multiply-add here: the same source coordinate as the CPU */
+    float src = align_corners ? __fmul_rn(scale, (float)o) : __fsub_rn(__fmul_rn(scale, (float)o + 0.5f), 0.5f);
+#else
     float src = align_corners ? scale * (float)o : scale * ((float)o + 0.5f) - 0.5f;
+#endif
     if (mode == RHD_RESIZE_BILINEAR) {
         if (src < 0.0f) src = 0.0f;
         int i0 = (int)src;

@@ -324,13 +324,13 @@ static void test_pool(int B, int L, int W, int heads, int fd) {
         float *ddy = up(dy, (long)B * W), *dyo = rhd_buf_alloc(gpu, sizeof(float) * B * W);
         pool_run(gpu, dyo, dg, da, ddy, B, L, W, heads);
         snprintf(name, sizeof name, "attention pool y cuda~cpu %s", shp);
-        close_free(name, down(dyo, (long)B * W), y, (long)B * W, 1e-11);
+        close_free(name, down(dyo, (long)B * W), y, (long)B * W, 1e-9);
         for (int i = 0; i < P_N; i++) {
             float *h = down(dg[i], n[i]);
             if (i > 0)
                 for (long j = 0; j < n[i]; j++) h[j] -= g0[i][j];
             snprintf(name, sizeof name, "attention pool d%s cuda~cpu %s", pool_names[i], shp);
-            close_free(name, h, g[i], n[i], 1e-11);
+            close_free(name, h, g[i], n[i], 1e-9); /* L = 1 amplifies rounding (see cpu~torch) */
             rhd_buf_free(gpu, da[i]), rhd_buf_free(gpu, dg[i]);
         }
         rhd_buf_free(gpu, ddy), rhd_buf_free(gpu, dyo);
