@@ -1,11 +1,13 @@
 /* kernels/conv2d.c: 2-D convolution, CPU reference (im2col + OpenBLAS sgemm) and dispatch. */
 #include "kernels/conv2d.h"
 #include "kernels/linear.h"
+#include <stdlib.h>
 #include <string.h>
 
-/* Floats of im2col scratch per band of output rows (~8 MB: the band stays in the last-level
- * cache between being written and being read by sgemm). */
-#define CONV_BAND_FLOATS (2L << 20)
+/* Floats of im2col scratch per band of output rows (32 MB). Bigger bands mean fewer, wider GEMMs
+ * (the weights are repacked by OpenBLAS once per slab of a band); the scratch traffic stays
+ * small next to the arithmetic (K multiply-adds per scratch value). */
+#define CONV_BAND_FLOATS (8L << 20)
 
 rhd_conv2d_desc rhd_conv2d_square(int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
     rhd_conv2d_desc d = {N, Cin, H, W, Cout, k, k, stride, stride, pad, pad, pad, pad};
@@ -107,39 +109,57 @@ static int band_rows(const rhd_conv2d_desc *d, int OH, int OW) {
     long r = CONV_BAND_FLOATS / (per_row ? per_row : 1);
     return r < 1 ? 1 : r > OH ? OH : (int)r;
 }
+static size_t band_floats(const rhd_conv2d_desc *d) {
+    const int OW = rhd_conv2d_out_w(d);
+    return is_pointwise(d) ? 0 : (size_t)d->Cin * d->KH * d->KW * band_rows(d, rhd_conv2d_out_h(d), OW) * OW;
+}
+
+/* yn (Cout,OH,OW) = W (Cout,K) col(xn) + beta yn for one image, band by band (col: band_floats). */
+static void forward_image(float *yn, const float *xn, const float *W, float beta, const rhd_conv2d_desc *d,
+                          float *col) {
+    const int OH = rhd_conv2d_out_h(d), OW = rhd_conv2d_out_w(d), K = d->Cin * d->KH * d->KW;
+    const long OHW = (long)OH * OW;
+    if (is_pointwise(d)) {
+        rhd_sgemm_cpu(0, 0, d->Cout, (int)OHW, d->Cin, 1.0f, W, d->Cin, xn, OHW, beta, yn, OHW);
+        return;
+    }
+    const int rows = band_rows(d, OH, OW);
+    for (int oh0 = 0; oh0 < OH; oh0 += rows) {
+        int oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
+        im2col_band(col, xn, d, OW, oh0, oh1);
+        rhd_sgemm_cpu(0, 0, d->Cout, P, K, 1.0f, W, K, col, P, beta, yn + (long)oh0 * OW, OHW);
+    }
+}
 
 static void conv2d_forward_cpu(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b,
                                const rhd_conv2d_desc *d) {
-    const int OH = rhd_conv2d_out_h(d), OW = rhd_conv2d_out_w(d), K = d->Cin * d->KH * d->KW;
-    const long HW = (long)d->H * d->W, OHW = (long)OH * OW;
-    const int rows = band_rows(d, OH, OW);
-    float *col = is_pointwise(d) ? NULL : rhd_ctx_workspace(ctx, sizeof(float) * (size_t)K * rows * OW);
+    const long HW = (long)d->H * d->W, OHW = (long)rhd_conv2d_out_h(d) * rhd_conv2d_out_w(d);
+    float *col = rhd_ctx_workspace(ctx, sizeof(float) * (band_floats(d) + 1));
     for (int n = 0; n < d->N; n++) {
-        const float *xn = x + (long)n * d->Cin * HW;
         float *yn = y + (long)n * d->Cout * OHW;
         if (b) {
 #pragma omp parallel for schedule(static)
             for (int co = 0; co < d->Cout; co++)
                 for (long p = 0; p < OHW; p++) yn[co * OHW + p] = b[co];
         }
-        const float beta = b ? 1.0f : 0.0f;
-        if (!col) {
-            rhd_sgemm_cpu(0, 0, d->Cout, (int)OHW, d->Cin, 1.0f, W, d->Cin, xn,
-                        (int)HW, beta, yn, (int)OHW);
-            continue;
-        }
-        for (int oh0 = 0; oh0 < OH; oh0 += rows) {
-            int oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
-            im2col_band(col, xn, d, OW, oh0, oh1);
-            rhd_sgemm_cpu(0, 0, d->Cout, P, K, 1.0f, W, K, col, P, beta,
-                        yn + (long)oh0 * OW, (int)OHW);
-        }
+        forward_image(yn, x + (long)n * d->Cin * HW, W, b ? 1.0f : 0.0f, d, col);
     }
+}
+
+/* A stride-1 conv whose padding is at most KH-1 / KW-1 on every side has as input gradient the
+ * forward conv of dy with the flipped, transposed kernel and padding K-1-pad: the fast path
+ * (one gathering im2col + a GEMM with a long inner dimension, no scatter). */
+static int dx_as_conv(const rhd_conv2d_desc *d, rhd_conv2d_desc *t) {
+    if (d->stride_h != 1 || d->stride_w != 1 || is_pointwise(d)) return 0;
+    if (d->pad_t >= d->KH || d->pad_b >= d->KH || d->pad_l >= d->KW || d->pad_r >= d->KW) return 0;
+    *t = (rhd_conv2d_desc){d->N, d->Cout, rhd_conv2d_out_h(d), rhd_conv2d_out_w(d), d->Cin, d->KH, d->KW, 1, 1,
+                           d->KH - 1 - d->pad_t, d->KH - 1 - d->pad_b, d->KW - 1 - d->pad_l, d->KW - 1 - d->pad_r};
+    return 1;
 }
 
 static void conv2d_backward_cpu(rhd_ctx *ctx, float *dx, float *dW, float *db, const float *dy, const float *x,
                                 const float *W, const rhd_conv2d_desc *d) {
-    const int OH = rhd_conv2d_out_h(d), OW = rhd_conv2d_out_w(d), K = d->Cin * d->KH * d->KW;
+    const int OH = rhd_conv2d_out_h(d), OW = rhd_conv2d_out_w(d), K = d->Cin * d->KH * d->KW, KK = d->KH * d->KW;
     const long HW = (long)d->H * d->W, OHW = (long)OH * OW;
     if (db) {
 #pragma omp parallel for schedule(static)
@@ -154,40 +174,50 @@ static void conv2d_backward_cpu(rhd_ctx *ctx, float *dx, float *dW, float *db, c
         }
     }
     if (!dx && !dW) return;
-    if (is_pointwise(d)) {
-        for (int n = 0; n < d->N; n++) {
-            const float *xn = x + (long)n * d->Cin * HW, *dyn = dy + (long)n * d->Cout * OHW;
-            if (dx)
-                rhd_sgemm_cpu(1, 0, d->Cin, (int)HW, d->Cout, 1.0f, W, d->Cin, dyn,
-                            (int)HW, 0.0f, dx + (long)n * d->Cin * HW, (int)HW);
-            if (dW)
-                rhd_sgemm_cpu(0, 1, d->Cout, d->Cin, (int)HW, 1.0f, dyn, (int)HW, xn,
-                            (int)HW, 1.0f, dW, d->Cin);
-        }
-        return;
+    rhd_conv2d_desc t;
+    const int transposed = dx && dx_as_conv(d, &t);
+    size_t band = band_floats(d), tband = transposed ? band_floats(&t) : 0;
+    size_t scratch = (dW ? band : 0) + (dx ? (transposed ? tband : band) : 0) + 1;
+    float *col = rhd_ctx_workspace(ctx, sizeof(float) * scratch), *dcol = col + (dW ? band : 0);
+    float *Wt = NULL;
+    if (transposed) { /* Wt (Cin,Cout,KH,KW) = W (Cout,Cin,KH,KW) with the taps flipped */
+        enum { TB = 16 }; /* transposed in 16 x 16 tiles of (ci, co) to stay in cache */
+        Wt = rhd_xmalloc(sizeof(float) * d->Cout * K);
+#pragma omp parallel for schedule(static)
+        for (int ci0 = 0; ci0 < d->Cin; ci0 += TB)
+            for (int co0 = 0; co0 < d->Cout; co0 += TB)
+                for (int ci = ci0; ci < ci0 + TB && ci < d->Cin; ci++)
+                    for (int co = co0; co < co0 + TB && co < d->Cout; co++) {
+                        const float *src = W + ((long)co * d->Cin + ci) * KK;
+                        float *dst = Wt + ((long)ci * d->Cout + co) * KK;
+                        for (int k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
+                    }
     }
     const int rows = band_rows(d, OH, OW);
-    const size_t band = (size_t)K * rows * OW;
-    float *col = rhd_ctx_workspace(ctx, sizeof(float) * band * 2), *dcol = col + band;
     for (int n = 0; n < d->N; n++) {
         const float *xn = x + (long)n * d->Cin * HW, *dyn = dy + (long)n * d->Cout * OHW;
         float *dxn = dx ? dx + (long)n * d->Cin * HW : NULL;
-        if (dxn) memset(dxn, 0, sizeof(float) * d->Cin * HW);
-        for (int oh0 = 0; oh0 < OH; oh0 += rows) {
+        if (is_pointwise(d)) {
+            if (dxn) rhd_sgemm_cpu(1, 0, d->Cin, (int)HW, d->Cout, 1.0f, W, d->Cin, dyn, HW, 0.0f, dxn, HW);
+            if (dW) rhd_sgemm_cpu(0, 1, d->Cout, d->Cin, (int)HW, 1.0f, dyn, HW, xn, HW, 1.0f, dW, d->Cin);
+            continue;
+        }
+        if (transposed) forward_image(dxn, dyn, Wt, 0.0f, &t, dcol);
+        else if (dxn) memset(dxn, 0, sizeof(float) * d->Cin * HW);
+        for (int oh0 = 0; oh0 < OH && (dW || (dxn && !transposed)); oh0 += rows) {
             int oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
             const float *dyb = dyn + (long)oh0 * OW;
-            if (dW) {
+            if (dW) { /* dW (Cout,K) += dy_band (Cout,P) col^T */
                 im2col_band(col, xn, d, OW, oh0, oh1);
-                rhd_sgemm_cpu(0, 1, d->Cout, K, P, 1.0f, dyb, (int)OHW, col, P, 1.0f,
-                            dW, K);
+                rhd_sgemm_cpu(0, 1, d->Cout, K, P, 1.0f, dyb, OHW, col, P, 1.0f, dW, K);
             }
-            if (dxn) {
-                rhd_sgemm_cpu(1, 0, K, P, d->Cout, 1.0f, W, K, dyb, (int)OHW, 0.0f,
-                            dcol, P);
+            if (dxn && !transposed) { /* strided: dcol (K,P) = W^T dy_band, scattered back */
+                rhd_sgemm_cpu(1, 0, K, P, d->Cout, 1.0f, W, K, dyb, OHW, 0.0f, dcol, P);
                 col2im_band_add(dxn, dcol, d, OW, oh0, oh1);
             }
         }
     }
+    free(Wt);
 }
 
 static void check_desc(const rhd_conv2d_desc *d) {

@@ -12,7 +12,8 @@
  * OpenBLAS rounds an entry of C differently depending on the shape of the call it is part of,
  * so a split that followed the thread count would make results depend on it. */
 #define GEMM_PARALLEL_MIN_MACS (1L << 18) /* below this, one call on the calling thread */
-#define GEMM_TILE 128                     /* C is cut into slabs of 128 rows or columns */
+#define GEMM_MAX_SLABS 8                  /* C is cut into 2, 4 or 8 slabs of rows or columns, */
+#define GEMM_SLAB_MIN 256                 /* each at least this wide where possible */
 #define GEMM_KCHUNK 1024                  /* few slabs and a long K: K is cut into chunks */
 #define GEMM_MAX_KCHUNKS 16
 
@@ -42,14 +43,19 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
 #ifdef _OPENMP
     par = !omp_in_parallel();
 #endif
-    /* Slabs of GEMM_TILE along the longer side of C, the other side whole. */
-    const int split_n = N >= M, len = split_n ? N : M, nslab = (len + GEMM_TILE - 1) / GEMM_TILE;
+    /* Slabs along the longer side of C, the other side whole. OpenBLAS repacks the shared
+     * operand for every slab (the packing costs about what 25 multiply-adds per value do), so
+     * slabs are wide; their count is a power of two so that 2 or 4 threads share them evenly. */
+    const int split_n = N >= M, len = split_n ? N : M;
+    int nsplit = len >= 2 * (GEMM_SLAB_MIN / 2) ? 2 : 1;
+    while (nsplit < GEMM_MAX_SLABS && len / (2 * nsplit) >= GEMM_SLAB_MIN) nsplit *= 2;
+    const int slab = ((len + nsplit - 1) / nsplit + 15) / 16 * 16, nslab = (len + slab - 1) / slab;
     int nk = 1;
     if (nslab < 4 && K >= 2 * GEMM_KCHUNK) nk = K / GEMM_KCHUNK < GEMM_MAX_KCHUNKS ? K / GEMM_KCHUNK : GEMM_MAX_KCHUNKS;
     if (nk == 1) {
 #pragma omp parallel for schedule(dynamic, 1) if (par)
         for (int t = 0; t < nslab; t++) {
-            long lo = (long)t * GEMM_TILE, n = lo + GEMM_TILE < len ? GEMM_TILE : len - lo;
+            long lo = (long)t * slab, n = lo + slab < len ? slab : len - lo;
             if (split_n) /* columns [lo, lo+n) of C and of op(B) */
                 sgemm1(transA, transB, M, (int)n, K, alpha, A, lda, transB ? B + lo * ldb : B + lo, ldb, beta, C + lo,
                        ldc);
