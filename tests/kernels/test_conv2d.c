@@ -61,7 +61,11 @@ static const conv_case cases[] = {
     {{2, 8, 16, 16, 6, 4, 4, 4, 4, 0, 0, 0, 0}, 0, 1},       /* 4x4 s4 on 16x16 */
     {{2, 3, 11, 9, 4, 5, 3, 2, 1, 2, 1, 0, 2}, 1, 1},        /* 5x3 kernel, strides (2,1), uneven pads */
     {{1, 2, 4, 5, 3, 3, 3, 3, 2, 2, 2, 3, 1}, 1, 1},         /* stride > overlap, pad wider than the kernel reach */
-    {{1, 128, 48, 40, 128, 3, 3, 1, 1, 1, 1, 1, 1}, 1, 0},   /* VAE width, several im2col bands */
+    {{2, 4, 6, 7, 3, 3, 3, 1, 1, 0, 2, 1, 0}, 1, 1},         /* stride 1, uneven pads (dx as a transposed conv) */
+    {{1, 3, 4, 5, 2, 3, 3, 1, 1, 3, 0, 2, 4}, 1, 1},         /* stride 1, pads >= kernel (dx by scatter) */
+    {{1, 128, 32, 32, 128, 3, 3, 1, 1, 1, 1, 1, 1}, 1, 0},   /* VAE width */
+    {{1, 16, 260, 250, 8, 3, 3, 1, 1, 1, 1, 1, 1}, 1, 0},    /* two im2col bands */
+    {{1, 16, 1040, 256, 2, 3, 3, 2, 2, 0, 1, 0, 1}, 1, 0},   /* two bands, strided (dx by scatter) */
     {{1, 128, 32, 32, 128, 3, 3, 2, 2, 0, 1, 0, 1}, 1, 0},   /* VAE downsampler at width */
     {{2, 128, 12, 10, 256, 1, 1, 1, 1, 0, 0, 0, 0}, 1, 0},   /* 1x1 shortcut 128->256 */
 };
