@@ -47,7 +47,7 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
      * operand for every slab (the packing costs about what 25 multiply-adds per value do), so
      * slabs are wide; their count is a power of two so that 2 or 4 threads share them evenly. */
     const int split_n = N >= M, len = split_n ? N : M;
-    int nsplit = len >= 2 * (GEMM_SLAB_MIN / 2) ? 2 : 1;
+    int nsplit = len >= GEMM_SLAB_MIN ? 2 : 1; /* halves of at least GEMM_SLAB_MIN / 2 */
     while (nsplit < GEMM_MAX_SLABS && len / (2 * nsplit) >= GEMM_SLAB_MIN) nsplit *= 2;
     const int slab = ((len + nsplit - 1) / nsplit + 15) / 16 * 16, nslab = (len + slab - 1) / slab;
     int nk = 1;

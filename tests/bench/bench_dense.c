@@ -92,7 +92,11 @@ static void setup(bench_state *s) {
 }
 
 static void teardown(bench_state *s) {
-    for (int i = 0; i < 4; i++) rhd_buf_free(s->ctx, s->in[i]), rhd_buf_free(s->ctx, s->out[i]), rhd_buf_free(s->ctx, s->grad[i]);
+    for (int i = 0; i < 4; i++) {
+        rhd_buf_free(s->ctx, s->in[i]);
+        rhd_buf_free(s->ctx, s->out[i]);
+        rhd_buf_free(s->ctx, s->grad[i]);
+    }
     rhd_buf_free(s->ctx, s->mean), rhd_buf_free(s->ctx, s->rstd);
 }
 
@@ -102,7 +106,9 @@ static void run(bench_state *s, int backward) {
     switch (o->kind) {
     case OP_LINEAR:
         if (!backward) rhd_linear_forward(ctx, s->out[0], s->in[0], s->in[1], o->d ? s->in[2] : NULL, o->a, o->b, o->c);
-        else rhd_linear_backward(ctx, s->grad[0], s->grad[1], o->d ? s->grad[2] : NULL, s->in[3], s->in[0], s->in[1], o->a, o->b, o->c);
+        else
+            rhd_linear_backward(ctx, s->grad[0], s->grad[1], o->d ? s->grad[2] : NULL, s->in[3], s->in[0], s->in[1],
+                                o->a, o->b, o->c);
         break;
     case OP_CONV:
         if (!backward) rhd_conv2d_forward(ctx, s->out[0], s->in[0], s->in[1], s->in[2], &s->cd);
@@ -151,12 +157,17 @@ static void shape_str(const bench_op *o, char *buf, size_t n) {
 
 /* the PyTorch side's description of op o: "<kind> k=v ..." */
 static void spec_line(FILE *f, int i, const bench_op *o, int backward, int reps) {
+    fprintf(f, "%d ", 2 * i + backward);
     const char *dir = backward ? "bwd" : "fwd";
     switch (o->kind) {
-    case OP_LINEAR: fprintf(f, "%d linear %s %d N=%d in=%d out=%d bias=%d\n", 2 * i + backward, dir, reps, o->a, o->b, o->c, o->d); break;
-    case OP_CONV: fprintf(f, "%d conv2d %s %d Cin=%d Cout=%d H=%d W=%d k=%d\n", 2 * i + backward, dir, reps, o->a, o->b, o->c, o->d, o->e); break;
-    case OP_GROUPNORM: fprintf(f, "%d groupnorm %s %d N=%d C=%d H=%d W=%d G=%d\n", 2 * i + backward, dir, reps, o->a, o->b, o->c, o->d, o->e); break;
-    case OP_SILU: fprintf(f, "%d silu %s %d C=%d H=%d W=%d\n", 2 * i + backward, dir, reps, o->a, o->b, o->c); break;
+    case OP_LINEAR: fprintf(f, "linear %s %d N=%d in=%d out=%d bias=%d\n", dir, reps, o->a, o->b, o->c, o->d); break;
+    case OP_CONV:
+        fprintf(f, "conv2d %s %d Cin=%d Cout=%d H=%d W=%d k=%d\n", dir, reps, o->a, o->b, o->c, o->d, o->e);
+        break;
+    case OP_GROUPNORM:
+        fprintf(f, "groupnorm %s %d N=%d C=%d H=%d W=%d G=%d\n", dir, reps, o->a, o->b, o->c, o->d, o->e);
+        break;
+    case OP_SILU: fprintf(f, "silu %s %d C=%d H=%d W=%d\n", dir, reps, o->a, o->b, o->c); break;
     }
 }
 

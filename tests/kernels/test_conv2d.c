@@ -82,7 +82,8 @@ typedef struct {
 static void describe(conv_run *r) {
     const rhd_conv2d_desc *d = &r->c.d;
     snprintf(r->desc, sizeof r->desc, "N=%d %d->%d %dx%d k%dx%d s%dx%d pad(%d,%d,%d,%d)%s", d->N, d->Cin, d->Cout, d->H,
-             d->W, d->KH, d->KW, d->stride_h, d->stride_w, d->pad_t, d->pad_b, d->pad_l, d->pad_r, r->c.bias ? "" : " nobias");
+             d->W, d->KH, d->KW, d->stride_h, d->stride_w, d->pad_t, d->pad_b, d->pad_l, d->pad_r,
+             r->c.bias ? "" : " nobias");
 }
 
 struct conv_fd { rhd_ctx *ctx; const conv_run *r; float *y; };

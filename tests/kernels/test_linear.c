@@ -121,7 +121,10 @@ static void lin_check_torch(const lin_run *r) {
     const lin_case *c = &r->c;
     long nx = (long)c->N * c->in, nw = (long)c->out * c->in, ny = (long)c->N * c->out;
     char name[128];
-#define LNAME(what) (snprintf(name, sizeof name, "linear %s cpu~torch N=%d in=%d out=%d bias=%d", what, c->N, c->in, c->out, c->bias), name)
+#define LNAME(what)                                                                                      \
+    (snprintf(name, sizeof name, "linear %s cpu~torch N=%d in=%d out=%d bias=%d", what, c->N, c->in, c->out, \
+              c->bias),                                                                                      \
+     name)
     check_ref(LNAME("y"), r->dir, "y", r->y, NULL, ny, 1e-10);
     check_ref(LNAME("dx"), r->dir, "dx", r->dx, NULL, nx, 1e-10);
     check_ref(LNAME("dW (+=)"), r->dir, "dW", r->dW, r->dW0, nw, 1e-10);
@@ -146,7 +149,10 @@ static void lin_check_cuda(rhd_ctx *gpu, const lin_run *r) {
     rhd_buf_download(gpu, hy, y, 4 * ny), rhd_buf_download(gpu, hdx, dx, 4 * nx);
     rhd_buf_download(gpu, hdW, dW, 4 * nw), rhd_buf_download(gpu, hdb, db, 4 * c->out);
     char name[128];
-#define CNAME(what) (snprintf(name, sizeof name, "linear %s cpu~cuda N=%d in=%d out=%d bias=%d", what, c->N, c->in, c->out, c->bias), name)
+#define CNAME(what)                                                                                     \
+    (snprintf(name, sizeof name, "linear %s cpu~cuda N=%d in=%d out=%d bias=%d", what, c->N, c->in, c->out, \
+              c->bias),                                                                                     \
+     name)
     th_close(CNAME("y"), hy, r->y, ny, 1e-10);
     th_close(CNAME("dx"), hdx, r->dx, nx, 1e-10);
     th_close(CNAME("dW"), hdW, r->dW, nw, 1e-10);
@@ -201,7 +207,8 @@ typedef struct {
 static float *densify(const float *p, int batch, int rows, int cols, long ld, long stride) {
     float *d = malloc(sizeof(float) * batch * rows * cols);
     for (int b = 0; b < batch; b++)
-        for (int r = 0; r < rows; r++) memcpy(d + ((long)b * rows + r) * cols, p + b * stride + r * ld, sizeof(float) * cols);
+        for (int r = 0; r < rows; r++)
+            memcpy(d + ((long)b * rows + r) * cols, p + b * stride + r * ld, sizeof(float) * cols);
     return d;
 }
 
@@ -220,8 +227,9 @@ static void mm_setup(rhd_ctx *cpu, mm_run *r, int k) {
     snprintf(tag, sizeof tag, "mm%d", k);
     r->dir = new_case(tag, "matmul batch=%d M=%d N=%d K=%d ta=%d tb=%d alpha=%.9g beta=%.9g\n", c->batch, c->M, c->N,
                       c->K, c->ta, c->tb, c->alpha, c->beta);
-    float *A = densify(r->A, c->batch, r->ra, r->ca, r->lda, r->sA), *B = densify(r->B, c->batch, r->rb, r->cb, r->ldb, r->sB),
-          *C0 = densify(r->C0, c->batch, c->M, c->N, r->ldc, r->sC);
+    float *A = densify(r->A, c->batch, r->ra, r->ca, r->lda, r->sA);
+    float *B = densify(r->B, c->batch, r->rb, r->cb, r->ldb, r->sB);
+    float *C0 = densify(r->C0, c->batch, c->M, c->N, r->ldc, r->sC);
     th_save(r->dir, "A", A, 3, (int64_t[]){c->batch, r->ra, r->ca});
     th_save(r->dir, "B", B, 3, (int64_t[]){c->batch, r->rb, r->cb});
     th_save(r->dir, "C0", C0, 3, (int64_t[]){c->batch, c->M, c->N});

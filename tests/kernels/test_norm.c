@@ -100,7 +100,8 @@ static void setup(rhd_ctx *cpu, norm_run *r, int k) {
         snprintf(r->desc, sizeof r->desc, "groupnorm N=%d C=%d HW=%ld G=%d eps=%g%s", c->N, c->C, c->HW, c->G, c->eps,
                  c->offset ? " mean-offset" : "");
     else
-        snprintf(r->desc, sizeof r->desc, "layernorm N=%d D=%d eps=%g%s", c->N, c->C, c->eps, c->offset ? " mean-offset" : "");
+        snprintf(r->desc, sizeof r->desc, "layernorm N=%d D=%d eps=%g%s", c->N, c->C, c->eps,
+                 c->offset ? " mean-offset" : "");
     r->x = th_randn(r->nx, 1.0f);
     for (long i = 0; i < r->nx; i++) r->x[i] += c->offset;
     r->gamma = th_randn(c->C, 1.0f), r->beta = th_randn(c->C, 1.0f), r->dy = th_randn(r->nx, 1.0f);
