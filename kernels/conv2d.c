@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Floats of im2col scratch per band of output rows (32 MB). Bigger bands mean fewer, wider GEMMs
- * (the weights are repacked by OpenBLAS once per slab of a band); the scratch traffic stays
- * small next to the arithmetic (K multiply-adds per scratch value). */
-#define CONV_BAND_FLOATS (8L << 20)
+/* Floats of im2col scratch per band of output rows (8 MB, so a band written by im2col is still
+ * in the last-level cache when sgemm packs it; band sizes from 4 to 32 MB timed the same within
+ * noise). */
+#define CONV_BAND_FLOATS (2L << 20)
 
 rhd_conv2d_desc rhd_conv2d_square(int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
     rhd_conv2d_desc d = {N, Cin, H, W, Cout, k, k, stride, stride, pad, pad, pad, pad};

@@ -12,9 +12,10 @@
  *   forward   y = conv(x, W) + b                                     (=; b may be NULL)
  *   backward  dx = conv_transpose(dy, W)  (=);  dW += corr(x, dy);  db += sum over N,OH,OW of dy
  *             any of dx, dW, db may be NULL (not wanted).
- * CPU: im2col over bands of output rows + OpenBLAS sgemm, one image at a time; the scatter of
- * the input gradient runs per input channel and every sum has a fixed order, so results do not
- * depend on the thread count. CUDA: cuDNN (algorithms from the cudnnGet*_v7 heuristics, FMA-only
+ * CPU: im2col over bands of output rows + sgemm (rhd_sgemm_cpu), one image at a time. The input
+ * gradient of a stride-1 conv is the forward conv of dy with the flipped, transposed kernel;
+ * strided convs scatter it back per input channel. Every sum has a fixed order, so results do
+ * not depend on the thread count. CUDA: cuDNN (algorithms from the cudnnGet*_v7 heuristics, FMA-only
  * math unless ctx->allow_tf32; deterministic algorithms preferred for the backward passes);
  * asymmetric padding goes through an explicitly padded copy in the context workspace. */
 #ifndef RHD_KERNELS_CONV2D_H

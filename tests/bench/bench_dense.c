@@ -1,11 +1,15 @@
 /* tests/bench/bench_dense.c: the dense kernels (linear, conv2d, groupnorm, SiLU) at model sizes,
  * ours against PyTorch on the same machine, fp32, $RHD_BENCH_THREADS threads (default 2).
  *
- * Each op runs once to warm up, then the best of a few runs is kept. The shapes are written to a
- * spec file that tests/ref/bench_dense.py times in PyTorch (forward, and backward through
- * autograd.grad). One row per op: op | shape | ours ms | torch ms | torch/ours (> 1: we are
- * faster). RHD_BENCH_DEVICE=cuda times our CUDA backend instead (synchronising before the clock
- * stops); the PyTorch column stays on the CPU. */
+ * tests/ref/bench_dense.py runs beside this program as a server on a pair of pipes: for each op
+ * both sides build the same shapes, warm up once, then take turns, one run of ours and one of
+ * PyTorch's (forward, or backward through autograd.grad), for a few rounds, keeping the best of
+ * each. Taking turns keeps the comparison fair when other work shares the machine. One row per
+ * op: op | shape | ours ms | torch ms | torch/ours (> 1: we are faster). RHD_BENCH_DEVICE=cuda
+ * times our CUDA backend instead (synchronising before the clock stops); the PyTorch column
+ * stays on the CPU. RHD_BENCH_CLOCK=cpu measures process CPU time instead of wall time on both
+ * sides: with RHD_BENCH_THREADS=1 that compares the work per core even on a busy machine (with
+ * more threads it would count idle threads spinning). */
 #include "refcheck.h"
 #include "common/backend.h"
 #include "common/log.h"
@@ -13,6 +17,10 @@
 #include "kernels/conv2d.h"
 #include "kernels/linear.h"
 #include "kernels/norm.h"
+#include <signal.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef enum { OP_LINEAR, OP_CONV, OP_GROUPNORM, OP_SILU } op_kind;
 
@@ -131,19 +139,63 @@ static void run(bench_state *s, int backward) {
     }
 }
 
-/* best of `reps` timed runs after one warm-up, in ms */
-static double time_ms(bench_state *s, int backward, int reps) {
+static int cpu_clock; /* RHD_BENCH_CLOCK=cpu */
+
+static double clock_s(void) {
+    if (!cpu_clock) return rhd_now();
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* one timed run, in ms */
+static double time_once(bench_state *s, int backward) {
+    double t0 = clock_s();
     run(s, backward);
     rhd_ctx_sync(s->ctx);
-    double best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t0 = rhd_now();
-        run(s, backward);
-        rhd_ctx_sync(s->ctx);
-        double dt = (rhd_now() - t0) * 1e3;
-        if (dt < best) best = dt;
+    return (clock_s() - t0) * 1e3;
+}
+
+/* The PyTorch side: a child process reading commands on `to` and answering on `from`. */
+typedef struct {
+    pid_t pid;
+    FILE *to, *from;
+} torch_server;
+
+static int server_start(torch_server *t) {
+    int down[2], up[2];
+    if (pipe(down) || pipe(up)) return -1;
+    const char *py = getenv("RHD_PY"), *root = getenv("RHD_ROOT");
+    char script[1024];
+    snprintf(script, sizeof script, "%s/tests/ref/bench_dense.py", root && *root ? root : ".");
+    t->pid = fork();
+    if (t->pid < 0) return -1;
+    if (t->pid == 0) {
+        dup2(down[0], 0), dup2(up[1], 1);
+        close(down[0]), close(down[1]), close(up[0]), close(up[1]);
+        execlp(py && *py ? py : "python3", py && *py ? py : "python3", script, (char *)NULL);
+        _exit(127);
     }
-    return best;
+    close(down[0]), close(up[1]);
+    t->to = fdopen(down[1], "w"), t->from = fdopen(up[0], "r");
+    return t->to && t->from ? 0 : -1;
+}
+
+/* Send one command line and read the one-line answer as a number (NAN if the server failed). */
+static double server_ask(torch_server *t, const char *cmd) {
+    char line[256];
+    if (!t->to || fprintf(t->to, "%s\n", cmd) < 0 || fflush(t->to)) return NAN;
+    if (!fgets(line, sizeof line, t->from)) {
+        fclose(t->to), t->to = NULL;
+        return NAN;
+    }
+    return strtod(line, NULL);
+}
+
+static void server_stop(torch_server *t) {
+    if (t->to) fclose(t->to);
+    if (t->from) fclose(t->from);
+    if (t->pid > 0) waitpid(t->pid, NULL, 0);
 }
 
 static void shape_str(const bench_op *o, char *buf, size_t n) {
@@ -155,19 +207,15 @@ static void shape_str(const bench_op *o, char *buf, size_t n) {
     }
 }
 
-/* the PyTorch side's description of op o: "<kind> k=v ..." */
-static void spec_line(FILE *f, int i, const bench_op *o, int backward, int reps) {
-    fprintf(f, "%d ", 2 * i + backward);
-    const char *dir = backward ? "bwd" : "fwd";
+/* the PyTorch side's description of op o: "setup <kind> k=v ..." */
+static void spec_cmd(char *buf, size_t n, const bench_op *o) {
     switch (o->kind) {
-    case OP_LINEAR: fprintf(f, "linear %s %d N=%d in=%d out=%d bias=%d\n", dir, reps, o->a, o->b, o->c, o->d); break;
-    case OP_CONV:
-        fprintf(f, "conv2d %s %d Cin=%d Cout=%d H=%d W=%d k=%d\n", dir, reps, o->a, o->b, o->c, o->d, o->e);
-        break;
+    case OP_LINEAR: snprintf(buf, n, "setup linear N=%d in=%d out=%d bias=%d", o->a, o->b, o->c, o->d); break;
+    case OP_CONV: snprintf(buf, n, "setup conv2d Cin=%d Cout=%d H=%d W=%d k=%d", o->a, o->b, o->c, o->d, o->e); break;
     case OP_GROUPNORM:
-        fprintf(f, "groupnorm %s %d N=%d C=%d H=%d W=%d G=%d\n", dir, reps, o->a, o->b, o->c, o->d, o->e);
+        snprintf(buf, n, "setup groupnorm N=%d C=%d H=%d W=%d G=%d", o->a, o->b, o->c, o->d, o->e);
         break;
-    case OP_SILU: fprintf(f, "silu %s %d C=%d H=%d W=%d\n", dir, reps, o->a, o->b, o->c); break;
+    case OP_SILU: snprintf(buf, n, "setup silu C=%d H=%d W=%d", o->a, o->b, o->c); break;
     }
 }
 
@@ -176,43 +224,44 @@ int main(void) {
     rhd_err e;
     rhd_ctx *ctx = rhd_ctx_open(dev && *dev ? dev : "cpu", &e);
     if (!ctx) { fprintf(stderr, "bench_dense: %s\n", e.msg); return 1; }
-    const char *threads = getenv("RHD_BENCH_THREADS");
-    printf("# bench_dense: ours on %s, PyTorch on the CPU with %s thread(s), fp32, best of several runs\n", ctx->name,
-           threads && *threads ? threads : "2");
-    double ours[2 * N_OPS];
-    const char *dir = th_subdir("bench_dense");
-    char spec[1200], res[1200];
-    snprintf(spec, sizeof spec, "%s/spec.txt", dir);
-    snprintf(res, sizeof res, "%s/torch.txt", dir);
-    FILE *f = fopen(spec, "w");
-    if (!f) { perror(spec); return 1; }
+    const char *threads = getenv("RHD_BENCH_THREADS"), *clk = getenv("RHD_BENCH_CLOCK");
+    cpu_clock = clk && strcmp(clk, "cpu") == 0;
+    printf("# bench_dense: ours on %s, PyTorch on the CPU with %s thread(s), fp32, best of alternating runs, %s\n",
+           ctx->name, threads && *threads ? threads : "2", cpu_clock ? "process CPU time" : "wall time");
+    signal(SIGPIPE, SIG_IGN);
+    torch_server ts = {0};
+    if (server_start(&ts)) fprintf(stderr, "bench_dense: cannot start the PyTorch side\n");
+    printf("%-34s | %-32s | %9s | %9s | %s\n", "op", "shape", "ours ms", "torch ms", "torch/ours");
+    fflush(stdout);
     for (int i = 0; i < N_OPS; i++) {
         bench_state s = {ctx, &ops[i]};
         setup(&s);
-        int reps = ops[i].kind == OP_CONV && ops[i].a >= 192 ? 3 : 5;
+        char cmd[256];
+        spec_cmd(cmd, sizeof cmd, &ops[i]);
+        int torch_ok = server_ask(&ts, cmd) == 0;
+        const int rounds = ops[i].kind == OP_CONV && ops[i].a >= 192 ? 3 : 6;
         for (int b = 0; b < 2; b++) {
-            ours[2 * i + b] = time_ms(&s, b, reps);
-            spec_line(f, i, &ops[i], b, reps);
+            double ours = 1e30, torch = 1e30;
+            time_once(&s, b); /* warm-up, both sides */
+            if (torch_ok) server_ask(&ts, b ? "bwd" : "fwd");
+            for (int r = 0; r < rounds; r++) {
+                double t = time_once(&s, b);
+                if (t < ours) ours = t;
+                if (torch_ok) {
+                    t = server_ask(&ts, b ? "bwd" : "fwd");
+                    if (!(t >= torch)) torch = t; /* NaN (server gone) propagates */
+                }
+            }
+            if (!torch_ok) torch = NAN;
+            char name[64], shape[64];
+            snprintf(name, sizeof name, "%s %s", ops[i].name, b ? "bwd" : "fwd");
+            shape_str(&ops[i], shape, sizeof shape);
+            printf("%-34s | %-32s | %9.2f | %9.2f | %.2f\n", name, shape, ours, torch, torch / ours);
+            fflush(stdout);
         }
         teardown(&s);
     }
-    fclose(f);
-    double torch_ms[2 * N_OPS];
-    for (int i = 0; i < 2 * N_OPS; i++) torch_ms[i] = NAN;
-    if (th_ref("bench_dense.py", "%s %s", spec, res) == 0 && (f = fopen(res, "r"))) {
-        int id;
-        double ms;
-        while (fscanf(f, "%d %lf", &id, &ms) == 2)
-            if (id >= 0 && id < 2 * N_OPS) torch_ms[id] = ms;
-        fclose(f);
-    }
-    printf("%-34s | %-28s | %9s | %9s | %s\n", "op", "shape", "ours ms", "torch ms", "torch/ours");
-    for (int i = 0; i < 2 * N_OPS; i++) {
-        char name[64], shape[64];
-        snprintf(name, sizeof name, "%s %s", ops[i / 2].name, i % 2 ? "bwd" : "fwd");
-        shape_str(&ops[i / 2], shape, sizeof shape);
-        printf("%-34s | %-28s | %9.2f | %9.2f | %.2f\n", name, shape, ours[i], torch_ms[i], torch_ms[i] / ours[i]);
-    }
+    server_stop(&ts);
     rhd_ctx_close(ctx);
     return 0;
 }

@@ -64,8 +64,8 @@ static const conv_case cases[] = {
     {{2, 4, 6, 7, 3, 3, 3, 1, 1, 0, 2, 1, 0}, 1, 1},         /* stride 1, uneven pads (dx as a transposed conv) */
     {{1, 3, 4, 5, 2, 3, 3, 1, 1, 3, 0, 2, 4}, 1, 1},         /* stride 1, pads >= kernel (dx by scatter) */
     {{1, 128, 32, 32, 128, 3, 3, 1, 1, 1, 1, 1, 1}, 1, 0},   /* VAE width */
-    {{1, 16, 260, 250, 8, 3, 3, 1, 1, 1, 1, 1, 1}, 1, 0},    /* two im2col bands */
-    {{1, 16, 1040, 256, 2, 3, 3, 2, 2, 0, 1, 0, 1}, 1, 0},   /* two bands, strided (dx by scatter) */
+    {{1, 16, 260, 250, 8, 3, 3, 1, 1, 1, 1, 1, 1}, 1, 0},    /* several im2col bands */
+    {{1, 16, 1040, 256, 2, 3, 3, 2, 2, 0, 1, 0, 1}, 1, 0},   /* several bands, strided (dx by scatter) */
     {{1, 128, 32, 32, 128, 3, 3, 2, 2, 0, 1, 0, 1}, 1, 0},   /* VAE downsampler at width */
     {{2, 128, 12, 10, 256, 1, 1, 1, 1, 0, 0, 0, 0}, 1, 0},   /* 1x1 shortcut 128->256 */
 };

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""tests/ref/bench_dense.py: PyTorch timings for tests/bench/bench_dense.c.
+"""tests/ref/bench_dense.py: the PyTorch side of tests/bench/bench_dense.c.
 
-usage: bench_dense.py SPEC OUT
-
-SPEC has one line per measurement: "<id> <op> fwd|bwd <reps> key=value ...", op one of linear
-(N in out bias), conv2d (Cin Cout H W k; N = 1, stride 1, padding k//2, with bias), groupnorm
-(N C H W G, eps 1e-5) and silu (C H W). Backward is autograd.grad of the forward output with a
-random upstream gradient, for every input that takes part in training (the same gradients the C
-side computes). Writes "<id> <best ms>" lines to OUT. Threads: $RHD_BENCH_THREADS (default 2)."""
+A server on stdin/stdout, one command per line, one answer per line:
+  setup <op> key=value ...   build the tensors of an op; answers 0
+  fwd | bwd                  run the op once (forward without autograd; backward as
+                             autograd.grad of the forward output with a random upstream gradient,
+                             for every input that takes part in training, the same gradients the
+                             C side computes); answers the wall time in ms
+Ops: linear (N in out bias), conv2d (Cin Cout H W k; N = 1, stride 1, padding k//2, with bias),
+groupnorm (N C H W G, eps 1e-5), silu (C H W). fp32, $RHD_BENCH_THREADS threads (default 2).
+RHD_BENCH_CLOCK=cpu: process CPU time instead of wall time."""
 import os
 import sys
 import time
@@ -21,7 +23,7 @@ torch.manual_seed(0)
 
 def make(op, p):
     """returns (forward closure, backward closure)"""
-    g = lambda *s: torch.randn(*s)
+    g = torch.randn
     if op == "linear":
         N, i, o, bias = p["N"], p["in"], p["out"], p["bias"]
         x, W = g(N, i).requires_grad_(), (g(o, i) * 0.05).requires_grad_()
@@ -41,7 +43,7 @@ def make(op, p):
         leaves = [x, gamma, beta]
         fwd = lambda: F.group_norm(x, p["G"], gamma, beta, 1e-5)
     elif op == "silu":
-        x = g(p["C"], p["H"], p["W"]).mul(2).requires_grad_()
+        x = (g(p["C"], p["H"], p["W"]) * 2).requires_grad_()
         leaves = [x]
         fwd = lambda: F.silu(x)
     else:
@@ -53,36 +55,34 @@ def make(op, p):
     return fwd, bwd
 
 
-def best_ms(f, reps):
+CLOCK = time.process_time if os.environ.get("RHD_BENCH_CLOCK") == "cpu" else time.perf_counter
+
+
+def timed_ms(f):
+    t0 = CLOCK()
     f()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    return (CLOCK() - t0) * 1e3
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    out = []
-    with open(sys.argv[1]) as f:
-        for line in f:
-            w = line.split()
-            if not w:
-                continue
-            ident, op, direction, reps = w[0], w[1], w[2], int(w[3])
-            p = {k: int(v) for k, v in (x.split("=") for x in w[4:])}
-            fwd, bwd = make(op, p)
-            if direction == "fwd":
-                with torch.no_grad():
-                    ms = best_ms(fwd, reps)
-            else:
-                ms = best_ms(bwd, reps)
-            out.append("%s %.4f\n" % (ident, ms))
-    with open(sys.argv[2], "w") as f:
-        f.writelines(out)
+    fwd = bwd = None
+    for line in sys.stdin:
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "setup":
+            fwd = bwd = None  # free the previous op's tensors first
+            fwd, bwd = make(w[1], {k: int(v) for k, v in (x.split("=") for x in w[2:])})
+            answer = 0
+        elif w[0] == "fwd":
+            with torch.no_grad():
+                answer = timed_ms(fwd)
+        elif w[0] == "bwd":
+            answer = timed_ms(bwd)
+        else:
+            raise SystemExit("bench_dense.py: unknown command " + w[0])
+        sys.stdout.write("%.4f\n" % answer)
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
