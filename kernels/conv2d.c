@@ -8,6 +8,11 @@
  * in the last-level cache when sgemm packs it; band sizes from 4 to 32 MB timed the same within
  * noise). */
 #define CONV_BAND_FLOATS (2L << 20)
+/* Parallel work: a band is cut into up to 8 slabs of at least 256 pixels (forward) or weight
+ * columns (weight gradient), their number a power of two set by the shape only; each thread
+ * writes the taps of its slab and multiplies them at once, while they are in cache. */
+#define CONV_MAX_SLABS 8
+#define CONV_SLAB_MIN 256
 
 rhd_conv2d_desc rhd_conv2d_square(int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
     rhd_conv2d_desc d = {N, Cin, H, W, Cout, k, k, stride, stride, pad, pad, pad, pad};
@@ -55,16 +60,17 @@ static void valid_cols(const rhd_conv2d_desc *d, int OW, int kw, int *lo, int *h
     *lo = l, *hi = h;
 }
 
-/* col (K, P) with K = Cin*KH*KW (row r = (c*KH + kh)*KW + kw, the weight's column order) and
- * P = (oh1 - oh0)*OW: the input taps of output rows [oh0, oh1) of one image xn (Cin,H,W). */
-static void im2col_band(float *col, const float *xn, const rhd_conv2d_desc *d, int OW, int oh0, int oh1) {
-    const int K = d->Cin * d->KH * d->KW, KK = d->KH * d->KW;
+/* Rows r0 .. r1-1 of col (K, P), K = Cin*KH*KW (row r = (c*KH + kh)*KW + kw, the weight's
+ * column order), P = (oh1 - oh0)*OW: the input taps of output rows [oh0, oh1) of one image xn
+ * (Cin,H,W). `col` points at row r0. One thread. */
+static void im2col_rows(float *col, int r0, int r1, const float *xn, const rhd_conv2d_desc *d, int OW, int oh0,
+                        int oh1) {
+    const int KK = d->KH * d->KW;
     const long P = (long)(oh1 - oh0) * OW;
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < K; r++) {
+    for (int r = r0; r < r1; r++) {
         int c = r / KK, kh = (r % KK) / d->KW, kw = r % d->KW, lo, hi;
         valid_cols(d, OW, kw, &lo, &hi);
-        float *dst = col + r * P;
+        float *dst = col + (long)(r - r0) * P;
         for (int oh = oh0; oh < oh1; oh++, dst += OW) {
             int ih = oh * d->stride_h - d->pad_t + kh;
             if (ih < 0 || ih >= d->H || lo == hi) { memset(dst, 0, sizeof(float) * OW); continue; }
@@ -78,7 +84,35 @@ static void im2col_band(float *col, const float *xn, const rhd_conv2d_desc *d, i
     }
 }
 
-/* dxn (Cin,H,W) += the taps in dcol (K, P) scattered back (the adjoint of im2col_band). Each
+/* dst (K, n): the taps of the n output pixels q0 .. q0+n-1 of one image (pixel q = oh*OW + ow),
+ * rows ordered as in im2col_rows. One thread; used per slab by the forward pass. */
+static void im2col_range(float *dst, const float *xn, const rhd_conv2d_desc *d, int OW, long q0, long n) {
+    const int K = d->Cin * d->KH * d->KW, KK = d->KH * d->KW;
+    for (int r = 0; r < K; r++) {
+        int c = r / KK, kh = (r % KK) / d->KW, kw = r % d->KW, lo, hi;
+        valid_cols(d, OW, kw, &lo, &hi);
+        float *o = dst + (long)r * n;
+        for (long q = q0; q < q0 + n;) { /* one output row segment [ow0, ow1) at a time */
+            int oh = (int)(q / OW), ow0 = (int)(q % OW);
+            int ow1 = q0 + n - q < OW - ow0 ? ow0 + (int)(q0 + n - q) : OW;
+            int ih = oh * d->stride_h - d->pad_t + kh;
+            int a = lo > ow0 ? lo : ow0, b = hi < ow1 ? hi : ow1; /* copied part [a, b) */
+            if (ih < 0 || ih >= d->H || a >= b) {
+                memset(o, 0, sizeof(float) * (ow1 - ow0));
+            } else {
+                const float *src = xn + ((long)c * d->H + ih) * d->W + ((long)a * d->stride_w - d->pad_l + kw);
+                if (a > ow0) memset(o, 0, sizeof(float) * (a - ow0));
+                if (d->stride_w == 1) memcpy(o + (a - ow0), src, sizeof(float) * (b - a));
+                else
+                    for (int j = 0; j < b - a; j++) o[a - ow0 + j] = src[(long)j * d->stride_w];
+                if (b < ow1) memset(o + (b - ow0), 0, sizeof(float) * (ow1 - b));
+            }
+            o += ow1 - ow0, q += ow1 - ow0;
+        }
+    }
+}
+
+/* dxn (Cin,H,W) += the taps in dcol (K, P) scattered back (the adjoint of im2col_rows). Each
  * thread owns whole input channels and adds in a fixed (kh, kw, oh, ow) order. */
 static void col2im_band_add(float *dxn, const float *dcol, const rhd_conv2d_desc *d, int OW, int oh0, int oh1) {
     const int KK = d->KH * d->KW;
@@ -114,7 +148,15 @@ static size_t band_floats(const rhd_conv2d_desc *d) {
     return is_pointwise(d) ? 0 : (size_t)d->Cin * d->KH * d->KW * band_rows(d, rhd_conv2d_out_h(d), OW) * OW;
 }
 
-/* yn (Cout,OH,OW) = W (Cout,K) col(xn) + beta yn for one image, band by band (col: band_floats). */
+/* Slab width for cutting len items into up to CONV_MAX_SLABS pieces of at least CONV_SLAB_MIN. */
+static long slab_width(long len) {
+    int nsplit = 1;
+    while (nsplit < CONV_MAX_SLABS && len / (2 * nsplit) >= CONV_SLAB_MIN) nsplit *= 2;
+    return ((len + nsplit - 1) / nsplit + 15) / 16 * 16;
+}
+
+/* yn (Cout,OH,OW) = W (Cout,K) col(xn) + beta yn for one image (col: band_floats), band by band,
+ * each band in slabs of output pixels. */
 static void forward_image(float *yn, const float *xn, const float *W, float beta, const rhd_conv2d_desc *d,
                           float *col) {
     const int OH = rhd_conv2d_out_h(d), OW = rhd_conv2d_out_w(d), K = d->Cin * d->KH * d->KW;
@@ -125,9 +167,16 @@ static void forward_image(float *yn, const float *xn, const float *W, float beta
     }
     const int rows = band_rows(d, OH, OW);
     for (int oh0 = 0; oh0 < OH; oh0 += rows) {
-        int oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
-        im2col_band(col, xn, d, OW, oh0, oh1);
-        rhd_sgemm_cpu(0, 0, d->Cout, P, K, 1.0f, W, K, col, P, beta, yn + (long)oh0 * OW, OHW);
+        const long P = (long)((oh0 + rows < OH ? oh0 + rows : OH) - oh0) * OW, q0 = (long)oh0 * OW;
+        const long slab = slab_width(P);
+        const int nslab = (int)((P + slab - 1) / slab);
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int t = 0; t < nslab; t++) {
+            long p0 = t * slab, n = p0 + slab < P ? slab : P - p0;
+            float *cs = col + (size_t)K * p0; /* the slab's own (K, n) part of the scratch */
+            im2col_range(cs, xn, d, OW, q0 + p0, n);
+            rhd_sgemm_cpu(0, 0, d->Cout, (int)n, K, 1.0f, W, K, cs, n, beta, yn + q0 + p0, OHW);
+        }
     }
 }
 
@@ -207,9 +256,16 @@ static void conv2d_backward_cpu(rhd_ctx *ctx, float *dx, float *dW, float *db, c
         for (int oh0 = 0; oh0 < OH && (dW || (dxn && !transposed)); oh0 += rows) {
             int oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
             const float *dyb = dyn + (long)oh0 * OW;
-            if (dW) { /* dW (Cout,K) += dy_band (Cout,P) col^T */
-                im2col_band(col, xn, d, OW, oh0, oh1);
-                rhd_sgemm_cpu(0, 1, d->Cout, K, P, 1.0f, dyb, OHW, col, P, 1.0f, dW, K);
+            if (dW) { /* dW (Cout,K) += dy_band (Cout,P) col^T, in slabs of dW's columns */
+                const long slab = slab_width(K);
+                const int nslab = (int)((K + slab - 1) / slab);
+#pragma omp parallel for schedule(dynamic, 1)
+                for (int s = 0; s < nslab; s++) {
+                    int r0 = (int)(s * slab), r1 = r0 + slab < K ? r0 + (int)slab : K;
+                    float *cs = col + (size_t)r0 * P;
+                    im2col_rows(cs, r0, r1, xn, d, OW, oh0, oh1);
+                    rhd_sgemm_cpu(0, 1, d->Cout, r1 - r0, P, 1.0f, dyb, OHW, cs, P, 1.0f, dW + r0, K);
+                }
             }
             if (dxn && !transposed) { /* strided: dcol (K,P) = W^T dy_band, scattered back */
                 rhd_sgemm_cpu(1, 0, K, P, d->Cout, 1.0f, W, K, dyb, OHW, 0.0f, dcol, P);

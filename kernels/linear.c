@@ -35,14 +35,14 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
         return;
     }
     pthread_once(&blas_once, blas_single_thread);
-    if ((double)M * N * K < GEMM_PARALLEL_MIN_MACS) {
+    int nested = 0; /* inside a parallel region (even a one-thread one): one call, as documented */
+#ifdef _OPENMP
+    nested = omp_get_level() > 0;
+#endif
+    if (nested || (double)M * N * K < GEMM_PARALLEL_MIN_MACS) {
         sgemm1(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    int par = 1;
-#ifdef _OPENMP
-    par = !omp_in_parallel();
-#endif
     /* Slabs along the longer side of C, the other side whole. OpenBLAS repacks the shared
      * operand for every slab (the packing costs about what 25 multiply-adds per value do), so
      * slabs are wide; their count is a power of two so that 2 or 4 threads share them evenly. */
@@ -53,7 +53,7 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
     int nk = 1;
     if (nslab < 4 && K >= 2 * GEMM_KCHUNK) nk = K / GEMM_KCHUNK < GEMM_MAX_KCHUNKS ? K / GEMM_KCHUNK : GEMM_MAX_KCHUNKS;
     if (nk == 1) {
-#pragma omp parallel for schedule(dynamic, 1) if (par)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int t = 0; t < nslab; t++) {
             long lo = (long)t * slab, n = lo + slab < len ? slab : len - lo;
             if (split_n) /* columns [lo, lo+n) of C and of op(B) */
@@ -69,13 +69,13 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
      * scratch, then added in chunk order. */
     const long MN = (long)M * N;
     float *part = rhd_xmalloc(sizeof(float) * nk * MN);
-#pragma omp parallel for schedule(dynamic, 1) if (par)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int c = 0; c < nk; c++) {
         long k0 = (long)K * c / nk, k1 = (long)K * (c + 1) / nk;
         sgemm1(transA, transB, M, N, (int)(k1 - k0), alpha, transA ? A + k0 * lda : A + k0, lda,
                transB ? B + k0 : B + k0 * ldb, ldb, 0.0f, part + c * MN, N);
     }
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float s = part[(long)m * N + n];
