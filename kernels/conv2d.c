@@ -4,14 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Floats of im2col scratch per band of output rows (8 MB, so a band written by im2col is still
- * in the last-level cache when sgemm packs it; band sizes from 4 to 32 MB timed the same within
- * noise). */
-#define CONV_BAND_FLOATS (2L << 20)
-/* Parallel work: a band is cut into up to 8 slabs of at least 256 pixels (forward) or weight
- * columns (weight gradient), their number a power of two set by the shape only; each thread
- * writes the taps of its slab and multiplies them at once, while they are in cache. */
-#define CONV_MAX_SLABS 8
+/* Floats of im2col scratch per band of output rows (32 MB). Within a band the work is cut into
+ * up to 32 slabs of at least 256 pixels (forward) or weight columns (weight gradient), their
+ * number a power of two set by the shape only, so 2, 4, 8 or 16 threads share them evenly and
+ * results do not depend on the thread count; each thread writes the taps of its slab and
+ * multiplies them at once, while they are in cache. Big bands mean few parallel regions (few
+ * barriers: they cost most on a busy machine); the per-slab scratch is what the caches see. */
+#define CONV_BAND_FLOATS (8L << 20)
+#define CONV_MAX_SLABS 32
 #define CONV_SLAB_MIN 256
 
 rhd_conv2d_desc rhd_conv2d_square(int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
