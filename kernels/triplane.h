@@ -27,11 +27,23 @@
  *   backward: dplanes is accumulated (+=): dplanes[p,c,texel] += (1/3) * w_texel * dfeats[n,c]
  *             for every in-range plane of every point (masked by the clamp rule). planes is read
  *             only when clamp != 0 (may be NULL otherwise).
- *   CPU: points are bucketed by (plane, row i0) with a stable counting sort; each (plane, row) of
- *        dplanes is then owned by one thread, which adds its bucket's contributions in point
- *        order (the bucket of row i-1 for the lower taps first, then the bucket of row i). The
- *        result is bit-identical for any thread count. CUDA: one thread per (point, channel),
- *        atomicAdd (order not fixed).
+ *
+ * Implementation (the results do not depend on it):
+ *   CPU forward: with many points (N >= R*R/16) the planes are first copied channel-last,
+ *        [3,R,R,C] (clamped on the way), into the context workspace, so that a tap is C
+ *        contiguous floats instead of C cache lines 4*R*R bytes apart; per channel the arithmetic
+ *        is the same as reading in place, so both strategies give bit-identical features.
+ *   CPU backward: the (point, plane) pairs are bucketed by (plane, row i0) with a stable counting
+ *        sort; each (plane, row) of dplanes is owned by one thread, which sums its taps from zero
+ *        in point order (the bucket of row i-1 for the lower taps, then the bucket of row i) in a
+ *        channel-last row buffer and then adds the sums to dplanes. The result is bit-identical
+ *        for any thread count.
+ *   CUDA: the planes are copied channel-last into the workspace (forward), or the gradient is
+ *        accumulated channel-last there with atomicAdd and then added to dplanes (backward); one
+ *        thread per (point, channel), so a warp reads or writes one tap's 32 channels coalesced.
+ *        The order of the atomic adds is not fixed.
+ *   Both backends use the context workspace (rhd_ctx_workspace, 3*C*R*R floats): no argument may
+ *   live in it.
  */
 #ifndef RHD_KERNELS_TRIPLANE_H
 #define RHD_KERNELS_TRIPLANE_H
@@ -94,9 +106,14 @@ RHD_HD static inline float rhd_bilinear_sample(const float *plane, int R, const 
 /* The factor of the 3-plane mean; the backward scales dfeat by it before the tap weights. */
 #define RHD_TRIPLANE_MEAN (1.f / 3.f)
 
+/* CPU forward strategies (see above); exposed for tests and benchmarks. */
+enum { RHD_TRIPLANE_AUTO = 0, RHD_TRIPLANE_DIRECT = 1, RHD_TRIPLANE_PACKED = 2 };
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+void rhd_triplane_forward_cpu(rhd_ctx *ctx, float *feats, const float *points, const float *planes, int64_t N, int C,
+                              int R, int clamp, int strategy);
 void rhd_triplane_forward(rhd_ctx *ctx, float *feats, const float *points, const float *planes, int64_t N, int C,
                           int R, int clamp);
 void rhd_triplane_backward(rhd_ctx *ctx, float *dplanes, const float *dfeats, const float *points,

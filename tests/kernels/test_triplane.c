@@ -2,7 +2,8 @@
  * (a) finite differences of the CPU backward; (b) forward and backward against an independent
  * PyTorch reference (grid_sample(align_corners=True) with the spec's out-of-range rule), with
  * points on the u=1/v=1 edges, corners, outside [-1,1] and NaN, and texels at exactly +-1 and
- * beyond under the clamp; (c) the CPU backward is bit-identical for 1, 2 and 3 OpenMP threads;
+ * beyond under the clamp, and the two CPU forward strategies (in place, channel-last copy)
+ * bit-identical; (c) the CPU backward is bit-identical for 1, 2 and 3 OpenMP threads;
  * (d) CUDA vs CPU when a device is present. */
 #include "refcheck.h"
 #include "kernels/triplane.h"
@@ -91,6 +92,14 @@ static void torch_prepare(int64_t N, int C, int R, int clamp) {
     th_save(t->dir, "dplanes0", dplanes, 4, (int64_t[]){3, C, R, R});
     rhd_triplane_forward(cpu, t->feats, points, planes, N, C, R, clamp);
     rhd_triplane_backward(cpu, t->dplanes, dfeats, points, planes, N, C, R, clamp);
+    /* both CPU forward strategies: reading in place and through the channel-last copy */
+    float *f1 = malloc(sizeof(float) * N * C), *f2 = malloc(sizeof(float) * N * C);
+    rhd_triplane_forward_cpu(cpu, f1, points, planes, N, C, R, clamp, RHD_TRIPLANE_DIRECT);
+    rhd_triplane_forward_cpu(cpu, f2, points, planes, N, C, R, clamp, RHD_TRIPLANE_PACKED);
+    th_ok(memcmp(f1, f2, sizeof(float) * N * C) == 0 && memcmp(f1, t->feats, sizeof(float) * N * C) == 0,
+          "triplane fwd cpu: direct and channel-last strategies bit-identical N=%lld C=%d R=%d clamp=%d", (long long)N, C,
+          R, clamp);
+    free(f1), free(f2);
     snprintf(jobs + strlen(jobs), sizeof jobs - strlen(jobs), "%striplane %s %d", ntc > 1 ? " + " : "", t->dir, clamp);
     free(planes), free(points), free(dfeats);
 }
