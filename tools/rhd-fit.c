@@ -645,6 +645,10 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_render_cfg rc;
     rhd_fit_data_cfg dc;
     fill_cfgs(o, &fc, &rc, &dc, 2);
+    {
+        rhd_err me = {0};
+        if (rhd_mkdir_parents(out, &me)) rhd_die("%s", me.msg);
+    }
     const char *slash = strrchr(o->avatar, '/');
     char *name = rhd_xstrdup(slash && slash[1] ? slash + 1 : o->avatar);
     char *dir = path_join(o->data, o->avatar);
