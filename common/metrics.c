@@ -26,7 +26,7 @@ double rhd_mse(const float *pred, const float *gt, long n) {
     return n > 0 ? s / (double)n : 0.0;
 }
 
-double rhd_psnr(const float *pred, const float *gt, int H, int W) {
+double rhd_image_psnr(const float *pred, const float *gt, int H, int W) {
     double mse = rhd_mse(pred, gt, (long)H * W * 3);
     return mse > 0 ? -10.0 * log10(mse) : INFINITY;
 }
@@ -41,7 +41,7 @@ void rhd_ssim_window(double w[RHD_SSIM_WIN]) {
     for (int i = 0; i < RHD_SSIM_WIN; i++) w[i] /= s;
 }
 
-int rhd_ssim(const float *pred, const float *gt, int H, int W, double *out, rhd_err *e) {
+int rhd_image_ssim(const float *pred, const float *gt, int H, int W, double *out, rhd_err *e) {
     const int K = RHD_SSIM_WIN;
     if (H < K || W < K)
         return rhd_errf(e, "SSIM: image is %dx%d, expected at least %dx%d (the Gaussian window)", W, H, K, K);

@@ -29,9 +29,9 @@ extern "C" {
 /* Mean squared error over n values (double accumulation, fixed order). */
 double rhd_mse(const float *pred, const float *gt, long n);
 /* PSNR of (H, W, 3) images: -10 log10(mse); +inf for identical images. */
-double rhd_psnr(const float *pred, const float *gt, int H, int W);
+double rhd_image_psnr(const float *pred, const float *gt, int H, int W);
 /* SSIM of (H, W, 3) images as documented above. Returns 0 and *out, or -1 (H or W < 11). */
-int rhd_ssim(const float *pred, const float *gt, int H, int W, double *out, rhd_err *e);
+int rhd_image_ssim(const float *pred, const float *gt, int H, int W, double *out, rhd_err *e);
 /* The 11 normalised Gaussian taps (exposed for tests). */
 void rhd_ssim_window(double w[RHD_SSIM_WIN]);
 

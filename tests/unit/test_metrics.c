@@ -47,9 +47,9 @@ static void check_size(int H, int W) {
     } else {
         float *rp = th_load(dir, "psnr", N), *rs = th_load(dir, "ssim", N);
         for (int k = 0; k < N && rp && rs; k++) {
-            double p = rhd_psnr(pred + k * per, gt + k * per, H, W), s = 0;
+            double p = rhd_image_psnr(pred + k * per, gt + k * per, H, W), s = 0;
             rhd_err e;
-            int rc = rhd_ssim(pred + k * per, gt + k * per, H, W, &s, &e);
+            int rc = rhd_image_ssim(pred + k * per, gt + k * per, H, W, &s, &e);
             th_ok(fabs(p - rp[k]) <= 1e-4, "psnr %s %dx%d: ours %.7f numpy %.7f (diff %.2e)",
                   k ? "random" : "structured", W, H, p, rp[k], fabs(p - rp[k]));
             th_ok(rc == 0 && fabs(s - rs[k]) <= 1e-5, "ssim %s %dx%d: ours %.8f pytorch_msssim %.8f (diff %.2e)",
@@ -77,15 +77,15 @@ int main(void) {
         float *a = th_randu(n, 0.f, 1.f);
         double s = 0;
         rhd_err e;
-        th_ok(isinf(rhd_psnr(a, a, H, W)) && rhd_psnr(a, a, H, W) > 0, "psnr of identical images is +inf");
-        int rc0 = rhd_ssim(a, a, H, W, &s, &e);
+        th_ok(isinf(rhd_image_psnr(a, a, H, W)) && rhd_image_psnr(a, a, H, W) > 0, "psnr of identical images is +inf");
+        int rc0 = rhd_image_ssim(a, a, H, W, &s, &e);
         th_ok(rc0 == 0 && fabs(s - 1) < 1e-12, "ssim of identical images is 1 (%.15f)", s);
-        int rc = rhd_ssim(a, a, 10, 40, &s, &e);
+        int rc = rhd_image_ssim(a, a, 10, 40, &s, &e);
         th_ok(rc == -1 && strstr(e.msg, "40x10") && strstr(e.msg, "at least 11x11"), "ssim of a 40x10 image: %s", e.msg);
         /* PSNR of a known constant offset: mse 0.01 -> 20 dB */
         float *b = malloc(sizeof(float) * n);
         for (long i = 0; i < n; i++) b[i] = a[i] + 0.1f;
-        th_ok(fabs(rhd_psnr(b, a, H, W) - 20.0) < 1e-4, "psnr of an offset of 0.1 is 20 dB (%.6f)", rhd_psnr(b, a, H, W));
+        th_ok(fabs(rhd_image_psnr(b, a, H, W) - 20.0) < 1e-4, "psnr of an offset of 0.1 is 20 dB (%.6f)", rhd_image_psnr(b, a, H, W));
         free(a);
         free(b);
     }
