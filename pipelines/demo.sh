@@ -23,6 +23,7 @@ done
 "$BIN/rhd-schedule" fit --data "$DATA" --rounds 2 --steps 100 -o "$OUT/plan.json"
 "$BIN/rhd-fit" --stage 1 --plan "$OUT/plan.json" --data "$DATA" $SIZE --train-views 0-23 \
     --eval-views 100,105,110,115 --force -o "$OUT/fit" --contact-sheet "$OUT/contact_sheet.png"
+mkdir -p "$OUT/render"
 "$BIN/rhd-render" --decoder "$OUT/fit/decoder.safetensors" --data "$DATA/avatar_100" --views 100,105,110,115 \
     --grid-size 32 --max-steps 64 --metrics --contact-sheet "$OUT/render/contact_sheet.png" \
     --mesh "$OUT/render/avatar_100.ply" --mesh-res 64 -o "$OUT/render" \

@@ -192,7 +192,7 @@ static int write_triplane(const char *path, const float *planes, int C, int R, c
     rhd_st_writer_init(&w);
     int64_t shape[4] = {3, C, R, R};
     rhd_st_add(&w, "planes", RHD_F32, 4, shape, planes);
-    rhd_schema_stamp(&w, "triplane", TOOL " " RHD_VERSION);
+    rhd_schema_stamp(&w, "triplane", TOOL);
     char buf[64];
     rhd_st_set_meta(&w, "rhd.avatar", avatar);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
@@ -275,7 +275,7 @@ static int write_decoder(const char *path, const rhd_decoder *dec, const rhd_fit
     rhd_st_writer w;
     rhd_st_writer_init(&w);
     rhd_params_to_writer(&dec->P, RHD_PBUF_DATA, "", &w);
-    rhd_schema_stamp(&w, "decoder", TOOL " " RHD_VERSION);
+    rhd_schema_stamp(&w, "decoder", TOOL);
     char buf[256];
     snprintf(buf, sizeof buf, "{\"triplane_channels\": %d, \"triplane_res\": %d, \"degree\": %d, \"hidden\": %d, \"geo\": %d, \"bound\": %g}",
              dec->cfg.C, fc->R, dec->cfg.degree, dec->cfg.hidden, dec->cfg.geo, rc->bound);
@@ -312,7 +312,7 @@ static int write_iwc(const char *path, const rhd_decoder *dec, const float *F, c
             snprintf(name, sizeof name, "%s%s", pass ? "optpar." : "fisher.", P->info[i].name);
             rhd_st_add_f32(&w, name, RHD_F32, P->info[i].ndim, P->info[i].shape, (pass ? opt : F) + P->info[i].offset);
         }
-    rhd_schema_stamp(&w, "iwc", TOOL " " RHD_VERSION);
+    rhd_schema_stamp(&w, "iwc", TOOL);
     char buf[32];
     rhd_st_set_meta(&w, "rhd.avatar", avatar);
     snprintf(buf, sizeof buf, "%d", round);
@@ -356,7 +356,7 @@ static int write_checkpoint(const char *path, const rhd_decoder *dec, int entrie
     rhd_params_to_writer(&dec->P, RHD_PBUF_DATA, "", &w);
     rhd_params_to_writer(&dec->P, RHD_PBUF_M, "adam.m.", &w);
     rhd_params_to_writer(&dec->P, RHD_PBUF_V, "adam.v.", &w);
-    rhd_schema_stamp(&w, "checkpoint", TOOL " " RHD_VERSION);
+    rhd_schema_stamp(&w, "checkpoint", TOOL);
     char buf[64];
     rhd_st_set_meta(&w, "rhd.model", "fit");
     snprintf(buf, sizeof buf, "%lld", dec_steps);
@@ -738,6 +738,8 @@ static int cmd_report(const opts *o, rhd_ctx *ctx) {
 }
 
 int main(int argc, char **argv) {
+    rhd_set_prog(argv[0]);
+    rhd_fs_install_signal_handlers();
     opts o;
     memset(&o, 0, sizeof o);
     rhd_common_opts_init(&o.common);
