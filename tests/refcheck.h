@@ -42,29 +42,60 @@ static inline float *th_randu(long n, float lo, float hi) {
     return x;
 }
 
-static inline void th_save(const char *dir, const char *name, const float *data, int ndim, const int64_t *shape) {
+/* Write an .npy of any dtype (th_save: float32). */
+static inline void th_save_t(const char *dir, const char *name, rhd_dtype dt, const void *data, int ndim,
+                             const int64_t *shape) {
     char path[2048];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    rhd_tensor t = {RHD_F32, ndim, {0}, (void *)data};
+    rhd_tensor t = {dt, ndim, {0}, (void *)data};
     memcpy(t.shape, shape, sizeof(int64_t) * ndim);
     rhd_err e;
     if (rhd_npy_write(path, &t, &e)) { fprintf(stderr, "%s\n", e.msg); exit(1); }
 }
+static inline void th_save(const char *dir, const char *name, const float *data, int ndim, const int64_t *shape) {
+    th_save_t(dir, name, RHD_F32, data, ndim, shape);
+}
 
-/* Returns a malloc'd float array, or NULL (with a diagnostic) if missing or of the wrong size. */
-static inline float *th_load(const char *dir, const char *name, long n) {
+/* Read an .npy of dtype dt with n elements: a malloc'd array owned by the caller, or NULL with a
+ * diagnostic if missing or of another dtype or size (th_load: float32). */
+static inline void *th_load_t(const char *dir, const char *name, rhd_dtype dt, int64_t n) {
     char path[2048];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
     rhd_npy a;
     rhd_err e;
     if (rhd_npy_read(path, &a, &e)) { th_diag("%s", e.msg); return NULL; }
     int64_t numel = rhd_shape_numel(a.t.shape, a.t.ndim);
-    if (a.t.dtype != RHD_F32 || numel != n) {
-        th_diag("%s: dtype %s numel %lld, expected F32 with %ld", path, rhd_dtype_name(a.t.dtype), (long long)numel, n);
+    if (a.t.dtype != dt || numel != n) {
+        th_diag("%s: dtype %s numel %lld, expected %s with %lld", path, rhd_dtype_name(a.t.dtype), (long long)numel,
+                rhd_dtype_name(dt), (long long)n);
         rhd_npy_free(&a);
         return NULL;
     }
-    return (float *)a.buf; /* owned by the caller now */
+    return a.buf;
+}
+static inline float *th_load(const char *dir, const char *name, long n) {
+    return (float *)th_load_t(dir, name, RHD_F32, n);
+}
+
+/* Bytewise equality (floats bitwise) of n elements of size sz; reports the count that differ
+ * and the first one. ref may be NULL (a missing reference fails). */
+static inline int th_same_bytes(const char *name, const void *got, const void *ref, int64_t n, size_t sz) {
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n && ref; i++)
+        if (memcmp((const char *)got + i * sz, (const char *)ref + i * sz, sz)) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    int ok = ref && bad == 0;
+    th_ok(ok, "%s: n=%lld, %lld differ", name, (long long)n, (long long)bad);
+    if (!ok && first >= 0) {
+        if (sz == 4) th_diag("  first at [%lld]: got %.9g / %d, ref %.9g / %d", (long long)first,
+                             ((const float *)got)[first], ((const int32_t *)got)[first], ((const float *)ref)[first],
+                             ((const int32_t *)ref)[first]);
+        else th_diag("  first at [%lld]: got 0x%02x ref 0x%02x", (long long)first, ((const uint8_t *)got)[first],
+                     ((const uint8_t *)ref)[first]);
+    }
+    return ok;
 }
 
 static inline int th_ref(const char *script, const char *fmt, ...) {

@@ -16,45 +16,6 @@
 
 static rhd_ctx *cpu;
 
-static void save_t(const char *dir, const char *name, rhd_dtype dt, const void *data, int ndim, const int64_t *shape) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    rhd_tensor t = {dt, ndim, {0}, (void *)data};
-    memcpy(t.shape, shape, sizeof(int64_t) * ndim);
-    rhd_err e;
-    if (rhd_npy_write(path, &t, &e)) { fprintf(stderr, "%s\n", e.msg); exit(1); }
-}
-
-static void *load_t(const char *dir, const char *name, rhd_dtype dt, int64_t n) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    rhd_npy a;
-    rhd_err e;
-    if (rhd_npy_read(path, &a, &e)) { th_diag("%s", e.msg); return NULL; }
-    int64_t numel = rhd_shape_numel(a.t.shape, a.t.ndim);
-    if (a.t.dtype != dt || numel != n) {
-        th_diag("%s: dtype %s numel %lld, expected %s with %lld", path, rhd_dtype_name(a.t.dtype), (long long)numel,
-                rhd_dtype_name(dt), (long long)n);
-        rhd_npy_free(&a);
-        return NULL;
-    }
-    return a.buf;
-}
-
-static int same_bytes(const char *name, const void *got, const void *ref, int64_t n, size_t sz) {
-    int64_t bad = 0, first = -1;
-    for (int64_t i = 0; i < n && ref; i++)
-        if (memcmp((const char *)got + i * sz, (const char *)ref + i * sz, sz)) {
-            if (first < 0) first = i;
-            bad++;
-        }
-    int ok = ref && bad == 0;
-    th_ok(ok, "%s: n=%lld, %lld differ", name, (long long)n, (long long)bad);
-    if (!ok && first >= 0)
-        th_diag("  first at [%lld]: got %.9g / %d, ref %.9g / %d", (long long)first, ((const float *)got)[first],
-                ((const int32_t *)got)[first], ((const float *)ref)[first], ((const int32_t *)ref)[first]);
-    return ok;
-}
 
 /* ---- inputs ---- */
 
@@ -234,15 +195,15 @@ static int cmp_train(const char *label, const train_out *a, const train_out *b, 
                 (long long)a->kept, (long long)b->total, (long long)b->M, (long long)b->kept);
     if (a->M != b->M) return 0;
     snprintf(name, sizeof name, "%s: rays (offset, count)", label);
-    ok &= same_bytes(name, a->rays, b->rays, 2 * N, 4);
+    ok &= th_same_bytes(name, a->rays, b->rays, 2 * N, 4);
     snprintf(name, sizeof name, "%s: positions", label);
-    ok &= same_bytes(name, a->xyz, b->xyz, 3 * a->M, 4);
+    ok &= th_same_bytes(name, a->xyz, b->xyz, 3 * a->M, 4);
     snprintf(name, sizeof name, "%s: directions", label);
-    ok &= same_bytes(name, a->dirs, b->dirs, 3 * a->M, 4);
+    ok &= th_same_bytes(name, a->dirs, b->dirs, 3 * a->M, 4);
     snprintf(name, sizeof name, "%s: delta0", label);
-    ok &= same_bytes(name, a->d0, b->d0, a->M, 4);
+    ok &= th_same_bytes(name, a->d0, b->d0, a->M, 4);
     snprintf(name, sizeof name, "%s: delta1", label);
-    ok &= same_bytes(name, a->d1, b->d1, a->M, 4);
+    ok &= th_same_bytes(name, a->d1, b->d1, a->M, 4);
     return ok;
 }
 
@@ -254,19 +215,19 @@ static int cmp_infer(const char *label, const infer_out *a, const infer_out *b, 
                    (long long)b->n_alive_total);
     if (!ok) return 0;
     snprintf(name, sizeof name, "%s: n_step per iteration", label);
-    ok &= same_bytes(name, a->nstep, b->nstep, a->iters, 4);
+    ok &= th_same_bytes(name, a->nstep, b->nstep, a->iters, 4);
     snprintf(name, sizeof name, "%s: alive lists", label);
-    ok &= same_bytes(name, a->alive, b->alive, a->n_alive_total, 4);
+    ok &= th_same_bytes(name, a->alive, b->alive, a->n_alive_total, 4);
     snprintf(name, sizeof name, "%s: slot positions", label);
-    ok &= same_bytes(name, a->xyz, b->xyz, 3 * a->n_slots, 4);
+    ok &= th_same_bytes(name, a->xyz, b->xyz, 3 * a->n_slots, 4);
     snprintf(name, sizeof name, "%s: slot directions", label);
-    ok &= same_bytes(name, a->dirs, b->dirs, 3 * a->n_slots, 4);
+    ok &= th_same_bytes(name, a->dirs, b->dirs, 3 * a->n_slots, 4);
     snprintf(name, sizeof name, "%s: slot delta0 (0 in unused slots)", label);
-    ok &= same_bytes(name, a->d0, b->d0, a->n_slots, 4);
+    ok &= th_same_bytes(name, a->d0, b->d0, a->n_slots, 4);
     snprintf(name, sizeof name, "%s: slot delta1", label);
-    ok &= same_bytes(name, a->d1, b->d1, a->n_slots, 4);
+    ok &= th_same_bytes(name, a->d1, b->d1, a->n_slots, 4);
     snprintf(name, sizeof name, "%s: final t_cur", label);
-    ok &= same_bytes(name, a->t_cur, b->t_cur, N, 4);
+    ok &= th_same_bytes(name, a->t_cur, b->t_cur, N, 4);
     return ok;
 }
 
@@ -274,20 +235,20 @@ static int cmp_infer(const char *label, const infer_out *a, const infer_out *b, 
 static int load_train_ref(const char *dir, int i, int64_t N, train_out *t) {
     char nm[64];
     snprintf(nm, sizeof nm, "sizes_%d", i);
-    int64_t *sz = load_t(dir, nm, RHD_I64, 3);
+    int64_t *sz = th_load_t(dir, nm, RHD_I64, 3);
     if (!sz) return -1;
     t->total = sz[0], t->M = sz[1], t->kept = sz[2];
     free(sz);
     snprintf(nm, sizeof nm, "rays_%d", i);
-    t->rays = load_t(dir, nm, RHD_I32, 2 * N);
+    t->rays = th_load_t(dir, nm, RHD_I32, 2 * N);
     snprintf(nm, sizeof nm, "xyz_%d", i);
-    t->xyz = load_t(dir, nm, RHD_F32, 3 * t->M);
+    t->xyz = th_load_t(dir, nm, RHD_F32, 3 * t->M);
     snprintf(nm, sizeof nm, "dirs_%d", i);
-    t->dirs = load_t(dir, nm, RHD_F32, 3 * t->M);
+    t->dirs = th_load_t(dir, nm, RHD_F32, 3 * t->M);
     snprintf(nm, sizeof nm, "delta0_%d", i);
-    t->d0 = load_t(dir, nm, RHD_F32, t->M);
+    t->d0 = th_load_t(dir, nm, RHD_F32, t->M);
     snprintf(nm, sizeof nm, "delta1_%d", i);
-    t->d1 = load_t(dir, nm, RHD_F32, t->M);
+    t->d1 = th_load_t(dir, nm, RHD_F32, t->M);
     return t->rays && t->xyz && t->dirs && t->d0 && t->d1 ? 0 : -1;
 }
 
@@ -307,10 +268,10 @@ static int load_infer_ref(const char *dir, int64_t N, infer_out *r) {
     if (rhd_npy_read(path, &a, &e)) return -1;
     r->n_slots = a.t.shape[0];
     r->d0 = a.buf;
-    r->d1 = load_t(dir, "delta1", RHD_F32, r->n_slots);
-    r->xyz = load_t(dir, "xyz", RHD_F32, 3 * r->n_slots);
-    r->dirs = load_t(dir, "dirs", RHD_F32, 3 * r->n_slots);
-    r->t_cur = load_t(dir, "t_cur", RHD_F32, N);
+    r->d1 = th_load_t(dir, "delta1", RHD_F32, r->n_slots);
+    r->xyz = th_load_t(dir, "xyz", RHD_F32, 3 * r->n_slots);
+    r->dirs = th_load_t(dir, "dirs", RHD_F32, 3 * r->n_slots);
+    r->t_cur = th_load_t(dir, "t_cur", RHD_F32, N);
     return r->d1 && r->xyz && r->dirs && r->t_cur ? 0 : -1;
 }
 
@@ -337,9 +298,9 @@ static void prep(mcase *m, char *jobs, size_t jn) {
     int64_t nb = (int64_t)c->C * c->H * c->H * c->H / 8;
     for (int j = 0; j < 2; j++) {
         const char *dir = j ? m->dir_i : m->dir_t;
-        save_t(dir, "o", RHD_F32, sc->o, 2, (int64_t[]){sc->N, 3});
-        save_t(dir, "d", RHD_F32, sc->d, 2, (int64_t[]){sc->N, 3});
-        save_t(dir, "bits", RHD_U8, sc->bits, 1, (int64_t[]){nb});
+        th_save_t(dir, "o", RHD_F32, sc->o, 2, (int64_t[]){sc->N, 3});
+        th_save_t(dir, "d", RHD_F32, sc->d, 2, (int64_t[]){sc->N, 3});
+        th_save_t(dir, "bits", RHD_U8, sc->bits, 1, (int64_t[]){nb});
     }
     char mcs[128] = "";
     for (int i = 0; i < m->n_mc; i++)

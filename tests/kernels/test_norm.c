@@ -8,42 +8,7 @@
 #include <stdarg.h>
 #include <omp.h>
 
-static char args_[65536];
-
-static char *new_case(const char *tag, const char *fmt, ...) {
-    char *dir = strdup(th_subdir(tag)), path[1200];
-    snprintf(path, sizeof path, "%s/case.txt", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) { perror(path); exit(1); }
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
-    va_end(ap);
-    fclose(f);
-    strcat(args_, " "), strcat(args_, dir);
-    return dir;
-}
-
-static float *nan_array(long n) {
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    for (long i = 0; i < n; i++) p[i] = NAN;
-    return p;
-}
-static float *copy_of(const float *src, long n) {
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    memcpy(p, src, sizeof(float) * n);
-    return p;
-}
-
-static void check_ref(const char *what, const char *dir, const char *file, const float *got, const float *preset,
-                      long n, double tol) {
-    float *ref = th_load(dir, file, n);
-    if (!ref) { th_ok(0, "%s: no reference output %s", what, file); return; }
-    if (preset)
-        for (long i = 0; i < n; i++) ref[i] += preset[i];
-    th_close(what, got, ref, n, tol);
-    free(ref);
-}
+#include "cases.h"
 
 /* One normalisation case: GroupNorm when G > 0 (x (N,C,HW)), else LayerNorm (x (N,D) with D = C). */
 typedef struct {

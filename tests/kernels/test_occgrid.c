@@ -16,50 +16,6 @@
 
 static rhd_ctx *cpu;
 
-static void save_t(const char *dir, const char *name, rhd_dtype dt, const void *data, int ndim, const int64_t *shape) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    rhd_tensor t = {dt, ndim, {0}, (void *)data};
-    memcpy(t.shape, shape, sizeof(int64_t) * ndim);
-    rhd_err e;
-    if (rhd_npy_write(path, &t, &e)) { fprintf(stderr, "%s\n", e.msg); exit(1); }
-}
-
-static void *load_t(const char *dir, const char *name, rhd_dtype dt, int64_t n) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    rhd_npy a;
-    rhd_err e;
-    if (rhd_npy_read(path, &a, &e)) { th_diag("%s", e.msg); return NULL; }
-    int64_t numel = rhd_shape_numel(a.t.shape, a.t.ndim);
-    if (a.t.dtype != dt || numel != n) {
-        th_diag("%s: dtype %s numel %lld, expected %s with %lld", path, rhd_dtype_name(a.t.dtype), (long long)numel,
-                rhd_dtype_name(dt), (long long)n);
-        rhd_npy_free(&a);
-        return NULL;
-    }
-    return a.buf;
-}
-
-/* Bytewise equality (floats bitwise), reporting the count of differing elements of size sz. */
-static int same_bytes(const char *name, const void *got, const void *ref, int64_t n, size_t sz) {
-    int64_t bad = 0, first = -1;
-    for (int64_t i = 0; i < n && ref; i++)
-        if (memcmp((const char *)got + i * sz, (const char *)ref + i * sz, sz)) {
-            if (first < 0) first = i;
-            bad++;
-        }
-    int ok = ref && bad == 0;
-    th_ok(ok, "%s: n=%lld, %lld differ", name, (long long)n, (long long)bad);
-    if (!ok && first >= 0) {
-        if (sz == 4) th_diag("  first at [%lld]: got %.9g / %d, ref %.9g / %d", (long long)first,
-                             ((const float *)got)[first], ((const int32_t *)got)[first], ((const float *)ref)[first],
-                             ((const int32_t *)ref)[first]);
-        else th_diag("  first at [%lld]: got 0x%02x ref 0x%02x", (long long)first, ((const uint8_t *)got)[first],
-                     ((const uint8_t *)ref)[first]);
-    }
-    return ok;
-}
 
 /* ---- (a) Morton ---- */
 
@@ -78,12 +34,12 @@ static void test_morton(void) {
         rhd_morton3_inv((uint32_t)code[i], &x, &y, &z);
         bad_inv += (int)x != xyz[3 * i] || (int)y != xyz[3 * i + 1] || (int)z != xyz[3 * i + 2];
     }
-    save_t(dir, "xyz", RHD_I32, xyz, 2, (int64_t[]){n, 3});
+    th_save_t(dir, "xyz", RHD_I32, xyz, 2, (int64_t[]){n, 3});
     if (th_ref("ref_march.py", "morton %s", dir)) {
         th_ok(0, "morton reference ran");
     } else {
-        int32_t *ref = load_t(dir, "code", RHD_I32, n);
-        same_bytes("morton3 vs bit loop (10 bits per axis)", code, ref, n, 4);
+        int32_t *ref = th_load_t(dir, "code", RHD_I32, n);
+        th_same_bytes("morton3 vs bit loop (10 bits per axis)", code, ref, n, 4);
         free(ref);
     }
     th_ok(bad_inv == 0 && code[1] == 1 && code[2] == 2 && code[3] == 4 && code[4] == (1 << 30) - 1,
@@ -129,12 +85,12 @@ static void run_seq(rhd_ctx *ctx, seq_case *s, int compare, float **grid_out, ui
     if (s->mark) rhd_occgrid_mark_untrained(ctx, &g, s->poses, s->n_poses, s->intr);
     if (compare) {
         rhd_buf_download(ctx, grid, g.density, sizeof(float) * n);
-        float *ref = load_t(s->dir, "marked", RHD_F32, n);
+        float *ref = th_load_t(s->dir, "marked", RHD_F32, n);
         int64_t unseen = 0;
         for (int64_t i = 0; i < n; i++) unseen += grid[i] < 0;
         snprintf(name, sizeof name, "%s: mark_untrained (%d cameras, %lld of %lld cells unseen)", s->label, s->n_poses,
                  (long long)unseen, (long long)n);
-        same_bytes(name, grid, ref, n, 4);
+        th_same_bytes(name, grid, ref, n, 4);
         free(ref);
     }
     for (int k = 0; k < s->steps; k++) {
@@ -157,17 +113,17 @@ static void run_seq(rhd_ctx *ctx, seq_case *s, int compare, float **grid_out, ui
         if (compare) {
             char nm[32];
             snprintf(nm, sizeof nm, "xyz_%d", k);
-            float *rx = load_t(s->dir, nm, RHD_F32, 3 * nq);
+            float *rx = th_load_t(s->dir, nm, RHD_F32, 3 * nq);
             snprintf(nm, sizeof nm, "cells_%d", k);
-            int32_t *rc = load_t(s->dir, nm, RHD_I32, nq);
+            int32_t *rc = th_load_t(s->dir, nm, RHD_I32, nq);
             snprintf(nm, sizeof nm, "sigma_%d", k);
-            s->sigma[k] = load_t(s->dir, nm, RHD_F32, nq);
+            s->sigma[k] = th_load_t(s->dir, nm, RHD_F32, nq);
             s->nq[k] = nq;
             snprintf(name, sizeof name, "%s: update %d (%s, %lld queries) query cells", s->label, k, full ? "full" : "partial",
                      (long long)nq);
-            same_bytes(name, hcells, rc, nq, 4);
+            th_same_bytes(name, hcells, rc, nq, 4);
             snprintf(name, sizeof name, "%s: update %d query points (jitter U(-hgs,hgs)^3)", s->label, k);
-            same_bytes(name, hxyz, rx, 3 * nq, 4);
+            th_same_bytes(name, hxyz, rx, 3 * nq, 4);
             free(rx), free(rc);
         }
         if (!s->sigma[k] || s->nq[k] != nq) {
@@ -188,18 +144,18 @@ static void run_seq(rhd_ctx *ctx, seq_case *s, int compare, float **grid_out, ui
         if (compare) {
             char nm[32];
             snprintf(nm, sizeof nm, "grid_%d", k);
-            float *rg = load_t(s->dir, nm, RHD_F32, n);
+            float *rg = th_load_t(s->dir, nm, RHD_F32, n);
             snprintf(nm, sizeof nm, "bits_%d", k);
-            uint8_t *rb = load_t(s->dir, nm, RHD_U8, n / 8);
+            uint8_t *rb = th_load_t(s->dir, nm, RHD_U8, n / 8);
             snprintf(nm, sizeof nm, "mean_%d", k);
-            float *rm = load_t(s->dir, nm, RHD_F32, 2);
+            float *rm = th_load_t(s->dir, nm, RHD_F32, 2);
             int64_t occ = 0;
             for (int64_t i = 0; i < n; i++) occ += (bits[i / 8] >> (i % 8)) & 1;
             snprintf(name, sizeof name, "%s: update %d grid (EMA-max, decay %g)", s->label, k, s->cfg.decay);
-            same_bytes(name, grid, rg, n, 4);
+            th_same_bytes(name, grid, rg, n, 4);
             snprintf(name, sizeof name, "%s: update %d bitfield (%lld occupied, thr %.6g)", s->label, k, (long long)occ,
                      rhd_occgrid_threshold(&g));
-            same_bytes(name, bits, rb, n / 8, 1);
+            th_same_bytes(name, bits, rb, n / 8, 1);
             double rmean = rm ? (double)rm[0] + rm[1] : NAN;
             th_ok(fabs(g.mean_density - rmean) <= 1e-12 * fabs(rmean) && g.iter_density == k + 1,
                   "%s: update %d mean density %.12g (ref %.12g), iter_density %d", s->label, k, g.mean_density, rmean,
@@ -221,8 +177,8 @@ static void prep_seq(seq_case *s, char *jobs, size_t jn) {
     snprintf(s->dir, sizeof s->dir, "%s", th_subdir(sub));
     if (s->mark) {
         float intr[4] = {s->intr.fx, s->intr.fy, s->intr.cx, s->intr.cy};
-        save_t(s->dir, "poses", RHD_F32, s->poses, 2, (int64_t[]){s->n_poses, 12});
-        save_t(s->dir, "intr", RHD_F32, intr, 1, (int64_t[]){4});
+        th_save_t(s->dir, "poses", RHD_F32, s->poses, 2, (int64_t[]){s->n_poses, 12});
+        th_save_t(s->dir, "intr", RHD_F32, intr, 1, (int64_t[]){4});
     }
     size_t l = strlen(jobs);
     snprintf(jobs + l, jn - l, "%sgrid_seq %s %d %d %.9g %.9g %.9g %d %llu %d %s %d", l ? " + " : "", s->dir, s->cfg.H,
@@ -354,14 +310,14 @@ int main(void) {
             int64_t n = (int64_t)cases[k].cfg.C * cases[k].cfg.H * cases[k].cfg.H * cases[k].cfg.H;
             char name[128];
             snprintf(name, sizeof name, "%s: first update's query points cpu~cuda", cases[k].label);
-            same_bytes(name, x0, cases[k].xyz0, 3 * cases[k].nq[0], 4);
+            th_same_bytes(name, x0, cases[k].xyz0, 3 * cases[k].nq[0], 4);
             snprintf(name, sizeof name, "%s: last update's query cells cpu~cuda", cases[k].label);
-            same_bytes(name, cl, cases[k].cells_last, cases[k].nq[cases[k].steps - 1], 4);
+            th_same_bytes(name, cl, cases[k].cells_last, cases[k].nq[cases[k].steps - 1], 4);
             free(x0), free(cl);
             snprintf(name, sizeof name, "%s: grid cpu~cuda", cases[k].label);
-            same_bytes(name, g, cases[k].grid_final, n, 4);
+            th_same_bytes(name, g, cases[k].grid_final, n, 4);
             snprintf(name, sizeof name, "%s: bitfield cpu~cuda", cases[k].label);
-            same_bytes(name, b, cases[k].bits_final, n / 8, 1);
+            th_same_bytes(name, b, cases[k].bits_final, n / 8, 1);
             free(g), free(b);
         }
         rhd_ctx_close(gpu);

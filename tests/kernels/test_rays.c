@@ -29,31 +29,6 @@ static void add_job(const char *fmt, ...) {
 
 /* ---- helpers ---- */
 
-static void save_t(const char *dir, const char *name, rhd_dtype dt, const void *data, int ndim, const int64_t *shape) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    rhd_tensor t = {dt, ndim, {0}, (void *)data};
-    memcpy(t.shape, shape, sizeof(int64_t) * ndim);
-    rhd_err e;
-    if (rhd_npy_write(path, &t, &e)) { fprintf(stderr, "%s\n", e.msg); exit(1); }
-}
-
-/* Load an .npy of dtype dt with n elements (NULL with a diagnostic otherwise). */
-static void *load_t(const char *dir, const char *name, rhd_dtype dt, int64_t n) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    rhd_npy a;
-    rhd_err e;
-    if (rhd_npy_read(path, &a, &e)) { th_diag("%s", e.msg); return NULL; }
-    int64_t numel = rhd_shape_numel(a.t.shape, a.t.ndim);
-    if (a.t.dtype != dt || numel != n) {
-        th_diag("%s: dtype %s numel %lld, expected %s with %lld", path, rhd_dtype_name(a.t.dtype), (long long)numel,
-                rhd_dtype_name(dt), (long long)n);
-        rhd_npy_free(&a);
-        return NULL;
-    }
-    return a.buf;
-}
 
 /* Bitwise equality of float arrays, with the max-abs difference for the record. */
 static int same_f32(const char *name, const float *got, const float *ref, int64_t n) {
@@ -127,8 +102,8 @@ static void prep_rays(const cam_case *c, int64_t N, int64_t first, int64_t Ne) {
     float P[12];
     random_pose(P, 3.f);
     float intr[4] = {c->in.fx, c->in.fy, c->in.cx, c->in.cy};
-    save_t(k->dir, "pose", RHD_F32, P, 1, (int64_t[]){12});
-    save_t(k->dir, "intr", RHD_F32, intr, 1, (int64_t[]){4});
+    th_save_t(k->dir, "pose", RHD_F32, P, 1, (int64_t[]){12});
+    th_save_t(k->dir, "intr", RHD_F32, intr, 1, (int64_t[]){4});
     uint64_t seed = th_seed() + 17 * nrc, stream = RHD_STREAM(RHD_STREAM_RAYS, 100 + nrc);
     k->pix = malloc(sizeof(int32_t) * N);
     k->o = malloc(sizeof(float) * 3 * N), k->d = malloc(sizeof(float) * 3 * N);
@@ -146,10 +121,10 @@ static void check_rays(rays_case *k) {
     int64_t N = k->N, Ne = k->Ne;
     char name[160];
     snprintf(name, sizeof name, "rays pixels W=%d H=%d N=%lld", c->W, c->H, (long long)N);
-    int32_t *rpix = load_t(dir, "pix", RHD_I32, N);
+    int32_t *rpix = th_load_t(dir, "pix", RHD_I32, N);
     same_i32(name, k->pix, rpix, N);
-    float *ro = load_t(dir, "o", RHD_F32, 3 * N), *rd = load_t(dir, "d", RHD_F32, 3 * N);
-    float *reo = load_t(dir, "eo", RHD_F32, 3 * Ne), *red = load_t(dir, "ed", RHD_F32, 3 * Ne);
+    float *ro = th_load_t(dir, "o", RHD_F32, 3 * N), *rd = th_load_t(dir, "d", RHD_F32, 3 * N);
+    float *reo = th_load_t(dir, "eo", RHD_F32, 3 * Ne), *red = th_load_t(dir, "ed", RHD_F32, 3 * Ne);
     snprintf(name, sizeof name, "rays origins W=%d H=%d fx=%g fy=%g cx=%g cy=%g", c->W, c->H, c->in.fx, c->in.fy,
              c->in.cx, c->in.cy);
     same_f32(name, k->o, ro, 3 * N);
@@ -225,8 +200,8 @@ static void prep_near_far(int64_t N, float bound, float min_near) {
     /* a third of the rays aim at the box from outside */
     for (int64_t j = k->ns; j < N; j += 3)
         for (int a = 0; a < 3; a++) d[3 * j + a] = -o[3 * j + a] / 3.f;
-    save_t(k->dir, "o", RHD_F32, o, 2, (int64_t[]){N, 3});
-    save_t(k->dir, "d", RHD_F32, d, 2, (int64_t[]){N, 3});
+    th_save_t(k->dir, "o", RHD_F32, o, 2, (int64_t[]){N, 3});
+    th_save_t(k->dir, "d", RHD_F32, d, 2, (int64_t[]){N, 3});
     k->nears = malloc(sizeof(float) * N), k->fars = malloc(sizeof(float) * N);
     rhd_rays_near_far(cpu, k->nears, k->fars, o, d, N, bound, min_near);
     add_job("nearfar %s %.9g %.9g", k->dir, bound, min_near);
@@ -236,7 +211,7 @@ static void prep_near_far(int64_t N, float bound, float min_near) {
 static void check_near_far(nf_case *k) {
     int64_t N = k->N;
     float *nears = k->nears, *fars = k->fars, min_near = k->min_near;
-    float *rn = load_t(k->dir, "near", RHD_F32, N), *rf = load_t(k->dir, "far", RHD_F32, N);
+    float *rn = th_load_t(k->dir, "near", RHD_F32, N), *rf = th_load_t(k->dir, "far", RHD_F32, N);
     char name[128];
     snprintf(name, sizeof name, "near N=%lld bound=%g min_near=%g (%d special rays)", (long long)N, k->bound, min_near, k->ns);
     same_f32(name, nears, rn, N);
