@@ -72,7 +72,7 @@ TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC)))
 BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRC)))
 DEPS_OK := build/.deps-ok
 
-.PHONY: all test fuzz bench deps demo clean venv tests-build
+.PHONY: all test fuzz bench benches deps demo clean venv tests-build
 .DELETE_ON_ERROR:
 
 all: $(LIB) $(TOOLS)
@@ -110,6 +110,11 @@ $(BUILD)/tests/%: tests/models/%.c $(TEST_HDR) $(LIB)
 $(BUILD)/bench/%: tests/bench/%.c $(TEST_HDR) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: tests/gpu/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) $< -o $@ -lcublas
+benches: $(BENCHES)
 
 -include $(LIB_OBJ:.o=.d)
 

@@ -43,7 +43,7 @@ static inline float *th_randu(long n, float lo, float hi) {
 }
 
 static inline void th_save(const char *dir, const char *name, const float *data, int ndim, const int64_t *shape) {
-    char path[1024];
+    char path[2048];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
     rhd_tensor t = {RHD_F32, ndim, {0}, (void *)data};
     memcpy(t.shape, shape, sizeof(int64_t) * ndim);
@@ -53,7 +53,7 @@ static inline void th_save(const char *dir, const char *name, const float *data,
 
 /* Returns a malloc'd float array, or NULL (with a diagnostic) if missing or of the wrong size. */
 static inline float *th_load(const char *dir, const char *name, long n) {
-    char path[1024];
+    char path[2048];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
     rhd_npy a;
     rhd_err e;

@@ -6,6 +6,7 @@
 set -u
 BUILD=${RHD_BUILD:-build}
 export RHD_BUILD=$BUILD
+mkdir -p "$BUILD/bin"
 export RHD_BIN=$(cd "$BUILD/bin" && pwd)
 export RHD_ROOT=$(pwd)
 export RHD_PY=${RHD_PY:-python3}
