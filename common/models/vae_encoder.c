@@ -387,23 +387,29 @@ static void resnet(walk *w, const rhd_vae_resnet *r, float *out, const float *x,
     }
 }
 
-/* y (N,C,T) = x + to_out(attention(to_q, to_k, to_v of GN(x) as tokens)); t1, t2 hold N*C*T */
+/* y (N,C,T) = x + to_out(attention(to_q, to_k, to_v of GN(x) as tokens)); t1, t2 hold N*C*T.
+ * The token products run one portrait at a time so that a portrait's numbers never depend on the
+ * batch it was encoded in (a GEMM over N*T rows may round differently from one over T rows). */
 static void attention(walk *w, float *y, const float *x, float *t1, float *t2, int N, int C, long T) {
     const rhd_vae_attn *a = &w->m->attn;
     size_t at = mark(w);
-    size_t n = (size_t)N * C * T;
-    float *q = take(w, n), *k = take(w, n), *v = take(w, n), *o = take(w, n);
+    size_t n1 = (size_t)C * T;
+    float *q = take(w, n1), *k = take(w, n1), *v = take(w, n1), *o = take(w, n1);
     groupnorm(w, t1, x, a->norm_w, a->norm_b, N, C, T, 0); /* (N,C,T) */
     if (!w->dry) {
         rhd_ctx *ctx = w->ctx;
         rhd_transpose_forward(ctx, t2, t1, N, C, T); /* tokens (N,T,C) */
-        rhd_linear_forward(ctx, q, t2, prm(w, a->q_w), prm(w, a->q_b), (int)(N * T), C, C);
-        rhd_linear_forward(ctx, k, t2, prm(w, a->k_w), prm(w, a->k_b), (int)(N * T), C, C);
-        rhd_linear_forward(ctx, v, t2, prm(w, a->v_w), prm(w, a->v_b), (int)(N * T), C, C);
-        rhd_attention_forward(ctx, o, NULL, q, k, v, N, 1, (int)T, (int)T, C, 1.0f / sqrtf((float)C)); /* (N,1,T,C) */
-        rhd_linear_forward(ctx, t1, o, prm(w, a->o_w), prm(w, a->o_b), (int)(N * T), C, C);           /* (N,T,C) */
-        rhd_transpose_forward(ctx, t2, t1, N, T, C);                                                  /* (N,C,T) */
-        rhd_add_forward(ctx, y, t2, x, (long)n);
+        for (int i = 0; i < N; i++) {
+            const float *tok = t2 + i * n1;
+            float *proj = t1 + i * n1;
+            rhd_linear_forward(ctx, q, tok, prm(w, a->q_w), prm(w, a->q_b), (int)T, C, C);
+            rhd_linear_forward(ctx, k, tok, prm(w, a->k_w), prm(w, a->k_b), (int)T, C, C);
+            rhd_linear_forward(ctx, v, tok, prm(w, a->v_w), prm(w, a->v_b), (int)T, C, C);
+            rhd_attention_forward(ctx, o, NULL, q, k, v, 1, 1, (int)T, (int)T, C, 1.0f / sqrtf((float)C)); /* (T,C) */
+            rhd_linear_forward(ctx, proj, o, prm(w, a->o_w), prm(w, a->o_b), (int)T, C, C);               /* (T,C) */
+        }
+        rhd_transpose_forward(ctx, t2, t1, N, T, C); /* (N,C,T) */
+        rhd_add_forward(ctx, y, t2, x, (long)(N * n1));
     }
     release(w, at);
 }
