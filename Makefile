@@ -58,7 +58,7 @@ LDFLAGS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
 LDLIBS += -lcudnn -lcublas -lcudart -lstdc++
 endif
 
-LIB_SRC := $(wildcard common/*.c formats/*.c kernels/*.c)
+LIB_SRC := $(wildcard common/*.c common/models/*.c formats/*.c kernels/*.c)
 CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu kernels/*.cu))
 TOOL_SRC := $(wildcard tools/rhd-*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/kernels/test_*.c tests/models/test_*.c)

@@ -208,6 +208,15 @@ void rhd_cli_print_help(const rhd_cli *cli, const void *opts) {
     rhd_close_stdout();
 }
 
+/* Strings taken from a --config file must outlive the parse (options point at them); they are
+ * kept reachable here for the life of the process. */
+static char **g_cfg_strings;
+static int g_cfg_nstrings;
+static const char *keep_string(const char *s) {
+    g_cfg_strings = rhd_xrealloc(g_cfg_strings, sizeof(char *) * (g_cfg_nstrings + 1));
+    return g_cfg_strings[g_cfg_nstrings++] = rhd_xstrdup(s);
+}
+
 /* --config FILE: keys are long option names ('_' accepted for '-'). */
 static void apply_config(const rhd_cli *cli, void *opts, const char *path) {
     rhd_err e;
@@ -234,19 +243,20 @@ static void apply_config(const rhd_cli *cli, void *opts, const char *path) {
             else if (cJSON_IsNumber(it) && o->type == RHD_OPT_COUNT) *(int *)field = (int)it->valuedouble;
             else rhd_usage_error("%stakes true or false", where);
         } else if (cJSON_IsString(it)) {
-            set_value(o, opts, rhd_xstrdup(it->valuestring), where);
+            int keep = o->type == RHD_OPT_STRING || o->type == RHD_OPT_CALLBACK;
+            set_value(o, opts, keep ? keep_string(it->valuestring) : it->valuestring, where);
         } else if (cJSON_IsNumber(it) && (o->type == RHD_OPT_INT || o->type == RHD_OPT_DOUBLE)) {
             char num[64];
             if (o->type == RHD_OPT_INT && it->valuedouble != floor(it->valuedouble))
                 rhd_usage_error("%stakes an integer, got %g", where, it->valuedouble);
             if (o->type == RHD_OPT_INT) snprintf(num, sizeof num, "%.0f", it->valuedouble);
             else snprintf(num, sizeof num, "%.17g", it->valuedouble);
-            set_value(o, opts, rhd_xstrdup(num), where);
+            set_value(o, opts, num, where);
         } else {
             rhd_usage_error("%shas the wrong JSON type", where);
         }
     }
-    /* string options point at copies (rhd_xstrdup above), so the tree can go */
+    /* string options point at kept copies, so the tree can go */
     cJSON_Delete(root);
 }
 

@@ -1,0 +1,121 @@
+/* common/plan.h: the task-replay plan of stage-1 fitting (formats/plan.md).
+ *
+ * A plan is an ordered list of visits: (round, avatar or group of avatars, steps, triplane lr,
+ * decoder lr). rhd-schedule fit generates one; rhd-fit --stage 1 --plan executes it, so a user can
+ * edit a plan or write one elsewhere, and rhd_plan_read() validates it with messages that name the
+ * file and the entry.
+ *
+ * The original (shared/spec/fitting.md §8, §9.1): every round visits every avatar in list order;
+ * a visit runs `steps` (6000) optimiser steps with a fresh triplane Adam at lr0/(10*round + 1)
+ * decayed as lr = base * 0.1^min(k/steps, 1), k = steps into the visit; one decoder Adam runs
+ * through the whole plan at lr1 decayed as lr = base * 0.1^min(k/(50*steps), 1), k = decoder steps
+ * since the start (never reset); the IWC penalty of weight iwc_weight applies from an avatar's
+ * second visit on.
+ *
+ * Orders:
+ *   round-robin  every round visits the avatars in list order (the original)
+ *   shuffled     every round visits them in a new order: a Fisher-Yates shuffle driven by Philox
+ *                (common/rng.h) with the plan's seed and stream RHD_STREAM(RHD_STREAM_SHUFFLE, round)
+ *                (exact algorithm in formats/plan.md), so a seed reproduces the orders
+ *   interleaved  every round visits groups of `group` consecutive avatars of the list (the last
+ *                group smaller when the count does not divide); within a visit every step mixes
+ *                rays of all the group's avatars (rhd-fit splits the step's rays evenly), each
+ *                avatar keeping its own triplane Adam; group = the avatar count is joint training */
+#ifndef RHD_PLAN_H
+#define RHD_PLAN_H
+#include <stdint.h>
+#include "common/err.h"
+
+#define RHD_PLAN_VERSION 1
+#define RHD_PLAN_MAX_ENTRIES 10000000
+#define RHD_PLAN_MAX_STEPS 1000000000000LL /* per entry and in total */
+
+typedef enum { RHD_PLAN_ROUND_ROBIN = 0, RHD_PLAN_SHUFFLED, RHD_PLAN_INTERLEAVED, RHD_PLAN_ORDER_COUNT } rhd_plan_order;
+
+typedef struct rhd_plan_entry {
+    int round;             /* 0-based; nondecreasing along the plan */
+    int navatars;          /* 1, or the size of an interleaved group */
+    int *avatars;          /* [navatars] indices into rhd_plan.avatars (distinct) */
+    long long steps;       /* optimiser steps of this visit, > 0 */
+    double triplane_lr;    /* base lr of the triplane Adam(s) of this visit, > 0 */
+    double decoder_lr;     /* base lr of the decoder Adam during this visit, > 0 */
+    long long first_step;  /* derived: decoder steps before this entry (the decoder decay's k at its start) */
+} rhd_plan_entry;
+
+typedef struct rhd_plan {
+    rhd_plan_order order;
+    uint64_t seed;                 /* seed of the shuffles */
+    int rounds;                    /* every entry's round is < rounds */
+    int group;                     /* interleaved group size (1 otherwise) */
+    double iwc_weight;             /* >= 0 */
+    long long decoder_decay_steps; /* the decoder lr reaches 0.1 x base after this many steps, > 0 */
+    /* the generator's arguments (informational; 0 when the plan did not record them) */
+    long long steps;
+    double lr0, lr1;
+    char *tool;                    /* "rhd-schedule 0.1.0" or whatever wrote the plan (may be NULL) */
+    int navatars;
+    char **avatars;                /* [navatars] unique names */
+    char **paths;                  /* [navatars] path of each avatar relative to the data root (the name itself unless given) */
+    int nentries;
+    rhd_plan_entry *entries;
+    long long total_steps;         /* derived: sum of the entries' steps */
+    int *pool_;                    /* storage of the entries' avatar indices */
+} rhd_plan;
+
+typedef struct rhd_plan_params {
+    int rounds;                    /* 30 */
+    long long steps;               /* 6000 */
+    double lr0;                    /* 2e-2 */
+    double lr1;                    /* 2e-3 */
+    long long decoder_decay_steps; /* 0: 50 * steps */
+    double iwc_weight;             /* 0.1 */
+    rhd_plan_order order;          /* round-robin */
+    uint64_t seed;                 /* 0 */
+    int group;                     /* 4 (interleaved only) */
+} rhd_plan_params;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* "round-robin", "shuffled", "interleaved". */
+const char *rhd_plan_order_name(rhd_plan_order o);
+int rhd_plan_order_parse(const char *s, rhd_plan_order *o, rhd_err *e);
+
+/* The original's defaults (see rhd_plan_params). */
+void rhd_plan_params_init(rhd_plan_params *p);
+/* Generate a plan for names[n] (copied; paths may be NULL: each path is its name). */
+int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *const *names, const char *const *paths, int n,
+                      rhd_err *e);
+/* The order in which round `round` of a shuffled plan visits n avatars (perm[n], a permutation). */
+void rhd_plan_shuffle(int *perm, int n, uint64_t seed, int round);
+
+/* Write as JSON (formats/plan.md) to path atomically, or to stdout when path is "-". */
+int rhd_plan_write(const rhd_plan *plan, const char *path, rhd_err *e);
+/* The JSON text (malloc'd). */
+char *rhd_plan_to_json(const rhd_plan *plan);
+/* Read and validate a plan file; errors read "<path>: entries[12]: <found>, expected <what>". */
+int rhd_plan_read(const char *path, rhd_plan *plan, rhd_err *e);
+/* The same from text in memory; `name` stands for the file in messages. */
+int rhd_plan_parse(const char *text, size_t len, const char *name, rhd_plan *plan, rhd_err *e);
+void rhd_plan_free(rhd_plan *plan);
+
+/* Learning rates at step k of an entry (k = 0 for its first step): the triplane's
+ * base * 0.1^min(k/steps, 1), and the decoder's base * 0.1^min((first_step + k)/decoder_decay_steps, 1). */
+double rhd_plan_triplane_lr(const rhd_plan_entry *en, long long k);
+double rhd_plan_decoder_lr(const rhd_plan *plan, const rhd_plan_entry *en, long long k);
+
+/* Avatar lists. A list file has one path per line, relative to the data root; the name is the
+ * last path component; blank lines and '#' comments are skipped. A data directory contributes its
+ * subdirectories that hold metadata_000000.json, sorted by name (C locale). A CSV is "a,b,c".
+ * Names must be unique, non-empty, not "." or "..", without control characters. paths may be
+ * NULL where not wanted. */
+int rhd_avatars_from_list(const char *path, char ***names, char ***paths, int *n, rhd_err *e);
+int rhd_avatars_from_dir(const char *dir, char ***names, int *n, rhd_err *e);
+int rhd_avatars_from_csv(const char *csv, char ***names, int *n, rhd_err *e);
+void rhd_avatars_free(char **names, int n);
+/* 0 if name is a valid avatar name, else -1 with the reason. */
+int rhd_avatar_name_check(const char *name, rhd_err *e);
+#ifdef __cplusplus
+}
+#endif
+#endif
