@@ -15,7 +15,9 @@
 #include "formats/safetensors.h"
 #include "formats/schema.h"
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,41 @@ static char *name_of(const char *path) {
     return s;
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Every subdirectory of root holding a portrait (view 0's image), sorted by name (strcmp). Unlike
+ * a fitting data set, an avatar needs no camera metadata here. */
+static int scan_portraits(const char *root, job **jobs, int *n, rhd_err *e) {
+    DIR *dh = opendir(root);
+    if (!dh) return rhd_errf(e, "--data %s: cannot open directory: %s", root, strerror(errno));
+    char **names = NULL;
+    int cnt = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(dh))) {
+        if (de->d_name[0] == '.') continue;
+        char *dir = path_join(root, de->d_name), *png = rhd_dataset_view_path(dir, RHD_VIEW_IMAGE_FMT, 0);
+        struct stat sb;
+        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && rhd_file_exists(png)) {
+            if (cnt == cap) names = rhd_xrealloc(names, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 16));
+            names[cnt++] = rhd_xstrdup(de->d_name);
+        }
+        free(dir), free(png);
+    }
+    closedir(dh);
+    if (!cnt) return rhd_errf(e, "--data %s: no avatars found, expected subdirectories holding img_proc_fg_000000.png", root);
+    qsort(names, (size_t)cnt, sizeof(char *), cmp_str);
+    *jobs = rhd_xcalloc((size_t)cnt, sizeof(job));
+    for (int i = 0; i < cnt; i++) {
+        char *dir = path_join(root, names[i]);
+        (*jobs)[i].name = names[i];
+        (*jobs)[i].input = rhd_dataset_view_path(dir, RHD_VIEW_IMAGE_FMT, 0);
+        free(dir);
+    }
+    free(names);
+    *n = cnt;
+    return 0;
+}
+
 static long long env_ll(const char *a, const char *b, long long dflt) {
     const char *v = getenv(a);
     if (!v || !*v) v = getenv(b);
@@ -307,12 +344,14 @@ int main(int argc, char **argv) {
     if (o.rank >= o.world) rhd_usage_error("--rank %lld is out of range for --world %lld, expected 0..%lld", o.rank, o.world, o.world - 1);
 
     /* the avatars: positional PNGs or the dataset's subjects */
-    job *jobs;
-    int njobs;
+    job *jobs = NULL;
+    int njobs = 0;
     rhd_err e;
-    if (o.data) {
+    if (o.data && !o.list) {
+        if (scan_portraits(o.data, &jobs, &njobs, &e)) rhd_die_err(&e);
+    } else if (o.data) {
         rhd_subject_list sl;
-        if ((o.list ? rhd_subjects_read_list(&sl, o.list, o.data, &e) : rhd_subjects_scan(&sl, o.data, &e))) rhd_die_err(&e);
+        if (rhd_subjects_read_list(&sl, o.list, o.data, &e)) rhd_die_err(&e);
         njobs = sl.n;
         jobs = rhd_xcalloc((size_t)njobs, sizeof(job));
         for (int i = 0; i < njobs; i++) {

@@ -100,11 +100,12 @@ png.Writer(32, 32, bitdepth=16, greyscale=False, alpha=True).write(open(f"{d}/ba
 PYEOF
 check "tiny weights written" test -f "$T/tiny/diffusion_pytorch_model.safetensors"
 
-# a copy of two avatars (view 0 and its metadata), so that mtimes can be changed
+# a copy of two avatars' portraits, so that mtimes can be changed (no camera metadata needed)
 for a in avatar_100 avatar_101; do
     mkdir -p "$T/data/$a"
-    cp "$mini/$a/img_proc_fg_000000.png" "$mini/$a/metadata_000000.json" "$T/data/$a/"
+    cp "$mini/$a/img_proc_fg_000000.png" "$T/data/$a/"
 done
+mkdir -p "$T/data/not_an_avatar"
 run rhd-encode --weights "$T/tiny" --data "$T/data" --out-dir "$T/tf"
 expect_rc 0 "encode with a diffusers weights folder"
 expect_err "2 feature files written" "both avatars written"
@@ -186,6 +187,10 @@ expect_err "shape/diffusion_pytorch_model.safetensors: tensor 'encoder.conv_out.
 run rhd-encode --weights "$T/attnblock" -o "$T/x.safetensors" "$p"
 expect_rc 1 "a config it cannot build"
 expect_err "attnblock/config.json: down_block_types\[1\] is 'AttnDownEncoderBlock2D', expected 'DownEncoderBlock2D'" "config message"
+mkdir -p "$T/empty"
+run rhd-encode --weights "$T/tiny" --data "$T/empty" --out-dir "$T/y"
+expect_rc 1 "--data without avatars"
+expect_err "--data .*/empty: no avatars found, expected subdirectories holding img_proc_fg_000000.png" "no-avatar message"
 run rhd-encode --weights "$T/nowhere" -o "$T/x.safetensors" "$p"
 expect_rc 1 "no weights folder"
 expect_err "nowhere/config.json not found" "missing-folder message"
