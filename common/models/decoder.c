@@ -1,0 +1,247 @@
+/* common/models/decoder.c: the triplane MLP decoder (see decoder.h). */
+#include "common/models/decoder.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/rng.h"
+#include "formats/safetensors.h"
+#include "kernels/act.h"
+#include "kernels/freq_encode.h"
+#include "kernels/linear.h"
+#include "kernels/triplane.h"
+
+static const char *const k_names[RHD_DEC_NPARAM] = {"sigma_net.0.weight", "sigma_net.0.bias",   "sigma_net.2.weight",
+                                                    "sigma_net.2.bias",   "color_net.0.weight", "color_net.1.weight",
+                                                    "color_net.2.weight"};
+
+void rhd_decoder_cfg_default(rhd_decoder_cfg *c) {
+    c->C = 32;
+    c->hidden = 128;
+    c->geo = 128;
+    c->degree = 2;
+}
+
+int rhd_decoder_init(rhd_decoder *d, const rhd_decoder_cfg *cfg, rhd_ctx *ctx, int with_grad, rhd_err *e) {
+    memset(d, 0, sizeof *d);
+    if (cfg->C < 4 || cfg->C % 4) return rhd_errf(e, "decoder: %d triplane channels, expected a multiple of 4", cfg->C);
+    if (cfg->hidden < 1 || cfg->geo < 0 || cfg->degree < 0)
+        return rhd_errf(e, "decoder: hidden %d, geo %d, degree %d, expected positive sizes", cfg->hidden, cfg->geo,
+                        cfg->degree);
+    if (ctx->backend != RHD_BACKEND_CPU)
+        return rhd_errf(e, "decoder: the %s backend is not wired for the decoder yet, expected --device cpu",
+                        rhd_backend_name(ctx->backend));
+    d->cfg = *cfg;
+    d->Cc = cfg->C * 3 / 4, d->Cd = cfg->C / 4;
+    d->Ec = rhd_freq_encode_dim(d->Cc, cfg->degree);
+    d->Ed = rhd_freq_encode_dim(d->Cd, cfg->degree);
+    d->Edir = rhd_freq_encode_dim(3, cfg->degree);
+    d->Cin = d->Ec + cfg->geo + d->Edir;
+    int h = cfg->hidden;
+    int64_t shapes[RHD_DEC_NPARAM][2] = {{h, d->Ed}, {h, 0}, {1 + cfg->geo, h}, {1 + cfg->geo, 0},
+                                         {h, d->Cin}, {h, h}, {3, h}};
+    int ndims[RHD_DEC_NPARAM] = {2, 1, 2, 1, 2, 2, 2};
+    rhd_params_init(&d->P);
+    for (int i = 0; i < RHD_DEC_NPARAM; i++) rhd_params_add(&d->P, k_names[i], ndims[i], shapes[i]);
+    rhd_params_alloc(&d->P, ctx, with_grad, with_grad);
+    return 0;
+}
+
+void rhd_decoder_free(rhd_decoder *d) { rhd_params_free(&d->P); }
+
+void rhd_decoder_init_weights(rhd_decoder *d, uint64_t seed) {
+    /* fan_in of each tensor: the weight's input width (biases share their weight's) */
+    int fan[RHD_DEC_NPARAM] = {d->Ed, d->Ed, d->cfg.hidden, d->cfg.hidden, d->Cin, d->cfg.hidden, d->cfg.hidden};
+    float *host = malloc(sizeof(float) * (size_t)d->P.total);
+    memset(host, 0, sizeof(float) * (size_t)d->P.total);
+    for (int i = 0; i < RHD_DEC_NPARAM; i++) {
+        float k = 1.f / sqrtf((float)fan[i]);
+        float *p = host + d->P.info[i].offset;
+        for (int64_t j = 0; j < d->P.info[i].numel; j++)
+            p[j] = (2.f * rhd_rng_uniform(seed, RHD_STREAM(RHD_STREAM_PARAM_INIT, i), (uint64_t)j) - 1.f) * k;
+    }
+    rhd_buf_upload(d->P.ctx, d->P.data, host, sizeof(float) * (size_t)d->P.total);
+    free(host);
+}
+
+int rhd_decoder_cfg_from_st(rhd_decoder_cfg *c, const rhd_st *st, rhd_err *e) {
+    rhd_decoder_cfg_default(c);
+    const rhd_st_tensor *s0 = rhd_st_find(st, "sigma_net.0.weight"), *s2 = rhd_st_find(st, "sigma_net.2.weight"),
+                        *c0 = rhd_st_find(st, "color_net.0.weight");
+    if (!s0 || !s2 || !c0 || s0->ndim != 2 || s2->ndim != 2 || c0->ndim != 2)
+        return rhd_errf(e, "%s: no decoder tensors (sigma_net.0.weight, sigma_net.2.weight, color_net.0.weight), "
+                           "expected a decoder or fit checkpoint", st->name);
+    int width = 1 + 2 * c->degree;
+    c->hidden = (int)s0->shape[0];
+    if (s0->shape[1] % width)
+        return rhd_errf(e, "%s: sigma_net.0.weight has %lld inputs, expected a multiple of %d", st->name,
+                        (long long)s0->shape[1], width);
+    c->C = (int)(s0->shape[1] / width) * 4;
+    c->geo = (int)s2->shape[0] - 1;
+    long long cin = (long long)width * (c->C * 3 / 4) + c->geo + 3 * width;
+    if (c0->shape[1] != cin || s2->shape[1] != c->hidden)
+        return rhd_errf(e, "%s: color_net.0.weight has %lld inputs, expected %lld for %d channels and %d geometry features",
+                        st->name, (long long)c0->shape[1], cin, c->C, c->geo);
+    return 0;
+}
+
+/* ---- activations ---- */
+
+static void grow(float **p, int64_t n) {
+    free(*p);
+    *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    RHD_ASSERT(*p);
+}
+
+static void acts_reserve(const rhd_decoder *d, rhd_decoder_acts *a, int64_t M) {
+    if (M <= a->cap) return;
+    int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
+    int64_t wide = h;
+    if (g1 > wide) wide = g1;
+    if (d->Ec > wide) wide = d->Ec;
+    if (d->Ed > wide) wide = d->Ed;
+    grow(&a->feat, M * d->cfg.C), grow(&a->fc, M * d->Cc), grow(&a->fd, M * d->Cd);
+    grow(&a->ec, M * d->Ec), grow(&a->ed, M * d->Ed), grow(&a->edir, M * d->Edir);
+    grow(&a->h1, M * h), grow(&a->a1, M * h), grow(&a->h2, M * g1), grow(&a->cin, M * d->Cin);
+    grow(&a->c1, M * h), grow(&a->r1, M * h), grow(&a->c2, M * h), grow(&a->r2, M * h), grow(&a->c3, M * 3);
+    grow(&a->dbuf_a, M * wide), grow(&a->dbuf_b, M * wide), grow(&a->dcin, M * d->Cin);
+    grow(&a->dfeat, M * d->cfg.C), grow(&a->dfc, M * d->Cc), grow(&a->dfd, M * d->Cd), grow(&a->dh2, M * g1);
+    a->cap = M;
+}
+
+void rhd_decoder_acts_free(rhd_decoder_acts *a) {
+    float **all[] = {&a->feat, &a->fc, &a->fd, &a->ec, &a->ed, &a->edir, &a->h1, &a->a1, &a->h2, &a->cin, &a->c1,
+                     &a->r1, &a->c2, &a->r2, &a->c3, &a->dbuf_a, &a->dbuf_b, &a->dcin, &a->dfeat, &a->dfc, &a->dfd,
+                     &a->dh2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(*all[i]);
+    memset(a, 0, sizeof *a);
+}
+
+/* feat [M,C] -> fc [M,Cc], fd [M,Cd] */
+static void split_feat(const rhd_decoder *d, rhd_decoder_acts *a, int64_t M, int want_colour) {
+    int C = d->cfg.C, Cc = d->Cc, Cd = d->Cd;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *f = a->feat + m * C;
+        if (want_colour) memcpy(a->fc + m * Cc, f, sizeof(float) * Cc);
+        memcpy(a->fd + m * Cd, f + Cc, sizeof(float) * Cd);
+    }
+}
+
+/* The density branch up to h1 = sigma_net.0(enc(fd)) and a1 = softplus(h1). */
+static void density_trunk(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, const float *points,
+                          const float *planes, int R, int clamp, int64_t M, int want_colour) {
+    rhd_triplane_forward(ctx, a->feat, points, planes, M, d->cfg.C, R, clamp);
+    split_feat(d, a, M, want_colour);
+    rhd_freq_encode_forward(ctx, a->ed, a->fd, M, d->Cd, d->cfg.degree);
+    rhd_linear_forward(ctx, a->h1, a->ed, rhd_param(&d->P, RHD_DEC_S0W), rhd_param(&d->P, RHD_DEC_S0B), (int)M, d->Ed,
+                       d->cfg.hidden);
+    rhd_act_forward(ctx, a->a1, a->h1, (long)(M * d->cfg.hidden), RHD_ACT_SOFTPLUS);
+}
+
+void rhd_decoder_forward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
+                         const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M) {
+    acts_reserve(d, a, M);
+    if (M == 0) return;
+    int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
+    density_trunk(ctx, d, a, points, planes, R, clamp, M, 1);
+    rhd_linear_forward(ctx, a->h2, a->a1, rhd_param(&d->P, RHD_DEC_S2W), rhd_param(&d->P, RHD_DEC_S2B), (int)M, h, g1);
+    rhd_freq_encode_forward(ctx, a->ec, a->fc, M, d->Cc, d->cfg.degree);
+    rhd_freq_encode_forward(ctx, a->edir, dirs, M, 3, d->cfg.degree);
+    int Ec = d->Ec, geo = d->cfg.geo, Edir = d->Edir, Cin = d->Cin;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        float *ci = a->cin + m * Cin;
+        memcpy(ci, a->ec + m * Ec, sizeof(float) * Ec);
+        memcpy(ci + Ec, a->h2 + m * g1 + 1, sizeof(float) * geo);
+        memcpy(ci + Ec + geo, a->edir + m * Edir, sizeof(float) * Edir);
+        sigma[m] = rhd_trunc_exp(a->h2[m * g1]);
+    }
+    rhd_linear_forward(ctx, a->c1, a->cin, rhd_param(&d->P, RHD_DEC_C0W), NULL, (int)M, Cin, h);
+    rhd_act_forward(ctx, a->r1, a->c1, (long)(M * h), RHD_ACT_RELU);
+    rhd_linear_forward(ctx, a->c2, a->r1, rhd_param(&d->P, RHD_DEC_C1W), NULL, (int)M, h, h);
+    rhd_act_forward(ctx, a->r2, a->c2, (long)(M * h), RHD_ACT_RELU);
+    rhd_linear_forward(ctx, a->c3, a->r2, rhd_param(&d->P, RHD_DEC_C2W), NULL, (int)M, h, 3);
+    rhd_act_forward(ctx, rgb, a->c3, (long)(M * 3), RHD_ACT_SIGMOID);
+}
+
+static float *pgrad(rhd_decoder *d, int i, int want) { return want ? rhd_param_grad(&d->P, i) : NULL; }
+
+/* From dh1 (in a->dbuf_a, pre-softplus already applied) down to dplanes; dfc may be NULL. */
+static void density_trunk_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, float *dplanes,
+                                   const float *dfc_or_null, const float *points, const float *planes, int R, int clamp,
+                                   int64_t M, int want) {
+    rhd_linear_backward(ctx, dplanes ? a->dbuf_b : NULL, pgrad(d, RHD_DEC_S0W, want), pgrad(d, RHD_DEC_S0B, want),
+                        a->dbuf_a, a->ed, rhd_param(&d->P, RHD_DEC_S0W), (int)M, d->Ed, d->cfg.hidden);
+    if (!dplanes) return;
+    rhd_freq_encode_backward(ctx, a->dfd, a->dbuf_b, a->fd, M, d->Cd, d->cfg.degree);
+    int C = d->cfg.C, Cc = d->Cc, Cd = d->Cd;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        float *f = a->dfeat + m * C;
+        if (dfc_or_null)
+            memcpy(f, dfc_or_null + m * Cc, sizeof(float) * Cc);
+        else
+            memset(f, 0, sizeof(float) * Cc);
+        memcpy(f + Cc, a->dfd + m * Cd, sizeof(float) * Cd);
+    }
+    rhd_triplane_backward(ctx, dplanes, a->dfeat, points, planes, M, C, R, clamp);
+}
+
+void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, float *dplanes, const float *dsigma,
+                          const float *drgb, const float *points, const float *planes, int R, int clamp, int64_t M,
+                          int want) {
+    if (M == 0) return;
+    int h = d->cfg.hidden, g1 = 1 + d->cfg.geo, Cin = d->Cin, Ec = d->Ec, geo = d->cfg.geo;
+    float *dc3 = a->dh2; /* [M,3] scratch before dh2 is needed */
+    rhd_act_backward(ctx, dc3, drgb, a->c3, (long)(M * 3), RHD_ACT_SIGMOID);
+    rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_C2W, want), NULL, dc3, a->r2, rhd_param(&d->P, RHD_DEC_C2W),
+                        (int)M, h, 3);
+    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->c2, (long)(M * h), RHD_ACT_RELU);
+    rhd_linear_backward(ctx, a->dbuf_b, pgrad(d, RHD_DEC_C1W, want), NULL, a->dbuf_a, a->r1,
+                        rhd_param(&d->P, RHD_DEC_C1W), (int)M, h, h);
+    rhd_act_backward(ctx, a->dbuf_b, a->dbuf_b, a->c1, (long)(M * h), RHD_ACT_RELU);
+    rhd_linear_backward(ctx, a->dcin, pgrad(d, RHD_DEC_C0W, want), NULL, a->dbuf_b, a->cin,
+                        rhd_param(&d->P, RHD_DEC_C0W), (int)M, Cin, h);
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        float *dh = a->dh2 + m * g1;
+        dh[0] = dsigma ? dsigma[m] * rhd_trunc_exp_grad(a->h2[m * g1]) : 0.f;
+        memcpy(dh + 1, a->dcin + m * Cin + Ec, sizeof(float) * geo);
+        memcpy(a->dbuf_b + m * Ec, a->dcin + m * Cin, sizeof(float) * Ec); /* d enc(fc), contiguous */
+    }
+    if (dplanes) rhd_freq_encode_backward(ctx, a->dfc, a->dbuf_b, a->fc, M, d->Cc, d->cfg.degree);
+    rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_S2W, want), pgrad(d, RHD_DEC_S2B, want), a->dh2, a->a1,
+                        rhd_param(&d->P, RHD_DEC_S2W), (int)M, h, g1);
+    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->h1, (long)(M * h), RHD_ACT_SOFTPLUS);
+    density_trunk_backward(ctx, d, a, dplanes, a->dfc, points, planes, R, clamp, M, want);
+}
+
+void rhd_decoder_density(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, const float *points,
+                         const float *planes, int R, int clamp, int64_t M) {
+    acts_reserve(d, a, M);
+    if (M == 0) return;
+    density_trunk(ctx, d, a, points, planes, R, clamp, M, 0);
+    /* only output 0 of sigma_net.2: its weight row 0 and bias 0 */
+    rhd_linear_forward(ctx, a->h2, a->a1, rhd_param(&d->P, RHD_DEC_S2W), rhd_param(&d->P, RHD_DEC_S2B), (int)M,
+                       d->cfg.hidden, 1);
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) sigma[m] = rhd_trunc_exp(a->h2[m]);
+}
+
+void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, float *dplanes,
+                                  const float *dsigma, const float *points, const float *planes, int R, int clamp,
+                                  int64_t M, int want) {
+    if (M == 0) return;
+    int h = d->cfg.hidden;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) a->dh2[m] = dsigma[m] * rhd_trunc_exp_grad(a->h2[m]);
+    rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_S2W, want), pgrad(d, RHD_DEC_S2B, want), a->dh2, a->a1,
+                        rhd_param(&d->P, RHD_DEC_S2W), (int)M, h, 1);
+    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->h1, (long)(M * h), RHD_ACT_SOFTPLUS);
+    density_trunk_backward(ctx, d, a, dplanes, NULL, points, planes, R, clamp, M, want);
+}
+
+double rhd_decoder_flops_per_sample(const rhd_decoder *d) {
+    double h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
+    return 2.0 * (d->Ed * h + h * g1 + d->Cin * h + h * h + h * 3) + h + g1;
+}

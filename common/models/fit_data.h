@@ -1,0 +1,41 @@
+/* common/models/fit_data.h: the views of one avatar as the fitter and the renderer use them:
+ * intrinsics, converted poses as 3x4 float c2w (kernels/rays.h) and ground truth composited on
+ * the background, loaded through formats/dataset.h (spec fitting.md §1).
+ *
+ * Kept apart from formats/dataset.h so that code using kernels/rays.h (whose rhd_intrinsics is
+ * the float ray-generation struct) can include this header. */
+#ifndef RHD_MODELS_FIT_DATA_H
+#define RHD_MODELS_FIT_DATA_H
+#include "common/err.h"
+
+/* The dataset constants of §12 items 1-2 (defaults: the original's). */
+typedef struct rhd_fit_data_cfg {
+    double translation_divisor; /* 23 */
+    double scale;               /* 0.6 */
+    double offset[3];           /* 0 */
+    int fy_square_pixels;       /* 0: fy = fl/sw*H as the original */
+} rhd_fit_data_cfg;
+
+typedef struct rhd_fit_views {
+    int W, H;
+    float fx, fy, cx, cy;
+    int n;        /* views */
+    int *index;   /* [n] original view indices */
+    float *c2w;   /* [n][12] world c2w (§1.3), row-major 3x4 */
+    float *gt;    /* [n][H*W*3] ground truth on white, or NULL when not loaded */
+} rhd_fit_views;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+void rhd_fit_data_cfg_default(rhd_fit_data_cfg *c);
+/* Open subject_dir for the views views[0..n) (NULL: every view present) and, when load_images,
+ * load every image. Errors name the file: missing views, mismatched sizes, bad poses, unreadable
+ * PNGs. */
+int rhd_fit_views_load(rhd_fit_views *v, const char *subject_dir, const int *views, int n,
+                       const rhd_fit_data_cfg *cfg, int load_images, rhd_err *e);
+void rhd_fit_views_free(rhd_fit_views *v);
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,256 @@
+/* common/models/fitter.c: one plan entry of triplane fitting (see fitter.h). */
+#include "common/models/fitter.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/log.h"
+#include "common/rng.h"
+#include "kernels/losses.h"
+#include "kernels/optim.h"
+
+void rhd_fit_cfg_default(rhd_fit_cfg *c, int stage) {
+    memset(c, 0, sizeof *c);
+    c->C = 32;
+    c->R = 512;
+    c->rays = 8192;
+    c->w_l1 = stage == 2 ? 1e-4 : 1e-6;
+    c->w_tv = stage == 2 ? 0.02 : 2e-4;
+    c->w_dist = stage == 2 ? 0.002 : 2e-5;
+    c->w_iwc_override = -1;
+    c->dist_points = 1000;
+    c->dist_sigma = 0.004f;
+    c->dist_inner = 0.001;
+    c->update_interval = 16;
+    c->mark_untrained = 1;
+    c->clamp = 1;
+    c->fisher_steps = 1;
+    c->iwc_all = 0;
+    c->freeze_decoder = stage == 2;
+    c->seed = 0;
+}
+
+uint64_t rhd_fit_seed(uint64_t seed, uint64_t a, uint64_t b) {
+    uint64_t x = seed;
+    uint64_t in[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        x += 0x9E3779B97F4A7C15ull + in[i];
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+        x ^= x >> 31;
+    }
+    return x;
+}
+
+void rhd_fit_triplane_init(float *planes, int C, int R, uint64_t seed, int id) {
+    int64_t n = (int64_t)3 * C * R * R;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float v = 0.1f * rhd_rng_normal(seed, RHD_STREAM(RHD_STREAM_TRIPLANE_INIT, id), (uint64_t)i);
+        planes[i] = v < -1.f ? -1.f : (v > 1.f ? 1.f : v);
+    }
+}
+
+void rhd_iwc_states_init(rhd_iwc_states *s, int n) {
+    s->n = n;
+    s->fisher = calloc((size_t)n, sizeof(float *));
+    s->optpar = calloc((size_t)n, sizeof(float *));
+}
+
+void rhd_iwc_states_free(rhd_iwc_states *s) {
+    for (int i = 0; i < s->n; i++) free(s->fisher[i]), free(s->optpar[i]);
+    free(s->fisher);
+    free(s->optpar);
+    memset(s, 0, sizeof *s);
+}
+
+/* The order of an avatar's training views in one epoch: Fisher-Yates from Philox. */
+static void view_perm(int *perm, int n, uint64_t seed, int64_t epoch) {
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        uint32_t x = rhd_rng_block(seed, RHD_STREAM(RHD_STREAM_SHUFFLE, epoch), (uint64_t)i).v[0];
+        int j = (int)(((uint64_t)x * (uint64_t)(i + 1)) >> 32);
+        int t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+}
+
+/* L_dist (§7.3) of one avatar: K points and their perturbed copies through the density path;
+ * gradients scaled by `scale` into dplanes (+=) and the decoder (+=). Returns the loss. */
+static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *planes, float *dplanes, uint64_t seed,
+                        int64_t step, double scale, int want) {
+    int K = cfg->dist_points;
+    if (K <= 0 || scale == 0) return 0;
+    float *pts = malloc(sizeof(float) * 6 * (size_t)K), *sig = malloc(sizeof(float) * 2 * (size_t)K),
+          *dsig = malloc(sizeof(float) * 2 * (size_t)K);
+    uint64_t st = RHD_STREAM(RHD_STREAM_GRID, step);
+    for (int k = 0; k < K; k++)
+        for (int a = 0; a < 3; a++) {
+            float q = 2.f * rhd_rng_uniform(seed, st, (uint64_t)(3 * k + a)) - 1.f;
+            pts[3 * k + a] = q;
+            pts[3 * (K + k) + a] = q + cfg->dist_sigma * rhd_rng_normal(seed ^ 0x51u, st, (uint64_t)(3 * k + a));
+        }
+    rhd_decoder_density(r->ctx, r->dec, &r->acts, sig, pts, planes, cfg->R, cfg->clamp, 2 * K);
+    double l = 0, m = 0;
+    for (int k = 0; k < K; k++) {
+        double d = (double)sig[k] - sig[K + k];
+        l += fabs(d), m += sig[k];
+        float sg = d > 0 ? 1.f : (d < 0 ? -1.f : 0.f);
+        dsig[k] = (float)(scale * (sg + cfg->dist_inner) / K);
+        dsig[K + k] = (float)(scale * -sg / K);
+    }
+    rhd_decoder_density_backward(r->ctx, r->dec, &r->acts, dplanes, dsig, pts, planes, cfg->R, cfg->clamp, 2 * K, want);
+    free(pts), free(sig), free(dsig);
+    return l / K + cfg->dist_inner * m / K;
+}
+
+/* IWC penalty of one state: w * sum F (theta* - theta)^2; grad += 2 w F (theta - theta*). */
+static double iwc_term(const float *F, const float *opt, const float *theta, float *grad, int64_t n, double w) {
+    double l = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)theta[i] - opt[i];
+        l += F[i] * d * d;
+        if (grad) grad[i] += (float)(2.0 * w * F[i] * d);
+    }
+    return w * l;
+}
+
+double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, const rhd_fit_views *v,
+                    int warmup, uint64_t seed, double *psnr_each, float *render_out) {
+    if (!v || v->n == 0) return NAN;
+    if (warmup > 0) rhd_renderer_grid_warmup(r, g, planes, R, clamp, seed, warmup);
+    int64_t np = (int64_t)v->W * v->H * 3;
+    float *img = render_out ? NULL : malloc(sizeof(float) * (size_t)np);
+    rhd_intrinsics in = {v->fx, v->fy, v->cx, v->cy};
+    double sum = 0;
+    for (int i = 0; i < v->n; i++) {
+        float *out = render_out ? render_out + np * i : img;
+        rhd_renderer_render_view(r, g, planes, R, clamp, v->c2w + 12 * i, in, v->W, v->H, out);
+        double p = rhd_psnr(out, v->gt + np * i, np);
+        if (psnr_each) psnr_each[i] = p;
+        sum += p;
+    }
+    free(img);
+    return sum / v->n;
+}
+
+int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan, int entry_index,
+                  rhd_fit_avatar *av, int nav, rhd_iwc_states *iwc, int log_every, rhd_fit_result *res, rhd_err *e) {
+    rhd_ctx *ctx = r->ctx;
+    const rhd_plan_entry *en = &plan->entries[entry_index];
+    rhd_decoder *dec = r->dec;
+    rhd_params *P = &dec->P;
+    int C = cfg->C, R = cfg->R;
+    int64_t tri_n = (int64_t)3 * C * R * R;
+    int train_dec = !cfg->freeze_decoder;
+    double w_iwc = cfg->w_iwc_override >= 0 ? cfg->w_iwc_override : plan->iwc_weight;
+    double t_start = rhd_now();
+    memset(res, 0, sizeof *res);
+
+    if (cfg->rays < nav) return rhd_errf(e, "--rays: %lld rays for %d avatars, expected at least one each", (long long)cfg->rays, nav);
+    /* per-avatar state */
+    float **grad = calloc((size_t)nav, sizeof(float *)), **m = calloc((size_t)nav, sizeof(float *)),
+          **v = calloc((size_t)nav, sizeof(float *));
+    rhd_occgrid *grids = calloc((size_t)nav, sizeof(rhd_occgrid));
+    uint64_t *seeds = calloc((size_t)nav, sizeof(uint64_t));
+    int **perm = calloc((size_t)nav, sizeof(int *));
+    rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
+    for (int a = 0; a < nav; a++) {
+        grad[a] = calloc((size_t)tri_n, sizeof(float));
+        m[a] = calloc((size_t)tri_n, sizeof(float));
+        v[a] = calloc((size_t)tri_n, sizeof(float));
+        if (rhd_occgrid_init(ctx, &grids[a], &gc, e)) return -1;
+        seeds[a] = rhd_fit_seed(cfg->seed, (uint64_t)av[a].id, (uint64_t)entry_index);
+        perm[a] = malloc(sizeof(int) * (size_t)av[a].train->n);
+        if (cfg->mark_untrained) {
+            rhd_intrinsics in = {av[a].train->fx, av[a].train->fy, av[a].train->cx, av[a].train->cy};
+            rhd_occgrid_mark_untrained(ctx, &grids[a], av[a].train->c2w, av[a].train->n, in);
+        }
+    }
+    float *fisher = train_dec ? calloc((size_t)P->total, sizeof(float)) : NULL;
+    int fisher_steps = cfg->fisher_steps < 1 ? 1 : cfg->fisher_steps;
+    if (fisher_steps > en->steps) fisher_steps = (int)en->steps;
+
+    rhd_adam_cfg tri_adam = {0, 0.9, 0.99, 1e-8, 0, 0}, dec_adam = {0, 0.9, 0.99, 1e-15, 0, 0};
+    int64_t share_base = cfg->rays / nav, extra = cfg->rays % nav;
+    for (int64_t k = 0; k < en->steps; k++) {
+        if (k % cfg->update_interval == 0)
+            for (int a = 0; a < nav; a++) rhd_renderer_grid_update(r, &grids[a], av[a].planes, R, cfg->clamp, seeds[a]);
+        if (train_dec) memset(P->grad, 0, sizeof(float) * (size_t)P->total);
+        double loss = 0, mse_sum = 0;
+        for (int a = 0; a < nav; a++) {
+            rhd_fit_views *tv = av[a].train;
+            int64_t N = share_base + (a < extra);
+            double share = (double)N / (double)cfg->rays;
+            if (k % tv->n == 0) view_perm(perm[a], tv->n, seeds[a], k / tv->n);
+            int vi = perm[a][k % tv->n];
+            memset(grad[a], 0, sizeof(float) * (size_t)tri_n);
+            rhd_intrinsics in = {tv->fx, tv->fy, tv->cx, tv->cy};
+            rhd_render_stats st = {0};
+            const float *img = tv->gt + (size_t)vi * tv->W * tv->H * 3;
+            double mse = rhd_renderer_train_rays(r, &grids[a], av[a].planes, grad[a], R, cfg->clamp, tv->c2w + 12 * vi,
+                                                 in, tv->W, tv->H, img, N, seeds[a], k, (float)share, train_dec, &st);
+            res->samples += st.samples_kept;
+            mse_sum += share * mse;
+            loss += share * mse;
+            if (cfg->w_l1 > 0) loss += cfg->w_l1 * rhd_loss_triplane_l1(ctx, grad[a], av[a].planes, C, R, (float)cfg->w_l1, cfg->clamp);
+            if (cfg->w_tv > 0) loss += cfg->w_tv * rhd_loss_triplane_tv(ctx, grad[a], av[a].planes, C, R, (float)cfg->w_tv, cfg->clamp);
+            if (cfg->w_dist > 0)
+                loss += share * cfg->w_dist *
+                        dist_loss(r, cfg, av[a].planes, grad[a], seeds[a], k, share * cfg->w_dist, train_dec);
+        }
+        if (train_dec && w_iwc > 0 && iwc) {
+            double l = 0;
+            for (int s = 0; s < iwc->n; s++) {
+                if (!iwc->fisher[s]) continue;
+                int mine = 0;
+                for (int a = 0; a < nav; a++) mine |= av[a].id == s;
+                if (!mine && !cfg->iwc_all) continue;
+                l += iwc_term(iwc->fisher[s], iwc->optpar[s], P->data, P->grad, P->total, w_iwc);
+            }
+            loss += l;
+            res->iwc_loss = l;
+        }
+        if (train_dec && k >= en->steps - fisher_steps)
+            for (int64_t i = 0; i < P->total; i++) fisher[i] += P->grad[i] * P->grad[i] / (float)fisher_steps;
+        tri_adam.lr = rhd_plan_triplane_lr(en, k);
+        for (int a = 0; a < nav; a++) rhd_adam_step(ctx, av[a].planes, m[a], v[a], grad[a], tri_n, &tri_adam, k + 1);
+        if (train_dec) {
+            dec_adam.lr = rhd_plan_decoder_lr(plan, en, k);
+            rhd_adam_step(ctx, P->data, P->m, P->v, P->grad, P->total, &dec_adam, en->first_step + k + 1);
+        }
+        res->last_mse = mse_sum;
+        res->last_loss = loss;
+        if (!isfinite(loss)) {
+            rhd_errf(e, "entry %d: the loss became %g at step %lld, expected a finite value (lower the learning rates)",
+                     entry_index, loss, (long long)k);
+            goto fail;
+        }
+        if (log_every > 0 && ((k + 1) % log_every == 0 || k + 1 == en->steps))
+            rhd_info("entry %d (round %d, %s%s): step %lld/%lld loss %.5f mse %.5f (psnr %.2f)", entry_index, en->round,
+                     av[0].name, nav > 1 ? " +group" : "", (long long)k + 1, en->steps, loss, mse_sum,
+                     -10 * log10(mse_sum));
+    }
+    if (train_dec && iwc)
+        for (int a = 0; a < nav; a++) {
+            int s = av[a].id;
+            if (!iwc->fisher[s]) iwc->fisher[s] = malloc(sizeof(float) * (size_t)P->total);
+            if (!iwc->optpar[s]) iwc->optpar[s] = malloc(sizeof(float) * (size_t)P->total);
+            memcpy(iwc->fisher[s], fisher, sizeof(float) * (size_t)P->total);
+            memcpy(iwc->optpar[s], P->data, sizeof(float) * (size_t)P->total);
+        }
+    for (int a = 0; a < nav; a++)
+        av[a].psnr = rhd_fit_eval(r, &grids[a], av[a].planes, R, cfg->clamp, av[a].eval, 0, seeds[a], NULL, NULL);
+    res->seconds = rhd_now() - t_start;
+    int rc = 0;
+    if (0) {
+    fail:
+        rc = -1;
+    }
+    for (int a = 0; a < nav; a++) {
+        free(grad[a]), free(m[a]), free(v[a]), free(perm[a]);
+        rhd_occgrid_free(ctx, &grids[a]);
+    }
+    free(grad), free(m), free(v), free(perm), free(grids), free(seeds), free(fisher);
+    return rc;
+}

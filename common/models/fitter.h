@@ -1,0 +1,87 @@
+/* common/models/fitter.h: one plan entry of triplane fitting (spec fitting.md §7-§9): a visit of
+ * one avatar (or an interleaved group) for `steps` optimiser steps with the shared decoder.
+ *
+ * Per step k of the visit (k = 0 .. steps-1), for every avatar a of the entry:
+ *   - k % update_interval == 0: one occupancy-grid update (§3.4) on a's grid;
+ *   - a view from a fresh shuffle of a's training views per epoch; N/nav random rays of it;
+ *   - L = L_rgb (MSE, weighted by a's share of the rays) + w_l1 L_l1 + w_tv L_tv (a's clamped
+ *     triplane) + share * w_dist L_dist (§7.3), + w_iwc L_iwc once per step (§7.4);
+ *   - Adam on each triplane (fresh per visit, betas 0.9/0.99, eps 1e-8, lr from the plan) and on
+ *     the decoder (moments persist across visits, eps 1e-15, step t = first_step + k + 1), unless
+ *     the decoder is frozen (stage 2, or decoder lr 0).
+ * After the last step: the IWC state of each avatar of the entry is F = the mean of the squared
+ * decoder gradients of the last fisher_steps steps (1: the original's last batch) and theta* =
+ * the decoder parameters.
+ *
+ * Randomness: every draw is Philox at a position fixed by (seed, avatar index, entry index, step),
+ * so a visit's result depends on nothing but its inputs: resuming at an entry boundary gives the
+ * same bits as an uninterrupted run on the CPU. */
+#ifndef RHD_MODELS_FITTER_H
+#define RHD_MODELS_FITTER_H
+#include <stdint.h>
+#include "common/models/decoder.h"
+#include "common/models/fit_data.h"
+#include "common/models/renderer.h"
+#include "common/plan.h"
+
+typedef struct rhd_fit_cfg {
+    int C, R;               /* triplane channels and resolution (32, 512) */
+    int64_t rays;           /* rays per step (8192) */
+    double w_l1, w_tv, w_dist, w_iwc_override; /* stage 1: 1e-6, 2e-4, 2e-5; w_iwc from the plan unless override >= 0 */
+    int dist_points;        /* 1000 */
+    float dist_sigma;       /* 0.004 */
+    double dist_inner;      /* 0.001 */
+    int update_interval;    /* 16 */
+    int mark_untrained;     /* 1 */
+    int clamp;              /* 1: forward reads clamp(T, -1, 1) (§4) */
+    int fisher_steps;       /* 1: the original's last batch */
+    int iwc_all;            /* 0: an avatar's own state (the original as read, §7.4); 1: every stored state */
+    int freeze_decoder;     /* stage 2 */
+    uint64_t seed;
+} rhd_fit_cfg;
+
+/* One avatar taking part in a visit. */
+typedef struct rhd_fit_avatar {
+    int id;                  /* index in the plan's avatar list (folded into the seed) */
+    const char *name;
+    rhd_fit_views *train;    /* with images */
+    float *planes;           /* [3, C, R, R], updated in place (raw, unclamped) */
+    rhd_fit_views *eval;     /* views rendered after the visit with the visit's grid (may be NULL) */
+    double psnr;             /* out: mean PSNR over eval (NAN without eval views) */
+} rhd_fit_avatar;
+
+/* IWC states of the avatars (NULL entries: none stored). */
+typedef struct rhd_iwc_states {
+    int n;            /* number of avatars */
+    float **fisher;   /* [n] -> [P.total] or NULL */
+    float **optpar;   /* [n] -> [P.total] or NULL */
+} rhd_iwc_states;
+
+typedef struct rhd_fit_result {
+    double last_mse, last_loss, iwc_loss;
+    int64_t samples;  /* decoder samples evaluated in training (kept) */
+    double seconds;
+} rhd_fit_result;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+void rhd_fit_cfg_default(rhd_fit_cfg *c, int stage);
+/* 0.1*N(0,1) from Philox (seed, RHD_STREAM(RHD_STREAM_TRIPLANE_INIT, id)), then clamped to [-1,1]. */
+void rhd_fit_triplane_init(float *planes, int C, int R, uint64_t seed, int id);
+void rhd_iwc_states_init(rhd_iwc_states *s, int n);
+void rhd_iwc_states_free(rhd_iwc_states *s);
+/* Run one visit; writes the IWC states of the avatars of the entry (allocated as needed).
+ * progress: print a line every `log_every` steps (0: never). */
+int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan, int entry_index,
+                  rhd_fit_avatar *av, int nav, rhd_iwc_states *iwc, int log_every, rhd_fit_result *res, rhd_err *e);
+/* Mean PSNR of an avatar's views rendered with a grid: warm-up (reset + full updates) when
+ * warmup > 0, else the grid as it is. psnr_each [views->n] may be NULL. */
+double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, const rhd_fit_views *views,
+                    int warmup, uint64_t seed, double *psnr_each, float *render_out);
+/* A seed folded with up to two indices (splitmix64 steps). */
+uint64_t rhd_fit_seed(uint64_t seed, uint64_t a, uint64_t b);
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,247 @@
+/* common/models/renderer.c: the volume renderer over the triplane decoder (see renderer.h). */
+#include "common/models/renderer.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/rng.h"
+#include "kernels/losses.h"
+
+void rhd_render_cfg_default(rhd_render_cfg *c) {
+    c->bound = 1.f;
+    c->min_near = 0.2f;
+    c->grid_size = 256;
+    c->max_steps = 1024;
+    c->dt_gamma = 0.f;
+    c->T_thresh = 1e-4f;
+    c->bg[0] = c->bg[1] = c->bg[2] = 1.f;
+    c->density_thresh = 10.f;
+    c->grid_decay = 0.95f;
+    c->full_updates = 16;
+    c->force_all_rays = 1;
+    c->double_norm = 0;
+    c->chunk = 65536;
+}
+
+void rhd_renderer_init(rhd_renderer *r, rhd_ctx *ctx, rhd_decoder *dec, const rhd_render_cfg *cfg) {
+    memset(r, 0, sizeof *r);
+    r->ctx = ctx;
+    r->dec = dec;
+    r->cfg = *cfg;
+}
+
+#define FREE_ALL(r)                                                                                               \
+    do {                                                                                                          \
+        void *ps[] = {(r)->pix,  (r)->rays,  (r)->alive, (r)->rays_o, (r)->rays_d, (r)->nears,  (r)->fars,        \
+                      (r)->gt,   (r)->pred,  (r)->dpred, (r)->tcur,   (r)->stop,   (r)->xyz,    (r)->pts,         \
+                      (r)->dirs, (r)->d0,    (r)->d1,    (r)->sigma,  (r)->rgb,    (r)->dsigma, (r)->drgb};       \
+        for (size_t i_ = 0; i_ < sizeof ps / sizeof ps[0]; i_++) free(ps[i_]);                                   \
+    } while (0)
+
+void rhd_renderer_free(rhd_renderer *r) {
+    FREE_ALL(r);
+    rhd_decoder_acts_free(&r->acts);
+    memset(r, 0, sizeof *r);
+}
+
+static void *regrow(void *p, size_t bytes) {
+    free(p);
+    p = malloc(bytes ? bytes : 1);
+    RHD_ASSERT(p);
+    return p;
+}
+
+static void reserve_rays(rhd_renderer *r, int64_t N) {
+    if (N <= r->cap_rays) return;
+    size_t n = (size_t)N;
+    r->pix = regrow(r->pix, 4 * n), r->rays = regrow(r->rays, 8 * n), r->alive = regrow(r->alive, 4 * n);
+    r->rays_o = regrow(r->rays_o, 12 * n), r->rays_d = regrow(r->rays_d, 12 * n);
+    r->nears = regrow(r->nears, 4 * n), r->fars = regrow(r->fars, 4 * n), r->tcur = regrow(r->tcur, 4 * n);
+    r->gt = regrow(r->gt, 12 * n), r->pred = regrow(r->pred, 12 * n), r->dpred = regrow(r->dpred, 12 * n);
+    r->stop = regrow(r->stop, n);
+    r->cap_rays = N;
+}
+
+static void reserve_samples(rhd_renderer *r, int64_t M) {
+    if (M <= r->cap_samples) return;
+    size_t n = (size_t)M;
+    r->xyz = regrow(r->xyz, 12 * n), r->pts = regrow(r->pts, 12 * n), r->dirs = regrow(r->dirs, 12 * n);
+    r->d0 = regrow(r->d0, 4 * n), r->d1 = regrow(r->d1, 4 * n), r->sigma = regrow(r->sigma, 4 * n);
+    r->rgb = regrow(r->rgb, 12 * n), r->dsigma = regrow(r->dsigma, 4 * n), r->drgb = regrow(r->drgb, 12 * n);
+    r->cap_samples = M;
+}
+
+/* World positions -> sampler coordinates (see renderer.h). */
+static void normalise(const rhd_render_cfg *c, float *pts, const float *xyz, int64_t M) {
+    float s = 1.f / c->bound;
+    if (c->double_norm) s = s / c->bound;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < 3 * M; i++) pts[i] = xyz[i] * s;
+}
+
+static rhd_march_cfg march_cfg(const rhd_renderer *r, int perturb, uint64_t seed, uint64_t stream) {
+    rhd_march_cfg m = rhd_march_cfg_default();
+    m.bound = r->cfg.bound;
+    m.H = r->cfg.grid_size;
+    m.C = rhd_occgrid_cascades(r->cfg.bound);
+    m.max_steps = r->cfg.max_steps;
+    m.dt_gamma = r->cfg.dt_gamma;
+    m.perturb = perturb;
+    m.seed = seed;
+    m.stream = stream;
+    return m;
+}
+
+rhd_occgrid_cfg rhd_renderer_grid_cfg(const rhd_renderer *r) {
+    rhd_occgrid_cfg g = rhd_occgrid_cfg_default();
+    g.H = r->cfg.grid_size;
+    g.C = rhd_occgrid_cascades(r->cfg.bound);
+    g.bound = r->cfg.bound;
+    g.decay = r->cfg.grid_decay;
+    g.density_thresh = r->cfg.density_thresh;
+    g.full_updates = r->cfg.full_updates;
+    return g;
+}
+
+/* ---- grid ---- */
+
+typedef struct density_user {
+    rhd_renderer *r;
+    const float *planes;
+    int R, clamp;
+    float *pts;
+} density_user;
+
+static void density_fn(rhd_ctx *ctx, float *sigma, const float *xyz, int64_t n, void *user) {
+    density_user *u = user;
+    normalise(&u->r->cfg, u->pts, xyz, n);
+    rhd_decoder_density(ctx, u->r->dec, &u->r->acts, sigma, u->pts, u->planes, u->R, u->clamp, n);
+}
+
+void rhd_renderer_grid_update(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed) {
+    density_user u = {r, planes, R, clamp, malloc(sizeof(float) * 3 * (size_t)r->cfg.chunk)};
+    rhd_occgrid_update(r->ctx, g, seed, r->cfg.chunk, density_fn, &u);
+    free(u.pts);
+}
+
+void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed,
+                              int n_updates) {
+    rhd_occgrid_reset(r->ctx, g);
+    for (int i = 0; i < n_updates; i++) rhd_renderer_grid_update(r, g, planes, R, clamp, seed);
+}
+
+/* ---- training ---- */
+
+static double train_core(rhd_renderer *r, const float *planes, float *dplanes, int R, int clamp, const int32_t *rays,
+                         int64_t N, int64_t M, const float *gt, float weight, int want, float *pred_out) {
+    rhd_ctx *ctx = r->ctx;
+    rhd_composite_cfg cc = rhd_composite_cfg_default();
+    memcpy(cc.bg, r->cfg.bg, sizeof cc.bg);
+    cc.T_thresh = r->cfg.T_thresh;
+    normalise(&r->cfg, r->pts, r->xyz, M);
+    rhd_decoder_forward(ctx, r->dec, &r->acts, r->sigma, r->rgb, r->pts, r->dirs, planes, R, clamp, M);
+    float *pred = pred_out ? pred_out : r->pred;
+    rhd_composite_forward(ctx, pred, NULL, NULL, NULL, r->sigma, r->rgb, r->d0, r->d1, rays, NULL, NULL, N, M, &cc);
+    double mse = rhd_loss_mse(ctx, r->dpred, pred, gt, 3 * N, weight);
+    rhd_composite_backward(ctx, r->dsigma, r->drgb, r->dpred, NULL, r->sigma, r->rgb, r->d0, rays, N, M, &cc);
+    rhd_decoder_backward(ctx, r->dec, &r->acts, dplanes, r->dsigma, r->drgb, r->pts, planes, R, clamp, M, want);
+    return mse;
+}
+
+double rhd_renderer_train_samples(rhd_renderer *r, const float *planes, float *dplanes, int R, int clamp,
+                                  const float *xyz, const float *dirs, const float *delta0, const float *delta1,
+                                  const int32_t *rays, int64_t N, int64_t M, const float *gt, float weight, int want,
+                                  float *pred_out) {
+    reserve_rays(r, N);
+    reserve_samples(r, M);
+    memcpy(r->xyz, xyz, sizeof(float) * 3 * (size_t)M);
+    memcpy(r->dirs, dirs, sizeof(float) * 3 * (size_t)M);
+    memcpy(r->d0, delta0, sizeof(float) * (size_t)M);
+    memcpy(r->d1, delta1, sizeof(float) * (size_t)M);
+    return train_core(r, planes, dplanes, R, clamp, rays, N, M, gt, weight, want, pred_out);
+}
+
+double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const float *planes, float *dplanes, int R,
+                               int clamp, const float *c2w, rhd_intrinsics intr, int W, int H, const float *gt_img,
+                               int64_t N, uint64_t seed, int64_t step, float weight, int want, rhd_render_stats *st) {
+    rhd_ctx *ctx = r->ctx;
+    reserve_rays(r, N);
+    rhd_rays_random_pixels(ctx, r->pix, N, W, H, seed, RHD_STREAM(RHD_STREAM_RAYS, step));
+    rhd_rays_generate(ctx, r->rays_o, r->rays_d, r->pix, c2w, intr, W, 0, N);
+    rhd_rays_gather(ctx, r->gt, gt_img, r->pix, N, 3);
+    rhd_rays_near_far(ctx, r->nears, r->fars, r->rays_o, r->rays_d, N, r->cfg.bound, r->cfg.min_near);
+    rhd_march_cfg mc = march_cfg(r, 1, seed, RHD_STREAM(RHD_STREAM_MARCH, step));
+    int64_t total = rhd_march_train_count(ctx, r->rays, r->rays_o, r->rays_d, r->nears, r->fars, g->bitfield, N, &mc);
+    int64_t M = rhd_march_capacity(total, g->mean_count, r->cfg.force_all_rays);
+    reserve_samples(r, M);
+    int64_t kept = rhd_march_train_write(ctx, r->xyz, r->dirs, r->d0, r->d1, r->rays, r->rays_o, r->rays_d, r->nears,
+                                         r->fars, g->bitfield, N, M, &mc);
+    rhd_occgrid_record_step(g, total, N);
+    double mse = train_core(r, planes, dplanes, R, clamp, r->rays, N, kept, r->gt, weight, want, NULL);
+    if (st) {
+        st->samples_requested += total;
+        st->samples_kept += kept;
+        st->rays += N;
+        st->mse = mse;
+    }
+    return mse;
+}
+
+/* ---- inference ---- */
+
+void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
+                              const float *c2w, rhd_intrinsics intr, int W, int H, float *out) {
+    rhd_ctx *ctx = r->ctx;
+    int64_t N = (int64_t)W * H;
+    reserve_rays(r, N);
+    rhd_rays_generate(ctx, r->rays_o, r->rays_d, NULL, c2w, intr, W, 0, N);
+    rhd_rays_near_far(ctx, r->nears, r->fars, r->rays_o, r->rays_d, N, r->cfg.bound, r->cfg.min_near);
+    /* accumulators per ray: weight_sum, rgb (out), depth not kept */
+    float *wsum = calloc((size_t)N, sizeof(float));
+    memset(out, 0, sizeof(float) * 3 * (size_t)N);
+    for (int64_t i = 0; i < N; i++) r->alive[i] = (int32_t)i, r->tcur[i] = r->nears[i];
+    rhd_march_cfg mc = march_cfg(r, 0, 0, RHD_STREAM(RHD_STREAM_MARCH, 0));
+    int64_t n_alive = N;
+    float T_thresh = r->cfg.T_thresh;
+    for (int step = 0, first = 1; step < r->cfg.max_steps && n_alive > 0; first = 0) {
+        int n_step = rhd_march_infer_n_step(N, n_alive);
+        int64_t M = n_alive * n_step;
+        reserve_samples(r, M);
+        rhd_march_infer(ctx, r->xyz, r->dirs, r->d0, r->d1, r->alive, r->tcur, r->rays_o, r->rays_d, r->fars,
+                        g->bitfield, n_alive, n_step, first, &mc);
+        normalise(&r->cfg, r->pts, r->xyz, M);
+        rhd_decoder_forward(ctx, r->dec, &r->acts, r->sigma, r->rgb, r->pts, r->dirs, planes, R, clamp, M);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n_alive; i++) {
+            int32_t ray = r->alive[i];
+            uint8_t stop = 0;
+            for (int k = 0; k < n_step; k++) {
+                int64_t s = i * n_step + k;
+                if (r->d0[s] == 0.f) { stop = 1; break; }
+                /* §6.2: T = 1 - weight_sum before the sample; the sample is composited, then
+                 * the ray stops if that T was below the threshold */
+                float T = 1.f - wsum[ray];
+                float alpha = 1.f - expf(-r->sigma[s] * r->d0[s]);
+                float w = alpha * T;
+                wsum[ray] += w;
+                for (int c = 0; c < 3; c++) out[3 * ray + c] += w * r->rgb[3 * s + c];
+                if (T < T_thresh) { stop = 1; break; }
+            }
+            r->stop[i] = stop;
+        }
+        n_alive = rhd_march_infer_advance(ctx, r->alive, r->tcur, r->stop, r->d0, r->d1, n_alive, n_step);
+        step += n_step;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++)
+        for (int c = 0; c < 3; c++) out[3 * i + c] += (1.f - wsum[i]) * r->cfg.bg[c];
+    free(wsum);
+}
+
+double rhd_psnr(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        s += d * d;
+    }
+    return -10.0 * log10(s / (double)n);
+}

@@ -1,0 +1,19 @@
+/* common/render_cameras.h: a camera JSON in the dataset format (formats/cameras.md) as the float
+ * 3x4 c2w and pinhole intrinsics that kernels/rays.h takes, for code that cannot include
+ * formats/dataset.h next to kernels/rays.h (both define rhd_intrinsics). */
+#ifndef RHD_RENDER_CAMERAS_H
+#define RHD_RENDER_CAMERAS_H
+#include "common/err.h"
+#include "common/models/fit_data.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Read and validate one metadata JSON; c2w [12] is the converted world pose (§1.3), K = fx, fy,
+ * cx, cy (§1.2) for a W x H image. cfg NULL: the original's constants. */
+int rhd_camera_json_load(const char *path, const rhd_fit_data_cfg *cfg, float c2w[12], float K[4], int *W, int *H,
+                         rhd_err *e);
+#ifdef __cplusplus
+}
+#endif
+#endif

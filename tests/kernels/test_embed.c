@@ -1,0 +1,58 @@
+/* tests/kernels/test_embed.c: kernels/embed: the sinusoidal timestep embedding (cos block first).
+ * No backward exists (t is not learned), so no finite differences. Checks: (b) against PyTorch
+ * (tests/ref/ref_attn.py) both in float64 from the formula and in the original's float32
+ * arithmetic, at the base model's width (192, t in 0..999), the upsampler's (64, t = 10 x index)
+ * and small odd half widths; plus the cos/sin layout at t = 0; (c) CUDA against the CPU. */
+#include "refbatch.h"
+#include "kernels/embed.h"
+
+static rhd_ctx *cpu, *gpu;
+
+static void test_embed(int B, int dim, float tmax) {
+    char shp[64], name[160];
+    snprintf(shp, sizeof shp, "B=%d dim=%d t<%g", B, dim, tmax);
+    float *t = th_randu(B, 0, tmax), *y = malloc(sizeof(float) * B * dim);
+    for (int b = 0; b < B; b += 3) t[b] = floorf(t[b]); /* integer steps as the samplers give */
+    t[0] = 0;
+    rhd_timestep_embed_forward(cpu, y, t, B, dim);
+    int ok = 1;
+    for (int j = 0; j < dim; j++) ok &= y[j] == (j < dim / 2 ? 1.0f : 0.0f);
+    th_ok(ok, "embed layout at t=0: cos block (ones) first, then sin block (zeros) %s", shp);
+    const char *dir = rb_job("embed", "dim=%d", dim);
+    int64_t st[1] = {B};
+    th_save(dir, "t", t, 1, st);
+    /* |t f| reaches ~1000 rad: one float ulp of the argument (6e-5) is the scale of the error */
+    rb_expect(dir, "y", y, (long)B * dim, 1e-9, "embed y cpu~torch(float64) %s", shp);
+    rb_expect(dir, "y32", y, (long)B * dim, 1e-10, "embed y cpu~torch(float32 original) %s", shp);
+    if (gpu) {
+        float *gt = rhd_buf_alloc(gpu, sizeof(float) * B), *gy = rhd_buf_alloc(gpu, sizeof(float) * B * dim);
+        rhd_buf_upload(gpu, gt, t, sizeof(float) * B);
+        rhd_timestep_embed_forward(gpu, gy, gt, B, dim);
+        float *h = malloc(sizeof(float) * B * dim);
+        rhd_buf_download(gpu, h, gy, sizeof(float) * B * dim);
+        snprintf(name, sizeof name, "embed y cuda~cpu %s", shp);
+        th_close(name, h, y, (long)B * dim, 1e-10);
+        free(h);
+        rhd_buf_free(gpu, gt), rhd_buf_free(gpu, gy);
+    } else th_skip("embed cuda~cpu %s: no CUDA device", shp);
+    free(t), free(y);
+}
+
+int main(void) {
+    rhd_err e;
+    cpu = rhd_ctx_open("cpu", &e);
+    if (!cpu) return fprintf(stderr, "%s\n", e.msg), 1;
+    if (rhd_cuda_available()) {
+        gpu = rhd_ctx_open("cuda", &e);
+        if (!gpu) return fprintf(stderr, "%s\n", e.msg), 1;
+    }
+    th_seed();
+    test_embed(7, 192, 1000);
+    test_embed(5, 64, 1000);
+    test_embed(3, 6, 50);
+    test_embed(1, 2, 10);
+    rb_run("ref_attn.py");
+    rhd_ctx_close(cpu);
+    rhd_ctx_close(gpu);
+    return th_done();
+}

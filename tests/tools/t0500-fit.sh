@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# rhd-fit: usage errors; bad datasets (missing view, mismatched resolution, NaN pose, empty list,
+# unreadable PNG) fail with a message naming the file and leave no output; stage-1 resume gives
+# bit-identical files to an uninterrupted run; stage 2 with the stage-1 decoder reaches a PSNR
+# threshold on held-out views; the forgetting report prints one JSON object.
+. "$RHD_ROOT/tests/tools/lib.sh"
+MINI=$RHD_ROOT/tests/data/mini
+SMALL="--triplane-res 16 --triplane-channels 8 --grid-size 16 --rays 128 --max-steps 32 --dist-points 64 --train-views 0-23 --eval-views 100 --threads 2"
+
+run rhd-fit --stage 1
+expect_rc 2 "no --data"
+expect_err "expected --data DIR" "usage message names --data"
+run rhd-fit --data "$MINI"
+expect_rc 2 "no mode"
+expect_err "exactly one of --stage 1, --stage 2 or --report" "usage message names the modes"
+run rhd-fit --data "$MINI" --stage 1 --triplane-channels 10 --plan x -o "$T/x"
+expect_rc 2 "channels not a multiple of 4"
+
+# --- stage 1 and resume ------------------------------------------------------------------------
+run rhd-schedule fit --data "$MINI" --rounds 2 --steps 12 -o "$T/plan.json"
+expect_rc 0 "plan: 2 rounds x 2 avatars"
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL -o "$T/full"
+expect_rc 0 "stage 1 uninterrupted"
+expect_out '"report": \{"psnr":\{"avatar_100":[0-9.]+,"avatar_101":[0-9.]+\},"mean":[0-9.]+\}' "forgetting report as JSON at the end"
+check "triplanes, IWC states, decoder and checkpoint written" test -s "$T/full/triplanes/avatar_101.safetensors" -a -s "$T/full/iwc/avatar_100.safetensors" -a -s "$T/full/decoder.safetensors" -a -s "$T/full/checkpoint.safetensors"
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL -o "$T/full"
+expect_rc 1 "a second run into the same directory"
+expect_err "already there, expected --resume" "refuses to overwrite a run"
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL --max-entries 1 -o "$T/part"
+expect_rc 0 "stage 1: first entry only"
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL --max-entries 2 --resume -o "$T/part"
+expect_rc 0 "resume: two more entries"
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL --resume -o "$T/part"
+expect_rc 0 "resume: the last entry"
+for f in triplanes/avatar_100.safetensors triplanes/avatar_101.safetensors iwc/avatar_100.safetensors iwc/avatar_101.safetensors decoder.safetensors checkpoint.safetensors; do
+    check "resume is bit-identical: $f" cmp "$T/full/$f" "$T/part/$f"
+done
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL --seed 5 --resume -o "$T/part"
+expect_rc 1 "resume with another seed"
+expect_err "seed 0, expected --seed 5" "names the seed mismatch"
+
+# --- report on demand ---------------------------------------------------------------------------
+run rhd-fit --report --decoder "$T/full/decoder.safetensors" --triplanes "$T/full/triplanes" --data "$MINI" $SMALL --contact-sheet "$T/sheet.png"
+expect_rc 0 "--report"
+expect_out '^\{"psnr":\{"avatar_100":[0-9.]+,"avatar_101":[0-9.]+\},"mean":[0-9.]+\}$' "report JSON"
+check "contact sheet written" test -s "$T/sheet.png"
+
+# --- bad datasets: clear errors, no output ------------------------------------------------------
+mk() { rm -rf "$T/bad"; mkdir -p "$T/bad"; cp -r "$MINI/avatar_100" "$T/bad/"; }
+s2() { run rhd-fit --stage 2 --decoder "$T/full/decoder.safetensors" --data "$T/bad" --avatar avatar_100 --steps 2 $SMALL -o "$T/bad/out.safetensors"; }
+mk; rm "$T/bad/avatar_100/img_proc_fg_000005.png"
+s2; expect_rc 1 "missing view"; expect_err "avatar_100.*5" "names the missing view"
+check "no partial output (missing view)" test ! -e "$T/bad/out.safetensors"
+mk; cp "$RHD_ROOT/tests/data/mini/avatar_100/img_proc_fg_000000.png" "$T/x.png"
+"${RHD_PY:-python3}" - "$T/bad/avatar_100/img_proc_fg_000003.png" <<'PY'
+import struct, sys, zlib
+w = h = 8
+raw = b"".join(b"\x00" + b"\x80\x80\x80\xff" * w for _ in range(h))
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PY
+s2; expect_rc 1 "mismatched resolution"; expect_err "img_proc_fg_000003.png.*8.*128" "names both sizes"
+check "no partial output (resolution)" test ! -e "$T/bad/out.safetensors"
+mk; "${RHD_PY:-python3}" -c "
+import json, sys
+p = sys.argv[1]; j = json.load(open(p)); j['cameras'][0]['transformation'][0][3] = float('nan'); json.dump(j, open(p, 'w'))
+" "$T/bad/avatar_100/metadata_000004.json"
+s2; expect_rc 1 "NaN pose"; expect_err "metadata_000004.json" "names the bad metadata"
+check "no partial output (NaN pose)" test ! -e "$T/bad/out.safetensors"
+mk; printf 'not a png' > "$T/bad/avatar_100/img_proc_fg_000002.png"
+s2; expect_rc 1 "unreadable PNG"; expect_err "img_proc_fg_000002.png" "names the unreadable PNG"
+check "no partial output (unreadable PNG)" test ! -e "$T/bad/out.safetensors"
+: > "$T/empty.txt"
+run rhd-fit --report --decoder "$T/full/decoder.safetensors" --triplanes "$T/full/triplanes" --data "$MINI" --list "$T/empty.txt" $SMALL
+expect_rc 1 "empty list"; expect_err "empty.txt" "names the empty list"
+
+# --- stage 2 on a held-out avatar reaches the measured PSNR ----------------------------------------
+run rhd-fit --stage 2 --decoder "$T/full/decoder.safetensors" --data "$MINI" --avatar avatar_101 --steps 150 --lr0 0.05 $SMALL -o "$T/s2/avatar_101.safetensors"
+expect_rc 0 "stage 2 fit of avatar_101 (150 steps)"
+psnr=$(printf '%s' "$out" | sed -n 's/.*"psnr": \([0-9.]*\).*/\1/p')
+check "stage-2 PSNR on held-out views $psnr >= 14.0 dB (measured 15.43)" awk -v p="$psnr" 'BEGIN { exit !(p >= 14.0) }'
+check "stage 2 triplane is a valid file" test -s "$T/s2/avatar_101.safetensors"
+done_testing

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# tests/tools/t0600-render.sh: rhd-render end to end on the mini dataset with a random decoder and
+# a small random triplane (made here with safetensors/numpy): frames, depth, opacity, metrics JSON,
+# contact sheet, mesh, the .npy layouts, the spiral; and bad inputs with their exit codes.
+. "$RHD_ROOT/tests/tools/lib.sh"
+PY=${RHD_PY:-python3}
+D=$RHD_ROOT/tests/data/mini/avatar_100
+"$PY" - "$T" <<'PYEOF'
+import sys, json, numpy as np
+from safetensors.numpy import save_file
+t = sys.argv[1]
+rng = np.random.default_rng(0)
+def U(shape, fan):  # nn.Linear default init
+    b = 1 / np.sqrt(fan); return rng.uniform(-b, b, shape).astype(np.float32)
+dec = {"sigma_net.0.weight": U((128, 40), 40), "sigma_net.0.bias": U((128,), 40),
+       "sigma_net.2.weight": U((129, 128), 128), "sigma_net.2.bias": U((129,), 128),
+       "color_net.0.weight": U((128, 263), 263), "color_net.1.weight": U((128, 128), 128),
+       "color_net.2.weight": U((3, 128), 128)}
+dec["sigma_net.2.bias"][0] = 4.0   # density about e^4 = 55 everywhere: something to see
+meta = {"rhd.kind": "decoder", "rhd.version": "1", "rhd.tool": "test",
+        "rhd.config": json.dumps({"triplane_channels": 32, "triplane_res": 16})}
+save_file(dec, f"{t}/dec.safetensors", metadata=meta)
+planes = rng.uniform(-1, 1, (3, 32, 16, 16)).astype(np.float32)
+save_file({"planes": planes}, f"{t}/tri.safetensors", metadata={"rhd.kind": "triplane", "rhd.version": "1", "rhd.tool": "test"})
+np.save(f"{t}/tri5.npy", planes.reshape(3, 1, 32, 16, 16))
+np.save(f"{t}/strip.npy", np.concatenate(list(planes), axis=2))          # [32, 16, 48]
+np.save(f"{t}/low.npy", planes[:, :, ::2, ::2].copy())                  # [3, 32, 8, 8]: resized to 16
+np.save(f"{t}/bad.npy", np.zeros((5, 7), np.float32))
+PYEOF
+check "fixtures written" test -f "$T/dec.safetensors" -a -f "$T/strip.npy"
+sed 's/"focal_length": *[0-9.eE+-]*/"focal_length": NaN/' "$D/metadata_000001.json" >"$T/nan.json"
+cp "$D/metadata_000001.json" "$T/cam.json"
+
+run rhd-render --help
+expect_rc 0 "--help"
+run rhd-render --data "$D" -o "$T/o" "$T/tri.safetensors"
+expect_rc 2 "missing --decoder"
+expect_err "expected --decoder FILE" "missing --decoder says so"
+run rhd-render --decoder "$T/nope.safetensors" --data "$D" -o "$T/o" "$T/tri.safetensors"
+expect_rc 1 "decoder file missing"
+expect_err "nope.safetensors" "missing decoder file named"
+run rhd-render --decoder "$T/dec.safetensors" --data "$D" -o "$T/o" "$T/dec.safetensors"
+expect_rc 1 "a decoder given as the triplane"
+expect_err "an rhd 'decoder' file, expected a triplane" "wrong kind of triplane named"
+run rhd-render --decoder "$T/dec.safetensors" --data "$D" -o "$T/o" "$T/bad.npy"
+expect_rc 1 "a 2-D .npy as the triplane"
+expect_err "shape \[5,7\], expected a triplane" "bad .npy layout explained"
+run rhd-render --decoder "$T/dec.safetensors" --camera "$T/nan.json" -o "$T/o" "$T/tri.safetensors"
+expect_rc 1 "camera JSON with a NaN"
+expect_err "nan.json" "NaN camera file named"
+run rhd-render --decoder "$T/dec.safetensors" --no-images --mesh "$T/m.ply" --mesh-res 100000 "$T/tri.safetensors"
+expect_rc 2 "absurd --mesh-res"
+expect_err "mesh-res" "--mesh-res range error"
+run rhd-render --decoder "$T/dec.safetensors" --spiral --orbit -o "$T/o" "$T/tri.safetensors"
+expect_rc 2 "two camera sources"
+run rhd-render --decoder "$T/dec.safetensors" --spiral --metrics -o "$T/o" "$T/tri.safetensors"
+expect_rc 2 "--metrics without ground truth"
+
+# views 0-1 at 1/8 resolution: frames, depth, opacity, metrics JSON, contact sheet
+run rhd-render -q --decoder "$T/dec.safetensors" --data "$D" --views 0-1 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 \
+    --depth --opacity --metrics --contact-sheet "$T/sheet.png" -o "$T/o" "$T/tri.safetensors"
+expect_rc 0 "render views 0-1 with metrics"
+expect_out '"count": 2' "metrics JSON holds two views"
+printf '%s' "$out" >"$T/metrics.json"
+check "metrics JSON parses, PSNR and SSIM finite" "$PY" -c "
+import json,math,sys; j=json.load(open('$T/metrics.json'))
+assert [v['view'] for v in j['views']]==[0,1]
+assert all(math.isfinite(v['psnr']) and -1<=v['ssim']<=1 for v in j['views'])
+assert abs(j['mean']['psnr']-sum(v['psnr'] for v in j['views'])/2)<1e-9"
+check "rgb, depth and opacity frames written" test -f "$T/o/rgb_0000.png" -a -f "$T/o/depth_0001.png" -a -f "$T/o/opacity_0001.png"
+check "contact sheet written" test -s "$T/sheet.png"
+check "depth PNG is 16-bit gray" "$PY" -c "
+import png; r=png.Reader('$T/o/depth_0000.png'); w,h,rows,info=r.read(); assert info['bitdepth']==16 and info['greyscale']"
+
+# the .npy layouts render the same pixels as the safetensors file
+for f in tri5 strip; do
+    run rhd-render -q --decoder "$T/dec.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 -o "$T/$f" "$T/$f.npy"
+    expect_rc 0 "render from $f.npy"
+    check "$f.npy gives the same frame" cmp "$T/$f/rgb_0000.png" "$T/o/rgb_0000.png"
+done
+run rhd-render --decoder "$T/dec.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 -o "$T/low" "$T/low.npy"
+expect_rc 0 "a lower-resolution triplane is resized"
+expect_err "resizing the triplane from 8 to 16" "resize announced"
+
+# turntables and a camera JSON
+run rhd-render -q --decoder "$T/dec.safetensors" --spiral --frames 3 --size 16 --grid-size 32 --warmup 2 --max-steps 96 --rgba -o "$T/sp" "$T/tri.safetensors"
+expect_rc 0 "spiral, 3 frames, RGBA"
+check "three RGBA spiral frames" test -f "$T/sp/rgba_0002.png"
+run rhd-render -q --decoder "$T/dec.safetensors" --orbit --elevation 20 --frames 2 --size 16 --grid-size 32 --warmup 2 --max-steps 96 -o "$T/ob" "$T/tri.safetensors"
+expect_rc 0 "orbit"
+run rhd-render -q --decoder "$T/dec.safetensors" --camera "$T/cam.json" --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 -o "$T/cj" "$T/tri.safetensors"
+expect_rc 0 "camera JSON"
+check "camera JSON frame equals view 1 of the dataset render" cmp "$T/cj/rgb_0000.png" "$T/o/rgb_0001.png"
+
+# mesh
+run rhd-render -q --decoder "$T/dec.safetensors" --no-images --mesh "$T/m.ply" --mesh-res 24 --mesh-threshold 20 "$T/tri.safetensors"
+expect_rc 0 "mesh"
+check "PLY opens in plyfile with vertices and faces" "$PY" -c "
+from plyfile import PlyData; p=PlyData.read('$T/m.ply'); assert p['vertex'].count>0 and p['face'].count>0
+assert set(p['vertex'].data.dtype.names)=={'x','y','z','red','green','blue'}"
+done_testing

@@ -1,0 +1,764 @@
+/* rhd-fit: fit avatar triplanes and the shared triplane decoder (spec fitting.md §7-§10).
+ *
+ *   rhd-fit --stage 1 --plan plan.json --data DIR [--list FILE] -o OUT [--resume]
+ *   rhd-fit --stage 2 --decoder D --data DIR --avatar NAME -o NAME.safetensors
+ *   rhd-fit --report --decoder D --triplanes DIR --data DIR [--list FILE | --avatars A,B]
+ * See tools/rhd-fit.md. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "common/cli.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/models/decoder.h"
+#include "common/models/fit_data.h"
+#include "common/models/fitter.h"
+#include "common/models/renderer.h"
+#include "common/plan.h"
+#include "formats/npy.h"
+#include "formats/params_io.h"
+#include "formats/png.h"
+#include "formats/safetensors.h"
+#include "formats/schema.h"
+
+#define TOOL "rhd-fit"
+
+typedef struct opts {
+    rhd_common_opts common;
+    long long stage;
+    int report;
+    const char *plan, *data, *list, *avatars, *avatar, *decoder, *triplanes, *contact_sheet;
+    const char *train_views, *eval_views;
+    long long res, channels, rays, steps, grid_size, max_steps, update_interval, full_updates, dist_points;
+    long long fisher_steps, max_entries, log_every, warmup;
+    double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
+    double w_l1, w_tv, w_dist, w_iwc, divisor, scale;
+    int iwc_scope, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
+} opts;
+
+static const char *const scope_choices[] = {"own", "all", NULL};
+
+static const rhd_opt options[] = {
+    RHD_OPT_GROUP_("what to do"),
+    RHD_OPT_INT_(0, "stage", opts, stage, "N", "1: shared decoder + triplanes from a plan; 2: triplane with a frozen decoder", 1, 2),
+    RHD_OPT_FLAG_(0, "report", opts, report, "forgetting report: render the eval views of every avatar in --triplanes with --decoder"),
+    RHD_OPT_STRING_(0, "plan", opts, plan, "FILE", "stage 1: the task-replay plan (rhd-schedule fit)"),
+    RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "stage 2 and --report: decoder or fit checkpoint (safetensors)"),
+    RHD_OPT_STRING_(0, "triplanes", opts, triplanes, "DIR", "--report: directory of <avatar>.safetensors or .npy"),
+    RHD_OPT_STRING_(0, "contact-sheet", opts, contact_sheet, "PNG", "--report: also write gt | render of every eval view"),
+    RHD_OPT_GROUP_("data"),
+    RHD_OPT_STRING_(0, "data", opts, data, "DIR", "data root: <DIR>/<avatar path>/metadata_%06d.json, img_proc_fg_%06d.png"),
+    RHD_OPT_STRING_(0, "list", opts, list, "FILE", "avatar list (one path per line); default: the plan's avatars or every avatar in --data"),
+    RHD_OPT_STRING_(0, "avatars", opts, avatars, "A,B", "--report: avatar names"),
+    RHD_OPT_STRING_(0, "avatar", opts, avatar, "NAME", "stage 2: the avatar (a path under --data)"),
+    RHD_OPT_STRING_(0, "train-views", opts, train_views, "RANGE", "training views, e.g. 0-99 (default: every view present)"),
+    RHD_OPT_STRING_(0, "eval-views", opts, eval_views, "RANGE", "views for PSNR, e.g. 100-119 (default 0-4: training views, as the original)"),
+    RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "X", "raw camera translation divided by X (§12.1)", 1e-9, 1e9),
+    RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "then multiplied by X (§12.1)", 1e-9, 1e9),
+    RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
+    RHD_OPT_GROUP_("model"),
+    RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution", 2, 8192),
+    RHD_OPT_INT_(0, "triplane-channels", opts, channels, "C", "triplane channels (a multiple of 4)", 4, 1024),
+    RHD_OPT_DOUBLE_(0, "bound", opts, bound, "B", "scene box [-B,B]^3", 1e-3, 1e3),
+    RHD_OPT_FLAG_(0, "double-normalization", opts, double_norm, "sampler also maps (x+B)/(2B), as the original (§12.3; same for B=1)"),
+    RHD_OPT_FLAG_(0, "no-clamp", opts, no_clamp, "training reads T itself instead of clamp(T,-1,1) (§4)"),
+    RHD_OPT_FLAG_(0, "test-no-clamp", opts, test_no_clamp, "--report reads T unclamped, as the original's test mode (§12.6)"),
+    RHD_OPT_GROUP_("training"),
+    RHD_OPT_INT_(0, "steps", opts, steps, "N", "stage 2: optimiser steps", 1, 1e12),
+    RHD_OPT_DOUBLE_(0, "lr0", opts, lr0, "LR", "stage 2: triplane lr (decays x0.1 over the steps)", 1e-12, 10),
+    RHD_OPT_INT_(0, "rays", opts, rays, "N", "rays per step", 1, 1 << 24),
+    RHD_OPT_DOUBLE_(0, "l1-weight", opts, w_l1, "W", "L1 weight (-1: 1e-6 stage 1, 1e-4 stage 2, §12.8)", -1, 1e6),
+    RHD_OPT_DOUBLE_(0, "tv-weight", opts, w_tv, "W", "TV weight (-1: 2e-4 stage 1, 0.02 stage 2)", -1, 1e6),
+    RHD_OPT_DOUBLE_(0, "dist-weight", opts, w_dist, "W", "dist weight (-1: 2e-5 stage 1, 0.002 stage 2)", -1, 1e6),
+    RHD_OPT_INT_(0, "dist-points", opts, dist_points, "N", "points of the dist loss (§12.14)", 0, 1 << 24),
+    RHD_OPT_DOUBLE_(0, "iwc-weight", opts, w_iwc, "W", "IWC weight (-1: the plan's)", -1, 1e9),
+    RHD_OPT_INT_(0, "fisher-steps", opts, fisher_steps, "K", "Fisher = mean squared decoder gradient of the last K steps (1: the original, §12.7)", 1, 1e9),
+    RHD_OPT_CHOICE_(0, "iwc-scope", opts, iwc_scope, "S", "penalty from the avatar's own state (own, the original) or every stored state (all)", scope_choices),
+    RHD_OPT_GROUP_("renderer"),
+    RHD_OPT_INT_(0, "grid-size", opts, grid_size, "H", "occupancy grid side (power of two)", 2, 1024),
+    RHD_OPT_INT_(0, "max-steps", opts, max_steps, "N", "march steps across the box diagonal", 1, 1 << 20),
+    RHD_OPT_DOUBLE_(0, "min-near", opts, min_near, "T", "near clamp", 0, 1e6),
+    RHD_OPT_DOUBLE_(0, "dt-gamma", opts, dt_gamma, "G", "step growth with t (the scripts: 0)", 0, 1),
+    RHD_OPT_DOUBLE_(0, "T-thresh", opts, T_thresh, "T", "early ray termination", 0, 1),
+    RHD_OPT_DOUBLE_(0, "density-thresh", opts, density_thresh, "D", "bitfield threshold cap", 0, 1e9),
+    RHD_OPT_DOUBLE_(0, "grid-decay", opts, grid_decay, "D", "EMA-max decay of grid updates", 0, 1),
+    RHD_OPT_INT_(0, "update-interval", opts, update_interval, "N", "grid update every N steps", 1, 1e9),
+    RHD_OPT_INT_(0, "full-updates", opts, full_updates, "N", "first N grid updates are full", 0, 1e9),
+    RHD_OPT_INT_(0, "warmup", opts, warmup, "N", "--report: full grid updates before rendering", 1, 1e6),
+    RHD_OPT_FLAG_(0, "drop-rays", opts, drop_rays, "keep the original's mean_count sample budget, dropping rays (§12.10)"),
+    RHD_OPT_FLAG_(0, "no-mark-untrained", opts, no_mark_untrained, "skip marking cells no training camera sees (§12.13)"),
+    RHD_OPT_GROUP_("output"),
+    RHD_OPT_FLAG_(0, "npy", opts, npy, "also write triplanes as the original's .npy [3,1,C,R,R]"),
+    RHD_OPT_FLAG_(0, "resume", opts, resume, "stage 1: continue after the last finished plan entry in OUT"),
+    RHD_OPT_FLAG_(0, "force", opts, force, "overwrite an existing stage-1 run or stage-2 triplane"),
+    RHD_OPT_INT_(0, "max-entries", opts, max_entries, "N", "stage 1: stop after N entries in this invocation (0: all)", 0, 1e9),
+    RHD_OPT_INT_(0, "log-every", opts, log_every, "N", "progress line every N steps (0: none)", 0, 1e12),
+    RHD_COMMON_OPTS(opts),
+    RHD_OPT_END_};
+
+static const rhd_cli cli = {
+    TOOL,
+    "rhd-fit (--stage 1 --plan P | --stage 2 --decoder D --avatar A | --report --decoder D --triplanes DIR) --data DIR -o OUT [options]",
+    "Fit avatar triplanes and the shared triplane decoder of RodinHD (spec fitting.md). Stage 1 executes\n"
+    "a task-replay plan (rhd-schedule fit), storing each avatar's triplane and IWC state after every\n"
+    "entry and a checkpoint (decoder, Adam state, progress) so that --resume continues bit-identically.\n"
+    "Stage 2 fits one avatar with the decoder frozen. --report renders the eval views of fitted avatars\n"
+    "and prints their PSNR as JSON (the forgetting report). The CPU backend only, for now.\n",
+    options,
+    "examples:\n"
+    "  rhd-schedule fit --data tests/data/mini --rounds 2 --steps 300 -o plan.json\n"
+    "  rhd-fit --stage 1 --plan plan.json --data tests/data/mini --triplane-res 64 --triplane-channels 16 \\\n"
+    "          --grid-size 64 --rays 1024 --train-views 0-23 --eval-views 100-115 -o fit1\n"
+    "  rhd-fit --stage 2 --decoder fit1/decoder.safetensors --data DIR --avatar avatar_102 -o avatar_102.safetensors\n"
+    "  rhd-fit --report --decoder fit1/decoder.safetensors --triplanes fit1/triplanes --data DIR\n"};
+
+/* ---- helpers ---- */
+
+static char *path_join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = rhd_xmalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+static char *path_fmt(const char *fmt, const char *a, const char *b) {
+    size_t n = strlen(fmt) + strlen(a) + strlen(b) + 1;
+    char *p = rhd_xmalloc(n);
+    snprintf(p, n, fmt, a, b);
+    return p;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fit_data_cfg *dc, int stage) {
+    rhd_fit_cfg_default(fc, stage);
+    fc->C = (int)o->channels, fc->R = (int)o->res, fc->rays = o->rays;
+    if (o->w_l1 >= 0) fc->w_l1 = o->w_l1;
+    if (o->w_tv >= 0) fc->w_tv = o->w_tv;
+    if (o->w_dist >= 0) fc->w_dist = o->w_dist;
+    fc->w_iwc_override = o->w_iwc;
+    fc->dist_points = (int)o->dist_points;
+    fc->update_interval = (int)o->update_interval;
+    fc->mark_untrained = !o->no_mark_untrained;
+    fc->clamp = !o->no_clamp;
+    fc->fisher_steps = (int)o->fisher_steps;
+    fc->iwc_all = o->iwc_scope == 1;
+    fc->seed = (uint64_t)o->common.seed;
+    rhd_render_cfg_default(rc);
+    rc->bound = (float)o->bound, rc->min_near = (float)o->min_near, rc->grid_size = (int)o->grid_size;
+    rc->max_steps = (int)o->max_steps, rc->dt_gamma = (float)o->dt_gamma, rc->T_thresh = (float)o->T_thresh;
+    rc->density_thresh = (float)o->density_thresh, rc->grid_decay = (float)o->grid_decay;
+    rc->full_updates = (int)o->full_updates, rc->force_all_rays = !o->drop_rays, rc->double_norm = o->double_norm;
+    rhd_fit_data_cfg_default(dc);
+    dc->translation_divisor = o->divisor, dc->scale = o->scale, dc->fy_square_pixels = o->fy_square;
+}
+
+static void parse_views(const char *s, const char *opt, int **v, int *n) {
+    rhd_err e = {0};
+    *v = NULL, *n = 0;
+    if (!s) return;
+    if (rhd_parse_ranges(s, v, n, &e)) rhd_usage_error("--%s %s", opt, e.msg);
+}
+
+/* Every view the avatar's directory holds, minus nothing (default training views). */
+static int load_avatar(rhd_fit_views *train, rhd_fit_views *eval, const char *dir, const opts *o,
+                       const rhd_fit_data_cfg *dc, int want_train, rhd_err *e) {
+    int *tv, ntv, *ev, nev;
+    parse_views(o->train_views, "train-views", &tv, &ntv);
+    parse_views(o->eval_views ? o->eval_views : "0-4", "eval-views", &ev, &nev);
+    int rc = 0;
+    if (want_train && rhd_fit_views_load(train, dir, tv, o->train_views ? ntv : 0, dc, 1, e)) rc = -1;
+    /* rhd_fit_views_load with views == NULL takes every view present */
+    if (!rc && rhd_fit_views_load(eval, dir, ev, nev, dc, 1, e)) {
+        if (want_train) rhd_fit_views_free(train);
+        rc = -1;
+    }
+    free(tv), free(ev);
+    return rc;
+}
+
+/* ---- triplane and decoder files ---- */
+
+static int write_triplane(const char *path, const float *planes, int C, int R, const char *avatar, int entry,
+                          uint64_t seed, int also_npy, rhd_err *e) {
+    rhd_st_writer w;
+    rhd_st_writer_init(&w);
+    int64_t shape[4] = {3, C, R, R};
+    rhd_st_add(&w, "planes", RHD_F32, 4, shape, planes);
+    rhd_schema_stamp(&w, "triplane", TOOL " " RHD_VERSION);
+    char buf[64];
+    rhd_st_set_meta(&w, "rhd.avatar", avatar);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+    rhd_st_set_meta(&w, "rhd.seed", buf);
+    if (entry >= 0) {
+        snprintf(buf, sizeof buf, "%d", entry);
+        rhd_st_set_meta(&w, "rhd.entry", buf);
+    }
+    int rc = rhd_st_write(&w, path, e);
+    rhd_st_writer_free(&w);
+    if (!rc && also_npy) {
+        char *np = rhd_xstrdup(path);
+        char *dot = strrchr(np, '.');
+        char *npy = dot && ends_with(np, ".safetensors") ? (strcpy(dot, ".npy"), np) : NULL;
+        if (npy) {
+            rhd_tensor t = {0};
+            t.dtype = RHD_F32, t.ndim = 5;
+            int64_t s5[5] = {3, 1, C, R, R};
+            memcpy(t.shape, s5, sizeof s5);
+            t.data = (void *)planes;
+            rc = rhd_npy_write(npy, &t, e);
+        }
+        free(np);
+    }
+    return rc;
+}
+
+/* Read a triplane (safetensors kind triplane, or the original's .npy layouts) of size [3,C,R,R]. */
+static int read_triplane(const char *path, float *planes, int C, int R, int *entry, rhd_err *e) {
+    if (entry) *entry = -1;
+    int64_t want = (int64_t)3 * C * R * R;
+    if (ends_with(path, ".npy")) {
+        rhd_npy a;
+        if (rhd_npy_read(path, &a, e)) return -1;
+        const rhd_tensor *t = &a.t;
+        int ok = 0, strip = 0;
+        if (t->ndim == 5 && t->shape[0] == 3 && t->shape[1] == 1 && t->shape[2] == C && t->shape[3] == R && t->shape[4] == R) ok = 1;
+        if (t->ndim == 4 && t->shape[0] == 3 && t->shape[1] == C && t->shape[2] == R && t->shape[3] == R) ok = 1;
+        if (t->ndim == 3 && t->shape[0] == C && t->shape[1] == R && t->shape[2] == 3 * R) ok = strip = 1;
+        if (!ok || (t->dtype != RHD_F32 && t->dtype != RHD_F16)) {
+            char b[96];
+            rhd_shape_str(t->shape, t->ndim, b, sizeof b);
+            rhd_npy_free(&a);
+            return rhd_errf(e, "%s: array %s %s, expected float32/16 [3,1,%d,%d,%d], [3,%d,%d,%d] or [%d,%d,%d]", path,
+                            rhd_dtype_name(t->dtype), b, C, R, R, C, R, R, C, R, 3 * R);
+        }
+        float *tmp = rhd_xmalloc(sizeof(float) * (size_t)want);
+        rhd_convert_to_f32(tmp, t->data, t->dtype, want);
+        if (strip) { /* [C, R, 3R]: plane p = columns p*R .. p*R+R-1 */
+            for (int p = 0; p < 3; p++)
+                for (int c = 0; c < C; c++)
+                    for (int i = 0; i < R; i++)
+                        memcpy(planes + (((int64_t)p * C + c) * R + i) * R, tmp + ((int64_t)c * R + i) * 3 * R + (int64_t)p * R,
+                               sizeof(float) * R);
+        } else
+            memcpy(planes, tmp, sizeof(float) * (size_t)want);
+        free(tmp);
+        rhd_npy_free(&a);
+        return 0;
+    }
+    rhd_st *st;
+    if (rhd_st_open(path, &st, e)) return -1;
+    rhd_dims d;
+    rhd_dims_init(&d);
+    rhd_dims_bind(&d, 'C', C);
+    rhd_dims_bind(&d, 'R', R);
+    if (rhd_schema_check(st, "triplane", &d, e)) {
+        rhd_st_close(st);
+        return -1;
+    }
+    rhd_st_to_f32(rhd_st_find(st, "planes"), planes);
+    const char *en = rhd_st_meta(st, "rhd.entry");
+    if (entry && en) *entry = atoi(en);
+    rhd_st_close(st);
+    return 0;
+}
+
+static int write_decoder(const char *path, const rhd_decoder *dec, const rhd_fit_cfg *fc, const rhd_render_cfg *rc,
+                         long long mean_count, double mean_density, rhd_err *e) {
+    rhd_st_writer w;
+    rhd_st_writer_init(&w);
+    rhd_params_to_writer(&dec->P, RHD_PBUF_DATA, "", &w);
+    rhd_schema_stamp(&w, "decoder", TOOL " " RHD_VERSION);
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"triplane_channels\": %d, \"triplane_res\": %d, \"degree\": %d, \"hidden\": %d, \"geo\": %d, \"bound\": %g}",
+             dec->cfg.C, fc->R, dec->cfg.degree, dec->cfg.hidden, dec->cfg.geo, rc->bound);
+    rhd_st_set_meta(&w, "rhd.config", buf);
+    snprintf(buf, sizeof buf, "%lld", mean_count);
+    rhd_st_set_meta(&w, "rhd.mean_count", buf);
+    snprintf(buf, sizeof buf, "%.9g", mean_density);
+    rhd_st_set_meta(&w, "rhd.mean_density", buf);
+    int r = rhd_st_write(&w, path, e);
+    rhd_st_writer_free(&w);
+    return r;
+}
+
+static int load_decoder(const char *path, rhd_decoder *dec, rhd_ctx *ctx, int with_grad, int C, rhd_err *e) {
+    rhd_st *st;
+    if (rhd_st_open(path, &st, e)) return -1;
+    rhd_decoder_cfg dc;
+    int rc = rhd_decoder_cfg_from_st(&dc, st, e);
+    if (!rc && dc.C != C) rc = rhd_errf(e, "%s: a decoder for %d triplane channels, expected %d (--triplane-channels)", path, dc.C, C);
+    if (!rc) rc = rhd_decoder_init(dec, &dc, ctx, with_grad, e);
+    if (!rc) rc = rhd_params_from_st(&dec->P, RHD_PBUF_DATA, "", st, e);
+    rhd_st_close(st);
+    return rc;
+}
+
+static int write_iwc(const char *path, const rhd_decoder *dec, const float *F, const float *opt, const char *avatar,
+                     int round, int entry, int fisher_steps, rhd_err *e) {
+    rhd_st_writer w;
+    rhd_st_writer_init(&w);
+    const rhd_params *P = &dec->P;
+    char name[RHD_PARAM_NAME_MAX + 16];
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < P->n; i++) {
+            snprintf(name, sizeof name, "%s%s", pass ? "optpar." : "fisher.", P->info[i].name);
+            rhd_st_add_f32(&w, name, RHD_F32, P->info[i].ndim, P->info[i].shape, (pass ? opt : F) + P->info[i].offset);
+        }
+    rhd_schema_stamp(&w, "iwc", TOOL " " RHD_VERSION);
+    char buf[32];
+    rhd_st_set_meta(&w, "rhd.avatar", avatar);
+    snprintf(buf, sizeof buf, "%d", round);
+    rhd_st_set_meta(&w, "rhd.round", buf);
+    snprintf(buf, sizeof buf, "%d", entry);
+    rhd_st_set_meta(&w, "rhd.entry", buf);
+    snprintf(buf, sizeof buf, "%d", fisher_steps);
+    rhd_st_set_meta(&w, "rhd.fisher_steps", buf);
+    int r = rhd_st_write(&w, path, e);
+    rhd_st_writer_free(&w);
+    return r;
+}
+
+static int read_iwc(const char *path, const rhd_decoder *dec, float **F, float **opt, int *entry, rhd_err *e) {
+    rhd_st *st;
+    if (rhd_st_open(path, &st, e)) return -1;
+    int rc = rhd_schema_check(st, "iwc", NULL, e);
+    const rhd_params *P = &dec->P;
+    *F = rhd_xcalloc((size_t)P->total, sizeof(float));
+    *opt = rhd_xcalloc((size_t)P->total, sizeof(float));
+    char name[RHD_PARAM_NAME_MAX + 16];
+    for (int pass = 0; pass < 2 && !rc; pass++)
+        for (int i = 0; i < P->n && !rc; i++) {
+            snprintf(name, sizeof name, "%s%s", pass ? "optpar." : "fisher.", P->info[i].name);
+            const rhd_st_tensor *t = rhd_st_find(st, name);
+            if (!t || t->numel != P->info[i].numel) rc = rhd_errf(e, "%s: tensor '%s' missing or of another size, expected %lld values", path, name, (long long)P->info[i].numel);
+            else rhd_st_to_f32(t, (pass ? *opt : *F) + P->info[i].offset);
+        }
+    const char *en = rhd_st_meta(st, "rhd.entry");
+    *entry = en ? atoi(en) : -1;
+    rhd_st_close(st);
+    return rc;
+}
+
+/* ---- checkpoint: decoder + Adam moments + progress ---- */
+
+static int write_checkpoint(const char *path, const rhd_decoder *dec, int entries_done, long long dec_steps,
+                            uint64_t seed, const char *plan_text, cJSON *records, rhd_err *e) {
+    rhd_st_writer w;
+    rhd_st_writer_init(&w);
+    rhd_params_to_writer(&dec->P, RHD_PBUF_DATA, "", &w);
+    rhd_params_to_writer(&dec->P, RHD_PBUF_M, "adam.m.", &w);
+    rhd_params_to_writer(&dec->P, RHD_PBUF_V, "adam.v.", &w);
+    rhd_schema_stamp(&w, "checkpoint", TOOL " " RHD_VERSION);
+    char buf[64];
+    rhd_st_set_meta(&w, "rhd.model", "fit");
+    snprintf(buf, sizeof buf, "%lld", dec_steps);
+    rhd_st_set_meta(&w, "rhd.step", buf);
+    snprintf(buf, sizeof buf, "%d", entries_done);
+    rhd_st_set_meta(&w, "rhd.entries_done", buf);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+    rhd_st_set_meta(&w, "rhd.seed", buf);
+    rhd_st_set_meta(&w, "rhd.plan", plan_text);
+    char *rec = cJSON_PrintUnformatted(records);
+    rhd_st_set_meta(&w, "rhd.records", rec);
+    int r = rhd_st_write(&w, path, e);
+    free(rec);
+    rhd_st_writer_free(&w);
+    return r;
+}
+
+/* ---- forgetting report ---- */
+
+static void sheet_put(float *sheet, int SW, const float *img, int W, int H, int x0, int y0) {
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < 3; c++) {
+                float v = img[3 * ((int64_t)y * W + x) + c];
+                sheet[3 * ((int64_t)(y0 + y) * SW + x0 + x) + c] = v < 0 ? 0 : (v > 1 ? 1 : v);
+            }
+}
+
+/* Render the eval views of every avatar with its triplane; JSON on stdout. */
+static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **dirs, char **tri_paths, int n,
+                  const opts *o, const rhd_fit_data_cfg *dc, int clamp, const char *sheet_path, rhd_err *e) {
+    int C = fc->C, R = fc->R;
+    float *planes = rhd_xmalloc(sizeof(float) * 3 * (size_t)C * R * R);
+    rhd_occgrid g;
+    rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
+    if (rhd_occgrid_init(r->ctx, &g, &gc, e)) return -1;
+    cJSON *root = cJSON_CreateObject(), *av = cJSON_AddObjectToObject(root, "psnr");
+    double sum = 0;
+    int counted = 0, rc = 0;
+    float *sheet = NULL;
+    int SW = 0, SH = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        rhd_fit_views ev, tv;
+        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || read_triplane(tri_paths[i], planes, C, R, NULL, e)) {
+            rc = -1;
+            break;
+        }
+        int64_t np = (int64_t)ev.W * ev.H * 3;
+        float *out = rhd_xmalloc(sizeof(float) * (size_t)(np * ev.n));
+        double p = rhd_fit_eval(r, &g, planes, R, clamp, &ev, (int)o->warmup, rhd_fit_seed(fc->seed, 0xE7A1, (uint64_t)i), NULL, out);
+        cJSON_AddNumberToObject(av, names[i], round(p * 1e4) / 1e4);
+        sum += p, counted++;
+        rhd_info("%s: PSNR %.2f dB on %d eval views", names[i], p, ev.n);
+        if (sheet_path) {
+            if (!sheet) {
+                SW = 2 * ev.W * ev.n, SH = ev.H * n;
+                sheet = rhd_xcalloc((size_t)SW * SH * 3, sizeof(float));
+            }
+            if (2 * ev.W * ev.n == SW)
+                for (int k = 0; k < ev.n; k++) {
+                    sheet_put(sheet, SW, ev.gt + np * k, ev.W, ev.H, 2 * k * ev.W, i * ev.H);
+                    sheet_put(sheet, SW, out + np * k, ev.W, ev.H, (2 * k + 1) * ev.W, i * ev.H);
+                }
+        }
+        free(out);
+        rhd_fit_views_free(&ev);
+    }
+    if (!rc) {
+        cJSON_AddNumberToObject(root, "mean", counted ? round(sum / counted * 1e4) / 1e4 : 0);
+        char *s = cJSON_PrintUnformatted(root);
+        printf("%s\n", s);
+        fflush(stdout);
+        free(s);
+        if (sheet && rhd_png_write(sheet_path, sheet, SW, SH, 3, 8, RHD_PNG_ROUND, e)) rc = -1;
+    }
+    cJSON_Delete(root);
+    free(sheet);
+    free(planes);
+    rhd_occgrid_free(r->ctx, &g);
+    return rc;
+}
+
+/* ---- main ---- */
+
+static void avatar_dirs(const opts *o, char **paths, int n, char ***dirs) {
+    *dirs = rhd_xcalloc((size_t)n, sizeof(char *));
+    for (int i = 0; i < n; i++) (*dirs)[i] = path_join(o->data, paths[i]);
+}
+
+static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
+    rhd_err e = {0};
+    if (!o->plan) rhd_usage_error("--stage 1 needs --plan FILE (e.g. rhd-schedule fit --data DIR -o plan.json)");
+    if (!o->common.output) rhd_usage_error("--stage 1 needs -o DIR (the run directory)");
+    rhd_plan plan;
+    if (rhd_plan_read(o->plan, &plan, &e)) rhd_die("%s", e.msg);
+    char *plan_text = rhd_plan_to_json(&plan);
+    rhd_fit_cfg fc;
+    rhd_render_cfg rc;
+    rhd_fit_data_cfg dc;
+    fill_cfgs(o, &fc, &rc, &dc, 1);
+    const char *out = o->common.output;
+    char *ckpt_path = path_join(out, "checkpoint.safetensors");
+    if (!o->resume && rhd_file_exists(ckpt_path) && !o->force)
+        rhd_die("%s: a stage-1 run is already there, expected --resume to continue it or --force to start over", out);
+    if (o->resume && !rhd_file_exists(ckpt_path)) rhd_die("%s: no checkpoint to resume, expected a run directory of rhd-fit --stage 1", out);
+
+    /* avatars: the plan's paths under --data (a --list must name the same avatars) */
+    int na = plan.navatars;
+    if (o->list) {
+        char **ln, **lp;
+        int nl;
+        if (rhd_avatars_from_list(o->list, &ln, &lp, &nl, &e)) rhd_die("--list %s", e.msg);
+        for (int i = 0; i < na; i++) {
+            int found = 0;
+            for (int j = 0; j < nl; j++)
+                if (!strcmp(ln[j], plan.avatars[i])) {
+                    free(plan.paths[i]);
+                    plan.paths[i] = rhd_xstrdup(lp[j]);
+                    found = 1;
+                }
+            if (!found) rhd_die("--list %s: avatar '%s' of the plan is not listed, expected every plan avatar", o->list, plan.avatars[i]);
+        }
+        rhd_avatars_free(ln, nl);
+        rhd_avatars_free(lp, nl);
+    }
+    char **dirs;
+    avatar_dirs(o, plan.paths, na, &dirs);
+    /* load and validate every avatar's views before writing anything */
+    rhd_fit_views *train = rhd_xcalloc((size_t)na, sizeof *train), *eval = rhd_xcalloc((size_t)na, sizeof *eval);
+    for (int i = 0; i < na; i++)
+        if (load_avatar(&train[i], &eval[i], dirs[i], o, &dc, 1, &e)) rhd_die("%s", e.msg);
+
+    rhd_decoder dec;
+    rhd_decoder_cfg dcfg;
+    rhd_decoder_cfg_default(&dcfg);
+    dcfg.C = fc.C;
+    if (rhd_decoder_init(&dec, &dcfg, ctx, 1, &e)) rhd_die("%s", e.msg);
+    rhd_decoder_init_weights(&dec, fc.seed);
+    rhd_renderer r;
+    rhd_renderer_init(&r, ctx, &dec, &rc);
+    rhd_iwc_states iwc;
+    rhd_iwc_states_init(&iwc, na);
+    float **planes = rhd_xcalloc((size_t)na, sizeof(float *));
+    int64_t tri_n = (int64_t)3 * fc.C * fc.R * fc.R;
+    char *tri_dir = path_join(out, "triplanes"), *iwc_dir = path_join(out, "iwc");
+    int start = 0;
+    cJSON *records = cJSON_CreateArray();
+
+    if (o->resume) {
+        rhd_st *st;
+        if (rhd_st_open(ckpt_path, &st, &e) || rhd_schema_check(st, "checkpoint", NULL, &e)) rhd_die("%s", e.msg);
+        const char *pt = rhd_st_meta(st, "rhd.plan"), *ed = rhd_st_meta(st, "rhd.entries_done"),
+                   *sd = rhd_st_meta(st, "rhd.seed"), *rec = rhd_st_meta(st, "rhd.records");
+        if (!pt || strcmp(pt, plan_text)) rhd_die("%s: written for another plan, expected the run of %s", ckpt_path, o->plan);
+        if (!sd || strtoull(sd, NULL, 10) != fc.seed) rhd_die("%s: seed %s, expected --seed %llu", ckpt_path, sd ? sd : "?", (unsigned long long)fc.seed);
+        start = ed ? atoi(ed) : 0;
+        if (rhd_params_from_st(&dec.P, RHD_PBUF_DATA, "", st, &e) || rhd_params_from_st(&dec.P, RHD_PBUF_M, "adam.m.", st, &e) ||
+            rhd_params_from_st(&dec.P, RHD_PBUF_V, "adam.v.", st, &e))
+            rhd_die("%s", e.msg);
+        if (rec) {
+            cJSON_Delete(records);
+            records = cJSON_Parse(rec);
+            if (!records) records = cJSON_CreateArray();
+        }
+        rhd_st_close(st);
+        for (int i = 0; i < na; i++) {
+            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
+            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[i]);
+            int ent;
+            if (rhd_file_exists(tp)) {
+                planes[i] = rhd_xmalloc(sizeof(float) * (size_t)tri_n);
+                if (read_triplane(tp, planes[i], fc.C, fc.R, &ent, &e)) rhd_die("%s", e.msg);
+                if (ent >= start)
+                    rhd_die("%s: written by entry %d, which the checkpoint does not record (%d entries done); the run stopped "
+                            "between writes, expected a fresh run (--force)", tp, ent, start);
+            }
+            if (rhd_file_exists(ip)) {
+                if (read_iwc(ip, &dec, &iwc.fisher[i], &iwc.optpar[i], &ent, &e)) rhd_die("%s", e.msg);
+                if (ent >= start) rhd_die("%s: written by entry %d, after the checkpoint's %d entries, expected a fresh run (--force)", ip, ent, start);
+            }
+            free(tp), free(ip);
+        }
+        rhd_info("resuming %s after %d of %d entries", out, start, plan.nentries);
+    } else {
+        char *t1 = path_join(tri_dir, "x"), *t2 = path_join(iwc_dir, "x"); /* creates the parents of a file path */
+        if (rhd_mkdir_parents(t1, &e) || rhd_mkdir_parents(t2, &e)) rhd_die("%s", e.msg);
+        free(t1), free(t2);
+        for (int i = 0; i < na; i++) { /* a forced fresh run starts from nothing */
+            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
+            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[i]);
+            remove(tp), remove(ip);
+            free(tp), free(ip);
+        }
+    }
+
+    int done_now = 0;
+    for (int k = start; k < plan.nentries; k++) {
+        if (o->max_entries > 0 && done_now >= o->max_entries) break;
+        const rhd_plan_entry *en = &plan.entries[k];
+        rhd_fit_avatar *av = rhd_xcalloc((size_t)en->navatars, sizeof *av);
+        for (int j = 0; j < en->navatars; j++) {
+            int id = en->avatars[j];
+            if (!planes[id]) {
+                planes[id] = rhd_xmalloc(sizeof(float) * (size_t)tri_n);
+                rhd_fit_triplane_init(planes[id], fc.C, fc.R, fc.seed, id);
+            }
+            av[j] = (rhd_fit_avatar){id, plan.avatars[id], &train[id], planes[id], &eval[id], NAN};
+        }
+        rhd_fit_result res;
+        if (rhd_fit_visit(&r, &fc, &plan, k, av, en->navatars, &iwc, (int)o->log_every, &res, &e)) rhd_die("%s", e.msg);
+        for (int j = 0; j < en->navatars; j++) {
+            int id = en->avatars[j];
+            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[id]);
+            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[id]);
+            if (write_triplane(tp, planes[id], fc.C, fc.R, plan.avatars[id], k, fc.seed, o->npy, &e)) rhd_die("%s", e.msg);
+            if (iwc.fisher[id] && write_iwc(ip, &dec, iwc.fisher[id], iwc.optpar[id], plan.avatars[id], en->round, k,
+                                            fc.fisher_steps, &e))
+                rhd_die("%s", e.msg);
+            free(tp), free(ip);
+            cJSON *rj = cJSON_CreateObject();
+            cJSON_AddNumberToObject(rj, "entry", k);
+            cJSON_AddNumberToObject(rj, "round", en->round);
+            cJSON_AddStringToObject(rj, "avatar", plan.avatars[id]);
+            cJSON_AddNumberToObject(rj, "psnr", round(av[j].psnr * 1e4) / 1e4);
+            cJSON_AddNumberToObject(rj, "loss", res.last_loss);
+            cJSON_AddItemToArray(records, rj);
+            rhd_info("entry %d/%d round %d %s: eval PSNR %.2f dB (%d views), loss %.5f, %.1f s, %.3g samples/s", k + 1,
+                     plan.nentries, en->round, plan.avatars[id], av[j].psnr, eval[id].n, res.last_loss, res.seconds,
+                     res.samples / res.seconds);
+            printf("{\"entry\": %d, \"round\": %d, \"avatar\": \"%s\", \"psnr\": %.4f}\n", k, en->round, plan.avatars[id], av[j].psnr);
+            fflush(stdout);
+        }
+        char *dp = path_join(out, "decoder.safetensors");
+        if (write_decoder(dp, &dec, &fc, &rc, 0, 0, &e)) rhd_die("%s", e.msg);
+        free(dp);
+        if (write_checkpoint(ckpt_path, &dec, k + 1, en->first_step + en->steps, fc.seed, plan_text, records, &e))
+            rhd_die("%s", e.msg);
+        free(av);
+        done_now++;
+    }
+    int finished = start + done_now >= plan.nentries;
+    if (finished) { /* forgetting report: every avatar fitted so far with the final decoder */
+        int nf = 0;
+        char **fn = rhd_xcalloc((size_t)na, sizeof(char *)), **fd = rhd_xcalloc((size_t)na, sizeof(char *)),
+             **fp = rhd_xcalloc((size_t)na, sizeof(char *));
+        for (int i = 0; i < na; i++)
+            if (planes[i]) {
+                fn[nf] = plan.avatars[i], fd[nf] = dirs[i];
+                fp[nf] = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
+                nf++;
+            }
+        rhd_info("forgetting report: %d avatars with the final decoder", nf);
+        printf("{\"report\": ");
+        fflush(stdout);
+        if (report(&r, &fc, fn, fd, fp, nf, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e)) rhd_die("%s", e.msg);
+        printf("}\n");
+        for (int i = 0; i < nf; i++) free(fp[i]);
+        free(fn), free(fd), free(fp);
+    }
+    cJSON_Delete(records);
+    for (int i = 0; i < na; i++) {
+        free(planes[i]), free(dirs[i]);
+        rhd_fit_views_free(&train[i]), rhd_fit_views_free(&eval[i]);
+    }
+    free(planes), free(dirs), free(train), free(eval), free(tri_dir), free(iwc_dir), free(ckpt_path), free(plan_text);
+    rhd_iwc_states_free(&iwc);
+    rhd_renderer_free(&r);
+    rhd_decoder_free(&dec);
+    rhd_plan_free(&plan);
+    return 0;
+}
+
+static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
+    rhd_err e = {0};
+    if (!o->decoder) rhd_usage_error("--stage 2 needs --decoder FILE (a stage-1 decoder.safetensors)");
+    if (!o->avatar) rhd_usage_error("--stage 2 needs --avatar NAME (one avatar per process)");
+    const char *out = o->common.output;
+    if (!out) rhd_usage_error("--stage 2 needs -o FILE (.safetensors, or .npy for the original's layout)");
+    if (!ends_with(out, ".safetensors") && !ends_with(out, ".npy"))
+        rhd_usage_error("-o %s: expected a .safetensors or .npy file name", out);
+    if (rhd_file_exists(out) && !o->force) {
+        rhd_info("%s exists: skipped (--force to refit)", out);
+        return 0;
+    }
+    rhd_fit_cfg fc;
+    rhd_render_cfg rc;
+    rhd_fit_data_cfg dc;
+    fill_cfgs(o, &fc, &rc, &dc, 2);
+    {
+        rhd_err me = {0};
+        if (rhd_mkdir_parents(out, &me)) rhd_die("%s", me.msg);
+    }
+    const char *slash = strrchr(o->avatar, '/');
+    char *name = rhd_xstrdup(slash && slash[1] ? slash + 1 : o->avatar);
+    char *dir = path_join(o->data, o->avatar);
+    rhd_fit_views train, eval;
+    if (load_avatar(&train, &eval, dir, o, &dc, 1, &e)) rhd_die("%s", e.msg);
+    rhd_decoder dec;
+    if (load_decoder(o->decoder, &dec, ctx, 1, fc.C, &e)) rhd_die("%s", e.msg);
+    rhd_plan plan;
+    rhd_plan_params pp;
+    rhd_plan_params_init(&pp);
+    pp.rounds = 1, pp.steps = o->steps, pp.lr0 = o->lr0, pp.lr1 = 1e-30, pp.iwc_weight = 0;
+    const char *names[1] = {name};
+    if (rhd_plan_generate(&plan, &pp, names, NULL, 1, &e)) rhd_die("%s", e.msg);
+    rhd_renderer r;
+    rhd_renderer_init(&r, ctx, &dec, &rc);
+    float *planes = rhd_xmalloc(sizeof(float) * 3 * (size_t)fc.C * fc.R * fc.R);
+    rhd_fit_triplane_init(planes, fc.C, fc.R, fc.seed, 0);
+    rhd_fit_avatar av = {0, name, &train, planes, &eval, NAN};
+    rhd_fit_result res;
+    if (rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e)) rhd_die("%s", e.msg);
+    int rcw;
+    if (ends_with(out, ".npy")) {
+        rhd_tensor t = {0};
+        t.dtype = RHD_F32, t.ndim = 5;
+        int64_t s5[5] = {3, 1, fc.C, fc.R, fc.R};
+        memcpy(t.shape, s5, sizeof s5);
+        t.data = planes;
+        rcw = rhd_npy_write(out, &t, &e);
+    } else
+        rcw = write_triplane(out, planes, fc.C, fc.R, name, -1, fc.seed, o->npy, &e);
+    if (rcw) rhd_die("%s", e.msg);
+    rhd_info("%s: eval PSNR %.2f dB on %d views, %lld steps in %.1f s (%.3g samples/s) -> %s", name, av.psnr, eval.n,
+             (long long)o->steps, res.seconds, res.samples / res.seconds, out);
+    printf("{\"avatar\": \"%s\", \"psnr\": %.4f, \"steps\": %lld, \"seconds\": %.2f}\n", name, av.psnr, (long long)o->steps, res.seconds);
+    free(planes), free(name), free(dir);
+    rhd_fit_views_free(&train), rhd_fit_views_free(&eval);
+    rhd_renderer_free(&r);
+    rhd_decoder_free(&dec);
+    rhd_plan_free(&plan);
+    return 0;
+}
+
+static int cmd_report(const opts *o, rhd_ctx *ctx) {
+    rhd_err e = {0};
+    if (!o->decoder || !o->triplanes) rhd_usage_error("--report needs --decoder FILE and --triplanes DIR");
+    rhd_fit_cfg fc;
+    rhd_render_cfg rc;
+    rhd_fit_data_cfg dc;
+    fill_cfgs(o, &fc, &rc, &dc, 1);
+    char **names = NULL, **paths = NULL;
+    int n = 0;
+    if (o->list) {
+        if (rhd_avatars_from_list(o->list, &names, &paths, &n, &e)) rhd_die("--list %s", e.msg);
+    } else if (o->avatars) {
+        if (rhd_avatars_from_csv(o->avatars, &names, &n, &e)) rhd_usage_error("--avatars %s", e.msg);
+    } else if (rhd_avatars_from_dir(o->data, &names, &n, &e))
+        rhd_die("--data %s", e.msg);
+    char **sel_names = rhd_xcalloc((size_t)n, sizeof(char *)), **sel_dirs = rhd_xcalloc((size_t)n, sizeof(char *)),
+         **sel_tri = rhd_xcalloc((size_t)n, sizeof(char *));
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        char *st = path_fmt("%s/%s.safetensors", o->triplanes, names[i]), *np = path_fmt("%s/%s.npy", o->triplanes, names[i]);
+        char *use = rhd_file_exists(st) ? st : (rhd_file_exists(np) ? np : NULL);
+        if (use) {
+            sel_names[ns] = names[i];
+            sel_dirs[ns] = path_join(o->data, paths ? paths[i] : names[i]);
+            sel_tri[ns] = rhd_xstrdup(use);
+            ns++;
+        } else if (o->list || o->avatars)
+            rhd_die("%s: no triplane for avatar '%s', expected %s or .npy", o->triplanes, names[i], st);
+        free(st), free(np);
+    }
+    if (ns == 0) rhd_die("%s: no triplanes of the avatars in %s, expected <avatar>.safetensors files", o->triplanes, o->data);
+    rhd_decoder dec;
+    if (load_decoder(o->decoder, &dec, ctx, 0, fc.C, &e)) rhd_die("%s", e.msg);
+    rhd_renderer r;
+    rhd_renderer_init(&r, ctx, &dec, &rc);
+    if (report(&r, &fc, sel_names, sel_dirs, sel_tri, ns, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e))
+        rhd_die("%s", e.msg);
+    for (int i = 0; i < ns; i++) free(sel_dirs[i]), free(sel_tri[i]);
+    free(sel_names), free(sel_dirs), free(sel_tri);
+    rhd_avatars_free(names, n);
+    if (paths) rhd_avatars_free(paths, n);
+    rhd_renderer_free(&r);
+    rhd_decoder_free(&dec);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    opts o;
+    memset(&o, 0, sizeof o);
+    rhd_common_opts_init(&o.common);
+    o.res = 512, o.channels = 32, o.rays = 8192, o.steps = 30000, o.lr0 = 2e-2;
+    o.grid_size = 256, o.max_steps = 1024, o.update_interval = 16, o.full_updates = 16, o.dist_points = 1000;
+    o.fisher_steps = 1, o.log_every = 0, o.warmup = 16;
+    o.bound = 1, o.min_near = 0.2, o.dt_gamma = 0, o.T_thresh = 1e-4, o.density_thresh = 10, o.grid_decay = 0.95;
+    o.w_l1 = o.w_tv = o.w_dist = o.w_iwc = -1;
+    o.divisor = 23, o.scale = 0.6;
+    int n = rhd_cli_parse(&cli, argc, argv, &o);
+    rhd_common_opts_apply(&o.common);
+    rhd_fs_install_signal_handlers();
+    if (n > 0) rhd_usage_error("unexpected argument '%s'", argv[1]);
+    if (!o.data) rhd_usage_error("expected --data DIR (the avatars' data root)");
+    if ((o.stage != 0) + o.report != 1) rhd_usage_error("expected exactly one of --stage 1, --stage 2 or --report");
+    if (o.channels % 4) rhd_usage_error("--triplane-channels %lld: expected a multiple of 4 (e.g. 32)", o.channels);
+    if (o.grid_size & (o.grid_size - 1)) rhd_usage_error("--grid-size %lld: expected a power of two (e.g. 256)", o.grid_size);
+    rhd_err e = {0};
+    rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
+    if (!ctx) rhd_die("%s", e.msg);
+    int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : cmd_stage2(&o, ctx);
+    rhd_ctx_close(ctx);
+    return rc;
+}

@@ -1,0 +1,645 @@
+/* tools/rhd-render: render a triplane with a fitted decoder (spec fitting.md §2-§6, §10): the
+ * views of a dataset folder, the original's 60-frame spiral or a plain orbit, or cameras from
+ * JSON files; RGB(A) PNGs, 16-bit depth, opacity; PSNR/SSIM(/LPIPS) JSON against the ground
+ * truth; a contact sheet; a marching-cubes mesh with decoded colours. Mirrors the test and
+ * test_video modes of Renderer/TriplaneFit (main.py --test), see tools/rhd-render.md. */
+#include "common/backend.h"
+#include "common/cameras_path.h"
+#include "common/cli.h"
+#include "common/contact_sheet.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/mesh.h"
+#include "common/metrics.h"
+#include "common/models/decoder.h"
+#include "common/models/renderer.h"
+#include "common/models/fit_data.h"
+#include "common/render_cameras.h"
+#include "formats/npy.h"
+#include "formats/params_io.h"
+#include "formats/png.h"
+#include "formats/safetensors.h"
+#include "formats/schema.h"
+#include "kernels/march.h"
+#include "kernels/occgrid.h"
+#include "kernels/rays.h"
+#include "kernels/resample.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const k_spiral_choices[] = {"proper", "mirrored", NULL};
+
+typedef struct opts {
+    rhd_common_opts common;
+    const char *decoder, *data, *views, *camera, *bg_str, *target_str, *contact_sheet, *mesh;
+    int spiral, orbit, rgba, depth, opacity, metrics, no_images, clamp, handedness, double_norm, no_warmup;
+    long long frames, downscale, size, resolution, mesh_res, grid_size, max_steps, warmup, sheet_downscale;
+    double elevation, radius, fov, mesh_threshold, bound, min_near, density_thresh, T_thresh;
+    double divisor, scale;
+} opts;
+
+static const rhd_opt options[] = {
+    RHD_OPT_GROUP_("inputs"),
+    RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "decoder (or fit checkpoint) safetensors (required)"),
+    RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "triplane resolution the decoder expects (0: from its rhd.config, else 512); other sizes are resized bicubically", 0, 8192),
+    RHD_OPT_FLAG_(0, "clamp", opts, clamp, "clamp the triplane to [-1,1] (training does; the original's test mode does not)"),
+    RHD_OPT_GROUP_("cameras (one of --data, --spiral, --orbit, --camera)"),
+    RHD_OPT_STRING_(0, "data", opts, data, "DIR", "a subject folder (metadata_%06d.json + img_proc_fg_%06d.png): render its views; intrinsics for --spiral/--orbit"),
+    RHD_OPT_STRING_(0, "views", opts, views, "LIST", "views of --data to render, e.g. 0-4 or 0,7,300-309 (default: every view present)"),
+    RHD_OPT_FLAG_(0, "spiral", opts, spiral, "the original's test_video spiral (fitting.md §10.3)"),
+    RHD_OPT_CHOICE_(0, "spiral-handedness", opts, handedness, "H", "proper (default) or mirrored (the original's det -1 frames)", k_spiral_choices),
+    RHD_OPT_FLAG_(0, "orbit", opts, orbit, "a plain orbit around --target at --elevation"),
+    RHD_OPT_INT_(0, "frames", opts, frames, "N", "frames of --spiral/--orbit", 1, 100000),
+    RHD_OPT_DOUBLE_(0, "elevation", opts, elevation, "DEG", "orbit elevation (degrees, > 0 looks down)", -89.9, 89.9),
+    RHD_OPT_DOUBLE_(0, "radius", opts, radius, "R", "orbit radius (0: the spiral's 1.45*sqrt(3)*bound)", 0, 1e6),
+    RHD_OPT_STRING_(0, "target", opts, target_str, "X,Y,Z", "orbit target (default 0,0.4,0 as the spiral)"),
+    RHD_OPT_STRING_(0, "camera", opts, camera, "FILE", "a camera JSON in the dataset format (metadata_%06d.json)"),
+    RHD_OPT_INT_(0, "size", opts, size, "N", "image size for --spiral/--orbit without --data (square)", 8, 16384),
+    RHD_OPT_DOUBLE_(0, "fov", opts, fov, "DEG", "horizontal field of view without --data", 1, 179),
+    RHD_OPT_INT_(0, "downscale", opts, downscale, "F", "render at 1/F of the camera resolution (ground truth box-averaged)", 1, 64),
+    RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "D", "dataset pose translation divisor (23)", 1e-9, 1e9),
+    RHD_OPT_DOUBLE_(0, "pose-scale", opts, scale, "S", "dataset pose scale (0.6)", 1e-9, 1e9),
+    RHD_OPT_GROUP_("outputs (-o DIR holds the frames)"),
+    RHD_OPT_FLAG_(0, "rgba", opts, rgba, "write straight-alpha RGBA PNGs instead of RGB on --bg"),
+    RHD_OPT_STRING_(0, "bg", opts, bg_str, "R,G,B", "background of the written frames in [0,1] (default 1,1,1; metrics always use white, as the ground truth)"),
+    RHD_OPT_FLAG_(0, "depth", opts, depth, "also write depth_NNNN.png: 16-bit (t - near)/(far - near) (§6.2)"),
+    RHD_OPT_FLAG_(0, "opacity", opts, opacity, "also write opacity_NNNN.png: 8-bit accumulated weight"),
+    RHD_OPT_FLAG_(0, "no-images", opts, no_images, "write no frame PNGs (metrics, sheet or mesh only)"),
+    RHD_OPT_FLAG_(0, "metrics", opts, metrics, "print per-view and mean PSNR and SSIM as JSON on stdout (needs --data)"),
+    RHD_OPT_STRING_(0, "contact-sheet", opts, contact_sheet, "PNG", "ground truth beside render for each view (needs --data)"),
+    RHD_OPT_INT_(0, "sheet-downscale", opts, sheet_downscale, "F", "shrink the contact sheet's images by F", 1, 64),
+    RHD_OPT_STRING_(0, "mesh", opts, mesh, "PLY", "write the density iso-surface (marching cubes) with decoded vertex colours"),
+    RHD_OPT_INT_(0, "mesh-res", opts, mesh_res, "N", "marching-cubes grid points per axis", 2, RHD_MESH_MAX_RES),
+    RHD_OPT_DOUBLE_(0, "mesh-threshold", opts, mesh_threshold, "T", "density iso value", 0, 1e30),
+    RHD_OPT_GROUP_("renderer (defaults: the original's test mode)"),
+    RHD_OPT_DOUBLE_(0, "bound", opts, bound, "B", "scene box [-B,B]^3", 1e-6, 1e6),
+    RHD_OPT_DOUBLE_(0, "min-near", opts, min_near, "T", "nearest ray start", 0, 1e6),
+    RHD_OPT_INT_(0, "grid-size", opts, grid_size, "N", "occupancy grid size (power of two)", 8, 1024),
+    RHD_OPT_INT_(0, "max-steps", opts, max_steps, "N", "samples per ray at most", 1, 1 << 20),
+    RHD_OPT_DOUBLE_(0, "density-thresh", opts, density_thresh, "T", "occupancy threshold (min with the mean density)", 0, 1e30),
+    RHD_OPT_DOUBLE_(0, "T-thresh", opts, T_thresh, "T", "transmittance at which a ray stops", 0, 1),
+    RHD_OPT_INT_(0, "warmup", opts, warmup, "N", "full occupancy-grid updates before rendering", 1, 1000),
+    RHD_OPT_FLAG_(0, "double-normalization", opts, double_norm, "the original's second coordinate normalisation (§12.3; same for bound 1)"),
+    RHD_COMMON_OPTS(opts),
+    RHD_OPT_END_};
+
+static const rhd_cli cli = {
+    "rhd-render",
+    "rhd-render --decoder D (--data DIR | --spiral | --orbit | --camera JSON) [options] TRIPLANE",
+    "Render a triplane (rhd safetensors, or the original's .npy: [3,1,C,R,R], [3,C,R,R] or the rolled-out\n"
+    "[C,R,3R]) with a fitted decoder: the cameras of a dataset folder, the original's 60-frame spiral, a\n"
+    "plain orbit, or a camera JSON. Writes frames into -o DIR, metrics JSON on stdout, a contact sheet and\n"
+    "a coloured marching-cubes mesh. Exit status: 0 ok, 1 runtime error, 2 usage error.\n",
+    options,
+    "examples:\n"
+    "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --views 0-4 --metrics \\\n"
+    "             --contact-sheet sheet.png -o out/ triplanes/avatar_100.safetensors\n"
+    "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --spiral -o spiral/ avatar_100.npy\n"
+    "  rhd-render --decoder decoder.safetensors --no-images --mesh a.ply --mesh-res 256 avatar_100.safetensors\n"};
+
+/* --- small parsers ----------------------------------------------------------------------------- */
+
+static int parse_vec3(const char *s, double v[3]) {
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        v[i] = strtod(s, &end);
+        if (end == s || !isfinite(v[i])) return -1;
+        s = end;
+        if (i < 2) {
+            if (*s != ',') return -1;
+            s++;
+        }
+    }
+    return *s ? -1 : 0;
+}
+
+static char *path_fmt(const char *dir, const char *stem, int id) {
+    size_t n = strlen(dir) + strlen(stem) + 32;
+    char *p = rhd_xmalloc(n);
+    snprintf(p, n, "%s/%s_%04d.png", dir, stem, id);
+    return p;
+}
+
+/* --- inputs -------------------------------------------------------------------------------------- */
+
+/* Decoder plus the triplane resolution it was fitted at (rhd.config "triplane_res"; 0 if absent). */
+static int load_decoder(const char *path, rhd_decoder *dec, rhd_ctx *ctx, int *fit_res, rhd_err *e) {
+    rhd_st *st;
+    if (rhd_st_open(path, &st, e)) return -1;
+    const char *kind = rhd_st_meta(st, "rhd.kind");
+    int rc = 0;
+    if (kind && strcmp(kind, "decoder") && strcmp(kind, "checkpoint"))
+        rc = rhd_errf(e, "%s: an rhd '%s' file, expected a decoder (or fit checkpoint)", path, kind);
+    rhd_decoder_cfg dc;
+    if (!rc) rc = rhd_decoder_cfg_from_st(&dc, st, e);
+    if (!rc) rc = rhd_decoder_init(dec, &dc, ctx, 0, e);
+    if (!rc && rhd_params_from_st(&dec->P, RHD_PBUF_DATA, "", st, e)) {
+        rhd_decoder_free(dec);
+        rc = -1;
+    }
+    *fit_res = 0;
+    const char *conf = rc ? NULL : rhd_st_meta(st, "rhd.config");
+    if (conf) {
+        cJSON *j = cJSON_Parse(conf);
+        cJSON *r = j ? cJSON_GetObjectItem(j, "triplane_res") : NULL;
+        if (cJSON_IsNumber(r) && r->valuedouble >= 2 && r->valuedouble <= 8192) *fit_res = r->valueint;
+        cJSON_Delete(j);
+    }
+    rhd_st_close(st);
+    return rc;
+}
+
+/* planes (3, C, R, R) float32, malloc'd. Accepts an rhd triplane (or any safetensors with a
+ * 'planes' tensor) and the original's .npy layouts (formats/triplane.md). */
+static int load_triplane(const char *path, float **planes, int *C, int *R, rhd_err *e) {
+    size_t n = strlen(path);
+    *planes = NULL;
+    if (n >= 4 && !strcmp(path + n - 4, ".npy")) {
+        rhd_npy a;
+        if (rhd_npy_read(path, &a, e)) return -1;
+        const int64_t *s = a.t.shape;
+        int nd = a.t.ndim, ok = a.t.dtype == RHD_F32 || a.t.dtype == RHD_F16 || a.t.dtype == RHD_F64;
+        char sh[128];
+        rhd_shape_str(s, nd, sh, sizeof sh);
+        int64_t numel = rhd_shape_numel(s, nd);
+        if (ok && nd == 5 && s[0] == 3 && s[1] == 1 && s[3] == s[4]) *C = (int)s[2], *R = (int)s[3];
+        else if (ok && nd == 4 && s[0] == 3 && s[2] == s[3]) *C = (int)s[1], *R = (int)s[2];
+        else if (ok && nd == 3 && s[2] == 3 * s[1]) *C = (int)s[0], *R = (int)s[1];
+        else {
+            int r = rhd_errf(e, "%s: a %s array of shape %s, expected a triplane [3,1,C,R,R], [3,C,R,R] or [C,R,3R] of "
+                                "float32/float16", path, rhd_dtype_name(a.t.dtype), sh);
+            rhd_npy_free(&a);
+            return r;
+        }
+        float *f = rhd_xmalloc(sizeof(float) * numel);
+        rhd_convert_to_f32(f, a.t.data, a.t.dtype, numel);
+        rhd_npy_free(&a);
+        if (nd == 3) { /* [C, R, 3R]: split along the width, stack on the plane axis */
+            int c = *C, r = *R;
+            float *g = rhd_xmalloc(sizeof(float) * numel);
+            for (int p = 0; p < 3; p++)
+                for (int ch = 0; ch < c; ch++)
+                    for (int i = 0; i < r; i++)
+                        memcpy(&g[(((size_t)p * c + ch) * r + i) * r], &f[((size_t)ch * r + i) * 3 * r + (size_t)p * r],
+                               sizeof(float) * r);
+            free(f);
+            f = g;
+        }
+        *planes = f;
+        return 0;
+    }
+    rhd_st *st;
+    if (rhd_st_open(path, &st, e)) return -1;
+    const char *kind = rhd_st_meta(st, "rhd.kind");
+    int rc = 0;
+    if (kind && strcmp(kind, "triplane")) rc = rhd_errf(e, "%s: an rhd '%s' file, expected a triplane", path, kind);
+    else if (kind) {
+        rhd_dims d;
+        rhd_dims_init(&d);
+        rc = rhd_schema_check(st, "triplane", &d, e);
+    }
+    const rhd_st_tensor *t = rc ? NULL : rhd_st_find(st, "planes");
+    if (!rc && (!t || t->ndim != 4 || t->shape[0] != 3 || t->shape[2] != t->shape[3])) {
+        char sh[128] = "none";
+        if (t) rhd_shape_str(t->shape, t->ndim, sh, sizeof sh);
+        rc = rhd_errf(e, "%s: tensor 'planes' has shape %s, expected [3,C,R,R] (a triplane)", path, sh);
+    }
+    if (!rc) {
+        *C = (int)t->shape[1], *R = (int)t->shape[2];
+        *planes = rhd_xmalloc(sizeof(float) * t->numel);
+        rhd_st_to_f32(t, *planes);
+    }
+    rhd_st_close(st);
+    return rc;
+}
+
+/* --- cameras ------------------------------------------------------------------------------------- */
+
+typedef struct frames {
+    int n;
+    int *id;        /* view index or frame number: names the files */
+    float *c2w;     /* [n][12] */
+    rhd_intrinsics K;
+    int W, H;
+} frames;
+
+static void scale_intrinsics(frames *f, int ds) {
+    f->W /= ds, f->H /= ds;
+    f->K.fx /= ds, f->K.fy /= ds, f->K.cx /= ds, f->K.cy /= ds;
+}
+
+/* --- rendering: inference march + compositing keeping opacity and depth (§3.8, §6.2) ------------ */
+
+typedef struct render_bufs {
+    int64_t cap_rays, cap_samples;
+    int32_t *alive;
+    float *o, *d, *nears, *fars, *tcur, *wsum, *dacc;
+    uint8_t *stop;
+    float *xyz, *pts, *dirs, *d0, *d1, *sigma, *rgb;
+} render_bufs;
+
+static void grow_f(float **p, int64_t n) {
+    free(*p);
+    *p = rhd_xmalloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+}
+
+static void render_bufs_free(render_bufs *b) {
+    free(b->alive), free(b->o), free(b->d), free(b->nears), free(b->fars), free(b->tcur), free(b->wsum), free(b->dacc);
+    free(b->stop), free(b->xyz), free(b->pts), free(b->dirs), free(b->d0), free(b->d1), free(b->sigma), free(b->rgb);
+    memset(b, 0, sizeof *b);
+}
+
+/* rgb [N,3]: premultiplied colour (no background); alpha [N]; depth [N] in [0,1]. */
+static void render_view(rhd_renderer *r, render_bufs *b, rhd_occgrid *g, const float *planes, int R, int clamp,
+                        const float c2w[12], rhd_intrinsics K, int W, int H, float *rgb, float *alpha, float *depth) {
+    rhd_ctx *ctx = r->ctx;
+    int64_t N = (int64_t)W * H;
+    if (N > b->cap_rays) {
+        free(b->alive), free(b->stop);
+        b->alive = rhd_xmalloc(sizeof(int32_t) * N);
+        b->stop = rhd_xmalloc((size_t)N);
+        grow_f(&b->o, 3 * N), grow_f(&b->d, 3 * N), grow_f(&b->nears, N), grow_f(&b->fars, N), grow_f(&b->tcur, N);
+        grow_f(&b->wsum, N), grow_f(&b->dacc, N);
+        b->cap_rays = N;
+    }
+    rhd_rays_generate(ctx, b->o, b->d, NULL, c2w, K, W, 0, N);
+    rhd_rays_near_far(ctx, b->nears, b->fars, b->o, b->d, N, r->cfg.bound, r->cfg.min_near);
+    memset(rgb, 0, sizeof(float) * 3 * N);
+    memset(b->wsum, 0, sizeof(float) * N);
+    memset(b->dacc, 0, sizeof(float) * N);
+    for (int64_t i = 0; i < N; i++) b->alive[i] = (int32_t)i, b->tcur[i] = b->nears[i];
+    rhd_march_cfg mc = rhd_march_cfg_default();
+    mc.bound = r->cfg.bound, mc.H = r->cfg.grid_size, mc.C = g->cfg.C, mc.max_steps = r->cfg.max_steps;
+    mc.dt_gamma = r->cfg.dt_gamma, mc.perturb = 0;
+    float s = 1.f / r->cfg.bound;
+    if (r->cfg.double_norm) s /= r->cfg.bound;
+    int64_t n_alive = N;
+    for (int step = 0, first = 1; step < r->cfg.max_steps && n_alive > 0; first = 0) {
+        int n_step = rhd_march_infer_n_step(N, n_alive);
+        int64_t M = n_alive * n_step;
+        if (M > b->cap_samples) {
+            grow_f(&b->xyz, 3 * M), grow_f(&b->pts, 3 * M), grow_f(&b->dirs, 3 * M), grow_f(&b->d0, M);
+            grow_f(&b->d1, M), grow_f(&b->sigma, M), grow_f(&b->rgb, 3 * M);
+            b->cap_samples = M;
+        }
+        /* t at the start of this iteration's segments (advance moves tcur past them) */
+        rhd_march_infer(ctx, b->xyz, b->dirs, b->d0, b->d1, b->alive, b->tcur, b->o, b->d, b->fars, g->bitfield, n_alive,
+                        n_step, first, &mc);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < 3 * M; i++) b->pts[i] = b->xyz[i] * s;
+        rhd_decoder_forward(ctx, r->dec, &r->acts, b->sigma, b->rgb, b->pts, b->dirs, planes, R, clamp, M);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n_alive; i++) {
+            int32_t ray = b->alive[i];
+            uint8_t stop = 0;
+            float t = b->tcur[ray];
+            for (int k = 0; k < n_step; k++) {
+                int64_t q = i * n_step + k;
+                if (b->d0[q] == 0.f) { stop = 1; break; }
+                float T = 1.f - b->wsum[ray];
+                float w = (1.f - expf(-b->sigma[q] * b->d0[q])) * T;
+                t += b->d1[q];
+                b->wsum[ray] += w;
+                b->dacc[ray] += w * t;
+                for (int c = 0; c < 3; c++) rgb[3 * ray + c] += w * b->rgb[3 * q + c];
+                if (T < r->cfg.T_thresh) { stop = 1; break; }
+            }
+            b->stop[i] = stop;
+        }
+        n_alive = rhd_march_infer_advance(ctx, b->alive, b->tcur, b->stop, b->d0, b->d1, n_alive, n_step);
+        step += n_step;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        alpha[i] = b->wsum[i];
+        float range = b->fars[i] - b->nears[i];
+        float dd = b->dacc[i] - b->nears[i];
+        depth[i] = range > 0 && b->wsum[i] > 0 ? fmaxf(dd, 0.f) / range : 0.f; /* §6.2 0/0 guard */
+    }
+}
+
+/* --- mesh callbacks ------------------------------------------------------------------------------ */
+
+typedef struct mesh_user {
+    rhd_renderer *r;
+    const float *planes;
+    int R, clamp;
+    const rhd_mesh *m;  /* for the colour pass: vertex normals */
+    const float *normals;
+    float *pts, *dirs;
+    int64_t cap;
+} mesh_user;
+
+static void mu_reserve(mesh_user *u, int64_t n) {
+    if (n <= u->cap) return;
+    grow_f(&u->pts, 3 * n), grow_f(&u->dirs, 3 * n);
+    u->cap = n;
+}
+
+static int mesh_density(void *user, float *out, const float *xyz, long n, rhd_err *e) {
+    mesh_user *u = user;
+    mu_reserve(u, n);
+    float s = 1.f / u->r->cfg.bound;
+    if (u->r->cfg.double_norm) s /= u->r->cfg.bound;
+    for (long i = 0; i < 3 * n; i++) u->pts[i] = xyz[i] * s;
+    rhd_decoder_density(u->r->ctx, u->r->dec, &u->r->acts, out, u->pts, u->planes, u->R, u->clamp, n);
+    return 0;
+}
+
+/* Colour seen looking at the surface head-on: view direction = minus the vertex normal. */
+static int mesh_color(void *user, float *rgb, const float *xyz, long n, rhd_err *e) {
+    mesh_user *u = user;
+    mu_reserve(u, n);
+    long first = (long)((xyz - u->m->xyz) / 3);
+    float s = 1.f / u->r->cfg.bound;
+    if (u->r->cfg.double_norm) s /= u->r->cfg.bound;
+    for (long i = 0; i < 3 * n; i++) u->pts[i] = xyz[i] * s, u->dirs[i] = -u->normals[3 * first + i];
+    float *sigma = rhd_xmalloc(sizeof(float) * n);
+    rhd_decoder_forward(u->r->ctx, u->r->dec, &u->r->acts, sigma, rgb, u->pts, u->dirs, u->planes, u->R, u->clamp, n);
+    free(sigma);
+    return 0;
+}
+
+static float *vertex_normals(const rhd_mesh *m) {
+    float *nrm = rhd_xcalloc(3 * (size_t)(m->nv ? m->nv : 1), sizeof(float));
+    for (long t = 0; t < m->nt; t++) {
+        const int32_t *v = m->tri + 3 * t;
+        const float *a = m->xyz + 3 * v[0], *b = m->xyz + 3 * v[1], *c = m->xyz + 3 * v[2];
+        float u[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]}, w[3] = {c[0] - a[0], c[1] - a[1], c[2] - a[2]};
+        float n[3] = {u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]};
+        for (int q = 0; q < 3; q++)
+            for (int k = 0; k < 3; k++) nrm[3 * v[q] + k] += n[k]; /* area weighted */
+    }
+    for (long i = 0; i < m->nv; i++) {
+        float *n = nrm + 3 * i, l = sqrtf(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
+        if (l > 0) n[0] /= l, n[1] /= l, n[2] /= l;
+        else n[0] = 1, n[1] = 0, n[2] = 0;
+    }
+    return nrm;
+}
+
+/* --- main ---------------------------------------------------------------------------------------- */
+
+static void box_down(float *dst, const float *src, int W, int H, int f) {
+    int w = W / f, h = H / f;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                double s = 0;
+                for (int dy = 0; dy < f; dy++)
+                    for (int dx = 0; dx < f; dx++) s += src[(((long)y * f + dy) * W + (long)x * f + dx) * 3 + c];
+                dst[((long)y * w + x) * 3 + c] = (float)(s / ((double)f * f));
+            }
+}
+
+int main(int argc, char **argv) {
+    rhd_set_prog("rhd-render");
+    opts o;
+    memset(&o, 0, sizeof o);
+    rhd_common_opts_init(&o.common);
+    o.frames = 60, o.downscale = 1, o.size = 512, o.fov = 40, o.elevation = 15, o.sheet_downscale = 1;
+    o.mesh_res = 256, o.mesh_threshold = 10, o.bound = 1, o.min_near = 0.2, o.grid_size = 256, o.max_steps = 1024;
+    o.density_thresh = 10, o.T_thresh = 1e-4, o.warmup = 16, o.divisor = 23, o.scale = 0.6;
+    int npos = rhd_cli_parse(&cli, argc, argv, &o);
+    rhd_common_opts_apply(&o.common);
+    rhd_fs_install_signal_handlers();
+
+    /* --- usage checks --- */
+    if (npos != 1) rhd_usage_error("expected one TRIPLANE file, got %d arguments", npos);
+    const char *tri_path = argv[1];
+    if (!o.decoder) rhd_usage_error("expected --decoder FILE (the fitted decoder, e.g. --decoder decoder.safetensors)");
+    int nsrc = (o.data && !o.spiral && !o.orbit) + o.spiral + o.orbit + (o.camera != NULL);
+    int render_wanted = !o.no_images || o.metrics || o.contact_sheet;
+    if (nsrc > 1 || (nsrc == 0 && render_wanted))
+        rhd_usage_error("expected exactly one camera source: --data DIR (its views), --spiral, --orbit or --camera JSON");
+    if (o.grid_size & (o.grid_size - 1)) rhd_usage_error("--grid-size %lld: expected a power of two (e.g. 256)", o.grid_size);
+    int from_views = o.data && !o.spiral && !o.orbit;
+    if ((o.metrics || o.contact_sheet) && !from_views)
+        rhd_usage_error("--metrics and --contact-sheet compare with ground truth: they need --data DIR without --spiral/--orbit");
+    if (o.views && !from_views) rhd_usage_error("--views selects views of --data; it does not apply to --spiral/--orbit/--camera");
+    if (!o.no_images && !o.common.output) rhd_usage_error("expected -o DIR for the frames (or --no-images)");
+    double bg[3] = {1, 1, 1}, target[3] = {0, 0.4, 0};
+    if (o.bg_str && (parse_vec3(o.bg_str, bg) || bg[0] < 0 || bg[0] > 1 || bg[1] < 0 || bg[1] > 1 || bg[2] < 0 || bg[2] > 1))
+        rhd_usage_error("--bg takes three numbers in [0,1] (e.g. --bg 1,1,1), got '%s'", o.bg_str);
+    if (o.target_str && parse_vec3(o.target_str, target))
+        rhd_usage_error("--target takes three numbers (e.g. --target 0,0.4,0), got '%s'", o.target_str);
+
+    rhd_err e = {0};
+    rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
+    if (!ctx) rhd_die("%s", e.msg);
+    if (ctx->backend != RHD_BACKEND_CPU)
+        rhd_die("--device %s: the decoder's CUDA path is not wired yet, expected --device cpu", o.common.device);
+
+    /* --- decoder and triplane --- */
+    rhd_decoder dec;
+    int fit_res;
+    if (load_decoder(o.decoder, &dec, ctx, &fit_res, &e)) rhd_die("%s", e.msg);
+    float *planes;
+    int C = 0, R = 0;
+    if (load_triplane(tri_path, &planes, &C, &R, &e)) rhd_die("%s", e.msg);
+    if (C != dec.cfg.C)
+        rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, C, dec.cfg.C, o.decoder);
+    int Rd = o.resolution ? (int)o.resolution : fit_res ? fit_res : 512;
+    if (R != Rd) {
+        rhd_info("%s: resizing the triplane from %d to %d (bicubic, a = -0.75, align_corners false)", tri_path, R, Rd);
+        float *up = rhd_xmalloc(sizeof(float) * 3 * (size_t)C * Rd * Rd);
+        rhd_resize_forward(ctx, up, planes, 3, C, R, R, Rd, Rd, RHD_RESIZE_BICUBIC, 0);
+        free(planes);
+        planes = up;
+        R = Rd;
+    }
+
+    /* --- cameras --- */
+    frames fr = {0};
+    rhd_fit_data_cfg dcfg;
+    rhd_fit_data_cfg_default(&dcfg);
+    dcfg.translation_divisor = o.divisor, dcfg.scale = o.scale;
+    rhd_fit_views vw = {0};
+    if (o.data) {
+        int *vl = NULL, nv = 0, v0 = 0;
+        if (from_views && o.views && rhd_parse_ranges(o.views, &vl, &nv, &e)) rhd_usage_error("--views: %s", e.msg);
+        /* views: the list, NULL (every view present), or view 0 only for the intrinsics */
+        if (rhd_fit_views_load(&vw, o.data, from_views ? vl : &v0, from_views ? nv : 1, &dcfg, 0, &e)) rhd_die("%s", e.msg);
+        free(vl);
+        fr.K = (rhd_intrinsics){vw.fx, vw.fy, vw.cx, vw.cy};
+        fr.W = vw.W, fr.H = vw.H;
+    } else if (o.camera) {
+        float K[4];
+        fr.n = 1;
+        fr.id = rhd_xmalloc(sizeof(int));
+        fr.id[0] = 0;
+        fr.c2w = rhd_xmalloc(sizeof(float) * 12);
+        if (rhd_camera_json_load(o.camera, &dcfg, fr.c2w, K, &fr.W, &fr.H, &e)) rhd_die("%s", e.msg);
+        fr.K = (rhd_intrinsics){K[0], K[1], K[2], K[3]};
+    } else {
+        float fx = (float)(o.size / (2 * tan(o.fov * M_PI / 360)));
+        fr.K = (rhd_intrinsics){fx, fx, o.size / 2.0f, o.size / 2.0f};
+        fr.W = fr.H = (int)o.size;
+    }
+    if (from_views) {
+        fr.n = vw.n;
+        fr.id = rhd_xmalloc(sizeof(int) * (fr.n ? fr.n : 1));
+        fr.c2w = rhd_xmalloc(sizeof(float) * 12 * (fr.n ? fr.n : 1));
+        memcpy(fr.id, vw.index, sizeof(int) * fr.n);
+        memcpy(fr.c2w, vw.c2w, sizeof(float) * 12 * fr.n);
+    } else if (o.spiral || o.orbit) {
+        fr.n = (int)o.frames;
+        fr.id = rhd_xmalloc(sizeof(int) * fr.n);
+        fr.c2w = rhd_xmalloc(sizeof(float) * 12 * fr.n);
+        for (int i = 0; i < fr.n; i++) fr.id[i] = i;
+        double radius = o.radius > 0 ? o.radius : 1.45 * sqrt(3.0) * o.bound;
+        int rc = o.spiral ? rhd_camera_spiral(fr.c2w, fr.n, o.bound, o.handedness == 1 ? RHD_SPIRAL_MIRRORED : RHD_SPIRAL_PROPER, &e)
+                          : rhd_camera_orbit(fr.c2w, fr.n, radius, o.elevation, target, &e);
+        if (rc) rhd_die("%s", e.msg);
+    }
+    if (fr.n == 0 && render_wanted) rhd_die("%s: no views to render", o.data ? o.data : tri_path);
+    if (nsrc == 0) fr.W = fr.H = (int)o.size; /* mesh only: no camera */
+    int full_W = fr.W, full_H = fr.H;
+    if (full_W % o.downscale || full_H % o.downscale)
+        rhd_usage_error("--downscale %lld: the camera resolution %dx%d is not a multiple of it", o.downscale, full_W, full_H);
+    scale_intrinsics(&fr, (int)o.downscale);
+    if ((o.metrics || o.contact_sheet) && (fr.W < RHD_SSIM_WIN || fr.H < RHD_SSIM_WIN))
+        rhd_usage_error("--downscale %lld: %dx%d images are too small for SSIM (at least 11x11)", o.downscale, fr.W, fr.H);
+
+    /* --- renderer and occupancy grid (§10.2: reset, then full updates) --- */
+    rhd_render_cfg rcfg;
+    rhd_render_cfg_default(&rcfg);
+    rcfg.bound = (float)o.bound, rcfg.min_near = (float)o.min_near, rcfg.grid_size = (int)o.grid_size;
+    rcfg.max_steps = (int)o.max_steps, rcfg.T_thresh = (float)o.T_thresh, rcfg.density_thresh = (float)o.density_thresh;
+    rcfg.double_norm = o.double_norm;
+    for (int c = 0; c < 3; c++) rcfg.bg[c] = (float)bg[c];
+    rhd_renderer r;
+    rhd_renderer_init(&r, ctx, &dec, &rcfg);
+    int clamp = o.clamp;
+    rhd_occgrid grid;
+    rhd_occgrid_cfg gcfg = rhd_renderer_grid_cfg(&r);
+    if (rhd_occgrid_init(ctx, &grid, &gcfg, &e)) rhd_die("%s", e.msg);
+    int need_render = !o.no_images || o.metrics || o.contact_sheet;
+    if (need_render) rhd_renderer_grid_warmup(&r, &grid, planes, R, clamp, (uint64_t)o.common.seed, (int)o.warmup);
+
+    if (!o.no_images) {
+        char probe[4096];
+        snprintf(probe, sizeof probe, "%s/.", o.common.output);
+        if (rhd_mkdir_parents(probe, &e)) rhd_die("-o %s: %s", o.common.output, e.msg);
+    }
+
+    /* --- render --- */
+    int W = fr.W, H = fr.H;
+    int64_t N = (int64_t)W * H;
+    float *rgb = rhd_xmalloc(sizeof(float) * 3 * N), *alpha = rhd_xmalloc(sizeof(float) * N),
+          *depth = rhd_xmalloc(sizeof(float) * N), *pred = rhd_xmalloc(sizeof(float) * 3 * N),
+          *out4 = rhd_xmalloc(sizeof(float) * 4 * N), *gtd = rhd_xmalloc(sizeof(float) * 3 * N);
+    rhd_metrics_table mt;
+    rhd_metrics_init(&mt);
+    float **sheet_gt = NULL, **sheet_pred = NULL;
+    char **sheet_label = NULL;
+    if (o.contact_sheet) {
+        sheet_gt = rhd_xcalloc(fr.n, sizeof(float *));
+        sheet_pred = rhd_xcalloc(fr.n, sizeof(float *));
+        sheet_label = rhd_xcalloc(fr.n, sizeof(char *));
+    }
+    render_bufs rb = {0};
+    for (int f = 0; f < fr.n && need_render; f++) {
+        render_view(&r, &rb, &grid, planes, R, clamp, fr.c2w + 12 * f, fr.K, W, H, rgb, alpha, depth);
+        for (int64_t i = 0; i < N; i++)
+            for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]) * (float)bg[c];
+        if (!o.no_images) {
+            char *p;
+            if (o.rgba) {
+                for (int64_t i = 0; i < N; i++) {
+                    for (int c = 0; c < 3; c++) out4[4 * i + c] = alpha[i] > 0 ? rgb[3 * i + c] / alpha[i] : 0.f;
+                    out4[4 * i + 3] = alpha[i];
+                }
+                p = path_fmt(o.common.output, "rgba", fr.id[f]);
+                if (rhd_png_write(p, out4, W, H, 4, 8, RHD_PNG_TRUNC, &e)) rhd_die("%s", e.msg);
+            } else {
+                p = path_fmt(o.common.output, "rgb", fr.id[f]);
+                if (rhd_png_write(p, pred, W, H, 3, 8, RHD_PNG_TRUNC, &e)) rhd_die("%s", e.msg);
+            }
+            free(p);
+            if (o.depth) {
+                p = path_fmt(o.common.output, "depth", fr.id[f]);
+                if (rhd_png_write(p, depth, W, H, 1, 16, RHD_PNG_ROUND, &e)) rhd_die("%s", e.msg);
+                free(p);
+            }
+            if (o.opacity) {
+                p = path_fmt(o.common.output, "opacity", fr.id[f]);
+                if (rhd_png_write(p, alpha, W, H, 1, 8, RHD_PNG_ROUND, &e)) rhd_die("%s", e.msg);
+                free(p);
+            }
+        }
+        if (o.metrics || o.contact_sheet) {
+            rhd_fit_views one = {0};
+            if (rhd_fit_views_load(&one, o.data, &fr.id[f], 1, &dcfg, 1, &e)) rhd_die("%s", e.msg);
+            if (o.downscale > 1) box_down(gtd, one.gt, full_W, full_H, (int)o.downscale);
+            else memcpy(gtd, one.gt, sizeof(float) * 3 * N);
+            rhd_fit_views_free(&one);
+            /* the ground truth is on white (§1.5): compare with the render on white */
+            for (int64_t i = 0; i < N; i++)
+                for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]);
+            double psnr = rhd_image_psnr(pred, gtd, H, W), ssim;
+            if (rhd_image_ssim(pred, gtd, H, W, &ssim, &e)) rhd_die("%s", e.msg);
+            rhd_metrics_add(&mt, fr.id[f], psnr, ssim, NAN);
+            if (o.contact_sheet) {
+                sheet_gt[f] = rhd_xmalloc(sizeof(float) * 3 * N);
+                sheet_pred[f] = rhd_xmalloc(sizeof(float) * 3 * N);
+                memcpy(sheet_gt[f], gtd, sizeof(float) * 3 * N);
+                memcpy(sheet_pred[f], pred, sizeof(float) * 3 * N);
+                sheet_label[f] = rhd_xmalloc(96);
+                snprintf(sheet_label[f], 96, "view %d   PSNR %.2f dB   SSIM %.4f", fr.id[f], psnr, ssim);
+            }
+        }
+        rhd_info("frame %d/%d (%s %d) rendered", f + 1, fr.n, from_views ? "view" : "frame", fr.id[f]);
+    }
+    render_bufs_free(&rb);
+    if (o.metrics && rhd_metrics_write_json(&mt, stdout)) rhd_die("stdout: write failed");
+    if (o.contact_sheet) {
+        rhd_sheet_row *rows = rhd_xmalloc(sizeof(rhd_sheet_row) * fr.n);
+        for (int f = 0; f < fr.n; f++) rows[f] = (rhd_sheet_row){sheet_gt[f], sheet_pred[f], sheet_label[f]};
+        rhd_contact_sheet sh;
+        rhd_contact_sheet_init(&sh, W, H);
+        sh.downscale = (int)o.sheet_downscale;
+        if (rhd_contact_sheet_write(o.contact_sheet, &sh, rows, fr.n, &e)) rhd_die("--contact-sheet %s", e.msg);
+        for (int f = 0; f < fr.n; f++) free(sheet_gt[f]), free(sheet_pred[f]), free(sheet_label[f]);
+        free(rows), free(sheet_gt), free(sheet_pred), free(sheet_label);
+    }
+
+    /* --- mesh --- */
+    if (o.mesh) {
+        rhd_mesh_params mp;
+        rhd_mesh_params_init(&mp);
+        mp.res = (int)o.mesh_res;
+        mp.threshold = o.mesh_threshold;
+        for (int a = 0; a < 3; a++) mp.lo[a] = -o.bound, mp.hi[a] = o.bound;
+        mesh_user mu = {&r, planes, R, clamp};
+        rhd_mesh m;
+        if (rhd_mesh_extract(&m, &mp, mesh_density, &mu, &e)) rhd_die("--mesh %s: %s", o.mesh, e.msg);
+        if (m.nt == 0)
+            rhd_warn("--mesh %s: no density above %g in the box: the mesh is empty (try a lower --mesh-threshold)", o.mesh,
+                     o.mesh_threshold);
+        float *nrm = vertex_normals(&m);
+        mu.m = &m, mu.normals = nrm;
+        if (rhd_mesh_color(&m, mesh_color, &mu, 65536, &e)) rhd_die("--mesh %s: %s", o.mesh, e.msg);
+        char comment[256];
+        snprintf(comment, sizeof comment, "rhd-render %s: %s, density iso %g, grid %d^3", RHD_VERSION, tri_path,
+                 o.mesh_threshold, mp.res);
+        if (rhd_ply_write(o.mesh, &m, comment, &e)) rhd_die("--mesh %s", e.msg);
+        rhd_info("--mesh %s: %ld vertices, %ld triangles, volume %.5g", o.mesh, m.nv, m.nt, rhd_mesh_volume(&m));
+        free(nrm), free(mu.pts), free(mu.dirs);
+        rhd_mesh_free(&m);
+    }
+
+    free(rgb), free(alpha), free(depth), free(pred), free(out4), free(gtd);
+    rhd_metrics_free(&mt);
+    free(fr.id), free(fr.c2w);
+    if (o.data) rhd_fit_views_free(&vw);
+    rhd_occgrid_free(ctx, &grid);
+    rhd_renderer_free(&r);
+    rhd_decoder_free(&dec);
+    free(planes);
+    rhd_ctx_close(ctx);
+    return rhd_close_stdout();
+}
