@@ -135,12 +135,18 @@ FUZZERS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 test: tests-build $(VENV)/.ok $(FUZZERS)
 	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=$(CUDA) SAN=$(SAN) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/run.sh
 
-# libFuzzer targets (clang), linked against the library sources compiled with the fuzzer flags.
-FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -I. -D_GNU_SOURCE
-FUZZ_LIB_SRC := $(filter-out kernels/%,$(LIB_SRC))
-$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) | $(DEPS_OK)
+# libFuzzer targets (clang): the library compiled once with the fuzzer instrumentation
+# (build-fuzz/librhd-fuzz.a), each target linked against it.
+FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -I. -D_GNU_SOURCE -fopenmp=libgomp
+FUZZ_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+$(FUZZ_BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRC) -lpng -lcjson -lopenblas -lm -fopenmp=libgomp -o $@
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_BUILD)/librhd-fuzz.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_BUILD)/librhd-fuzz.a
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/librhd-fuzz.a -lpng -lcjson -lopenblas -lm -o $@
 fuzz: $(FUZZERS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/fuzz/run.sh
 

@@ -7,7 +7,8 @@
  * Shapes:
  *   rays   [n_rays, 2] int32   (offset, count): ray r owns samples offset .. offset+count-1 of
  *                              the packed buffer, in marching order; count may be 0; rays may
- *                              come in any order and need not cover every sample
+ *                              come in any order and need not cover every sample, but no two
+ *                              rays may share a sample
  *   sigma  [M], rgb [M, 3], delta0 [M] (step used for alpha), delta1 [M] (step used for depth)
  *   nears, fars [n_rays]       optional (NULL): depth normalisation below
  *   pred   [n_rays, 3], A [n_rays], depth [n_rays], n_used [n_rays] int32
@@ -17,7 +18,9 @@
  *   depth_acc += w*s; T *= 1 - alpha; then stop if T < T_thresh (checked AFTER the update).
  * pred = rgb + (1 - A)*bg. n_used = the number of samples composited (count, or fewer after an
  * early stop). depth = clamp(depth_acc - near, 0)/(far - near) when nears and fars are given
- * (0 where far <= near, i.e. rays that miss the box), else depth_acc itself.
+ * (0 where far <= near, i.e. rays that miss the box), else depth_acc itself. As in the
+ * original, s sums delta1 and so is measured from the ray's first position t0, not from 0:
+ * subtracting near reproduces §12.11's inconsistency; pass NULL to get the raw weighted s.
  *
  * Backward (the ray is re-run with the same stop): with g = dL/dpred and
  * dL/dA_total = dA - sum_c g_c*bg_c (dA optional, NULL = 0), at sample k after its update:

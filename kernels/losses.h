@@ -19,7 +19,9 @@
  *
  * X = clamp(x, -1, 1) when clamp != 0 (the regularisers act on the clamped triplane); the
  * gradient of an element with |x| > 1 is then dropped (|x| == 1 passes), as torch.clamp. The L1
- * gradient uses sign(0) = 0 (torch.abs). The MSE gradient is the start of the backward pass, so it
+ * gradient uses sign(0) = 0 (torch.abs). On CUDA the partial sums live in the context workspace
+ * (rhd_ctx_workspace), so no argument may live there, and the call synchronises to return the
+ * value. The MSE gradient is the start of the backward pass, so it
  * is written; the regularisers add into a triplane gradient that sampling also fills.
  */
 #ifndef RHD_KERNELS_LOSSES_H

@@ -20,7 +20,8 @@
  *   rhd_grad_norm:   sqrt(sum grad^2), accumulated in double in a fixed order (deterministic for
  *                    any thread count, and on CUDA)
  *   rhd_clip_grad_norm: norm as above; if max_norm/(norm + 1e-6) < 1, grad *= that factor
- *                    (torch's clip_coef); returns the norm before clipping.
+ *                    (torch's clip_coef); returns the norm before clipping. On CUDA both use the
+ *                    context workspace for the partial sums and synchronise to return the norm.
  */
 #ifndef RHD_KERNELS_OPTIM_H
 #define RHD_KERNELS_OPTIM_H

@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# pipelines/demo.sh: the README's main job on the bundled data (tests/data/mini: two avatars,
-# views 0-23 for training and 100,105,110,115 held out). It runs the stages that exist so far and
-# writes everything under build/demo/. Each stage added to the suite is added here.
+# pipelines/demo.sh: the README's main job on the bundled data (tests/data/mini: avatar_100 and
+# avatar_101, views 0-23 for training and 100,105,110,115 held out). Small sizes so that it runs in
+# a few minutes on 2 CPU cores; everything goes under build/demo/:
+#   plan.json                 rhd-schedule fit: the task-replay plan (2 rounds)
+#   fit/                      rhd-fit stage 1: decoder, triplanes, IWC states, checkpoint
+#   contact_sheet.png         held-out views: ground truth | render, per avatar (forgetting report)
+#   render/                   rhd-render of avatar_100: held-out views, metrics.json, a turntable,
+#                             a mesh (avatar_100.ply)
+#   noise_schedules.png       rhd-schedule noise: the diffusion schedules of the base and upsampler
+#   *.portrait.png            rhd-inspect previews of the portraits
 set -euo pipefail
 BUILD=${RHD_BUILD:-build}
 BIN=$BUILD/bin
 DATA=tests/data/mini
 OUT=build/demo
+SIZE="--triplane-res 32 --triplane-channels 16 --grid-size 32 --rays 512 --max-steps 64"
 mkdir -p "$OUT"
-echo "demo: inputs: $DATA ($(ls -d $DATA/avatar_* | wc -l) avatars)"
+echo "demo: inputs: $DATA ($(ls -d $DATA/avatar_* | wc -l) avatars); outputs: $OUT/"
 for a in "$DATA"/avatar_*; do
-    name=$(basename "$a")
-    # the portrait (view 0): format, statistics and a preview
-    "$BIN/rhd-inspect" "$a/img_proc_fg_000000.png"
-    "$BIN/rhd-inspect" -q --png "$OUT/$name.portrait.png" "$a/img_proc_fg_000000.png" > /dev/null
+    "$BIN/rhd-inspect" -q --png "$OUT/$(basename "$a").portrait.png" "$a/img_proc_fg_000000.png" > /dev/null
 done
-echo "demo: wrote $(ls "$OUT"/*.png | wc -l) pictures under $OUT/"
+"$BIN/rhd-schedule" fit --data "$DATA" --rounds 2 --steps 100 -o "$OUT/plan.json"
+"$BIN/rhd-fit" --stage 1 --plan "$OUT/plan.json" --data "$DATA" $SIZE --train-views 0-23 \
+    --eval-views 100,105,110,115 --force -o "$OUT/fit" --contact-sheet "$OUT/contact_sheet.png"
+"$BIN/rhd-render" --decoder "$OUT/fit/decoder.safetensors" --data "$DATA/avatar_100" --views 100,105,110,115 \
+    --grid-size 32 --max-steps 64 --metrics --contact-sheet "$OUT/render/contact_sheet.png" \
+    --mesh "$OUT/render/avatar_100.ply" --mesh-res 64 -o "$OUT/render" \
+    "$OUT/fit/triplanes/avatar_100.safetensors" > "$OUT/render/metrics.json"
+echo "demo: held-out metrics of avatar_100: $(cat "$OUT/render/metrics.json" | tr -d '\n' | grep -oE '"mean[^}]*')"
+"$BIN/rhd-render" --decoder "$OUT/fit/decoder.safetensors" --data "$DATA/avatar_100" --orbit --frames 12 \
+    --grid-size 32 --max-steps 64 -o "$OUT/render/turntable" "$OUT/fit/triplanes/avatar_100.safetensors"
+"$BIN/rhd-schedule" noise --schedule cosine_light,sigmoid --steps 1000 --png "$OUT/noise_schedules.png" > /dev/null
+echo "demo: done; look at $OUT/contact_sheet.png and $OUT/render/"
