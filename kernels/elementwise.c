@@ -1,0 +1,55 @@
+/* kernels/elementwise.c: residual add and batched transpose, CPU reference and dispatch (see
+ * elementwise.h). */
+#include "kernels/elementwise.h"
+#include <string.h>
+
+/* Tile edge of the CPU transpose: a 32x32 float tile of source and destination stays in L1. */
+#define TILE 32
+
+static void add_cpu(float *y, const float *a, const float *b, long n) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static void transpose_cpu(float *y, const float *x, int B, long R, long C) {
+    long tr = (R + TILE - 1) / TILE, tc = (C + TILE - 1) / TILE;
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (long t = 0; t < tr * tc; t++) {
+            long r0 = t / tc * TILE, c0 = t % tc * TILE;
+            long r1 = r0 + TILE < R ? r0 + TILE : R, c1 = c0 + TILE < C ? c0 + TILE : C;
+            const float *xb = x + (long)b * R * C;
+            float *yb = y + (long)b * R * C;
+            for (long c = c0; c < c1; c++)
+                for (long r = r0; r < r1; r++) yb[c * R + r] = xb[r * C + c];
+        }
+}
+
+void rhd_add_forward(rhd_ctx *ctx, float *y, const float *a, const float *b, long n) {
+    RHD_ASSERT(n >= 0);
+    if (n == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) { rhd_add_forward_cuda(ctx, y, a, b, n); return; }
+#endif
+    add_cpu(y, a, b, n);
+}
+
+void rhd_add_backward(rhd_ctx *ctx, float *da, float *db, const float *dy, long n) {
+    RHD_ASSERT(n >= 0);
+    if (n == 0) return;
+    if (da && da != dy) rhd_buf_copy(ctx, da, dy, sizeof(float) * (size_t)n);
+    if (db && db != dy) rhd_buf_copy(ctx, db, dy, sizeof(float) * (size_t)n);
+}
+
+void rhd_transpose_forward(rhd_ctx *ctx, float *y, const float *x, int B, long R, long C) {
+    RHD_ASSERT(B >= 0 && R >= 0 && C >= 0 && (y != x || B * R * C == 0));
+    if ((long)B * R * C == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) { rhd_transpose_forward_cuda(ctx, y, x, B, R, C); return; }
+#endif
+    transpose_cpu(y, x, B, R, C);
+}
+
+void rhd_transpose_backward(rhd_ctx *ctx, float *dx, const float *dy, int B, long R, long C) {
+    rhd_transpose_forward(ctx, dx, dy, B, C, R);
+}

@@ -1,0 +1,44 @@
+/* kernels/elementwise.cu: residual add and batched transpose on CUDA (see elementwise.h). */
+#include "kernels/elementwise.h"
+#include "common/cuda_check.h"
+
+#define TILE 32
+#define ROWS 8 /* a 32x8 thread block moves a 32x32 tile, 4 rows per thread */
+
+static __global__ void add_kernel(float *y, const float *a, const float *b, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        y[i] = a[i] + b[i];
+}
+
+/* One block per 32x32 tile of one batch item: coalesced reads along C, coalesced writes along R
+ * through a padded shared tile (no bank conflicts). grid = (tiles along C, tiles along R, B). */
+static __global__ void transpose_kernel(float *y, const float *x, long R, long C) {
+    __shared__ float tile[TILE][TILE + 1];
+    const float *xb = x + (long)blockIdx.z * R * C;
+    float *yb = y + (long)blockIdx.z * R * C;
+    long c = (long)blockIdx.x * TILE + threadIdx.x;
+    for (int j = threadIdx.y; j < TILE; j += ROWS) {
+        long r = (long)blockIdx.y * TILE + j;
+        if (r < R && c < C) tile[j][threadIdx.x] = xb[r * C + c];
+    }
+    __syncthreads();
+    long r = (long)blockIdx.y * TILE + threadIdx.x;
+    for (int j = threadIdx.y; j < TILE; j += ROWS) {
+        long cc = (long)blockIdx.x * TILE + j;
+        if (r < R && cc < C) yb[cc * R + r] = tile[threadIdx.x][j];
+    }
+}
+
+// launchers
+
+extern "C" void rhd_add_forward_cuda(rhd_ctx *ctx, float *y, const float *a, const float *b, long n) {
+    add_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, a, b, n);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void rhd_transpose_forward_cuda(rhd_ctx *ctx, float *y, const float *x, int B, long R, long C) {
+    RHD_ASSERT((C + TILE - 1) / TILE <= 0x7fffffffL && (R + TILE - 1) / TILE <= 65535 && B <= 65535);
+    dim3 grid((unsigned)((C + TILE - 1) / TILE), (unsigned)((R + TILE - 1) / TILE), (unsigned)B);
+    transpose_kernel<<<grid, dim3(TILE, ROWS), 0, RHD_CUDA_STREAM(ctx)>>>(y, x, R, C);
+    CUDA_CHECK(cudaGetLastError());
+}
