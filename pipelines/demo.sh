@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pipelines/demo.sh: the README's main job on the bundled data (tests/data/mini: avatar_100 and
 # avatar_101, views 0-23 for training and 100,105,110,115 held out). Small sizes so that it runs in
-# a few minutes on 2 CPU cores; everything goes under build/demo/:
+# about 7 minutes on 2 CPU cores; everything goes under build/demo/:
+#   features/                 rhd-encode: portrait features (random weights, see below)
 #   plan.json                 rhd-schedule fit: the task-replay plan (2 rounds)
 #   fit/                      rhd-fit stage 1: decoder, triplanes, IWC states, checkpoint
 #   contact_sheet.png         held-out views: ground truth | render, per avatar (forgetting report)
@@ -14,13 +15,17 @@ BUILD=${RHD_BUILD:-build}
 BIN=$BUILD/bin
 DATA=tests/data/mini
 OUT=build/demo
-SIZE="--triplane-res 32 --triplane-channels 16 --grid-size 32 --rays 512 --max-steps 64"
+SIZE="--triplane-res 32 --triplane-channels 16 --grid-size 32 --rays 1024 --max-steps 64"
 mkdir -p "$OUT"
 echo "demo: inputs: $DATA ($(ls -d $DATA/avatar_* | wc -l) avatars); outputs: $OUT/"
 for a in "$DATA"/avatar_*; do
     "$BIN/rhd-inspect" -q --png "$OUT/$(basename "$a").portrait.png" "$a/img_proc_fg_000000.png" > /dev/null
 done
-"$BIN/rhd-schedule" fit --data "$DATA" --rounds 2 --steps 100 -o "$OUT/plan.json"
+# portrait features (random encoder weights: the real SDXL-VAE weights are a download the demo
+# cannot make; pass --weights DIR with diffusers' vae folder for real features)
+"$BIN/rhd-encode" -q --weights random:1 --data "$DATA" --out-dir "$OUT/features"
+"$BIN/rhd-inspect" --kind features --no-stats "$OUT"/features/*.safetensors
+"$BIN/rhd-schedule" fit --data "$DATA" --rounds 2 --steps 300 -o "$OUT/plan.json"
 "$BIN/rhd-fit" --stage 1 --plan "$OUT/plan.json" --data "$DATA" $SIZE --train-views 0-23 \
     --eval-views 100,105,110,115 --force -o "$OUT/fit" --contact-sheet "$OUT/contact_sheet.png"
 mkdir -p "$OUT/render"

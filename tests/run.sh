@@ -13,6 +13,8 @@ export RHD_PY=${RHD_PY:-python3}
 export RHD_SHARED=${RHD_SHARED:-$(cd .. && pwd)/shared}
 export RHD_TEST_TMP=$(mktemp -d /tmp/rhd-tests.XXXXXX)
 export RHD_PROGRESS_INTERVAL=1000
+# idle OpenMP threads sleep instead of spinning: on a small, busy machine spinning costs a lot
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 trap 'rm -rf "$RHD_TEST_TMP"' EXIT
