@@ -3,35 +3,22 @@
  * so the loss value is deterministic; the gradient is elementwise. */
 #include "kernels/losses.h"
 #include "common/cuda_check.h"
+#include "kernels/reduce_cuda.h"
 
-#define RED_BLOCK 256
 #define RED_GRID_MAX 1024
 
 static unsigned red_grid(int64_t n) {
-    unsigned g = rhd_grid1d(n, RED_BLOCK);
+    unsigned g = rhd_grid1d(n, RHD_RED_BLOCK);
     return g > RED_GRID_MAX ? RED_GRID_MAX : g;
 }
 
-/* Sum of v over the block (fixed tree order); the result is valid in thread 0. */
-static __device__ double block_sum(double v) {
-    __shared__ double buf[RED_BLOCK];
-    buf[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = RED_BLOCK / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-        __syncthreads();
-    }
-    double r = buf[0];
-    __syncthreads();
-    return r;
-}
 
 /* out[k] = sum of part[k*np .. k*np+np-1] for k < nsum, one block. */
 static __global__ void sum_partials_kernel(double *out, const double *part, int np, int nsum) {
     for (int k = 0; k < nsum; k++) {
         double s = 0;
-        for (int i = threadIdx.x; i < np; i += RED_BLOCK) s += part[(int64_t)k * np + i];
-        s = block_sum(s);
+        for (int i = threadIdx.x; i < np; i += RHD_RED_BLOCK) s += part[(int64_t)k * np + i];
+        s = rhd_block_sum(s);
         if (threadIdx.x == 0) out[k] = s;
     }
 }
@@ -44,7 +31,7 @@ static __global__ void mse_kernel(double *part, float *dx, const float *x, const
         s += dd * dd;
         if (dx) dx[i] = coef * d;
     }
-    s = block_sum(s);
+    s = rhd_block_sum(s);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
@@ -55,7 +42,7 @@ static __global__ void l1_kernel(double *part, float *dx, const float *x, int64_
         s += fabs((double)v);
         if (dx && rhd_loss_passes(x[i], clamp)) dx[i] += coef * rhd_loss_sign(v);
     }
-    s = block_sum(s);
+    s = rhd_block_sum(s);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
@@ -78,15 +65,15 @@ static __global__ void tv_kernel(double *part, float *dx, const float *x, int C,
         }
         if (dx && rhd_loss_passes(x[e], clamp)) dx[e] += rhd_tv_grad_at(xp, i, j, H, W, kh, kw, clamp);
     }
-    s_h = block_sum(s_h);
-    s_w = block_sum(s_w);
+    s_h = rhd_block_sum(s_h);
+    s_w = rhd_block_sum(s_w);
     if (threadIdx.x == 0) part[blockIdx.x] = s_h, part[gridDim.x + blockIdx.x] = s_w;
 }
 
 /* Run the final sums and bring them to the host. */
 static void finish(rhd_ctx *ctx, double *ws, unsigned grid, int nsum, double *host) {
     double *out = ws + (int64_t)nsum * grid;
-    sum_partials_kernel<<<1, RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(out, ws, (int)grid, nsum);
+    sum_partials_kernel<<<1, RHD_RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(out, ws, (int)grid, nsum);
     CUDA_CHECK(cudaGetLastError());
     rhd_buf_download(ctx, host, out, sizeof(double) * nsum);
 }
@@ -96,7 +83,7 @@ static void finish(rhd_ctx *ctx, double *ws, unsigned grid, int nsum, double *ho
 extern "C" double rhd_loss_mse_cuda(rhd_ctx *ctx, float *dx, const float *x, const float *y, int64_t n, float coef) {
     unsigned grid = red_grid(n);
     double *ws = (double *)rhd_ctx_workspace(ctx, sizeof(double) * (grid + 1));
-    mse_kernel<<<grid, RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, dx, x, y, n, coef);
+    mse_kernel<<<grid, RHD_RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, dx, x, y, n, coef);
     CUDA_CHECK(cudaGetLastError());
     double s;
     finish(ctx, ws, grid, 1, &s);
@@ -106,7 +93,7 @@ extern "C" double rhd_loss_mse_cuda(rhd_ctx *ctx, float *dx, const float *x, con
 extern "C" double rhd_loss_l1_cuda(rhd_ctx *ctx, float *dx, const float *x, int64_t n, float coef, int clamp) {
     unsigned grid = red_grid(n);
     double *ws = (double *)rhd_ctx_workspace(ctx, sizeof(double) * (grid + 1));
-    l1_kernel<<<grid, RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, dx, x, n, coef, clamp);
+    l1_kernel<<<grid, RHD_RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, dx, x, n, coef, clamp);
     CUDA_CHECK(cudaGetLastError());
     double s;
     finish(ctx, ws, grid, 1, &s);
@@ -117,7 +104,7 @@ extern "C" void rhd_loss_tv_cuda(rhd_ctx *ctx, double *sh, double *sw, float *dx
                                  float kh, float kw, int clamp) {
     unsigned grid = red_grid((int64_t)C * H * W);
     double *ws = (double *)rhd_ctx_workspace(ctx, sizeof(double) * 2 * (grid + 1));
-    tv_kernel<<<grid, RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, dx, x, C, H, W, kh, kw, clamp);
+    tv_kernel<<<grid, RHD_RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, dx, x, C, H, W, kh, kw, clamp);
     CUDA_CHECK(cudaGetLastError());
     double s[2];
     finish(ctx, ws, grid, 2, s);

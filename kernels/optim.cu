@@ -2,8 +2,8 @@
  * partial per block (fixed grid for a given n), then one block adds them in a fixed order. */
 #include "kernels/optim.h"
 #include "common/cuda_check.h"
+#include "kernels/reduce_cuda.h"
 
-#define RED_BLOCK 256
 #define RED_GRID_MAX 1024
 
 static __global__ void adam_kernel(float *param, float *m, float *v, const float *grad, int64_t n, rhd_adam_scalars s) {
@@ -21,31 +21,19 @@ static __global__ void scale_kernel(float *x, int64_t n, float s) {
         x[i] *= s;
 }
 
-static __device__ double block_sum(double v) {
-    __shared__ double buf[RED_BLOCK];
-    buf[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = RED_BLOCK / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-        __syncthreads();
-    }
-    double r = buf[0];
-    __syncthreads();
-    return r;
-}
 
 static __global__ void sum_squares_kernel(double *part, const float *x, int64_t n) {
     double s = 0;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         s += (double)x[i] * x[i];
-    s = block_sum(s);
+    s = rhd_block_sum(s);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
 static __global__ void sum_partials_kernel(double *out, const double *part, int np) {
     double s = 0;
-    for (int i = threadIdx.x; i < np; i += RED_BLOCK) s += part[i];
-    s = block_sum(s);
+    for (int i = threadIdx.x; i < np; i += RHD_RED_BLOCK) s += part[i];
+    s = rhd_block_sum(s);
     if (threadIdx.x == 0) *out = s;
 }
 
@@ -72,12 +60,12 @@ extern "C" void rhd_scale_cuda(rhd_ctx *ctx, float *x, int64_t n, float s) {
 }
 
 extern "C" double rhd_sum_squares_cuda(rhd_ctx *ctx, const float *x, int64_t n) {
-    unsigned grid = rhd_grid1d(n, RED_BLOCK);
+    unsigned grid = rhd_grid1d(n, RHD_RED_BLOCK);
     if (grid > RED_GRID_MAX) grid = RED_GRID_MAX;
     double *ws = (double *)rhd_ctx_workspace(ctx, sizeof(double) * (grid + 1));
-    sum_squares_kernel<<<grid, RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, x, n);
+    sum_squares_kernel<<<grid, RHD_RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, x, n);
     CUDA_CHECK(cudaGetLastError());
-    sum_partials_kernel<<<1, RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws + grid, ws, (int)grid);
+    sum_partials_kernel<<<1, RHD_RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws + grid, ws, (int)grid);
     CUDA_CHECK(cudaGetLastError());
     double s;
     rhd_buf_download(ctx, &s, ws + grid, sizeof(double));
