@@ -160,12 +160,7 @@ int main(void) {
            100.0 * occ / n_cells, rhd_occgrid_threshold(&g));
     /* save the bitfield for the reference march */
     const char *dir = th_subdir("bench_march");
-    {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/bits.npy", dir);
-        rhd_tensor t = {RHD_U8, 1, {n_cells / 8}, h_bits};
-        if (rhd_npy_write(path, &t, &e)) rhd_die_err(&e);
-    }
+    th_save_t(dir, "bits", RHD_U8, h_bits, 1, (int64_t[]){n_cells / 8});
 
     /* training march: 8192 random pixels of a 512x512 view */
     float pose[12];
