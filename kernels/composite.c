@@ -54,3 +54,38 @@ void rhd_composite_backward(rhd_ctx *ctx, float *dsigma, float *drgb, const floa
         rhd_composite_ray_backward(dsigma, drgb, sigma, rgb, delta0, rays[2 * r], rays[2 * r + 1], dpred + 3 * r,
                                    dA ? dA[r] : 0.f, cfg->bg, cfg->T_thresh);
 }
+
+void rhd_composite_infer(rhd_ctx *ctx, float *rgb, float *A, float *dacc, uint8_t *stop, const int32_t *alive,
+                         const float *t_cur, const float *sigma, const float *c, const float *delta0,
+                         const float *delta1, int64_t n_alive, int n_step, float T_thresh) {
+    RHD_ASSERT(n_alive >= 0 && n_step >= 1);
+    if (n_alive == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        rhd_composite_infer_cuda(ctx, rgb, A, dacc, stop, alive, t_cur, sigma, c, delta0, delta1, n_alive, n_step,
+                                 T_thresh);
+        return;
+    }
+#endif
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n_alive; i++) {
+        int32_t ray = alive[i];
+        int64_t s = i * n_step;
+        stop[i] = rhd_composite_infer_ray(rgb + 3 * (int64_t)ray, A + ray, dacc ? dacc + ray : NULL, sigma + s, c + 3 * s,
+                                          delta0 + s, delta1 + s, t_cur[ray], n_step, T_thresh);
+    }
+}
+
+void rhd_composite_infer_finish(rhd_ctx *ctx, float *pred, float *depth, const float *rgb, const float *A,
+                                const float *dacc, const float *nears, const float *fars, const float bg[3], int64_t N) {
+    RHD_ASSERT(N >= 0 && (!depth || (dacc && nears && fars)));
+    if (N == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        rhd_composite_infer_finish_cuda(ctx, pred, depth, rgb, A, dacc, nears, fars, bg, N);
+        return;
+    }
+#endif
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) rhd_composite_infer_finish_at(pred, depth, rgb, A, dacc, nears, fars, bg, i);
+}

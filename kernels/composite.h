@@ -34,6 +34,17 @@
  *             ray's stop and samples no ray covers get 0.
  *   CPU and CUDA run the same per-sample helpers below in fp32; each ray is independent, so the
  *   CPU result does not depend on the thread count.
+ *
+ * Inference (§6.2, composite_rays of the original), one march iteration at a time (kernels/march.h
+ * describes the loop): the n_step slots of alive ray i (id alive[i]) are slots i*n_step + k.
+ *   rhd_composite_infer: per alive ray, slots in order: stop at a slot with delta0 == 0 (the ray
+ *     left the box); T = 1 - A[ray]; w = (1 - exp(-sigma*delta0)) * T; t += delta1 (t starts at
+ *     t_cur[ray]); A[ray] += w; dacc[ray] += w*t; rgb[ray] += w*c; then stop if T < T_thresh
+ *     (the T before the slot, as the original). stop[i] is written (=); rgb [N,3], A [N] and
+ *     dacc [N] accumulate (+=) across iterations (zero them before the first); dacc may be NULL.
+ *   rhd_composite_infer_finish: over all N rays, pred = rgb + (1 - A) * bg (when pred != NULL)
+ *     and depth = max(dacc - near, 0) / (far - near), 0 where far <= near or A == 0 (when depth
+ *     != NULL; dacc, nears and fars then required).
  */
 #ifndef RHD_KERNELS_COMPOSITE_H
 #define RHD_KERNELS_COMPOSITE_H
@@ -139,9 +150,42 @@ RHD_HD static inline void rhd_composite_ray_backward(float *dsigma, float *drgb,
     }
 }
 
+/* One alive ray's slots of an inference iteration; returns stop. */
+RHD_HD static inline uint8_t rhd_composite_infer_ray(float *rgb, float *A, float *dacc, const float *sigma,
+                                                     const float *c, const float *delta0, const float *delta1, float t,
+                                                     int n_step, float T_thresh) {
+    for (int k = 0; k < n_step; k++) {
+        if (delta0[k] == 0.f) return 1;
+        float T = 1.f - *A;
+        float w = (1.f - expf(-sigma[k] * delta0[k])) * T;
+        t += delta1[k];
+        *A += w;
+        if (dacc) *dacc += w * t;
+        for (int j = 0; j < 3; j++) rgb[j] += w * c[3 * k + j];
+        if (T < T_thresh) return 1;
+    }
+    return 0;
+}
+
+RHD_HD static inline void rhd_composite_infer_finish_at(float *pred, float *depth, const float *rgb, const float *A,
+                                                        const float *dacc, const float *nears, const float *fars,
+                                                        const float *bg, int64_t i) {
+    if (pred)
+        for (int j = 0; j < 3; j++) pred[3 * i + j] = rgb[3 * i + j] + (1.f - A[i]) * bg[j];
+    if (depth) {
+        float range = fars[i] - nears[i], dd = dacc[i] - nears[i];
+        depth[i] = range > 0 && A[i] > 0 ? fmaxf(dd, 0.f) / range : 0.f;
+    }
+}
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+void rhd_composite_infer(rhd_ctx *ctx, float *rgb, float *A, float *dacc, uint8_t *stop, const int32_t *alive,
+                         const float *t_cur, const float *sigma, const float *c, const float *delta0,
+                         const float *delta1, int64_t n_alive, int n_step, float T_thresh);
+void rhd_composite_infer_finish(rhd_ctx *ctx, float *pred, float *depth, const float *rgb, const float *A,
+                                const float *dacc, const float *nears, const float *fars, const float bg[3], int64_t N);
 void rhd_composite_forward(rhd_ctx *ctx, float *pred, float *A, float *depth, int32_t *n_used, const float *sigma,
                            const float *rgb, const float *delta0, const float *delta1, const int32_t *rays,
                            const float *nears, const float *fars, int64_t n_rays, int64_t M,
@@ -150,6 +194,12 @@ void rhd_composite_backward(rhd_ctx *ctx, float *dsigma, float *drgb, const floa
                             const float *sigma, const float *rgb, const float *delta0, const int32_t *rays,
                             int64_t n_rays, int64_t M, const rhd_composite_cfg *cfg);
 #ifdef RHD_CUDA
+void rhd_composite_infer_cuda(rhd_ctx *ctx, float *rgb, float *A, float *dacc, uint8_t *stop, const int32_t *alive,
+                              const float *t_cur, const float *sigma, const float *c, const float *delta0,
+                              const float *delta1, int64_t n_alive, int n_step, float T_thresh);
+void rhd_composite_infer_finish_cuda(rhd_ctx *ctx, float *pred, float *depth, const float *rgb, const float *A,
+                                     const float *dacc, const float *nears, const float *fars, const float bg[3],
+                                     int64_t N);
 void rhd_composite_forward_cuda(rhd_ctx *ctx, float *pred, float *A, float *depth, int32_t *n_used,
                                 const float *sigma, const float *rgb, const float *delta0, const float *delta1,
                                 const int32_t *rays, const float *nears, const float *fars, int64_t n_rays,

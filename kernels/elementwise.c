@@ -1,4 +1,4 @@
-/* kernels/elementwise.c: residual add and batched transpose, CPU reference and dispatch (see
+/* kernels/elementwise.c: residual add, batched transpose and glue moves, CPU reference and dispatch (see
  * elementwise.h). */
 #include "kernels/elementwise.h"
 #include <string.h>
@@ -52,4 +52,34 @@ void rhd_transpose_forward(rhd_ctx *ctx, float *y, const float *x, int B, long R
 
 void rhd_transpose_backward(rhd_ctx *ctx, float *dx, const float *dy, int B, long R, long C) {
     rhd_transpose_forward(ctx, dx, dy, B, C, R);
+}
+
+void rhd_copy_cols(rhd_ctx *ctx, float *y, long ldy, const float *x, long ldx, long width, long rows) {
+    RHD_ASSERT(width >= 0 && rows >= 0 && ldy >= width && ldx >= width);
+    if (width == 0 || rows == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) { rhd_copy_cols_cuda(ctx, y, ldy, x, ldx, width, rows); return; }
+#endif
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) memcpy(y + r * ldy, x + r * ldx, sizeof(float) * (size_t)width);
+}
+
+void rhd_scale(rhd_ctx *ctx, float *y, const float *x, float s, long n) {
+    RHD_ASSERT(n >= 0);
+    if (n == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) { rhd_scale_cuda(ctx, y, x, s, n); return; }
+#endif
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) y[i] = s * x[i];
+}
+
+void rhd_sqr_acc(rhd_ctx *ctx, float *y, const float *x, float d, long n) {
+    RHD_ASSERT(n >= 0);
+    if (n == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) { rhd_sqr_acc_cuda(ctx, y, x, d, n); return; }
+#endif
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) y[i] += x[i] * x[i] / d;
 }

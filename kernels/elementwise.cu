@@ -1,4 +1,4 @@
-/* kernels/elementwise.cu: residual add and batched transpose on CUDA (see elementwise.h). */
+/* kernels/elementwise.cu: residual add, batched transpose and glue moves on CUDA (see elementwise.h). */
 #include "kernels/elementwise.h"
 #include "common/cuda_check.h"
 
@@ -29,6 +29,23 @@ static __global__ void transpose_kernel(float *y, const float *x, long R, long C
     }
 }
 
+static __global__ void copy_cols_kernel(float *y, long ldy, const float *x, long ldx, long width, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        long r = i / width, c = i % width;
+        y[r * ldy + c] = x[r * ldx + c];
+    }
+}
+
+static __global__ void scale_kernel(float *y, const float *x, float s, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        y[i] = s * x[i];
+}
+
+static __global__ void sqr_acc_kernel(float *y, const float *x, float d, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        y[i] += x[i] * x[i] / d;
+}
+
 // launchers
 
 extern "C" void rhd_add_forward_cuda(rhd_ctx *ctx, float *y, const float *a, const float *b, long n) {
@@ -40,5 +57,21 @@ extern "C" void rhd_transpose_forward_cuda(rhd_ctx *ctx, float *y, const float *
     RHD_ASSERT((C + TILE - 1) / TILE <= 0x7fffffffL && (R + TILE - 1) / TILE <= 65535 && B <= 65535);
     dim3 grid((unsigned)((C + TILE - 1) / TILE), (unsigned)((R + TILE - 1) / TILE), (unsigned)B);
     transpose_kernel<<<grid, dim3(TILE, ROWS), 0, RHD_CUDA_STREAM(ctx)>>>(y, x, R, C);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void rhd_copy_cols_cuda(rhd_ctx *ctx, float *y, long ldy, const float *x, long ldx, long width, long rows) {
+    long n = width * rows;
+    copy_cols_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, ldy, x, ldx, width, n);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void rhd_scale_cuda(rhd_ctx *ctx, float *y, const float *x, float s, long n) {
+    scale_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, x, s, n);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void rhd_sqr_acc_cuda(rhd_ctx *ctx, float *y, const float *x, float d, long n) {
+    sqr_acc_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, x, d, n);
     CUDA_CHECK(cudaGetLastError());
 }

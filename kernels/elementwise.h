@@ -1,4 +1,5 @@
-/* kernels/elementwise.h: residual adds and batched 2-D transposes, fp32.
+/* kernels/elementwise.h: residual adds, batched 2-D transposes and the small glue moves of the
+ * decoder and renderer (strided column copies, scaling, squared accumulation), fp32.
  *
  * The glue between the dense ops of the model assemblies: the residual connections of the VAE
  * encoder's ResnetBlock2D and mid attention (diffusers `out = shortcut + h`, script/myvae.py) and
@@ -12,8 +13,13 @@
  *   rhd_transpose_forward  y[b][c][r] = x[b][r][c] for x (B, R, C), y (B, C, R); no aliasing.
  *                          Its adjoint is the transpose with R and C swapped:
  *   rhd_transpose_backward dx (B, R, C) = transpose of dy (B, C, R).
- * Exact on every backend (no arithmetic but one rounding per add), so CPU and CUDA agree bit for
- * bit. */
+ *   rhd_copy_cols          y[r*ldy + c] = x[r*ldx + c] for r < rows, c < width (a column block of
+ *                          one row-major matrix into another: feature splits and concatenations);
+ *                          y and x must not overlap.
+ *   rhd_scale              y[i] = s * x[i]; y may alias x.
+ *   rhd_sqr_acc            y[i] += x[i] * x[i] / d (running means of squared gradients).
+ * Exact on every backend (the same float operations per element in the same order), so CPU and
+ * CUDA agree bit for bit. */
 #ifndef RHD_KERNELS_ELEMENTWISE_H
 #define RHD_KERNELS_ELEMENTWISE_H
 #include "common/backend.h"
@@ -29,10 +35,19 @@ void rhd_add_backward(rhd_ctx *ctx, float *da, float *db, const float *dy, long 
 void rhd_transpose_forward(rhd_ctx *ctx, float *y, const float *x, int B, long R, long C);
 /* dx (B,R,C) = dy (B,C,R) transposed per batch item */
 void rhd_transpose_backward(rhd_ctx *ctx, float *dx, const float *dy, int B, long R, long C);
+/* y[r, 0:width] (row stride ldy) = x[r, 0:width] (row stride ldx), r < rows */
+void rhd_copy_cols(rhd_ctx *ctx, float *y, long ldy, const float *x, long ldx, long width, long rows);
+/* y (n) = s * x (n) */
+void rhd_scale(rhd_ctx *ctx, float *y, const float *x, float s, long n);
+/* y (n) += x (n)^2 / d */
+void rhd_sqr_acc(rhd_ctx *ctx, float *y, const float *x, float d, long n);
 
 #ifdef RHD_CUDA
 void rhd_add_forward_cuda(rhd_ctx *ctx, float *y, const float *a, const float *b, long n);
 void rhd_transpose_forward_cuda(rhd_ctx *ctx, float *y, const float *x, int B, long R, long C);
+void rhd_copy_cols_cuda(rhd_ctx *ctx, float *y, long ldy, const float *x, long ldx, long width, long rows);
+void rhd_scale_cuda(rhd_ctx *ctx, float *y, const float *x, float s, long n);
+void rhd_sqr_acc_cuda(rhd_ctx *ctx, float *y, const float *x, float d, long n);
 #endif
 #ifdef __cplusplus
 }

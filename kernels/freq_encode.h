@@ -25,15 +25,19 @@
 RHD_HD static inline int rhd_freq_encode_dim(int D, int degree) { return D * (1 + 2 * degree); }
 
 /* Forward of one input value x (column d of its row): writes the 1 + 2*degree outputs of column d
- * into the row y (block stride D). */
-RHD_HD static inline void rhd_freq_encode_value(float *y, float x, int d, int D, int degree) {
-    y[d] = x;
+ * into the row y (block stride D); the strided form puts output j at y[j * stride] (feature-major
+ * tiles of the fused decoder). */
+RHD_HD static inline void rhd_freq_encode_value_strided(float *y, int64_t stride, float x, int d, int D, int degree) {
+    y[d * stride] = x;
     float scale = 1.f;
     for (int f = 0; f < degree; f++, scale *= 2.f) {
         float z = x * scale;
-        y[(1 + 2 * f) * D + d] = sinf(z);
-        y[(2 + 2 * f) * D + d] = cosf(z);
+        y[((1 + 2 * f) * D + d) * stride] = sinf(z);
+        y[((2 + 2 * f) * D + d) * stride] = cosf(z);
     }
+}
+RHD_HD static inline void rhd_freq_encode_value(float *y, float x, int d, int D, int degree) {
+    rhd_freq_encode_value_strided(y, 1, x, d, D, degree);
 }
 
 /* Backward of one input value: the gradient of x from the row dy (block stride D). */

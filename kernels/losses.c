@@ -119,3 +119,24 @@ double rhd_loss_triplane_tv(rhd_ctx *ctx, float *dplanes, const float *planes, i
                                            (float)(scale * RHD_TV_INNER), clamp);
     return loss;
 }
+
+double rhd_loss_iwc(rhd_ctx *ctx, float *dtheta, const float *theta, const float *F, const float *opt, int64_t n,
+                    double w) {
+    RHD_ASSERT(n >= 0);
+    if (n == 0) return 0;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) return w * rhd_loss_iwc_cuda(ctx, dtheta, theta, F, opt, n, w);
+#endif
+    int64_t nc = n_chunks(n);
+    double *part = rhd_xmalloc(sizeof(double) * (size_t)nc);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < nc; k++) {
+        int64_t i1 = (k + 1) * LOSS_CHUNK < n ? (k + 1) * LOSS_CHUNK : n;
+        double s = 0;
+        for (int64_t i = k * LOSS_CHUNK; i < i1; i++) s += rhd_iwc_at(dtheta, theta, F, opt, i, w);
+        part[k] = s;
+    }
+    double loss = w * sum_in_order(part, nc);
+    free(part);
+    return loss;
+}

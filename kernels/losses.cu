@@ -70,6 +70,15 @@ static __global__ void tv_kernel(double *part, float *dx, const float *x, int C,
     if (threadIdx.x == 0) part[blockIdx.x] = s_h, part[gridDim.x + blockIdx.x] = s_w;
 }
 
+static __global__ void iwc_kernel(double *part, float *dtheta, const float *theta, const float *F, const float *opt,
+                           int64_t n, double w) {
+    double s = 0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        s += rhd_iwc_at(dtheta, theta, F, opt, i, w);
+    s = rhd_block_sum(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
 /* Run the final sums and bring them to the host. */
 static void finish(rhd_ctx *ctx, double *ws, unsigned grid, int nsum, double *host) {
     double *out = ws + (int64_t)nsum * grid;
@@ -109,4 +118,15 @@ extern "C" void rhd_loss_tv_cuda(rhd_ctx *ctx, double *sh, double *sw, float *dx
     double s[2];
     finish(ctx, ws, grid, 2, s);
     *sh = s[0], *sw = s[1];
+}
+
+extern "C" double rhd_loss_iwc_cuda(rhd_ctx *ctx, float *dtheta, const float *theta, const float *F, const float *opt,
+                                    int64_t n, double w) {
+    unsigned grid = red_grid(n);
+    double *ws = (double *)rhd_ctx_workspace(ctx, sizeof(double) * (grid + 1));
+    iwc_kernel<<<grid, RHD_RED_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(ws, dtheta, theta, F, opt, n, w);
+    CUDA_CHECK(cudaGetLastError());
+    double s;
+    finish(ctx, ws, grid, 1, &s);
+    return s;
 }

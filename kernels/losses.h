@@ -16,6 +16,9 @@
  *                  whose count is 0, i.e. H == 1 or W == 1, is 0)
  *   rhd_loss_triplane_l1   planes [3,C,R,R]: sum_p mean|T_p| (a sum of per-plane means)   +=
  *   rhd_loss_triplane_tv   planes [3,C,R,R]: sum_p RHD_TV_INNER * TV(T_p)                +=
+ *   rhd_loss_iwc   identity-aware weight consolidation of one stored state (§7.4):
+ *                  loss = w * sum F (theta - theta*)^2 over n parameters     dtheta += 2 w F (theta - theta*)
+ *                  (the difference in double, the gradient rounded once to float)
  *
  * X = clamp(x, -1, 1) when clamp != 0 (the regularisers act on the clamped triplane); the
  * gradient of an element with |x| > 1 is then dropped (|x| == 1 passes), as torch.clamp. The L1
@@ -61,6 +64,7 @@ double rhd_loss_l1(rhd_ctx *ctx, float *dx, const float *x, int64_t n, float sca
 double rhd_loss_tv(rhd_ctx *ctx, float *dx, const float *x, int C, int H, int W, float scale, int clamp);
 double rhd_loss_triplane_l1(rhd_ctx *ctx, float *dplanes, const float *planes, int C, int R, float scale, int clamp);
 double rhd_loss_triplane_tv(rhd_ctx *ctx, float *dplanes, const float *planes, int C, int R, float scale, int clamp);
+double rhd_loss_iwc(rhd_ctx *ctx, float *dtheta, const float *theta, const float *F, const float *opt, int64_t n, double w);
 #ifdef RHD_CUDA
 /* The CUDA halves return the raw sums (sum (x-y)^2, sum |X|, and the two TV sums) and apply the
  * gradient coefficients computed by the dispatchers. */
@@ -68,7 +72,16 @@ double rhd_loss_mse_cuda(rhd_ctx *ctx, float *dx, const float *x, const float *y
 double rhd_loss_l1_cuda(rhd_ctx *ctx, float *dx, const float *x, int64_t n, float coef, int clamp);
 void rhd_loss_tv_cuda(rhd_ctx *ctx, double *sh, double *sw, float *dx, const float *x, int C, int H, int W, float kh,
                       float kw, int clamp);
+double rhd_loss_iwc_cuda(rhd_ctx *ctx, float *dtheta, const float *theta, const float *F, const float *opt, int64_t n,
+                         double w);
 #endif
+/* One IWC element: adds its gradient and returns F d^2 (shared by both backends). */
+RHD_HD static inline double rhd_iwc_at(float *dtheta, const float *theta, const float *F, const float *opt, int64_t i,
+                                       double w) {
+    double d = (double)theta[i] - opt[i];
+    if (dtheta) dtheta[i] += (float)(2.0 * w * F[i] * d);
+    return F[i] * d * d;
+}
 #ifdef __cplusplus
 }
 #endif

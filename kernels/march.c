@@ -104,6 +104,20 @@ void rhd_march_infer(rhd_ctx *ctx, float *xyz, float *dirs, float *delta0, float
     }
 }
 
+void rhd_march_infer_begin(rhd_ctx *ctx, int32_t *alive, float *t_cur, const float *nears, int64_t N) {
+    RHD_ASSERT(N >= 0);
+    if (N == 0) return;
+    rhd_buf_copy(ctx, t_cur, nears, sizeof(float) * (size_t)N);
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        rhd_march_iota_cuda(ctx, alive, N);
+        return;
+    }
+#endif
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) alive[i] = (int32_t)i;
+}
+
 int64_t rhd_march_infer_advance(rhd_ctx *ctx, int32_t *alive, float *t_cur, const uint8_t *stop,
                                 const float *delta0, const float *delta1, int64_t n_alive, int n_step) {
     RHD_ASSERT(n_alive >= 0 && n_step >= 1);

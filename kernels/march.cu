@@ -103,6 +103,11 @@ static size_t scan_bytes(int64_t n) {
     return tb;
 }
 
+static __global__ void iota_kernel(int32_t *a, int64_t N) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        a[i] = (int32_t)i;
+}
+
 // launchers
 
 extern "C" int64_t rhd_march_train_count_cuda(rhd_ctx *ctx, int32_t *rays, const float *rays_o, const float *rays_d,
@@ -188,4 +193,9 @@ extern "C" int64_t rhd_march_infer_advance_cuda(rhd_ctx *ctx, int32_t *alive, fl
     if (m > 0) CUDA_CHECK(cudaMemcpyAsync(alive, out, sizeof(int32_t) * (size_t)m, cudaMemcpyDeviceToDevice, st));
     CUDA_CHECK(cudaStreamSynchronize(st)); /* the scratch lives in the shared workspace */
     return m;
+}
+
+extern "C" void rhd_march_iota_cuda(rhd_ctx *ctx, int32_t *alive, int64_t N) {
+    iota_kernel<<<rhd_grid1d(N, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(alive, N);
+    CUDA_CHECK(cudaGetLastError());
 }

@@ -41,7 +41,7 @@
  *   delta0 [M] (dt, for alpha), delta1 [M] (for depth), rays [N,2] int32 (offset, count).
  *
  * Inference march (§3.8), driven by the caller:
- *   alive = 0..N-1 (n_alive = N), t_cur = nears, step = 0
+ *   alive = 0..N-1 (n_alive = N), t_cur = nears, step = 0       rhd_march_infer_begin(...)
  *   while step < max_steps and n_alive > 0:
  *     n_step = rhd_march_infer_n_step(N, n_alive)             max(min(N / n_alive, 8), 1)
  *     rhd_march_infer(...)                                    [n_alive*n_step] slots, zeroed first
@@ -209,6 +209,8 @@ int64_t rhd_march_train_write(rhd_ctx *ctx, float *xyz, float *dirs, float *delt
 void rhd_march_infer(rhd_ctx *ctx, float *xyz, float *dirs, float *delta0, float *delta1, const int32_t *alive,
                      const float *t_cur, const float *rays_o, const float *rays_d, const float *fars,
                      const uint8_t *bitfield, int64_t n_alive, int n_step, int first, const rhd_march_cfg *cfg);
+/* alive [N] = 0..N-1, t_cur [N] = nears [N]. */
+void rhd_march_infer_begin(rhd_ctx *ctx, int32_t *alive, float *t_cur, const float *nears, int64_t N);
 /* Drop stopped rays and advance t_cur (see above); stop [n_alive] uint8 or NULL. Returns n_alive. */
 int64_t rhd_march_infer_advance(rhd_ctx *ctx, int32_t *alive, float *t_cur, const uint8_t *stop,
                                 const float *delta0, const float *delta1, int64_t n_alive, int n_step);
@@ -223,6 +225,7 @@ int64_t rhd_march_train_write_cuda(rhd_ctx *ctx, float *xyz, float *dirs, float 
 void rhd_march_infer_cuda(rhd_ctx *ctx, float *xyz, float *dirs, float *delta0, float *delta1, const int32_t *alive,
                           const float *t_cur, const float *rays_o, const float *rays_d, const float *fars,
                           const uint8_t *bitfield, int64_t n_alive, int n_step, int first, rhd_march_cfg cfg);
+void rhd_march_iota_cuda(rhd_ctx *ctx, int32_t *alive, int64_t N);
 int64_t rhd_march_infer_advance_cuda(rhd_ctx *ctx, int32_t *alive, float *t_cur, const uint8_t *stop,
                                      const float *delta0, const float *delta1, int64_t n_alive, int n_step);
 #endif

@@ -1,6 +1,7 @@
 /* kernels/optim.c: CPU reference of the optimiser steps (contract in optim.h) and the backend
  * dispatch. */
 #include "kernels/optim.h"
+#include "kernels/elementwise.h"
 #include "common/err.h"
 #include <stdlib.h>
 
@@ -72,15 +73,7 @@ double rhd_clip_grad_norm(rhd_ctx *ctx, float *grad, int64_t n, double max_norm)
     double norm = rhd_grad_norm(ctx, grad, n);
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) {
-        float c = (float)coef;
-#ifdef RHD_CUDA
-        if (ctx->backend == RHD_BACKEND_CUDA) {
-            rhd_scale_cuda(ctx, grad, n, c);
-            return norm;
-        }
-#endif
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) grad[i] *= c;
+        rhd_scale(ctx, grad, grad, (float)coef, (long)n);
     }
     return norm;
 }

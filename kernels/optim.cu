@@ -16,10 +16,6 @@ static __global__ void ema_kernel(float *ema, const float *param, int64_t n, flo
         ema[i] = ema[i] * r + omr * param[i];
 }
 
-static __global__ void scale_kernel(float *x, int64_t n, float s) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        x[i] *= s;
-}
 
 
 static __global__ void sum_squares_kernel(double *part, const float *x, int64_t n) {
@@ -53,11 +49,6 @@ extern "C" void rhd_ema_update_cuda(rhd_ctx *ctx, float *ema, const float *param
     CUDA_CHECK(cudaGetLastError());
 }
 
-extern "C" void rhd_scale_cuda(rhd_ctx *ctx, float *x, int64_t n, float s) {
-    if (n == 0) return;
-    scale_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(x, n, s);
-    CUDA_CHECK(cudaGetLastError());
-}
 
 extern "C" double rhd_sum_squares_cuda(rhd_ctx *ctx, const float *x, int64_t n) {
     unsigned grid = rhd_grid1d(n, RHD_RED_BLOCK);

@@ -82,7 +82,6 @@ void rhd_adam_step_cuda(rhd_ctx *ctx, float *param, float *m, float *v, const fl
                         rhd_adam_scalars s);
 void rhd_ema_update_cuda(rhd_ctx *ctx, float *ema, const float *param, int64_t n, float rate, float one_minus_rate);
 double rhd_sum_squares_cuda(rhd_ctx *ctx, const float *x, int64_t n);
-void rhd_scale_cuda(rhd_ctx *ctx, float *x, int64_t n, float s);
 #endif
 #ifdef __cplusplus
 }

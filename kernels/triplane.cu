@@ -50,22 +50,12 @@ static __global__ void unpack_add_kernel(float *dplanes, const float *acc, const
 
 /* One thread per (point, channel); packed is [3, R, R, C]. */
 static __global__ void forward_kernel(float *feats, const float *points, const float *packed, int64_t N, int C, int R) {
-    const int64_t RR = (int64_t)R * R, total = N * C;
+    const int64_t total = N * C;
     for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < total; k += (int64_t)gridDim.x * blockDim.x) {
         int64_t n = k / C;
         int c = (int)(k - n * C);
         float x[3] = {points[3 * n], points[3 * n + 1], points[3 * n + 2]};
-        float s = 0.f;
-        for (int p = 0; p < 3; p++) {
-            float a, b;
-            rhd_bilinear_taps t;
-            rhd_triplane_project(x, p, &a, &b);
-            if (!rhd_bilinear_taps_at(a, b, R, &t)) continue;
-            const float *base = packed + (int64_t)p * RR * C + c;
-            s += t.w00 * base[((int64_t)t.i0 * R + t.j0) * C] + t.w01 * base[((int64_t)t.i0 * R + t.j1) * C] +
-                 t.w10 * base[((int64_t)t.i1 * R + t.j0) * C] + t.w11 * base[((int64_t)t.i1 * R + t.j1) * C];
-        }
-        feats[k] = s / 3.f;
+        feats[k] = rhd_triplane_sample_packed(x, packed, C, R, c);
     }
 }
 
@@ -97,13 +87,18 @@ static dim3 tile_grid(int C, int64_t RR) {
     return dim3((unsigned)((RR + TILE - 1) / TILE), (unsigned)((C + TILE - 1) / TILE), 3);
 }
 
+extern "C" void rhd_triplane_pack_cuda(rhd_ctx *ctx, float *packed, const float *planes, int C, int R, int clamp) {
+    const int64_t RR = (int64_t)R * R;
+    pack_kernel<<<tile_grid(C, RR), dim3(TILE, TILE_ROWS), 0, RHD_CUDA_STREAM(ctx)>>>(packed, planes, C, RR, clamp);
+    CUDA_CHECK(cudaGetLastError());
+}
+
 extern "C" void rhd_triplane_forward_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *planes,
                                           int64_t N, int C, int R, int clamp) {
     if (N == 0) return;
     const int64_t RR = (int64_t)R * R;
     float *packed = (float *)rhd_ctx_workspace(ctx, sizeof(float) * 3 * (size_t)C * RR);
-    pack_kernel<<<tile_grid(C, RR), dim3(TILE, TILE_ROWS), 0, RHD_CUDA_STREAM(ctx)>>>(packed, planes, C, RR, clamp);
-    CUDA_CHECK(cudaGetLastError());
+    rhd_triplane_pack_cuda(ctx, packed, planes, C, R, clamp);
     forward_kernel<<<rhd_grid1d(N * C, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(feats, points, packed, N, C, R);
     CUDA_CHECK(cudaGetLastError());
 }

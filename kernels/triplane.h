@@ -103,6 +103,23 @@ RHD_HD static inline float rhd_bilinear_sample(const float *plane, int R, const 
            t->w10 * rhd_triplane_read(r1[t->j0], clamp) + t->w11 * rhd_triplane_read(r1[t->j1], clamp);
 }
 
+/* Feature c of a normalised point x[3] from planes packed channels-last [3, R, R, C] with the
+ * clamp already applied (the CUDA layout: neighbouring channels are neighbouring threads). */
+RHD_HD static inline float rhd_triplane_sample_packed(const float *x, const float *packed, int C, int R, int c) {
+    const int64_t RR = (int64_t)R * R;
+    float s = 0.f;
+    for (int p = 0; p < 3; p++) {
+        float a, b;
+        rhd_bilinear_taps t;
+        rhd_triplane_project(x, p, &a, &b);
+        if (!rhd_bilinear_taps_at(a, b, R, &t)) continue;
+        const float *base = packed + (int64_t)p * RR * C + c;
+        s += t.w00 * base[((int64_t)t.i0 * R + t.j0) * C] + t.w01 * base[((int64_t)t.i0 * R + t.j1) * C] +
+             t.w10 * base[((int64_t)t.i1 * R + t.j0) * C] + t.w11 * base[((int64_t)t.i1 * R + t.j1) * C];
+    }
+    return s / 3.f;
+}
+
 /* The factor of the 3-plane mean; the backward scales dfeat by it before the tap weights. */
 #define RHD_TRIPLANE_MEAN (1.f / 3.f)
 
@@ -119,6 +136,8 @@ void rhd_triplane_forward(rhd_ctx *ctx, float *feats, const float *points, const
 void rhd_triplane_backward(rhd_ctx *ctx, float *dplanes, const float *dfeats, const float *points,
                            const float *planes, int64_t N, int C, int R, int clamp);
 #ifdef RHD_CUDA
+/* packed [3, R, R, C] = clamp?(planes [3, C, R, R]) */
+void rhd_triplane_pack_cuda(rhd_ctx *ctx, float *packed, const float *planes, int C, int R, int clamp);
 void rhd_triplane_forward_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *planes, int64_t N,
                                int C, int R, int clamp);
 void rhd_triplane_backward_cuda(rhd_ctx *ctx, float *dplanes, const float *dfeats, const float *points,
