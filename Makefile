@@ -59,7 +59,7 @@ LDLIBS += -lcudnn -lcublas -lcudart -lstdc++
 endif
 
 LIB_SRC := $(wildcard common/*.c common/models/*.c formats/*.c kernels/*.c)
-CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu kernels/*.cu))
+CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu common/models/*.cu kernels/*.cu))
 TOOL_SRC := $(wildcard tools/rhd-*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/kernels/test_*.c tests/models/test_*.c)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)

@@ -107,7 +107,7 @@ static const rhd_cli cli = {
     "a task-replay plan (rhd-schedule fit), storing each avatar's triplane and IWC state after every\n"
     "entry and a checkpoint (decoder, Adam state, progress) so that --resume continues bit-identically.\n"
     "Stage 2 fits one avatar with the decoder frozen. --report renders the eval views of fitted avatars\n"
-    "and prints their PSNR as JSON (the forgetting report). The CPU backend only, for now.\n",
+    "and prints their PSNR as JSON (the forgetting report). CPU or CUDA (--device).\n",
     options,
     "examples:\n"
     "  rhd-schedule fit --data tests/data/mini --rounds 2 --steps 300 -o plan.json\n"

@@ -20,7 +20,7 @@
 #include "formats/png.h"
 #include "formats/safetensors.h"
 #include "formats/schema.h"
-#include "kernels/march.h"
+#include "kernels/elementwise.h"
 #include "kernels/occgrid.h"
 #include "kernels/rays.h"
 #include "kernels/resample.h"
@@ -231,135 +231,61 @@ static void scale_intrinsics(frames *f, int ds) {
     f->K.fx /= ds, f->K.fy /= ds, f->K.cx /= ds, f->K.cy /= ds;
 }
 
-/* --- rendering: inference march + compositing keeping opacity and depth (§3.8, §6.2) ------------ */
-
-typedef struct render_bufs {
-    int64_t cap_rays, cap_samples;
-    int32_t *alive;
-    float *o, *d, *nears, *fars, *tcur, *wsum, *dacc;
-    uint8_t *stop;
-    float *xyz, *pts, *dirs, *d0, *d1, *sigma, *rgb;
-} render_bufs;
-
-static void grow_f(float **p, int64_t n) {
-    free(*p);
-    *p = rhd_xmalloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-}
-
-static void render_bufs_free(render_bufs *b) {
-    free(b->alive), free(b->o), free(b->d), free(b->nears), free(b->fars), free(b->tcur), free(b->wsum), free(b->dacc);
-    free(b->stop), free(b->xyz), free(b->pts), free(b->dirs), free(b->d0), free(b->d1), free(b->sigma), free(b->rgb);
-    memset(b, 0, sizeof *b);
-}
-
-/* rgb [N,3]: premultiplied colour (no background); alpha [N]; depth [N] in [0,1]. */
-static void render_view(rhd_renderer *r, render_bufs *b, rhd_occgrid *g, const float *planes, int R, int clamp,
-                        const float c2w[12], rhd_intrinsics K, int W, int H, float *rgb, float *alpha, float *depth) {
-    rhd_ctx *ctx = r->ctx;
-    int64_t N = (int64_t)W * H;
-    if (N > b->cap_rays) {
-        free(b->alive), free(b->stop);
-        b->alive = rhd_xmalloc(sizeof(int32_t) * N);
-        b->stop = rhd_xmalloc((size_t)N);
-        grow_f(&b->o, 3 * N), grow_f(&b->d, 3 * N), grow_f(&b->nears, N), grow_f(&b->fars, N), grow_f(&b->tcur, N);
-        grow_f(&b->wsum, N), grow_f(&b->dacc, N);
-        b->cap_rays = N;
-    }
-    rhd_rays_generate(ctx, b->o, b->d, NULL, c2w, K, W, 0, N);
-    rhd_rays_near_far(ctx, b->nears, b->fars, b->o, b->d, N, r->cfg.bound, r->cfg.min_near);
-    memset(rgb, 0, sizeof(float) * 3 * N);
-    memset(b->wsum, 0, sizeof(float) * N);
-    memset(b->dacc, 0, sizeof(float) * N);
-    for (int64_t i = 0; i < N; i++) b->alive[i] = (int32_t)i, b->tcur[i] = b->nears[i];
-    rhd_march_cfg mc = rhd_march_cfg_default();
-    mc.bound = r->cfg.bound, mc.H = r->cfg.grid_size, mc.C = g->cfg.C, mc.max_steps = r->cfg.max_steps;
-    mc.dt_gamma = r->cfg.dt_gamma, mc.perturb = 0;
-    float s = 1.f / r->cfg.bound;
-    if (r->cfg.double_norm) s /= r->cfg.bound;
-    int64_t n_alive = N;
-    for (int step = 0, first = 1; step < r->cfg.max_steps && n_alive > 0; first = 0) {
-        int n_step = rhd_march_infer_n_step(N, n_alive);
-        int64_t M = n_alive * n_step;
-        if (M > b->cap_samples) {
-            grow_f(&b->xyz, 3 * M), grow_f(&b->pts, 3 * M), grow_f(&b->dirs, 3 * M), grow_f(&b->d0, M);
-            grow_f(&b->d1, M), grow_f(&b->sigma, M), grow_f(&b->rgb, 3 * M);
-            b->cap_samples = M;
-        }
-        /* t at the start of this iteration's segments (advance moves tcur past them) */
-        rhd_march_infer(ctx, b->xyz, b->dirs, b->d0, b->d1, b->alive, b->tcur, b->o, b->d, b->fars, g->bitfield, n_alive,
-                        n_step, first, &mc);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < 3 * M; i++) b->pts[i] = b->xyz[i] * s;
-        rhd_decoder_forward(ctx, r->dec, &r->acts, b->sigma, b->rgb, b->pts, b->dirs, planes, R, clamp, M);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n_alive; i++) {
-            int32_t ray = b->alive[i];
-            uint8_t stop = 0;
-            float t = b->tcur[ray];
-            for (int k = 0; k < n_step; k++) {
-                int64_t q = i * n_step + k;
-                if (b->d0[q] == 0.f) { stop = 1; break; }
-                float T = 1.f - b->wsum[ray];
-                float w = (1.f - expf(-b->sigma[q] * b->d0[q])) * T;
-                t += b->d1[q];
-                b->wsum[ray] += w;
-                b->dacc[ray] += w * t;
-                for (int c = 0; c < 3; c++) rgb[3 * ray + c] += w * b->rgb[3 * q + c];
-                if (T < r->cfg.T_thresh) { stop = 1; break; }
-            }
-            b->stop[i] = stop;
-        }
-        n_alive = rhd_march_infer_advance(ctx, b->alive, b->tcur, b->stop, b->d0, b->d1, n_alive, n_step);
-        step += n_step;
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++) {
-        alpha[i] = b->wsum[i];
-        float range = b->fars[i] - b->nears[i];
-        float dd = b->dacc[i] - b->nears[i];
-        depth[i] = range > 0 && b->wsum[i] > 0 ? fmaxf(dd, 0.f) / range : 0.f; /* §6.2 0/0 guard */
-    }
-}
-
 /* --- mesh callbacks ------------------------------------------------------------------------------ */
 
 typedef struct mesh_user {
     rhd_renderer *r;
-    const float *planes;
+    const float *planes; /* on the context's side */
     int R, clamp;
     const rhd_mesh *m;  /* for the colour pass: vertex normals */
     const float *normals;
-    float *pts, *dirs;
+    float *x, *pts, *dirs, *sig, *col; /* on the context's side */
+    float *hdirs;                      /* host staging */
     int64_t cap;
 } mesh_user;
 
-static void mu_reserve(mesh_user *u, int64_t n) {
-    if (n <= u->cap) return;
-    grow_f(&u->pts, 3 * n), grow_f(&u->dirs, 3 * n);
-    u->cap = n;
+static void mu_free(mesh_user *u) {
+    rhd_ctx *c = u->r->ctx;
+    rhd_buf_free(c, u->x), rhd_buf_free(c, u->pts), rhd_buf_free(c, u->dirs), rhd_buf_free(c, u->sig);
+    rhd_buf_free(c, u->col);
+    free(u->hdirs);
+    u->x = u->pts = u->dirs = u->sig = u->col = u->hdirs = NULL, u->cap = 0;
+}
+
+/* Points xyz [n,3] (host, world) -> u->pts (context side, sampler coordinates). */
+static void mu_points(mesh_user *u, const float *xyz, int64_t n) {
+    rhd_ctx *c = u->r->ctx;
+    if (n > u->cap) {
+        mu_free(u);
+        size_t f = sizeof(float) * (size_t)n;
+        u->x = rhd_buf_alloc(c, 3 * f), u->pts = rhd_buf_alloc(c, 3 * f), u->dirs = rhd_buf_alloc(c, 3 * f);
+        u->sig = rhd_buf_alloc(c, f), u->col = rhd_buf_alloc(c, 3 * f);
+        u->hdirs = rhd_xmalloc(3 * f);
+        u->cap = n;
+    }
+    float s = 1.f / u->r->cfg.bound;
+    if (u->r->cfg.double_norm) s /= u->r->cfg.bound;
+    rhd_buf_upload(c, u->x, xyz, sizeof(float) * 3 * (size_t)n);
+    rhd_scale(c, u->pts, u->x, s, (long)(3 * n));
 }
 
 static int mesh_density(void *user, float *out, const float *xyz, long n, rhd_err *e) {
     mesh_user *u = user;
-    mu_reserve(u, n);
-    float s = 1.f / u->r->cfg.bound;
-    if (u->r->cfg.double_norm) s /= u->r->cfg.bound;
-    for (long i = 0; i < 3 * n; i++) u->pts[i] = xyz[i] * s;
-    rhd_decoder_density(u->r->ctx, u->r->dec, &u->r->acts, out, u->pts, u->planes, u->R, u->clamp, n);
+    mu_points(u, xyz, n);
+    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, NULL, u->pts, NULL, u->planes, u->R, u->clamp, n);
+    rhd_buf_download(u->r->ctx, out, u->sig, sizeof(float) * (size_t)n);
     return 0;
 }
 
 /* Colour seen looking at the surface head-on: view direction = minus the vertex normal. */
 static int mesh_color(void *user, float *rgb, const float *xyz, long n, rhd_err *e) {
     mesh_user *u = user;
-    mu_reserve(u, n);
+    mu_points(u, xyz, n);
     long first = (long)((xyz - u->m->xyz) / 3);
-    float s = 1.f / u->r->cfg.bound;
-    if (u->r->cfg.double_norm) s /= u->r->cfg.bound;
-    for (long i = 0; i < 3 * n; i++) u->pts[i] = xyz[i] * s, u->dirs[i] = -u->normals[3 * first + i];
-    float *sigma = rhd_xmalloc(sizeof(float) * n);
-    rhd_decoder_forward(u->r->ctx, u->r->dec, &u->r->acts, sigma, rgb, u->pts, u->dirs, u->planes, u->R, u->clamp, n);
-    free(sigma);
+    for (long i = 0; i < 3 * n; i++) u->hdirs[i] = -u->normals[3 * first + i];
+    rhd_buf_upload(u->r->ctx, u->dirs, u->hdirs, sizeof(float) * 3 * (size_t)n);
+    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, u->col, u->pts, u->dirs, u->planes, u->R, u->clamp, n);
+    rhd_buf_download(u->r->ctx, rgb, u->col, sizeof(float) * 3 * (size_t)n);
     return 0;
 }
 
@@ -430,8 +356,6 @@ int main(int argc, char **argv) {
     rhd_err e = {0};
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
-    if (ctx->backend != RHD_BACKEND_CPU)
-        rhd_die("--device %s: the decoder's CUDA path is not wired yet, expected --device cpu", o.common.device);
 
     /* --- decoder and triplane --- */
     rhd_decoder dec;
@@ -443,11 +367,17 @@ int main(int argc, char **argv) {
     if (C != dec.cfg.C)
         rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, C, dec.cfg.C, o.decoder);
     int Rd = o.resolution ? (int)o.resolution : fit_res ? fit_res : 512;
+    {   /* the triplane moves to the context's side (device memory on CUDA) */
+        float *dp = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)C * R * R);
+        rhd_buf_upload(ctx, dp, planes, sizeof(float) * 3 * (size_t)C * R * R);
+        free(planes);
+        planes = dp;
+    }
     if (R != Rd) {
         rhd_info("%s: resizing the triplane from %d to %d (bicubic, a = -0.75, align_corners false)", tri_path, R, Rd);
-        float *up = rhd_xmalloc(sizeof(float) * 3 * (size_t)C * Rd * Rd);
+        float *up = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)C * Rd * Rd);
         rhd_resize_forward(ctx, up, planes, 3, C, R, R, Rd, Rd, RHD_RESIZE_BICUBIC, 0);
-        free(planes);
+        rhd_buf_free(ctx, planes);
         planes = up;
         R = Rd;
     }
@@ -541,9 +471,9 @@ int main(int argc, char **argv) {
         sheet_pred = rhd_xcalloc(fr.n, sizeof(float *));
         sheet_label = rhd_xcalloc(fr.n, sizeof(char *));
     }
-    render_bufs rb = {0};
     for (int f = 0; f < fr.n && need_render; f++) {
-        render_view(&r, &rb, &grid, planes, R, clamp, fr.c2w + 12 * f, fr.K, W, H, rgb, alpha, depth);
+        rhd_renderer_render_view_full(&r, &grid, planes, R, clamp, fr.c2w + 12 * f, fr.K, W, H, rgb, alpha,
+                                      o.depth ? depth : NULL);
         for (int64_t i = 0; i < N; i++)
             for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]) * (float)bg[c];
         if (!o.no_images) {
@@ -594,7 +524,6 @@ int main(int argc, char **argv) {
         }
         rhd_info("frame %d/%d (%s %d) rendered", f + 1, fr.n, from_views ? "view" : "frame", fr.id[f]);
     }
-    render_bufs_free(&rb);
     if (o.metrics && rhd_metrics_write_json(&mt, stdout)) rhd_die("stdout: write failed");
     if (o.contact_sheet) {
         rhd_sheet_row *rows = rhd_xmalloc(sizeof(rhd_sheet_row) * fr.n);
@@ -628,7 +557,8 @@ int main(int argc, char **argv) {
                  o.mesh_threshold, mp.res);
         if (rhd_ply_write(o.mesh, &m, comment, &e)) rhd_die("--mesh %s", e.msg);
         rhd_info("--mesh %s: %ld vertices, %ld triangles, volume %.5g", o.mesh, m.nv, m.nt, rhd_mesh_volume(&m));
-        free(nrm), free(mu.pts), free(mu.dirs);
+        free(nrm);
+        mu_free(&mu);
         rhd_mesh_free(&m);
     }
 
@@ -639,7 +569,7 @@ int main(int argc, char **argv) {
     rhd_occgrid_free(ctx, &grid);
     rhd_renderer_free(&r);
     rhd_decoder_free(&dec);
-    free(planes);
+    rhd_buf_free(ctx, planes);
     rhd_ctx_close(ctx);
     return rhd_close_stdout();
 }

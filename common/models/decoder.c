@@ -6,6 +6,7 @@
 #include "common/rng.h"
 #include "formats/safetensors.h"
 #include "kernels/act.h"
+#include "kernels/elementwise.h"
 #include "kernels/freq_encode.h"
 #include "kernels/linear.h"
 #include "kernels/triplane.h"
@@ -27,9 +28,6 @@ int rhd_decoder_init(rhd_decoder *d, const rhd_decoder_cfg *cfg, rhd_ctx *ctx, i
     if (cfg->hidden < 1 || cfg->geo < 0 || cfg->degree < 0)
         return rhd_errf(e, "decoder: hidden %d, geo %d, degree %d, expected positive sizes", cfg->hidden, cfg->geo,
                         cfg->degree);
-    if (ctx->backend != RHD_BACKEND_CPU)
-        return rhd_errf(e, "decoder: the %s backend is not wired for the decoder yet, expected --device cpu",
-                        rhd_backend_name(ctx->backend));
     d->cfg = *cfg;
     d->Cc = cfg->C * 3 / 4, d->Cd = cfg->C / 4;
     d->Ec = rhd_freq_encode_dim(d->Cc, cfg->degree);
@@ -84,54 +82,58 @@ int rhd_decoder_cfg_from_st(rhd_decoder_cfg *c, const rhd_st *st, rhd_err *e) {
     return 0;
 }
 
-/* ---- activations ---- */
+/* ---- activations (on the context's side) ---- */
 
-static void grow(float **p, int64_t n) {
-    free(*p);
-    *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    RHD_ASSERT(*p);
+static void grow(rhd_ctx *ctx, float **p, int64_t n) {
+    rhd_buf_free(ctx, *p);
+    *p = rhd_buf_alloc(ctx, sizeof(float) * (size_t)(n > 0 ? n : 1));
 }
 
-static void acts_reserve(const rhd_decoder *d, rhd_decoder_acts *a, int64_t M) {
-    if (M <= a->cap) return;
+#define ACTS_ALL(a)                                                                                                   \
+    {&(a)->feat, &(a)->fc,   &(a)->fd,     &(a)->ec,     &(a)->ed,   &(a)->edir,  &(a)->h1,  &(a)->a1,  &(a)->h2,     \
+     &(a)->cin,  &(a)->c1,   &(a)->r1,     &(a)->c2,     &(a)->r2,   &(a)->c3,    &(a)->dbuf_a, &(a)->dbuf_b,         \
+     &(a)->dcin, &(a)->dfeat, &(a)->dfc,   &(a)->dfd,    &(a)->dh2,  &(a)->tmp}
+
+static void acts_reserve(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, int64_t M) {
+    if (M <= a->cap && a->ctx == ctx) return;
+    if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
+    a->ctx = ctx;
     int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
     int64_t wide = h;
     if (g1 > wide) wide = g1;
     if (d->Ec > wide) wide = d->Ec;
     if (d->Ed > wide) wide = d->Ed;
-    grow(&a->feat, M * d->cfg.C), grow(&a->fc, M * d->Cc), grow(&a->fd, M * d->Cd);
-    grow(&a->ec, M * d->Ec), grow(&a->ed, M * d->Ed), grow(&a->edir, M * d->Edir);
-    grow(&a->h1, M * h), grow(&a->a1, M * h), grow(&a->h2, M * g1), grow(&a->cin, M * d->Cin);
-    grow(&a->c1, M * h), grow(&a->r1, M * h), grow(&a->c2, M * h), grow(&a->r2, M * h), grow(&a->c3, M * 3);
-    grow(&a->dbuf_a, M * wide), grow(&a->dbuf_b, M * wide), grow(&a->dcin, M * d->Cin);
-    grow(&a->dfeat, M * d->cfg.C), grow(&a->dfc, M * d->Cc), grow(&a->dfd, M * d->Cd), grow(&a->dh2, M * g1);
+    grow(ctx, &a->feat, M * d->cfg.C), grow(ctx, &a->fc, M * d->Cc), grow(ctx, &a->fd, M * d->Cd);
+    grow(ctx, &a->ec, M * d->Ec), grow(ctx, &a->ed, M * d->Ed), grow(ctx, &a->edir, M * d->Edir);
+    grow(ctx, &a->h1, M * h), grow(ctx, &a->a1, M * h), grow(ctx, &a->h2, M * g1), grow(ctx, &a->cin, M * d->Cin);
+    grow(ctx, &a->c1, M * h), grow(ctx, &a->r1, M * h), grow(ctx, &a->c2, M * h), grow(ctx, &a->r2, M * h);
+    grow(ctx, &a->c3, M * 3), grow(ctx, &a->dbuf_a, M * wide), grow(ctx, &a->dbuf_b, M * wide);
+    grow(ctx, &a->dcin, M * d->Cin), grow(ctx, &a->dfeat, M * d->cfg.C), grow(ctx, &a->dfc, M * d->Cc);
+    grow(ctx, &a->dfd, M * d->Cd), grow(ctx, &a->dh2, M * g1), grow(ctx, &a->tmp, M);
     a->cap = M;
 }
 
 void rhd_decoder_acts_free(rhd_decoder_acts *a) {
-    float **all[] = {&a->feat, &a->fc, &a->fd, &a->ec, &a->ed, &a->edir, &a->h1, &a->a1, &a->h2, &a->cin, &a->c1,
-                     &a->r1, &a->c2, &a->r2, &a->c3, &a->dbuf_a, &a->dbuf_b, &a->dcin, &a->dfeat, &a->dfc, &a->dfd,
-                     &a->dh2};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(*all[i]);
+    if (a->ctx) {
+        float **all[] = ACTS_ALL(a);
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rhd_buf_free(a->ctx, *all[i]);
+        rhd_buf_free(a->ctx, a->wt);
+    }
     memset(a, 0, sizeof *a);
 }
 
 /* feat [M,C] -> fc [M,Cc], fd [M,Cd] */
-static void split_feat(const rhd_decoder *d, rhd_decoder_acts *a, int64_t M, int want_colour) {
+static void split_feat(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, int64_t M, int want_colour) {
     int C = d->cfg.C, Cc = d->Cc, Cd = d->Cd;
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++) {
-        const float *f = a->feat + m * C;
-        if (want_colour) memcpy(a->fc + m * Cc, f, sizeof(float) * Cc);
-        memcpy(a->fd + m * Cd, f + Cc, sizeof(float) * Cd);
-    }
+    if (want_colour) rhd_copy_cols(ctx, a->fc, Cc, a->feat, C, Cc, M);
+    rhd_copy_cols(ctx, a->fd, Cd, a->feat + Cc, C, Cd, M);
 }
 
 /* The density branch up to h1 = sigma_net.0(enc(fd)) and a1 = softplus(h1). */
 static void density_trunk(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, const float *points,
                           const float *planes, int R, int clamp, int64_t M, int want_colour) {
     rhd_triplane_forward(ctx, a->feat, points, planes, M, d->cfg.C, R, clamp);
-    split_feat(d, a, M, want_colour);
+    split_feat(ctx, d, a, M, want_colour);
     rhd_freq_encode_forward(ctx, a->ed, a->fd, M, d->Cd, d->cfg.degree);
     rhd_linear_forward(ctx, a->h1, a->ed, rhd_param(&d->P, RHD_DEC_S0W), rhd_param(&d->P, RHD_DEC_S0B), (int)M, d->Ed,
                        d->cfg.hidden);
@@ -140,7 +142,7 @@ static void density_trunk(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *
 
 void rhd_decoder_forward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
                          const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M) {
-    acts_reserve(d, a, M);
+    acts_reserve(ctx, d, a, M);
     if (M == 0) return;
     int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
     density_trunk(ctx, d, a, points, planes, R, clamp, M, 1);
@@ -148,14 +150,12 @@ void rhd_decoder_forward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a
     rhd_freq_encode_forward(ctx, a->ec, a->fc, M, d->Cc, d->cfg.degree);
     rhd_freq_encode_forward(ctx, a->edir, dirs, M, 3, d->cfg.degree);
     int Ec = d->Ec, geo = d->cfg.geo, Edir = d->Edir, Cin = d->Cin;
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++) {
-        float *ci = a->cin + m * Cin;
-        memcpy(ci, a->ec + m * Ec, sizeof(float) * Ec);
-        memcpy(ci + Ec, a->h2 + m * g1 + 1, sizeof(float) * geo);
-        memcpy(ci + Ec + geo, a->edir + m * Edir, sizeof(float) * Edir);
-        sigma[m] = rhd_trunc_exp(a->h2[m * g1]);
-    }
+    /* cin = [enc(fc) | geo | enc(d)]; sigma = trunc_exp(h2[:, 0]) */
+    rhd_copy_cols(ctx, a->cin, Cin, a->ec, Ec, Ec, M);
+    rhd_copy_cols(ctx, a->cin + Ec, Cin, a->h2 + 1, g1, geo, M);
+    rhd_copy_cols(ctx, a->cin + Ec + geo, Cin, a->edir, Edir, Edir, M);
+    rhd_copy_cols(ctx, sigma, 1, a->h2, g1, 1, M);
+    rhd_act_forward(ctx, sigma, sigma, (long)M, RHD_ACT_TRUNC_EXP);
     rhd_linear_forward(ctx, a->c1, a->cin, rhd_param(&d->P, RHD_DEC_C0W), NULL, (int)M, Cin, h);
     rhd_act_forward(ctx, a->r1, a->c1, (long)(M * h), RHD_ACT_RELU);
     rhd_linear_forward(ctx, a->c2, a->r1, rhd_param(&d->P, RHD_DEC_C1W), NULL, (int)M, h, h);
@@ -175,15 +175,11 @@ static void density_trunk_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_act
     if (!dplanes) return;
     rhd_freq_encode_backward(ctx, a->dfd, a->dbuf_b, a->fd, M, d->Cd, d->cfg.degree);
     int C = d->cfg.C, Cc = d->Cc, Cd = d->Cd;
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++) {
-        float *f = a->dfeat + m * C;
-        if (dfc_or_null)
-            memcpy(f, dfc_or_null + m * Cc, sizeof(float) * Cc);
-        else
-            memset(f, 0, sizeof(float) * Cc);
-        memcpy(f + Cc, a->dfd + m * Cd, sizeof(float) * Cd);
-    }
+    if (dfc_or_null)
+        rhd_copy_cols(ctx, a->dfeat, C, dfc_or_null, Cc, Cc, M);
+    else
+        rhd_buf_zero(ctx, a->dfeat, sizeof(float) * (size_t)(M * C));
+    rhd_copy_cols(ctx, a->dfeat + Cc, C, a->dfd, Cd, Cd, M);
     rhd_triplane_backward(ctx, dplanes, a->dfeat, points, planes, M, C, R, clamp);
 }
 
@@ -202,13 +198,16 @@ void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, flo
     rhd_act_backward(ctx, a->dbuf_b, a->dbuf_b, a->c1, (long)(M * h), RHD_ACT_RELU);
     rhd_linear_backward(ctx, a->dcin, pgrad(d, RHD_DEC_C0W, want), NULL, a->dbuf_b, a->cin,
                         rhd_param(&d->P, RHD_DEC_C0W), (int)M, Cin, h);
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++) {
-        float *dh = a->dh2 + m * g1;
-        dh[0] = dsigma ? dsigma[m] * rhd_trunc_exp_grad(a->h2[m * g1]) : 0.f;
-        memcpy(dh + 1, a->dcin + m * Cin + Ec, sizeof(float) * geo);
-        memcpy(a->dbuf_b + m * Ec, a->dcin + m * Cin, sizeof(float) * Ec); /* d enc(fc), contiguous */
+    /* dh2 = [dsigma * trunc_exp'(h2[:, 0]) | d geo]; d enc(fc) made contiguous in dbuf_b */
+    if (dsigma) {
+        rhd_copy_cols(ctx, a->tmp, 1, a->h2, g1, 1, M);
+        rhd_act_backward(ctx, a->tmp, dsigma, a->tmp, (long)M, RHD_ACT_TRUNC_EXP);
+    } else {
+        rhd_buf_zero(ctx, a->tmp, sizeof(float) * (size_t)M);
     }
+    rhd_copy_cols(ctx, a->dh2, g1, a->tmp, 1, 1, M);
+    rhd_copy_cols(ctx, a->dh2 + 1, g1, a->dcin + Ec, Cin, geo, M);
+    rhd_copy_cols(ctx, a->dbuf_b, Ec, a->dcin, Cin, Ec, M);
     if (dplanes) rhd_freq_encode_backward(ctx, a->dfc, a->dbuf_b, a->fc, M, d->Cc, d->cfg.degree);
     rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_S2W, want), pgrad(d, RHD_DEC_S2B, want), a->dh2, a->a1,
                         rhd_param(&d->P, RHD_DEC_S2W), (int)M, h, g1);
@@ -218,14 +217,13 @@ void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, flo
 
 void rhd_decoder_density(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, const float *points,
                          const float *planes, int R, int clamp, int64_t M) {
-    acts_reserve(d, a, M);
+    acts_reserve(ctx, d, a, M);
     if (M == 0) return;
     density_trunk(ctx, d, a, points, planes, R, clamp, M, 0);
     /* only output 0 of sigma_net.2: its weight row 0 and bias 0 */
     rhd_linear_forward(ctx, a->h2, a->a1, rhd_param(&d->P, RHD_DEC_S2W), rhd_param(&d->P, RHD_DEC_S2B), (int)M,
                        d->cfg.hidden, 1);
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++) sigma[m] = rhd_trunc_exp(a->h2[m]);
+    rhd_act_forward(ctx, sigma, a->h2, (long)M, RHD_ACT_TRUNC_EXP);
 }
 
 void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, float *dplanes,
@@ -233,12 +231,25 @@ void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts
                                   int64_t M, int want) {
     if (M == 0) return;
     int h = d->cfg.hidden;
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++) a->dh2[m] = dsigma[m] * rhd_trunc_exp_grad(a->h2[m]);
+    rhd_act_backward(ctx, a->dh2, dsigma, a->h2, (long)M, RHD_ACT_TRUNC_EXP);
     rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_S2W, want), pgrad(d, RHD_DEC_S2B, want), a->dh2, a->a1,
                         rhd_param(&d->P, RHD_DEC_S2W), (int)M, h, 1);
     rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->h1, (long)(M * h), RHD_ACT_SOFTPLUS);
     density_trunk_backward(ctx, d, a, dplanes, NULL, points, planes, R, clamp, M, want);
+}
+
+void rhd_decoder_infer(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
+                       const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M) {
+    if (M == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA && !getenv("RHD_NO_FUSED") &&
+        rhd_decoder_infer_cuda(ctx, d, a, sigma, rgb, points, dirs, planes, R, clamp, M))
+        return;
+#endif
+    if (rgb)
+        rhd_decoder_forward(ctx, d, a, sigma, rgb, points, dirs, planes, R, clamp, M);
+    else
+        rhd_decoder_density(ctx, d, a, sigma, points, planes, R, clamp, M);
 }
 
 double rhd_decoder_flops_per_sample(const rhd_decoder *d) {

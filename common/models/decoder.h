@@ -22,9 +22,14 @@
  *   rhd_decoder_density      sigma [M] only (grid updates, dist loss), saving what the density
  *                            backward needs in `a`; rhd_decoder_density_backward accumulates
  *                            like rhd_decoder_backward.
- * CPU: the heavy work goes through kernels/ (triplane, freq_encode, linear, act); the glue
- * (splitting features, bias rows, concatenations) is plain OpenMP loops. All results are
- * independent of the thread count. The CUDA backend is not wired yet (see rhd-fit.md). */
+ *   rhd_decoder_infer        inference: sigma [M] and rgb [M,3] (rgb NULL: density only) with
+ *                            nothing saved for a backward. On CUDA one fused kernel per call
+ *                            (decoder.cu: sampling, encodings, the MLP and the output activations
+ *                            per tile of samples in shared memory); on the CPU the forward above.
+ * Every pointer is on the context's side (device pointers on CUDA).
+ * The per-layer path runs on both backends through kernels/ (triplane, freq_encode, linear, act,
+ * elementwise for the splits and concatenations); CPU results are independent of the thread
+ * count. */
 #ifndef RHD_MODELS_DECODER_H
 #define RHD_MODELS_DECODER_H
 #include <stdint.h>
@@ -48,11 +53,15 @@ typedef struct rhd_decoder {
     rhd_params P;       /* 7 tensors in the order of the enum above */
 } rhd_decoder;
 
-/* Saved activations for M points (host buffers on the CPU backend); grown on demand. */
+/* Saved activations for M points, on the side of the context that last used them (host memory
+ * on the CPU, device memory on CUDA); grown on demand. Zero-initialise before first use. */
 typedef struct rhd_decoder_acts {
+    rhd_ctx *ctx;
     int64_t cap;
     float *feat, *fc, *fd, *ec, *ed, *edir, *h1, *a1, *h2, *cin, *c1, *r1, *c2, *r2, *c3;
-    float *dbuf_a, *dbuf_b, *dcin, *dfeat, *dfc, *dfd, *dh2;
+    float *dbuf_a, *dbuf_b, *dcin, *dfeat, *dfc, *dfd, *dh2, *tmp;
+    float *wt; /* CUDA fused inference: the transposed weights */
+    int64_t wt_cap;
 } rhd_decoder_acts;
 
 #ifdef __cplusplus
@@ -81,6 +90,14 @@ void rhd_decoder_density(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a
 void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, float *dplanes,
                                   const float *dsigma, const float *points, const float *planes, int R, int clamp,
                                   int64_t M, int want_dparams);
+void rhd_decoder_infer(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
+                       const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M);
+#ifdef RHD_CUDA
+/* The fused kernel; returns 0 (nothing done) when the configuration does not fit one tile in
+ * shared memory, so the caller falls back to the per-layer path. */
+int rhd_decoder_infer_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
+                           const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M);
+#endif
 /* Forward FLOPs per sample (multiply-add = 2), the matrix products only (spec §13.1). */
 double rhd_decoder_flops_per_sample(const rhd_decoder *d);
 #ifdef __cplusplus

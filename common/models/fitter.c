@@ -6,6 +6,7 @@
 #include <string.h>
 #include "common/log.h"
 #include "common/rng.h"
+#include "kernels/elementwise.h"
 #include "kernels/losses.h"
 #include "kernels/optim.h"
 
@@ -64,6 +65,21 @@ void rhd_iwc_states_free(rhd_iwc_states *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* Host data seen from the context: the host pointer itself on the CPU, else a device copy. */
+static float *to_ctx(rhd_ctx *ctx, const float *host, int64_t n) {
+    if (ctx->backend == RHD_BACKEND_CPU) return (float *)host;
+    float *d = rhd_buf_alloc(ctx, sizeof(float) * (size_t)n);
+    rhd_buf_upload(ctx, d, host, sizeof(float) * (size_t)n);
+    return d;
+}
+
+/* Release a to_ctx copy, first bringing it back to `host` when writeback. */
+static void from_ctx(rhd_ctx *ctx, float *host, float *d, int64_t n, int writeback) {
+    if (ctx->backend == RHD_BACKEND_CPU || !d) return;
+    if (writeback) rhd_buf_download(ctx, host, d, sizeof(float) * (size_t)n);
+    rhd_buf_free(ctx, d);
+}
+
 /* The order of an avatar's training views in one epoch: Fisher-Yates from Philox. */
 static void view_perm(int *perm, int n, uint64_t seed, int64_t epoch) {
     for (int i = 0; i < n; i++) perm[i] = i;
@@ -81,6 +97,7 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *pl
                         int64_t step, double scale, int want) {
     int K = cfg->dist_points;
     if (K <= 0 || scale == 0) return 0;
+    rhd_ctx *ctx = r->ctx;
     float *pts = malloc(sizeof(float) * 6 * (size_t)K), *sig = malloc(sizeof(float) * 2 * (size_t)K),
           *dsig = malloc(sizeof(float) * 2 * (size_t)K);
     uint64_t st = RHD_STREAM(RHD_STREAM_GRID, step);
@@ -90,7 +107,11 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *pl
             pts[3 * k + a] = q;
             pts[3 * (K + k) + a] = q + cfg->dist_sigma * rhd_rng_normal(seed ^ 0x51u, st, (uint64_t)(3 * k + a));
         }
-    rhd_decoder_density(r->ctx, r->dec, &r->acts, sig, pts, planes, cfg->R, cfg->clamp, 2 * K);
+    /* the K point pairs are few: drawn and reduced on the host, decoded on the context */
+    float *pts_c = to_ctx(ctx, pts, 6 * (int64_t)K);
+    float *sig_c = ctx->backend == RHD_BACKEND_CPU ? sig : rhd_buf_alloc(ctx, sizeof(float) * 2 * (size_t)K);
+    rhd_decoder_density(ctx, r->dec, &r->acts, sig_c, pts_c, planes, cfg->R, cfg->clamp, 2 * K);
+    if (sig_c != sig) rhd_buf_download(ctx, sig, sig_c, sizeof(float) * 2 * (size_t)K);
     double l = 0, m = 0;
     for (int k = 0; k < K; k++) {
         double d = (double)sig[k] - sig[K + k];
@@ -99,28 +120,24 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *pl
         dsig[k] = (float)(scale * (sg + cfg->dist_inner) / K);
         dsig[K + k] = (float)(scale * -sg / K);
     }
-    rhd_decoder_density_backward(r->ctx, r->dec, &r->acts, dplanes, dsig, pts, planes, cfg->R, cfg->clamp, 2 * K, want);
+    float *dsig_c = to_ctx(ctx, dsig, 2 * (int64_t)K);
+    rhd_decoder_density_backward(ctx, r->dec, &r->acts, dplanes, dsig_c, pts_c, planes, cfg->R, cfg->clamp, 2 * K, want);
+    from_ctx(ctx, dsig, dsig_c, 2 * (int64_t)K, 0);
+    from_ctx(ctx, pts, pts_c, 6 * (int64_t)K, 0);
+    if (sig_c != sig) rhd_buf_free(ctx, sig_c);
     free(pts), free(sig), free(dsig);
     return l / K + cfg->dist_inner * m / K;
-}
-
-/* IWC penalty of one state: w * sum F (theta* - theta)^2; grad += 2 w F (theta - theta*). */
-static double iwc_term(const float *F, const float *opt, const float *theta, float *grad, int64_t n, double w) {
-    double l = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)theta[i] - opt[i];
-        l += F[i] * d * d;
-        if (grad) grad[i] += (float)(2.0 * w * F[i] * d);
-    }
-    return w * l;
 }
 
 double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, const rhd_fit_views *v,
                     int warmup, uint64_t seed, double *psnr_each, float *render_out) {
     if (!v || v->n == 0) return NAN;
-    if (warmup > 0) rhd_renderer_grid_warmup(r, g, planes, R, clamp, seed, warmup);
     int64_t np = (int64_t)v->W * v->H * 3;
     float *img = render_out ? NULL : malloc(sizeof(float) * (size_t)np);
+    int64_t tri_n = (int64_t)3 * r->dec->cfg.C * R * R;
+    const float *host_planes = planes;
+    planes = to_ctx(r->ctx, host_planes, tri_n);
+    if (warmup > 0) rhd_renderer_grid_warmup(r, g, planes, R, clamp, seed, warmup);
     rhd_intrinsics in = {v->fx, v->fy, v->cx, v->cy};
     double sum = 0;
     for (int i = 0; i < v->n; i++) {
@@ -131,6 +148,7 @@ double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R,
         sum += p;
     }
     free(img);
+    from_ctx(r->ctx, (float *)host_planes, (float *)planes, tri_n, 0);
     return sum / v->n;
 }
 
@@ -150,15 +168,20 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     if (cfg->rays < nav) return rhd_errf(e, "--rays: %lld rays for %d avatars, expected at least one each", (long long)cfg->rays, nav);
     /* per-avatar state */
     float **grad = calloc((size_t)nav, sizeof(float *)), **m = calloc((size_t)nav, sizeof(float *)),
-          **v = calloc((size_t)nav, sizeof(float *));
+          **v = calloc((size_t)nav, sizeof(float *)), **tri = calloc((size_t)nav, sizeof(float *)),
+          **gt = calloc((size_t)nav, sizeof(float *));
     rhd_occgrid *grids = calloc((size_t)nav, sizeof(rhd_occgrid));
     uint64_t *seeds = calloc((size_t)nav, sizeof(uint64_t));
     int **perm = calloc((size_t)nav, sizeof(int *));
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
     for (int a = 0; a < nav; a++) {
-        grad[a] = calloc((size_t)tri_n, sizeof(float));
-        m[a] = calloc((size_t)tri_n, sizeof(float));
-        v[a] = calloc((size_t)tri_n, sizeof(float));
+        grad[a] = rhd_buf_alloc(ctx, sizeof(float) * (size_t)tri_n);
+        m[a] = rhd_buf_alloc(ctx, sizeof(float) * (size_t)tri_n);
+        v[a] = rhd_buf_alloc(ctx, sizeof(float) * (size_t)tri_n);
+        rhd_buf_zero(ctx, m[a], sizeof(float) * (size_t)tri_n);
+        rhd_buf_zero(ctx, v[a], sizeof(float) * (size_t)tri_n);
+        tri[a] = to_ctx(ctx, av[a].planes, tri_n);
+        gt[a] = to_ctx(ctx, av[a].train->gt, (int64_t)av[a].train->n * av[a].train->W * av[a].train->H * 3);
         if (rhd_occgrid_init(ctx, &grids[a], &gc, e)) return -1;
         seeds[a] = rhd_fit_seed(cfg->seed, (uint64_t)av[a].id, (uint64_t)entry_index);
         perm[a] = malloc(sizeof(int) * (size_t)av[a].train->n);
@@ -167,7 +190,24 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             rhd_occgrid_mark_untrained(ctx, &grids[a], av[a].train->c2w, av[a].train->n, in);
         }
     }
-    float *fisher = train_dec ? calloc((size_t)P->total, sizeof(float)) : NULL;
+    float *fisher = NULL;
+    if (train_dec) {
+        fisher = rhd_buf_alloc(ctx, sizeof(float) * (size_t)P->total);
+        rhd_buf_zero(ctx, fisher, sizeof(float) * (size_t)P->total);
+    }
+    /* the stored IWC states this visit's penalty uses, on the context's side */
+    float **iwc_f = NULL, **iwc_o = NULL;
+    if (train_dec && w_iwc > 0 && iwc) {
+        iwc_f = calloc((size_t)iwc->n, sizeof(float *)), iwc_o = calloc((size_t)iwc->n, sizeof(float *));
+        for (int s = 0; s < iwc->n; s++) {
+            if (!iwc->fisher[s]) continue;
+            int mine = 0;
+            for (int a = 0; a < nav; a++) mine |= av[a].id == s;
+            if (!mine && !cfg->iwc_all) continue;
+            iwc_f[s] = to_ctx(ctx, iwc->fisher[s], P->total);
+            iwc_o[s] = to_ctx(ctx, iwc->optpar[s], P->total);
+        }
+    }
     int fisher_steps = cfg->fisher_steps < 1 ? 1 : cfg->fisher_steps;
     if (fisher_steps > en->steps) fisher_steps = (int)en->steps;
 
@@ -175,8 +215,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     int64_t share_base = cfg->rays / nav, extra = cfg->rays % nav;
     for (int64_t k = 0; k < en->steps; k++) {
         if (k % cfg->update_interval == 0)
-            for (int a = 0; a < nav; a++) rhd_renderer_grid_update(r, &grids[a], av[a].planes, R, cfg->clamp, seeds[a]);
-        if (train_dec) memset(P->grad, 0, sizeof(float) * (size_t)P->total);
+            for (int a = 0; a < nav; a++) rhd_renderer_grid_update(r, &grids[a], tri[a], R, cfg->clamp, seeds[a]);
+        if (train_dec) rhd_buf_zero(ctx, P->grad, sizeof(float) * (size_t)P->total);
         double loss = 0, mse_sum = 0;
         for (int a = 0; a < nav; a++) {
             rhd_fit_views *tv = av[a].train;
@@ -184,37 +224,31 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             double share = (double)N / (double)cfg->rays;
             if (k % tv->n == 0) view_perm(perm[a], tv->n, seeds[a], k / tv->n);
             int vi = perm[a][k % tv->n];
-            memset(grad[a], 0, sizeof(float) * (size_t)tri_n);
+            rhd_buf_zero(ctx, grad[a], sizeof(float) * (size_t)tri_n);
             rhd_intrinsics in = {tv->fx, tv->fy, tv->cx, tv->cy};
             rhd_render_stats st = {0};
-            const float *img = tv->gt + (size_t)vi * tv->W * tv->H * 3;
-            double mse = rhd_renderer_train_rays(r, &grids[a], av[a].planes, grad[a], R, cfg->clamp, tv->c2w + 12 * vi,
+            const float *img = gt[a] + (size_t)vi * tv->W * tv->H * 3;
+            double mse = rhd_renderer_train_rays(r, &grids[a], tri[a], grad[a], R, cfg->clamp, tv->c2w + 12 * vi,
                                                  in, tv->W, tv->H, img, N, seeds[a], k, (float)share, train_dec, &st);
             res->samples += st.samples_kept;
             mse_sum += share * mse;
             loss += share * mse;
-            if (cfg->w_l1 > 0) loss += cfg->w_l1 * rhd_loss_triplane_l1(ctx, grad[a], av[a].planes, C, R, (float)cfg->w_l1, cfg->clamp);
-            if (cfg->w_tv > 0) loss += cfg->w_tv * rhd_loss_triplane_tv(ctx, grad[a], av[a].planes, C, R, (float)cfg->w_tv, cfg->clamp);
+            if (cfg->w_l1 > 0) loss += cfg->w_l1 * rhd_loss_triplane_l1(ctx, grad[a], tri[a], C, R, (float)cfg->w_l1, cfg->clamp);
+            if (cfg->w_tv > 0) loss += cfg->w_tv * rhd_loss_triplane_tv(ctx, grad[a], tri[a], C, R, (float)cfg->w_tv, cfg->clamp);
             if (cfg->w_dist > 0)
                 loss += share * cfg->w_dist *
-                        dist_loss(r, cfg, av[a].planes, grad[a], seeds[a], k, share * cfg->w_dist, train_dec);
+                        dist_loss(r, cfg, tri[a], grad[a], seeds[a], k, share * cfg->w_dist, train_dec);
         }
-        if (train_dec && w_iwc > 0 && iwc) {
+        if (iwc_f) {
             double l = 0;
-            for (int s = 0; s < iwc->n; s++) {
-                if (!iwc->fisher[s]) continue;
-                int mine = 0;
-                for (int a = 0; a < nav; a++) mine |= av[a].id == s;
-                if (!mine && !cfg->iwc_all) continue;
-                l += iwc_term(iwc->fisher[s], iwc->optpar[s], P->data, P->grad, P->total, w_iwc);
-            }
+            for (int s = 0; s < iwc->n; s++)
+                if (iwc_f[s]) l += rhd_loss_iwc(ctx, P->grad, P->data, iwc_f[s], iwc_o[s], P->total, w_iwc);
             loss += l;
             res->iwc_loss = l;
         }
-        if (train_dec && k >= en->steps - fisher_steps)
-            for (int64_t i = 0; i < P->total; i++) fisher[i] += P->grad[i] * P->grad[i] / (float)fisher_steps;
+        if (train_dec && k >= en->steps - fisher_steps) rhd_sqr_acc(ctx, fisher, P->grad, (float)fisher_steps, (long)P->total);
         tri_adam.lr = rhd_plan_triplane_lr(en, k);
-        for (int a = 0; a < nav; a++) rhd_adam_step(ctx, av[a].planes, m[a], v[a], grad[a], tri_n, &tri_adam, k + 1);
+        for (int a = 0; a < nav; a++) rhd_adam_step(ctx, tri[a], m[a], v[a], grad[a], tri_n, &tri_adam, k + 1);
         if (train_dec) {
             dec_adam.lr = rhd_plan_decoder_lr(plan, en, k);
             rhd_adam_step(ctx, P->data, P->m, P->v, P->grad, P->total, &dec_adam, en->first_step + k + 1);
@@ -236,9 +270,13 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             int s = av[a].id;
             if (!iwc->fisher[s]) iwc->fisher[s] = malloc(sizeof(float) * (size_t)P->total);
             if (!iwc->optpar[s]) iwc->optpar[s] = malloc(sizeof(float) * (size_t)P->total);
-            memcpy(iwc->fisher[s], fisher, sizeof(float) * (size_t)P->total);
-            memcpy(iwc->optpar[s], P->data, sizeof(float) * (size_t)P->total);
+            rhd_buf_download(ctx, iwc->fisher[s], fisher, sizeof(float) * (size_t)P->total);
+            rhd_buf_download(ctx, iwc->optpar[s], P->data, sizeof(float) * (size_t)P->total);
         }
+    for (int a = 0; a < nav; a++) { /* the fitted triplanes back to the caller */
+        from_ctx(ctx, av[a].planes, tri[a], tri_n, 1);
+        tri[a] = NULL;
+    }
     for (int a = 0; a < nav; a++)
         av[a].psnr = rhd_fit_eval(r, &grids[a], av[a].planes, R, cfg->clamp, av[a].eval, 0, seeds[a], NULL, NULL);
     res->seconds = rhd_now() - t_start;
@@ -248,9 +286,15 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
         rc = -1;
     }
     for (int a = 0; a < nav; a++) {
-        free(grad[a]), free(m[a]), free(v[a]), free(perm[a]);
+        rhd_buf_free(ctx, grad[a]), rhd_buf_free(ctx, m[a]), rhd_buf_free(ctx, v[a]), free(perm[a]);
+        from_ctx(ctx, av[a].planes, tri[a], tri_n, 0);
+        from_ctx(ctx, NULL, gt[a], 0, 0);
         rhd_occgrid_free(ctx, &grids[a]);
     }
-    free(grad), free(m), free(v), free(perm), free(grids), free(seeds), free(fisher);
+    if (iwc_f)
+        for (int s = 0; s < iwc->n; s++) from_ctx(ctx, NULL, iwc_f[s], 0, 0), from_ctx(ctx, NULL, iwc_o[s], 0, 0);
+    free(iwc_f), free(iwc_o);
+    rhd_buf_free(ctx, fisher);
+    free(grad), free(m), free(v), free(tri), free(gt), free(perm), free(grids), free(seeds);
     return rc;
 }

@@ -13,6 +13,11 @@
  * decoder gradients of the last fisher_steps steps (1: the original's last batch) and theta* =
  * the decoder parameters.
  *
+ * Memory: the avatars' triplanes, views and IWC states are HOST memory; on CUDA a visit moves
+ * what it needs to the device at its start (triplanes, training images, the IWC states its
+ * penalty uses) and the fitted triplanes back at its end. The decoder lives on the context's side
+ * throughout (rhd_params).
+ *
  * Randomness: every draw is Philox at a position fixed by (seed, avatar index, entry index, step),
  * so a visit's result depends on nothing but its inputs: resuming at an entry boundary gives the
  * same bits as an uninterrupted run on the CPU. */

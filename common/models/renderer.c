@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/rng.h"
+#include "kernels/elementwise.h"
 #include "kernels/losses.h"
 
 void rhd_render_cfg_default(rhd_render_cfg *c) {
@@ -29,53 +30,59 @@ void rhd_renderer_init(rhd_renderer *r, rhd_ctx *ctx, rhd_decoder *dec, const rh
     r->cfg = *cfg;
 }
 
-#define FREE_ALL(r)                                                                                               \
-    do {                                                                                                          \
-        void *ps[] = {(r)->pix,  (r)->rays,  (r)->alive, (r)->rays_o, (r)->rays_d, (r)->nears,  (r)->fars,        \
-                      (r)->gt,   (r)->pred,  (r)->dpred, (r)->tcur,   (r)->stop,   (r)->xyz,    (r)->pts,         \
-                      (r)->dirs, (r)->d0,    (r)->d1,    (r)->sigma,  (r)->rgb,    (r)->dsigma, (r)->drgb};       \
-        for (size_t i_ = 0; i_ < sizeof ps / sizeof ps[0]; i_++) free(ps[i_]);                                   \
-    } while (0)
+/* Scratch buffers live on the context's side (rhd_buf_alloc). */
+#define RAY_BUFS(r)                                                                                                   \
+    {(void **)&(r)->pix,   (void **)&(r)->rays, (void **)&(r)->alive, (void **)&(r)->rays_o, (void **)&(r)->rays_d, \
+     (void **)&(r)->nears, (void **)&(r)->fars, (void **)&(r)->gt,    (void **)&(r)->pred,   (void **)&(r)->dpred,  \
+     (void **)&(r)->tcur,  (void **)&(r)->stop, (void **)&(r)->wsum,  (void **)&(r)->dacc,   (void **)&(r)->depth}
+#define SAMPLE_BUFS(r)                                                                                                \
+    {(void **)&(r)->xyz,   (void **)&(r)->pts, (void **)&(r)->dirs,   (void **)&(r)->d0, (void **)&(r)->d1,          \
+     (void **)&(r)->sigma, (void **)&(r)->rgb, (void **)&(r)->dsigma, (void **)&(r)->drgb}
+
+static void free_bufs(rhd_ctx *ctx, void ***ps, size_t n) {
+    for (size_t i = 0; i < n; i++) rhd_buf_free(ctx, *ps[i]), *ps[i] = NULL;
+}
 
 void rhd_renderer_free(rhd_renderer *r) {
-    FREE_ALL(r);
+    void **rb[] = RAY_BUFS(r), **sb[] = SAMPLE_BUFS(r);
+    free_bufs(r->ctx, rb, sizeof rb / sizeof rb[0]);
+    free_bufs(r->ctx, sb, sizeof sb / sizeof sb[0]);
     rhd_decoder_acts_free(&r->acts);
     memset(r, 0, sizeof *r);
 }
 
-static void *regrow(void *p, size_t bytes) {
-    free(p);
-    p = malloc(bytes ? bytes : 1);
-    RHD_ASSERT(p);
-    return p;
-}
-
 static void reserve_rays(rhd_renderer *r, int64_t N) {
     if (N <= r->cap_rays) return;
-    size_t n = (size_t)N;
-    r->pix = regrow(r->pix, 4 * n), r->rays = regrow(r->rays, 8 * n), r->alive = regrow(r->alive, 4 * n);
-    r->rays_o = regrow(r->rays_o, 12 * n), r->rays_d = regrow(r->rays_d, 12 * n);
-    r->nears = regrow(r->nears, 4 * n), r->fars = regrow(r->fars, 4 * n), r->tcur = regrow(r->tcur, 4 * n);
-    r->gt = regrow(r->gt, 12 * n), r->pred = regrow(r->pred, 12 * n), r->dpred = regrow(r->dpred, 12 * n);
-    r->stop = regrow(r->stop, n);
+    void **rb[] = RAY_BUFS(r);
+    free_bufs(r->ctx, rb, sizeof rb / sizeof rb[0]);
+    size_t n = (size_t)N, f = sizeof(float) * n;
+    rhd_ctx *c = r->ctx;
+    r->pix = rhd_buf_alloc(c, 4 * n), r->rays = rhd_buf_alloc(c, 8 * n), r->alive = rhd_buf_alloc(c, 4 * n);
+    r->rays_o = rhd_buf_alloc(c, 3 * f), r->rays_d = rhd_buf_alloc(c, 3 * f);
+    r->nears = rhd_buf_alloc(c, f), r->fars = rhd_buf_alloc(c, f), r->tcur = rhd_buf_alloc(c, f);
+    r->gt = rhd_buf_alloc(c, 3 * f), r->pred = rhd_buf_alloc(c, 3 * f), r->dpred = rhd_buf_alloc(c, 3 * f);
+    r->stop = rhd_buf_alloc(c, n), r->wsum = rhd_buf_alloc(c, f), r->dacc = rhd_buf_alloc(c, f);
+    r->depth = rhd_buf_alloc(c, f);
     r->cap_rays = N;
 }
 
 static void reserve_samples(rhd_renderer *r, int64_t M) {
     if (M <= r->cap_samples) return;
-    size_t n = (size_t)M;
-    r->xyz = regrow(r->xyz, 12 * n), r->pts = regrow(r->pts, 12 * n), r->dirs = regrow(r->dirs, 12 * n);
-    r->d0 = regrow(r->d0, 4 * n), r->d1 = regrow(r->d1, 4 * n), r->sigma = regrow(r->sigma, 4 * n);
-    r->rgb = regrow(r->rgb, 12 * n), r->dsigma = regrow(r->dsigma, 4 * n), r->drgb = regrow(r->drgb, 12 * n);
+    void **sb[] = SAMPLE_BUFS(r);
+    free_bufs(r->ctx, sb, sizeof sb / sizeof sb[0]);
+    size_t f = sizeof(float) * (size_t)M;
+    rhd_ctx *c = r->ctx;
+    r->xyz = rhd_buf_alloc(c, 3 * f), r->pts = rhd_buf_alloc(c, 3 * f), r->dirs = rhd_buf_alloc(c, 3 * f);
+    r->d0 = rhd_buf_alloc(c, f), r->d1 = rhd_buf_alloc(c, f), r->sigma = rhd_buf_alloc(c, f);
+    r->rgb = rhd_buf_alloc(c, 3 * f), r->dsigma = rhd_buf_alloc(c, f), r->drgb = rhd_buf_alloc(c, 3 * f);
     r->cap_samples = M;
 }
 
 /* World positions -> sampler coordinates (see renderer.h). */
-static void normalise(const rhd_render_cfg *c, float *pts, const float *xyz, int64_t M) {
+static void normalise(rhd_ctx *ctx, const rhd_render_cfg *c, float *pts, const float *xyz, int64_t M) {
     float s = 1.f / c->bound;
     if (c->double_norm) s = s / c->bound;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < 3 * M; i++) pts[i] = xyz[i] * s;
+    rhd_scale(ctx, pts, xyz, s, (long)(3 * M));
 }
 
 static rhd_march_cfg march_cfg(const rhd_renderer *r, int perturb, uint64_t seed, uint64_t stream) {
@@ -113,14 +120,14 @@ typedef struct density_user {
 
 static void density_fn(rhd_ctx *ctx, float *sigma, const float *xyz, int64_t n, void *user) {
     density_user *u = user;
-    normalise(&u->r->cfg, u->pts, xyz, n);
-    rhd_decoder_density(ctx, u->r->dec, &u->r->acts, sigma, u->pts, u->planes, u->R, u->clamp, n);
+    normalise(ctx, &u->r->cfg, u->pts, xyz, n);
+    rhd_decoder_infer(ctx, u->r->dec, &u->r->acts, sigma, NULL, u->pts, NULL, u->planes, u->R, u->clamp, n);
 }
 
 void rhd_renderer_grid_update(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed) {
-    density_user u = {r, planes, R, clamp, malloc(sizeof(float) * 3 * (size_t)r->cfg.chunk)};
+    density_user u = {r, planes, R, clamp, rhd_buf_alloc(r->ctx, sizeof(float) * 3 * (size_t)r->cfg.chunk)};
     rhd_occgrid_update(r->ctx, g, seed, r->cfg.chunk, density_fn, &u);
-    free(u.pts);
+    rhd_buf_free(r->ctx, u.pts);
 }
 
 void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed,
@@ -137,7 +144,7 @@ static double train_core(rhd_renderer *r, const float *planes, float *dplanes, i
     rhd_composite_cfg cc = rhd_composite_cfg_default();
     memcpy(cc.bg, r->cfg.bg, sizeof cc.bg);
     cc.T_thresh = r->cfg.T_thresh;
-    normalise(&r->cfg, r->pts, r->xyz, M);
+    normalise(ctx, &r->cfg, r->pts, r->xyz, M);
     rhd_decoder_forward(ctx, r->dec, &r->acts, r->sigma, r->rgb, r->pts, r->dirs, planes, R, clamp, M);
     float *pred = pred_out ? pred_out : r->pred;
     rhd_composite_forward(ctx, pred, NULL, NULL, NULL, r->sigma, r->rgb, r->d0, r->d1, rays, NULL, NULL, N, M, &cc);
@@ -153,10 +160,10 @@ double rhd_renderer_train_samples(rhd_renderer *r, const float *planes, float *d
                                   float *pred_out) {
     reserve_rays(r, N);
     reserve_samples(r, M);
-    memcpy(r->xyz, xyz, sizeof(float) * 3 * (size_t)M);
-    memcpy(r->dirs, dirs, sizeof(float) * 3 * (size_t)M);
-    memcpy(r->d0, delta0, sizeof(float) * (size_t)M);
-    memcpy(r->d1, delta1, sizeof(float) * (size_t)M);
+    rhd_buf_copy(r->ctx, r->xyz, xyz, sizeof(float) * 3 * (size_t)M);
+    rhd_buf_copy(r->ctx, r->dirs, dirs, sizeof(float) * 3 * (size_t)M);
+    rhd_buf_copy(r->ctx, r->d0, delta0, sizeof(float) * (size_t)M);
+    rhd_buf_copy(r->ctx, r->d1, delta1, sizeof(float) * (size_t)M);
     return train_core(r, planes, dplanes, R, clamp, rays, N, M, gt, weight, want, pred_out);
 }
 
@@ -188,53 +195,56 @@ double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const float *pla
 
 /* ---- inference ---- */
 
-void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
-                              const float *c2w, rhd_intrinsics intr, int W, int H, float *out) {
+/* The inference loop of §3.8/§6.2 into r->pred (premultiplied rgb), r->wsum (opacity) and r->dacc
+ * (weighted t), all on the context's side. */
+static void render_core(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, const float *c2w,
+                        rhd_intrinsics intr, int W, int H, int want_depth) {
     rhd_ctx *ctx = r->ctx;
     int64_t N = (int64_t)W * H;
     reserve_rays(r, N);
     rhd_rays_generate(ctx, r->rays_o, r->rays_d, NULL, c2w, intr, W, 0, N);
     rhd_rays_near_far(ctx, r->nears, r->fars, r->rays_o, r->rays_d, N, r->cfg.bound, r->cfg.min_near);
-    /* accumulators per ray: weight_sum, rgb (out), depth not kept */
-    float *wsum = calloc((size_t)N, sizeof(float));
-    memset(out, 0, sizeof(float) * 3 * (size_t)N);
-    for (int64_t i = 0; i < N; i++) r->alive[i] = (int32_t)i, r->tcur[i] = r->nears[i];
+    rhd_buf_zero(ctx, r->pred, sizeof(float) * 3 * (size_t)N);
+    rhd_buf_zero(ctx, r->wsum, sizeof(float) * (size_t)N);
+    rhd_buf_zero(ctx, r->dacc, sizeof(float) * (size_t)N);
+    rhd_march_infer_begin(ctx, r->alive, r->tcur, r->nears, N);
     rhd_march_cfg mc = march_cfg(r, 0, 0, RHD_STREAM(RHD_STREAM_MARCH, 0));
     int64_t n_alive = N;
-    float T_thresh = r->cfg.T_thresh;
     for (int step = 0, first = 1; step < r->cfg.max_steps && n_alive > 0; first = 0) {
         int n_step = rhd_march_infer_n_step(N, n_alive);
         int64_t M = n_alive * n_step;
         reserve_samples(r, M);
         rhd_march_infer(ctx, r->xyz, r->dirs, r->d0, r->d1, r->alive, r->tcur, r->rays_o, r->rays_d, r->fars,
                         g->bitfield, n_alive, n_step, first, &mc);
-        normalise(&r->cfg, r->pts, r->xyz, M);
-        rhd_decoder_forward(ctx, r->dec, &r->acts, r->sigma, r->rgb, r->pts, r->dirs, planes, R, clamp, M);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n_alive; i++) {
-            int32_t ray = r->alive[i];
-            uint8_t stop = 0;
-            for (int k = 0; k < n_step; k++) {
-                int64_t s = i * n_step + k;
-                if (r->d0[s] == 0.f) { stop = 1; break; }
-                /* §6.2: T = 1 - weight_sum before the sample; the sample is composited, then
-                 * the ray stops if that T was below the threshold */
-                float T = 1.f - wsum[ray];
-                float alpha = 1.f - expf(-r->sigma[s] * r->d0[s]);
-                float w = alpha * T;
-                wsum[ray] += w;
-                for (int c = 0; c < 3; c++) out[3 * ray + c] += w * r->rgb[3 * s + c];
-                if (T < T_thresh) { stop = 1; break; }
-            }
-            r->stop[i] = stop;
-        }
+        normalise(ctx, &r->cfg, r->pts, r->xyz, M);
+        rhd_decoder_infer(ctx, r->dec, &r->acts, r->sigma, r->rgb, r->pts, r->dirs, planes, R, clamp, M);
+        rhd_composite_infer(ctx, r->pred, r->wsum, want_depth ? r->dacc : NULL, r->stop, r->alive, r->tcur, r->sigma,
+                            r->rgb, r->d0, r->d1, n_alive, n_step, r->cfg.T_thresh);
         n_alive = rhd_march_infer_advance(ctx, r->alive, r->tcur, r->stop, r->d0, r->d1, n_alive, n_step);
         step += n_step;
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++)
-        for (int c = 0; c < 3; c++) out[3 * i + c] += (1.f - wsum[i]) * r->cfg.bg[c];
-    free(wsum);
+}
+
+void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
+                              const float *c2w, rhd_intrinsics intr, int W, int H, float *out) {
+    int64_t N = (int64_t)W * H;
+    render_core(r, g, planes, R, clamp, c2w, intr, W, H, 0);
+    /* composite on the background in place: pred = rgb + (1 - A) bg */
+    rhd_composite_infer_finish(r->ctx, r->pred, NULL, r->pred, r->wsum, NULL, NULL, NULL, r->cfg.bg, N);
+    rhd_buf_download(r->ctx, out, r->pred, sizeof(float) * 3 * (size_t)N);
+}
+
+void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
+                                   const float *c2w, rhd_intrinsics intr, int W, int H, float *rgb, float *alpha,
+                                   float *depth) {
+    int64_t N = (int64_t)W * H;
+    render_core(r, g, planes, R, clamp, c2w, intr, W, H, depth != NULL);
+    if (depth) {
+        rhd_composite_infer_finish(r->ctx, NULL, r->depth, NULL, r->wsum, r->dacc, r->nears, r->fars, r->cfg.bg, N);
+        rhd_buf_download(r->ctx, depth, r->depth, sizeof(float) * (size_t)N);
+    }
+    if (rgb) rhd_buf_download(r->ctx, rgb, r->pred, sizeof(float) * 3 * (size_t)N);
+    if (alpha) rhd_buf_download(r->ctx, alpha, r->wsum, sizeof(float) * (size_t)N);
 }
 
 double rhd_psnr(const float *a, const float *b, int64_t n) {

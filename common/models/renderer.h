@@ -11,6 +11,10 @@
  *                              dplanes (+=) and the decoder gradients (+=, when want_dparams)
  *   rhd_renderer_train_samples the same from given packed samples (tests: fixed samples, no grid)
  *   rhd_renderer_render_view   inference march (§3.8) + compositing (§6.2) of a full view
+ *                              (the decoder's inference path: one fused kernel per step on CUDA)
+ *
+ * Memory: planes, dplanes, gt images and packed samples are on the context's side (device memory
+ * on CUDA); c2w and intrinsics are host values; rendered views come back in host memory.
  *
  * Coordinates: marched positions are world points in [-bound,bound]^3; the sampler receives
  * x_n = x/bound (the aabb remap), or x_n/bound with double_normalization (§12.3, the original:
@@ -54,7 +58,7 @@ typedef struct rhd_renderer {
     /* scratch, grown on demand */
     int64_t cap_rays, cap_samples;
     int32_t *pix, *rays, *alive;
-    float *rays_o, *rays_d, *nears, *fars, *gt, *pred, *dpred, *tcur;
+    float *rays_o, *rays_d, *nears, *fars, *gt, *pred, *dpred, *tcur, *wsum, *dacc, *depth;
     uint8_t *stop;
     float *xyz, *pts, *dirs, *d0, *d1, *sigma, *rgb, *dsigma, *drgb;
 } rhd_renderer;
@@ -83,9 +87,16 @@ double rhd_renderer_train_samples(rhd_renderer *r, const float *planes, float *d
                                   const float *xyz, const float *dirs, const float *delta0, const float *delta1,
                                   const int32_t *rays, int64_t N, int64_t M, const float *gt, float weight,
                                   int want_dparams, float *pred_out);
-/* Render a view: out [H*W, 3] (unclamped, as the original's PSNR uses it). */
+/* Render a view into HOST memory: out [H*W, 3] composited on cfg.bg (unclamped, as the original's
+ * PSNR uses it). */
 void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
                               const float *c2w, rhd_intrinsics intr, int W, int H, float *out);
+/* The same keeping what the tools write, into HOST memory, each optional (NULL): rgb [H*W, 3]
+ * premultiplied (no background), alpha [H*W] the accumulated weight, depth [H*W] in [0, 1]:
+ * (sum w t - near) / (far - near), 0 for empty rays (§6.2, kernels/composite.h). */
+void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
+                                   const float *c2w, rhd_intrinsics intr, int W, int H, float *rgb, float *alpha,
+                                   float *depth);
 /* PSNR of one image: -10 log10(mean (a-b)^2) over n values. */
 double rhd_psnr(const float *a, const float *b, int64_t n);
 #ifdef __cplusplus
