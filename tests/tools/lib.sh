@@ -5,6 +5,7 @@
 #   expect_err "pattern" "what"   # stderr matches the extended regex
 #   expect_out "pattern" "what"   # stdout matches
 #   check "what" test-command...  # ok if the command succeeds
+#   skip "why"                    # one SKIPped test
 #   done_testing                  # prints the plan, exits 1 if anything failed
 set -u
 : "${RHD_BIN:?run through tests/run.sh (RHD_BIN unset)}"
@@ -30,5 +31,6 @@ expect_out() {
     if printf '%s' "$out" | grep -Eq -- "$1"; then _tap 0 "$2"; else
         _tap 1 "$2: stdout does not match /$1/"; printf '#   stdout: %s\n' "$out" | head -5; fi
 }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then _tap 0 "$what"; else _tap 1 "$what"; fi; }
 done_testing() { echo "1..$n"; rm -rf "$T"; [ "$failed" -eq 0 ]; }
