@@ -12,8 +12,8 @@ int rhd_camera_json_load(const char *path, const rhd_fit_data_cfg *cfg, float c2
         dc.translation_divisor = cfg->translation_divisor, dc.scale = cfg->scale, dc.fy_square_pixels = cfg->fy_square_pixels;
         for (int a = 0; a < 3; a++) dc.offset[a] = cfg->offset[a];
     }
-    rhd_intrinsics in;
-    rhd_intrinsics_from_camera(&in, &cam, &dc);
+    rhd_camera_intrinsics in;
+    rhd_camera_intrinsics_from_camera(&in, &cam, &dc);
     double P[4][4];
     rhd_pose_convert(P, cam.c2w, &dc);
     for (int r = 0; r < 3; r++)

@@ -1,6 +1,5 @@
 /* common/render_cameras.h: a camera JSON in the dataset format (formats/cameras.md) as the float
- * 3x4 c2w and pinhole intrinsics that kernels/rays.h takes, for code that cannot include
- * formats/dataset.h next to kernels/rays.h (both define rhd_intrinsics). */
+ * 3x4 c2w and pinhole intrinsics that kernels/rays.h takes. */
 #ifndef RHD_RENDER_CAMERAS_H
 #define RHD_RENDER_CAMERAS_H
 #include "common/err.h"

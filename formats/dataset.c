@@ -187,7 +187,7 @@ int rhd_camera_read(const char *path, rhd_camera *cam, rhd_err *e) {
     return rc;
 }
 
-void rhd_intrinsics_from_camera(rhd_intrinsics *K, const rhd_camera *cam, const rhd_dataset_config *cfg) {
+void rhd_camera_intrinsics_from_camera(rhd_camera_intrinsics *K, const rhd_camera *cam, const rhd_dataset_config *cfg) {
     rhd_dataset_config def;
     if (!cfg) rhd_dataset_config_init(&def), cfg = &def;
     K->width = cam->width;
@@ -491,7 +491,7 @@ int rhd_dataset_open(rhd_dataset *d, const char *subject_dir, const int *views, 
         }
         goto fail;
     }
-    rhd_intrinsics_from_camera(&d->K, &d->cam0, &d->cfg);
+    rhd_camera_intrinsics_from_camera(&d->K, &d->cam0, &d->cfg);
 
     d->views = rhd_xcalloc((size_t)n, sizeof(rhd_view));
     d->n = n;

@@ -41,11 +41,11 @@ typedef struct rhd_camera {
     double c2w[4][4];    /* transformation as stored: Blender camera-to-world, row-major */
 } rhd_camera;
 
-typedef struct rhd_intrinsics {
+typedef struct rhd_camera_intrinsics {
     int width, height;        /* W, H (downscale 1) */
     double fx, fy, cx, cy;    /* pixels; cx = W/2, cy = H/2 (no half-pixel shift) */
     int fy_from_sensor_width; /* 1: fy = fl/sw*H as in the original (config default) */
-} rhd_intrinsics;
+} rhd_camera_intrinsics;
 
 typedef struct rhd_subject {
     char *name; /* last path component of the list line: names every output file */
@@ -68,7 +68,7 @@ typedef struct rhd_dataset {
     char *dir;                 /* subject directory */
     rhd_dataset_config cfg;    /* the configuration it was opened with */
     rhd_camera cam0;           /* view 0's metadata (the intrinsics' source) */
-    rhd_intrinsics K;
+    rhd_camera_intrinsics K;
     int n;                     /* number of views */
     rhd_view *views;           /* [n], in the order given (ascending for a range string) */
 } rhd_dataset;
@@ -87,7 +87,7 @@ void rhd_dataset_config_init(rhd_dataset_config *cfg);
 int rhd_camera_parse(const char *text, size_t n, const char *name, rhd_camera *cam, rhd_err *e);
 int rhd_camera_read(const char *path, rhd_camera *cam, rhd_err *e);
 /* §1.2: fx = fl/sw*W, fy = fl/sw*H (or fx with cfg->fy_square_pixels), cx = W/2, cy = H/2. */
-void rhd_intrinsics_from_camera(rhd_intrinsics *K, const rhd_camera *cam, const rhd_dataset_config *cfg);
+void rhd_camera_intrinsics_from_camera(rhd_camera_intrinsics *K, const rhd_camera *cam, const rhd_dataset_config *cfg);
 /* §1.3: P = axis-cycled, OpenCV-camera, rescaled version of the Blender c2w M. */
 void rhd_pose_convert(double P[4][4], const double M[4][4], const rhd_dataset_config *cfg);
 

@@ -1,9 +1,7 @@
 /* common/models/fit_data.h: the views of one avatar as the fitter and the renderer use them:
  * intrinsics, converted poses as 3x4 float c2w (kernels/rays.h) and ground truth composited on
- * the background, loaded through formats/dataset.h (spec fitting.md §1).
- *
- * Kept apart from formats/dataset.h so that code using kernels/rays.h (whose rhd_intrinsics is
- * the float ray-generation struct) can include this header. */
+ * the background, loaded through formats/dataset.h (spec fitting.md §1): the float form of the
+ * dataset's rhd_camera_intrinsics and poses that kernels/rays.h takes. */
 #ifndef RHD_MODELS_FIT_DATA_H
 #define RHD_MODELS_FIT_DATA_H
 #include "common/err.h"

@@ -21,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     rhd_dataset_config cfg;
     rhd_dataset_config_init(&cfg);
-    rhd_intrinsics K;
-    rhd_intrinsics_from_camera(&K, &cam, &cfg);
+    rhd_camera_intrinsics K;
+    rhd_camera_intrinsics_from_camera(&K, &cam, &cfg);
     double P[4][4];
     rhd_pose_convert(P, cam.c2w, &cfg);
     for (int r = 0; r < 4; r++)
