@@ -1,6 +1,7 @@
 /* common/backend.c: context creation and buffers; the CUDA half is in backend_cuda.cu. */
 #include "common/backend.h"
 #include "common/log.h"
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,10 @@ rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e) {
 #endif
     } else {
         ctx->backend = RHD_BACKEND_CPU;
+        /* The CPU kernels split their work over OpenMP threads and call BLAS inside each chunk:
+         * OpenBLAS's own pool would fight OpenMP's for the same cores (each spinning while the
+         * other works), so BLAS runs single-threaded, set here once for every kernel. */
+        openblas_set_num_threads(1);
         int nt = 1;
 #ifdef _OPENMP
         nt = omp_get_max_threads();

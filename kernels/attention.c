@@ -71,24 +71,11 @@ static double softmax_row(float *row, int n) {
     return m + log(s);
 }
 
-/* The GEMMs run single-threaded inside the OpenMP tasks: alternating between OpenBLAS's own
- * thread pool and OpenMP's (each spinning while the other works) costs far more than it gains
- * at these sizes on few cores. The BLAS thread count is restored on return. */
-static int blas_serial_begin(void) {
-    int n = openblas_get_num_threads();
-    if (n != 1) openblas_set_num_threads(1);
-    return n;
-}
-static void blas_serial_end(int n) {
-    if (n != 1) openblas_set_num_threads(n);
-}
-
 static void attention_forward_cpu(float *out, float *lse, const float *q, const float *k, const float *v, long BH,
                                   int Tq, int Tk, int d, float scale) {
     int rows = attn_rows(BH, Tq, Tk);
     if (rows <= 0) return;
     long nblk = (Tq + rows - 1) / rows;
-    int nb = blas_serial_begin();
 #pragma omp parallel
     {
         float *S = rhd_xmalloc(sizeof(float) * (size_t)rows * Tk);
@@ -108,7 +95,6 @@ static void attention_forward_cpu(float *out, float *lse, const float *q, const 
         }
         free(S);
     }
-    blas_serial_end(nb);
 }
 
 /* Parallel over (b, h) items; within one item the query blocks run in order, so dk and dv are
@@ -122,7 +108,6 @@ static void attention_backward_cpu(float *dq, float *dk, float *dv, const float 
         memset(dv, 0, sizeof(float) * BH * Tk * d);
         return;
     }
-    int nb = blas_serial_begin();
 #pragma omp parallel
     {
         float *P = rhd_xmalloc(sizeof(float) * (size_t)rows * Tk);
@@ -158,7 +143,6 @@ static void attention_backward_cpu(float *dq, float *dk, float *dv, const float 
         free(P);
         free(dS);
     }
-    blas_serial_end(nb);
 }
 
 void rhd_attention_forward(rhd_ctx *ctx, float *out, float *lse, const float *q, const float *k, const float *v,

@@ -1,7 +1,6 @@
 /* kernels/linear.c: linear layers and matrix products, CPU reference (OpenBLAS) and dispatch. */
 #include "kernels/linear.h"
 #include <cblas.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -17,9 +16,6 @@
 #define GEMM_KCHUNK 1024                  /* few slabs and a long K: K is cut into chunks */
 #define GEMM_MAX_KCHUNKS 16
 
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single_thread(void) { openblas_set_num_threads(1); }
-
 static void sgemm1(int transA, int transB, int M, int N, int K, float alpha, const float *A, long lda, const float *B,
                    long ldb, float beta, float *C, long ldc) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha,
@@ -34,7 +30,6 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
             for (int n = 0; n < N; n++) C[(long)m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[(long)m * ldc + n];
         return;
     }
-    pthread_once(&blas_once, blas_single_thread);
     int nested = 0; /* inside a parallel region (even a one-thread one): one call, as documented */
 #ifdef _OPENMP
     nested = omp_get_level() > 0;
