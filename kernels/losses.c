@@ -15,29 +15,36 @@ static double sum_in_order(const double *part, int64_t n) {
     return s;
 }
 
+/* total = the sum over i < n of what BODY adds to the double `s`, taken over fixed chunks of
+ * LOSS_CHUNK elements whose partials are added in chunk order (independent of the threads). */
+#define CHUNKED_SUM(total, n, i, BODY)                                                                                \
+    do {                                                                                                              \
+        int64_t nc_ = n_chunks(n);                                                                                    \
+        double *part_ = rhd_xmalloc(sizeof(double) * (size_t)nc_);                                                    \
+        _Pragma("omp parallel for schedule(static)") for (int64_t k_ = 0; k_ < nc_; k_++) {                           \
+            int64_t i1_ = (k_ + 1) * LOSS_CHUNK < (n) ? (k_ + 1) * LOSS_CHUNK : (n);                                  \
+            double s = 0;                                                                                             \
+            for (int64_t i = k_ * LOSS_CHUNK; i < i1_; i++) { BODY }                                                  \
+            part_[k_] = s;                                                                                            \
+        }                                                                                                             \
+        total = sum_in_order(part_, nc_);                                                                             \
+        free(part_);                                                                                                  \
+    } while (0)
+
 double rhd_loss_mse(rhd_ctx *ctx, float *dx, const float *x, const float *y, int64_t n, float scale) {
     RHD_ASSERT(n > 0);
     float coef = (float)(2.0 * scale / (double)n);
 #ifdef RHD_CUDA
     if (ctx->backend == RHD_BACKEND_CUDA) return rhd_loss_mse_cuda(ctx, dx, x, y, n, coef) / (double)n;
 #endif
-    int64_t nc = n_chunks(n);
-    double *part = rhd_xmalloc(sizeof(double) * (size_t)nc);
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < nc; k++) {
-        int64_t i1 = (k + 1) * LOSS_CHUNK < n ? (k + 1) * LOSS_CHUNK : n;
-        double s = 0;
-        for (int64_t i = k * LOSS_CHUNK; i < i1; i++) {
-            float d = x[i] - y[i];
-            double dd = (double)x[i] - y[i];
-            s += dd * dd;
-            if (dx) dx[i] = coef * d;
-        }
-        part[k] = s;
-    }
-    double loss = sum_in_order(part, nc) / (double)n;
-    free(part);
-    return loss;
+    double sum;
+    CHUNKED_SUM(sum, n, i, {
+        float d = x[i] - y[i];
+        double dd = (double)x[i] - y[i];
+        s += dd * dd;
+        if (dx) dx[i] = coef * d;
+    });
+    return sum / (double)n;
 }
 
 double rhd_loss_l1(rhd_ctx *ctx, float *dx, const float *x, int64_t n, float scale, int clamp) {
@@ -46,22 +53,13 @@ double rhd_loss_l1(rhd_ctx *ctx, float *dx, const float *x, int64_t n, float sca
 #ifdef RHD_CUDA
     if (ctx->backend == RHD_BACKEND_CUDA) return rhd_loss_l1_cuda(ctx, dx, x, n, coef, clamp) / (double)n;
 #endif
-    int64_t nc = n_chunks(n);
-    double *part = rhd_xmalloc(sizeof(double) * (size_t)nc);
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < nc; k++) {
-        int64_t i1 = (k + 1) * LOSS_CHUNK < n ? (k + 1) * LOSS_CHUNK : n;
-        double s = 0;
-        for (int64_t i = k * LOSS_CHUNK; i < i1; i++) {
-            float v = rhd_loss_read(x[i], clamp);
-            s += fabs((double)v);
-            if (dx && rhd_loss_passes(x[i], clamp)) dx[i] += coef * rhd_loss_sign(v);
-        }
-        part[k] = s;
-    }
-    double loss = sum_in_order(part, nc) / (double)n;
-    free(part);
-    return loss;
+    double sum;
+    CHUNKED_SUM(sum, n, i, {
+        float v = rhd_loss_read(x[i], clamp);
+        s += fabs((double)v);
+        if (dx && rhd_loss_passes(x[i], clamp)) dx[i] += coef * rhd_loss_sign(v);
+    });
+    return sum / (double)n;
 }
 
 double rhd_loss_tv(rhd_ctx *ctx, float *dx, const float *x, int C, int H, int W, float scale, int clamp) {
@@ -127,16 +125,7 @@ double rhd_loss_iwc(rhd_ctx *ctx, float *dtheta, const float *theta, const float
 #ifdef RHD_CUDA
     if (ctx->backend == RHD_BACKEND_CUDA) return w * rhd_loss_iwc_cuda(ctx, dtheta, theta, F, opt, n, w);
 #endif
-    int64_t nc = n_chunks(n);
-    double *part = rhd_xmalloc(sizeof(double) * (size_t)nc);
-#pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < nc; k++) {
-        int64_t i1 = (k + 1) * LOSS_CHUNK < n ? (k + 1) * LOSS_CHUNK : n;
-        double s = 0;
-        for (int64_t i = k * LOSS_CHUNK; i < i1; i++) s += rhd_iwc_at(dtheta, theta, F, opt, i, w);
-        part[k] = s;
-    }
-    double loss = w * sum_in_order(part, nc);
-    free(part);
-    return loss;
+    double sum;
+    CHUNKED_SUM(sum, n, i, { s += rhd_iwc_at(dtheta, theta, F, opt, i, w); });
+    return w * sum;
 }
