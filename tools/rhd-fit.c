@@ -21,6 +21,8 @@
 #include "common/plan.h"
 #include "formats/npy.h"
 #include "formats/params_io.h"
+#include "formats/triplane_file.h"
+#include "kernels/resample.h"
 #include "formats/png.h"
 #include "formats/safetensors.h"
 #include "formats/schema.h"
@@ -220,53 +222,27 @@ static int write_triplane(const char *path, const float *planes, int C, int R, c
     return rc;
 }
 
-/* Read a triplane (safetensors kind triplane, or the original's .npy layouts) of size [3,C,R,R]. */
-static int read_triplane(const char *path, float *planes, int C, int R, int *entry, rhd_err *e) {
-    if (entry) *entry = -1;
-    int64_t want = (int64_t)3 * C * R * R;
-    if (ends_with(path, ".npy")) {
-        rhd_npy a;
-        if (rhd_npy_read(path, &a, e)) return -1;
-        const rhd_tensor *t = &a.t;
-        int ok = 0, strip = 0;
-        if (t->ndim == 5 && t->shape[0] == 3 && t->shape[1] == 1 && t->shape[2] == C && t->shape[3] == R && t->shape[4] == R) ok = 1;
-        if (t->ndim == 4 && t->shape[0] == 3 && t->shape[1] == C && t->shape[2] == R && t->shape[3] == R) ok = 1;
-        if (t->ndim == 3 && t->shape[0] == C && t->shape[1] == R && t->shape[2] == 3 * R) ok = strip = 1;
-        if (!ok || (t->dtype != RHD_F32 && t->dtype != RHD_F16)) {
-            char b[96];
-            rhd_shape_str(t->shape, t->ndim, b, sizeof b);
-            rhd_npy_free(&a);
-            return rhd_errf(e, "%s: array %s %s, expected float32/16 [3,1,%d,%d,%d], [3,%d,%d,%d] or [%d,%d,%d]", path,
-                            rhd_dtype_name(t->dtype), b, C, R, R, C, R, R, C, R, 3 * R);
-        }
-        float *tmp = rhd_xmalloc(sizeof(float) * (size_t)want);
-        rhd_convert_to_f32(tmp, t->data, t->dtype, want);
-        if (strip) { /* [C, R, 3R]: plane p = columns p*R .. p*R+R-1 */
-            for (int p = 0; p < 3; p++)
-                for (int c = 0; c < C; c++)
-                    for (int i = 0; i < R; i++)
-                        memcpy(planes + (((int64_t)p * C + c) * R + i) * R, tmp + ((int64_t)c * R + i) * 3 * R + (int64_t)p * R,
-                               sizeof(float) * R);
-        } else
-            memcpy(planes, tmp, sizeof(float) * (size_t)want);
-        free(tmp);
-        rhd_npy_free(&a);
-        return 0;
+/* A triplane file (formats/triplane_file.h) into planes [3,C,R,R]. The channels must match;
+ * another resolution is resized (bicubic, a = -0.75, as rhd-render) when resize, else an error. */
+static int read_triplane(const char *path, float *planes, int C, int R, int *entry, int resize, rhd_err *e) {
+    float *p;
+    int c, r;
+    if (rhd_triplane_file_read(path, &p, &c, &r, entry, e)) return -1;
+    if (c != C || (r != R && !resize)) {
+        free(p);
+        return rhd_errf(e, "%s: a triplane [3,%d,%d,%d], expected [3,%d,%d,%d] (--triplane-channels, --triplane-res)",
+                        path, c, r, r, C, R, R);
     }
-    rhd_st *st;
-    if (rhd_st_open(path, &st, e)) return -1;
-    rhd_dims d;
-    rhd_dims_init(&d);
-    rhd_dims_bind(&d, 'C', C);
-    rhd_dims_bind(&d, 'R', R);
-    if (rhd_schema_check(st, "triplane", &d, e)) {
-        rhd_st_close(st);
-        return -1;
+    if (r == R) {
+        memcpy(planes, p, sizeof(float) * 3 * (size_t)C * R * R);
+    } else {
+        rhd_info("%s: resizing the triplane from %d to %d (bicubic)", path, r, R);
+        rhd_ctx *cpu = rhd_ctx_open("cpu", e);
+        if (!cpu) { free(p); return -1; }
+        rhd_resize_forward(cpu, planes, p, 3, C, r, r, R, R, RHD_RESIZE_BICUBIC, 0);
+        rhd_ctx_close(cpu);
     }
-    rhd_st_to_f32(rhd_st_find(st, "planes"), planes);
-    const char *en = rhd_st_meta(st, "rhd.entry");
-    if (entry && en) *entry = atoi(en);
-    rhd_st_close(st);
+    free(p);
     return 0;
 }
 
@@ -400,7 +376,7 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     int SW = 0, SH = 0;
     for (int i = 0; i < n && !rc; i++) {
         rhd_fit_views ev, tv;
-        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || read_triplane(tri_paths[i], planes, C, R, NULL, e)) {
+        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || read_triplane(tri_paths[i], planes, C, R, NULL, 1, e)) {
             rc = -1;
             break;
         }
@@ -528,7 +504,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
             int ent;
             if (rhd_file_exists(tp)) {
                 planes[i] = rhd_xmalloc(sizeof(float) * (size_t)tri_n);
-                if (read_triplane(tp, planes[i], fc.C, fc.R, &ent, &e)) rhd_die("%s", e.msg);
+                if (read_triplane(tp, planes[i], fc.C, fc.R, &ent, 0, &e)) rhd_die("%s", e.msg);
                 if (ent >= start)
                     rhd_die("%s: written by entry %d, which the checkpoint does not record (%d entries done); the run stopped "
                             "between writes, expected a fresh run (--force)", tp, ent, start);

@@ -44,6 +44,13 @@ run rhd-fit --report --decoder "$T/full/decoder.safetensors" --triplanes "$T/ful
 expect_rc 0 "--report"
 expect_out '^\{"psnr":\{"avatar_100":[0-9.]+,"avatar_101":[0-9.]+\},"mean":[0-9.]+\}$' "report JSON"
 check "contact sheet written" test -s "$T/sheet.png"
+run rhd-fit --report --decoder "$T/full/decoder.safetensors" --triplanes "$T/full/triplanes" --data "$MINI" $SMALL --triplane-res 24
+expect_rc 0 "--report with triplanes of another resolution"
+expect_err "resizing the triplane from 16 to 24" "the triplanes are resized"
+expect_out '^\{"psnr":\{"avatar_100":[0-9.]+,"avatar_101":[0-9.]+\},"mean":[0-9.]+\}$' "report JSON after resizing"
+run rhd-fit --report --decoder "$T/full/decoder.safetensors" --triplanes "$T/full/triplanes" --data "$MINI" $SMALL --triplane-channels 12
+expect_rc 1 "--report with the wrong channel count"
+expect_err "a decoder for 8 triplane channels, expected 12" "names both channel counts"
 
 # --- bad datasets: clear errors, no output ------------------------------------------------------
 mk() { rm -rf "$T/bad"; mkdir -p "$T/bad"; cp -r "$MINI/avatar_100" "$T/bad/"; }
