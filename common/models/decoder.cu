@@ -32,7 +32,8 @@ typedef struct fused_args {
     int64_t M;
 } fused_args;
 
-/* out[o][t] = act(b[o] + sum_k wt[k][o] in[k][t]) for o < O: one thread per output row. */
+/* out[o][t] = act(b[o] + sum_k wt[k][o] in[k][t]) for o < O (wt rows of length O): one thread per
+ * output row. */
 static __device__ void dense_rows(float *out, const float *in, int K, const float *wt, const float *b, int O, int act) {
     for (int o = threadIdx.x; o < O; o += blockDim.x) {
         float acc[FUSED_T];
@@ -53,13 +54,14 @@ static __device__ void dense_rows(float *out, const float *in, int K, const floa
     }
 }
 
-/* The same for narrow layers: one thread per (output, sample); returns nothing, calls emit. */
+/* The same for narrow layers, the first O outputs of wt (rows of length ldw >= O): one thread per
+ * (output, sample), handing each sum to emit(o, t, value). */
 template <typename Emit>
-static __device__ void dense_pairs(const float *in, int K, const float *wt, const float *b, int O, Emit emit) {
+static __device__ void dense_pairs(const float *in, int K, const float *wt, int ldw, const float *b, int O, Emit emit) {
     for (int p = threadIdx.x; p < O * FUSED_T; p += blockDim.x) {
         int o = p / FUSED_T, t = p % FUSED_T;
         float acc = b ? b[o] : 0.f;
-        for (int k = 0; k < K; k++) acc += __ldg(wt + (int64_t)k * O + o) * in[k * FUSED_T + t];
+        for (int k = 0; k < K; k++) acc += __ldg(wt + (int64_t)k * ldw + o) * in[k * FUSED_T + t];
         emit(o, t, acc);
     }
 }
@@ -105,7 +107,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS) fused_kernel(fused_args 
     dense_rows(Y, E, a.Ed, a.w0t, a.b0, a.hid, RHD_ACT_SOFTPLUS); /* sigma_net.0 + softplus */
     __syncthreads();
     if (density_only) {
-        dense_pairs(Y, a.hid, a.w2t, a.b2, 1, [&](int, int t, float v) {
+        dense_pairs(Y, a.hid, a.w2t, a.g1, a.b2, 1, [&](int, int t, float v) { /* row 0 of sigma_net.2 */
             if (t < n) a.sigma[m0 + t] = rhd_trunc_exp(v);
         });
         return;
@@ -115,7 +117,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS) fused_kernel(fused_args 
     if (a.g1 >= 32)
         dense_rows(H2, Y, a.hid, a.w2t, a.b2, a.g1, RHD_ACT_IDENTITY);
     else
-        dense_pairs(Y, a.hid, a.w2t, a.b2, a.g1, [&](int o, int t, float v) { H2[o * T + t] = v; });
+        dense_pairs(Y, a.hid, a.w2t, a.g1, a.b2, a.g1, [&](int o, int t, float v) { H2[o * T + t] = v; });
     __syncthreads();
     for (int t = threadIdx.x; t < n; t += blockDim.x) a.sigma[m0 + t] = rhd_trunc_exp(H2[t]);
     __syncthreads();
@@ -128,7 +130,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS) fused_kernel(fused_args 
     __syncthreads();
     dense_rows(Z, Y, a.hid, a.c1t, NULL, a.hid, RHD_ACT_RELU); /* color_net.1 + relu */
     __syncthreads();
-    dense_pairs(Z, a.hid, a.c2t, NULL, 3, [&](int o, int t, float v) { /* color_net.2 + sigmoid */
+    dense_pairs(Z, a.hid, a.c2t, 3, NULL, 3, [&](int o, int t, float v) { /* color_net.2 + sigmoid */
         if (t < n) a.rgb[3 * (m0 + t) + o] = rhd_sigmoid(v);
     });
 }
