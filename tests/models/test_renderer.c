@@ -14,6 +14,8 @@
 #include "harness.h"
 #include "refcheck.h"
 
+#define GRAD_TOL 1e-6
+
 static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
     rhd_err e = {0};
     rhd_decoder dec;
@@ -71,7 +73,11 @@ static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
             snprintf(what, sizeof what, "%s mse", name);
             th_close(what, &m32, rl, 1, 1e-10);
             snprintf(what, sizeof what, "%s dplanes", name);
-            th_close(what, dplanes, rg, tri_n, 1e-8);
+            /* gradients: 1e-6, not tighter: a ReLU input or a clamped texel within float32 rounding
+             * of its kink can fall on the other side in the float64 reference, which moves a few
+             * entries (RHD_TEST_SEED=1795976294: nmse 3.8e-8 in d color_net.0.weight); a wrong
+             * gradient gives nmse ~ 1 */
+            th_close(what, dplanes, rg, tri_n, GRAD_TOL);
         } else
             th_ok(0, "%s: reference outputs", name);
         for (int i = 0; i < dec.P.n; i++) {
@@ -79,7 +85,7 @@ static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
             snprintf(n2, sizeof n2, "d_%s", dec.P.info[i].name);
             float *ref = th_load(dir, n2, dec.P.info[i].numel);
             snprintf(what, sizeof what, "%s %s", name, n2);
-            if (ref) th_close(what, rhd_param_grad(&dec.P, i), ref, dec.P.info[i].numel, 1e-8);
+            if (ref) th_close(what, rhd_param_grad(&dec.P, i), ref, dec.P.info[i].numel, GRAD_TOL);
             else th_ok(0, "%s: missing", what);
             free(ref);
         }
