@@ -10,7 +10,8 @@
  * lpips(b, a) and lpips(a, a) = 0 exactly; 1 and 3 threads give the same bits; the loader's
  * messages for a missing file, a missing tensor, wrong shapes, an unknown first conv, an integer
  * dtype, a NaN, another rhd kind, metadata naming the other net, a newer layout, a SqueezeNet
- * file; the size check; and CUDA against the CPU (relative 1e-5) when a device is present. */
+ * file; heads under the duplicate names lins.K; the size check; and CUDA against the CPU
+ * (relative 1e-5) when a device is present. */
 #include "refcheck.h"
 #include "common/lpips.h"
 #include <omp.h>
@@ -128,7 +129,7 @@ static void test_case(const lcase *c, int k, char *weights_out, size_t wn) {
 
 /* ---- bad weight files ------------------------------------------------------------------------------- */
 
-typedef enum { V_DROP, V_SHAPE, V_FIRST, V_INT, V_NAN, V_KIND, V_NETMETA, V_NEWER, V_SQUEEZE } vkind;
+typedef enum { V_DROP, V_SHAPE, V_FIRST, V_INT, V_NAN, V_KIND, V_NETMETA, V_NEWER, V_SQUEEZE, V_LINS } vkind;
 
 /* A copy of src with one change, written to dir/<name>.safetensors; returns the path. */
 static char *variant(const rhd_st *src, const char *dir, const char *name, vkind how, const char *target) {
@@ -170,6 +171,12 @@ static char *variant(const rhd_st *src, const char *dir, const char *name, vkind
         case V_KIND:
         case V_NETMETA:
         case V_NEWER: rhd_st_add(&w, t->name, t->dtype, t->ndim, t->shape, t->data); break;
+        case V_LINS: { /* linK.model.1.weight stored as lins.K.model.1.weight */
+            char alt[64];
+            snprintf(alt, sizeof alt, "lins.%s", t->name + 3);
+            rhd_st_add(&w, alt, t->dtype, t->ndim, t->shape, t->data);
+            break;
+        }
         case V_SQUEEZE:
             rhd_st_add(&w, t->name, t->dtype, t->ndim, t->shape, t->data);
             rhd_st_add(&w, "net.slice6.11.squeeze.weight", RHD_F32, 1, (int64_t[]){1}, f);
@@ -234,10 +241,25 @@ static void test_errors(const char *alex_path) {
                  "a SqueezeNet LPIPS");
     expect_error("a file without the backbone", variant(st, dir, "nobackbone", V_DROP, "net.slice1.0.weight"),
                  "tensor 'net.slice1.0.weight' is missing, expected an LPIPS state dict");
+    /* heads under the duplicate names lins.K: the same distance */
+    rhd_lpips l, l2;
+    const char *lins = variant(st, dir, "lins", V_LINS, "lin1.model.1.weight");
+    if (rhd_lpips_load_st(&l, g_cpu, st, &e) || rhd_lpips_load(&l2, g_cpu, lins, &e)) {
+        th_ok(0, "load %s: %s", alex_path, e.msg);
+        rhd_st_close(st);
+        return;
+    }
+    {
+        float *a = th_randu(3 * 40 * 33, 0, 1), *b = th_randu(3 * 40 * 33, 0, 1);
+        double v1 = NAN, v2 = NAN;
+        rhd_lpips_eval(&l, a, b, 40, 33, &v1, &e);
+        rhd_lpips_eval(&l2, a, b, 40, 33, &v2, &e);
+        th_ok(v1 == v2, "a head stored as lins.1.model.1.weight loads and gives the same distance (%.9f)", v2);
+        free(a), free(b);
+        rhd_lpips_free(&l2);
+    }
     /* the size check */
-    rhd_lpips l;
-    if (rhd_lpips_load_st(&l, g_cpu, st, &e)) th_ok(0, "load %s: %s", alex_path, e.msg);
-    else {
+    {
         float *a = th_randu(3 * 30 * 40, 0, 1);
         double v;
         int rc = rhd_lpips_eval(&l, a, a, 30, 40, &v, &e);
