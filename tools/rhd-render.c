@@ -9,6 +9,7 @@
 #include "common/contact_sheet.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/lpips.h"
 #include "common/mesh.h"
 #include "common/metrics.h"
 #include "common/models/decoder.h"
@@ -35,7 +36,7 @@ static const char *const k_spiral_choices[] = {"proper", "mirrored", NULL};
 
 typedef struct opts {
     rhd_common_opts common;
-    const char *decoder, *data, *views, *camera, *bg_str, *target_str, *contact_sheet, *mesh;
+    const char *decoder, *data, *views, *camera, *bg_str, *target_str, *contact_sheet, *mesh, *lpips;
     int spiral, orbit, rgba, depth, opacity, metrics, no_images, clamp, handedness, double_norm, no_warmup;
     long long frames, downscale, size, resolution, mesh_res, grid_size, max_steps, warmup, sheet_downscale;
     double elevation, radius, fov, mesh_threshold, bound, min_near, density_thresh, T_thresh;
@@ -69,7 +70,8 @@ static const rhd_opt options[] = {
     RHD_OPT_FLAG_(0, "depth", opts, depth, "also write depth_NNNN.png: 16-bit (t - near)/(far - near) (§6.2)"),
     RHD_OPT_FLAG_(0, "opacity", opts, opacity, "also write opacity_NNNN.png: 8-bit accumulated weight"),
     RHD_OPT_FLAG_(0, "no-images", opts, no_images, "write no frame PNGs (metrics, sheet or mesh only)"),
-    RHD_OPT_FLAG_(0, "metrics", opts, metrics, "print per-view and mean PSNR and SSIM as JSON on stdout (needs --data)"),
+    RHD_OPT_FLAG_(0, "metrics", opts, metrics, "print per-view and mean PSNR and SSIM (and LPIPS with --lpips) as JSON on stdout (needs --data)"),
+    RHD_OPT_STRING_(0, "lpips", opts, lpips, "WEIGHTS", "add LPIPS to --metrics with these lpips weights (safetensors, formats/lpips.md; made by pipelines/lpips_weights.py)"),
     RHD_OPT_STRING_(0, "contact-sheet", opts, contact_sheet, "PNG", "ground truth beside render for each view (needs --data)"),
     RHD_OPT_INT_(0, "sheet-downscale", opts, sheet_downscale, "F", "shrink the contact sheet's images by F", 1, 64),
     RHD_OPT_STRING_(0, "mesh", opts, mesh, "PLY", "write the density iso-surface (marching cubes) with decoded vertex colours"),
@@ -98,6 +100,8 @@ static const rhd_cli cli = {
     "examples:\n"
     "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --views 0-4 --metrics \\\n"
     "             --contact-sheet sheet.png -o out/ triplanes/avatar_100.safetensors\n"
+    "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --views 0-4 --metrics --lpips alex.safetensors \\\n"
+    "             --no-images triplanes/avatar_100.safetensors\n"
     "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --spiral -o spiral/ avatar_100.npy\n"
     "  rhd-render --decoder decoder.safetensors --no-images --mesh a.ply --mesh-res 256 avatar_100.safetensors\n"};
 
@@ -283,6 +287,7 @@ int main(int argc, char **argv) {
     int from_views = o.data && !o.spiral && !o.orbit;
     if ((o.metrics || o.contact_sheet) && !from_views)
         rhd_usage_error("--metrics and --contact-sheet compare with ground truth: they need --data DIR without --spiral/--orbit");
+    if (o.lpips && !o.metrics) rhd_usage_error("--lpips adds LPIPS to the metrics JSON: it needs --metrics (e.g. --metrics --lpips alex.safetensors)");
     if (o.views && !from_views) rhd_usage_error("--views selects views of --data; it does not apply to --spiral/--orbit/--camera");
     if (!o.no_images && !o.common.output) rhd_usage_error("expected -o DIR for the frames (or --no-images)");
     double bg[3] = {1, 1, 1}, target[3] = {0, 0.4, 0};
@@ -294,6 +299,8 @@ int main(int argc, char **argv) {
     rhd_err e = {0};
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
+    rhd_lpips lpips = {0};
+    if (o.lpips && rhd_lpips_load(&lpips, ctx, o.lpips, &e)) rhd_die("--lpips %s", e.msg);
 
     /* --- decoder and triplane --- */
     rhd_decoder dec;
@@ -371,6 +378,7 @@ int main(int argc, char **argv) {
     scale_intrinsics(&fr, (int)o.downscale);
     if ((o.metrics || o.contact_sheet) && (fr.W < RHD_SSIM_WIN || fr.H < RHD_SSIM_WIN))
         rhd_usage_error("--downscale %lld: %dx%d images are too small for SSIM (at least 11x11)", o.downscale, fr.W, fr.H);
+    if (o.lpips && rhd_lpips_check_size(&lpips, fr.H, fr.W, &e)) rhd_usage_error("--downscale %lld: %s", o.downscale, e.msg);
 
     /* --- renderer and occupancy grid (§10.2: reset, then full updates) --- */
     rhd_render_cfg rcfg;
@@ -402,6 +410,7 @@ int main(int argc, char **argv) {
           *out4 = rhd_xmalloc(sizeof(float) * 4 * N), *gtd = rhd_xmalloc(sizeof(float) * 3 * N);
     rhd_metrics_table mt;
     rhd_metrics_init(&mt);
+    if (o.lpips) mt.lpips_net = rhd_lpips_net_name(lpips.net);
     float **sheet_gt = NULL, **sheet_pred = NULL;
     char **sheet_label = NULL;
     if (o.contact_sheet) {
@@ -450,7 +459,9 @@ int main(int argc, char **argv) {
                 for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]);
             double psnr = rhd_image_psnr(pred, gtd, H, W), ssim;
             if (rhd_image_ssim(pred, gtd, H, W, &ssim, &e)) rhd_die("%s", e.msg);
-            rhd_metrics_add(&mt, fr.id[f], psnr, ssim, NAN);
+            double lp = NAN;
+            if (o.lpips && rhd_lpips_eval_hwc(&lpips, pred, gtd, H, W, &lp, &e)) rhd_die("--lpips %s", e.msg);
+            rhd_metrics_add(&mt, fr.id[f], psnr, ssim, lp);
             if (o.contact_sheet) {
                 sheet_gt[f] = rhd_xmalloc(sizeof(float) * 3 * N);
                 sheet_pred[f] = rhd_xmalloc(sizeof(float) * 3 * N);
@@ -502,6 +513,7 @@ int main(int argc, char **argv) {
 
     free(rgb), free(alpha), free(depth), free(pred), free(out4), free(gtd);
     rhd_metrics_free(&mt);
+    rhd_lpips_free(&lpips);
     free(fr.id), free(fr.c2w);
     if (o.data) rhd_fit_views_free(&vw);
     rhd_occgrid_free(ctx, &grid);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/tools/t0600-render.sh: rhd-render end to end on the mini dataset with a random decoder and
-# a small random triplane (made here with safetensors/numpy): frames, depth, opacity, metrics JSON,
-# contact sheet, mesh, the .npy layouts, the spiral; and bad inputs with their exit codes.
+# a small random triplane (made here with safetensors/numpy): frames, depth, opacity, metrics JSON
+# (with LPIPS from random lpips-package weights), contact sheet, mesh, the .npy layouts, the spiral;
+# and bad inputs with their exit codes.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 D=$RHD_ROOT/tests/data/mini/avatar_100
@@ -71,6 +72,43 @@ check "rgb, depth and opacity frames written" test -f "$T/o/rgb_0000.png" -a -f 
 check "contact sheet written" test -s "$T/sheet.png"
 check "depth PNG is 16-bit gray" "$PY" -c "
 import png; r=png.Reader('$T/o/depth_0000.png'); w,h,rows,info=r.read(); assert info['bitdepth']==16 and info['greyscale']"
+
+# LPIPS: random alex weights written by the lpips package (tests/ref/ref_metrics.py lpips), 32x32 renders
+mkdir -p "$T/lp"
+"$PY" -c "
+import numpy as np; z = np.zeros((1, 32, 32, 3), np.float32)
+np.save('$T/lp/pred.npy', z); np.save('$T/lp/gt.npy', z)"
+check "LPIPS weights written by the lpips package" "$PY" "$RHD_ROOT/tests/ref/ref_metrics.py" lpips "$T/lp" alex 7
+"$PY" -c "
+from safetensors.numpy import load_file, save_file
+w = load_file('$T/lp/weights.safetensors'); del w['lin3.model.1.weight']; save_file(w, '$T/lp/nohead.safetensors')"
+R="--decoder $T/dec.safetensors --data $D --views 0-1 --grid-size 32 --warmup 2 --max-steps 96 --no-images"
+run rhd-render -q $R --downscale 4 --metrics --lpips "$T/lp/weights.safetensors" "$T/tri.safetensors"
+expect_rc 0 "metrics with --lpips"
+printf '%s' "$out" >"$T/metrics_lp.json"
+check "LPIPS per view and mean in the metrics JSON, lpips_net alex" "$PY" -c "
+import json,math; j=json.load(open('$T/metrics_lp.json'))
+v=[x['lpips'] for x in j['views']]
+assert len(v)==2 and all(math.isfinite(x) and x>0 for x in v), v
+assert abs(j['mean']['lpips']-sum(v)/2)<1e-12 and j['lpips_net']=='alex'
+assert all(math.isfinite(x['psnr']) for x in j['views'])"
+check "pipelines/lpips_weights.py writes weights (official heads, random backbone)" \
+    "$PY" "$RHD_ROOT/pipelines/lpips_weights.py" --random-backbone -o "$T/lp/pipe.safetensors"
+run rhd-render -q $R --downscale 4 --metrics --lpips "$T/lp/pipe.safetensors" "$T/tri.safetensors"
+expect_rc 0 "metrics with --lpips weights from pipelines/lpips_weights.py"
+expect_out '"lpips_net": "alex"' "LPIPS computed with the pipeline's file"
+run rhd-render -q $R --downscale 4 --lpips "$T/lp/weights.safetensors" "$T/tri.safetensors"
+expect_rc 2 "--lpips without --metrics"
+expect_err "--lpips adds LPIPS to the metrics JSON: it needs --metrics" "--lpips needs --metrics, says so"
+run rhd-render -q $R --downscale 4 --metrics --lpips "$T/lp/nohead.safetensors" "$T/tri.safetensors"
+expect_rc 1 "LPIPS weights without a head"
+expect_err "nohead.safetensors: tensor 'lin3.model.1.weight' .*is missing, expected \[1,256,1,1\]" "missing LPIPS tensor named"
+run rhd-render -q $R --downscale 4 --metrics --lpips "$T/dec.safetensors" "$T/tri.safetensors"
+expect_rc 1 "a decoder given as LPIPS weights"
+expect_err "dec.safetensors: an rhd 'decoder' file, expected LPIPS weights" "wrong kind of LPIPS file named"
+run rhd-render -q $R --downscale 8 --metrics --lpips "$T/lp/weights.safetensors" "$T/tri.safetensors"
+expect_rc 2 "16x16 images with LPIPS alex"
+expect_err "image is 16x16, expected at least 31x31" "LPIPS minimum size explained"
 
 # the .npy layouts render the same pixels as the safetensors file
 for f in tri5 strip; do
