@@ -58,14 +58,29 @@ static const char *const iwc_m[] = {"rhd.avatar", NULL};
 static const rhd_schema_tensor checkpoint_t[] = {{NULL, 0, NULL, 0}};
 static const char *const checkpoint_m[] = {"rhd.model", "rhd.step", NULL};
 
+/* LPIPS weights (lpips' state dict without 'lins.*', formats/lpips.md): common/lpips.c checks the
+ * whole alex or vgg backbone; the schema names what both have. */
+static const rhd_schema_tensor lpips_t[] = {
+    {"net.slice1.0.weight", RHD_DT_FLOAT, "64,3,K,K", 0},
+    {"net.slice1.0.bias", RHD_DT_FLOAT, "64", 0},
+    {"lin0.model.1.weight", RHD_DT_FLOAT, "1,64,1,1", 0},
+    {"lin1.model.1.weight", RHD_DT_FLOAT, "1,A,1,1", 0},
+    {"lin2.model.1.weight", RHD_DT_FLOAT, "1,B,1,1", 0},
+    {"lin3.model.1.weight", RHD_DT_FLOAT, "1,C,1,1", 0},
+    {"lin4.model.1.weight", RHD_DT_FLOAT, "1,D,1,1", 0},
+    {NULL, 0, NULL, 0}};
+static const char *const lpips_m[] = {"lpips.net", NULL};
+
 static const rhd_schema g_schemas[] = {
     {"triplane", 1, "one avatar's triplane [3 planes, C channels, R rows, R columns]", triplane_t, triplane_m, 0},
     {"features", 1, "portrait features: VAE latent moments and three multi-scale maps", features_t, features_m, 0},
     {"decoder", 1, "the shared triplane MLP decoder (state-dict names of the original)", decoder_t, decoder_m, 0},
     {"iwc", 1, "identity-aware weight consolidation state of one avatar", iwc_t, iwc_m, 0},
     {"checkpoint", 1, "a model checkpoint with optimiser state", checkpoint_t, checkpoint_m, 1},
+    {"lpips", 1, "LPIPS weights: lpips' AlexNet or VGG16 slices and linear heads", lpips_t, lpips_m, 1},
 };
-static const rhd_schema *const g_all[] = {&g_schemas[0], &g_schemas[1], &g_schemas[2], &g_schemas[3], &g_schemas[4], NULL};
+static const rhd_schema *const g_all[] = {&g_schemas[0], &g_schemas[1], &g_schemas[2], &g_schemas[3], &g_schemas[4],
+                                          &g_schemas[5], NULL};
 
 const rhd_schema *const *rhd_schema_all(void) { return g_all; }
 
