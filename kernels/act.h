@@ -8,7 +8,7 @@
  *
  * Conventions:
  *   forward   y[i] = f(x[i])                      (=, y may alias x)
- *   backward  dx[i] = dy[i] * f'(x[i])            (=, dx may alias dy; x is the forward INPUT)
+ *   backward  dx[i] = dy[i] * f'(x[i])            (=, dx may alias dy or x; x is the forward INPUT)
  *   f'(x) is the derivative torch's autograd uses, including its choices at the kinks:
  *   relu'(0) = 0; softplus'(x) = 1 above the threshold 20; trunc_exp' = exp(clamp(x, -15, 15)). */
 #ifndef RHD_KERNELS_ACT_H

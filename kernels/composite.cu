@@ -29,12 +29,12 @@ static __global__ void composite_infer_kernel(float *rgb, float *A, float *dacc,
                                               const float *t_cur, const float *sigma, const float *c,
                                               const float *delta0, const float *delta1, int64_t n_alive, int n_step,
                                               float T_thresh) {
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i >= n_alive) return;
-    int32_t ray = alive[i];
-    int64_t s = i * n_step;
-    stop[i] = rhd_composite_infer_ray(rgb + 3 * (int64_t)ray, A + ray, dacc ? dacc + ray : NULL, sigma + s, c + 3 * s,
-                                      delta0 + s, delta1 + s, t_cur[ray], n_step, T_thresh);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_alive; i += (int64_t)gridDim.x * blockDim.x) {
+        int32_t ray = alive[i];
+        int64_t s = i * n_step;
+        stop[i] = rhd_composite_infer_ray(rgb + 3 * (int64_t)ray, A + ray, dacc ? dacc + ray : NULL, sigma + s,
+                                          c + 3 * s, delta0 + s, delta1 + s, t_cur[ray], n_step, T_thresh);
+    }
 }
 
 struct bg3 {

@@ -13,6 +13,9 @@ export RHD_PY=${RHD_PY:-python3}
 export RHD_SHARED=${RHD_SHARED:-$(cd .. && pwd)/shared}
 export RHD_TEST_TMP=$(mktemp -d /tmp/rhd-tests.XXXXXX)
 export RHD_PROGRESS_INTERVAL=1000
+# the tools' --device defaults to auto (a GPU when there is one); the tool tests mean the CPU
+# reference unless they say --device cuda (t0650), e.g. for the bit-identical resume checks
+export RHD_DEVICE=cpu
 # idle OpenMP threads sleep instead of spinning: on a small, busy machine spinning costs a lot
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}

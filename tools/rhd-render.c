@@ -493,6 +493,7 @@ int main(int argc, char **argv) {
         mp.threshold = o.mesh_threshold;
         for (int a = 0; a < 3; a++) mp.lo[a] = -o.bound, mp.hi[a] = o.bound;
         mesh_user mu = {&r, planes, R, clamp};
+        rhd_decoder_infer_prepare(ctx, &dec, &r.acts, planes, R, clamp);
         rhd_mesh m;
         if (rhd_mesh_extract(&m, &mp, mesh_density, &mu, &e)) rhd_die("--mesh %s: %s", o.mesh, e.msg);
         if (m.nt == 0)
@@ -501,6 +502,7 @@ int main(int argc, char **argv) {
         float *nrm = vertex_normals(&m);
         mu.m = &m, mu.normals = nrm;
         if (rhd_mesh_color(&m, mesh_color, &mu, 65536, &e)) rhd_die("--mesh %s: %s", o.mesh, e.msg);
+        rhd_decoder_infer_release(&r.acts);
         char comment[256];
         snprintf(comment, sizeof comment, "rhd-render %s: %s, density iso %g, grid %d^3", RHD_VERSION, tri_path,
                  o.mesh_threshold, mp.res);

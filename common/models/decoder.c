@@ -118,6 +118,7 @@ void rhd_decoder_acts_free(rhd_decoder_acts *a) {
         float **all[] = ACTS_ALL(a);
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rhd_buf_free(a->ctx, *all[i]);
         rhd_buf_free(a->ctx, a->wt);
+        rhd_buf_free(a->ctx, a->packed);
     }
     memset(a, 0, sizeof *a);
 }
@@ -238,13 +239,33 @@ void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts
     density_trunk_backward(ctx, d, a, dplanes, NULL, points, planes, R, clamp, M, want);
 }
 
+void rhd_decoder_infer_prepare(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, const float *planes, int R,
+                               int clamp) {
+    a->prep_valid = 0;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA && !getenv("RHD_NO_FUSED"))
+        rhd_decoder_infer_prepare_cuda(ctx, d, a, planes, R, clamp);
+#else
+    (void)ctx, (void)d, (void)planes, (void)R, (void)clamp;
+#endif
+}
+
+void rhd_decoder_infer_release(rhd_decoder_acts *a) { a->prep_valid = 0; }
+
 void rhd_decoder_infer(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
                        const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M) {
     if (M == 0) return;
 #ifdef RHD_CUDA
-    if (ctx->backend == RHD_BACKEND_CUDA && !getenv("RHD_NO_FUSED") &&
-        rhd_decoder_infer_cuda(ctx, d, a, sigma, rgb, points, dirs, planes, R, clamp, M))
-        return;
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        int mine = !(a->prep_valid && a->ctx == ctx && a->prep_planes == planes && a->prep_R == R &&
+                     a->prep_clamp == clamp);
+        if (mine) rhd_decoder_infer_prepare(ctx, d, a, planes, R, clamp);
+        if (a->prep_valid) {
+            rhd_decoder_infer_cuda(ctx, d, a, sigma, rgb, points, dirs, M);
+            if (mine) rhd_decoder_infer_release(a);
+            return;
+        }
+    }
 #endif
     if (rgb)
         rhd_decoder_forward(ctx, d, a, sigma, rgb, points, dirs, planes, R, clamp, M);

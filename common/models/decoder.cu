@@ -21,6 +21,8 @@
 #include "kernels/triplane.h"
 
 #define FUSED_T 32
+#define FUSED_LD 36 /* row stride of the shared tiles: float4-aligned, and a warp's row stores hit
+                     * distinct banks (lane o starts at bank 4o) */
 #define FUSED_THREADS 128
 
 typedef struct fused_args {
@@ -32,25 +34,29 @@ typedef struct fused_args {
     int64_t M;
 } fused_args;
 
-/* out[o][t] = act(b[o] + sum_k wt[k][o] in[k][t]) for o < O (wt rows of length O): one thread per
- * output row. */
-static __device__ void dense_rows(float *out, const float *in, int K, const float *wt, const float *b, int O, int act) {
+/* out[o][t] = act(b[o] + sum_k wt[k][o] in[k][t]) for o < O (wt rows of length ldw): one thread
+ * per output row, the FUSED_T sums in registers, the inputs read as shared-memory broadcasts. */
+static __device__ void dense_rows(float *out, const float *in, int K, const float *wt, int ldw, const float *b, int O,
+                                  int act) {
     for (int o = threadIdx.x; o < O; o += blockDim.x) {
         float acc[FUSED_T];
         float b0 = b ? b[o] : 0.f;
 #pragma unroll
         for (int t = 0; t < FUSED_T; t++) acc[t] = b0;
         for (int k = 0; k < K; k++) {
-            float w = __ldg(wt + (int64_t)k * O + o);
-            const float4 *v = (const float4 *)(in + k * FUSED_T);
+            float w = __ldg(wt + (int64_t)k * ldw + o);
+            const float4 *v = (const float4 *)(in + k * FUSED_LD);
 #pragma unroll
             for (int q = 0; q < FUSED_T / 4; q++) {
                 float4 x = v[q];
                 acc[4 * q] += w * x.x, acc[4 * q + 1] += w * x.y, acc[4 * q + 2] += w * x.z, acc[4 * q + 3] += w * x.w;
             }
         }
+        float4 *dst = (float4 *)(out + o * FUSED_LD);
 #pragma unroll
-        for (int t = 0; t < FUSED_T; t++) out[o * FUSED_T + t] = rhd_act_apply((rhd_act)act, acc[t]);
+        for (int q = 0; q < FUSED_T / 4; q++)
+            dst[q] = make_float4(rhd_act_apply((rhd_act)act, acc[4 * q]), rhd_act_apply((rhd_act)act, acc[4 * q + 1]),
+                                 rhd_act_apply((rhd_act)act, acc[4 * q + 2]), rhd_act_apply((rhd_act)act, acc[4 * q + 3]));
     }
 }
 
@@ -61,7 +67,7 @@ static __device__ void dense_pairs(const float *in, int K, const float *wt, int 
     for (int p = threadIdx.x; p < O * FUSED_T; p += blockDim.x) {
         int o = p / FUSED_T, t = p % FUSED_T;
         float acc = b ? b[o] : 0.f;
-        for (int k = 0; k < K; k++) acc += __ldg(wt + (int64_t)k * ldw + o) * in[k * FUSED_T + t];
+        for (int k = 0; k < K; k++) acc += __ldg(wt + (int64_t)k * ldw + o) * in[k * FUSED_LD + t];
         emit(o, t, acc);
     }
 }
@@ -69,13 +75,13 @@ static __device__ void dense_pairs(const float *in, int K, const float *wt, int 
 static __global__ void __launch_bounds__(FUSED_THREADS) fused_kernel(fused_args a) {
     extern __shared__ float4 smem4[];
     float *sm = (float *)smem4;
-    const int T = FUSED_T;
-    float *X = sm;                                   /* [Cin][T]: enc(fc) | geo | enc(dir) */
-    float *Y = X + (int64_t)a.Cin * T;               /* [hid][T] */
-    float *Z = Y + (int64_t)a.hid * T;               /* [max(hid, C)][T] */
+    const int T = FUSED_T, LD = FUSED_LD;
+    float *X = sm;                                   /* [Cin][LD]: enc(fc) | geo | enc(dir) */
+    float *Y = X + (int64_t)a.Cin * LD;              /* [hid][LD] */
+    float *Z = Y + (int64_t)a.hid * LD;              /* [max(hid, C)][LD] */
     int zrows = a.hid > a.C ? a.hid : a.C;
-    float *E = Z + (int64_t)zrows * T;               /* [Ed][T]: enc(fd) */
-    float *P = E + (int64_t)a.Ed * T;                /* [T][3] points */
+    float *E = Z + (int64_t)zrows * LD;              /* [Ed][LD]: enc(fd) */
+    float *P = E + (int64_t)a.Ed * LD;               /* [T][3] points */
     float *D = P + 3 * T;                            /* [T][3] dirs */
     const int64_t m0 = (int64_t)blockIdx.x * T;
     const int n = a.M - m0 < T ? (int)(a.M - m0) : T;
@@ -87,48 +93,43 @@ static __global__ void __launch_bounds__(FUSED_THREADS) fused_kernel(fused_args 
         D[i] = t < n && !density_only ? a.dirs[3 * m0 + i] : 0.f;
     }
     __syncthreads();
-    /* triplane features -> Z [C][T] (colour rows 0..Cc-1, density rows Cc..C-1) */
-    const int c0 = density_only ? a.Cc : 0; /* density only: just the density channels */
-    for (int i = c0 * T + threadIdx.x; i < a.C * T; i += blockDim.x) {
-        int c = i / T, t = i % T;
-        Z[i] = rhd_triplane_sample_packed(P + 3 * t, a.packed, a.C, a.R, c);
+    /* triplane features -> Z [C][LD] (colour rows 0..Cc-1, density rows Cc..C-1); neighbouring
+     * threads take neighbouring channels of one sample, so each tap's gather is coalesced on the
+     * channels-last planes. Density only: just the density channels. */
+    const int c0 = density_only ? a.Cc : 0, nc = a.C - c0;
+    for (int i = threadIdx.x; i < nc * T; i += blockDim.x) {
+        int t = i / nc, c = c0 + i % nc;
+        Z[c * LD + t] = rhd_triplane_sample_packed(P + 3 * t, a.packed, a.C, a.R, c);
     }
     __syncthreads();
     for (int i = threadIdx.x; i < a.Cd * T; i += blockDim.x) {
         int d = i / T, t = i % T;
-        rhd_freq_encode_value_strided(E + t, T, Z[(a.Cc + d) * T + t], d, a.Cd, a.degree);
+        rhd_freq_encode_value_strided(E + t, LD, Z[(a.Cc + d) * LD + t], d, a.Cd, a.degree);
     }
-    if (!density_only)
+    if (!density_only) {
+        for (int i = threadIdx.x; i < a.Cc * T; i += blockDim.x) {
+            int d = i / T, t = i % T;
+            rhd_freq_encode_value_strided(X + t, LD, Z[d * LD + t], d, a.Cc, a.degree);
+        }
         for (int i = threadIdx.x; i < 3 * T; i += blockDim.x) {
             int d = i / T, t = i % T;
-            rhd_freq_encode_value_strided(X + (int64_t)(a.Ec + a.geo) * T + t, T, D[3 * t + d], d, 3, a.degree);
+            rhd_freq_encode_value_strided(X + (int64_t)(a.Ec + a.geo) * LD + t, LD, D[3 * t + d], d, 3, a.degree);
         }
-    __syncthreads();
-    dense_rows(Y, E, a.Ed, a.w0t, a.b0, a.hid, RHD_ACT_SOFTPLUS); /* sigma_net.0 + softplus */
-    __syncthreads();
-    if (density_only) {
-        dense_pairs(Y, a.hid, a.w2t, a.g1, a.b2, 1, [&](int, int t, float v) { /* row 0 of sigma_net.2 */
-            if (t < n) a.sigma[m0 + t] = rhd_trunc_exp(v);
-        });
-        return;
-    }
-    /* sigma_net.2: row 0 (density) lands in X row Ec-1, geo in rows Ec .. Ec+geo-1 */
-    float *H2 = X + (int64_t)(a.Ec - 1) * T;
-    if (a.g1 >= 32)
-        dense_rows(H2, Y, a.hid, a.w2t, a.b2, a.g1, RHD_ACT_IDENTITY);
-    else
-        dense_pairs(Y, a.hid, a.w2t, a.g1, a.b2, a.g1, [&](int o, int t, float v) { H2[o * T + t] = v; });
-    __syncthreads();
-    for (int t = threadIdx.x; t < n; t += blockDim.x) a.sigma[m0 + t] = rhd_trunc_exp(H2[t]);
-    __syncthreads();
-    for (int i = threadIdx.x; i < a.Cc * T; i += blockDim.x) {
-        int d = i / T, t = i % T;
-        rhd_freq_encode_value_strided(X + t, T, Z[d * T + t], d, a.Cc, a.degree);
     }
     __syncthreads();
-    dense_rows(Y, X, a.Cin, a.c0t, NULL, a.hid, RHD_ACT_RELU); /* color_net.0 + relu */
+    dense_rows(Y, E, a.Ed, a.w0t, a.hid, a.b0, a.hid, RHD_ACT_SOFTPLUS); /* sigma_net.0 + softplus */
     __syncthreads();
-    dense_rows(Z, Y, a.hid, a.c1t, NULL, a.hid, RHD_ACT_RELU); /* color_net.1 + relu */
+    /* sigma_net.2: row 0 is the density (one thread per sample), rows 1.. the geometry features
+     * into X rows Ec .. Ec+geo-1 */
+    dense_pairs(Y, a.hid, a.w2t, a.g1, a.b2, 1, [&](int, int t, float v) {
+        if (t < n) a.sigma[m0 + t] = rhd_trunc_exp(v);
+    });
+    if (density_only) return;
+    dense_rows(X + (int64_t)a.Ec * LD, Y, a.hid, a.w2t + 1, a.g1, a.b2 + 1, a.geo, RHD_ACT_IDENTITY);
+    __syncthreads();
+    dense_rows(Y, X, a.Cin, a.c0t, a.hid, NULL, a.hid, RHD_ACT_RELU); /* color_net.0 + relu */
+    __syncthreads();
+    dense_rows(Z, Y, a.hid, a.c1t, a.hid, NULL, a.hid, RHD_ACT_RELU); /* color_net.1 + relu */
     __syncthreads();
     dense_pairs(Z, a.hid, a.c2t, 3, NULL, 3, [&](int o, int t, float v) { /* color_net.2 + sigmoid */
         if (t < n) a.rgb[3 * (m0 + t) + o] = rhd_sigmoid(v);
@@ -137,30 +138,38 @@ static __global__ void __launch_bounds__(FUSED_THREADS) fused_kernel(fused_args 
 
 static size_t fused_smem(const rhd_decoder *d) {
     int zrows = d->cfg.hidden > d->cfg.C ? d->cfg.hidden : d->cfg.C;
-    return sizeof(float) * FUSED_T * ((size_t)d->Cin + d->cfg.hidden + zrows + d->Ed + 6);
+    return sizeof(float) * (FUSED_LD * ((size_t)d->Cin + d->cfg.hidden + zrows + d->Ed) + 6 * FUSED_T);
 }
 
 // launchers
 
-extern "C" int rhd_decoder_infer_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma,
-                                      float *rgb, const float *points, const float *dirs, const float *planes, int R,
-                                      int clamp, int64_t M) {
-    if (d->Ec < 1) return 0;
-    size_t smem = fused_smem(d);
+/* Whether one tile fits in shared memory on the current device; sets the kernel's opt-in once per
+ * device and size. */
+static int fused_fits(size_t smem) {
+    static int done_dev = -1;
+    static size_t done_smem = 0;
     int dev = 0, optin = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev == done_dev && smem <= done_smem) return 1;
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if (smem > (size_t)optin) return 0; /* too wide for one tile: the caller takes the per-layer path */
+    if (smem > (size_t)optin) return 0;
     CUDA_CHECK(cudaFuncSetAttribute(fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    done_dev = dev, done_smem = smem;
+    return 1;
+}
 
+extern "C" int rhd_decoder_infer_prepare_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a,
+                                              const float *planes, int R, int clamp) {
+    a->prep_valid = 0;
+    if (!fused_fits(fused_smem(d))) return 0; /* too wide for one tile: the per-layer path */
+    if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
+    a->ctx = ctx;
     const int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
     /* transposed weights [in][out], one buffer */
     int64_t sizes[5] = {(int64_t)d->Ed * h, (int64_t)h * g1, (int64_t)d->Cin * h, (int64_t)h * h, (int64_t)h * 3};
     int64_t total = sizes[0] + sizes[1] + sizes[2] + sizes[3] + sizes[4];
-    if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
-    if (a->wt_cap < total || !a->ctx) {
+    if (a->wt_cap < total) {
         rhd_buf_free(ctx, a->wt);
-        a->ctx = ctx;
         a->wt = (float *)rhd_buf_alloc(ctx, sizeof(float) * (size_t)total);
         a->wt_cap = total;
     }
@@ -170,19 +179,32 @@ extern "C" int rhd_decoder_infer_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_de
     rhd_transpose_forward(ctx, c0t, rhd_param(&d->P, RHD_DEC_C0W), 1, h, d->Cin);
     rhd_transpose_forward(ctx, c1t, rhd_param(&d->P, RHD_DEC_C1W), 1, h, h);
     rhd_transpose_forward(ctx, c2t, rhd_param(&d->P, RHD_DEC_C2W), 1, 3, h);
-    float *packed = (float *)rhd_ctx_workspace(ctx, sizeof(float) * 3 * (size_t)d->cfg.C * R * R);
-    rhd_triplane_pack_cuda(ctx, packed, planes, d->cfg.C, R, clamp);
+    int64_t np = (int64_t)3 * d->cfg.C * R * R;
+    if (a->packed_cap < np) {
+        rhd_buf_free(ctx, a->packed);
+        a->packed = (float *)rhd_buf_alloc(ctx, sizeof(float) * (size_t)np);
+        a->packed_cap = np;
+    }
+    rhd_triplane_pack_cuda(ctx, a->packed, planes, d->cfg.C, R, clamp);
+    a->prep_planes = planes, a->prep_R = R, a->prep_clamp = clamp, a->prep_valid = 1;
+    return 1;
+}
 
+extern "C" void rhd_decoder_infer_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma,
+                                       float *rgb, const float *points, const float *dirs, int64_t M) {
+    RHD_ASSERT(a->prep_valid && a->ctx == ctx);
+    const int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
+    int64_t sizes[4] = {(int64_t)d->Ed * h, (int64_t)h * g1, (int64_t)d->Cin * h, (int64_t)h * h};
     fused_args fa;
-    fa.packed = packed;
-    fa.C = d->cfg.C, fa.R = R, fa.Cc = d->Cc, fa.Cd = d->Cd, fa.Ec = d->Ec, fa.Ed = d->Ed, fa.Edir = d->Edir;
+    fa.packed = a->packed;
+    fa.C = d->cfg.C, fa.R = a->prep_R, fa.Cc = d->Cc, fa.Cd = d->Cd, fa.Ec = d->Ec, fa.Ed = d->Ed, fa.Edir = d->Edir;
     fa.geo = d->cfg.geo, fa.hid = h, fa.g1 = g1, fa.Cin = d->Cin, fa.degree = d->cfg.degree;
-    fa.w0t = w0t, fa.b0 = rhd_param(&d->P, RHD_DEC_S0B), fa.w2t = w2t, fa.b2 = rhd_param(&d->P, RHD_DEC_S2B);
-    fa.c0t = c0t, fa.c1t = c1t, fa.c2t = c2t;
+    fa.w0t = a->wt, fa.w2t = fa.w0t + sizes[0], fa.c0t = fa.w2t + sizes[1], fa.c1t = fa.c0t + sizes[2];
+    fa.c2t = fa.c1t + sizes[3];
+    fa.b0 = rhd_param(&d->P, RHD_DEC_S0B), fa.b2 = rhd_param(&d->P, RHD_DEC_S2B);
     fa.points = points, fa.dirs = dirs, fa.sigma = sigma, fa.rgb = rgb, fa.M = M;
     int64_t tiles = (M + FUSED_T - 1) / FUSED_T;
     RHD_ASSERT(tiles <= 0x7fffffffLL);
-    fused_kernel<<<(unsigned)tiles, FUSED_THREADS, smem, RHD_CUDA_STREAM(ctx)>>>(fa);
+    fused_kernel<<<(unsigned)tiles, FUSED_THREADS, fused_smem(d), RHD_CUDA_STREAM(ctx)>>>(fa);
     CUDA_CHECK(cudaGetLastError());
-    return 1;
 }

@@ -22,11 +22,19 @@
  *   rhd_decoder_density      sigma [M] only (grid updates, dist loss), saving what the density
  *                            backward needs in `a`; rhd_decoder_density_backward accumulates
  *                            like rhd_decoder_backward.
- *   rhd_decoder_infer        inference: sigma [M] and rgb [M,3] (rgb NULL: density only) with
- *                            nothing saved for a backward. On CUDA one fused kernel per call
- *                            (decoder.cu: sampling, encodings, the MLP and the output activations
- *                            per tile of samples in shared memory); on the CPU the forward above.
- * Every pointer is on the context's side (device pointers on CUDA).
+ *   rhd_decoder_infer        inference: sigma [M] and rgb [M,3] (rgb NULL: density only). On CUDA
+ *                            one fused kernel per call (decoder.cu: sampling, encodings, the MLP
+ *                            and the output activations per tile of samples in shared memory),
+ *                            nothing saved in `a` for a backward; on the CPU the forward (or
+ *                            density path) above, which does overwrite the saved activations.
+ *   rhd_decoder_infer_prepare / _release: bracket many infer calls on the same planes (a grid
+ *                            update, a view): on CUDA the weights are transposed and the planes
+ *                            packed channels-last once, into `a`, instead of per call. Between the
+ *                            two neither the planes nor the weights may change. Without a prepare,
+ *                            each infer call prepares for itself. No-ops on the CPU. Environment: RHD_NO_FUSED=1
+ *                            makes CUDA inference take the per-layer path (for comparisons).
+ * Every pointer is on the context's side (device pointers on CUDA); the CUDA inference path
+ * uses the context workspace only through the ops it calls, never across calls.
  * The per-layer path runs on both backends through kernels/ (triplane, freq_encode, linear, act,
  * elementwise for the splits and concatenations); CPU results are independent of the thread
  * count. */
@@ -60,8 +68,11 @@ typedef struct rhd_decoder_acts {
     int64_t cap;
     float *feat, *fc, *fd, *ec, *ed, *edir, *h1, *a1, *h2, *cin, *c1, *r1, *c2, *r2, *c3;
     float *dbuf_a, *dbuf_b, *dcin, *dfeat, *dfc, *dfd, *dh2, *tmp;
-    float *wt; /* CUDA fused inference: the transposed weights */
-    int64_t wt_cap;
+    /* CUDA fused inference (rhd_decoder_infer_prepare): transposed weights, channels-last planes */
+    float *wt, *packed;
+    int64_t wt_cap, packed_cap;
+    const float *prep_planes;
+    int prep_R, prep_clamp, prep_valid;
 } rhd_decoder_acts;
 
 #ifdef __cplusplus
@@ -92,11 +103,17 @@ void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts
                                   int64_t M, int want_dparams);
 void rhd_decoder_infer(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
                        const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M);
+void rhd_decoder_infer_prepare(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, const float *planes, int R,
+                               int clamp);
+void rhd_decoder_infer_release(rhd_decoder_acts *a);
 #ifdef RHD_CUDA
-/* The fused kernel; returns 0 (nothing done) when the configuration does not fit one tile in
- * shared memory, so the caller falls back to the per-layer path. */
-int rhd_decoder_infer_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
-                           const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M);
+/* Prepare the fused kernel's inputs; returns 0 (nothing prepared) when the configuration does not
+ * fit one tile in shared memory, so infer takes the per-layer path. */
+int rhd_decoder_infer_prepare_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, const float *planes, int R,
+                                   int clamp);
+/* The fused kernel on the prepared planes and weights. */
+void rhd_decoder_infer_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
+                            const float *points, const float *dirs, int64_t M);
 #endif
 /* Forward FLOPs per sample (multiply-add = 2), the matrix products only (spec §13.1). */
 double rhd_decoder_flops_per_sample(const rhd_decoder *d);

@@ -107,11 +107,14 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *pl
             pts[3 * k + a] = q;
             pts[3 * (K + k) + a] = q + cfg->dist_sigma * rhd_rng_normal(seed ^ 0x51u, st, (uint64_t)(3 * k + a));
         }
-    /* the K point pairs are few: drawn and reduced on the host, decoded on the context */
-    float *pts_c = to_ctx(ctx, pts, 6 * (int64_t)K);
-    float *sig_c = ctx->backend == RHD_BACKEND_CPU ? sig : rhd_buf_alloc(ctx, sizeof(float) * 2 * (size_t)K);
+    /* the K point pairs are few: drawn and reduced on the host, decoded on the context (in the
+     * renderer's scratch on CUDA: 6K points, 2K densities, 2K gradients) */
+    int cpu = ctx->backend == RHD_BACKEND_CPU;
+    float *buf = cpu ? NULL : rhd_renderer_scratch(r, 10 * (int64_t)K);
+    float *pts_c = cpu ? pts : buf, *sig_c = cpu ? sig : buf + 6 * K, *dsig_c = cpu ? dsig : buf + 8 * K;
+    if (!cpu) rhd_buf_upload(ctx, pts_c, pts, sizeof(float) * 6 * (size_t)K);
     rhd_decoder_density(ctx, r->dec, &r->acts, sig_c, pts_c, planes, cfg->R, cfg->clamp, 2 * K);
-    if (sig_c != sig) rhd_buf_download(ctx, sig, sig_c, sizeof(float) * 2 * (size_t)K);
+    if (!cpu) rhd_buf_download(ctx, sig, sig_c, sizeof(float) * 2 * (size_t)K);
     double l = 0, m = 0;
     for (int k = 0; k < K; k++) {
         double d = (double)sig[k] - sig[K + k];
@@ -120,11 +123,8 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *pl
         dsig[k] = (float)(scale * (sg + cfg->dist_inner) / K);
         dsig[K + k] = (float)(scale * -sg / K);
     }
-    float *dsig_c = to_ctx(ctx, dsig, 2 * (int64_t)K);
+    if (!cpu) rhd_buf_upload(ctx, dsig_c, dsig, sizeof(float) * 2 * (size_t)K);
     rhd_decoder_density_backward(ctx, r->dec, &r->acts, dplanes, dsig_c, pts_c, planes, cfg->R, cfg->clamp, 2 * K, want);
-    from_ctx(ctx, dsig, dsig_c, 2 * (int64_t)K, 0);
-    from_ctx(ctx, pts, pts_c, 6 * (int64_t)K, 0);
-    if (sig_c != sig) rhd_buf_free(ctx, sig_c);
     free(pts), free(sig), free(dsig);
     return l / K + cfg->dist_inner * m / K;
 }
@@ -287,7 +287,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     }
     for (int a = 0; a < nav; a++) {
         rhd_buf_free(ctx, grad[a]), rhd_buf_free(ctx, m[a]), rhd_buf_free(ctx, v[a]), free(perm[a]);
-        from_ctx(ctx, av[a].planes, tri[a], tri_n, 0);
+        from_ctx(ctx, av[a].planes, tri[a], tri_n, 1); /* after a failure: the planes as they are, as on the CPU */
         from_ctx(ctx, NULL, gt[a], 0, 0);
         rhd_occgrid_free(ctx, &grids[a]);
     }

@@ -43,7 +43,17 @@ static void free_bufs(rhd_ctx *ctx, void ***ps, size_t n) {
     for (size_t i = 0; i < n; i++) rhd_buf_free(ctx, *ps[i]), *ps[i] = NULL;
 }
 
+float *rhd_renderer_scratch(rhd_renderer *r, int64_t n) {
+    if (n > r->cap_scratch) {
+        rhd_buf_free(r->ctx, r->scratch);
+        r->scratch = rhd_buf_alloc(r->ctx, sizeof(float) * (size_t)(n > 0 ? n : 1));
+        r->cap_scratch = n;
+    }
+    return r->scratch;
+}
+
 void rhd_renderer_free(rhd_renderer *r) {
+    rhd_buf_free(r->ctx, r->scratch);
     void **rb[] = RAY_BUFS(r), **sb[] = SAMPLE_BUFS(r);
     free_bufs(r->ctx, rb, sizeof rb / sizeof rb[0]);
     free_bufs(r->ctx, sb, sizeof sb / sizeof sb[0]);
@@ -125,9 +135,10 @@ static void density_fn(rhd_ctx *ctx, float *sigma, const float *xyz, int64_t n, 
 }
 
 void rhd_renderer_grid_update(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed) {
-    density_user u = {r, planes, R, clamp, rhd_buf_alloc(r->ctx, sizeof(float) * 3 * (size_t)r->cfg.chunk)};
+    density_user u = {r, planes, R, clamp, rhd_renderer_scratch(r, 3 * r->cfg.chunk)};
+    rhd_decoder_infer_prepare(r->ctx, r->dec, &r->acts, planes, R, clamp);
     rhd_occgrid_update(r->ctx, g, seed, r->cfg.chunk, density_fn, &u);
-    rhd_buf_free(r->ctx, u.pts);
+    rhd_decoder_infer_release(&r->acts);
 }
 
 void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed,
@@ -208,6 +219,7 @@ static void render_core(rhd_renderer *r, rhd_occgrid *g, const float *planes, in
     rhd_buf_zero(ctx, r->wsum, sizeof(float) * (size_t)N);
     rhd_buf_zero(ctx, r->dacc, sizeof(float) * (size_t)N);
     rhd_march_infer_begin(ctx, r->alive, r->tcur, r->nears, N);
+    rhd_decoder_infer_prepare(ctx, r->dec, &r->acts, planes, R, clamp);
     rhd_march_cfg mc = march_cfg(r, 0, 0, RHD_STREAM(RHD_STREAM_MARCH, 0));
     int64_t n_alive = N;
     for (int step = 0, first = 1; step < r->cfg.max_steps && n_alive > 0; first = 0) {
@@ -223,6 +235,7 @@ static void render_core(rhd_renderer *r, rhd_occgrid *g, const float *planes, in
         n_alive = rhd_march_infer_advance(ctx, r->alive, r->tcur, r->stop, r->d0, r->d1, n_alive, n_step);
         step += n_step;
     }
+    rhd_decoder_infer_release(&r->acts);
 }
 
 void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,

@@ -61,6 +61,8 @@ typedef struct rhd_renderer {
     float *rays_o, *rays_d, *nears, *fars, *gt, *pred, *dpred, *tcur, *wsum, *dacc, *depth;
     uint8_t *stop;
     float *xyz, *pts, *dirs, *d0, *d1, *sigma, *rgb, *dsigma, *drgb;
+    float *scratch; /* rhd_renderer_scratch */
+    int64_t cap_scratch;
 } rhd_renderer;
 
 #ifdef __cplusplus
@@ -69,6 +71,10 @@ extern "C" {
 void rhd_render_cfg_default(rhd_render_cfg *c);
 void rhd_renderer_init(rhd_renderer *r, rhd_ctx *ctx, rhd_decoder *dec, const rhd_render_cfg *cfg);
 void rhd_renderer_free(rhd_renderer *r);
+/* n floats of context-side scratch owned by the renderer, kept between calls (grown on demand):
+ * for short-lived per-step buffers (grid-update queries, the distortion loss's points) without an
+ * allocation per step. Any renderer call may reuse it. */
+float *rhd_renderer_scratch(rhd_renderer *r, int64_t n);
 /* Grid configuration matching the renderer's. */
 rhd_occgrid_cfg rhd_renderer_grid_cfg(const rhd_renderer *r);
 
