@@ -1,25 +1,19 @@
 /* tests/bench/bench_attn.c: times the attention, timestep-embedding and resampling ops at model
  * sizes against PyTorch (tests/ref/bench_attn.py) on the same machine, fp32, with
  * $RHD_BENCH_THREADS threads (default 2). RHD_BENCH_DEVICE=cuda times our CUDA backend instead.
+ * Each op: one warm-up run, then the best of at least RHD_BENCH_REPS (3) and at most 20 runs,
+ * timing more while the runs so far took under 2 s (the PyTorch side does the same).
  * Prints one row per op: op | shape | ours ms | torch ms | torch/ours (> 1: we are faster). */
-#include "refcheck.h"
+#include "bench.h"
 #include "kernels/attention.h"
 #include "kernels/embed.h"
 #include "kernels/resample.h"
-#include <time.h>
 
 static rhd_ctx *ctx;
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
 static float *buf(long n, float std) {
     float *h = th_randn(n, std);
-    float *d = rhd_buf_alloc(ctx, sizeof(float) * n);
-    rhd_buf_upload(ctx, d, h, sizeof(float) * n);
+    float *d = bench_put(h, sizeof(float) * n);
     free(h);
     return d;
 }
@@ -90,26 +84,15 @@ static void run(bcase *c) {
 
 static double time_case(bcase *c) {
     setup(c);
-    run(c); /* warm-up */
-    rhd_ctx_sync(ctx);
-    double best = 1e30, total = 0;
-    for (int r = 0; r < 20 && (r < 3 || total < 2000); r++) {
-        double t0 = now_ms();
-        run(c);
-        rhd_ctx_sync(ctx);
-        double t = now_ms() - t0;
-        total += t;
-        best = t < best ? t : best;
-    }
+    double best;
+    BENCH_BEST(best, run(c));
     for (int i = 0; i < 8; i++) rhd_buf_free(ctx, c->a[i]);
     return best;
 }
 
 int main(void) {
-    rhd_err e;
-    const char *dev = getenv("RHD_BENCH_DEVICE");
-    ctx = rhd_ctx_open(dev && *dev ? dev : "cpu", &e);
-    if (!ctx) return fprintf(stderr, "%s\n", e.msg), 1;
+    ctx = bench_open("bench_attn");
+    bench.max_reps = 20, bench.budget_ms = 2000;
     /* B, C, H, T, Te for attention; N, C, Hi, Wi, Ho, Wo for resampling */
     bcase cases[] = {
         {"attn block fwd", "B1 C384 h6 32x96+16", "attn384_f", K_BLOCK_F, 1, 384, 6, 32 * 96, 16},
@@ -136,26 +119,14 @@ int main(void) {
         {"timestep embed", "B6 dim192", "embed", K_EMBED, .N = 6, .Ci = 192},
     };
     int nc = (int)(sizeof cases / sizeof cases[0]);
-    double ours[32];
-    for (int i = 0; i < nc; i++) ours[i] = time_case(&cases[i]);
-
-    char out[1024];
-    snprintf(out, sizeof out, "%s/bench_attn_torch.txt", th_tmpdir());
-    int rc = th_ref("bench_attn.py", "%s", out);
-    printf("%-20s | %-22s | %9s | %9s | %s\n", "op", "shape", "ours ms", "torch ms", "torch/ours");
+    bench_table tab = {.ref_name = "torch"};
     for (int i = 0; i < nc; i++) {
-        double tt = -1;
-        FILE *f = rc == 0 ? fopen(out, "r") : NULL;
-        char key[64];
-        double v;
-        while (f && fscanf(f, "%63s %lf", key, &v) == 2)
-            if (!strcmp(key, cases[i].key)) tt = v;
-        if (f) fclose(f);
-        if (tt > 0)
-            printf("%-20s | %-22s | %9.3f | %9.3f | %.2f\n", cases[i].op, cases[i].shape, ours[i], tt, tt / ours[i]);
-        else printf("%-20s | %-22s | %9.3f | %9s | -\n", cases[i].op, cases[i].shape, ours[i], "n/a");
+        double ms = time_case(&cases[i]);
+        bench_add(&tab, cases[i].key, cases[i].op, cases[i].shape, ms);
     }
+    int rc = bench_ref(&tab, "bench_attn.py", "");
+    bench_print(&tab);
     printf("# backend: %s, fp32%s\n", ctx->name, ctx->backend == RHD_BACKEND_CUDA ? " (TF32 off)" : "");
-    rhd_ctx_close(ctx);
+    bench_close();
     return rc ? 1 : 0;
 }

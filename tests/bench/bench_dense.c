@@ -10,7 +10,7 @@
  * stays on the CPU. RHD_BENCH_CLOCK=cpu measures process CPU time instead of wall time on both
  * sides: with RHD_BENCH_THREADS=1 that compares the work per core even on a busy machine (with
  * more threads it would count idle threads spinning). */
-#include "refcheck.h"
+#include "bench.h"
 #include "common/backend.h"
 #include "common/log.h"
 #include "kernels/act.h"
@@ -220,10 +220,7 @@ static void spec_cmd(char *buf, size_t n, const bench_op *o) {
 }
 
 int main(void) {
-    const char *dev = getenv("RHD_BENCH_DEVICE");
-    rhd_err e;
-    rhd_ctx *ctx = rhd_ctx_open(dev && *dev ? dev : "cpu", &e);
-    if (!ctx) { fprintf(stderr, "bench_dense: %s\n", e.msg); return 1; }
+    rhd_ctx *ctx = bench_open("bench_dense");
     const char *threads = getenv("RHD_BENCH_THREADS"), *clk = getenv("RHD_BENCH_CLOCK");
     cpu_clock = clk && strcmp(clk, "cpu") == 0;
     printf("# bench_dense: ours on %s, PyTorch on the CPU with %s thread(s), fp32, best of alternating runs, %s\n",
@@ -262,6 +259,6 @@ int main(void) {
         teardown(&s);
     }
     server_stop(&ts);
-    rhd_ctx_close(ctx);
+    bench_close();
     return 0;
 }

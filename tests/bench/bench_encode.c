@@ -7,22 +7,14 @@
  * achieved GFLOP/s. RHD_BENCH_DEVICE=cuda times our CUDA backend instead (synchronising before the
  * clock stops; larger batches); the diffusers column stays on the CPU, and RHD_BENCH_NO_TORCH=1
  * leaves it out. */
-#include "refcheck.h"
+#include "bench.h"
 #include "common/backend.h"
 #include "common/log.h"
 #include "common/models/vae_encoder.h"
 
 int main(void) {
-    const char *dev = getenv("RHD_BENCH_DEVICE");
-    int cuda = dev && strcmp(dev, "cuda") == 0;
-    const char *nt = getenv("RHD_BENCH_NO_TORCH");
-    int no_torch = nt && *nt && strcmp(nt, "0") != 0;
-    rhd_err e;
-    rhd_ctx *ctx = rhd_ctx_open(cuda ? "cuda" : "cpu", &e);
-    if (!ctx) {
-        fprintf(stderr, "bench_encode: %s\n", e.msg);
-        return 1;
-    }
+    rhd_ctx *ctx = bench_open("bench_encode");
+    int cuda = ctx->backend == RHD_BACKEND_CUDA, no_torch = bench_no_ref();
     static const int cpu_batches[] = {1, 4}, gpu_batches[] = {1, 8, 32};
     const int *batches = cuda ? gpu_batches : cpu_batches;
     int nb = cuda ? 3 : 2, reps = cuda ? 10 : 2, H = 128, W = 128;
@@ -92,6 +84,6 @@ int main(void) {
         free(x);
     }
     rhd_vae_encoder_free(&m);
-    rhd_ctx_close(ctx);
+    bench_close();
     return 0;
 }

@@ -9,7 +9,7 @@
  * GFLOP/s from the spec's count (fitting.md §13.1: ~1.46e5 FLOPs forward, ~3x for training)
  * and torch/ours. Note: our compositing stops a ray at T < 1e-4 as the original does; the
  * PyTorch version composites every sample (the MLP dominates either way). */
-#include "harness.h"
+#include "bench.h"
 #include "common/models/renderer.h"
 #include "kernels/linear.h"
 #include "common/log.h"
@@ -38,25 +38,9 @@ static double sgemm_gflops(rhd_ctx *ctx) {
     return 2.0 * n * n * (double)n / best / 1e9;
 }
 
-static double bench_torch(int N, int S, int C, int R) {
-    if (getenv("RHD_BENCH_NO_TORCH")) return -1;
-    char cmd[2048];
-    const char *py = getenv("RHD_PY"), *root = getenv("RHD_ROOT");
-    snprintf(cmd, sizeof cmd, "%s %s/tests/ref/bench_fit.py %d %d %d %d", py && *py ? py : "python3",
-             root && *root ? root : ".", N, S, C, R);
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    double ms = -1;
-    if (fscanf(f, "%lf", &ms) != 1) ms = -1;
-    pclose(f);
-    return ms;
-}
-
 int main(void) {
-    const char *dev = getenv("RHD_BENCH_DEVICE");
+    rhd_ctx *ctx = bench_open("bench_fit");
     rhd_err e;
-    rhd_ctx *ctx = rhd_ctx_open(dev && *dev ? dev : "cpu", &e);
-    if (!ctx) { fprintf(stderr, "%s\n", e.msg); return 1; }
     if (ctx->backend != RHD_BACKEND_CPU) {
         printf("fit step: the decoder has no CUDA path yet; nothing to time on %s\n", ctx->name);
         return 0;
@@ -86,32 +70,27 @@ int main(void) {
         d0[i] = d1[i] = 0.0033829117f;
     }
     for (int i = 0; i < N; i++) rays[2 * i] = i * S, rays[2 * i + 1] = S;
-    rhd_renderer_train_samples(&r, planes, dplanes, R, 1, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, NULL);
-    double best = 1e30;
-    for (int k = 0; k < 3; k++) {
-        double t0 = rhd_now();
-        rhd_renderer_train_samples(&r, planes, dplanes, R, 1, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, NULL);
-        double t = rhd_now() - t0;
-        if (t < best) best = t;
-    }
+    double best_ms;
+    BENCH_BEST(best_ms, rhd_renderer_train_samples(&r, planes, dplanes, R, 1, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, NULL));
+    double best = best_ms / 1e3;
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
     double flops = 3.0 * rhd_decoder_flops_per_sample(&dec);
-    double torch_ms = bench_torch(N, S, C, R);
-    printf("op | shape | ours ms | torch ms | torch/ours\n");
-    printf("fit step fwd+bwd | %d rays x %d samples, triplane [3,%d,%d,%d], fp32, %d threads | %.1f | ", N, S, C, R, R,
-           threads, best * 1e3);
-    if (torch_ms > 0) printf("%.1f | %.2f\n", torch_ms, torch_ms / (best * 1e3));
-    else printf("- | -\n");
+    bench_table tab = {.ref_name = "torch"};
+    char shape[128];
+    snprintf(shape, sizeof shape, "%d rays x %d samples, triplane [3,%d,%d,%d], fp32, %d threads", N, S, C, R, R, threads);
+    bench_add(&tab, "fit_step", "fit step fwd+bwd", shape, best_ms);
+    int st = bench_ref(&tab, "bench_fit.py", "%d %d %d %d %d", N, S, C, R, bench.reps);
+    bench_print(&tab);
     double peak = sgemm_gflops(ctx), got = M * flops / best / 1e9;
     printf("ours: %.3g training samples/s, %.1f GFLOP/s at %.3g FLOPs per training sample (3 x the forward count of fitting.md §13.1)\n",
            M / best, got, flops);
     printf("roofline: %.1f%% of the measured SGEMM ceiling (%.1f GFLOP/s, 2048^3 on the same threads)\n", 100 * got / peak, peak);
     rhd_renderer_free(&r);
     rhd_decoder_free(&dec);
-    rhd_ctx_close(ctx);
+    bench_close();
     free(planes), free(dplanes), free(xyz), free(dirs), free(d0), free(d1), free(gt), free(rays);
-    return 0;
+    return st == 0 ? 0 : 1;
 }

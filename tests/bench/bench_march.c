@@ -13,47 +13,12 @@
  * use it). That reference is slow, so it runs smaller cases and scales them linearly, as the
  * shape column says. Our side runs on the CPU (OMP_NUM_THREADS) or on the CUDA backend with
  * RHD_BENCH_DEVICE=cuda (synchronised before the clock stops).
- * Prints one row per op: op | shape | ours ms | ref ms | ref/ours. */
-#include "refcheck.h"
+ * Prints one row per op: op | shape | ours ms | ref ms | ref/ours (tests/bench/bench.h). */
+#include "bench.h"
 #include "kernels/march.h"
 #include "kernels/occgrid.h"
 #include "kernels/rays.h"
 #include "common/cameras_path.h"
-#include <time.h>
-
-static rhd_ctx *ctx;
-static int reps = 3;
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-#define BEST(out, stmt)                                                                                    \
-    do {                                                                                                   \
-        stmt;                                                                                              \
-        rhd_ctx_sync(ctx);                                                                                 \
-        out = 1e30;                                                                                        \
-        for (int r_ = 0; r_ < reps; r_++) {                                                                \
-            double t0_ = now_ms();                                                                         \
-            stmt;                                                                                          \
-            rhd_ctx_sync(ctx);                                                                             \
-            double dt_ = now_ms() - t0_;                                                                   \
-            if (dt_ < out) out = dt_;                                                                      \
-        }                                                                                                  \
-    } while (0)
-
-typedef struct {
-    const char *key, *op, *shape;
-    double ours, ref;
-} row;
-static row rows[16];
-static int nrows;
-
-static void add_row(const char *key, const char *op, const char *shape, double ms) {
-    rows[nrows++] = (row){key, op, shape, ms, -1};
-}
 
 /* The bench density: a ball of radius 0.45 at (0.1, 0, -0.05), peak 40 (as ref_march.py). */
 static void sphere(float *sigma, const float *xyz, int64_t n) {
@@ -66,12 +31,10 @@ static void sphere(float *sigma, const float *xyz, int64_t n) {
 }
 
 int main(void) {
-    rhd_set_prog("bench_march");
-    const char *dev = getenv("RHD_BENCH_DEVICE"), *r = getenv("RHD_BENCH_REPS");
-    if (r && atoi(r) > 0) reps = atoi(r);
+    rhd_ctx *ctx = bench_open("bench_march");
+    const int reps = bench.reps;
+    bench_table tab = {.ref_name = "ref"};
     rhd_err e;
-    ctx = rhd_ctx_open(dev && *dev ? dev : "cpu", &e);
-    if (!ctx) rhd_die_err(&e);
     printf("# ours: %s, best of %d after a warm-up\n", ctx->name, reps);
     double ms;
     const int H = 256;
@@ -92,25 +55,25 @@ int main(void) {
         for (int k = 0; k <= reps; k++) {
             rhd_occgrid_reset(ctx, &g);
             rhd_ctx_sync(ctx);
-            double t0 = now_ms();
+            double t0 = bench_wall_ms();
             int64_t nq = rhd_occgrid_begin_update(ctx, &g, 7);
             rhd_occgrid_queries(ctx, &g, xyz, cells, 0, nq);
             rhd_ctx_sync(ctx);
-            double t1 = now_ms();
+            double t1 = bench_wall_ms();
             rhd_buf_download(ctx, h_xyz, xyz, sizeof(float) * 3 * (size_t)nq);
             sphere(h_sigma, h_xyz, nq);
             rhd_buf_upload(ctx, sigma, h_sigma, sizeof(float) * (size_t)nq);
             rhd_ctx_sync(ctx);
-            double t2 = now_ms();
+            double t2 = bench_wall_ms();
             rhd_occgrid_apply(ctx, &g, sigma, cells, 0, nq);
             rhd_occgrid_end_update(ctx, &g);
             rhd_ctx_sync(ctx);
-            double t3 = now_ms();
+            double t3 = bench_wall_ms();
             if (k > 0) tq = fmin(tq, t1 - t0), ta = fmin(ta, t3 - t2);
         }
-        add_row("grid_full_q", "grid full: queries", "256^3 (ref: 128^3 x8)", tq);
-        add_row("grid_full_a", "grid full: apply+end", "256^3 (ref: 128^3 x8)", ta);
-        add_row("grid_full", "grid full update", "256^3 (ref: 128^3 x8)", tq + ta);
+        bench_add_cpu(&tab, "grid_full_q", "grid full: queries", "256^3 (ref: 128^3 x8)", tq, -1);
+        bench_add_cpu(&tab, "grid_full_a", "grid full: apply+end", "256^3 (ref: 128^3 x8)", ta, -1);
+        bench_add_cpu(&tab, "grid_full", "grid full update", "256^3 (ref: 128^3 x8)", tq + ta, -1);
     }
     /* 15 more full updates so that the grid is warm (untimed), then a partial update */
     for (int k = 0; k < 15; k++) {
@@ -131,23 +94,23 @@ int main(void) {
             rhd_buf_upload(ctx, g.density, grid_save, sizeof(float) * (size_t)n_cells);
             g.iter_density = iter_save;
             rhd_ctx_sync(ctx);
-            double t0 = now_ms();
+            double t0 = bench_wall_ms();
             int64_t nq = rhd_occgrid_begin_update(ctx, &g, 7);
             rhd_occgrid_queries(ctx, &g, xyz, cells, 0, nq);
             rhd_ctx_sync(ctx);
-            double t1 = now_ms();
+            double t1 = bench_wall_ms();
             rhd_buf_download(ctx, h_xyz, xyz, sizeof(float) * 3 * (size_t)nq);
             sphere(h_sigma, h_xyz, nq);
             rhd_buf_upload(ctx, sigma, h_sigma, sizeof(float) * (size_t)nq);
             rhd_ctx_sync(ctx);
-            double t2 = now_ms();
+            double t2 = bench_wall_ms();
             rhd_occgrid_apply(ctx, &g, sigma, cells, 0, nq);
             rhd_occgrid_end_update(ctx, &g);
             rhd_ctx_sync(ctx);
-            double t3 = now_ms();
+            double t3 = bench_wall_ms();
             if (k > 0) tp = fmin(tp, (t1 - t0) + (t3 - t2));
         }
-        add_row("grid_partial", "grid partial update", "256^3, 2x4.2M q (ref: 128^3 x8)", tp);
+        bench_add_cpu(&tab, "grid_partial", "grid partial update", "256^3, 2x4.2M q (ref: 128^3 x8)", tp, -1);
         rhd_buf_upload(ctx, g.density, grid_save, sizeof(float) * (size_t)n_cells);
         g.iter_density = iter_save;
         free(grid_save);
@@ -179,14 +142,14 @@ int main(void) {
     float *sx = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)total), *sd = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)total);
     float *s0 = rhd_buf_alloc(ctx, sizeof(float) * (size_t)total), *s1 = rhd_buf_alloc(ctx, sizeof(float) * (size_t)total);
     int64_t kept = 0;
-    BEST(ms, {
+    BENCH_BEST(ms, {
         int64_t t_ = rhd_march_train_count(ctx, rays, o, d, nr, fr, g.bitfield, N, &mc);
         kept = rhd_march_train_write(ctx, sx, sd, s0, s1, rays, o, d, nr, fr, g.bitfield, N,
                                      rhd_march_capacity(t_, 0, 1), &mc);
     });
     printf("# training march: %lld samples from %lld rays (%.1f per ray)\n", (long long)kept, (long long)N,
            (double)kept / N);
-    add_row("march_train", "march train (2 passes)", "8192 rays, 256^3 (ref: 64 rays x128)", ms);
+    bench_add(&tab, "march_train", "march train (2 passes)", "8192 rays, 256^3 (ref: 64 rays x128)", ms);
     {
         float *h_o = malloc(sizeof(float) * 3 * N), *h_d = malloc(sizeof(float) * 3 * N);
         rhd_buf_download(ctx, h_o, o, sizeof(float) * 3 * N);
@@ -203,38 +166,18 @@ int main(void) {
         for (int k = 0; k < 5; k++)
             if (rhd_camera_orbit(poses + 12 * 60 * k, 60, 2.5, -30 + 15 * k, target, &e)) rhd_die_err(&e);
         th_save(dir, "poses", poses, 2, (int64_t[]){300, 12});
-        BEST(ms, { rhd_occgrid_reset(ctx, &g); rhd_occgrid_mark_untrained(ctx, &g, poses, 300, in); });
-        add_row("mark", "mark_untrained 300 cams", "256^3 (ref: 64^3 x64)", ms);
+        BENCH_BEST(ms, { rhd_occgrid_reset(ctx, &g); rhd_occgrid_mark_untrained(ctx, &g, poses, 300, in); });
+        bench_add(&tab, "mark", "mark_untrained 300 cams", "256^3 (ref: 64^3 x64)", ms);
         free(poses);
     }
 
     /* the reference: lines "<key> <ms>" */
-    const char *py = getenv("RHD_PY"), *root = getenv("RHD_ROOT");
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s/tests/ref/bench_march.py %s %d", py && *py ? py : "python3", root && *root ? root : ".",
-             dir, reps);
-    FILE *f = popen(cmd, "r");
-    char line[256], key[64];
-    double t;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "%63s %lf", key, &t) == 2)
-            for (int i = 0; i < nrows; i++)
-                if (strcmp(rows[i].key, key) == 0) rows[i].ref = t;
-    int st = f ? pclose(f) : -1;
-    if (st != 0) fprintf(stderr, "bench_march: %s exited with status %d\n", cmd, st);
-
-    printf("%-24s | %-36s | %10s | %10s | %10s\n", "op", "shape", "ours ms", "ref ms", "ref/ours");
-    for (int i = 0; i < nrows; i++) {
-        if (rows[i].ref > 0)
-            printf("%-24s | %-36s | %10.2f | %10.1f | %10.1f\n", rows[i].op, rows[i].shape, rows[i].ours, rows[i].ref,
-                   rows[i].ref / rows[i].ours);
-        else
-            printf("%-24s | %-36s | %10.2f | %10s | %10s\n", rows[i].op, rows[i].shape, rows[i].ours, "-", "-");
-    }
+    int st = bench_ref(&tab, "bench_march.py", "%s %d", dir, reps);
+    bench_print(&tab);
     void *bufs[] = {xyz, sigma, cells, pix, rays, o, d, nr, fr, sx, sd, s0, s1};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rhd_buf_free(ctx, bufs[i]);
     free(h_xyz), free(h_sigma), free(h_bits);
     rhd_occgrid_free(ctx, &g);
-    rhd_ctx_close(ctx);
+    bench_close();
     return st == 0 ? 0 : 1;
 }

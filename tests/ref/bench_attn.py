@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
 """tests/ref/bench_attn.py: PyTorch timings for tests/bench/bench_attn.c, same shapes, fp32,
-torch.set_num_threads($RHD_BENCH_THREADS, default 2). Writes "<key> <best ms>" lines to argv[1].
+torch.set_num_threads($RHD_BENCH_THREADS, default 2). Prints "<key> <best ms>" lines.
 
 Attention follows the original's QKVAttention (reshape, einsum with q and k scaled by d^-1/4,
 softmax, einsum); the VAE mid attention is matmul + softmax over one head. Backward rows time
 autograd's backward alone (forward done beforehand, graph retained)."""
 import math
 import os
-import sys
 import time
 
 import torch
@@ -83,9 +82,8 @@ def main():
         return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)
 
     rows.append(("embed", best_ms(embed)))
-    with open(sys.argv[1], "w") as f:
-        for key, ms in rows:
-            f.write(f"{key} {ms:.6f}\n")
+    for key, ms in rows:
+        print(f"{key} {ms:.6f}")
 
 
 if __name__ == "__main__":
