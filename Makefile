@@ -97,7 +97,7 @@ $(BUILD)/bin/%: tools/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -MF $(BUILD)/obj/$*.d $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
-TEST_HDR := $(wildcard tests/*.h tests/kernels/*.h)
+TEST_HDR := $(wildcard tests/*.h tests/kernels/*.h tests/bench/*.h)
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_HDR) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
