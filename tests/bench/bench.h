@@ -103,7 +103,7 @@ static inline void bench_close(void) {
 /* ---- rows ---- */
 
 typedef struct bench_row {
-    char key[48], op[64], shape[128];
+    char key[48], op[64], shape[256];
     double ours, ours_cpu, ref, ref_cpu; /* ms; ref < 0: not measured; *_cpu < 0: not measured */
 } bench_row;
 

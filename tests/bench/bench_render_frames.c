@@ -22,8 +22,9 @@
  * GFLOP/s (rhd_decoder_flops_per_sample) on both sides.
  *
  * RHD_BENCH_DEVICE=cuda times our CUDA backend (synchronising before the clock stops; the replay
- * for the reference runs on the CPU from the CUDA grid's bitfield). While the decoder has no CUDA
- * path its init refuses, and the benchmark prints a skip line and exits 0. */
+ * for the reference runs on the CPU from the CUDA grid's bitfield); the decoder then runs its fused
+ * inference kernel (RHD_NO_FUSED=1: the per-layer path). If the decoder cannot be set up on the
+ * device the benchmark prints a skip line and exits 0. */
 #include "bench.h"
 #include "common/cameras_path.h"
 #include "common/models/decoder.h"
