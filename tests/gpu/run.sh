@@ -26,6 +26,11 @@ for b in build-cuda/bench/bench_*; do
     echo "== $(basename "$b") (cuda)" >> "$OUT/bench.txt"
     RHD_BENCH_DEVICE=cuda RHD_BENCH_NO_TORCH=1 "$b" >> "$OUT/bench.txt" 2>&1 || status=1
 done
+# the render benchmark again through the per-layer decoder path: what the fused kernel gains
+if [ -x build-cuda/bench/bench_render_frames ]; then
+    echo "== bench_render_frames (cuda, RHD_NO_FUSED=1: per-layer decoder)" >> "$OUT/bench.txt"
+    RHD_NO_FUSED=1 RHD_BENCH_DEVICE=cuda RHD_BENCH_NO_TORCH=1 build-cuda/bench/bench_render_frames >> "$OUT/bench.txt" 2>&1 || status=1
+fi
 {
     echo "# GPU results ($(date -u +%Y-%m-%d), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
     echo
