@@ -39,6 +39,10 @@ ACT_CLONES static void act_forward_cpu(float *y, const float *x, long n, rhd_act
 #pragma omp parallel for simd schedule(static)
         for (long i = 0; i < n; i++) y[i] = rhd_sigmoid(x[i]);
         break;
+    case RHD_ACT_SOFTPLUS:
+#pragma omp parallel for simd schedule(static)
+        for (long i = 0; i < n; i++) y[i] = rhd_softplus(x[i]);
+        break;
     default:
 #pragma omp parallel for schedule(static)
         for (long i = 0; i < n; i++) y[i] = rhd_act_apply(a, x[i]);
@@ -59,6 +63,10 @@ ACT_CLONES static void act_backward_cpu(float *dx, const float *dy, const float 
     case RHD_ACT_SIGMOID:
 #pragma omp parallel for simd schedule(static)
         for (long i = 0; i < n; i++) dx[i] = dy[i] * rhd_sigmoid_grad(x[i]);
+        break;
+    case RHD_ACT_SOFTPLUS:
+#pragma omp parallel for simd schedule(static)
+        for (long i = 0; i < n; i++) dx[i] = dy[i] * rhd_softplus_grad(x[i]);
         break;
     default:
 #pragma omp parallel for schedule(static)

@@ -57,8 +57,42 @@ static void test_fd(rhd_ctx *cpu, rhd_act a) {
     free(x), free(dy), free(y), free(dx);
 }
 
+/* Distance in units in the last place between a float and the double it approximates. */
+static double ulps(float got, double want) {
+    float w = (float)want;
+    double ulp = (double)nextafterf(fabsf(w), INFINITY) - fabsf(w);
+    return fabs((double)got - want) / ulp;
+}
+
+/* rhd_log1p_fast and the softplus built on it against the C library in double, on a sweep of
+ * floats (every 4096th bit pattern of [0, 5e8] for log1p; softplus on [-30, 20] every 1e-3). */
+static void test_log1p_sweep(void) {
+    double worst = 0, worst_x = 0;
+    long count = 0;
+    union { float f; uint32_t u; } b;
+    for (uint32_t u = 0;; u += 4096) {
+        b.u = u;
+        if (b.f > 5e8f) break;
+        double e = ulps(rhd_log1p_fast(b.f), log1p((double)b.f));
+        if (e > worst) worst = e, worst_x = b.f;
+        count++;
+    }
+    th_ok(worst <= 2.0, "log1p_fast: worst %.2f ulp over %ld floats in [0, 5e8] (at %g)", worst, count, worst_x);
+    th_ok(isnan(rhd_log1p_fast(NAN)) && rhd_log1p_fast(0.f) == 0.f && rhd_log1p_fast(1e-30f) == 1e-30f,
+          "log1p_fast: NaN stays NaN, exact at 0 and for tiny z");
+    double wsp = 0, wsx = 0;
+    for (int i = 0; i <= 50000; i++) {
+        float x = -30.f + 1e-3f * (float)i;
+        double want = log1p(exp((double)x));
+        double e = ulps(rhd_softplus(x), want);
+        if (e > wsp) wsp = e, wsx = x;
+    }
+    th_ok(wsp <= 3.0, "softplus: worst %.2f ulp on [-30, 20] against log1p(exp(x)) in double (at %g)", wsp, wsx);
+}
+
 int main(void) {
     rhd_ctx *cpu = rhd_ctx_open("cpu", NULL);
+    test_log1p_sweep();
     rhd_ctx *gpu = rhd_cuda_available() ? rhd_ctx_open("cuda", NULL) : NULL;
     test_names();
     for (int a = 0; a < RHD_ACT_COUNT; a++)
