@@ -94,23 +94,33 @@ static void grow(rhd_ctx *ctx, float **p, int64_t n) {
      &(a)->cin,  &(a)->c1,   &(a)->r1,     &(a)->c2,     &(a)->r2,   &(a)->c3,    &(a)->dbuf_a, &(a)->dbuf_b,         \
      &(a)->dcin, &(a)->dfeat, &(a)->dfc,   &(a)->dfd,    &(a)->dh2,  &(a)->tmp}
 
+/* The forward's saved activations for M points. */
 static void acts_reserve(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, int64_t M) {
-    if (M <= a->cap && a->ctx == ctx) return;
     if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
     a->ctx = ctx;
+    if (M <= a->cap) return;
+    int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
+    grow(ctx, &a->feat, M * d->cfg.C), grow(ctx, &a->fc, M * d->Cc), grow(ctx, &a->fd, M * d->Cd);
+    grow(ctx, &a->ec, M * d->Ec), grow(ctx, &a->ed, M * d->Ed), grow(ctx, &a->edir, M * d->Edir);
+    grow(ctx, &a->h1, M * h), grow(ctx, &a->a1, M * h), grow(ctx, &a->h2, M * g1), grow(ctx, &a->cin, M * d->Cin);
+    grow(ctx, &a->c1, M * h), grow(ctx, &a->r1, M * h), grow(ctx, &a->c2, M * h), grow(ctx, &a->r2, M * h);
+    grow(ctx, &a->c3, M * 3);
+    a->cap = M;
+}
+
+/* The backward's buffers, only when a backward runs (inference never pays for them). */
+static void acts_reserve_backward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, int64_t M) {
+    RHD_ASSERT(a->ctx == ctx && M <= a->cap);
+    if (M <= a->cap_b) return;
     int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
     int64_t wide = h;
     if (g1 > wide) wide = g1;
     if (d->Ec > wide) wide = d->Ec;
     if (d->Ed > wide) wide = d->Ed;
-    grow(ctx, &a->feat, M * d->cfg.C), grow(ctx, &a->fc, M * d->Cc), grow(ctx, &a->fd, M * d->Cd);
-    grow(ctx, &a->ec, M * d->Ec), grow(ctx, &a->ed, M * d->Ed), grow(ctx, &a->edir, M * d->Edir);
-    grow(ctx, &a->h1, M * h), grow(ctx, &a->a1, M * h), grow(ctx, &a->h2, M * g1), grow(ctx, &a->cin, M * d->Cin);
-    grow(ctx, &a->c1, M * h), grow(ctx, &a->r1, M * h), grow(ctx, &a->c2, M * h), grow(ctx, &a->r2, M * h);
-    grow(ctx, &a->c3, M * 3), grow(ctx, &a->dbuf_a, M * wide), grow(ctx, &a->dbuf_b, M * wide);
-    grow(ctx, &a->dcin, M * d->Cin), grow(ctx, &a->dfeat, M * d->cfg.C), grow(ctx, &a->dfc, M * d->Cc);
-    grow(ctx, &a->dfd, M * d->Cd), grow(ctx, &a->dh2, M * g1), grow(ctx, &a->tmp, M);
-    a->cap = M;
+    grow(ctx, &a->dbuf_a, M * wide), grow(ctx, &a->dbuf_b, M * wide), grow(ctx, &a->dcin, M * d->Cin);
+    grow(ctx, &a->dfeat, M * d->cfg.C), grow(ctx, &a->dfc, M * d->Cc), grow(ctx, &a->dfd, M * d->Cd);
+    grow(ctx, &a->dh2, M * g1), grow(ctx, &a->tmp, M);
+    a->cap_b = M;
 }
 
 void rhd_decoder_acts_free(rhd_decoder_acts *a) {
@@ -188,6 +198,7 @@ void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, flo
                           const float *drgb, const float *points, const float *planes, int R, int clamp, int64_t M,
                           int want) {
     if (M == 0) return;
+    acts_reserve_backward(ctx, d, a, M);
     int h = d->cfg.hidden, g1 = 1 + d->cfg.geo, Cin = d->Cin, Ec = d->Ec, geo = d->cfg.geo;
     float *dc3 = a->dh2; /* [M,3] scratch before dh2 is needed */
     rhd_act_backward(ctx, dc3, drgb, a->c3, (long)(M * 3), RHD_ACT_SIGMOID);
@@ -231,6 +242,7 @@ void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts
                                   const float *dsigma, const float *points, const float *planes, int R, int clamp,
                                   int64_t M, int want) {
     if (M == 0) return;
+    acts_reserve_backward(ctx, d, a, M);
     int h = d->cfg.hidden;
     rhd_act_backward(ctx, a->dh2, dsigma, a->h2, (long)M, RHD_ACT_TRUNC_EXP);
     rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_S2W, want), pgrad(d, RHD_DEC_S2B, want), a->dh2, a->a1,

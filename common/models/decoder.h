@@ -65,7 +65,7 @@ typedef struct rhd_decoder {
  * on the CPU, device memory on CUDA); grown on demand. Zero-initialise before first use. */
 typedef struct rhd_decoder_acts {
     rhd_ctx *ctx;
-    int64_t cap;
+    int64_t cap, cap_b; /* points the forward / the backward buffers hold */
     float *feat, *fc, *fd, *ec, *ed, *edir, *h1, *a1, *h2, *cin, *c1, *r1, *c2, *r2, *c3;
     float *dbuf_a, *dbuf_b, *dcin, *dfeat, *dfc, *dfd, *dh2, *tmp;
     /* CUDA fused inference (rhd_decoder_infer_prepare): transposed weights, channels-last planes */
