@@ -38,23 +38,35 @@ int rhd_contact_sheet_render(const rhd_contact_sheet *s, const rhd_sheet_row *ro
         return rhd_errf(e, "contact sheet: image %dx%d, downscale %d, expected positive sizes", s->W, s->H, s->downscale);
     int w = s->W / s->downscale, h = s->H / s->downscale;
     if (w < 1 || h < 1) return rhd_errf(e, "contact sheet: downscale %d leaves no pixels of a %dx%d image", s->downscale, s->W, s->H);
-    int line = RHD_PLOT_GLYPH_ROWS * s->font_scale, g = s->gap;
+    int g = s->gap;
+    /* the largest font scale (up to font_scale) at which the headings fit over their columns
+     * (narrow columns get "gt" for "ground truth"); the sheet widens if a label needs it */
+    int fs = s->font_scale, label_w = 0;
+    while (fs > 1 && (rhd_plot_text_width("ground truth", fs) > w || rhd_plot_text_width("render", fs) > w)) fs--;
+    for (int r = 0; r < n; r++) {
+        int lw = rows[r].label ? rhd_plot_text_width(rows[r].label, fs) : 0;
+        if (lw > label_w) label_w = lw;
+    }
+    long DW = 2L * w + 3L * g;
+    if (label_w + 2L * g > DW) DW = label_w + 2L * g;
+    const char *gt_head = rhd_plot_text_width("ground truth", fs) <= w ? "ground truth" : "gt";
+    int line = RHD_PLOT_GLYPH_ROWS * fs;
     int row_h = line + g / 2 + h + g;
-    long DW = 2L * w + 3L * g, DH = g + line + g + (long)n * row_h;
+    long DH = g + line + g + (long)n * row_h;
     if (DW > RHD_PNG_MAX_SIDE || DH > RHD_PNG_MAX_SIDE)
         return rhd_errf(e, "contact sheet: %ldx%ld pixels, expected at most %d per side (use a larger downscale)", DW, DH,
                         RHD_PNG_MAX_SIDE);
     float *img = rhd_xmalloc(sizeof(float) * 3 * DW * DH);
     for (long i = 0; i < 3 * DW * DH; i++) img[i] = 1.f;
     const float ink[3] = {0.1f, 0.1f, 0.1f}, blank[3] = {0.85f, 0.85f, 0.85f};
-    if (s->title) rhd_plot_text(img, (int)DW, (int)DH, g, g, s->title, s->font_scale, 0, ink);
+    if (s->title) rhd_plot_text(img, (int)DW, (int)DH, g, g, s->title, fs, 0, ink);
     else {
-        rhd_plot_text(img, (int)DW, (int)DH, g, g, "ground truth", s->font_scale, 0, ink);
-        rhd_plot_text(img, (int)DW, (int)DH, 2 * g + w, g, "render", s->font_scale, 0, ink);
+        rhd_plot_text(img, (int)DW, (int)DH, g, g, gt_head, fs, 0, ink);
+        rhd_plot_text(img, (int)DW, (int)DH, 2 * g + w, g, "render", fs, 0, ink);
     }
     for (int r = 0; r < n; r++) {
         int y0 = g + line + g + r * row_h;
-        if (rows[r].label) rhd_plot_text(img, (int)DW, (int)DH, g, y0, rows[r].label, s->font_scale, 0, ink);
+        if (rows[r].label) rhd_plot_text(img, (int)DW, (int)DH, g, y0, rows[r].label, fs, 0, ink);
         int yi = y0 + line + g / 2;
         for (int col = 0; col < 2; col++) {
             const float *src = col ? rows[r].render : rows[r].gt;

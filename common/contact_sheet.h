@@ -20,7 +20,7 @@ typedef struct rhd_contact_sheet {
     int W, H;            /* size of every input image */
     int downscale;       /* integer shrink factor >= 1 */
     int gap;             /* pixels between cells (8) */
-    int font_scale;      /* 2 */
+    int font_scale;      /* 2; lowered (to 1 at least) until the headings fit */
     const char *title;   /* header line; NULL: "ground truth" / "render" over the columns */
 } rhd_contact_sheet;
 
