@@ -222,6 +222,30 @@ static void triplane_backward_cpu(float *dplanes, const float *dfeats, const flo
     free(hist);
 }
 
+void rhd_triplane_pack(rhd_ctx *ctx, float *packed, const float *planes, int C, int R, int clamp) {
+    RHD_ASSERT(C > 0 && R > 0);
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        rhd_triplane_pack_cuda(ctx, packed, planes, C, R, clamp);
+        return;
+    }
+#endif
+    pack_channel_last(packed, planes, C, R, clamp);
+}
+
+void rhd_triplane_forward_packed(rhd_ctx *ctx, float *feats, const float *points, const float *packed, int64_t N, int C,
+                                 int R) {
+    RHD_ASSERT(N >= 0 && C > 0 && R > 0);
+    if (N == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        rhd_triplane_forward_packed_cuda(ctx, feats, points, packed, N, C, R);
+        return;
+    }
+#endif
+    forward_packed(feats, points, packed, N, C, R);
+}
+
 void rhd_triplane_forward(rhd_ctx *ctx, float *feats, const float *points, const float *planes, int64_t N, int C,
                           int R, int clamp) {
     RHD_ASSERT(N >= 0 && C > 0 && R > 0);

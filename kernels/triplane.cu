@@ -93,6 +93,12 @@ extern "C" void rhd_triplane_pack_cuda(rhd_ctx *ctx, float *packed, const float 
     CUDA_CHECK(cudaGetLastError());
 }
 
+extern "C" void rhd_triplane_forward_packed_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *packed,
+                                                 int64_t N, int C, int R) {
+    forward_kernel<<<rhd_grid1d(N * C, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(feats, points, packed, N, C, R);
+    CUDA_CHECK(cudaGetLastError());
+}
+
 extern "C" void rhd_triplane_forward_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *planes,
                                           int64_t N, int C, int R, int clamp) {
     if (N == 0) return;

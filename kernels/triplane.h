@@ -135,9 +135,18 @@ void rhd_triplane_forward(rhd_ctx *ctx, float *feats, const float *points, const
                           int R, int clamp);
 void rhd_triplane_backward(rhd_ctx *ctx, float *dplanes, const float *dfeats, const float *points,
                            const float *planes, int64_t N, int C, int R, int clamp);
+/* For many forwards on one triplane (inference): pack once, then sample the packed copy.
+ *   rhd_triplane_pack            packed [3, R, R, C] = clamp?(planes [3, C, R, R])
+ *   rhd_triplane_forward_packed  feats [N, C] from the packed copy, bit-identical to
+ *                                rhd_triplane_forward on the planes (on the CPU) */
+void rhd_triplane_pack(rhd_ctx *ctx, float *packed, const float *planes, int C, int R, int clamp);
+void rhd_triplane_forward_packed(rhd_ctx *ctx, float *feats, const float *points, const float *packed, int64_t N, int C,
+                                 int R);
 #ifdef RHD_CUDA
 /* packed [3, R, R, C] = clamp?(planes [3, C, R, R]) */
 void rhd_triplane_pack_cuda(rhd_ctx *ctx, float *packed, const float *planes, int C, int R, int clamp);
+void rhd_triplane_forward_packed_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *packed, int64_t N,
+                                      int C, int R);
 void rhd_triplane_forward_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *planes, int64_t N,
                                int C, int R, int clamp);
 void rhd_triplane_backward_cuda(rhd_ctx *ctx, float *dplanes, const float *dfeats, const float *points,

@@ -142,8 +142,11 @@ static void split_feat(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, 
 
 /* The density branch up to h1 = sigma_net.0(enc(fd)) and a1 = softplus(h1). */
 static void density_trunk(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, const float *points,
-                          const float *planes, int R, int clamp, int64_t M, int want_colour) {
-    rhd_triplane_forward(ctx, a->feat, points, planes, M, d->cfg.C, R, clamp);
+                          const float *planes, int R, int clamp, int64_t M, int want_colour, const float *packed) {
+    if (packed)
+        rhd_triplane_forward_packed(ctx, a->feat, points, packed, M, d->cfg.C, R);
+    else
+        rhd_triplane_forward(ctx, a->feat, points, planes, M, d->cfg.C, R, clamp);
     split_feat(ctx, d, a, M, want_colour);
     rhd_freq_encode_forward(ctx, a->ed, a->fd, M, d->Cd, d->cfg.degree);
     rhd_linear_forward(ctx, a->h1, a->ed, rhd_param(&d->P, RHD_DEC_S0W), rhd_param(&d->P, RHD_DEC_S0B), (int)M, d->Ed,
@@ -151,12 +154,14 @@ static void density_trunk(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *
     rhd_act_forward(ctx, a->a1, a->h1, (long)(M * d->cfg.hidden), RHD_ACT_SOFTPLUS);
 }
 
-void rhd_decoder_forward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
-                         const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M) {
+/* The forward, sampling the planes or (packed != NULL) their prepared channels-last copy. */
+static void forward_impl(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
+                         const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M,
+                         const float *packed) {
     acts_reserve(ctx, d, a, M);
     if (M == 0) return;
     int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
-    density_trunk(ctx, d, a, points, planes, R, clamp, M, 1);
+    density_trunk(ctx, d, a, points, planes, R, clamp, M, 1, packed);
     rhd_linear_forward(ctx, a->h2, a->a1, rhd_param(&d->P, RHD_DEC_S2W), rhd_param(&d->P, RHD_DEC_S2B), (int)M, h, g1);
     rhd_freq_encode_forward(ctx, a->ec, a->fc, M, d->Cc, d->cfg.degree);
     rhd_freq_encode_forward(ctx, a->edir, dirs, M, 3, d->cfg.degree);
@@ -173,6 +178,11 @@ void rhd_decoder_forward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a
     rhd_act_forward(ctx, a->r2, a->c2, (long)(M * h), RHD_ACT_RELU);
     rhd_linear_forward(ctx, a->c3, a->r2, rhd_param(&d->P, RHD_DEC_C2W), NULL, (int)M, h, 3);
     rhd_act_forward(ctx, rgb, a->c3, (long)(M * 3), RHD_ACT_SIGMOID);
+}
+
+void rhd_decoder_forward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
+                         const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M) {
+    forward_impl(ctx, d, a, sigma, rgb, points, dirs, planes, R, clamp, M, NULL);
 }
 
 static float *pgrad(rhd_decoder *d, int i, int want) { return want ? rhd_param_grad(&d->P, i) : NULL; }
@@ -227,15 +237,20 @@ void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, flo
     density_trunk_backward(ctx, d, a, dplanes, a->dfc, points, planes, R, clamp, M, want);
 }
 
-void rhd_decoder_density(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, const float *points,
-                         const float *planes, int R, int clamp, int64_t M) {
+static void density_impl(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, const float *points,
+                         const float *planes, int R, int clamp, int64_t M, const float *packed) {
     acts_reserve(ctx, d, a, M);
     if (M == 0) return;
-    density_trunk(ctx, d, a, points, planes, R, clamp, M, 0);
+    density_trunk(ctx, d, a, points, planes, R, clamp, M, 0, packed);
     /* only output 0 of sigma_net.2: its weight row 0 and bias 0 */
     rhd_linear_forward(ctx, a->h2, a->a1, rhd_param(&d->P, RHD_DEC_S2W), rhd_param(&d->P, RHD_DEC_S2B), (int)M,
                        d->cfg.hidden, 1);
     rhd_act_forward(ctx, sigma, a->h2, (long)M, RHD_ACT_TRUNC_EXP);
+}
+
+void rhd_decoder_density(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, const float *points,
+                         const float *planes, int R, int clamp, int64_t M) {
+    density_impl(ctx, d, a, sigma, points, planes, R, clamp, M, NULL);
 }
 
 void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, float *dplanes,
@@ -255,11 +270,22 @@ void rhd_decoder_infer_prepare(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_a
                                int clamp) {
     a->prep_valid = 0;
 #ifdef RHD_CUDA
-    if (ctx->backend == RHD_BACKEND_CUDA && !getenv("RHD_NO_FUSED"))
-        rhd_decoder_infer_prepare_cuda(ctx, d, a, planes, R, clamp);
-#else
-    (void)ctx, (void)d, (void)planes, (void)R, (void)clamp;
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        if (!getenv("RHD_NO_FUSED")) rhd_decoder_infer_prepare_cuda(ctx, d, a, planes, R, clamp);
+        return;
+    }
 #endif
+    /* CPU: the channels-last planes, sampled by every infer call until the release */
+    if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
+    a->ctx = ctx;
+    int64_t np = (int64_t)3 * d->cfg.C * R * R;
+    if (a->packed_cap < np) {
+        rhd_buf_free(ctx, a->packed);
+        a->packed = rhd_buf_alloc(ctx, sizeof(float) * (size_t)np);
+        a->packed_cap = np;
+    }
+    rhd_triplane_pack(ctx, a->packed, planes, d->cfg.C, R, clamp);
+    a->prep_planes = planes, a->prep_R = R, a->prep_clamp = clamp, a->prep_valid = 1;
 }
 
 void rhd_decoder_infer_release(rhd_decoder_acts *a) { a->prep_valid = 0; }
@@ -267,22 +293,23 @@ void rhd_decoder_infer_release(rhd_decoder_acts *a) { a->prep_valid = 0; }
 void rhd_decoder_infer(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
                        const float *points, const float *dirs, const float *planes, int R, int clamp, int64_t M) {
     if (M == 0) return;
+    int prepared = a->prep_valid && a->ctx == ctx && a->prep_planes == planes && a->prep_R == R && a->prep_clamp == clamp;
 #ifdef RHD_CUDA
     if (ctx->backend == RHD_BACKEND_CUDA) {
-        int mine = !(a->prep_valid && a->ctx == ctx && a->prep_planes == planes && a->prep_R == R &&
-                     a->prep_clamp == clamp);
-        if (mine) rhd_decoder_infer_prepare(ctx, d, a, planes, R, clamp);
+        if (!prepared) rhd_decoder_infer_prepare(ctx, d, a, planes, R, clamp);
         if (a->prep_valid) {
             rhd_decoder_infer_cuda(ctx, d, a, sigma, rgb, points, dirs, M);
-            if (mine) rhd_decoder_infer_release(a);
+            if (!prepared) rhd_decoder_infer_release(a);
             return;
         }
+        prepared = 0; /* the per-layer path on the planes */
     }
 #endif
+    const float *packed = prepared ? a->packed : NULL;
     if (rgb)
-        rhd_decoder_forward(ctx, d, a, sigma, rgb, points, dirs, planes, R, clamp, M);
+        forward_impl(ctx, d, a, sigma, rgb, points, dirs, planes, R, clamp, M, packed);
     else
-        rhd_decoder_density(ctx, d, a, sigma, points, planes, R, clamp, M);
+        density_impl(ctx, d, a, sigma, points, planes, R, clamp, M, packed);
 }
 
 double rhd_decoder_flops_per_sample(const rhd_decoder *d) {

@@ -185,7 +185,7 @@ extern "C" int rhd_decoder_infer_prepare_cuda(rhd_ctx *ctx, const rhd_decoder *d
         a->packed = (float *)rhd_buf_alloc(ctx, sizeof(float) * (size_t)np);
         a->packed_cap = np;
     }
-    rhd_triplane_pack_cuda(ctx, a->packed, planes, d->cfg.C, R, clamp);
+    rhd_triplane_pack(ctx, a->packed, planes, d->cfg.C, R, clamp);
     a->prep_planes = planes, a->prep_R = R, a->prep_clamp = clamp, a->prep_valid = 1;
     return 1;
 }

@@ -28,10 +28,10 @@
  *                            nothing saved in `a` for a backward; on the CPU the forward (or
  *                            density path) above, which does overwrite the saved activations.
  *   rhd_decoder_infer_prepare / _release: bracket many infer calls on the same planes (a grid
- *                            update, a view): on CUDA the weights are transposed and the planes
- *                            packed channels-last once, into `a`, instead of per call. Between the
- *                            two neither the planes nor the weights may change. Without a prepare,
- *                            each infer call prepares for itself. No-ops on the CPU. Environment: RHD_NO_FUSED=1
+ *                            update, a view): the planes are packed channels-last once, into `a`
+ *                            (and on CUDA the weights transposed), instead of per call. Between
+ *                            the two neither the planes nor the weights may change. Without a
+ *                            prepare, each infer call samples the planes as the forward does. Environment: RHD_NO_FUSED=1
  *                            makes CUDA inference take the per-layer path (for comparisons).
  * Every pointer is on the context's side (device pointers on CUDA); the CUDA inference path
  * uses the context workspace only through the ops it calls, never across calls.
@@ -68,7 +68,7 @@ typedef struct rhd_decoder_acts {
     int64_t cap, cap_b; /* points the forward / the backward buffers hold */
     float *feat, *fc, *fd, *ec, *ed, *edir, *h1, *a1, *h2, *cin, *c1, *r1, *c2, *r2, *c3;
     float *dbuf_a, *dbuf_b, *dcin, *dfeat, *dfc, *dfd, *dh2, *tmp;
-    /* CUDA fused inference (rhd_decoder_infer_prepare): transposed weights, channels-last planes */
+    /* rhd_decoder_infer_prepare: channels-last planes (both backends), transposed weights (CUDA) */
     float *wt, *packed;
     int64_t wt_cap, packed_cap;
     const float *prep_planes;

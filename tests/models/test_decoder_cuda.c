@@ -210,6 +210,19 @@ static void decoder_case(rhd_ctx *cpu, rhd_ctx *gpu, int C, int hidden, int geo,
     th_close(nm, a.inf_sigma, a.sigma, M, 0);
     snprintf(nm, sizeof nm, "cpu: density-only infer = density path (C%d h%d geo%d)", C, hidden, geo);
     th_close(nm, a.inf_den, a.sig_den, M, 0);
+    {   /* prepared (packed channels-last once) inference gives the same bits on the CPU */
+        rhd_decoder_acts pa = {0};
+        float *ps = malloc(4 * (size_t)M), *pr = malloc(12 * (size_t)M), *pd = malloc(4 * (size_t)M);
+        rhd_decoder_infer_prepare(cpu, &d, &pa, planes, R, clamp);
+        rhd_decoder_infer(cpu, &d, &pa, ps, pr, pts, dirs, planes, R, clamp, M);
+        rhd_decoder_infer(cpu, &d, &pa, pd, NULL, pts, NULL, planes, R, clamp, M);
+        rhd_decoder_infer_release(&pa);
+        snprintf(nm, sizeof nm, "cpu: prepared infer sigma, rgb, density = forward (C%d h%d geo%d)", C, hidden, geo);
+        th_ok(!memcmp(ps, a.sigma, 4 * (size_t)M) && !memcmp(pr, a.rgb, 12 * (size_t)M) &&
+                  !memcmp(pd, a.sig_den, 4 * (size_t)M), "%s", nm);
+        rhd_decoder_acts_free(&pa);
+        free(ps), free(pr), free(pd);
+    }
     if (!gpu) {
         th_skip("no CUDA device: decoder C%d h%d geo%d R%d M%lld on CUDA", C, hidden, geo, R, (long long)M);
     } else {
