@@ -4,6 +4,7 @@
  *   th_ref(script, "groupnorm %s", dir)     run "$RHD_PY tests/ref/<script> <args>"; 0 on success
  *   th_load(dir, "y", n)                    read a float32 .npy the reference wrote (n checked)
  *   th_fd_check(...)                        central finite differences of a scalar loss
+ *   th_open_backends(&cpu, &gpu)            the CPU context, and a CUDA one when a device exists
  *   th_randn / th_randu                     fresh random inputs (Philox; seed from $RHD_TEST_SEED
  *                                           or the clock, printed so a failure can be replayed)
  * The reference scripts are independent PyTorch/NumPy implementations written from the spec;
@@ -11,6 +12,7 @@
 #ifndef RHD_TEST_REFCHECK_H
 #define RHD_TEST_REFCHECK_H
 #include "harness.h"
+#include "common/backend.h"
 #include "formats/npy.h"
 #include "common/rng.h"
 #include <stdint.h>
@@ -26,6 +28,20 @@ static inline uint64_t th_seed(void) {
         th_diag("random inputs: RHD_TEST_SEED=%llu", (unsigned long long)seed);
     }
     return seed;
+}
+
+/* The CPU context and, when a CUDA device exists, a CUDA one (else *gpu = NULL); exits 1 with the
+ * message if one does not open. Also prints the seed of the random inputs. */
+static inline void th_open_backends(rhd_ctx **cpu, rhd_ctx **gpu) {
+    rhd_err e;
+    *cpu = rhd_ctx_open("cpu", &e);
+    if (!*cpu) fprintf(stderr, "%s\n", e.msg), exit(1);
+    *gpu = NULL;
+    if (rhd_cuda_available()) {
+        *gpu = rhd_ctx_open("cuda", &e);
+        if (!*gpu) fprintf(stderr, "%s\n", e.msg), exit(1);
+    }
+    th_seed();
 }
 
 /* Fresh random arrays; each call uses a new stream so inputs differ. */

@@ -362,14 +362,7 @@ static void test_threads(int B, int C, int H, int T, int Te) {
 }
 
 int main(void) {
-    rhd_err e;
-    cpu = rhd_ctx_open("cpu", &e);
-    if (!cpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    if (rhd_cuda_available()) {
-        gpu = rhd_ctx_open("cuda", &e);
-        if (!gpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    }
-    th_seed();
+    th_open_backends(&cpu, &gpu);
     /* core: odd sizes, one token, several query blocks (4 blocks of 75 rows), saturated
      * logits (scale 20: exp would overflow without the max subtraction), the VAE mid attention */
     test_core(1, 1, 5, 7, 3, 0.577f, 1e-9, 1e-9, 1);

@@ -39,14 +39,7 @@ static void test_embed(int B, int dim, float tmax) {
 }
 
 int main(void) {
-    rhd_err e;
-    cpu = rhd_ctx_open("cpu", &e);
-    if (!cpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    if (rhd_cuda_available()) {
-        gpu = rhd_ctx_open("cuda", &e);
-        if (!gpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    }
-    th_seed();
+    th_open_backends(&cpu, &gpu);
     test_embed(7, 192, 1000);
     test_embed(5, 64, 1000);
     test_embed(3, 6, 50);

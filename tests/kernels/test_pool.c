@@ -162,14 +162,7 @@ static void test_check(void) {
 }
 
 int main(void) {
-    rhd_err e;
-    cpu = rhd_ctx_open("cpu", &e);
-    if (!cpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    if (rhd_cuda_available()) {
-        gpu = rhd_ctx_open("cuda", &e);
-        if (!gpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    }
-    th_seed();
+    th_open_backends(&cpu, &gpu);
     test_check();
     pcase cases[] = {
         {1, 1, 1, 1, 1, 1, 0},

@@ -152,14 +152,7 @@ static void test_threads(rcase c) {
 }
 
 int main(void) {
-    rhd_err e;
-    cpu = rhd_ctx_open("cpu", &e);
-    if (!cpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    if (rhd_cuda_available()) {
-        gpu = rhd_ctx_open("cuda", &e);
-        if (!gpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    }
-    th_seed();
+    th_open_backends(&cpu, &gpu);
     rcase cases[] = {
         {OP_NEAREST, 1, 1, 1, 1},
         {OP_NEAREST, 2, 3, 5, 7},

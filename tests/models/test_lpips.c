@@ -273,14 +273,7 @@ static void test_errors(const char *alex_path) {
 }
 
 int main(void) {
-    rhd_err e;
-    g_cpu = rhd_ctx_open("cpu", &e);
-    if (!g_cpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    if (rhd_cuda_available()) {
-        g_gpu = rhd_ctx_open("cuda", &e);
-        if (!g_gpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    }
-    th_seed();
+    th_open_backends(&g_cpu, &g_gpu);
     const lcase cases[] = {{"alex", 45, 67}, {"alex", 64, 96}, {"vgg", 45, 67}, {"vgg", 64, 64}};
     char alex_path[1200] = "";
     for (int k = 0; k < (int)(sizeof cases / sizeof cases[0]); k++)
