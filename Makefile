@@ -62,13 +62,14 @@ LIB_SRC := $(wildcard common/*.c common/models/*.c formats/*.c kernels/*.c)
 CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu common/models/*.cu kernels/*.cu))
 TOOL_SRC := $(wildcard tools/rhd-*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/kernels/test_*.c tests/models/test_*.c)
+TEST_CXX_SRC := $(wildcard tests/models/test_*.cpp)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 LIB := $(BUILD)/librhd.a
 TOOLS := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
-TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC)))
+TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC))) $(patsubst %.cpp,$(BUILD)/tests/%,$(notdir $(TEST_CXX_SRC)))
 BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRC)))
 DEPS_OK := build/.deps-ok
 
@@ -107,6 +108,11 @@ $(BUILD)/tests/%: tests/kernels/%.c $(TEST_HDR) $(LIB)
 $(BUILD)/tests/%: tests/models/%.c $(TEST_HDR) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+# C++20 tests (std::barrier): the CUDA kernels' device code emulated on the CPU
+CXXFLAGS := $(filter-out -std=c11,$(CFLAGS)) -std=c++20 -pthread -Wno-unknown-pragmas
+$(BUILD)/tests/%: tests/models/%.cpp $(TEST_HDR) $(LIB) $(wildcard common/models/*.cuh)
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 $(BUILD)/bench/%: tests/bench/%.c $(TEST_HDR) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
