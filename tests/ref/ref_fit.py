@@ -16,20 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_dense import TruncExp  # noqa: E402  (one definition for both references)
+
 NAMES = ["sigma_net.0.weight", "sigma_net.0.bias", "sigma_net.2.weight", "sigma_net.2.bias",
          "color_net.0.weight", "color_net.1.weight", "color_net.2.weight"]
-
-
-class TruncExp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.exp(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * torch.exp(x.clamp(-15, 15))
 
 
 def freq(x, degree=2):
