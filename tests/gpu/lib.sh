@@ -81,6 +81,7 @@ gpu_site_dirs() {
         "$py" -c 'import site, sys; print("\n".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null
     done
     ls -d /opt/torch/.venv/lib/python3*/site-packages 2>/dev/null
+    [ -z "${RHD_GPU_SITE_DIRS:-}" ] || printf '%s\n' "$RHD_GPU_SITE_DIRS" | tr ':' '\n'   # more (tests)
 }
 
 # gpu_cuda_home HOME CARRY: make HOME a CUDA_HOME of symbolic links (include/, lib64/) merged from,
