@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/gpu/prove.sh PREFIX CUDA_HOME DRY_LOG BUILD: the proof of the dry rehearsal
 # (tests/gpu/run.sh --dry). Checks that every header and library the build used came from
-#  - the repository (the project's own files, the build folder),
+#  - the repository (its tracked folders, which travel, and the build folder BUILD),
 #  - the prefix the carried Debian packages were unpacked into (PREFIX),
 #  - CUDA (the folders CUDA_HOME's links were merged from: CUDA_HOME/sources),
 #  - the C library and the compiler itself: headers of the Debian packages libc6-dev and
@@ -22,7 +22,14 @@ ls "$LOG"/deps/*.d >/dev/null 2>&1 || { echo "prove: error: no dependency lists 
 
 # the allowed folders, one a line (realpath, with a trailing /)
 {
-    printf '%s/\n' "$ROOT" "$PREFIX"
+    # the repository's tracked folders (they travel) and this build's folder; not all of the
+    # checkout: its ignored folders (build/, build-cuda/, a venv) stay behind
+    if top=$(git ls-files 2>/dev/null | cut -d/ -f1 | sort -u) && [ -n "$top" ]; then
+        for t in $top; do [ -d "$t" ] && printf '%s/%s/\n' "$ROOT" "$t"; done
+    else
+        printf '%s/\n' "$ROOT"
+    fi
+    printf '%s/\n' "$(readlink -f "$BUILD")" "$PREFIX"
     while read -r s; do [ -n "$s" ] && printf '%s/\n' "$(readlink -f "$s")"; done < "$HOME_CUDA/sources"
     gccdir=$(dirname "$(gcc -print-file-name=include)")
     printf '%s/\n' "$(readlink -f "$gccdir")"
