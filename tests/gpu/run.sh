@@ -101,7 +101,7 @@ part() {
     if [ "$f" -gt 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ]; then
         if [ "$fc" -gt 0 ]; then res="FAIL ($fc CUDA not ok)"; else res="ok on CUDA ($f reference not ok)"; fi
     fi
-    grep -qE "skip: device .* does not open|no CUDA device" "$WORK/part.out" && [ "$p" -eq 0 ] && res="$res, no device"
+    grep -qiE "skip: device .* does not open|no CUDA device|no CUDA-capable device" "$WORK/part.out" && [ "$p" -eq 0 ] && res="$res, no device"
     grep -E '^not ok [0-9]+' "$WORK/part.out" | grep -iE 'cuda|gpu' | sed "s|^|$name: |" >> "$WORK/failures"
     grep -E '^not ok [0-9]+' "$WORK/part.out" | grep -viE 'cuda|gpu' | sed "s|^|$name: |" >> "$WORK/reffailures"
     [ $((p + f + s)) -eq 0 ] && p= f= s=
