@@ -12,6 +12,16 @@
 #   make demo         the README's main job on bundled data
 #
 # Variants build into separate folders so that switching flags never mixes objects.
+#
+# Building against a private prefix (tests/gpu/run.sh does, on a GPU machine without Debian's
+# -dev packages; see the README's "GPU check"):
+#   EXTRA_CPPFLAGS   include flags searched before the system's folders, for cc, c++ and nvcc:
+#                    -I<prefix>/usr/include ...
+#   EXTRA_LDFLAGS    link flags searched before the system's folders, with their rpath:
+#                    -L<prefix>/usr/lib/x86_64-linux-gnu -Wl,-rpath,<prefix>/usr/lib/...
+#   CUDA_HOME        the folder whose include/ and lib64/ hold the CUDA runtime, cuBLAS and
+#                    cuDNN headers and libraries (rpath'd too)
+#   BUILD, DEPS_OK   the output folder, and the stamp whose rule checks the Debian packages
 
 CUDA ?= 0
 SAN ?= 0
@@ -19,6 +29,8 @@ DEBUG ?= 0
 CC ?= cc
 NVCC ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
+EXTRA_CPPFLAGS ?=
+EXTRA_LDFLAGS ?=
 PYTHON_SYS ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD := build-fuzz
@@ -41,20 +53,21 @@ OPT := -O2 -g
 ifeq ($(DEBUG),1)
 OPT := -O0 -g3
 endif
-CPPFLAGS := -I. -D_GNU_SOURCE
+CPPFLAGS := -I. $(EXTRA_CPPFLAGS) -D_GNU_SOURCE
 CFLAGS := -std=c11 $(OPT) -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp -fPIC
 LDLIBS := -lpng -lcjson -lopenblas -lm
-LDFLAGS := -fopenmp
+LDFLAGS := $(EXTRA_LDFLAGS) -fopenmp
 ifeq ($(SAN),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 ifeq ($(CUDA),1)
 CPPFLAGS += -DRHD_CUDA -I$(CUDA_HOME)/include
-NVFLAGS := -O2 -g -std=c++17 -I. -DRHD_CUDA -D_GNU_SOURCE \
+NVFLAGS := -O2 -g -std=c++17 -I. $(EXTRA_CPPFLAGS) -DRHD_CUDA -D_GNU_SOURCE \
 	-gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
 	-Xcompiler -fPIC,-fopenmp,-Wall,-Wno-unused-parameter
 LDFLAGS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
+NVLDFLAGS := -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64
 LDLIBS += -lcudnn -lcublas -lcudart -lstdc++
 endif
 
@@ -119,7 +132,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(TEST_HDR) $(LIB)
 
 $(BUILD)/bench/%: tests/gpu/%.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) $< -o $@ -lcublas
+	$(NVCC) $(NVFLAGS) $< -o $@ $(NVLDFLAGS) -lcublas
 benches: $(BENCHES)
 
 -include $(LIB_OBJ:.o=.d)
