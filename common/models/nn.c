@@ -19,23 +19,36 @@ void rhd_nn_init(rhd_nn *r, rhd_ctx *ctx, rhd_params *p) {
     memset(r, 0, sizeof *r);
     r->ctx = ctx;
     r->p = p;
-    r->arena.ctx = ctx;
+    r->arena = &r->own;
+    r->own.ctx = ctx;
+}
+
+void rhd_nn_use_arena(rhd_nn *r, rhd_arena *a) {
+    RHD_ASSERT(a->ctx == r->ctx);
+    r->arena = a;
+    r->base = rhd_arena_mark(a);
 }
 
 void rhd_nn_free(rhd_nn *r) {
-    if (r->arena.base) rhd_arena_free(&r->arena);
+    if (r->own.base) rhd_arena_free(&r->own);
     free(r->tape);
     memset(r, 0, sizeof *r);
 }
 
 void rhd_nn_reserve(rhd_nn *r, size_t bytes) {
-    if (r->arena.base && r->arena.cap >= bytes) return;
-    if (r->arena.base) rhd_arena_free(&r->arena);
-    rhd_arena_init(&r->arena, r->ctx, bytes);
+    if (r->arena != &r->own) {
+        if (r->arena->cap - r->base < bytes)
+            rhd_fatal_at(__FILE__, __LINE__, "nn: the caller's arena has %zu bytes free, the pass needs %zu",
+                         r->arena->cap - r->base, bytes);
+        return;
+    }
+    if (r->own.base && r->own.cap >= bytes) return;
+    if (r->own.base) rhd_arena_free(&r->own);
+    rhd_arena_init(&r->own, r->ctx, bytes);
 }
 
 void rhd_nn_begin(rhd_nn *r, int train) {
-    rhd_arena_reset(&r->arena);
+    rhd_arena_release(r->arena, r->base);
     r->ntape = 0;
     r->rng_offset = 0;
     r->train = train;
@@ -60,17 +73,17 @@ size_t rhd_nn_plan(rhd_nn *r, rhd_nn_pass pass, void *user) {
 }
 
 float *rhd_nn_alloc(rhd_nn *r, size_t nfloats) {
-    if (!r->dry) return rhd_arena_floats(&r->arena, nfloats);
+    if (!r->dry) return rhd_arena_floats(r->arena, nfloats);
     r->used = ((r->used + 255) & ~(size_t)255) + nfloats * sizeof(float);
     if (r->used > r->peak) r->peak = r->used;
     return NULL;
 }
 
-size_t rhd_nn_mark(const rhd_nn *r) { return r->dry ? r->used : rhd_arena_mark(&r->arena); }
+size_t rhd_nn_mark(const rhd_nn *r) { return r->dry ? r->used : rhd_arena_mark(r->arena); }
 
 void rhd_nn_release(rhd_nn *r, size_t mark) {
     if (r->dry) r->used = mark;
-    else rhd_arena_release(&r->arena, mark);
+    else rhd_arena_release(r->arena, mark);
 }
 
 void rhd_nn_push(rhd_nn *r, int tag, const float *ptr, uint64_t u) {

@@ -64,7 +64,9 @@ typedef struct rhd_nn_tape_entry {
 typedef struct rhd_nn {
     rhd_ctx *ctx;
     rhd_params *p;        /* parameters (and grads for backward) on ctx */
-    rhd_arena arena;      /* activations; sized by rhd_nn_plan or rhd_nn_reserve */
+    rhd_arena *arena;     /* activations: &own, or a caller's arena (rhd_nn_use_arena) */
+    rhd_arena own;        /* sized by rhd_nn_plan or rhd_nn_reserve */
+    size_t base;          /* where a pass starts in *arena (its mark when borrowed) */
     int dry;              /* 1: count allocations, compute nothing */
     size_t used, peak;    /* dry-run bookkeeping (bytes) */
     int train;            /* 1: training: dropout active, forward saves for backward */
@@ -87,6 +89,9 @@ typedef void (*rhd_nn_pass)(rhd_nn *r, void *user);
 size_t rhd_nn_plan(rhd_nn *r, rhd_nn_pass pass, void *user);
 /* Make sure the arena holds at least `bytes` (reallocates when it grows; the contents are lost). */
 void rhd_nn_reserve(rhd_nn *r, size_t bytes);
+/* Run in a caller-owned arena instead (not freed by rhd_nn_free; rhd_nn_plan then only measures and
+ * checks that it is large enough). */
+void rhd_nn_use_arena(rhd_nn *r, rhd_arena *a);
 /* Start a pass: empty arena and tape, dropout counter 0, the given mode. */
 void rhd_nn_begin(rhd_nn *r, int train);
 
