@@ -11,6 +11,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/linear.h"
 #include "kernels/norm.h"
+#include "kernels/pool.h"
 #include "kernels/resample.h"
 
 /* ---- run context ----------------------------------------------------------------------------- */
@@ -299,6 +300,36 @@ void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, long n) {
 void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, long n) {
     const float *x = rhd_nn_pop(r, RHD_NN_TAG_SILU, NULL);
     if (!r->dry) rhd_act_backward(r->ctx, dx, dy, x, n, RHD_ACT_SILU);
+}
+
+void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, long n) {
+    if (rhd_nn_saving(r)) {
+        RHD_ASSERT(y != x || r->dry);
+        rhd_nn_push(r, RHD_NN_TAG_RELU, x, 0);
+    }
+    if (!r->dry) rhd_act_forward(r->ctx, y, x, n, RHD_ACT_RELU);
+}
+
+void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, long n) {
+    const float *x = rhd_nn_pop(r, RHD_NN_TAG_RELU, NULL);
+    if (!r->dry) rhd_act_backward(r->ctx, dx, dy, x, n, RHD_ACT_RELU);
+}
+
+void rhd_nn_maxpool_forward(rhd_nn *r, float *y, const float *x, int N, int C, int H, int W, int k, int s) {
+    int OH = rhd_maxpool2d_out(H, k, s, 0), OW = rhd_maxpool2d_out(W, k, s, 0);
+    int32_t *idx = NULL;
+    if (rhd_nn_saving(r)) { /* int32 indices in float-sized arena slots */
+        idx = (int32_t *)rhd_nn_alloc(r, (size_t)N * C * OH * OW);
+        rhd_nn_push(r, RHD_NN_TAG_MAXPOOL, (const float *)idx, 0);
+    }
+    if (!r->dry) rhd_maxpool2d_forward(r->ctx, y, idx, x, N, C, H, W, k, s, 0);
+}
+
+void rhd_nn_maxpool_backward(rhd_nn *r, float *dx, const float *dy, int N, int C, int H, int W, int k, int s) {
+    const int32_t *idx = (const int32_t *)rhd_nn_pop(r, RHD_NN_TAG_MAXPOOL, NULL);
+    if (r->dry || !dx) return;
+    rhd_buf_zero(r->ctx, dx, sizeof(float) * (size_t)N * C * H * W);
+    rhd_maxpool2d_backward(r->ctx, dx, dy, idx, N, C, H, W, k, s, 0);
 }
 
 void rhd_nn_dropout_forward(rhd_nn *r, float *y, const float *x, long n, float p) {

@@ -52,7 +52,7 @@
 /* Tape tags, one per block kind (a pop with another tag is an internal error). */
 enum {
     RHD_NN_TAG_CONV = 1, RHD_NN_TAG_GN, RHD_NN_TAG_LN, RHD_NN_TAG_LINEAR, RHD_NN_TAG_SILU, RHD_NN_TAG_DROPOUT,
-    RHD_NN_TAG_AWARE3D, RHD_NN_TAG_RESBLOCK, RHD_NN_TAG_ATTN, RHD_NN_TAG_TEMB, RHD_NN_TAG_USER = 100
+    RHD_NN_TAG_AWARE3D, RHD_NN_TAG_RESBLOCK, RHD_NN_TAG_RELU, RHD_NN_TAG_MAXPOOL, RHD_NN_TAG_ATTN, RHD_NN_TAG_TEMB, RHD_NN_TAG_USER = 100
 };
 
 typedef struct rhd_nn_tape_entry {
@@ -168,6 +168,15 @@ void rhd_nn_linear_backward(rhd_nn *r, const rhd_nn_linear *l, float *dx, const 
 /* SiLU, y = x sigmoid(x) element-wise over n. Saved: x (so y must not alias x when training). */
 void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, long n);
 void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, long n);
+
+/* ReLU element-wise over n. Saved: x. In inference y may alias x. */
+void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, long n);
+void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, long n);
+
+/* Max pooling k x k, stride s, no padding, floor mode (the LPIPS backbones): x (N,C,H,W) ->
+ * (N,C,OH,OW), OH = (H - k)/s + 1. Saved: the argmax indices (int32, in the arena). dx written. */
+void rhd_nn_maxpool_forward(rhd_nn *r, float *y, const float *x, int N, int C, int H, int W, int k, int s);
+void rhd_nn_maxpool_backward(rhd_nn *r, float *dx, const float *dy, int N, int C, int H, int W, int k, int s);
 
 /* Dropout with probability p (spec §10.7), element-wise over n; p = 0 copies. Saved: the dropout
  * counter (the mask is regenerated, never stored). In inference mode it is the identity copy. */

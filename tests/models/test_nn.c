@@ -1,7 +1,8 @@
 /* tests/models/test_nn.c: the leaf blocks of common/models/nn.h (conv incl. the right/bottom-padded
  * strided downsample, group norm with and without SiLU, layer norm, linear, SiLU, avgpool /
  * nearest / bilinear align_corners resampling, the timestep-embedding MLP) against PyTorch
- * (tests/ref/ref_nn.py), finite differences, thread counts and CUDA (tests/nn_case.h); dropout
+ * (tests/ref/ref_nn.py), finite differences, thread counts and CUDA (tests/nn_case.h); ReLU and
+ * max pooling (the LPIPS backbones) against PyTorch only (piecewise linear); dropout
  * against its definition; the run context (dry-run sizing, tape order) and the parameter loader's
  * messages. */
 #include "nn_case.h"
@@ -76,6 +77,27 @@ static void none_build(nc_case *c, rhd_params *p) {}
 static void silu_fwd(rhd_nn *r, nc_case *c, float *y, float *const *in) { rhd_nn_silu_forward(r, y, in[0], c->iv[0]); }
 static void silu_bwd(rhd_nn *r, nc_case *c, float *const *din, const float *dy) { rhd_nn_silu_backward(r, din[0], dy, c->iv[0]); }
 
+static void relu_fwd(rhd_nn *r, nc_case *c, float *y, float *const *in) { rhd_nn_relu_forward(r, y, in[0], c->iv[0]); }
+static void relu_bwd(rhd_nn *r, nc_case *c, float *const *din, const float *dy) { rhd_nn_relu_backward(r, din[0], dy, c->iv[0]); }
+
+static void mp_fwd(rhd_nn *r, nc_case *c, float *y, float *const *in) {
+    const int *v = c->iv;
+    rhd_nn_maxpool_forward(r, y, in[0], v[0], v[1], v[2], v[3], v[4], v[5]);
+}
+static void mp_bwd(rhd_nn *r, nc_case *c, float *const *din, const float *dy) {
+    const int *v = c->iv;
+    rhd_nn_maxpool_backward(r, din[0], dy, v[0], v[1], v[2], v[3], v[4], v[5]);
+}
+static nc_case mp_case(int N, int C, int H, int W, int k, int s) {
+    nc_case c = {.build = none_build, .fwd = mp_fwd, .bwd = mp_bwd, .iv = {N, C, H, W, k, s}, .no_fd = 1};
+    snprintf(c.name, sizeof c.name, "maxpool k%d s%d on %dx%dx%dx%d", k, s, N, C, H, W);
+    strcpy(c.block, "maxpool");
+    snprintf(c.args, sizeof c.args, "k=%d s=%d", k, s);
+    nc_input(&c, "x", 1, 4, N, C, H, W);
+    nc_output(&c, 4, N, C, (H - k) / s + 1, (W - k) / s + 1);
+    return c;
+}
+
 /* ---- resampling -------------------------------------------------------------------------------- */
 
 static void rs_fwd(rhd_nn *r, nc_case *c, float *y, float *const *in) {
@@ -125,6 +147,12 @@ static int build_cases(nc_case *cs) {
     strcpy(s.name, "silu on 60"), strcpy(s.block, "silu");
     nc_input(&s, "x", 1, 1, 60, 0, 0, 0), nc_output(&s, 1, 60, 0, 0, 0);
     cs[n++] = s;
+    nc_case rl = {.build = none_build, .fwd = relu_fwd, .bwd = relu_bwd, .iv = {60}, .no_fd = 1};
+    strcpy(rl.name, "relu on 60"), strcpy(rl.block, "relu");
+    nc_input(&rl, "x", 1, 1, 60, 0, 0, 0), nc_output(&rl, 1, 60, 0, 0, 0);
+    cs[n++] = rl;
+    cs[n++] = mp_case(2, 3, 7, 9, 3, 2); /* AlexNet's */
+    cs[n++] = mp_case(1, 4, 6, 8, 2, 2); /* VGG's */
     cs[n++] = rs_case(RHD_NN_AVGPOOL2, 2, 3, 6, 7);
     cs[n++] = rs_case(RHD_NN_NEAREST2, 2, 3, 3, 5);
     cs[n++] = rs_case(RHD_NN_BILINEAR2, 2, 3, 3, 5);
@@ -247,7 +275,7 @@ static void check_load(rhd_ctx *cpu) {
 int main(void) {
     rhd_ctx *cpu, *gpu;
     th_open_backends(&cpu, &gpu);
-    nc_case cs[16];
+    nc_case cs[20];
     memset(cs, 0, sizeof cs);
     int n = build_cases(cs);
     nc_check_all(cpu, gpu, cs, n, "leaf");

@@ -10,7 +10,7 @@ the CPU and the backward of sum(y * dy); writes DIR/y.npy, DIR/dx.npy (demb.npy,
 DIR/grads.safetensors (the gradient of every parameter, by name).
 
 Blocks and keys: conv (cin cout k stride pad down bias), gn (C G eps silu), ln (D eps), linear (in out),
-silu, resample (kind: avgpool|nearest|bilinear), aware3d (C Co), resblock (names: unet|upsampler|vae,
+silu, relu, maxpool (k s), resample (kind: avgpool|nearest|bilinear), aware3d (C Co), resblock (names: unet|upsampler|vae,
 cin cout emb temb: none|scale_shift|add, updown: plain|down|up, aware3d, force_skip, groups, eps,
 dropout), attn (kind: joint|cross, C heads enc_ch groups enc_groups eps), temb (ch E)."""
 import math
@@ -203,7 +203,7 @@ def build(block, o):
         return nn.LayerNorm(i("D"), f("eps"))
     if block == "linear":
         return nn.Linear(i("in"), i("out"))
-    if block in ("silu", "resample"):
+    if block in ("silu", "relu", "maxpool", "resample"):
         return nn.Module()
     if block == "aware3d":
         return Aware3D(i("C"), i("Co"))
@@ -238,6 +238,10 @@ def run(block, d, o):
             y = F.silu(y)
     elif block == "silu":
         y = F.silu(x)
+    elif block == "relu":
+        y = F.relu(x)
+    elif block == "maxpool":
+        y = F.max_pool2d(x, int(o["k"]), int(o["s"]))
     elif block == "resample":
         kind = o["kind"]
         if kind == "avgpool":
