@@ -114,6 +114,40 @@ float *rhd_nn_g(const rhd_nn *r, int i);
  * have are ignored. p must be allocated. */
 int rhd_nn_load_params(rhd_params *p, const rhd_st *st, const char *prefix, rhd_err *e);
 
+/* ---- one model lifecycle (nn_model.c) -------------------------------------------------------
+ * A model kind is a table of three functions over its own struct (which starts with an
+ * rhd_nn_model): build registers its blocks in m->params from a config; forward and backward run
+ * the assembly on a run context for an `io` struct of the model's own (inputs, outputs, gradients,
+ * sizes). The lifecycle is the same for every model:
+ *   m = rhd_nn_model_create(&ops, cfg, ctx, st, prefix, with_grad, &e)   build, allocate, load (st
+ *        may be NULL: zero parameters; every registered name must be in st with its exact shape,
+ *        the first mismatch is reported by name)
+ *   rhd_nn_model_forward(m, io, train)      sizes the arena by a dry run of the forward (and, when
+ *        training, of the backward that will follow), then runs the forward
+ *   rhd_nn_model_backward(m, io)            consumes the tape of that forward; parameter gradients
+ *        accumulate in m->params.grad (rhd_nn_model_zero_grad clears them)
+ *   rhd_nn_model_free(m)
+ * The model never sees a file name: st is an opened safetensors file. */
+typedef struct rhd_nn_model rhd_nn_model;
+typedef struct rhd_nn_model_ops {
+    const char *kind;   /* "unet", "upsampler", ... (for messages) */
+    size_t size;        /* sizeof the model's struct, which starts with an rhd_nn_model */
+    int (*build)(rhd_nn_model *m, const void *cfg, rhd_err *e);
+    void (*forward)(rhd_nn *r, const rhd_nn_model *m, void *io);
+    void (*backward)(rhd_nn *r, const rhd_nn_model *m, void *io);
+} rhd_nn_model_ops;
+struct rhd_nn_model {
+    const rhd_nn_model_ops *ops;
+    rhd_params params;
+    rhd_nn run;
+};
+rhd_nn_model *rhd_nn_model_create(const rhd_nn_model_ops *ops, const void *cfg, rhd_ctx *ctx, const rhd_st *st,
+                                  const char *prefix, int with_grad, rhd_err *e);
+void rhd_nn_model_forward(rhd_nn_model *m, void *io, int train);
+void rhd_nn_model_backward(rhd_nn_model *m, void *io);
+void rhd_nn_model_zero_grad(rhd_nn_model *m);
+void rhd_nn_model_free(rhd_nn_model *m);
+
 /* ---- leaf blocks ----------------------------------------------------------------------------- */
 
 /* Conv2d: weight [Cout,Cin,KH,KW] ("<prefix>.weight"), bias [Cout] ("<prefix>.bias", optional),
