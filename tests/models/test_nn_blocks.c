@@ -81,6 +81,9 @@ static void at_bwd(rhd_nn *r, nc_case *c, float *const *din, const float *dy) {
 static nc_case at_case(rhd_nn_attn_cfg cfg, int N, int H, int W, int Te) {
     nc_case c = {.build = at_build, .fwd = at_fwd, .bwd = at_bwd, .iv = {N, H, W, Te}, .can_ckpt = 1};
     if (!Te) cfg.enc_ch = 0; /* no encoder_kv at all */
+    /* a group of the encoder norm holds 4 channels x Te tokens: with one token, so curved that no
+     * step separates truncation from fp32 rounding; that case is checked against PyTorch only */
+    if (cfg.kind == RHD_NN_ATTN_CROSS) c.fd_h = 1e-2f, c.no_fd = Te == 1 ? 2 : 0;
     c.acfg = cfg;
     snprintf(c.name, sizeof c.name, "attention %s C=%d heads=%d with %d encoder tokens of %d on %dx%d",
              cfg.kind == RHD_NN_ATTN_JOINT ? "joint" : "cross", cfg.C, cfg.heads, Te, cfg.enc_ch, H, W);
