@@ -437,6 +437,8 @@ static inline void nc_check_all(rhd_ctx *cpu, rhd_ctx *gpu, nc_case *cs, int n, 
             th_skip("%s cuda~cpu: no CUDA device", c->name);
         }
         nc_result_free(c, &res[k]);
+        free(c->params), free(c->dy);
+        for (int i = 0; i < c->nin; i++) free(c->in[i]);
     }
     free(res);
 }

@@ -13,13 +13,14 @@
  *  - Dry run: with r->dry set nothing is computed; rhd_nn_alloc only counts, so running a pass
  *    dry measures exactly the arena it needs (rhd_nn_plan: run the pass dry, allocate once).
  *  - Modes: r->train = 0 is inference: a block releases its temporaries before it returns and
- *    saves nothing, dropout is the identity. r->train = 1: dropout is active and a block keeps what its backward needs in the arena and pushes
- *    the pointers on the tape; backward calls, made in the exact reverse order of the forward
- *    calls, pop them (a tag per entry catches a mismatched order). Saved tensors stay in the
- *    arena until the caller releases the whole pass (rhd_nn_begin or rhd_arena_release).
+ *    saves nothing, dropout is the identity. r->train = 1: dropout is active, a block keeps its
+ *    intermediates in the arena and pushes what its backward needs on the tape; backward calls,
+ *    made in the exact reverse order of the forward calls, pop them (a tag per entry catches a
+ *    mismatched order). Saved tensors stay in the arena until the next pass (rhd_nn_begin); a
+ *    backward releases its own temporaries.
  *  - Checkpointing (gradient recomputation, as the original upsampler does): a ResBlock or an
- *    attention block with .checkpoint = 1 runs its forward in inference mode and saves only its
- *    inputs (and the dropout counter); its backward recomputes the forward with saving on, then
+ *    attention block with .checkpoint = 1 runs its forward without saving (dropout still active)
+ *    and keeps only its inputs (and the dropout counter); its backward recomputes the forward with saving on, then
  *    runs the plain backward and releases the recomputed tensors. The gradients are bitwise the
  *    same as without checkpointing (the same kernels on the same values).
  *  - Dropout draws from (r->seed, r->stream), element counter r->rng_offset, which each dropout
@@ -36,9 +37,13 @@
  * Arena use: see each block's "saved" line; temporaries are taken from r's arena and released.
  *
  * ---- model lifecycle -------------------------------------------------------------------------
- * A model is (config -> register blocks in a table) + rhd_nn_load_params (every name and shape
- * checked, the first mismatch reported by name) + forward/backward over an rhd_nn + free. Models
- * never open files: the state dict comes as an opened safetensors file (formats/safetensors.h). */
+ * rhd_nn_model (below): build from a config, load a state dict with rhd_nn_load_params (every name
+ * and shape checked, the first mismatch reported by name), forward/backward over its rhd_nn, free.
+ * Models never open files: the state dict comes as an opened safetensors file.
+ *
+ * Files: nn.c (run context, loading, leaf blocks), nn_blocks.c (Conv3DAware, ResBlock, timestep
+ * MLP), nn_attn.c (attention), nn_model.c (the lifecycle). Tests: tests/models/test_nn*.c against
+ * tests/ref/ref_nn.py. */
 #ifndef RHD_MODELS_NN_H
 #define RHD_MODELS_NN_H
 #include <stddef.h>
@@ -52,7 +57,8 @@
 /* Tape tags, one per block kind (a pop with another tag is an internal error). */
 enum {
     RHD_NN_TAG_CONV = 1, RHD_NN_TAG_GN, RHD_NN_TAG_LN, RHD_NN_TAG_LINEAR, RHD_NN_TAG_SILU, RHD_NN_TAG_DROPOUT,
-    RHD_NN_TAG_AWARE3D, RHD_NN_TAG_RESBLOCK, RHD_NN_TAG_RELU, RHD_NN_TAG_MAXPOOL, RHD_NN_TAG_ATTN, RHD_NN_TAG_TEMB, RHD_NN_TAG_USER = 100
+    RHD_NN_TAG_AWARE3D, RHD_NN_TAG_RESBLOCK, RHD_NN_TAG_RELU, RHD_NN_TAG_MAXPOOL, RHD_NN_TAG_ATTN,
+    RHD_NN_TAG_TEMB, RHD_NN_TAG_USER = 100 /* models' own entries */
 };
 
 typedef struct rhd_nn_tape_entry {
@@ -318,9 +324,9 @@ void rhd_nn_attn_backward(rhd_nn *r, const rhd_nn_attn *a, float *dx, float *den
                           int Te);
 
 /* Timestep-embedding MLP (§2.3): emb = Linear(E,E)(SiLU(Linear(ch,E)(timestep_embedding(t, ch))))
- * ("<prefix>.0", "<prefix>.2", i.e. time_embed.0/.2). t (N) host-side values are NOT needed: t is
- * on the context's side. emb (N,E). Saved: the sinusoidal embedding and the hidden layer. No
- * gradient flows to t. */
+ * ("<prefix>.0", "<prefix>.2", i.e. time_embed.0/.2). t (N) float timesteps on the context's side
+ * (kernels/embed.h), emb (N,E). Saved: the sinusoidal embedding and the hidden layer. No gradient
+ * flows to t; the backward only accumulates the parameter gradients. */
 typedef struct rhd_nn_temb {
     rhd_nn_linear l1, l2;
     int ch, E;
