@@ -120,17 +120,27 @@ static void resblock_fwd(rhd_nn *r, const rhd_nn_resblock *b, float *y, const fl
         rhd_nn_silu_forward(r, e, emb, (long)N * c->emb);
         rhd_nn_linear_forward(r, &b->emb, proj, e, N);
     }
+    /* Allocation order keeps inference small: what lives to the end first (x', h, o), then each
+     * stage's temporaries, released after it when nothing is saved. */
+    const float *xs = x;
+    if (c->updown != RHD_NN_PLAIN) {
+        float *u = rhd_nn_alloc(r, (size_t)nmid);
+        rhd_nn_resample_forward(r, updown_kind(b), u, x, N, c->cin, H, W);
+        xs = u;
+    }
+    float *h = rhd_nn_alloc(r, (size_t)nout), *o = rhd_nn_alloc(r, (size_t)nout);
+    size_t stage = rhd_nn_mark(r);
     float *a = rhd_nn_alloc(r, (size_t)nin);
     rhd_nn_groupnorm_forward(r, &b->norm1, a, x, N, (long)H * W, 1);
-    const float *a2 = a, *xs = x;
+    const float *a2 = a;
     if (c->updown != RHD_NN_PLAIN) {
-        float *t = rhd_nn_alloc(r, (size_t)nmid), *u = rhd_nn_alloc(r, (size_t)nmid);
+        float *t = rhd_nn_alloc(r, (size_t)nmid);
         rhd_nn_resample_forward(r, updown_kind(b), t, a, N, c->cin, H, W);
-        rhd_nn_resample_forward(r, updown_kind(b), u, x, N, c->cin, H, W);
-        a2 = t, xs = u;
+        a2 = t;
     }
-    float *h = rhd_nn_alloc(r, (size_t)nout), *s = rhd_nn_alloc(r, (size_t)nout);
     rhd_nn_conv_forward(r, &b->conv1, h, a2, N, OH, OW);
+    if (!save) rhd_nn_release(r, stage);
+    float *s = rhd_nn_alloc(r, (size_t)nout);
     if (c->temb == RHD_NN_TEMB_SCALE_SHIFT) { /* SiLU(GN2(h) (1 + scale) + shift) */
         float *g = rhd_nn_alloc(r, (size_t)nout), *m = rhd_nn_alloc(r, (size_t)nout);
         rhd_nn_groupnorm_forward(r, &b->norm2, g, h, N, ohw, 0);
@@ -154,13 +164,12 @@ static void resblock_fwd(rhd_nn *r, const rhd_nn_resblock *b, float *y, const fl
         rhd_nn_dropout_forward(r, t, s, nout, c->dropout);
         dd = t;
     }
-    float *o = rhd_nn_alloc(r, (size_t)nout);
     if (c->aware3d) rhd_nn_aware3d_forward(r, &b->conv2a, o, dd, N, OH);
     else rhd_nn_conv_forward(r, &b->conv2, o, dd, N, OH, OW);
-    if (b->skip.w >= 0) { /* skip(x') + h, the original's order */
-        float *k = rhd_nn_alloc(r, (size_t)nout);
-        rhd_nn_conv_forward(r, &b->skip, k, xs, N, OH, OW);
-        rhd_nn_add_forward(r, y, k, o, nout);
+    if (!save) rhd_nn_release(r, stage);
+    if (b->skip.w >= 0) { /* skip(x') + h, the original's order; the skip conv writes y itself */
+        rhd_nn_conv_forward(r, &b->skip, y, xs, N, OH, OW);
+        rhd_nn_add_forward(r, y, y, o, nout);
     } else {
         rhd_nn_add_forward(r, y, xs, o, nout);
     }
