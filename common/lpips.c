@@ -4,8 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "kernels/act.h"
-#include "kernels/conv2d.h"
 #include "kernels/pool.h"
 
 /* ---- the backbones: lpips.pretrained_networks' slices of torchvision's `features` ---------------- */
@@ -112,31 +110,35 @@ int rhd_lpips_load_st(rhd_lpips *l, rhd_ctx *ctx, const rhd_st *st, rhd_err *e) 
     l->nconv = l->net == RHD_LPIPS_VGG ? (int)(sizeof k_vgg / sizeof k_vgg[0]) : (int)(sizeof k_alex / sizeof k_alex[0]);
     l->ctx = ctx;
     const char *net = rhd_lpips_net_name(l->net);
-    size_t total = 0;
+    rhd_params_init(&l->params);
+    size_t big = 0;
     for (int i = 0; i < l->nconv; i++) {
         const conv_spec *s = &spec[i];
-        total += (size_t)s->cout * s->cin * s->k * s->k + s->cout;
+        rhd_lpips_conv *c = &l->conv[i];
+        *c = (rhd_lpips_conv){s->name, s->cin, s->cout, s->k, s->stride, s->pad, s->pool_k, s->pool_s, s->layer, s->last};
+        rhd_nn_conv_init(&l->params, &c->blk, s->name, s->cin, s->cout, s->k, s->stride, s->pad, 1);
         if (s->last) l->chns[s->layer] = s->cout;
+        size_t n = (size_t)s->cout * s->cin * s->k * s->k;
+        big = n > big ? n : big;
     }
-    float *host = rhd_xmalloc(sizeof(float) * total);
-    size_t off = 0, woff[RHD_LPIPS_MAX_CONVS], boff[RHD_LPIPS_MAX_CONVS];
+    rhd_params_alloc(&l->params, ctx, 0, 0);
+    rhd_nn_init(&l->run, ctx, &l->params);
+    float *host = rhd_xmalloc(sizeof(float) * big);
     char name[64], what[96];
     int rc = 0;
     for (int i = 0; i < l->nconv && !rc; i++) {
         const conv_spec *s = &spec[i];
-        rhd_lpips_conv *c = &l->conv[i];
-        *c = (rhd_lpips_conv){s->name, s->cin, s->cout, s->k, s->stride, s->pad, s->pool_k, s->pool_s, s->layer, s->last};
+        const rhd_nn_conv *blk = &l->conv[i].blk;
         int64_t ws[4] = {s->cout, s->cin, s->k, s->k}, bs[1] = {s->cout};
         snprintf(what, sizeof what, "the %s backbone's conv %d->%d k%d", net, s->cin, s->cout, s->k);
         snprintf(name, sizeof name, "%s.weight", s->name);
-        rc = get_tensor(st, name, NULL, 4, ws, host + off, what, e);
-        woff[i] = off;
-        off += (size_t)s->cout * s->cin * s->k * s->k;
+        rc = get_tensor(st, name, NULL, 4, ws, host, what, e);
+        if (!rc) rhd_buf_upload(ctx, rhd_param(&l->params, blk->w), host, sizeof(float) * (size_t)s->cout * s->cin * s->k * s->k);
         snprintf(name, sizeof name, "%s.bias", s->name);
-        if (!rc) rc = get_tensor(st, name, NULL, 1, bs, host + off, what, e);
-        boff[i] = off;
-        off += s->cout;
+        if (!rc) rc = get_tensor(st, name, NULL, 1, bs, host, what, e);
+        if (!rc) rhd_buf_upload(ctx, rhd_param(&l->params, blk->b), host, sizeof(float) * s->cout);
     }
+    free(host);
     for (int k = 0; k < RHD_LPIPS_LAYERS && !rc; k++) {
         char alt[64];
         int64_t ls[4] = {1, l->chns[k], 1, 1};
@@ -158,16 +160,8 @@ int rhd_lpips_load_st(rhd_lpips *l, rhd_ctx *ctx, const rhd_st *st, rhd_err *e) 
             rc = rhd_errf(e, "%s: tensor 'scaling_layer.scale' holds %g, expected a non-zero scale", st->name,
                           l->scale[c]);
     if (rc) {
-        free(host);
         rhd_lpips_free(l);
         return -1;
-    }
-    l->params = rhd_buf_alloc(ctx, sizeof(float) * total);
-    rhd_buf_upload(ctx, l->params, host, sizeof(float) * total);
-    free(host);
-    for (int i = 0; i < l->nconv; i++) {
-        l->conv[i].w = l->params + woff[i];
-        l->conv[i].b = l->params + boff[i];
     }
     return 0;
 }
@@ -183,9 +177,8 @@ int rhd_lpips_load(rhd_lpips *l, rhd_ctx *ctx, const char *path, rhd_err *e) {
 
 void rhd_lpips_free(rhd_lpips *l) {
     if (l->ctx) {
-        if (l->params) rhd_buf_free(l->ctx, l->params);
-        for (int i = 0; i < 2; i++)
-            if (l->buf[i]) rhd_buf_free(l->ctx, l->buf[i]);
+        rhd_nn_free(&l->run);
+        rhd_params_free(&l->params);
     }
     for (int k = 0; k < RHD_LPIPS_LAYERS; k++) free(l->lin[k]);
     free(l->host);
@@ -257,84 +250,104 @@ static double head(const float *f, const float *w, int C, long P) {
 
 /* ---- forward ------------------------------------------------------------------------------------------ */
 
-static void ensure_bufs(rhd_lpips *l, int H, int W) {
-    size_t need = (size_t)2 * 3 * H * W, feat = 0;
+/* The largest activation (2 images) and the largest feature map of an H x W pair. */
+static void act_sizes(const rhd_lpips *l, int H, int W, size_t *need, size_t *feat) {
     int h = H, w = W;
+    *need = (size_t)2 * 3 * H * W, *feat = 0;
     for (int i = 0; i < l->nconv; i++) {
         const rhd_lpips_conv *c = &l->conv[i];
         if (c->pool_k) h = rhd_maxpool2d_out(h, c->pool_k, c->pool_s, 0), w = rhd_maxpool2d_out(w, c->pool_k, c->pool_s, 0);
         h = (h + 2 * c->pad - c->k) / c->stride + 1;
         w = (w + 2 * c->pad - c->k) / c->stride + 1;
         size_t n = (size_t)2 * c->cout * h * w;
-        if (n > need) need = n;
-        if (c->last && n > feat) feat = n;
+        if (n > *need) *need = n;
+        if (c->last && n > *feat) *feat = n;
     }
-    if (need > l->buf_floats) {
-        for (int i = 0; i < 2; i++) {
-            if (l->buf[i]) rhd_buf_free(l->ctx, l->buf[i]);
-            l->buf[i] = rhd_buf_alloc(l->ctx, sizeof(float) * need);
+}
+
+typedef struct lpips_io {
+    rhd_lpips *l;
+    const float *x0, *x1;
+    int H, W;
+    long cs, ys, xs;
+    double layer[RHD_LPIPS_LAYERS];
+} lpips_io;
+
+/* One evaluation as a pass of l->run: the input batch, the backbone (ping-pong activations), the
+ * heads on the host. A dry run only sizes the arena. */
+static void pass(rhd_nn *r, void *user) {
+    lpips_io *io = user;
+    rhd_lpips *l = io->l;
+    rhd_ctx *ctx = r->ctx;
+    const int H = io->H, W = io->W;
+    size_t need, feat;
+    act_sizes(l, H, W, &need, &feat);
+    size_t at = rhd_nn_mark(r);
+    float *cur = rhd_nn_alloc(r, need), *nxt = rhd_nn_alloc(r, need);
+    if (!r->dry) {
+        /* the input batch (2,3,H,W): x -> 2x - 1 -> (x - shift) / scale, in float as torch does */
+        size_t nin = (size_t)2 * 3 * H * W;
+        float *in = ctx->backend == RHD_BACKEND_CPU ? cur : rhd_xmalloc(sizeof(float) * nin);
+        for (int n = 0; n < 2; n++)
+            for (int c = 0; c < 3; c++) {
+                const float *src = (n ? io->x1 : io->x0) + c * io->cs;
+                float *dst = in + ((size_t)n * 3 + c) * H * W;
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++) {
+                        float v = 2.0f * src[y * io->ys + x * io->xs] - 1.0f;
+                        dst[(size_t)y * W + x] = (v - l->shift[c]) / l->scale[c];
+                    }
+            }
+        if (ctx->backend != RHD_BACKEND_CPU) {
+            rhd_buf_upload(ctx, cur, in, sizeof(float) * nin);
+            free(in);
         }
-        l->buf_floats = need;
     }
-    if (l->ctx->backend != RHD_BACKEND_CPU && feat > l->host_floats) {
-        free(l->host);
-        l->host = rhd_xmalloc(sizeof(float) * feat);
-        l->host_floats = feat;
+    int C = 3, h = H, w = W;
+    for (int i = 0; i < l->nconv; i++) {
+        const rhd_lpips_conv *c = &l->conv[i];
+        float *t;
+        if (c->pool_k) {
+            rhd_nn_maxpool_forward(r, nxt, cur, 2, C, h, w, c->pool_k, c->pool_s);
+            h = rhd_maxpool2d_out(h, c->pool_k, c->pool_s, 0), w = rhd_maxpool2d_out(w, c->pool_k, c->pool_s, 0);
+            t = cur, cur = nxt, nxt = t;
+        }
+        rhd_nn_conv_forward(r, &c->blk, nxt, cur, 2, h, w);
+        rhd_nn_conv_out_size(&c->blk, h, w, &h, &w);
+        C = c->cout;
+        t = cur, cur = nxt, nxt = t;
+        size_t n = (size_t)2 * C * h * w;
+        rhd_nn_relu_forward(r, cur, cur, (long)n);
+        if (c->last && !r->dry) {
+            const float *f = cur;
+            if (ctx->backend != RHD_BACKEND_CPU) {
+                rhd_buf_download(ctx, l->host, cur, sizeof(float) * n);
+                f = l->host;
+            }
+            io->layer[c->layer] = head(f, l->lin[c->layer], C, (long)h * w);
+        }
     }
+    rhd_nn_release(r, at);
 }
 
 /* x0, x1 at (c, y, x) = base[c*cs + y*ys + x*xs] */
 static int eval_strided(rhd_lpips *l, const float *x0, const float *x1, int H, int W, long cs, long ys, long xs,
                         double *out, rhd_err *e) {
     if (rhd_lpips_check_size(l, H, W, e)) return -1;
-    rhd_ctx *ctx = l->ctx;
-    ensure_bufs(l, H, W);
-    /* the input batch (2,3,H,W): x -> 2x - 1 -> (x - shift) / scale, in float as torch does */
-    size_t nin = (size_t)2 * 3 * H * W;
-    float *in = ctx->backend == RHD_BACKEND_CPU ? l->buf[0] : rhd_xmalloc(sizeof(float) * nin);
-    for (int n = 0; n < 2; n++)
-        for (int c = 0; c < 3; c++) {
-            const float *src = (n ? x1 : x0) + c * cs;
-            float *dst = in + ((size_t)n * 3 + c) * H * W;
-            for (int y = 0; y < H; y++)
-                for (int x = 0; x < W; x++) {
-                    float v = 2.0f * src[y * ys + x * xs] - 1.0f;
-                    dst[(size_t)y * W + x] = (v - l->shift[c]) / l->scale[c];
-                }
-        }
-    if (ctx->backend != RHD_BACKEND_CPU) {
-        rhd_buf_upload(ctx, l->buf[0], in, sizeof(float) * nin);
-        free(in);
+    size_t need, feat;
+    act_sizes(l, H, W, &need, &feat);
+    if (l->ctx->backend != RHD_BACKEND_CPU && feat > l->host_floats) {
+        free(l->host);
+        l->host = rhd_xmalloc(sizeof(float) * feat);
+        l->host_floats = feat;
     }
-    float *cur = l->buf[0], *nxt = l->buf[1];
-    int C = 3, h = H, w = W;
-    double layer[RHD_LPIPS_LAYERS] = {0};
-    for (int i = 0; i < l->nconv; i++) {
-        const rhd_lpips_conv *c = &l->conv[i];
-        if (c->pool_k) {
-            int ph = rhd_maxpool2d_out(h, c->pool_k, c->pool_s, 0), pw = rhd_maxpool2d_out(w, c->pool_k, c->pool_s, 0);
-            rhd_maxpool2d_forward(ctx, nxt, NULL, cur, 2, C, h, w, c->pool_k, c->pool_s, 0);
-            float *t = cur;
-            cur = nxt, nxt = t, h = ph, w = pw;
-        }
-        rhd_conv2d_desc d = rhd_conv2d_square(2, C, h, w, c->cout, c->k, c->stride, c->pad);
-        rhd_conv2d_forward(ctx, nxt, cur, c->w, c->b, &d);
-        C = c->cout, h = rhd_conv2d_out_h(&d), w = rhd_conv2d_out_w(&d);
-        float *t = cur;
-        cur = nxt, nxt = t;
-        size_t n = (size_t)2 * C * h * w;
-        rhd_act_forward(ctx, cur, cur, (long)n, RHD_ACT_RELU);
-        if (c->last) {
-            const float *f = cur;
-            if (ctx->backend != RHD_BACKEND_CPU) {
-                rhd_buf_download(ctx, l->host, cur, sizeof(float) * n);
-                f = l->host;
-            }
-            layer[c->layer] = head(f, l->lin[c->layer], C, (long)h * w);
-        }
-    }
+    lpips_io io = {l, x0, x1, H, W, cs, ys, xs, {0}};
+    l->run.train = 0;
+    rhd_nn_plan(&l->run, pass, &io); /* sizes the arena (kept when large enough) */
+    rhd_nn_begin(&l->run, 0);
+    pass(&l->run, &io);
     double s = 0;
-    for (int k = 0; k < RHD_LPIPS_LAYERS; k++) s += layer[k];
+    for (int k = 0; k < RHD_LPIPS_LAYERS; k++) s += io.layer[k];
     *out = s;
     return 0;
 }

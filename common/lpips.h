@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include "common/backend.h"
 #include "formats/safetensors.h"
+#include "common/models/nn.h"
 
 #define RHD_LPIPS_LAYERS 5
 #define RHD_LPIPS_MAX_CONVS 13
@@ -53,20 +54,22 @@ typedef struct rhd_lpips_conv {
     int pool_k, pool_s;      /* max pooling (no padding) before the conv; 0: none */
     int layer;               /* the slice (0..4) */
     int last;                /* its ReLU output is feature map `layer` */
-    float *w, *b;            /* (cout,cin,k,k), (cout), on the context's side */
+    rhd_nn_conv blk;         /* the conv block: weight (cout,cin,k,k), bias (cout) in `params` */
 } rhd_lpips_conv;
 
+/* The backbone is built from common/models/nn.h blocks (conv, ReLU, max pooling) over one
+ * parameter table; each evaluation is a pass of an rhd_nn run context (inference), its arena sized
+ * by a dry run of the pass (grown when a larger image comes). */
 typedef struct rhd_lpips {
     rhd_lpips_net net;
     rhd_ctx *ctx;
     int nconv;
     rhd_lpips_conv conv[RHD_LPIPS_MAX_CONVS];
     int chns[RHD_LPIPS_LAYERS];
-    float *params;                   /* every conv weight and bias: one buffer on ctx */
+    rhd_params params;               /* every conv weight and bias, on ctx */
+    rhd_nn run;                      /* activations */
     float *lin[RHD_LPIPS_LAYERS];    /* (C_k) head weights, host */
     float shift[3], scale[3];
-    float *buf[2];                   /* activation ping-pong on ctx, grown on demand */
-    size_t buf_floats;
     float *host;                     /* host copy of a feature map (CUDA), grown on demand */
     size_t host_floats;
 } rhd_lpips;

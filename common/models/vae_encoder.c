@@ -143,42 +143,11 @@ out:
 /* ------------------------------------------------------------------------------------------- */
 /* parameter table                                                                             */
 
-static int add_param(rhd_params *p, int ndim, int64_t s0, int64_t s1, int64_t s2, int64_t s3, const char *fmt, ...)
-    RHD_PRINTF(7, 8);
-static int add_param(rhd_params *p, int ndim, int64_t s0, int64_t s1, int64_t s2, int64_t s3, const char *fmt, ...) {
-    char name[RHD_PARAM_NAME_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    int64_t shape[4] = {s0, s1, s2, s3};
-    return rhd_params_add(p, name, ndim, shape);
-}
-
-static void add_conv(rhd_params *p, int *w, int *b, int cout, int cin, int k, const char *prefix) {
-    *w = add_param(p, 4, cout, cin, k, k, "%s.weight", prefix);
-    *b = add_param(p, 1, cout, 0, 0, 0, "%s.bias", prefix);
-}
-
-static void add_norm(rhd_params *p, int *w, int *b, int c, const char *prefix) {
-    *w = add_param(p, 1, c, 0, 0, 0, "%s.weight", prefix);
-    *b = add_param(p, 1, c, 0, 0, 0, "%s.bias", prefix);
-}
-
-static void add_linear(rhd_params *p, int *w, int *b, int c, const char *prefix) {
-    *w = add_param(p, 2, c, c, 0, 0, "%s.weight", prefix);
-    *b = add_param(p, 1, c, 0, 0, 0, "%s.bias", prefix);
-}
-
-static void add_resnet(rhd_params *p, rhd_vae_resnet *r, int cin, int cout, const char *prefix) {
-    char s[RHD_PARAM_NAME_MAX];
-    r->cin = cin, r->cout = cout;
-    snprintf(s, sizeof s, "%s.norm1", prefix), add_norm(p, &r->norm1_w, &r->norm1_b, cin, s);
-    snprintf(s, sizeof s, "%s.conv1", prefix), add_conv(p, &r->conv1_w, &r->conv1_b, cout, cin, 3, s);
-    snprintf(s, sizeof s, "%s.norm2", prefix), add_norm(p, &r->norm2_w, &r->norm2_b, cout, s);
-    snprintf(s, sizeof s, "%s.conv2", prefix), add_conv(p, &r->conv2_w, &r->conv2_b, cout, cout, 3, s);
-    r->short_w = r->short_b = -1;
-    if (cin != cout) snprintf(s, sizeof s, "%s.conv_shortcut", prefix), add_conv(p, &r->short_w, &r->short_b, cout, cin, 1, s);
+static void add_resnet(rhd_params *p, rhd_nn_resblock *r, int cin, int cout, const rhd_vae_config *c,
+                       const char *prefix) {
+    rhd_nn_resblock_cfg rc = {.cin = cin, .cout = cout, .groups = c->norm_num_groups, .eps = c->eps,
+                              .names = RHD_NN_NAMES_VAE};
+    rhd_nn_resblock_init(p, r, prefix, &rc); /* norm1, conv1, norm2, conv2, conv_shortcut */
 }
 
 void rhd_vae_encoder_init(rhd_vae_encoder *m, const rhd_vae_config *cfg) {
@@ -190,31 +159,30 @@ void rhd_vae_encoder_init(rhd_vae_encoder *m, const rhd_vae_config *cfg) {
     rhd_params_init(p);
     const int *C = cfg->block_out_channels;
     char s[RHD_PARAM_NAME_MAX];
-    add_conv(p, &m->conv_in_w, &m->conv_in_b, C[0], cfg->in_channels, 3, "encoder.conv_in");
+    rhd_nn_conv_init(p, &m->conv_in, "encoder.conv_in", cfg->in_channels, C[0], 3, 1, 1, 1);
     for (int i = 0; i < RHD_VAE_BLOCKS; i++) {
         for (int j = 0; j < cfg->layers_per_block; j++) {
             snprintf(s, sizeof s, "encoder.down_blocks.%d.resnets.%d", i, j);
-            add_resnet(p, &m->down[i][j], j == 0 && i > 0 ? C[i - 1] : C[i], C[i], s);
+            add_resnet(p, &m->down[i][j], j == 0 && i > 0 ? C[i - 1] : C[i], C[i], cfg, s);
         }
         if (i < RHD_VAE_BLOCKS - 1) {
             snprintf(s, sizeof s, "encoder.down_blocks.%d.downsamplers.0.conv", i);
-            add_conv(p, &m->down_conv_w[i], &m->down_conv_b[i], C[i], C[i], 3, s);
+            rhd_nn_conv_init_down(p, &m->down_conv[i], s, C[i]);
         }
     }
     const int Cm = C[RHD_VAE_BLOCKS - 1];
-    add_resnet(p, &m->mid[0], Cm, Cm, "encoder.mid_block.resnets.0");
-    memset(&m->attn, -1, sizeof m->attn);
+    add_resnet(p, &m->mid[0], Cm, Cm, cfg, "encoder.mid_block.resnets.0");
     if (cfg->mid_attention) {
         rhd_vae_attn *a = &m->attn;
-        add_norm(p, &a->norm_w, &a->norm_b, Cm, "encoder.mid_block.attentions.0.group_norm");
-        add_linear(p, &a->q_w, &a->q_b, Cm, "encoder.mid_block.attentions.0.to_q");
-        add_linear(p, &a->k_w, &a->k_b, Cm, "encoder.mid_block.attentions.0.to_k");
-        add_linear(p, &a->v_w, &a->v_b, Cm, "encoder.mid_block.attentions.0.to_v");
-        add_linear(p, &a->o_w, &a->o_b, Cm, "encoder.mid_block.attentions.0.to_out.0");
+        rhd_nn_groupnorm_init(p, &a->norm, "encoder.mid_block.attentions.0.group_norm", Cm, cfg->norm_num_groups, cfg->eps);
+        rhd_nn_linear_init(p, &a->q, "encoder.mid_block.attentions.0.to_q", Cm, Cm, 1);
+        rhd_nn_linear_init(p, &a->k, "encoder.mid_block.attentions.0.to_k", Cm, Cm, 1);
+        rhd_nn_linear_init(p, &a->v, "encoder.mid_block.attentions.0.to_v", Cm, Cm, 1);
+        rhd_nn_linear_init(p, &a->o, "encoder.mid_block.attentions.0.to_out.0", Cm, Cm, 1);
     }
-    add_resnet(p, &m->mid[1], Cm, Cm, "encoder.mid_block.resnets.1");
-    add_norm(p, &m->norm_out_w, &m->norm_out_b, Cm, "encoder.conv_norm_out");
-    add_conv(p, &m->conv_out_w, &m->conv_out_b, 2 * cfg->latent_channels, Cm, 3, "encoder.conv_out");
+    add_resnet(p, &m->mid[1], Cm, Cm, cfg, "encoder.mid_block.resnets.1");
+    rhd_nn_groupnorm_init(p, &m->norm_out, "encoder.conv_norm_out", Cm, cfg->norm_num_groups, cfg->eps);
+    rhd_nn_conv_init(p, &m->conv_out, "encoder.conv_out", Cm, 2 * cfg->latent_channels, 3, 1, 1, 1);
 }
 
 void rhd_vae_encoder_alloc(rhd_vae_encoder *m, rhd_ctx *ctx) { rhd_params_alloc(&m->params, ctx, 0, 0); }
@@ -324,149 +292,98 @@ int rhd_vae_encoder_check_size(int H, int W, rhd_err *e) {
     return 0;
 }
 
-/* Arena use of one forward. In a dry walk nothing is computed: allocations are only counted, so
- * rhd_vae_encoder_arena_bytes follows exactly the forward's own allocation sequence. */
-typedef struct walk {
-    rhd_ctx *ctx;
-    const rhd_vae_encoder *m;
-    rhd_arena *a;
-    int dry;
-    size_t used, peak;
-} walk;
-
-static float *take(walk *w, size_t nfloats) {
-    if (!w->dry) return rhd_arena_floats(w->a, nfloats);
-    w->used = ((w->used + 255) & ~(size_t)255) + nfloats * sizeof(float);
-    if (w->used > w->peak) w->peak = w->used;
-    return NULL;
-}
-static size_t mark(const walk *w) { return w->dry ? w->used : rhd_arena_mark(w->a); }
-static void release(walk *w, size_t at) {
-    if (w->dry) w->used = at;
-    else rhd_arena_release(w->a, at);
-}
-static const float *prm(const walk *w, int i) { return rhd_param(&w->m->params, i); }
-
-/* y (N,C,HW) = GN(x) (then SiLU if silu) */
-static void groupnorm(walk *w, float *y, const float *x, int gw, int gb, int N, int C, long HW, int silu) {
-    size_t at = mark(w);
-    int G = w->m->cfg.norm_num_groups;
-    float *mean = take(w, (size_t)N * G), *rstd = take(w, (size_t)N * G);
-    if (!w->dry) {
-        rhd_groupnorm_forward(w->ctx, y, mean, rstd, x, prm(w, gw), prm(w, gb), N, C, HW, G, w->m->cfg.eps);
-        if (silu) rhd_act_forward(w->ctx, y, y, (long)N * C * HW, RHD_ACT_SILU);
-    }
-    release(w, at);
-}
-
-/* y = conv k x k (stride s, zero padding top/bottom/left/right) of x (N,Cin,H,W) */
-static void conv(walk *w, float *y, const float *x, int wi, int bi, int N, int Cin, int H, int W, int Cout, int k, int s,
-                 int pt, int pb, int pl, int pr) {
-    if (w->dry) return;
-    rhd_conv2d_desc d = {N, Cin, H, W, Cout, k, k, s, s, pt, pb, pl, pr};
-    rhd_conv2d_forward(w->ctx, y, x, prm(w, wi), prm(w, bi), &d);
-}
-
-static void add(walk *w, float *y, const float *a, const float *b, long n) {
-    if (!w->dry) rhd_add_forward(w->ctx, y, a, b, n);
-}
-
-/* out (N,cout,H,W) = ResnetBlock2D(x (N,cin,H,W)); t1, t2 hold N*max(cin,cout)*H*W floats each */
-static void resnet(walk *w, const rhd_vae_resnet *r, float *out, const float *x, float *t1, float *t2, int N, int H,
-                   int W) {
-    long HW = (long)H * W;
-    groupnorm(w, t1, x, r->norm1_w, r->norm1_b, N, r->cin, HW, 1);                /* (N,cin,H,W) */
-    conv(w, t2, t1, r->conv1_w, r->conv1_b, N, r->cin, H, W, r->cout, 3, 1, 1, 1, 1, 1); /* (N,cout,H,W) */
-    groupnorm(w, t1, t2, r->norm2_w, r->norm2_b, N, r->cout, HW, 1);
-    conv(w, out, t1, r->conv2_w, r->conv2_b, N, r->cout, H, W, r->cout, 3, 1, 1, 1, 1, 1);
-    if (r->short_w >= 0) {
-        conv(w, t2, x, r->short_w, r->short_b, N, r->cin, H, W, r->cout, 1, 1, 0, 0, 0, 0);
-        add(w, out, t2, out, (long)N * r->cout * HW); /* shortcut + h, diffusers' order */
-    } else {
-        add(w, out, x, out, (long)N * r->cout * HW);
-    }
-}
-
-/* y (N,C,T) = x + to_out(attention(to_q, to_k, to_v of GN(x) as tokens)); t1, t2 hold N*C*T.
- * The token products run one portrait at a time so that a portrait's numbers never depend on the
- * batch it was encoded in (a GEMM over N*T rows may round differently from one over T rows). */
-static void attention(walk *w, float *y, const float *x, float *t1, float *t2, int N, int C, long T) {
-    const rhd_vae_attn *a = &w->m->attn;
-    size_t at = mark(w);
+/* y (N,C,T) = x + to_out(attention(to_q, to_k, to_v of GN(x) as tokens)). The token products run
+ * one portrait at a time so that a portrait's numbers never depend on the batch it was encoded in
+ * (a GEMM over N*T rows may round differently from one over T rows). Inference only. */
+static void attention(rhd_nn *r, const rhd_vae_attn *a, float *y, const float *x, int N, int C, long T) {
+    size_t at = rhd_nn_mark(r);
     size_t n1 = (size_t)C * T;
-    float *q = take(w, n1), *k = take(w, n1), *v = take(w, n1), *o = take(w, n1);
-    groupnorm(w, t1, x, a->norm_w, a->norm_b, N, C, T, 0); /* (N,C,T) */
-    if (!w->dry) {
-        rhd_ctx *ctx = w->ctx;
-        rhd_transpose_forward(ctx, t2, t1, N, C, T); /* tokens (N,T,C) */
-        for (int i = 0; i < N; i++) {
-            const float *tok = t2 + i * n1;
-            float *proj = t1 + i * n1;
-            rhd_linear_forward(ctx, q, tok, prm(w, a->q_w), prm(w, a->q_b), (int)T, C, C);
-            rhd_linear_forward(ctx, k, tok, prm(w, a->k_w), prm(w, a->k_b), (int)T, C, C);
-            rhd_linear_forward(ctx, v, tok, prm(w, a->v_w), prm(w, a->v_b), (int)T, C, C);
-            rhd_attention_forward(ctx, o, NULL, q, k, v, 1, 1, (int)T, (int)T, C, 1.0f / sqrtf((float)C)); /* (T,C) */
-            rhd_linear_forward(ctx, proj, o, prm(w, a->o_w), prm(w, a->o_b), (int)T, C, C);               /* (T,C) */
-        }
-        rhd_transpose_forward(ctx, t2, t1, N, T, C); /* (N,C,T) */
-        rhd_add_forward(ctx, y, t2, x, (long)(N * n1));
+    float *t1 = rhd_nn_alloc(r, N * n1), *t2 = rhd_nn_alloc(r, N * n1);
+    float *q = rhd_nn_alloc(r, n1), *k = rhd_nn_alloc(r, n1), *v = rhd_nn_alloc(r, n1), *o = rhd_nn_alloc(r, n1);
+    rhd_nn_groupnorm_forward(r, &a->norm, t1, x, N, T, 0); /* (N,C,T) */
+    if (!r->dry) rhd_transpose_forward(r->ctx, t2, t1, N, C, T); /* tokens (N,T,C) */
+    for (int i = 0; i < N; i++) {
+        const float *tok = r->dry ? NULL : t2 + i * n1;
+        float *proj = r->dry ? NULL : t1 + i * n1;
+        rhd_nn_linear_forward(r, &a->q, q, tok, (int)T);
+        rhd_nn_linear_forward(r, &a->k, k, tok, (int)T);
+        rhd_nn_linear_forward(r, &a->v, v, tok, (int)T);
+        if (!r->dry) rhd_attention_forward(r->ctx, o, NULL, q, k, v, 1, 1, (int)T, (int)T, C, 1.0f / sqrtf((float)C));
+        rhd_nn_linear_forward(r, &a->o, proj, o, (int)T); /* (T,C) */
     }
-    release(w, at);
+    if (!r->dry) {
+        rhd_transpose_forward(r->ctx, t2, t1, N, T, C); /* (N,C,T) */
+        rhd_add_forward(r->ctx, y, t2, x, (long)(N * n1));
+    }
+    rhd_nn_release(r, at);
 }
 
-static void forward(walk *w, float *moments, float *f0, float *f1, float *f2, const float *x, int N, int H, int W) {
-    const rhd_vae_encoder *m = w->m;
+typedef struct vae_io {
+    const rhd_vae_encoder *m;
+    float *moments, *f0, *f1, *f2;
+    const float *x;
+    int N, H, W;
+} vae_io;
+
+static void forward(rhd_nn *r, void *user) {
+    const vae_io *io = user;
+    const rhd_vae_encoder *m = io->m;
     const rhd_vae_config *c = &m->cfg;
-    const int *C = c->block_out_channels;
-    float *feat[3] = {f0, f1, f2};
+    const int *C = c->block_out_channels, N = io->N;
+    float *feat[3] = {io->f0, io->f1, io->f2};
     /* the largest activation: level i runs at (H>>i, W>>i) with C[i-1] and C[i] channels */
     size_t maxact = 0;
     for (int i = 0; i < RHD_VAE_BLOCKS; i++) {
         int ch = C[i] > C[i > 0 ? i - 1 : 0] ? C[i] : C[i > 0 ? i - 1 : 0];
-        size_t s = (size_t)ch * (size_t)(H >> i) * (size_t)(W >> i);
+        size_t s = (size_t)ch * (size_t)(io->H >> i) * (size_t)(io->W >> i);
         if (s > maxact) maxact = s;
     }
-    size_t at = mark(w);
-    float *A = take(w, N * maxact), *B = take(w, N * maxact); /* ping-pong activations */
-    float *t1 = take(w, N * maxact), *t2 = take(w, N * maxact); /* resnet temporaries */
+    size_t at = rhd_nn_mark(r);
+    float *A = rhd_nn_alloc(r, N * maxact), *B = rhd_nn_alloc(r, N * maxact); /* ping-pong activations */
     const float *cur = A;
 #define OTHER(p) ((p) == A ? B : A)
-    conv(w, A, x, m->conv_in_w, m->conv_in_b, N, c->in_channels, H, W, C[0], 3, 1, 1, 1, 1, 1); /* (N,C0,H,W) */
-    int h = H, wd = W;
+    rhd_nn_conv_forward(r, &m->conv_in, A, io->x, N, io->H, io->W); /* (N,C0,H,W) */
+    int h = io->H, wd = io->W;
     for (int i = 0; i < RHD_VAE_BLOCKS; i++) {
         for (int j = 0; j < c->layers_per_block; j++) {
             float *out = OTHER(cur);
-            resnet(w, &m->down[i][j], out, cur, t1, t2, N, h, wd); /* (N,C[i],h,wd) */
+            rhd_nn_resblock_forward(r, &m->down[i][j], out, cur, NULL, N, h, wd); /* (N,C[i],h,wd) */
             cur = out;
         }
         if (i < RHD_VAE_BLOCKS - 1) { /* Downsample2D: pad right and bottom by one, conv 3x3/2 */
-            conv(w, feat[i], cur, m->down_conv_w[i], m->down_conv_b[i], N, C[i], h, wd, C[i], 3, 2, 0, 1, 0, 1);
+            rhd_nn_conv_forward(r, &m->down_conv[i], feat[i], cur, N, h, wd);
             cur = feat[i]; /* F_i (N,C[i],h/2,wd/2) */
             h /= 2, wd /= 2;
         }
     }
     const int Cm = C[RHD_VAE_BLOCKS - 1];
     float *out = OTHER(cur);
-    resnet(w, &m->mid[0], out, cur, t1, t2, N, h, wd);
+    rhd_nn_resblock_forward(r, &m->mid[0], out, cur, NULL, N, h, wd);
     cur = out;
     if (c->mid_attention) {
         out = OTHER(cur);
-        attention(w, out, cur, t1, t2, N, Cm, (long)h * wd);
+        attention(r, &m->attn, out, cur, N, Cm, (long)h * wd);
         cur = out;
     }
     out = OTHER(cur);
-    resnet(w, &m->mid[1], out, cur, t1, t2, N, h, wd);
+    rhd_nn_resblock_forward(r, &m->mid[1], out, cur, NULL, N, h, wd);
     cur = out;
-    groupnorm(w, t1, cur, m->norm_out_w, m->norm_out_b, N, Cm, (long)h * wd, 1);
-    conv(w, moments, t1, m->conv_out_w, m->conv_out_b, N, Cm, h, wd, 2 * c->latent_channels, 3, 1, 1, 1, 1, 1);
+    float *t = OTHER(cur);
+    rhd_nn_groupnorm_forward(r, &m->norm_out, t, cur, N, (long)h * wd, 1);
+    rhd_nn_conv_forward(r, &m->conv_out, io->moments, t, N, h, wd);
 #undef OTHER
-    release(w, at);
+    rhd_nn_release(r, at);
 }
 
 size_t rhd_vae_encoder_arena_bytes(const rhd_vae_encoder *m, int N, int H, int W) {
-    walk w = {NULL, m, NULL, 1, 0, 0};
-    forward(&w, NULL, NULL, NULL, NULL, NULL, N, H, W);
-    return w.peak + 256;
+    rhd_nn r;
+    rhd_nn_init(&r, NULL, (rhd_params *)&m->params);
+    vae_io io = {m, NULL, NULL, NULL, NULL, NULL, N, H, W};
+    r.dry = 1;
+    forward(&r, &io);
+    size_t peak = r.peak;
+    rhd_nn_free(&r);
+    return peak + 256;
 }
 
 void rhd_vae_encoder_forward(rhd_ctx *ctx, const rhd_vae_encoder *m, rhd_arena *a, float *moments, float *f0,
@@ -474,8 +391,13 @@ void rhd_vae_encoder_forward(rhd_ctx *ctx, const rhd_vae_encoder *m, rhd_arena *
     rhd_err e;
     if (rhd_vae_encoder_check_size(H, W, &e)) rhd_fatal_at(__FILE__, __LINE__, "%s", e.msg);
     RHD_ASSERT(N >= 1 && m->params.data && m->params.ctx == ctx && a->ctx == ctx);
-    walk w = {ctx, m, a, 0, 0, 0};
-    forward(&w, moments, f0, f1, f2, x, N, H, W);
+    rhd_nn r;
+    rhd_nn_init(&r, ctx, (rhd_params *)&m->params);
+    rhd_nn_use_arena(&r, a);
+    rhd_nn_begin(&r, 0);
+    vae_io io = {m, moments, f0, f1, f2, x, N, H, W};
+    forward(&r, &io);
+    rhd_nn_free(&r);
 }
 
 double rhd_vae_encoder_macs(const rhd_vae_encoder *m, int H, int W) {
@@ -485,8 +407,8 @@ double rhd_vae_encoder_macs(const rhd_vae_encoder *m, int H, int W) {
     macs += hw * C[0] * c->in_channels * 9;
     for (int i = 0; i < RHD_VAE_BLOCKS; i++) {
         for (int j = 0; j < c->layers_per_block; j++) {
-            const rhd_vae_resnet *r = &m->down[i][j];
-            macs += hw * 9.0 * r->cout * (r->cin + r->cout) + (r->short_w >= 0 ? hw * r->cout * r->cin : 0);
+            const rhd_nn_resblock_cfg *r = &m->down[i][j].cfg;
+            macs += hw * 9.0 * r->cout * (r->cin + r->cout) + (r->cin != r->cout ? hw * r->cout * r->cin : 0);
         }
         if (i < RHD_VAE_BLOCKS - 1) hw /= 4, macs += hw * 9.0 * C[i] * C[i];
     }

@@ -26,7 +26,8 @@
  * encoder.mid_block.attentions.0.to_q.weight, ...), so a diffusers AutoencoderKL safetensors file
  * loads by name. The loader also takes the older attention names (query, key, value, proj_attn)
  * and attention weights stored as 1x1 convs [C, C, 1, 1], F32/F16/BF16/F64.
- * Activations live in a caller-owned arena (rhd_vae_encoder_arena_bytes says how much); the model
+ * Activations live in a caller-owned arena (rhd_vae_encoder_arena_bytes says how much: a dry run of
+ * the forward on the rhd_nn run context, common/models/nn.h); the model
  * touches no files: the config comes as JSON text, the weights as an opened safetensors file. */
 #ifndef RHD_MODELS_VAE_ENCODER_H
 #define RHD_MODELS_VAE_ENCODER_H
@@ -34,6 +35,7 @@
 #include <stdint.h>
 #include "common/arena.h"
 #include "common/params.h"
+#include "common/models/nn.h"
 #include "formats/safetensors.h"
 
 #define RHD_VAE_BLOCKS 4     /* down blocks: three with a downsampler (F0..F2), then one without */
@@ -49,25 +51,24 @@ typedef struct rhd_vae_config {
     int mid_attention;                          /* 1: mid_block_add_attention */
 } rhd_vae_config;
 
-typedef struct rhd_vae_resnet {
-    int cin, cout;
-    int norm1_w, norm1_b, conv1_w, conv1_b, norm2_w, norm2_b, conv2_w, conv2_b;
-    int short_w, short_b; /* -1 when cin == cout (identity shortcut) */
-} rhd_vae_resnet;
-
+/* The mid attention (diffusers Attention, one head): GN, to_q/to_k/to_v/to_out.0 Linear [C,C]. */
 typedef struct rhd_vae_attn {
-    int norm_w, norm_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
+    rhd_nn_groupnorm norm;
+    rhd_nn_linear q, k, v, o;
 } rhd_vae_attn;
 
+/* Built from the blocks of common/models/nn.h (ResnetBlock2D = rhd_nn_resblock with the VAE names,
+ * no time embedding); every forward runs on an rhd_nn run context in inference mode. */
 typedef struct rhd_vae_encoder {
     rhd_vae_config cfg;
     rhd_params params; /* the table; data on the context's side once allocated */
-    int conv_in_w, conv_in_b;
-    rhd_vae_resnet down[RHD_VAE_BLOCKS][RHD_VAE_MAX_LAYERS];
-    int down_conv_w[RHD_VAE_BLOCKS - 1], down_conv_b[RHD_VAE_BLOCKS - 1];
-    rhd_vae_resnet mid[2];
-    rhd_vae_attn attn; /* indices -1 when cfg.mid_attention is 0 */
-    int norm_out_w, norm_out_b, conv_out_w, conv_out_b;
+    rhd_nn_conv conv_in;
+    rhd_nn_resblock down[RHD_VAE_BLOCKS][RHD_VAE_MAX_LAYERS];
+    rhd_nn_conv down_conv[RHD_VAE_BLOCKS - 1];
+    rhd_nn_resblock mid[2];
+    rhd_vae_attn attn; /* registered only when cfg.mid_attention */
+    rhd_nn_groupnorm norm_out;
+    rhd_nn_conv conv_out;
 } rhd_vae_encoder;
 
 #ifdef __cplusplus

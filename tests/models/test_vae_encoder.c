@@ -219,7 +219,7 @@ static void test_config(void) {
     rhd_vae_encoder_init_random(&m, 42);
     int same = memcmp(a, m.params.data, sizeof(float) * m.params.total) == 0;
     rhd_vae_encoder_init_random(&m, 43);
-    int i = m.down[1][0].conv1_w;
+    int i = m.down[1][0].conv1.w;
     const rhd_param_info *t = &m.params.info[i];
     float bound = 1.0f / sqrtf((float)(t->numel / t->shape[0])), mx = 0;
     long differ = 0;
@@ -228,7 +228,7 @@ static void test_config(void) {
         differ += v != a[t->offset + k];
         mx = fabsf(v) > mx ? fabsf(v) : mx;
     }
-    float g = rhd_param(&m.params, m.down[0][0].norm1_w)[5], gb = rhd_param(&m.params, m.down[0][0].norm1_b)[5];
+    float g = rhd_param(&m.params, m.down[0][0].norm1.w)[5], gb = rhd_param(&m.params, m.down[0][0].norm1.b)[5];
     th_ok(same && differ > t->numel * 0.99 && mx <= bound && mx > 0.9f * bound && g == 1.0f && gb == 0.0f,
           "random init: reproducible per seed, other seeds differ (%ld of %lld), |w| <= 1/sqrt(fan_in) (max %.4g of "
           "%.4g), GroupNorm 1/0",

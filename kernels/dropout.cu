@@ -1,0 +1,65 @@
+/* kernels/dropout.cu: CUDA dropout and modulation (contracts in dropout.h). */
+#include "kernels/dropout.h"
+#include "common/cuda_check.h"
+
+static __global__ void dropout_kernel(float *y, const float *x, long n, float p, float s, uint64_t seed,
+                                      uint64_t stream, uint64_t offset) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        y[i] = rhd_dropout_elem(x[i], p, s, seed, stream, offset + (uint64_t)i);
+}
+
+static __global__ void modulate_kernel(float *y, const float *x, const float *scale, const float *shift, long ld,
+                                       int C, long HW, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        long nc = i / HW;
+        long k = nc / C * ld + nc % C;
+        y[i] = scale ? rhd_modulate_elem(x[i], scale[k], shift[k]) : __fadd_rn(x[i], shift[k]);
+    }
+}
+
+/* One block per (n, c): double partial sums per thread, combined in a fixed tree; then dx. */
+static __global__ void modulate_backward_kernel(float *dx, float *dscale, float *dshift, const float *dy,
+                                                const float *x, const float *scale, long ld, int C, long HW) {
+    __shared__ double sa[256], sb[256];
+    long nc = blockIdx.x, k = nc / C * ld + nc % C;
+    const float *g = dy + nc * HW, *xp = x + nc * HW;
+    double a = 0, b = 0;
+    for (long i = threadIdx.x; i < HW; i += blockDim.x) a += (double)g[i] * xp[i], b += g[i];
+    sa[threadIdx.x] = a, sb[threadIdx.x] = b;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sa[threadIdx.x] += sa[threadIdx.x + s], sb[threadIdx.x] += sb[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (dx) {
+        float m = scale ? __fadd_rn(1.0f, scale[k]) : 1.0f;
+        for (long i = threadIdx.x; i < HW; i += blockDim.x) dx[nc * HW + i] = __fmul_rn(g[i], m);
+    }
+    if (threadIdx.x == 0) {
+        if (dscale) dscale[k] = (float)sa[0];
+        if (dshift) dshift[k] = (float)sb[0];
+    }
+}
+
+// launchers
+
+extern "C" void rhd_dropout_forward_cuda(rhd_ctx *ctx, float *y, const float *x, long n, float p, uint64_t seed,
+                                         uint64_t stream, uint64_t offset) {
+    dropout_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, x, n, p, rhd_dropout_scale(p), seed, stream,
+                                                                         offset);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void rhd_modulate_forward_cuda(rhd_ctx *ctx, float *y, const float *x, const float *scale,
+                                          const float *shift, long ld, int N, int C, long HW) {
+    long n = (long)N * C * HW;
+    modulate_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, x, scale, shift, ld, C, HW, n);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void rhd_modulate_backward_cuda(rhd_ctx *ctx, float *dx, float *dscale, float *dshift, const float *dy,
+                                           const float *x, const float *scale, long ld, int N, int C, long HW) {
+    modulate_backward_kernel<<<(unsigned)((long)N * C), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dx, dscale, dshift, dy, x,
+                                                                                        scale, ld, C, HW);
+    CUDA_CHECK(cudaGetLastError());
+}
