@@ -188,61 +188,42 @@ static int load_avatar(rhd_fit_views *train, rhd_fit_views *eval, const char *di
 
 /* ---- triplane and decoder files ---- */
 
-static int write_triplane(const char *path, const float *planes, int C, int R, const char *avatar, int entry,
-                          uint64_t seed, int also_npy, rhd_err *e) {
-    rhd_st_writer w;
-    rhd_st_writer_init(&w);
-    int64_t shape[4] = {3, C, R, R};
-    rhd_st_add(&w, "planes", RHD_F32, 4, shape, planes);
-    rhd_schema_stamp(&w, "triplane", TOOL);
-    char buf[64];
-    rhd_st_set_meta(&w, "rhd.avatar", avatar);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
-    rhd_st_set_meta(&w, "rhd.seed", buf);
-    if (entry >= 0) {
-        snprintf(buf, sizeof buf, "%d", entry);
-        rhd_st_set_meta(&w, "rhd.entry", buf);
-    }
-    int rc = rhd_st_write(&w, path, e);
-    rhd_st_writer_free(&w);
-    if (!rc && also_npy) {
+static int write_triplane(const char *path, const rhd_triplane *t, const char *avatar, int entry, uint64_t seed,
+                          int also_npy, rhd_err *e) {
+    rhd_triplane_meta m = {TOOL, avatar, entry, 1, seed};
+    int rc = rhd_triplane_file_write(path, t, &m, e);
+    if (!rc && also_npy && ends_with(path, ".safetensors")) {
         char *np = rhd_xstrdup(path);
-        char *dot = strrchr(np, '.');
-        char *npy = dot && ends_with(np, ".safetensors") ? (strcpy(dot, ".npy"), np) : NULL;
-        if (npy) {
-            rhd_tensor t = {0};
-            t.dtype = RHD_F32, t.ndim = 5;
-            int64_t s5[5] = {3, 1, C, R, R};
-            memcpy(t.shape, s5, sizeof s5);
-            t.data = (void *)planes;
-            rc = rhd_npy_write(npy, &t, e);
-        }
+        strcpy(strrchr(np, '.'), ".npy");
+        rc = rhd_triplane_file_write(np, t, NULL, e);
         free(np);
     }
     return rc;
 }
 
-/* A triplane file (formats/triplane_file.h) into planes [3,C,R,R]. The channels must match;
- * another resolution is resized (bicubic, a = -0.75, as rhd-render) when resize, else an error. */
-static int read_triplane(const char *path, float *planes, int C, int R, int *entry, int resize, rhd_err *e) {
-    float *p;
-    int c, r;
-    if (rhd_triplane_file_read(path, &p, &c, &r, entry, e)) return -1;
-    if (c != C || (r != R && !resize)) {
-        free(p);
-        return rhd_errf(e, "%s: a triplane [3,%d,%d,%d], expected [3,%d,%d,%d] (--triplane-channels, --triplane-res)",
-                        path, c, r, r, C, R, R);
+/* A triplane file (formats/triplane_file.h) into the host triplane dst (its C and R). The
+ * channels must match; another resolution is resized (bicubic, a = -0.75, as rhd-render) when
+ * resize, else an error. */
+static int read_triplane(const char *path, rhd_triplane *dst, int *entry, int resize, rhd_err *e) {
+    rhd_triplane t;
+    int C = dst->C, R = dst->R;
+    if (rhd_triplane_file_read(path, &t, entry, e)) return -1;
+    if (t.C != C || (t.R != R && !resize)) {
+        int rc = rhd_errf(e, "%s: a triplane [3,%d,%d,%d], expected [3,%d,%d,%d] (--triplane-channels, --triplane-res)",
+                          path, t.C, t.R, t.R, C, R, R);
+        rhd_triplane_free(&t);
+        return rc;
     }
-    if (r == R) {
-        memcpy(planes, p, sizeof(float) * 3 * (size_t)C * R * R);
+    if (t.R == R) {
+        memcpy(dst->planes, t.planes, rhd_triplane_bytes(dst));
     } else {
-        rhd_info("%s: resizing the triplane from %d to %d (bicubic)", path, r, R);
+        rhd_info("%s: resizing the triplane from %d to %d (bicubic)", path, t.R, R);
         rhd_ctx *cpu = rhd_ctx_open("cpu", e);
-        if (!cpu) { free(p); return -1; }
-        rhd_resize_forward(cpu, planes, p, 3, C, r, r, R, R, RHD_RESIZE_BICUBIC, 0);
+        if (!cpu) { rhd_triplane_free(&t); return -1; }
+        rhd_resize_forward(cpu, dst->planes, t.planes, 3, C, t.R, t.R, R, R, RHD_RESIZE_BICUBIC, 0);
         rhd_ctx_close(cpu);
     }
-    free(p);
+    rhd_triplane_free(&t);
     return 0;
 }
 
@@ -256,6 +237,7 @@ static int write_decoder(const char *path, const rhd_decoder *dec, const rhd_fit
     snprintf(buf, sizeof buf, "{\"triplane_channels\": %d, \"triplane_res\": %d, \"degree\": %d, \"hidden\": %d, \"geo\": %d, \"bound\": %g}",
              dec->cfg.C, fc->R, dec->cfg.degree, dec->cfg.hidden, dec->cfg.geo, rc->bound);
     rhd_st_set_meta(&w, "rhd.config", buf);
+    rhd_meta_set_triplane_res(&w, fc->R);
     snprintf(buf, sizeof buf, "%lld", mean_count);
     rhd_st_set_meta(&w, "rhd.mean_count", buf);
     snprintf(buf, sizeof buf, "%.9g", mean_density);
@@ -364,8 +346,8 @@ static void sheet_put(float *sheet, int SW, const float *img, int W, int H, int 
 /* Render the eval views of every avatar with its triplane; JSON on stdout. */
 static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **dirs, char **tri_paths, int n,
                   const opts *o, const rhd_fit_data_cfg *dc, int clamp, const char *sheet_path, rhd_err *e) {
-    int C = fc->C, R = fc->R;
-    float *planes = rhd_xmalloc(sizeof(float) * 3 * (size_t)C * R * R);
+    rhd_triplane planes;
+    rhd_triplane_alloc(&planes, fc->C, fc->R, clamp, NULL);
     rhd_occgrid g;
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
     if (rhd_occgrid_init(r->ctx, &g, &gc, e)) return -1;
@@ -376,13 +358,13 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     int SW = 0, SH = 0;
     for (int i = 0; i < n && !rc; i++) {
         rhd_fit_views ev, tv;
-        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || read_triplane(tri_paths[i], planes, C, R, NULL, 1, e)) {
+        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || read_triplane(tri_paths[i], &planes, NULL, 1, e)) {
             rc = -1;
             break;
         }
         int64_t np = (int64_t)ev.W * ev.H * 3;
         float *out = rhd_xmalloc(sizeof(float) * (size_t)(np * ev.n));
-        double p = rhd_fit_eval(r, &g, planes, R, clamp, &ev, (int)o->warmup, rhd_fit_seed(fc->seed, 0xE7A1, (uint64_t)i), NULL, out);
+        double p = rhd_fit_eval(r, &g, &planes, &ev, (int)o->warmup, rhd_fit_seed(fc->seed, 0xE7A1, (uint64_t)i), NULL, out);
         cJSON_AddNumberToObject(av, names[i], round(p * 1e4) / 1e4);
         sum += p, counted++;
         rhd_info("%s: PSNR %.2f dB on %d eval views", names[i], p, ev.n);
@@ -410,7 +392,7 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     }
     cJSON_Delete(root);
     free(sheet);
-    free(planes);
+    rhd_triplane_free(&planes);
     rhd_occgrid_free(r->ctx, &g);
     return rc;
 }
@@ -475,8 +457,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     rhd_renderer_init(&r, ctx, &dec, &rc);
     rhd_iwc_states iwc;
     rhd_iwc_states_init(&iwc, na);
-    float **planes = rhd_xcalloc((size_t)na, sizeof(float *));
-    int64_t tri_n = (int64_t)3 * fc.C * fc.R * fc.R;
+    rhd_triplane *planes = rhd_xcalloc((size_t)na, sizeof(rhd_triplane)); /* .planes NULL: not fitted yet */
     char *tri_dir = path_join(out, "triplanes"), *iwc_dir = path_join(out, "iwc");
     int start = 0;
     cJSON *records = cJSON_CreateArray();
@@ -503,8 +484,8 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
             char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[i]);
             int ent;
             if (rhd_file_exists(tp)) {
-                planes[i] = rhd_xmalloc(sizeof(float) * (size_t)tri_n);
-                if (read_triplane(tp, planes[i], fc.C, fc.R, &ent, 0, &e)) rhd_die("%s", e.msg);
+                rhd_triplane_alloc(&planes[i], fc.C, fc.R, fc.clamp, NULL);
+                if (read_triplane(tp, &planes[i], &ent, 0, &e)) rhd_die("%s", e.msg);
                 if (ent >= start)
                     rhd_die("%s: written by entry %d, which the checkpoint does not record (%d entries done); the run stopped "
                             "between writes, expected a fresh run (--force)", tp, ent, start);
@@ -535,10 +516,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
         rhd_fit_avatar *av = rhd_xcalloc((size_t)en->navatars, sizeof *av);
         for (int j = 0; j < en->navatars; j++) {
             int id = en->avatars[j];
-            if (!planes[id]) {
-                planes[id] = rhd_xmalloc(sizeof(float) * (size_t)tri_n);
-                rhd_fit_triplane_init(planes[id], fc.C, fc.R, fc.seed, id);
-            }
+            if (!planes[id].planes) rhd_fit_triplane_new(&planes[id], &fc, id);
             av[j] = (rhd_fit_avatar){id, plan.avatars[id], &train[id], planes[id], &eval[id], NAN};
         }
         rhd_fit_result res;
@@ -547,7 +525,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
             int id = en->avatars[j];
             char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[id]);
             char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[id]);
-            if (write_triplane(tp, planes[id], fc.C, fc.R, plan.avatars[id], k, fc.seed, o->npy, &e)) rhd_die("%s", e.msg);
+            if (write_triplane(tp, &planes[id], plan.avatars[id], k, fc.seed, o->npy, &e)) rhd_die("%s", e.msg);
             if (iwc.fisher[id] && write_iwc(ip, &dec, iwc.fisher[id], iwc.optpar[id], plan.avatars[id], en->round, k,
                                             fc.fisher_steps, &e))
                 rhd_die("%s", e.msg);
@@ -579,7 +557,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
         char **fn = rhd_xcalloc((size_t)na, sizeof(char *)), **fd = rhd_xcalloc((size_t)na, sizeof(char *)),
              **fp = rhd_xcalloc((size_t)na, sizeof(char *));
         for (int i = 0; i < na; i++)
-            if (planes[i]) {
+            if (planes[i].planes) {
                 fn[nf] = plan.avatars[i], fd[nf] = dirs[i];
                 fp[nf] = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
                 nf++;
@@ -594,7 +572,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     }
     cJSON_Delete(records);
     for (int i = 0; i < na; i++) {
-        free(planes[i]), free(dirs[i]);
+        rhd_triplane_free(&planes[i]), free(dirs[i]);
         rhd_fit_views_free(&train[i]), rhd_fit_views_free(&eval[i]);
     }
     free(planes), free(dirs), free(train), free(eval), free(tri_dir), free(iwc_dir), free(ckpt_path), free(plan_text);
@@ -640,26 +618,16 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     if (rhd_plan_generate(&plan, &pp, names, NULL, 1, &e)) rhd_die("%s", e.msg);
     rhd_renderer r;
     rhd_renderer_init(&r, ctx, &dec, &rc);
-    float *planes = rhd_xmalloc(sizeof(float) * 3 * (size_t)fc.C * fc.R * fc.R);
-    rhd_fit_triplane_init(planes, fc.C, fc.R, fc.seed, 0);
+    rhd_triplane planes;
+    rhd_fit_triplane_new(&planes, &fc, 0);
     rhd_fit_avatar av = {0, name, &train, planes, &eval, NAN};
     rhd_fit_result res;
     if (rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e)) rhd_die("%s", e.msg);
-    int rcw;
-    if (ends_with(out, ".npy")) {
-        rhd_tensor t = {0};
-        t.dtype = RHD_F32, t.ndim = 5;
-        int64_t s5[5] = {3, 1, fc.C, fc.R, fc.R};
-        memcpy(t.shape, s5, sizeof s5);
-        t.data = planes;
-        rcw = rhd_npy_write(out, &t, &e);
-    } else
-        rcw = write_triplane(out, planes, fc.C, fc.R, name, -1, fc.seed, o->npy, &e);
-    if (rcw) rhd_die("%s", e.msg);
+    if (write_triplane(out, &planes, name, -1, fc.seed, o->npy, &e)) rhd_die("%s", e.msg);
     rhd_info("%s: eval PSNR %.2f dB on %d views, %lld steps in %.1f s (%.3g samples/s) -> %s", name, av.psnr, eval.n,
              (long long)o->steps, res.seconds, res.samples / res.seconds, out);
     printf("{\"avatar\": \"%s\", \"psnr\": %.4f, \"steps\": %lld, \"seconds\": %.2f}\n", name, av.psnr, (long long)o->steps, res.seconds);
-    free(planes), free(name), free(dir);
+    rhd_triplane_free(&planes), free(name), free(dir);
     rhd_fit_views_free(&train), rhd_fit_views_free(&eval);
     rhd_renderer_free(&r);
     rhd_decoder_free(&dec);

@@ -46,7 +46,8 @@ typedef struct opts {
 static const rhd_opt options[] = {
     RHD_OPT_GROUP_("inputs"),
     RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "decoder (or fit checkpoint) safetensors (required)"),
-    RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "triplane resolution the decoder expects (0: from its rhd.config, else 512); other sizes are resized bicubically", 0, 8192),
+    RHD_OPT_INT_(0, "triplane-res", opts, resolution, "R", "triplane resolution the decoder expects (0: its rhd.triplane_res, else 512); other sizes are resized bicubically", 0, 8192),
+    RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "the former name of --triplane-res", 0, 8192),
     RHD_OPT_FLAG_(0, "clamp", opts, clamp, "clamp the triplane to [-1,1] (training does; the original's test mode does not)"),
     RHD_OPT_GROUP_("cameras (one of --data, --spiral, --orbit, --camera)"),
     RHD_OPT_STRING_(0, "data", opts, data, "DIR", "a subject folder (metadata_%06d.json + img_proc_fg_%06d.png): render its views; intrinsics for --spiral/--orbit"),
@@ -130,7 +131,7 @@ static char *path_fmt(const char *dir, const char *stem, int id) {
 
 /* --- inputs -------------------------------------------------------------------------------------- */
 
-/* Decoder plus the triplane resolution it was fitted at (rhd.config "triplane_res"; 0 if absent). */
+/* Decoder plus the triplane resolution it was fitted at (rhd.triplane_res; 0 if absent). */
 static int load_decoder(const char *path, rhd_decoder *dec, rhd_ctx *ctx, int *fit_res, rhd_err *e) {
     rhd_st *st;
     if (rhd_st_open(path, &st, e)) return -1;
@@ -146,12 +147,9 @@ static int load_decoder(const char *path, rhd_decoder *dec, rhd_ctx *ctx, int *f
         rc = -1;
     }
     *fit_res = 0;
-    const char *conf = rc ? NULL : rhd_st_meta(st, "rhd.config");
-    if (conf) {
-        cJSON *j = cJSON_Parse(conf);
-        cJSON *r = j ? cJSON_GetObjectItem(j, "triplane_res") : NULL;
-        if (cJSON_IsNumber(r) && r->valuedouble >= 2 && r->valuedouble <= 8192) *fit_res = r->valueint;
-        cJSON_Delete(j);
+    if (!rc && rhd_meta_get_triplane_res(st, fit_res, e)) {
+        rhd_decoder_free(dec);
+        rc = -1;
     }
     rhd_st_close(st);
     return rc;
@@ -177,8 +175,7 @@ static void scale_intrinsics(frames *f, int ds) {
 
 typedef struct mesh_user {
     rhd_renderer *r;
-    const float *planes; /* on the context's side */
-    int R, clamp;
+    const rhd_triplane *T; /* on the context's side */
     const rhd_mesh *m;  /* for the colour pass: vertex normals */
     const float *normals;
     float *x, *pts, *dirs, *sig, *col; /* on the context's side */
@@ -214,7 +211,7 @@ static void mu_points(mesh_user *u, const float *xyz, int64_t n) {
 static int mesh_density(void *user, float *out, const float *xyz, long n, rhd_err *e) {
     mesh_user *u = user;
     mu_points(u, xyz, n);
-    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, NULL, u->pts, NULL, u->planes, u->R, u->clamp, n);
+    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, NULL, u->pts, NULL, u->T->planes, u->T->R, u->T->clamp, n);
     rhd_buf_download(u->r->ctx, out, u->sig, sizeof(float) * (size_t)n);
     return 0;
 }
@@ -226,7 +223,8 @@ static int mesh_color(void *user, float *rgb, const float *xyz, long n, rhd_err 
     long first = (long)((xyz - u->m->xyz) / 3);
     for (long i = 0; i < 3 * n; i++) u->hdirs[i] = -u->normals[3 * first + i];
     rhd_buf_upload(u->r->ctx, u->dirs, u->hdirs, sizeof(float) * 3 * (size_t)n);
-    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, u->col, u->pts, u->dirs, u->planes, u->R, u->clamp, n);
+    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, u->col, u->pts, u->dirs, u->T->planes, u->T->R,
+                      u->T->clamp, n);
     rhd_buf_download(u->r->ctx, rgb, u->col, sizeof(float) * 3 * (size_t)n);
     return 0;
 }
@@ -306,25 +304,21 @@ int main(int argc, char **argv) {
     rhd_decoder dec;
     int fit_res;
     if (load_decoder(o.decoder, &dec, ctx, &fit_res, &e)) rhd_die("%s", e.msg);
-    float *planes;
-    int C = 0, R = 0;
-    if (rhd_triplane_file_read(tri_path, &planes, &C, &R, NULL, &e)) rhd_die("%s", e.msg);
-    if (C != dec.cfg.C)
-        rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, C, dec.cfg.C, o.decoder);
+    rhd_triplane host, T; /* T: the triplane on the context's side (device memory on CUDA) */
+    if (rhd_triplane_file_read(tri_path, &host, NULL, &e)) rhd_die("%s", e.msg);
+    if (host.C != dec.cfg.C)
+        rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, host.C, dec.cfg.C, o.decoder);
     int Rd = o.resolution ? (int)o.resolution : fit_res ? fit_res : 512;
-    {   /* the triplane moves to the context's side (device memory on CUDA) */
-        float *dp = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)C * R * R);
-        rhd_buf_upload(ctx, dp, planes, sizeof(float) * 3 * (size_t)C * R * R);
-        free(planes);
-        planes = dp;
-    }
-    if (R != Rd) {
-        rhd_info("%s: resizing the triplane from %d to %d (bicubic, a = -0.75, align_corners false)", tri_path, R, Rd);
-        float *up = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)C * Rd * Rd);
-        rhd_resize_forward(ctx, up, planes, 3, C, R, R, Rd, Rd, RHD_RESIZE_BICUBIC, 0);
-        rhd_buf_free(ctx, planes);
-        planes = up;
-        R = Rd;
+    rhd_triplane_alloc(&T, host.C, host.R, o.clamp, ctx);
+    rhd_buf_upload(ctx, T.planes, host.planes, rhd_triplane_bytes(&host));
+    rhd_triplane_free(&host);
+    if (T.R != Rd) {
+        rhd_info("%s: resizing the triplane from %d to %d (bicubic, a = -0.75, align_corners false)", tri_path, T.R, Rd);
+        rhd_triplane up;
+        rhd_triplane_alloc(&up, T.C, Rd, T.clamp, ctx);
+        rhd_resize_forward(ctx, up.planes, T.planes, 3, T.C, T.R, T.R, Rd, Rd, RHD_RESIZE_BICUBIC, 0);
+        rhd_triplane_free(&T);
+        T = up;
     }
 
     /* --- cameras --- */
@@ -389,12 +383,11 @@ int main(int argc, char **argv) {
     for (int c = 0; c < 3; c++) rcfg.bg[c] = (float)bg[c];
     rhd_renderer r;
     rhd_renderer_init(&r, ctx, &dec, &rcfg);
-    int clamp = o.clamp;
     rhd_occgrid grid;
     rhd_occgrid_cfg gcfg = rhd_renderer_grid_cfg(&r);
     if (rhd_occgrid_init(ctx, &grid, &gcfg, &e)) rhd_die("%s", e.msg);
     int need_render = !o.no_images || o.metrics || o.contact_sheet;
-    if (need_render) rhd_renderer_grid_warmup(&r, &grid, planes, R, clamp, (uint64_t)o.common.seed, (int)o.warmup);
+    if (need_render) rhd_renderer_grid_warmup(&r, &grid, &T, (uint64_t)o.common.seed, (int)o.warmup);
 
     if (!o.no_images) {
         char probe[4096];
@@ -419,8 +412,8 @@ int main(int argc, char **argv) {
         sheet_label = rhd_xcalloc(fr.n, sizeof(char *));
     }
     for (int f = 0; f < fr.n && need_render; f++) {
-        rhd_renderer_render_view_full(&r, &grid, planes, R, clamp, fr.c2w + 12 * f, fr.K, W, H, rgb, alpha,
-                                      o.depth ? depth : NULL);
+        rhd_render_camera cam = {fr.c2w + 12 * f, fr.K, W, H};
+        rhd_renderer_render_view_full(&r, &grid, &T, &cam, rgb, alpha, o.depth ? depth : NULL);
         for (int64_t i = 0; i < N; i++)
             for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]) * (float)bg[c];
         if (!o.no_images) {
@@ -492,8 +485,8 @@ int main(int argc, char **argv) {
         mp.res = (int)o.mesh_res;
         mp.threshold = o.mesh_threshold;
         for (int a = 0; a < 3; a++) mp.lo[a] = -o.bound, mp.hi[a] = o.bound;
-        mesh_user mu = {&r, planes, R, clamp};
-        rhd_decoder_infer_prepare(ctx, &dec, &r.acts, planes, R, clamp);
+        mesh_user mu = {&r, &T};
+        rhd_decoder_infer_prepare(ctx, &dec, &r.acts, T.planes, T.R, T.clamp);
         rhd_mesh m;
         if (rhd_mesh_extract(&m, &mp, mesh_density, &mu, &e)) rhd_die("--mesh %s: %s", o.mesh, e.msg);
         if (m.nt == 0)
@@ -521,7 +514,7 @@ int main(int argc, char **argv) {
     rhd_occgrid_free(ctx, &grid);
     rhd_renderer_free(&r);
     rhd_decoder_free(&dec);
-    rhd_buf_free(ctx, planes);
+    rhd_triplane_free(&T);
     rhd_ctx_close(ctx);
     return rhd_close_stdout();
 }

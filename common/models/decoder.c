@@ -278,7 +278,7 @@ void rhd_decoder_infer_prepare(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_a
     /* CPU: the channels-last planes, sampled by every infer call until the release */
     if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
     a->ctx = ctx;
-    int64_t np = (int64_t)3 * d->cfg.C * R * R;
+    int64_t np = rhd_triplane_numel_of(d->cfg.C, R);
     if (a->packed_cap < np) {
         rhd_buf_free(ctx, a->packed);
         a->packed = rhd_buf_alloc(ctx, sizeof(float) * (size_t)np);
