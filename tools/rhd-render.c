@@ -16,17 +16,12 @@
 #include "common/models/renderer.h"
 #include "common/models/fit_data.h"
 #include "common/render_cameras.h"
-#include "formats/npy.h"
-#include "formats/params_io.h"
+#include "formats/model_io.h"
 #include "formats/png.h"
-#include "formats/safetensors.h"
-#include "formats/triplane_file.h"
-#include "formats/schema.h"
 #include "kernels/elementwise.h"
 #include "kernels/occgrid.h"
 #include "kernels/rays.h"
 #include "kernels/resample.h"
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,31 +125,6 @@ static char *path_fmt(const char *dir, const char *stem, int id) {
 }
 
 /* --- inputs -------------------------------------------------------------------------------------- */
-
-/* Decoder plus the triplane resolution it was fitted at (rhd.triplane_res; 0 if absent). */
-static int load_decoder(const char *path, rhd_decoder *dec, rhd_ctx *ctx, int *fit_res, rhd_err *e) {
-    rhd_st *st;
-    if (rhd_st_open(path, &st, e)) return -1;
-    const char *kind = rhd_st_meta(st, "rhd.kind");
-    int rc = 0;
-    if (kind && strcmp(kind, "decoder") && strcmp(kind, "checkpoint"))
-        rc = rhd_errf(e, "%s: an rhd '%s' file, expected a decoder (or fit checkpoint)", path, kind);
-    rhd_decoder_cfg dc;
-    if (!rc) rc = rhd_decoder_cfg_from_st(&dc, st, e);
-    if (!rc) rc = rhd_decoder_init(dec, &dc, ctx, 0, e);
-    if (!rc && rhd_params_from_st(&dec->P, RHD_PBUF_DATA, "", st, e)) {
-        rhd_decoder_free(dec);
-        rc = -1;
-    }
-    *fit_res = 0;
-    if (!rc && rhd_meta_get_triplane_res(st, fit_res, e)) {
-        rhd_decoder_free(dec);
-        rc = -1;
-    }
-    rhd_st_close(st);
-    return rc;
-}
-
 
 /* --- cameras ------------------------------------------------------------------------------------- */
 
@@ -302,8 +272,9 @@ int main(int argc, char **argv) {
 
     /* --- decoder and triplane --- */
     rhd_decoder dec;
-    int fit_res;
-    if (load_decoder(o.decoder, &dec, ctx, &fit_res, &e)) rhd_die("%s", e.msg);
+    rhd_decoder_file_info dinfo;
+    if (rhd_decoder_file_read(o.decoder, ctx, 0, &dec, &dinfo, &e)) rhd_die("%s", e.msg);
+    int fit_res = dinfo.triplane_res;
     rhd_triplane host, T; /* T: the triplane on the context's side (device memory on CUDA) */
     if (rhd_triplane_file_read(tri_path, &host, NULL, &e)) rhd_die("%s", e.msg);
     if (host.C != dec.cfg.C)
