@@ -5,14 +5,13 @@
  *   rhd-fit --report --decoder D --triplanes DIR --data DIR [--list FILE | --avatars A,B]
  * See tools/rhd-fit.md. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "common/cli.h"
 #include "common/fs.h"
+#include "common/fit_run.h"
 #include "common/log.h"
 #include "common/models/decoder.h"
 #include "common/models/fit_data.h"
@@ -277,7 +276,6 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     if (!o->common.output) rhd_usage_error("--stage 1 needs -o DIR (the run directory)");
     rhd_plan plan;
     if (rhd_plan_read(o->plan, &plan, &e)) rhd_die("%s", e.msg);
-    char *plan_text = rhd_plan_to_json(&plan);
     rhd_fit_cfg fc;
     rhd_render_cfg rc;
     rhd_fit_data_cfg dc;
@@ -314,138 +312,35 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     for (int i = 0; i < na; i++)
         if (load_avatar(&train[i], &eval[i], dirs[i], o, &dc, 1, &e)) rhd_die("%s", e.msg);
 
-    rhd_decoder dec;
-    rhd_decoder_cfg dcfg;
-    rhd_decoder_cfg_default(&dcfg);
-    dcfg.C = fc.C;
-    if (rhd_decoder_init(&dec, &dcfg, ctx, 1, &e)) rhd_die("%s", e.msg);
-    rhd_decoder_init_weights(&dec, fc.seed);
-    rhd_renderer r;
-    rhd_renderer_init(&r, ctx, &dec, &rc);
-    rhd_iwc_states iwc;
-    rhd_iwc_states_init(&iwc, na);
-    rhd_triplane *planes = rhd_xcalloc((size_t)na, sizeof(rhd_triplane)); /* .planes NULL: not fitted yet */
-    char *tri_dir = path_join(out, "triplanes"), *iwc_dir = path_join(out, "iwc");
-    int start = 0;
-    cJSON *records = cJSON_CreateArray();
-
-    if (o->resume) {
-        rhd_fit_checkpoint ck;
-        if (rhd_fit_checkpoint_read(ckpt_path, &dec, &ck, &e)) rhd_die("%s", e.msg);
-        if (strcmp(ck.plan, plan_text)) rhd_die("%s: written for another plan, expected the run of %s", ckpt_path, o->plan);
-        if (ck.seed != fc.seed)
-            rhd_die("%s: seed %llu, expected --seed %llu", ckpt_path, (unsigned long long)ck.seed, (unsigned long long)fc.seed);
-        start = ck.entries_done;
-        if (ck.records) {
-            cJSON_Delete(records);
-            records = cJSON_Parse(ck.records);
-            if (!records) records = cJSON_CreateArray();
-        }
-        rhd_fit_checkpoint_free(&ck);
-        for (int i = 0; i < na; i++) {
-            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
-            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[i]);
-            int ent;
-            if (rhd_file_exists(tp)) {
-                rhd_triplane_alloc(&planes[i], fc.C, fc.R, fc.clamp, NULL);
-                if (rhd_triplane_load(tp, &planes[i], 0, &ent, &e)) rhd_die("%s", e.msg);
-                if (ent >= start)
-                    rhd_die("%s: written by entry %d, which the checkpoint does not record (%d entries done); the run stopped "
-                            "between writes, expected a fresh run (--force)", tp, ent, start);
-            }
-            if (rhd_file_exists(ip)) {
-                if (rhd_iwc_file_read(ip, &dec, &iwc.fisher[i], &iwc.optpar[i], &ent, &e)) rhd_die("%s", e.msg);
-                if (ent >= start) rhd_die("%s: written by entry %d, after the checkpoint's %d entries, expected a fresh run (--force)", ip, ent, start);
-            }
-            free(tp), free(ip);
-        }
-        rhd_info("resuming %s after %d of %d entries", out, start, plan.nentries);
-    } else {
-        char *t1 = path_join(tri_dir, "x"), *t2 = path_join(iwc_dir, "x"); /* creates the parents of a file path */
-        if (rhd_mkdir_parents(t1, &e) || rhd_mkdir_parents(t2, &e)) rhd_die("%s", e.msg);
-        free(t1), free(t2);
-        for (int i = 0; i < na; i++) { /* a forced fresh run starts from nothing */
-            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
-            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[i]);
-            remove(tp), remove(ip);
-            free(tp), free(ip);
-        }
-    }
-
-    int done_now = 0;
-    for (int k = start; k < plan.nentries; k++) {
-        if (o->max_entries > 0 && done_now >= o->max_entries) break;
-        const rhd_plan_entry *en = &plan.entries[k];
-        rhd_fit_avatar *av = rhd_xcalloc((size_t)en->navatars, sizeof *av);
-        for (int j = 0; j < en->navatars; j++) {
-            int id = en->avatars[j];
-            if (!planes[id].planes) rhd_fit_triplane_new(&planes[id], &fc, id);
-            av[j] = (rhd_fit_avatar){id, plan.avatars[id], &train[id], planes[id], &eval[id], NAN};
-        }
-        rhd_fit_result res;
-        if (rhd_fit_visit(&r, &fc, &plan, k, av, en->navatars, &iwc, (int)o->log_every, &res, &e)) rhd_die("%s", e.msg);
-        for (int j = 0; j < en->navatars; j++) {
-            int id = en->avatars[j];
-            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[id]);
-            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[id]);
-            rhd_triplane_meta tm = {TOOL, plan.avatars[id], k, 1, fc.seed};
-            if (rhd_triplane_save(tp, &planes[id], &tm, o->npy, &e)) rhd_die("%s", e.msg);
-            rhd_iwc_meta im = {plan.avatars[id], en->round, k, fc.fisher_steps};
-            if (iwc.fisher[id] && rhd_iwc_file_write(ip, &dec, iwc.fisher[id], iwc.optpar[id], &im, TOOL, &e))
-                rhd_die("%s", e.msg);
-            free(tp), free(ip);
-            cJSON *rj = cJSON_CreateObject();
-            cJSON_AddNumberToObject(rj, "entry", k);
-            cJSON_AddNumberToObject(rj, "round", en->round);
-            cJSON_AddStringToObject(rj, "avatar", plan.avatars[id]);
-            cJSON_AddNumberToObject(rj, "psnr", round(av[j].psnr * 1e4) / 1e4);
-            cJSON_AddNumberToObject(rj, "loss", res.last_loss);
-            cJSON_AddItemToArray(records, rj);
-            rhd_info("entry %d/%d round %d %s: eval PSNR %.2f dB (%d views), loss %.5f, %.1f s, %.3g samples/s", k + 1,
-                     plan.nentries, en->round, plan.avatars[id], av[j].psnr, eval[id].n, res.last_loss, res.seconds,
-                     res.samples / res.seconds);
-            printf("{\"entry\": %d, \"round\": %d, \"avatar\": \"%s\", \"psnr\": %.4f}\n", k, en->round, plan.avatars[id], av[j].psnr);
-            fflush(stdout);
-        }
-        char *dp = path_join(out, "decoder.safetensors");
-        rhd_decoder_file_info di = {fc.R, 0, 0, rc.bound};
-        if (rhd_decoder_file_write(dp, &dec, &di, TOOL, &e)) rhd_die("%s", e.msg);
-        free(dp);
-        char *rec = cJSON_PrintUnformatted(records);
-        rhd_fit_checkpoint ck = {k + 1, en->first_step + en->steps, fc.seed, plan_text, rec};
-        if (rhd_fit_checkpoint_write(ckpt_path, &dec, &ck, TOOL, &e)) rhd_die("%s", e.msg);
-        free(rec);
-        free(av);
-        done_now++;
-    }
-    int finished = start + done_now >= plan.nentries;
-    if (finished) { /* forgetting report: every avatar fitted so far with the final decoder */
+    rhd_fit_run_cfg rcfg = {out, TOOL, fc, rc, o->resume, o->npy, (int)o->log_every, stdout};
+    rhd_fit_run run;
+    if (rhd_fit_run_open(&run, ctx, &rcfg, &plan, train, eval, &e) || rhd_fit_run_execute(&run, (int)o->max_entries, &e))
+        rhd_die("%s", e.msg);
+    if (rhd_fit_run_finished(&run)) { /* forgetting report: every avatar fitted so far with the final decoder */
         int nf = 0;
         char **fn = rhd_xcalloc((size_t)na, sizeof(char *)), **fd = rhd_xcalloc((size_t)na, sizeof(char *)),
              **fp = rhd_xcalloc((size_t)na, sizeof(char *));
         for (int i = 0; i < na; i++)
-            if (planes[i].planes) {
+            if (run.planes[i].planes) {
                 fn[nf] = plan.avatars[i], fd[nf] = dirs[i];
-                fp[nf] = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
+                fp[nf] = rhd_fit_run_triplane_path(&run, i);
                 nf++;
             }
         rhd_info("forgetting report: %d avatars with the final decoder", nf);
         printf("{\"report\": ");
         fflush(stdout);
-        if (report(&r, &fc, fn, fd, fp, nf, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e)) rhd_die("%s", e.msg);
+        if (report(&run.r, &fc, fn, fd, fp, nf, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e))
+            rhd_die("%s", e.msg);
         printf("}\n");
         for (int i = 0; i < nf; i++) free(fp[i]);
         free(fn), free(fd), free(fp);
     }
-    cJSON_Delete(records);
+    rhd_fit_run_close(&run);
     for (int i = 0; i < na; i++) {
-        rhd_triplane_free(&planes[i]), free(dirs[i]);
+        free(dirs[i]);
         rhd_fit_views_free(&train[i]), rhd_fit_views_free(&eval[i]);
     }
-    free(planes), free(dirs), free(train), free(eval), free(tri_dir), free(iwc_dir), free(ckpt_path), free(plan_text);
-    rhd_iwc_states_free(&iwc);
-    rhd_renderer_free(&r);
-    rhd_decoder_free(&dec);
+    free(dirs), free(train), free(eval), free(ckpt_path);
     rhd_plan_free(&plan);
     return 0;
 }
