@@ -81,7 +81,9 @@ void rhd_fit_triplane_init(rhd_triplane *t, uint64_t seed, int id);
 void rhd_iwc_states_init(rhd_iwc_states *s, int n);
 void rhd_iwc_states_free(rhd_iwc_states *s);
 /* Run one visit; writes the IWC states of the avatars of the entry (allocated as needed).
- * progress: print a line every `log_every` steps (0: never). */
+ * Every avatar's triplane is a host [3,C,R,R] with the decoder's C, all of one R; the visit reads
+ * them with cfg->clamp whatever their own flag says. progress: print a line every `log_every`
+ * steps (0: never). */
 int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan, int entry_index,
                   rhd_fit_avatar *av, int nav, rhd_iwc_states *iwc, int log_every, rhd_fit_result *res, rhd_err *e);
 /* Mean PSNR of an avatar's views rendered with a grid from the HOST triplane T (read with its
