@@ -187,7 +187,7 @@ void rhd_fit_run_close(rhd_fit_run *run) {
         for (int i = 0; i < run->plan->navatars; i++) rhd_triplane_free(&run->planes[i]);
     free(run->planes);
     rhd_iwc_states_free(&run->iwc);
-    rhd_renderer_free(&run->r);
+    if (run->r.ctx) rhd_renderer_free(&run->r);
     rhd_decoder_free(&run->dec);
     cJSON_Delete(run->records);
     free(run->plan_text), free(run->tri_dir), free(run->iwc_dir), free(run->ckpt_path), free(run->dec_path);
