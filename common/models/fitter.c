@@ -158,6 +158,24 @@ double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, cons
     return sum / v->n;
 }
 
+/* The avatars of a visit: at least one, a ray each, host [3,C,R,R] triplanes of the decoder's C
+ * and one R. */
+static int check_visit(const rhd_fit_cfg *cfg, const rhd_decoder *dec, int entry_index, const rhd_fit_avatar *av, int nav,
+                       rhd_err *e) {
+    if (nav < 1) return rhd_errf(e, "entry %d: no avatars, expected at least one", entry_index);
+    if (cfg->rays < nav) return rhd_errf(e, "--rays: %lld rays for %d avatars, expected at least one each", (long long)cfg->rays, nav);
+    for (int a = 0; a < nav; a++) {
+        const rhd_triplane *t = &av[a].planes;
+        if (t->C != dec->cfg.C || t->layout != RHD_TRIPLANE_PLANES || t->ctx)
+            return rhd_errf(e, "%s: a host triplane [3,%d,R,R] in the %s layout, expected [3,%d,R,R] for the decoder",
+                            av[a].name, t->C, rhd_triplane_layout_name(t->layout), dec->cfg.C);
+        if (t->R != av[0].planes.R)
+            return rhd_errf(e, "entry %d: the triplanes of %s and %s differ in resolution, expected one size", entry_index,
+                            av[0].name, av[a].name);
+    }
+    return 0;
+}
+
 int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan, int entry_index,
                   rhd_fit_avatar *av, int nav, rhd_iwc_states *iwc, int log_every, rhd_fit_result *res, rhd_err *e) {
     rhd_ctx *ctx = r->ctx;
@@ -169,17 +187,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     double t_start = rhd_now();
     memset(res, 0, sizeof *res);
 
-    if (nav < 1) return rhd_errf(e, "entry %d: no avatars, expected at least one", entry_index);
-    if (cfg->rays < nav) return rhd_errf(e, "--rays: %lld rays for %d avatars, expected at least one each", (long long)cfg->rays, nav);
-    for (int a = 0; a < nav; a++)
-        if (av[a].planes.C != dec->cfg.C || av[a].planes.layout != RHD_TRIPLANE_PLANES || av[a].planes.ctx)
-            return rhd_errf(e, "%s: a host triplane [3,%d,R,R] in the %s layout, expected [3,%d,R,R] for the decoder",
-                            av[a].name, av[a].planes.C, rhd_triplane_layout_name(av[a].planes.layout), dec->cfg.C);
+    if (check_visit(cfg, dec, entry_index, av, nav, e) || nav < 1) return -1; /* (nav < 1: for the compiler) */
     int64_t tri_n = rhd_triplane_numel(&av[0].planes);
-    for (int a = 1; a < nav; a++)
-        if (rhd_triplane_numel(&av[a].planes) != tri_n)
-            return rhd_errf(e, "entry %d: the triplanes of %s and %s differ in resolution, expected one size", entry_index,
-                            av[0].name, av[a].name);
     /* per-avatar state */
     float **grad = calloc((size_t)nav, sizeof(float *)), **m = calloc((size_t)nav, sizeof(float *)),
           **v = calloc((size_t)nav, sizeof(float *)), **gt = calloc((size_t)nav, sizeof(float *));
