@@ -5,29 +5,25 @@
  *   rhd-fit --report --decoder D --triplanes DIR --data DIR [--list FILE | --avatars A,B]
  * See tools/rhd-fit.md. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "common/cli.h"
 #include "common/fs.h"
+#include "common/fit_run.h"
 #include "common/log.h"
 #include "common/models/decoder.h"
 #include "common/models/fit_data.h"
 #include "common/models/fitter.h"
 #include "common/models/renderer.h"
 #include "common/plan.h"
-#include "formats/npy.h"
-#include "formats/params_io.h"
-#include "formats/triplane_file.h"
-#include "kernels/resample.h"
+#include "formats/model_io.h"
 #include "formats/png.h"
-#include "formats/safetensors.h"
-#include "formats/schema.h"
 
 #define TOOL "rhd-fit"
+#define DEFAULT_RES 512
+#define DEFAULT_CHANNELS 32
 
 typedef struct opts {
     rhd_common_opts common;
@@ -63,8 +59,8 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "then multiplied by X (§12.1)", 1e-9, 1e9),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
     RHD_OPT_GROUP_("model"),
-    RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution", 2, 8192),
-    RHD_OPT_INT_(0, "triplane-channels", opts, channels, "C", "triplane channels (a multiple of 4)", 4, 1024),
+    RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
+    RHD_OPT_INT_(0, "triplane-channels", opts, channels, "C", "triplane channels, a multiple of 4 (0: stage 1 32; stage 2 and --report the decoder's)", 0, 1024),
     RHD_OPT_DOUBLE_(0, "bound", opts, bound, "B", "scene box [-B,B]^3", 1e-3, 1e3),
     RHD_OPT_FLAG_(0, "double-normalization", opts, double_norm, "sampler also maps (x+B)/(2B), as the original (§12.3; same for B=1)"),
     RHD_OPT_FLAG_(0, "no-clamp", opts, no_clamp, "training reads T itself instead of clamp(T,-1,1) (§4)"),
@@ -141,7 +137,8 @@ static int ends_with(const char *s, const char *suf) {
 
 static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fit_data_cfg *dc, int stage) {
     rhd_fit_cfg_default(fc, stage);
-    fc->C = (int)o->channels, fc->R = (int)o->res, fc->rays = o->rays;
+    fc->C = o->channels ? (int)o->channels : DEFAULT_CHANNELS, fc->R = o->res ? (int)o->res : DEFAULT_RES;
+    fc->rays = o->rays;
     if (o->w_l1 >= 0) fc->w_l1 = o->w_l1;
     if (o->w_tv >= 0) fc->w_tv = o->w_tv;
     if (o->w_dist >= 0) fc->w_dist = o->w_dist;
@@ -186,168 +183,19 @@ static int load_avatar(rhd_fit_views *train, rhd_fit_views *eval, const char *di
     return rc;
 }
 
-/* ---- triplane and decoder files ---- */
+/* ---- model files (formats/model_io.h) ---- */
 
-static int write_triplane(const char *path, const float *planes, int C, int R, const char *avatar, int entry,
-                          uint64_t seed, int also_npy, rhd_err *e) {
-    rhd_st_writer w;
-    rhd_st_writer_init(&w);
-    int64_t shape[4] = {3, C, R, R};
-    rhd_st_add(&w, "planes", RHD_F32, 4, shape, planes);
-    rhd_schema_stamp(&w, "triplane", TOOL);
-    char buf[64];
-    rhd_st_set_meta(&w, "rhd.avatar", avatar);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
-    rhd_st_set_meta(&w, "rhd.seed", buf);
-    if (entry >= 0) {
-        snprintf(buf, sizeof buf, "%d", entry);
-        rhd_st_set_meta(&w, "rhd.entry", buf);
-    }
-    int rc = rhd_st_write(&w, path, e);
-    rhd_st_writer_free(&w);
-    if (!rc && also_npy) {
-        char *np = rhd_xstrdup(path);
-        char *dot = strrchr(np, '.');
-        char *npy = dot && ends_with(np, ".safetensors") ? (strcpy(dot, ".npy"), np) : NULL;
-        if (npy) {
-            rhd_tensor t = {0};
-            t.dtype = RHD_F32, t.ndim = 5;
-            int64_t s5[5] = {3, 1, C, R, R};
-            memcpy(t.shape, s5, sizeof s5);
-            t.data = (void *)planes;
-            rc = rhd_npy_write(npy, &t, e);
-        }
-        free(np);
-    }
-    return rc;
-}
-
-/* A triplane file (formats/triplane_file.h) into planes [3,C,R,R]. The channels must match;
- * another resolution is resized (bicubic, a = -0.75, as rhd-render) when resize, else an error. */
-static int read_triplane(const char *path, float *planes, int C, int R, int *entry, int resize, rhd_err *e) {
-    float *p;
-    int c, r;
-    if (rhd_triplane_file_read(path, &p, &c, &r, entry, e)) return -1;
-    if (c != C || (r != R && !resize)) {
-        free(p);
-        return rhd_errf(e, "%s: a triplane [3,%d,%d,%d], expected [3,%d,%d,%d] (--triplane-channels, --triplane-res)",
-                        path, c, r, r, C, R, R);
-    }
-    if (r == R) {
-        memcpy(planes, p, sizeof(float) * 3 * (size_t)C * R * R);
-    } else {
-        rhd_info("%s: resizing the triplane from %d to %d (bicubic)", path, r, R);
-        rhd_ctx *cpu = rhd_ctx_open("cpu", e);
-        if (!cpu) { free(p); return -1; }
-        rhd_resize_forward(cpu, planes, p, 3, C, r, r, R, R, RHD_RESIZE_BICUBIC, 0);
-        rhd_ctx_close(cpu);
-    }
-    free(p);
-    return 0;
-}
-
-static int write_decoder(const char *path, const rhd_decoder *dec, const rhd_fit_cfg *fc, const rhd_render_cfg *rc,
-                         long long mean_count, double mean_density, rhd_err *e) {
-    rhd_st_writer w;
-    rhd_st_writer_init(&w);
-    rhd_params_to_writer(&dec->P, RHD_PBUF_DATA, "", &w);
-    rhd_schema_stamp(&w, "decoder", TOOL);
-    char buf[256];
-    snprintf(buf, sizeof buf, "{\"triplane_channels\": %d, \"triplane_res\": %d, \"degree\": %d, \"hidden\": %d, \"geo\": %d, \"bound\": %g}",
-             dec->cfg.C, fc->R, dec->cfg.degree, dec->cfg.hidden, dec->cfg.geo, rc->bound);
-    rhd_st_set_meta(&w, "rhd.config", buf);
-    snprintf(buf, sizeof buf, "%lld", mean_count);
-    rhd_st_set_meta(&w, "rhd.mean_count", buf);
-    snprintf(buf, sizeof buf, "%.9g", mean_density);
-    rhd_st_set_meta(&w, "rhd.mean_density", buf);
-    int r = rhd_st_write(&w, path, e);
-    rhd_st_writer_free(&w);
-    return r;
-}
-
-static int load_decoder(const char *path, rhd_decoder *dec, rhd_ctx *ctx, int with_grad, int C, rhd_err *e) {
-    rhd_st *st;
-    if (rhd_st_open(path, &st, e)) return -1;
-    rhd_decoder_cfg dc;
-    int rc = rhd_decoder_cfg_from_st(&dc, st, e);
-    if (!rc && dc.C != C) rc = rhd_errf(e, "%s: a decoder for %d triplane channels, expected %d (--triplane-channels)", path, dc.C, C);
-    if (!rc) rc = rhd_decoder_init(dec, &dc, ctx, with_grad, e);
-    if (!rc) rc = rhd_params_from_st(&dec->P, RHD_PBUF_DATA, "", st, e);
-    rhd_st_close(st);
-    return rc;
-}
-
-static int write_iwc(const char *path, const rhd_decoder *dec, const float *F, const float *opt, const char *avatar,
-                     int round, int entry, int fisher_steps, rhd_err *e) {
-    rhd_st_writer w;
-    rhd_st_writer_init(&w);
-    const rhd_params *P = &dec->P;
-    char name[RHD_PARAM_NAME_MAX + 16];
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < P->n; i++) {
-            snprintf(name, sizeof name, "%s%s", pass ? "optpar." : "fisher.", P->info[i].name);
-            rhd_st_add_f32(&w, name, RHD_F32, P->info[i].ndim, P->info[i].shape, (pass ? opt : F) + P->info[i].offset);
-        }
-    rhd_schema_stamp(&w, "iwc", TOOL);
-    char buf[32];
-    rhd_st_set_meta(&w, "rhd.avatar", avatar);
-    snprintf(buf, sizeof buf, "%d", round);
-    rhd_st_set_meta(&w, "rhd.round", buf);
-    snprintf(buf, sizeof buf, "%d", entry);
-    rhd_st_set_meta(&w, "rhd.entry", buf);
-    snprintf(buf, sizeof buf, "%d", fisher_steps);
-    rhd_st_set_meta(&w, "rhd.fisher_steps", buf);
-    int r = rhd_st_write(&w, path, e);
-    rhd_st_writer_free(&w);
-    return r;
-}
-
-static int read_iwc(const char *path, const rhd_decoder *dec, float **F, float **opt, int *entry, rhd_err *e) {
-    rhd_st *st;
-    if (rhd_st_open(path, &st, e)) return -1;
-    int rc = rhd_schema_check(st, "iwc", NULL, e);
-    const rhd_params *P = &dec->P;
-    *F = rhd_xcalloc((size_t)P->total, sizeof(float));
-    *opt = rhd_xcalloc((size_t)P->total, sizeof(float));
-    char name[RHD_PARAM_NAME_MAX + 16];
-    for (int pass = 0; pass < 2 && !rc; pass++)
-        for (int i = 0; i < P->n && !rc; i++) {
-            snprintf(name, sizeof name, "%s%s", pass ? "optpar." : "fisher.", P->info[i].name);
-            const rhd_st_tensor *t = rhd_st_find(st, name);
-            if (!t || t->numel != P->info[i].numel) rc = rhd_errf(e, "%s: tensor '%s' missing or of another size, expected %lld values", path, name, (long long)P->info[i].numel);
-            else rhd_st_to_f32(t, (pass ? *opt : *F) + P->info[i].offset);
-        }
-    const char *en = rhd_st_meta(st, "rhd.entry");
-    *entry = en ? atoi(en) : -1;
-    rhd_st_close(st);
-    return rc;
-}
-
-/* ---- checkpoint: decoder + Adam moments + progress ---- */
-
-static int write_checkpoint(const char *path, const rhd_decoder *dec, int entries_done, long long dec_steps,
-                            uint64_t seed, const char *plan_text, cJSON *records, rhd_err *e) {
-    rhd_st_writer w;
-    rhd_st_writer_init(&w);
-    rhd_params_to_writer(&dec->P, RHD_PBUF_DATA, "", &w);
-    rhd_params_to_writer(&dec->P, RHD_PBUF_M, "adam.m.", &w);
-    rhd_params_to_writer(&dec->P, RHD_PBUF_V, "adam.v.", &w);
-    rhd_schema_stamp(&w, "checkpoint", TOOL);
-    char buf[64];
-    rhd_st_set_meta(&w, "rhd.model", "fit");
-    snprintf(buf, sizeof buf, "%lld", dec_steps);
-    rhd_st_set_meta(&w, "rhd.step", buf);
-    snprintf(buf, sizeof buf, "%d", entries_done);
-    rhd_st_set_meta(&w, "rhd.entries_done", buf);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
-    rhd_st_set_meta(&w, "rhd.seed", buf);
-    rhd_st_set_meta(&w, "rhd.plan", plan_text);
-    char *rec = cJSON_PrintUnformatted(records);
-    rhd_st_set_meta(&w, "rhd.records", rec);
-    int r = rhd_st_write(&w, path, e);
-    free(rec);
-    rhd_st_writer_free(&w);
-    return r;
+/* The decoder of stage 2 and --report, its sizes from the file: --triplane-channels, when given,
+ * must agree; --triplane-res defaults to the resolution it was fitted at (rhd.triplane_res). */
+static void load_decoder(const opts *o, rhd_ctx *ctx, int with_grad, rhd_decoder *dec, rhd_fit_cfg *fc) {
+    rhd_err e = {0};
+    rhd_decoder_file_info info;
+    if (rhd_decoder_file_read(o->decoder, ctx, with_grad, dec, &info, &e)) rhd_die("%s", e.msg);
+    if (o->channels && dec->cfg.C != o->channels)
+        rhd_die("%s: a decoder for %d triplane channels, expected %lld (--triplane-channels)", o->decoder, dec->cfg.C,
+                o->channels);
+    fc->C = dec->cfg.C;
+    if (!o->res) fc->R = info.triplane_res ? info.triplane_res : DEFAULT_RES;
 }
 
 /* ---- forgetting report ---- */
@@ -364,8 +212,8 @@ static void sheet_put(float *sheet, int SW, const float *img, int W, int H, int 
 /* Render the eval views of every avatar with its triplane; JSON on stdout. */
 static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **dirs, char **tri_paths, int n,
                   const opts *o, const rhd_fit_data_cfg *dc, int clamp, const char *sheet_path, rhd_err *e) {
-    int C = fc->C, R = fc->R;
-    float *planes = rhd_xmalloc(sizeof(float) * 3 * (size_t)C * R * R);
+    rhd_triplane planes;
+    rhd_triplane_alloc(&planes, fc->C, fc->R, clamp, NULL);
     rhd_occgrid g;
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
     if (rhd_occgrid_init(r->ctx, &g, &gc, e)) return -1;
@@ -376,13 +224,13 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     int SW = 0, SH = 0;
     for (int i = 0; i < n && !rc; i++) {
         rhd_fit_views ev, tv;
-        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || read_triplane(tri_paths[i], planes, C, R, NULL, 1, e)) {
+        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || rhd_triplane_load(tri_paths[i], &planes, 1, NULL, e)) {
             rc = -1;
             break;
         }
         int64_t np = (int64_t)ev.W * ev.H * 3;
         float *out = rhd_xmalloc(sizeof(float) * (size_t)(np * ev.n));
-        double p = rhd_fit_eval(r, &g, planes, R, clamp, &ev, (int)o->warmup, rhd_fit_seed(fc->seed, 0xE7A1, (uint64_t)i), NULL, out);
+        double p = rhd_fit_eval(r, &g, &planes, &ev, (int)o->warmup, rhd_fit_seed(fc->seed, 0xE7A1, (uint64_t)i), NULL, out);
         cJSON_AddNumberToObject(av, names[i], round(p * 1e4) / 1e4);
         sum += p, counted++;
         rhd_info("%s: PSNR %.2f dB on %d eval views", names[i], p, ev.n);
@@ -410,7 +258,7 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     }
     cJSON_Delete(root);
     free(sheet);
-    free(planes);
+    rhd_triplane_free(&planes);
     rhd_occgrid_free(r->ctx, &g);
     return rc;
 }
@@ -428,7 +276,6 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     if (!o->common.output) rhd_usage_error("--stage 1 needs -o DIR (the run directory)");
     rhd_plan plan;
     if (rhd_plan_read(o->plan, &plan, &e)) rhd_die("%s", e.msg);
-    char *plan_text = rhd_plan_to_json(&plan);
     rhd_fit_cfg fc;
     rhd_render_cfg rc;
     rhd_fit_data_cfg dc;
@@ -465,142 +312,35 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     for (int i = 0; i < na; i++)
         if (load_avatar(&train[i], &eval[i], dirs[i], o, &dc, 1, &e)) rhd_die("%s", e.msg);
 
-    rhd_decoder dec;
-    rhd_decoder_cfg dcfg;
-    rhd_decoder_cfg_default(&dcfg);
-    dcfg.C = fc.C;
-    if (rhd_decoder_init(&dec, &dcfg, ctx, 1, &e)) rhd_die("%s", e.msg);
-    rhd_decoder_init_weights(&dec, fc.seed);
-    rhd_renderer r;
-    rhd_renderer_init(&r, ctx, &dec, &rc);
-    rhd_iwc_states iwc;
-    rhd_iwc_states_init(&iwc, na);
-    float **planes = rhd_xcalloc((size_t)na, sizeof(float *));
-    int64_t tri_n = (int64_t)3 * fc.C * fc.R * fc.R;
-    char *tri_dir = path_join(out, "triplanes"), *iwc_dir = path_join(out, "iwc");
-    int start = 0;
-    cJSON *records = cJSON_CreateArray();
-
-    if (o->resume) {
-        rhd_st *st;
-        if (rhd_st_open(ckpt_path, &st, &e) || rhd_schema_check(st, "checkpoint", NULL, &e)) rhd_die("%s", e.msg);
-        const char *pt = rhd_st_meta(st, "rhd.plan"), *ed = rhd_st_meta(st, "rhd.entries_done"),
-                   *sd = rhd_st_meta(st, "rhd.seed"), *rec = rhd_st_meta(st, "rhd.records");
-        if (!pt || strcmp(pt, plan_text)) rhd_die("%s: written for another plan, expected the run of %s", ckpt_path, o->plan);
-        if (!sd || strtoull(sd, NULL, 10) != fc.seed) rhd_die("%s: seed %s, expected --seed %llu", ckpt_path, sd ? sd : "?", (unsigned long long)fc.seed);
-        start = ed ? atoi(ed) : 0;
-        if (rhd_params_from_st(&dec.P, RHD_PBUF_DATA, "", st, &e) || rhd_params_from_st(&dec.P, RHD_PBUF_M, "adam.m.", st, &e) ||
-            rhd_params_from_st(&dec.P, RHD_PBUF_V, "adam.v.", st, &e))
-            rhd_die("%s", e.msg);
-        if (rec) {
-            cJSON_Delete(records);
-            records = cJSON_Parse(rec);
-            if (!records) records = cJSON_CreateArray();
-        }
-        rhd_st_close(st);
-        for (int i = 0; i < na; i++) {
-            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
-            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[i]);
-            int ent;
-            if (rhd_file_exists(tp)) {
-                planes[i] = rhd_xmalloc(sizeof(float) * (size_t)tri_n);
-                if (read_triplane(tp, planes[i], fc.C, fc.R, &ent, 0, &e)) rhd_die("%s", e.msg);
-                if (ent >= start)
-                    rhd_die("%s: written by entry %d, which the checkpoint does not record (%d entries done); the run stopped "
-                            "between writes, expected a fresh run (--force)", tp, ent, start);
-            }
-            if (rhd_file_exists(ip)) {
-                if (read_iwc(ip, &dec, &iwc.fisher[i], &iwc.optpar[i], &ent, &e)) rhd_die("%s", e.msg);
-                if (ent >= start) rhd_die("%s: written by entry %d, after the checkpoint's %d entries, expected a fresh run (--force)", ip, ent, start);
-            }
-            free(tp), free(ip);
-        }
-        rhd_info("resuming %s after %d of %d entries", out, start, plan.nentries);
-    } else {
-        char *t1 = path_join(tri_dir, "x"), *t2 = path_join(iwc_dir, "x"); /* creates the parents of a file path */
-        if (rhd_mkdir_parents(t1, &e) || rhd_mkdir_parents(t2, &e)) rhd_die("%s", e.msg);
-        free(t1), free(t2);
-        for (int i = 0; i < na; i++) { /* a forced fresh run starts from nothing */
-            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
-            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[i]);
-            remove(tp), remove(ip);
-            free(tp), free(ip);
-        }
-    }
-
-    int done_now = 0;
-    for (int k = start; k < plan.nentries; k++) {
-        if (o->max_entries > 0 && done_now >= o->max_entries) break;
-        const rhd_plan_entry *en = &plan.entries[k];
-        rhd_fit_avatar *av = rhd_xcalloc((size_t)en->navatars, sizeof *av);
-        for (int j = 0; j < en->navatars; j++) {
-            int id = en->avatars[j];
-            if (!planes[id]) {
-                planes[id] = rhd_xmalloc(sizeof(float) * (size_t)tri_n);
-                rhd_fit_triplane_init(planes[id], fc.C, fc.R, fc.seed, id);
-            }
-            av[j] = (rhd_fit_avatar){id, plan.avatars[id], &train[id], planes[id], &eval[id], NAN};
-        }
-        rhd_fit_result res;
-        if (rhd_fit_visit(&r, &fc, &plan, k, av, en->navatars, &iwc, (int)o->log_every, &res, &e)) rhd_die("%s", e.msg);
-        for (int j = 0; j < en->navatars; j++) {
-            int id = en->avatars[j];
-            char *tp = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[id]);
-            char *ip = path_fmt("%s/%s.safetensors", iwc_dir, plan.avatars[id]);
-            if (write_triplane(tp, planes[id], fc.C, fc.R, plan.avatars[id], k, fc.seed, o->npy, &e)) rhd_die("%s", e.msg);
-            if (iwc.fisher[id] && write_iwc(ip, &dec, iwc.fisher[id], iwc.optpar[id], plan.avatars[id], en->round, k,
-                                            fc.fisher_steps, &e))
-                rhd_die("%s", e.msg);
-            free(tp), free(ip);
-            cJSON *rj = cJSON_CreateObject();
-            cJSON_AddNumberToObject(rj, "entry", k);
-            cJSON_AddNumberToObject(rj, "round", en->round);
-            cJSON_AddStringToObject(rj, "avatar", plan.avatars[id]);
-            cJSON_AddNumberToObject(rj, "psnr", round(av[j].psnr * 1e4) / 1e4);
-            cJSON_AddNumberToObject(rj, "loss", res.last_loss);
-            cJSON_AddItemToArray(records, rj);
-            rhd_info("entry %d/%d round %d %s: eval PSNR %.2f dB (%d views), loss %.5f, %.1f s, %.3g samples/s", k + 1,
-                     plan.nentries, en->round, plan.avatars[id], av[j].psnr, eval[id].n, res.last_loss, res.seconds,
-                     res.samples / res.seconds);
-            printf("{\"entry\": %d, \"round\": %d, \"avatar\": \"%s\", \"psnr\": %.4f}\n", k, en->round, plan.avatars[id], av[j].psnr);
-            fflush(stdout);
-        }
-        char *dp = path_join(out, "decoder.safetensors");
-        if (write_decoder(dp, &dec, &fc, &rc, 0, 0, &e)) rhd_die("%s", e.msg);
-        free(dp);
-        if (write_checkpoint(ckpt_path, &dec, k + 1, en->first_step + en->steps, fc.seed, plan_text, records, &e))
-            rhd_die("%s", e.msg);
-        free(av);
-        done_now++;
-    }
-    int finished = start + done_now >= plan.nentries;
-    if (finished) { /* forgetting report: every avatar fitted so far with the final decoder */
+    rhd_fit_run_cfg rcfg = {out, TOOL, fc, rc, o->resume, o->npy, (int)o->log_every, stdout};
+    rhd_fit_run run;
+    if (rhd_fit_run_open(&run, ctx, &rcfg, &plan, train, eval, &e) || rhd_fit_run_execute(&run, (int)o->max_entries, &e))
+        rhd_die("%s", e.msg);
+    if (rhd_fit_run_finished(&run)) { /* forgetting report: every avatar fitted so far with the final decoder */
         int nf = 0;
         char **fn = rhd_xcalloc((size_t)na, sizeof(char *)), **fd = rhd_xcalloc((size_t)na, sizeof(char *)),
              **fp = rhd_xcalloc((size_t)na, sizeof(char *));
         for (int i = 0; i < na; i++)
-            if (planes[i]) {
+            if (run.planes[i].planes) {
                 fn[nf] = plan.avatars[i], fd[nf] = dirs[i];
-                fp[nf] = path_fmt("%s/%s.safetensors", tri_dir, plan.avatars[i]);
+                fp[nf] = rhd_fit_run_triplane_path(&run, i);
                 nf++;
             }
         rhd_info("forgetting report: %d avatars with the final decoder", nf);
         printf("{\"report\": ");
         fflush(stdout);
-        if (report(&r, &fc, fn, fd, fp, nf, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e)) rhd_die("%s", e.msg);
+        if (report(&run.r, &fc, fn, fd, fp, nf, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e))
+            rhd_die("%s", e.msg);
         printf("}\n");
         for (int i = 0; i < nf; i++) free(fp[i]);
         free(fn), free(fd), free(fp);
     }
-    cJSON_Delete(records);
+    rhd_fit_run_close(&run);
     for (int i = 0; i < na; i++) {
-        free(planes[i]), free(dirs[i]);
+        free(dirs[i]);
         rhd_fit_views_free(&train[i]), rhd_fit_views_free(&eval[i]);
     }
-    free(planes), free(dirs), free(train), free(eval), free(tri_dir), free(iwc_dir), free(ckpt_path), free(plan_text);
-    rhd_iwc_states_free(&iwc);
-    rhd_renderer_free(&r);
-    rhd_decoder_free(&dec);
+    free(dirs), free(train), free(eval), free(ckpt_path);
     rhd_plan_free(&plan);
     return 0;
 }
@@ -631,7 +371,7 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_fit_views train, eval;
     if (load_avatar(&train, &eval, dir, o, &dc, 1, &e)) rhd_die("%s", e.msg);
     rhd_decoder dec;
-    if (load_decoder(o->decoder, &dec, ctx, 1, fc.C, &e)) rhd_die("%s", e.msg);
+    load_decoder(o, ctx, 1, &dec, &fc);
     rhd_plan plan;
     rhd_plan_params pp;
     rhd_plan_params_init(&pp);
@@ -640,26 +380,17 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     if (rhd_plan_generate(&plan, &pp, names, NULL, 1, &e)) rhd_die("%s", e.msg);
     rhd_renderer r;
     rhd_renderer_init(&r, ctx, &dec, &rc);
-    float *planes = rhd_xmalloc(sizeof(float) * 3 * (size_t)fc.C * fc.R * fc.R);
-    rhd_fit_triplane_init(planes, fc.C, fc.R, fc.seed, 0);
+    rhd_triplane planes;
+    rhd_fit_triplane_new(&planes, &fc, 0);
     rhd_fit_avatar av = {0, name, &train, planes, &eval, NAN};
     rhd_fit_result res;
     if (rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e)) rhd_die("%s", e.msg);
-    int rcw;
-    if (ends_with(out, ".npy")) {
-        rhd_tensor t = {0};
-        t.dtype = RHD_F32, t.ndim = 5;
-        int64_t s5[5] = {3, 1, fc.C, fc.R, fc.R};
-        memcpy(t.shape, s5, sizeof s5);
-        t.data = planes;
-        rcw = rhd_npy_write(out, &t, &e);
-    } else
-        rcw = write_triplane(out, planes, fc.C, fc.R, name, -1, fc.seed, o->npy, &e);
-    if (rcw) rhd_die("%s", e.msg);
+    rhd_triplane_meta tm = {TOOL, name, -1, 1, fc.seed};
+    if (rhd_triplane_save(out, &planes, &tm, o->npy, &e)) rhd_die("%s", e.msg);
     rhd_info("%s: eval PSNR %.2f dB on %d views, %lld steps in %.1f s (%.3g samples/s) -> %s", name, av.psnr, eval.n,
              (long long)o->steps, res.seconds, res.samples / res.seconds, out);
     printf("{\"avatar\": \"%s\", \"psnr\": %.4f, \"steps\": %lld, \"seconds\": %.2f}\n", name, av.psnr, (long long)o->steps, res.seconds);
-    free(planes), free(name), free(dir);
+    rhd_triplane_free(&planes), free(name), free(dir);
     rhd_fit_views_free(&train), rhd_fit_views_free(&eval);
     rhd_renderer_free(&r);
     rhd_decoder_free(&dec);
@@ -699,7 +430,7 @@ static int cmd_report(const opts *o, rhd_ctx *ctx) {
     }
     if (ns == 0) rhd_die("%s: no triplanes of the avatars in %s, expected <avatar>.safetensors files", o->triplanes, o->data);
     rhd_decoder dec;
-    if (load_decoder(o->decoder, &dec, ctx, 0, fc.C, &e)) rhd_die("%s", e.msg);
+    load_decoder(o, ctx, 0, &dec, &fc);
     rhd_renderer r;
     rhd_renderer_init(&r, ctx, &dec, &rc);
     if (report(&r, &fc, sel_names, sel_dirs, sel_tri, ns, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e))
@@ -719,7 +450,7 @@ int main(int argc, char **argv) {
     opts o;
     memset(&o, 0, sizeof o);
     rhd_common_opts_init(&o.common);
-    o.res = 512, o.channels = 32, o.rays = 8192, o.steps = 30000, o.lr0 = 2e-2;
+    o.res = 0, o.channels = 0, o.rays = 8192, o.steps = 30000, o.lr0 = 2e-2;
     o.grid_size = 256, o.max_steps = 1024, o.update_interval = 16, o.full_updates = 16, o.dist_points = 1000;
     o.fisher_steps = 1, o.log_every = 0, o.warmup = 16;
     o.bound = 1, o.min_near = 0.2, o.dt_gamma = 0, o.T_thresh = 1e-4, o.density_thresh = 10, o.grid_decay = 0.95;
@@ -732,6 +463,7 @@ int main(int argc, char **argv) {
     if (!o.data) rhd_usage_error("expected --data DIR (the avatars' data root)");
     if ((o.stage != 0) + o.report != 1) rhd_usage_error("expected exactly one of --stage 1, --stage 2 or --report");
     if (o.channels % 4) rhd_usage_error("--triplane-channels %lld: expected a multiple of 4 (e.g. 32)", o.channels);
+    if (o.res == 1) rhd_usage_error("--triplane-res 1: expected at least 2 (e.g. 512), or 0 for the default");
     if (o.grid_size & (o.grid_size - 1)) rhd_usage_error("--grid-size %lld: expected a power of two (e.g. 256)", o.grid_size);
     rhd_err e = {0};
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);

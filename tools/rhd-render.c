@@ -16,17 +16,12 @@
 #include "common/models/renderer.h"
 #include "common/models/fit_data.h"
 #include "common/render_cameras.h"
-#include "formats/npy.h"
-#include "formats/params_io.h"
+#include "formats/model_io.h"
 #include "formats/png.h"
-#include "formats/safetensors.h"
-#include "formats/triplane_file.h"
-#include "formats/schema.h"
 #include "kernels/elementwise.h"
 #include "kernels/occgrid.h"
 #include "kernels/rays.h"
 #include "kernels/resample.h"
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +41,8 @@ typedef struct opts {
 static const rhd_opt options[] = {
     RHD_OPT_GROUP_("inputs"),
     RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "decoder (or fit checkpoint) safetensors (required)"),
-    RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "triplane resolution the decoder expects (0: from its rhd.config, else 512); other sizes are resized bicubically", 0, 8192),
+    RHD_OPT_INT_(0, "triplane-res", opts, resolution, "R", "triplane resolution the decoder expects (0: its rhd.triplane_res, else 512); other sizes are resized bicubically", 0, 8192),
+    RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "the former name of --triplane-res", 0, 8192),
     RHD_OPT_FLAG_(0, "clamp", opts, clamp, "clamp the triplane to [-1,1] (training does; the original's test mode does not)"),
     RHD_OPT_GROUP_("cameras (one of --data, --spiral, --orbit, --camera)"),
     RHD_OPT_STRING_(0, "data", opts, data, "DIR", "a subject folder (metadata_%06d.json + img_proc_fg_%06d.png): render its views; intrinsics for --spiral/--orbit"),
@@ -130,34 +126,6 @@ static char *path_fmt(const char *dir, const char *stem, int id) {
 
 /* --- inputs -------------------------------------------------------------------------------------- */
 
-/* Decoder plus the triplane resolution it was fitted at (rhd.config "triplane_res"; 0 if absent). */
-static int load_decoder(const char *path, rhd_decoder *dec, rhd_ctx *ctx, int *fit_res, rhd_err *e) {
-    rhd_st *st;
-    if (rhd_st_open(path, &st, e)) return -1;
-    const char *kind = rhd_st_meta(st, "rhd.kind");
-    int rc = 0;
-    if (kind && strcmp(kind, "decoder") && strcmp(kind, "checkpoint"))
-        rc = rhd_errf(e, "%s: an rhd '%s' file, expected a decoder (or fit checkpoint)", path, kind);
-    rhd_decoder_cfg dc;
-    if (!rc) rc = rhd_decoder_cfg_from_st(&dc, st, e);
-    if (!rc) rc = rhd_decoder_init(dec, &dc, ctx, 0, e);
-    if (!rc && rhd_params_from_st(&dec->P, RHD_PBUF_DATA, "", st, e)) {
-        rhd_decoder_free(dec);
-        rc = -1;
-    }
-    *fit_res = 0;
-    const char *conf = rc ? NULL : rhd_st_meta(st, "rhd.config");
-    if (conf) {
-        cJSON *j = cJSON_Parse(conf);
-        cJSON *r = j ? cJSON_GetObjectItem(j, "triplane_res") : NULL;
-        if (cJSON_IsNumber(r) && r->valuedouble >= 2 && r->valuedouble <= 8192) *fit_res = r->valueint;
-        cJSON_Delete(j);
-    }
-    rhd_st_close(st);
-    return rc;
-}
-
-
 /* --- cameras ------------------------------------------------------------------------------------- */
 
 typedef struct frames {
@@ -177,8 +145,7 @@ static void scale_intrinsics(frames *f, int ds) {
 
 typedef struct mesh_user {
     rhd_renderer *r;
-    const float *planes; /* on the context's side */
-    int R, clamp;
+    const rhd_triplane *T; /* on the context's side */
     const rhd_mesh *m;  /* for the colour pass: vertex normals */
     const float *normals;
     float *x, *pts, *dirs, *sig, *col; /* on the context's side */
@@ -214,7 +181,7 @@ static void mu_points(mesh_user *u, const float *xyz, int64_t n) {
 static int mesh_density(void *user, float *out, const float *xyz, long n, rhd_err *e) {
     mesh_user *u = user;
     mu_points(u, xyz, n);
-    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, NULL, u->pts, NULL, u->planes, u->R, u->clamp, n);
+    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, NULL, u->pts, NULL, u->T->planes, u->T->R, u->T->clamp, n);
     rhd_buf_download(u->r->ctx, out, u->sig, sizeof(float) * (size_t)n);
     return 0;
 }
@@ -226,7 +193,8 @@ static int mesh_color(void *user, float *rgb, const float *xyz, long n, rhd_err 
     long first = (long)((xyz - u->m->xyz) / 3);
     for (long i = 0; i < 3 * n; i++) u->hdirs[i] = -u->normals[3 * first + i];
     rhd_buf_upload(u->r->ctx, u->dirs, u->hdirs, sizeof(float) * 3 * (size_t)n);
-    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, u->col, u->pts, u->dirs, u->planes, u->R, u->clamp, n);
+    rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, u->col, u->pts, u->dirs, u->T->planes, u->T->R,
+                      u->T->clamp, n);
     rhd_buf_download(u->r->ctx, rgb, u->col, sizeof(float) * 3 * (size_t)n);
     return 0;
 }
@@ -263,6 +231,137 @@ static void box_down(float *dst, const float *src, int W, int H, int f) {
             }
 }
 
+/* --- steps of main ------------------------------------------------------------------------------ */
+
+/* Which camera source the options name: --data (its views), --spiral, --orbit, --camera. */
+static int n_sources(const opts *o) { return (o->data && !o->spiral && !o->orbit) + o->spiral + o->orbit + (o->camera != NULL); }
+static int from_views(const opts *o) { return o->data && !o->spiral && !o->orbit; }
+static int render_wanted(const opts *o) { return !o->no_images || o->metrics || o->contact_sheet; }
+
+static void usage_checks(const opts *o, int npos, double bg[3], double target[3]) {
+    if (npos != 1) rhd_usage_error("expected one TRIPLANE file, got %d arguments", npos);
+    if (!o->decoder) rhd_usage_error("expected --decoder FILE (the fitted decoder, e.g. --decoder decoder.safetensors)");
+    int nsrc = n_sources(o);
+    if (nsrc > 1 || (nsrc == 0 && render_wanted(o)))
+        rhd_usage_error("expected exactly one camera source: --data DIR (its views), --spiral, --orbit or --camera JSON");
+    if (o->grid_size & (o->grid_size - 1)) rhd_usage_error("--grid-size %lld: expected a power of two (e.g. 256)", o->grid_size);
+    if ((o->metrics || o->contact_sheet) && !from_views(o))
+        rhd_usage_error("--metrics and --contact-sheet compare with ground truth: they need --data DIR without --spiral/--orbit");
+    if (o->lpips && !o->metrics) rhd_usage_error("--lpips adds LPIPS to the metrics JSON: it needs --metrics (e.g. --metrics --lpips alex.safetensors)");
+    if (o->views && !from_views(o)) rhd_usage_error("--views selects views of --data; it does not apply to --spiral/--orbit/--camera");
+    if (!o->no_images && !o->common.output) rhd_usage_error("expected -o DIR for the frames (or --no-images)");
+    if (o->bg_str && (parse_vec3(o->bg_str, bg) || bg[0] < 0 || bg[0] > 1 || bg[1] < 0 || bg[1] > 1 || bg[2] < 0 || bg[2] > 1))
+        rhd_usage_error("--bg takes three numbers in [0,1] (e.g. --bg 1,1,1), got '%s'", o->bg_str);
+    if (o->target_str && parse_vec3(o->target_str, target))
+        rhd_usage_error("--target takes three numbers (e.g. --target 0,0.4,0), got '%s'", o->target_str);
+}
+
+/* The decoder (formats/model_io.h, the loader rhd-fit uses) and the triplane on the context's side
+ * (device memory on CUDA), resized to --triplane-res, else the decoder's rhd.triplane_res, else 512. */
+static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_decoder *dec, rhd_triplane *T) {
+    rhd_err e = {0};
+    rhd_decoder_file_info dinfo;
+    if (rhd_decoder_file_read(o->decoder, ctx, 0, dec, &dinfo, &e)) rhd_die("%s", e.msg);
+    rhd_triplane host;
+    if (rhd_triplane_file_read(tri_path, &host, NULL, &e)) rhd_die("%s", e.msg);
+    if (host.C != dec->cfg.C)
+        rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, host.C, dec->cfg.C, o->decoder);
+    int Rd = o->resolution ? (int)o->resolution : dinfo.triplane_res ? dinfo.triplane_res : 512;
+    rhd_triplane_alloc(T, host.C, host.R, o->clamp, ctx);
+    rhd_buf_upload(ctx, T->planes, host.planes, rhd_triplane_bytes(&host));
+    rhd_triplane_free(&host);
+    if (T->R != Rd) {
+        rhd_info("%s: resizing the triplane from %d to %d (bicubic, a = -0.75, align_corners false)", tri_path, T->R, Rd);
+        rhd_triplane up;
+        rhd_triplane_alloc(&up, T->C, Rd, T->clamp, ctx);
+        rhd_resize_forward(ctx, up.planes, T->planes, 3, T->C, T->R, T->R, Rd, Rd, RHD_RESIZE_BICUBIC, 0);
+        rhd_triplane_free(T);
+        *T = up;
+    }
+}
+
+/* The cameras of the run at full resolution (*full_W x *full_H), then scaled by --downscale. */
+static void load_frames(const opts *o, const char *tri_path, const rhd_fit_data_cfg *dcfg, const double target[3],
+                        frames *fr, int *full_W, int *full_H) {
+    rhd_err e = {0};
+    memset(fr, 0, sizeof *fr);
+    int views = from_views(o);
+    rhd_fit_views vw = {0};
+    if (o->data) {
+        int *vl = NULL, nv = 0, v0 = 0;
+        if (views && o->views && rhd_parse_ranges(o->views, &vl, &nv, &e)) rhd_usage_error("--views: %s", e.msg);
+        /* views: the list, NULL (every view present), or view 0 only for the intrinsics */
+        if (rhd_fit_views_load(&vw, o->data, views ? vl : &v0, views ? nv : 1, dcfg, 0, &e)) rhd_die("%s", e.msg);
+        free(vl);
+        fr->K = (rhd_intrinsics){vw.fx, vw.fy, vw.cx, vw.cy};
+        fr->W = vw.W, fr->H = vw.H;
+    } else if (o->camera) {
+        float K[4];
+        fr->n = 1;
+        fr->id = rhd_xmalloc(sizeof(int));
+        fr->id[0] = 0;
+        fr->c2w = rhd_xmalloc(sizeof(float) * 12);
+        if (rhd_camera_json_load(o->camera, dcfg, fr->c2w, K, &fr->W, &fr->H, &e)) rhd_die("%s", e.msg);
+        fr->K = (rhd_intrinsics){K[0], K[1], K[2], K[3]};
+    } else {
+        float fx = (float)(o->size / (2 * tan(o->fov * M_PI / 360)));
+        fr->K = (rhd_intrinsics){fx, fx, o->size / 2.0f, o->size / 2.0f};
+        fr->W = fr->H = (int)o->size;
+    }
+    if (views) {
+        fr->n = vw.n;
+        fr->id = rhd_xmalloc(sizeof(int) * (fr->n ? fr->n : 1));
+        fr->c2w = rhd_xmalloc(sizeof(float) * 12 * (fr->n ? fr->n : 1));
+        memcpy(fr->id, vw.index, sizeof(int) * fr->n);
+        memcpy(fr->c2w, vw.c2w, sizeof(float) * 12 * fr->n);
+    } else if (o->spiral || o->orbit) {
+        fr->n = (int)o->frames;
+        fr->id = rhd_xmalloc(sizeof(int) * fr->n);
+        fr->c2w = rhd_xmalloc(sizeof(float) * 12 * fr->n);
+        for (int i = 0; i < fr->n; i++) fr->id[i] = i;
+        double radius = o->radius > 0 ? o->radius : 1.45 * sqrt(3.0) * o->bound;
+        int rc = o->spiral ? rhd_camera_spiral(fr->c2w, fr->n, o->bound, o->handedness == 1 ? RHD_SPIRAL_MIRRORED : RHD_SPIRAL_PROPER, &e)
+                           : rhd_camera_orbit(fr->c2w, fr->n, radius, o->elevation, target, &e);
+        if (rc) rhd_die("%s", e.msg);
+    }
+    if (o->data) rhd_fit_views_free(&vw);
+    if (fr->n == 0 && render_wanted(o)) rhd_die("%s: no views to render", o->data ? o->data : tri_path);
+    if (n_sources(o) == 0) fr->W = fr->H = (int)o->size; /* mesh only: no camera */
+    *full_W = fr->W, *full_H = fr->H;
+    if (*full_W % o->downscale || *full_H % o->downscale)
+        rhd_usage_error("--downscale %lld: the camera resolution %dx%d is not a multiple of it", o->downscale, *full_W, *full_H);
+    scale_intrinsics(fr, (int)o->downscale);
+}
+
+/* --mesh: the density iso-surface with decoded vertex colours, as PLY. */
+static void write_mesh(const opts *o, const char *tri_path, rhd_renderer *r, const rhd_triplane *T) {
+    rhd_err e = {0};
+    rhd_mesh_params mp;
+    rhd_mesh_params_init(&mp);
+    mp.res = (int)o->mesh_res;
+    mp.threshold = o->mesh_threshold;
+    for (int a = 0; a < 3; a++) mp.lo[a] = -o->bound, mp.hi[a] = o->bound;
+    mesh_user mu = {r, T};
+    rhd_decoder_infer_prepare(r->ctx, r->dec, &r->acts, T->planes, T->R, T->clamp);
+    rhd_mesh m;
+    if (rhd_mesh_extract(&m, &mp, mesh_density, &mu, &e)) rhd_die("--mesh %s: %s", o->mesh, e.msg);
+    if (m.nt == 0)
+        rhd_warn("--mesh %s: no density above %g in the box: the mesh is empty (try a lower --mesh-threshold)", o->mesh,
+                 o->mesh_threshold);
+    float *nrm = vertex_normals(&m);
+    mu.m = &m, mu.normals = nrm;
+    if (rhd_mesh_color(&m, mesh_color, &mu, 65536, &e)) rhd_die("--mesh %s: %s", o->mesh, e.msg);
+    rhd_decoder_infer_release(&r->acts);
+    char comment[256];
+    snprintf(comment, sizeof comment, "rhd-render %s: %s, density iso %g, grid %d^3", RHD_VERSION, tri_path,
+             o->mesh_threshold, mp.res);
+    if (rhd_ply_write(o->mesh, &m, comment, &e)) rhd_die("--mesh %s", e.msg);
+    rhd_info("--mesh %s: %ld vertices, %ld triangles, volume %.5g", o->mesh, m.nv, m.nt, rhd_mesh_volume(&m));
+    free(nrm);
+    mu_free(&mu);
+    rhd_mesh_free(&m);
+}
+
 int main(int argc, char **argv) {
     rhd_set_prog("rhd-render");
     opts o;
@@ -274,108 +373,25 @@ int main(int argc, char **argv) {
     int npos = rhd_cli_parse(&cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
     rhd_fs_install_signal_handlers();
-
-    /* --- usage checks --- */
-    if (npos != 1) rhd_usage_error("expected one TRIPLANE file, got %d arguments", npos);
-    const char *tri_path = argv[1];
-    if (!o.decoder) rhd_usage_error("expected --decoder FILE (the fitted decoder, e.g. --decoder decoder.safetensors)");
-    int nsrc = (o.data && !o.spiral && !o.orbit) + o.spiral + o.orbit + (o.camera != NULL);
-    int render_wanted = !o.no_images || o.metrics || o.contact_sheet;
-    if (nsrc > 1 || (nsrc == 0 && render_wanted))
-        rhd_usage_error("expected exactly one camera source: --data DIR (its views), --spiral, --orbit or --camera JSON");
-    if (o.grid_size & (o.grid_size - 1)) rhd_usage_error("--grid-size %lld: expected a power of two (e.g. 256)", o.grid_size);
-    int from_views = o.data && !o.spiral && !o.orbit;
-    if ((o.metrics || o.contact_sheet) && !from_views)
-        rhd_usage_error("--metrics and --contact-sheet compare with ground truth: they need --data DIR without --spiral/--orbit");
-    if (o.lpips && !o.metrics) rhd_usage_error("--lpips adds LPIPS to the metrics JSON: it needs --metrics (e.g. --metrics --lpips alex.safetensors)");
-    if (o.views && !from_views) rhd_usage_error("--views selects views of --data; it does not apply to --spiral/--orbit/--camera");
-    if (!o.no_images && !o.common.output) rhd_usage_error("expected -o DIR for the frames (or --no-images)");
     double bg[3] = {1, 1, 1}, target[3] = {0, 0.4, 0};
-    if (o.bg_str && (parse_vec3(o.bg_str, bg) || bg[0] < 0 || bg[0] > 1 || bg[1] < 0 || bg[1] > 1 || bg[2] < 0 || bg[2] > 1))
-        rhd_usage_error("--bg takes three numbers in [0,1] (e.g. --bg 1,1,1), got '%s'", o.bg_str);
-    if (o.target_str && parse_vec3(o.target_str, target))
-        rhd_usage_error("--target takes three numbers (e.g. --target 0,0.4,0), got '%s'", o.target_str);
+    usage_checks(&o, npos, bg, target);
+    const char *tri_path = argv[1];
+    int from_data = from_views(&o);
 
     rhd_err e = {0};
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
     rhd_lpips lpips = {0};
     if (o.lpips && rhd_lpips_load(&lpips, ctx, o.lpips, &e)) rhd_die("--lpips %s", e.msg);
-
-    /* --- decoder and triplane --- */
     rhd_decoder dec;
-    int fit_res;
-    if (load_decoder(o.decoder, &dec, ctx, &fit_res, &e)) rhd_die("%s", e.msg);
-    float *planes;
-    int C = 0, R = 0;
-    if (rhd_triplane_file_read(tri_path, &planes, &C, &R, NULL, &e)) rhd_die("%s", e.msg);
-    if (C != dec.cfg.C)
-        rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, C, dec.cfg.C, o.decoder);
-    int Rd = o.resolution ? (int)o.resolution : fit_res ? fit_res : 512;
-    {   /* the triplane moves to the context's side (device memory on CUDA) */
-        float *dp = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)C * R * R);
-        rhd_buf_upload(ctx, dp, planes, sizeof(float) * 3 * (size_t)C * R * R);
-        free(planes);
-        planes = dp;
-    }
-    if (R != Rd) {
-        rhd_info("%s: resizing the triplane from %d to %d (bicubic, a = -0.75, align_corners false)", tri_path, R, Rd);
-        float *up = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)C * Rd * Rd);
-        rhd_resize_forward(ctx, up, planes, 3, C, R, R, Rd, Rd, RHD_RESIZE_BICUBIC, 0);
-        rhd_buf_free(ctx, planes);
-        planes = up;
-        R = Rd;
-    }
-
-    /* --- cameras --- */
-    frames fr = {0};
+    rhd_triplane T; /* on the context's side */
+    load_model(&o, tri_path, ctx, &dec, &T);
     rhd_fit_data_cfg dcfg;
     rhd_fit_data_cfg_default(&dcfg);
     dcfg.translation_divisor = o.divisor, dcfg.scale = o.scale;
-    rhd_fit_views vw = {0};
-    if (o.data) {
-        int *vl = NULL, nv = 0, v0 = 0;
-        if (from_views && o.views && rhd_parse_ranges(o.views, &vl, &nv, &e)) rhd_usage_error("--views: %s", e.msg);
-        /* views: the list, NULL (every view present), or view 0 only for the intrinsics */
-        if (rhd_fit_views_load(&vw, o.data, from_views ? vl : &v0, from_views ? nv : 1, &dcfg, 0, &e)) rhd_die("%s", e.msg);
-        free(vl);
-        fr.K = (rhd_intrinsics){vw.fx, vw.fy, vw.cx, vw.cy};
-        fr.W = vw.W, fr.H = vw.H;
-    } else if (o.camera) {
-        float K[4];
-        fr.n = 1;
-        fr.id = rhd_xmalloc(sizeof(int));
-        fr.id[0] = 0;
-        fr.c2w = rhd_xmalloc(sizeof(float) * 12);
-        if (rhd_camera_json_load(o.camera, &dcfg, fr.c2w, K, &fr.W, &fr.H, &e)) rhd_die("%s", e.msg);
-        fr.K = (rhd_intrinsics){K[0], K[1], K[2], K[3]};
-    } else {
-        float fx = (float)(o.size / (2 * tan(o.fov * M_PI / 360)));
-        fr.K = (rhd_intrinsics){fx, fx, o.size / 2.0f, o.size / 2.0f};
-        fr.W = fr.H = (int)o.size;
-    }
-    if (from_views) {
-        fr.n = vw.n;
-        fr.id = rhd_xmalloc(sizeof(int) * (fr.n ? fr.n : 1));
-        fr.c2w = rhd_xmalloc(sizeof(float) * 12 * (fr.n ? fr.n : 1));
-        memcpy(fr.id, vw.index, sizeof(int) * fr.n);
-        memcpy(fr.c2w, vw.c2w, sizeof(float) * 12 * fr.n);
-    } else if (o.spiral || o.orbit) {
-        fr.n = (int)o.frames;
-        fr.id = rhd_xmalloc(sizeof(int) * fr.n);
-        fr.c2w = rhd_xmalloc(sizeof(float) * 12 * fr.n);
-        for (int i = 0; i < fr.n; i++) fr.id[i] = i;
-        double radius = o.radius > 0 ? o.radius : 1.45 * sqrt(3.0) * o.bound;
-        int rc = o.spiral ? rhd_camera_spiral(fr.c2w, fr.n, o.bound, o.handedness == 1 ? RHD_SPIRAL_MIRRORED : RHD_SPIRAL_PROPER, &e)
-                          : rhd_camera_orbit(fr.c2w, fr.n, radius, o.elevation, target, &e);
-        if (rc) rhd_die("%s", e.msg);
-    }
-    if (fr.n == 0 && render_wanted) rhd_die("%s: no views to render", o.data ? o.data : tri_path);
-    if (nsrc == 0) fr.W = fr.H = (int)o.size; /* mesh only: no camera */
-    int full_W = fr.W, full_H = fr.H;
-    if (full_W % o.downscale || full_H % o.downscale)
-        rhd_usage_error("--downscale %lld: the camera resolution %dx%d is not a multiple of it", o.downscale, full_W, full_H);
-    scale_intrinsics(&fr, (int)o.downscale);
+    frames fr;
+    int full_W, full_H;
+    load_frames(&o, tri_path, &dcfg, target, &fr, &full_W, &full_H);
     if ((o.metrics || o.contact_sheet) && (fr.W < RHD_SSIM_WIN || fr.H < RHD_SSIM_WIN))
         rhd_usage_error("--downscale %lld: %dx%d images are too small for SSIM (at least 11x11)", o.downscale, fr.W, fr.H);
     if (o.lpips && rhd_lpips_check_size(&lpips, fr.H, fr.W, &e)) rhd_usage_error("--downscale %lld: %s", o.downscale, e.msg);
@@ -389,12 +405,11 @@ int main(int argc, char **argv) {
     for (int c = 0; c < 3; c++) rcfg.bg[c] = (float)bg[c];
     rhd_renderer r;
     rhd_renderer_init(&r, ctx, &dec, &rcfg);
-    int clamp = o.clamp;
     rhd_occgrid grid;
     rhd_occgrid_cfg gcfg = rhd_renderer_grid_cfg(&r);
     if (rhd_occgrid_init(ctx, &grid, &gcfg, &e)) rhd_die("%s", e.msg);
     int need_render = !o.no_images || o.metrics || o.contact_sheet;
-    if (need_render) rhd_renderer_grid_warmup(&r, &grid, planes, R, clamp, (uint64_t)o.common.seed, (int)o.warmup);
+    if (need_render) rhd_renderer_grid_warmup(&r, &grid, &T, (uint64_t)o.common.seed, (int)o.warmup);
 
     if (!o.no_images) {
         char probe[4096];
@@ -419,8 +434,8 @@ int main(int argc, char **argv) {
         sheet_label = rhd_xcalloc(fr.n, sizeof(char *));
     }
     for (int f = 0; f < fr.n && need_render; f++) {
-        rhd_renderer_render_view_full(&r, &grid, planes, R, clamp, fr.c2w + 12 * f, fr.K, W, H, rgb, alpha,
-                                      o.depth ? depth : NULL);
+        rhd_render_camera cam = {fr.c2w + 12 * f, fr.K, W, H};
+        rhd_renderer_render_view_full(&r, &grid, &T, &cam, rgb, alpha, o.depth ? depth : NULL);
         for (int64_t i = 0; i < N; i++)
             for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]) * (float)bg[c];
         if (!o.no_images) {
@@ -471,7 +486,7 @@ int main(int argc, char **argv) {
                 snprintf(sheet_label[f], 96, "view %d   PSNR %.2f dB   SSIM %.4f", fr.id[f], psnr, ssim);
             }
         }
-        rhd_info("frame %d/%d (%s %d) rendered", f + 1, fr.n, from_views ? "view" : "frame", fr.id[f]);
+        rhd_info("frame %d/%d (%s %d) rendered", f + 1, fr.n, from_data ? "view" : "frame", fr.id[f]);
     }
     if (o.metrics && rhd_metrics_write_json(&mt, stdout)) rhd_die("stdout: write failed");
     if (o.contact_sheet) {
@@ -485,43 +500,16 @@ int main(int argc, char **argv) {
         free(rows), free(sheet_gt), free(sheet_pred), free(sheet_label);
     }
 
-    /* --- mesh --- */
-    if (o.mesh) {
-        rhd_mesh_params mp;
-        rhd_mesh_params_init(&mp);
-        mp.res = (int)o.mesh_res;
-        mp.threshold = o.mesh_threshold;
-        for (int a = 0; a < 3; a++) mp.lo[a] = -o.bound, mp.hi[a] = o.bound;
-        mesh_user mu = {&r, planes, R, clamp};
-        rhd_decoder_infer_prepare(ctx, &dec, &r.acts, planes, R, clamp);
-        rhd_mesh m;
-        if (rhd_mesh_extract(&m, &mp, mesh_density, &mu, &e)) rhd_die("--mesh %s: %s", o.mesh, e.msg);
-        if (m.nt == 0)
-            rhd_warn("--mesh %s: no density above %g in the box: the mesh is empty (try a lower --mesh-threshold)", o.mesh,
-                     o.mesh_threshold);
-        float *nrm = vertex_normals(&m);
-        mu.m = &m, mu.normals = nrm;
-        if (rhd_mesh_color(&m, mesh_color, &mu, 65536, &e)) rhd_die("--mesh %s: %s", o.mesh, e.msg);
-        rhd_decoder_infer_release(&r.acts);
-        char comment[256];
-        snprintf(comment, sizeof comment, "rhd-render %s: %s, density iso %g, grid %d^3", RHD_VERSION, tri_path,
-                 o.mesh_threshold, mp.res);
-        if (rhd_ply_write(o.mesh, &m, comment, &e)) rhd_die("--mesh %s", e.msg);
-        rhd_info("--mesh %s: %ld vertices, %ld triangles, volume %.5g", o.mesh, m.nv, m.nt, rhd_mesh_volume(&m));
-        free(nrm);
-        mu_free(&mu);
-        rhd_mesh_free(&m);
-    }
+    if (o.mesh) write_mesh(&o, tri_path, &r, &T);
 
     free(rgb), free(alpha), free(depth), free(pred), free(out4), free(gtd);
     rhd_metrics_free(&mt);
     rhd_lpips_free(&lpips);
     free(fr.id), free(fr.c2w);
-    if (o.data) rhd_fit_views_free(&vw);
     rhd_occgrid_free(ctx, &grid);
     rhd_renderer_free(&r);
     rhd_decoder_free(&dec);
-    rhd_buf_free(ctx, planes);
+    rhd_triplane_free(&T);
     rhd_ctx_close(ctx);
     return rhd_close_stdout();
 }

@@ -65,9 +65,18 @@ int rhd_decoder_cfg_from_st(rhd_decoder_cfg *c, const rhd_st *st, rhd_err *e) {
     rhd_decoder_cfg_default(c);
     const rhd_st_tensor *s0 = rhd_st_find(st, "sigma_net.0.weight"), *s2 = rhd_st_find(st, "sigma_net.2.weight"),
                         *c0 = rhd_st_find(st, "color_net.0.weight");
-    if (!s0 || !s2 || !c0 || s0->ndim != 2 || s2->ndim != 2 || c0->ndim != 2)
+    if (!s0 && !s2 && !c0)
         return rhd_errf(e, "%s: no decoder tensors (sigma_net.0.weight, sigma_net.2.weight, color_net.0.weight), "
                            "expected a decoder or fit checkpoint", st->name);
+    const rhd_st_tensor *need[3] = {s0, s2, c0};
+    const char *names[3] = {"sigma_net.0.weight", "sigma_net.2.weight", "color_net.0.weight"};
+    for (int i = 0; i < 3; i++) {
+        char sh[128];
+        if (!need[i]) return rhd_errf(e, "%s: tensor '%s' is missing, expected a decoder's", st->name, names[i]);
+        if (need[i]->ndim != 2)
+            return rhd_errf(e, "%s: tensor '%s' has shape %s, expected a matrix [out, in]", st->name, names[i],
+                            rhd_shape_str(need[i]->shape, need[i]->ndim, sh, sizeof sh));
+    }
     int width = 1 + 2 * c->degree;
     c->hidden = (int)s0->shape[0];
     if (s0->shape[1] % width)
@@ -76,7 +85,10 @@ int rhd_decoder_cfg_from_st(rhd_decoder_cfg *c, const rhd_st *st, rhd_err *e) {
     c->C = (int)(s0->shape[1] / width) * 4;
     c->geo = (int)s2->shape[0] - 1;
     long long cin = (long long)width * (c->C * 3 / 4) + c->geo + 3 * width;
-    if (c0->shape[1] != cin || s2->shape[1] != c->hidden)
+    if (s2->shape[1] != c->hidden)
+        return rhd_errf(e, "%s: tensor 'sigma_net.2.weight' has %lld inputs, expected %d (the rows of sigma_net.0.weight)",
+                        st->name, (long long)s2->shape[1], c->hidden);
+    if (c0->shape[1] != cin)
         return rhd_errf(e, "%s: color_net.0.weight has %lld inputs, expected %lld for %d channels and %d geometry features",
                         st->name, (long long)c0->shape[1], cin, c->C, c->geo);
     return 0;
@@ -278,7 +290,7 @@ void rhd_decoder_infer_prepare(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_a
     /* CPU: the channels-last planes, sampled by every infer call until the release */
     if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
     a->ctx = ctx;
-    int64_t np = (int64_t)3 * d->cfg.C * R * R;
+    int64_t np = rhd_triplane_numel_of(d->cfg.C, R);
     if (a->packed_cap < np) {
         rhd_buf_free(ctx, a->packed);
         a->packed = rhd_buf_alloc(ctx, sizeof(float) * (size_t)np);

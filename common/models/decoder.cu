@@ -62,7 +62,7 @@ extern "C" int rhd_decoder_infer_prepare_cuda(rhd_ctx *ctx, const rhd_decoder *d
     rhd_transpose_forward(ctx, c0t, rhd_param(&d->P, RHD_DEC_C0W), 1, h, d->Cin);
     rhd_transpose_forward(ctx, c1t, rhd_param(&d->P, RHD_DEC_C1W), 1, h, h);
     rhd_transpose_forward(ctx, c2t, rhd_param(&d->P, RHD_DEC_C2W), 1, 3, h);
-    int64_t np = (int64_t)3 * d->cfg.C * R * R;
+    int64_t np = rhd_triplane_numel_of(d->cfg.C, R);
     if (a->packed_cap < np) {
         rhd_buf_free(ctx, a->packed);
         a->packed = (float *)rhd_buf_alloc(ctx, sizeof(float) * (size_t)np);

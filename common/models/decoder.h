@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include "common/backend.h"
 #include "common/params.h"
+#include "common/triplane.h"
 
 typedef struct rhd_decoder_cfg {
     int C;       /* triplane channels (32); colour 3C/4, density C/4 */

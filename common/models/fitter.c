@@ -43,13 +43,20 @@ uint64_t rhd_fit_seed(uint64_t seed, uint64_t a, uint64_t b) {
     return x;
 }
 
-void rhd_fit_triplane_init(float *planes, int C, int R, uint64_t seed, int id) {
-    int64_t n = (int64_t)3 * C * R * R;
+void rhd_fit_triplane_init(rhd_triplane *t, uint64_t seed, int id) {
+    RHD_ASSERT(!t->ctx || t->ctx->backend == RHD_BACKEND_CPU);
+    float *planes = t->planes;
+    int64_t n = rhd_triplane_numel(t);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float v = 0.1f * rhd_rng_normal(seed, RHD_STREAM(RHD_STREAM_TRIPLANE_INIT, id), (uint64_t)i);
         planes[i] = v < -1.f ? -1.f : (v > 1.f ? 1.f : v);
     }
+}
+
+void rhd_fit_triplane_new(rhd_triplane *t, const rhd_fit_cfg *cfg, int id) {
+    rhd_triplane_alloc(t, cfg->C, cfg->R, cfg->clamp, NULL);
+    rhd_fit_triplane_init(t, cfg->seed, id);
 }
 
 void rhd_iwc_states_init(rhd_iwc_states *s, int n) {
@@ -93,7 +100,7 @@ static void view_perm(int *perm, int n, uint64_t seed, int64_t epoch) {
 
 /* L_dist (§7.3) of one avatar: K points and their perturbed copies through the density path;
  * gradients scaled by `scale` into dplanes (+=) and the decoder (+=). Returns the loss. */
-static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *planes, float *dplanes, uint64_t seed,
+static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_triplane *T, float *dplanes, uint64_t seed,
                         int64_t step, double scale, int want) {
     int K = cfg->dist_points;
     if (K <= 0 || scale == 0) return 0;
@@ -113,7 +120,7 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *pl
     float *buf = cpu ? NULL : rhd_renderer_scratch(r, 10 * (int64_t)K);
     float *pts_c = cpu ? pts : buf, *sig_c = cpu ? sig : buf + 6 * K, *dsig_c = cpu ? dsig : buf + 8 * K;
     if (!cpu) rhd_buf_upload(ctx, pts_c, pts, sizeof(float) * 6 * (size_t)K);
-    rhd_decoder_density(ctx, r->dec, &r->acts, sig_c, pts_c, planes, cfg->R, cfg->clamp, 2 * K);
+    rhd_decoder_density(ctx, r->dec, &r->acts, sig_c, pts_c, T->planes, T->R, T->clamp, 2 * K);
     if (!cpu) rhd_buf_download(ctx, sig, sig_c, sizeof(float) * 2 * (size_t)K);
     double l = 0, m = 0;
     for (int k = 0; k < K; k++) {
@@ -124,32 +131,49 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const float *pl
         dsig[K + k] = (float)(scale * -sg / K);
     }
     if (!cpu) rhd_buf_upload(ctx, dsig_c, dsig, sizeof(float) * 2 * (size_t)K);
-    rhd_decoder_density_backward(ctx, r->dec, &r->acts, dplanes, dsig_c, pts_c, planes, cfg->R, cfg->clamp, 2 * K, want);
+    rhd_decoder_density_backward(ctx, r->dec, &r->acts, dplanes, dsig_c, pts_c, T->planes, T->R, T->clamp, 2 * K, want);
     free(pts), free(sig), free(dsig);
     return l / K + cfg->dist_inner * m / K;
 }
 
-double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, const rhd_fit_views *v,
-                    int warmup, uint64_t seed, double *psnr_each, float *render_out) {
+double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, const rhd_fit_views *v, int warmup,
+                    uint64_t seed, double *psnr_each, float *render_out) {
     if (!v || v->n == 0) return NAN;
     int64_t np = (int64_t)v->W * v->H * 3;
     float *img = render_out ? NULL : malloc(sizeof(float) * (size_t)np);
-    int64_t tri_n = (int64_t)3 * r->dec->cfg.C * R * R;
-    const float *host_planes = planes;
-    planes = to_ctx(r->ctx, host_planes, tri_n);
-    if (warmup > 0) rhd_renderer_grid_warmup(r, g, planes, R, clamp, seed, warmup);
-    rhd_intrinsics in = {v->fx, v->fy, v->cx, v->cy};
+    rhd_triplane dev;
+    rhd_triplane_to_ctx(&dev, T, r->ctx);
+    if (warmup > 0) rhd_renderer_grid_warmup(r, g, &dev, seed, warmup);
     double sum = 0;
     for (int i = 0; i < v->n; i++) {
         float *out = render_out ? render_out + np * i : img;
-        rhd_renderer_render_view(r, g, planes, R, clamp, v->c2w + 12 * i, in, v->W, v->H, out);
+        rhd_render_camera cam = {v->c2w + 12 * i, {v->fx, v->fy, v->cx, v->cy}, v->W, v->H};
+        rhd_renderer_render_view(r, g, &dev, &cam, out);
         double p = rhd_psnr(out, v->gt + np * i, np);
         if (psnr_each) psnr_each[i] = p;
         sum += p;
     }
     free(img);
-    from_ctx(r->ctx, (float *)host_planes, (float *)planes, tri_n, 0);
+    rhd_triplane_free(&dev);
     return sum / v->n;
+}
+
+/* The avatars of a visit: at least one, a ray each, host [3,C,R,R] triplanes of the decoder's C
+ * and one R. */
+static int check_visit(const rhd_fit_cfg *cfg, const rhd_decoder *dec, int entry_index, const rhd_fit_avatar *av, int nav,
+                       rhd_err *e) {
+    if (nav < 1) return rhd_errf(e, "entry %d: no avatars, expected at least one", entry_index);
+    if (cfg->rays < nav) return rhd_errf(e, "--rays: %lld rays for %d avatars, expected at least one each", (long long)cfg->rays, nav);
+    for (int a = 0; a < nav; a++) {
+        const rhd_triplane *t = &av[a].planes;
+        if (t->C != dec->cfg.C || t->layout != RHD_TRIPLANE_PLANES || t->ctx)
+            return rhd_errf(e, "%s: a host triplane [3,%d,R,R] in the %s layout, expected [3,%d,R,R] for the decoder",
+                            av[a].name, t->C, rhd_triplane_layout_name(t->layout), dec->cfg.C);
+        if (t->R != av[0].planes.R)
+            return rhd_errf(e, "entry %d: the triplanes of %s and %s differ in resolution, expected one size", entry_index,
+                            av[0].name, av[a].name);
+    }
+    return 0;
 }
 
 int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan, int entry_index,
@@ -158,18 +182,17 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     const rhd_plan_entry *en = &plan->entries[entry_index];
     rhd_decoder *dec = r->dec;
     rhd_params *P = &dec->P;
-    int C = cfg->C, R = cfg->R;
-    int64_t tri_n = (int64_t)3 * C * R * R;
     int train_dec = !cfg->freeze_decoder;
     double w_iwc = cfg->w_iwc_override >= 0 ? cfg->w_iwc_override : plan->iwc_weight;
     double t_start = rhd_now();
     memset(res, 0, sizeof *res);
 
-    if (cfg->rays < nav) return rhd_errf(e, "--rays: %lld rays for %d avatars, expected at least one each", (long long)cfg->rays, nav);
+    if (check_visit(cfg, dec, entry_index, av, nav, e) || nav < 1) return -1; /* (nav < 1: for the compiler) */
+    int64_t tri_n = rhd_triplane_numel(&av[0].planes);
     /* per-avatar state */
     float **grad = calloc((size_t)nav, sizeof(float *)), **m = calloc((size_t)nav, sizeof(float *)),
-          **v = calloc((size_t)nav, sizeof(float *)), **tri = calloc((size_t)nav, sizeof(float *)),
-          **gt = calloc((size_t)nav, sizeof(float *));
+          **v = calloc((size_t)nav, sizeof(float *)), **gt = calloc((size_t)nav, sizeof(float *));
+    rhd_triplane *tri = calloc((size_t)nav, sizeof(rhd_triplane)); /* the triplanes on the context's side */
     rhd_occgrid *grids = calloc((size_t)nav, sizeof(rhd_occgrid));
     uint64_t *seeds = calloc((size_t)nav, sizeof(uint64_t));
     int **perm = calloc((size_t)nav, sizeof(int *));
@@ -180,7 +203,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
         v[a] = rhd_buf_alloc(ctx, sizeof(float) * (size_t)tri_n);
         rhd_buf_zero(ctx, m[a], sizeof(float) * (size_t)tri_n);
         rhd_buf_zero(ctx, v[a], sizeof(float) * (size_t)tri_n);
-        tri[a] = to_ctx(ctx, av[a].planes, tri_n);
+        rhd_triplane_to_ctx(&tri[a], &av[a].planes, ctx);
+        tri[a].clamp = cfg->clamp;
         gt[a] = to_ctx(ctx, av[a].train->gt, (int64_t)av[a].train->n * av[a].train->W * av[a].train->H * 3);
         if (rhd_occgrid_init(ctx, &grids[a], &gc, e)) return -1;
         seeds[a] = rhd_fit_seed(cfg->seed, (uint64_t)av[a].id, (uint64_t)entry_index);
@@ -215,7 +239,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     int64_t share_base = cfg->rays / nav, extra = cfg->rays % nav;
     for (int64_t k = 0; k < en->steps; k++) {
         if (k % cfg->update_interval == 0)
-            for (int a = 0; a < nav; a++) rhd_renderer_grid_update(r, &grids[a], tri[a], R, cfg->clamp, seeds[a]);
+            for (int a = 0; a < nav; a++) rhd_renderer_grid_update(r, &grids[a], &tri[a], seeds[a]);
         if (train_dec) rhd_buf_zero(ctx, P->grad, sizeof(float) * (size_t)P->total);
         double loss = 0, mse_sum = 0;
         for (int a = 0; a < nav; a++) {
@@ -225,19 +249,20 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             if (k % tv->n == 0) view_perm(perm[a], tv->n, seeds[a], k / tv->n);
             int vi = perm[a][k % tv->n];
             rhd_buf_zero(ctx, grad[a], sizeof(float) * (size_t)tri_n);
-            rhd_intrinsics in = {tv->fx, tv->fy, tv->cx, tv->cy};
             rhd_render_stats st = {0};
             const float *img = gt[a] + (size_t)vi * tv->W * tv->H * 3;
-            double mse = rhd_renderer_train_rays(r, &grids[a], tri[a], grad[a], R, cfg->clamp, tv->c2w + 12 * vi,
-                                                 in, tv->W, tv->H, img, N, seeds[a], k, (float)share, train_dec, &st);
+            rhd_render_camera cam = {tv->c2w + 12 * vi, {tv->fx, tv->fy, tv->cx, tv->cy}, tv->W, tv->H};
+            rhd_train_rays_opts ro = {N, seeds[a], k, (float)share, train_dec};
+            double mse = rhd_renderer_train_rays(r, &grids[a], &tri[a], grad[a], &cam, img, &ro, &st);
             res->samples += st.samples_kept;
             mse_sum += share * mse;
             loss += share * mse;
-            if (cfg->w_l1 > 0) loss += cfg->w_l1 * rhd_loss_triplane_l1(ctx, grad[a], tri[a], C, R, (float)cfg->w_l1, cfg->clamp);
-            if (cfg->w_tv > 0) loss += cfg->w_tv * rhd_loss_triplane_tv(ctx, grad[a], tri[a], C, R, (float)cfg->w_tv, cfg->clamp);
+            const rhd_triplane *T = &tri[a];
+            if (cfg->w_l1 > 0) loss += cfg->w_l1 * rhd_loss_triplane_l1(ctx, grad[a], T->planes, T->C, T->R, (float)cfg->w_l1, T->clamp);
+            if (cfg->w_tv > 0) loss += cfg->w_tv * rhd_loss_triplane_tv(ctx, grad[a], T->planes, T->C, T->R, (float)cfg->w_tv, T->clamp);
             if (cfg->w_dist > 0)
                 loss += share * cfg->w_dist *
-                        dist_loss(r, cfg, tri[a], grad[a], seeds[a], k, share * cfg->w_dist, train_dec);
+                        dist_loss(r, cfg, T, grad[a], seeds[a], k, share * cfg->w_dist, train_dec);
         }
         if (iwc_f) {
             double l = 0;
@@ -248,7 +273,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
         }
         if (train_dec && k >= en->steps - fisher_steps) rhd_sqr_acc(ctx, fisher, P->grad, (float)fisher_steps, (long)P->total);
         tri_adam.lr = rhd_plan_triplane_lr(en, k);
-        for (int a = 0; a < nav; a++) rhd_adam_step(ctx, tri[a], m[a], v[a], grad[a], tri_n, &tri_adam, k + 1);
+        for (int a = 0; a < nav; a++) rhd_adam_step(ctx, tri[a].planes, m[a], v[a], grad[a], tri_n, &tri_adam, k + 1);
         if (train_dec) {
             dec_adam.lr = rhd_plan_decoder_lr(plan, en, k);
             rhd_adam_step(ctx, P->data, P->m, P->v, P->grad, P->total, &dec_adam, en->first_step + k + 1);
@@ -274,11 +299,14 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             rhd_buf_download(ctx, iwc->optpar[s], P->data, sizeof(float) * (size_t)P->total);
         }
     for (int a = 0; a < nav; a++) { /* the fitted triplanes back to the caller */
-        from_ctx(ctx, av[a].planes, tri[a], tri_n, 1);
-        tri[a] = NULL;
+        rhd_triplane_download(&av[a].planes, &tri[a]);
+        rhd_triplane_free(&tri[a]);
     }
-    for (int a = 0; a < nav; a++)
-        av[a].psnr = rhd_fit_eval(r, &grids[a], av[a].planes, R, cfg->clamp, av[a].eval, 0, seeds[a], NULL, NULL);
+    for (int a = 0; a < nav; a++) {
+        rhd_triplane host = av[a].planes;
+        host.clamp = cfg->clamp;
+        av[a].psnr = rhd_fit_eval(r, &grids[a], &host, av[a].eval, 0, seeds[a], NULL, NULL);
+    }
     res->seconds = rhd_now() - t_start;
     int rc = 0;
     if (0) {
@@ -287,7 +315,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     }
     for (int a = 0; a < nav; a++) {
         rhd_buf_free(ctx, grad[a]), rhd_buf_free(ctx, m[a]), rhd_buf_free(ctx, v[a]), free(perm[a]);
-        from_ctx(ctx, av[a].planes, tri[a], tri_n, 1); /* after a failure: the planes as they are, as on the CPU */
+        rhd_triplane_download(&av[a].planes, &tri[a]); /* after a failure: the planes as they are, as on the CPU */
+        rhd_triplane_free(&tri[a]);
         from_ctx(ctx, NULL, gt[a], 0, 0);
         rhd_occgrid_free(ctx, &grids[a]);
     }

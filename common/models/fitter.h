@@ -28,9 +28,10 @@
 #include "common/models/fit_data.h"
 #include "common/models/renderer.h"
 #include "common/plan.h"
+#include "common/triplane.h"
 
 typedef struct rhd_fit_cfg {
-    int C, R;               /* triplane channels and resolution (32, 512) */
+    int C, R;               /* channels and resolution of new triplanes (32, 512) */
     int64_t rays;           /* rays per step (8192) */
     double w_l1, w_tv, w_dist, w_iwc_override; /* stage 1: 1e-6, 2e-4, 2e-5; w_iwc from the plan unless override >= 0 */
     int dist_points;        /* 1000 */
@@ -50,7 +51,7 @@ typedef struct rhd_fit_avatar {
     int id;                  /* index in the plan's avatar list (folded into the seed) */
     const char *name;
     rhd_fit_views *train;    /* with images */
-    float *planes;           /* [3, C, R, R], updated in place (raw, unclamped) */
+    rhd_triplane planes;     /* host [3, C, R, R], updated in place (raw values; cfg.clamp says how they are read) */
     rhd_fit_views *eval;     /* views rendered after the visit with the visit's grid (may be NULL) */
     double psnr;             /* out: mean PSNR over eval (NAN without eval views) */
 } rhd_fit_avatar;
@@ -72,18 +73,24 @@ typedef struct rhd_fit_result {
 extern "C" {
 #endif
 void rhd_fit_cfg_default(rhd_fit_cfg *c, int stage);
-/* 0.1*N(0,1) from Philox (seed, RHD_STREAM(RHD_STREAM_TRIPLANE_INIT, id)), then clamped to [-1,1]. */
-void rhd_fit_triplane_init(float *planes, int C, int R, uint64_t seed, int id);
+/* A host triplane of cfg's C and R (clamp = cfg's), 0.1*N(0,1) from Philox (seed,
+ * RHD_STREAM(RHD_STREAM_TRIPLANE_INIT, id)), then clamped to [-1,1]. */
+void rhd_fit_triplane_new(rhd_triplane *t, const rhd_fit_cfg *cfg, int id);
+/* The same values into an existing host triplane (any C, R). */
+void rhd_fit_triplane_init(rhd_triplane *t, uint64_t seed, int id);
 void rhd_iwc_states_init(rhd_iwc_states *s, int n);
 void rhd_iwc_states_free(rhd_iwc_states *s);
 /* Run one visit; writes the IWC states of the avatars of the entry (allocated as needed).
- * progress: print a line every `log_every` steps (0: never). */
+ * Every avatar's triplane is a host [3,C,R,R] with the decoder's C, all of one R; the visit reads
+ * them with cfg->clamp whatever their own flag says. progress: print a line every `log_every`
+ * steps (0: never). */
 int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan, int entry_index,
                   rhd_fit_avatar *av, int nav, rhd_iwc_states *iwc, int log_every, rhd_fit_result *res, rhd_err *e);
-/* Mean PSNR of an avatar's views rendered with a grid: warm-up (reset + full updates) when
- * warmup > 0, else the grid as it is. psnr_each [views->n] may be NULL. */
-double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, const rhd_fit_views *views,
-                    int warmup, uint64_t seed, double *psnr_each, float *render_out);
+/* Mean PSNR of an avatar's views rendered with a grid from the HOST triplane T (read with its
+ * clamp flag): warm-up (reset + full updates) when warmup > 0, else the grid as it is.
+ * psnr_each [views->n] and render_out [views->n][H*W*3] may be NULL. */
+double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, const rhd_fit_views *views, int warmup,
+                    uint64_t seed, double *psnr_each, float *render_out);
 /* A seed folded with up to two indices (splitmix64 steps). */
 uint64_t rhd_fit_seed(uint64_t seed, uint64_t a, uint64_t b);
 #ifdef __cplusplus

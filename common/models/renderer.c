@@ -123,35 +123,44 @@ rhd_occgrid_cfg rhd_renderer_grid_cfg(const rhd_renderer *r) {
 
 typedef struct density_user {
     rhd_renderer *r;
-    const float *planes;
-    int R, clamp;
+    const rhd_triplane *T;
     float *pts;
 } density_user;
 
 static void density_fn(rhd_ctx *ctx, float *sigma, const float *xyz, int64_t n, void *user) {
     density_user *u = user;
     normalise(ctx, &u->r->cfg, u->pts, xyz, n);
-    rhd_decoder_infer(ctx, u->r->dec, &u->r->acts, sigma, NULL, u->pts, NULL, u->planes, u->R, u->clamp, n);
+    rhd_decoder_infer(ctx, u->r->dec, &u->r->acts, sigma, NULL, u->pts, NULL, u->T->planes, u->T->R, u->T->clamp, n);
 }
 
-void rhd_renderer_grid_update(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed) {
-    density_user u = {r, planes, R, clamp, rhd_renderer_scratch(r, 3 * r->cfg.chunk)};
-    rhd_decoder_infer_prepare(r->ctx, r->dec, &r->acts, planes, R, clamp);
+/* The renderer reads PLANES-layout triplanes of the decoder's channels on its context's side. */
+static void check_triplane(const rhd_renderer *r, const rhd_triplane *T) {
+    RHD_ASSERT(T->layout == RHD_TRIPLANE_PLANES && "the renderer reads [3,C,R,R] triplanes");
+    RHD_ASSERT(T->C == r->dec->cfg.C && "triplane channels differ from the decoder's");
+    RHD_ASSERT((T->ctx == NULL || T->ctx->backend == r->ctx->backend) && "triplane on another side");
+    RHD_ASSERT((T->ctx != NULL || r->ctx->backend == RHD_BACKEND_CPU) && "host triplane given to a device renderer");
+}
+
+void rhd_renderer_grid_update(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, uint64_t seed) {
+    check_triplane(r, T);
+    density_user u = {r, T, rhd_renderer_scratch(r, 3 * r->cfg.chunk)};
+    rhd_decoder_infer_prepare(r->ctx, r->dec, &r->acts, T->planes, T->R, T->clamp);
     rhd_occgrid_update(r->ctx, g, seed, r->cfg.chunk, density_fn, &u);
     rhd_decoder_infer_release(&r->acts);
 }
 
-void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed,
-                              int n_updates) {
+void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, uint64_t seed, int n_updates) {
     rhd_occgrid_reset(r->ctx, g);
-    for (int i = 0; i < n_updates; i++) rhd_renderer_grid_update(r, g, planes, R, clamp, seed);
+    for (int i = 0; i < n_updates; i++) rhd_renderer_grid_update(r, g, T, seed);
 }
 
 /* ---- training ---- */
 
-static double train_core(rhd_renderer *r, const float *planes, float *dplanes, int R, int clamp, const int32_t *rays,
-                         int64_t N, int64_t M, const float *gt, float weight, int want, float *pred_out) {
+static double train_core(rhd_renderer *r, const rhd_triplane *T, float *dplanes, const int32_t *rays, int64_t N,
+                         int64_t M, const float *gt, float weight, int want, float *pred_out) {
     rhd_ctx *ctx = r->ctx;
+    const float *planes = T->planes;
+    int R = T->R, clamp = T->clamp;
     rhd_composite_cfg cc = rhd_composite_cfg_default();
     memcpy(cc.bg, r->cfg.bg, sizeof cc.bg);
     cc.T_thresh = r->cfg.T_thresh;
@@ -165,26 +174,29 @@ static double train_core(rhd_renderer *r, const float *planes, float *dplanes, i
     return mse;
 }
 
-double rhd_renderer_train_samples(rhd_renderer *r, const float *planes, float *dplanes, int R, int clamp,
-                                  const float *xyz, const float *dirs, const float *delta0, const float *delta1,
-                                  const int32_t *rays, int64_t N, int64_t M, const float *gt, float weight, int want,
-                                  float *pred_out) {
+double rhd_renderer_train_samples(rhd_renderer *r, const rhd_triplane *T, float *dplanes, const float *xyz,
+                                  const float *dirs, const float *delta0, const float *delta1, const int32_t *rays,
+                                  int64_t N, int64_t M, const float *gt, float weight, int want, float *pred_out) {
+    check_triplane(r, T);
     reserve_rays(r, N);
     reserve_samples(r, M);
     rhd_buf_copy(r->ctx, r->xyz, xyz, sizeof(float) * 3 * (size_t)M);
     rhd_buf_copy(r->ctx, r->dirs, dirs, sizeof(float) * 3 * (size_t)M);
     rhd_buf_copy(r->ctx, r->d0, delta0, sizeof(float) * (size_t)M);
     rhd_buf_copy(r->ctx, r->d1, delta1, sizeof(float) * (size_t)M);
-    return train_core(r, planes, dplanes, R, clamp, rays, N, M, gt, weight, want, pred_out);
+    return train_core(r, T, dplanes, rays, N, M, gt, weight, want, pred_out);
 }
 
-double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const float *planes, float *dplanes, int R,
-                               int clamp, const float *c2w, rhd_intrinsics intr, int W, int H, const float *gt_img,
-                               int64_t N, uint64_t seed, int64_t step, float weight, int want, rhd_render_stats *st) {
+double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, float *dplanes,
+                               const rhd_render_camera *cam, const float *gt_img, const rhd_train_rays_opts *o,
+                               rhd_render_stats *st) {
+    check_triplane(r, T);
     rhd_ctx *ctx = r->ctx;
+    int64_t N = o->rays, step = o->step;
+    uint64_t seed = o->seed;
     reserve_rays(r, N);
-    rhd_rays_random_pixels(ctx, r->pix, N, W, H, seed, RHD_STREAM(RHD_STREAM_RAYS, step));
-    rhd_rays_generate(ctx, r->rays_o, r->rays_d, r->pix, c2w, intr, W, 0, N);
+    rhd_rays_random_pixels(ctx, r->pix, N, cam->W, cam->H, seed, RHD_STREAM(RHD_STREAM_RAYS, step));
+    rhd_rays_generate(ctx, r->rays_o, r->rays_d, r->pix, cam->c2w, cam->K, cam->W, 0, N);
     rhd_rays_gather(ctx, r->gt, gt_img, r->pix, N, 3);
     rhd_rays_near_far(ctx, r->nears, r->fars, r->rays_o, r->rays_d, N, r->cfg.bound, r->cfg.min_near);
     rhd_march_cfg mc = march_cfg(r, 1, seed, RHD_STREAM(RHD_STREAM_MARCH, step));
@@ -194,7 +206,7 @@ double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const float *pla
     int64_t kept = rhd_march_train_write(ctx, r->xyz, r->dirs, r->d0, r->d1, r->rays, r->rays_o, r->rays_d, r->nears,
                                          r->fars, g->bitfield, N, M, &mc);
     rhd_occgrid_record_step(g, total, N);
-    double mse = train_core(r, planes, dplanes, R, clamp, r->rays, N, kept, r->gt, weight, want, NULL);
+    double mse = train_core(r, T, dplanes, r->rays, N, kept, r->gt, o->weight, o->want_dparams, NULL);
     if (st) {
         st->samples_requested += total;
         st->samples_kept += kept;
@@ -208,12 +220,15 @@ double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const float *pla
 
 /* The inference loop of §3.8/§6.2 into r->pred (premultiplied rgb), r->wsum (opacity) and r->dacc
  * (weighted t), all on the context's side. */
-static void render_core(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, const float *c2w,
-                        rhd_intrinsics intr, int W, int H, int want_depth) {
+static void render_core(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, const rhd_render_camera *cam,
+                        int want_depth) {
+    check_triplane(r, T);
     rhd_ctx *ctx = r->ctx;
-    int64_t N = (int64_t)W * H;
+    const float *planes = T->planes;
+    int R = T->R, clamp = T->clamp;
+    int64_t N = (int64_t)cam->W * cam->H;
     reserve_rays(r, N);
-    rhd_rays_generate(ctx, r->rays_o, r->rays_d, NULL, c2w, intr, W, 0, N);
+    rhd_rays_generate(ctx, r->rays_o, r->rays_d, NULL, cam->c2w, cam->K, cam->W, 0, N);
     rhd_rays_near_far(ctx, r->nears, r->fars, r->rays_o, r->rays_d, N, r->cfg.bound, r->cfg.min_near);
     rhd_buf_zero(ctx, r->pred, sizeof(float) * 3 * (size_t)N);
     rhd_buf_zero(ctx, r->wsum, sizeof(float) * (size_t)N);
@@ -238,20 +253,19 @@ static void render_core(rhd_renderer *r, rhd_occgrid *g, const float *planes, in
     rhd_decoder_infer_release(&r->acts);
 }
 
-void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
-                              const float *c2w, rhd_intrinsics intr, int W, int H, float *out) {
-    int64_t N = (int64_t)W * H;
-    render_core(r, g, planes, R, clamp, c2w, intr, W, H, 0);
+void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, const rhd_render_camera *cam,
+                              float *out) {
+    int64_t N = (int64_t)cam->W * cam->H;
+    render_core(r, g, T, cam, 0);
     /* composite on the background in place: pred = rgb + (1 - A) bg */
     rhd_composite_infer_finish(r->ctx, r->pred, NULL, r->pred, r->wsum, NULL, NULL, NULL, r->cfg.bg, N);
     rhd_buf_download(r->ctx, out, r->pred, sizeof(float) * 3 * (size_t)N);
 }
 
-void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
-                                   const float *c2w, rhd_intrinsics intr, int W, int H, float *rgb, float *alpha,
-                                   float *depth) {
-    int64_t N = (int64_t)W * H;
-    render_core(r, g, planes, R, clamp, c2w, intr, W, H, depth != NULL);
+void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T,
+                                   const rhd_render_camera *cam, float *rgb, float *alpha, float *depth) {
+    int64_t N = (int64_t)cam->W * cam->H;
+    render_core(r, g, T, cam, depth != NULL);
     if (depth) {
         rhd_composite_infer_finish(r->ctx, NULL, r->depth, NULL, r->wsum, r->dacc, r->nears, r->fars, r->cfg.bg, N);
         rhd_buf_download(r->ctx, depth, r->depth, sizeof(float) * (size_t)N);

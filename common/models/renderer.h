@@ -13,8 +13,10 @@
  *   rhd_renderer_render_view   inference march (§3.8) + compositing (§6.2) of a full view
  *                              (the decoder's inference path: one fused kernel per step on CUDA)
  *
- * Memory: planes, dplanes, gt images and packed samples are on the context's side (device memory
- * on CUDA); c2w and intrinsics are host values; rendered views come back in host memory.
+ * Triplanes (common/triplane.h) are in the PLANES layout with C = the decoder's channels; their
+ * clamp flag says whether the decoder reads clamp(T, -1, 1).
+ * Memory: triplanes, dplanes, gt images and packed samples are on the context's side (device
+ * memory on CUDA); c2w and intrinsics are host values; rendered views come back in host memory.
  *
  * Coordinates: marched positions are world points in [-bound,bound]^3; the sampler receives
  * x_n = x/bound (the aabb remap), or x_n/bound with double_normalization (§12.3, the original:
@@ -24,6 +26,7 @@
 #include <stdint.h>
 #include "common/backend.h"
 #include "common/models/decoder.h"
+#include "common/triplane.h"
 #include "kernels/composite.h"
 #include "kernels/march.h"
 #include "kernels/occgrid.h"
@@ -44,6 +47,22 @@ typedef struct rhd_render_cfg {
     int double_norm;       /* 0: x/bound; 1: the original's second normalisation too */
     int64_t chunk;         /* decoder points per call in grid updates (65536) */
 } rhd_render_cfg;
+
+/* One camera: c2w [12] (row-major 3x4, host), intrinsics, image size. */
+typedef struct rhd_render_camera {
+    const float *c2w;
+    rhd_intrinsics K;
+    int W, H;
+} rhd_render_camera;
+
+/* One training step's rays (rhd_renderer_train_rays). */
+typedef struct rhd_train_rays_opts {
+    int64_t rays;      /* N rays drawn at random pixels */
+    uint64_t seed;     /* pixel draws and march noise from (seed, step) */
+    int64_t step;
+    float weight;      /* the MSE's gradient is scaled by it */
+    int want_dparams;  /* also accumulate the decoder gradients */
+} rhd_train_rays_opts;
 
 typedef struct rhd_render_stats {
     int64_t samples_requested, samples_kept, rays;
@@ -78,31 +97,28 @@ float *rhd_renderer_scratch(rhd_renderer *r, int64_t n);
 /* Grid configuration matching the renderer's. */
 rhd_occgrid_cfg rhd_renderer_grid_cfg(const rhd_renderer *r);
 
-void rhd_renderer_grid_update(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed);
-void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp, uint64_t seed,
-                              int n_updates);
+void rhd_renderer_grid_update(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, uint64_t seed);
+void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, uint64_t seed, int n_updates);
 
-/* gt_img [H*W, 3]; c2w [12]; pixel draws and march noise from (seed, step). Returns the MSE. */
-double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const float *planes, float *dplanes, int R,
-                               int clamp, const float *c2w, rhd_intrinsics intr, int W, int H, const float *gt_img,
-                               int64_t N, uint64_t seed, int64_t step, float weight, int want_dparams,
+/* gt_img [H*W, 3] on the context's side. dplanes (+=) has T's shape. Returns the MSE. */
+double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, float *dplanes,
+                               const rhd_render_camera *cam, const float *gt_img, const rhd_train_rays_opts *o,
                                rhd_render_stats *st);
 /* Packed samples: xyz [M,3] world, dirs [M,3], delta0/delta1 [M], rays [N,2] (offset,count);
  * gt [N,3]. Writes pred [N,3] when non-NULL. Returns the MSE. */
-double rhd_renderer_train_samples(rhd_renderer *r, const float *planes, float *dplanes, int R, int clamp,
-                                  const float *xyz, const float *dirs, const float *delta0, const float *delta1,
-                                  const int32_t *rays, int64_t N, int64_t M, const float *gt, float weight,
-                                  int want_dparams, float *pred_out);
+double rhd_renderer_train_samples(rhd_renderer *r, const rhd_triplane *T, float *dplanes, const float *xyz,
+                                  const float *dirs, const float *delta0, const float *delta1, const int32_t *rays,
+                                  int64_t N, int64_t M, const float *gt, float weight, int want_dparams,
+                                  float *pred_out);
 /* Render a view into HOST memory: out [H*W, 3] composited on cfg.bg (unclamped, as the original's
  * PSNR uses it). */
-void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
-                              const float *c2w, rhd_intrinsics intr, int W, int H, float *out);
+void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, const rhd_render_camera *cam,
+                              float *out);
 /* The same keeping what the tools write, into HOST memory, each optional (NULL): rgb [H*W, 3]
  * premultiplied (no background), alpha [H*W] the accumulated weight, depth [H*W] in [0, 1]:
  * (sum w t - near) / (far - near), 0 for empty rays (§6.2, kernels/composite.h). */
-void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const float *planes, int R, int clamp,
-                                   const float *c2w, rhd_intrinsics intr, int W, int H, float *rgb, float *alpha,
-                                   float *depth);
+void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T,
+                                   const rhd_render_camera *cam, float *rgb, float *alpha, float *depth);
 /* PSNR of one image: -10 log10(mean (a-b)^2) over n values. */
 double rhd_psnr(const float *a, const float *b, int64_t n);
 #ifdef __cplusplus

@@ -78,8 +78,9 @@ int main(void) {
     float *c_gt = bench_put(gt, sizeof(float) * N * 3);
     int32_t *c_rays = bench_put(rays, sizeof(int32_t) * N * 2);
     double best_ms;
-    BENCH_BEST(best_ms, rhd_renderer_train_samples(&r, c_planes, c_dplanes, R, 1, c_xyz, c_dirs, c_d0, c_d1, c_rays, N, M,
-                                                   c_gt, 1.f, 1, NULL));
+    rhd_triplane T = rhd_triplane_view(c_planes, C, R, 1, ctx);
+    BENCH_BEST(best_ms, rhd_renderer_train_samples(&r, &T, c_dplanes, c_xyz, c_dirs, c_d0, c_d1, c_rays, N, M, c_gt, 1.f,
+                                                   1, NULL));
     void *cbufs[] = {c_planes, c_dplanes, c_xyz, c_dirs, c_d0, c_d1, c_gt, c_rays};
     for (size_t i = 0; i < sizeof cbufs / sizeof cbufs[0]; i++) rhd_buf_free(ctx, cbufs[i]);
     double best = best_ms / 1e3;

@@ -230,7 +230,8 @@ int main(void) {
     rhd_occgrid g;
     if (rhd_occgrid_init(ctx, &g, &gc, &e)) rhd_die_err(&e);
     double t0 = bench_wall_ms();
-    rhd_renderer_grid_warmup(&r, &g, planes, R, 0, 1, warmup);
+    rhd_triplane T = rhd_triplane_view(planes, C, R, 0, ctx);
+    rhd_renderer_grid_warmup(&r, &g, &T, 1, warmup);
     rhd_ctx_sync(ctx);
     double t_grid = bench_wall_ms() - t0;
     size_t nbits = (size_t)g.n_cells / 8;
@@ -277,7 +278,8 @@ int main(void) {
         rhd_intrinsics intr = {50.f / 36.f * S, 50.f / 36.f * S, S / 2.f, S / 2.f};
         float *out = rhd_buf_alloc(ctx, sizeof(float) * 3 * (size_t)N), *h_out = malloc(sizeof(float) * 3 * (size_t)N);
         double ms;
-        BENCH_BEST(ms, rhd_renderer_render_view(&r, &g, planes, R, 0, pose, intr, S, S, out));
+        rhd_render_camera cam = {pose, intr, S, S};
+        BENCH_BEST(ms, rhd_renderer_render_view(&r, &g, &T, &cam, out));
         rhd_buf_download(ctx, h_out, out, sizeof(float) * 3 * (size_t)N);
         char key[32], op[32], shape[128];
         snprintf(key, sizeof key, "frame%d", S), snprintf(op, sizeof op, "render %dx%d", S, S);

@@ -357,14 +357,15 @@ static void renderer_cuda(rhd_ctx *cpu, rhd_ctx *gpu) {
     rhd_renderer rcpu, rgpu;
     rhd_renderer_init(&rcpu, cpu, &dc, &rc);
     rhd_renderer_init(&rgpu, gpu, &dg, &rc);
-    double mc = rhd_renderer_train_samples(&rcpu, planes, dpc, R, 1, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, predc);
+    rhd_triplane Tc = rhd_triplane_view(planes, cfg.C, R, 1, cpu);
+    double mc = rhd_renderer_train_samples(&rcpu, &Tc, dpc, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, predc);
     float *g_pl = up(gpu, planes, 4 * tn), *g_dp = rhd_buf_alloc(gpu, 4 * tn), *g_x = up(gpu, xyz, 12 * M);
     float *g_di = up(gpu, dirs, 12 * M), *g_d0 = up(gpu, d0, 4 * M), *g_d1 = up(gpu, d1, 4 * M);
     float *g_gt = up(gpu, gt, 12 * N), *g_pred = rhd_buf_alloc(gpu, 12 * N);
     int32_t *g_rays = (int32_t *)up(gpu, rays, 8 * (size_t)N);
     rhd_buf_zero(gpu, g_dp, 4 * tn);
-    double mg = rhd_renderer_train_samples(&rgpu, g_pl, g_dp, R, 1, g_x, g_di, g_d0, g_d1, g_rays, N, M, g_gt, 1.f, 1,
-                                           g_pred);
+    rhd_triplane Tg = rhd_triplane_view(g_pl, cfg.C, R, 1, gpu);
+    double mg = rhd_renderer_train_samples(&rgpu, &Tg, g_dp, g_x, g_di, g_d0, g_d1, g_rays, N, M, g_gt, 1.f, 1, g_pred);
     rhd_buf_download(gpu, predg, g_pred, 12 * (size_t)N);
     float *dpg = down(gpu, g_dp, 4 * tn), *gradg = down(gpu, dg.P.grad, pb);
     th_close("cuda vs cpu: training step pred (N301)", predg, predc, 3 * N, 1e-10);
@@ -377,8 +378,8 @@ static void renderer_cuda(rhd_ctx *cpu, rhd_ctx *gpu) {
     rhd_occgrid_cfg ocfg = rhd_renderer_grid_cfg(&rcpu);
     rhd_occgrid_init(cpu, &gc_, &ocfg, &e);
     rhd_occgrid_init(gpu, &gg_, &ocfg, &e);
-    rhd_renderer_grid_warmup(&rcpu, &gc_, planes, R, 1, 5, 4);
-    rhd_renderer_grid_warmup(&rgpu, &gg_, g_pl, R, 1, 5, 4);
+    rhd_renderer_grid_warmup(&rcpu, &gc_, &Tc, 5, 4);
+    rhd_renderer_grid_warmup(&rgpu, &gg_, &Tg, 5, 4);
     /* the grids agree up to cells whose density sits within rounding of the threshold; the views
      * are then rendered with the same bitfield so that such a cell cannot decide the comparison */
     size_t nb = (size_t)(gc_.n_cells / 8);
@@ -394,8 +395,9 @@ static void renderer_cuda(rhd_ctx *cpu, rhd_ctx *gpu) {
     int64_t np = (int64_t)W * H;
     float *rgb_c = malloc(12 * np), *a_c = malloc(4 * np), *z_c = malloc(4 * np);
     float *rgb_g = malloc(12 * np), *a_g = malloc(4 * np), *z_g = malloc(4 * np);
-    rhd_renderer_render_view_full(&rcpu, &gc_, planes, R, 1, c2w, in, W, H, rgb_c, a_c, z_c);
-    rhd_renderer_render_view_full(&rgpu, &gg_, g_pl, R, 1, c2w, in, W, H, rgb_g, a_g, z_g);
+    rhd_render_camera cam = {c2w, in, W, H};
+    rhd_renderer_render_view_full(&rcpu, &gc_, &Tc, &cam, rgb_c, a_c, z_c);
+    rhd_renderer_render_view_full(&rgpu, &gg_, &Tg, &cam, rgb_g, a_g, z_g);
     th_close("cuda vs cpu: rendered view rgb (40x36)", rgb_g, rgb_c, 3 * np, 1e-6);
     th_close("cuda vs cpu: rendered view opacity", a_g, a_c, np, 1e-6);
     th_close("cuda vs cpu: rendered view depth", z_g, z_c, np, 1e-6);

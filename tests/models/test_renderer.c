@@ -48,7 +48,8 @@ static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
     rhd_render_cfg_default(&rc);
     rhd_renderer r;
     rhd_renderer_init(&r, ctx, &dec, &rc);
-    double mse = rhd_renderer_train_samples(&r, planes, dplanes, R, clamp, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, pred);
+    rhd_triplane T = rhd_triplane_view(planes, C, R, clamp, ctx);
+    double mse = rhd_renderer_train_samples(&r, &T, dplanes, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, pred);
 
     char name[64];
     snprintf(name, sizeof name, "render_C%d_R%d_N%d_clamp%d", C, R, N, clamp);
@@ -124,11 +125,13 @@ static void render_smoke(rhd_ctx *ctx) {
     rhd_occgrid g;
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(&r);
     rhd_occgrid_init(ctx, &g, &gc, &e);
-    rhd_renderer_grid_warmup(&r, &g, planes, R, 1, 3, 4);
+    rhd_triplane T = rhd_triplane_view(planes, 8, R, 1, ctx);
+    rhd_renderer_grid_warmup(&r, &g, &T, 3, 4);
     float c2w[12] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, -2.5f}; /* OpenCV camera at z=-2.5 looking along +z */
     rhd_intrinsics in = {30, 30, 12, 10};
     float *img = malloc(sizeof(float) * 3 * 24 * 20);
-    rhd_renderer_render_view(&r, &g, planes, R, 1, c2w, in, 24, 20, img);
+    rhd_render_camera cam = {c2w, in, 24, 20};
+    rhd_renderer_render_view(&r, &g, &T, &cam, img);
     int ok = 1;
     double mean = 0;
     for (int i = 0; i < 3 * 24 * 20; i++) {

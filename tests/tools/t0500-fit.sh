@@ -52,6 +52,26 @@ run rhd-fit --report --decoder "$T/full/decoder.safetensors" --triplanes "$T/ful
 expect_rc 1 "--report with the wrong channel count"
 expect_err "a decoder for 8 triplane channels, expected 12" "names both channel counts"
 
+# --- the decoder's sizes come from its file ------------------------------------------------------
+NOSIZE="--grid-size 16 --rays 128 --max-steps 32 --dist-points 64 --train-views 0-23 --eval-views 100 --threads 2"
+run rhd-fit --stage 2 --decoder "$T/full/decoder.safetensors" --data "$MINI" --avatar avatar_101 --steps 2 $NOSIZE -o "$T/s2n/avatar_101.safetensors"
+expect_rc 0 "stage 2 without --triplane-channels/--triplane-res: the decoder's 8 channels, resolution 16"
+check "stage-2 triplane is [3,8,16,16] (rhd.triplane_res of the decoder)" "${RHD_PY:-python3}" -c "
+from safetensors.numpy import load_file; import sys; assert load_file(sys.argv[1])['planes'].shape == (3, 8, 16, 16)" "$T/s2n/avatar_101.safetensors"
+"${RHD_PY:-python3}" - "$T/full/decoder.safetensors" "$T/nan_dec.safetensors" <<'PY'
+import sys
+from safetensors import safe_open
+from safetensors.numpy import save_file
+with safe_open(sys.argv[1], "np") as f:
+    t = {k: f.get_tensor(k) for k in f.keys()}; m = f.metadata()
+t["color_net.1.weight"][2, 3] = float("nan")
+save_file(t, sys.argv[2], metadata=m)
+PY
+run rhd-fit --stage 2 --decoder "$T/nan_dec.safetensors" --data "$MINI" --avatar avatar_101 --steps 2 $NOSIZE -o "$T/s2n/nan.safetensors"
+expect_rc 1 "a decoder holding a NaN"
+expect_err "nan_dec.safetensors: tensor 'color_net.1.weight' holds a non-finite value" "names the file and the tensor"
+check "no output from a NaN decoder" test ! -e "$T/s2n/nan.safetensors"
+
 # --- bad datasets: clear errors, no output ------------------------------------------------------
 mk() { rm -rf "$T/bad"; mkdir -p "$T/bad"; cp -r "$MINI/avatar_100" "$T/bad/"; }
 s2() { run rhd-fit --stage 2 --decoder "$T/full/decoder.safetensors" --data "$T/bad" --avatar avatar_100 --steps 2 $SMALL -o "$T/bad/out.safetensors"; }

@@ -120,6 +120,27 @@ run rhd-render --decoder "$T/dec.safetensors" --data "$D" --views 0 --downscale 
 expect_rc 0 "a lower-resolution triplane is resized"
 expect_err "resizing the triplane from 8 to 16" "resize announced"
 
+run rhd-render --decoder "$T/dec.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 --triplane-res 12 -o "$T/low12" "$T/low.npy"
+expect_rc 0 "--triplane-res (the option name rhd-fit uses) overrides the decoder's resolution"
+expect_err "resizing the triplane from 8 to 12" "resize to --triplane-res announced"
+"$PY" - "$T" <<'PYEOF'
+import sys
+from safetensors import safe_open
+from safetensors.numpy import save_file
+t = sys.argv[1]
+with safe_open(f"{t}/dec.safetensors", "np") as f:
+    d = {k: f.get_tensor(k) for k in f.keys()}; m = f.metadata()
+save_file(d, f"{t}/dec_typed.safetensors", metadata={**m, "rhd.triplane_res": "8"})
+d["sigma_net.0.bias"][3] = float("inf")
+save_file(d, f"{t}/dec_inf.safetensors", metadata=m)
+PYEOF
+run rhd-render --decoder "$T/dec_typed.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 -o "$T/typed" "$T/tri.safetensors"
+expect_rc 0 "a decoder with typed rhd.triplane_res 8"
+expect_err "resizing the triplane from 16 to 8" "rhd.triplane_res wins over rhd.config"
+run rhd-render --decoder "$T/dec_inf.safetensors" --data "$D" --views 0 -o "$T/inf" "$T/tri.safetensors"
+expect_rc 1 "a decoder holding an infinity"
+expect_err "dec_inf.safetensors: tensor 'sigma_net.0.bias' holds a non-finite value" "names the file and the tensor"
+
 # turntables and a camera JSON
 run rhd-render -q --decoder "$T/dec.safetensors" --spiral --frames 3 --size 16 --grid-size 32 --warmup 2 --max-steps 96 --rgba -o "$T/sp" "$T/tri.safetensors"
 expect_rc 0 "spiral, 3 frames, RGBA"
