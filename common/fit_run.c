@@ -6,7 +6,7 @@
 #include <string.h>
 #include "common/fs.h"
 #include "common/log.h"
-#include "formats/model_io.h"
+#include "common/model_io.h"
 
 static char *join(const char *a, const char *b, const char *suffix) {
     size_t n = strlen(a) + strlen(b) + strlen(suffix) + 2;

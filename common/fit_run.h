@@ -3,7 +3,7 @@
  * a checkpoint after each, resume after the last finished entry, progress on stderr and one JSON
  * line per fitted avatar.
  *
- * Layer: this module sits ABOVE the models and the formats: it writes files (formats/model_io.h),
+ * Layer: this module sits ABOVE the models and the formats: it writes files (common/model_io.h),
  * which models never do. Tools call it; the diffusion trainer's loop is meant to follow the same
  * structure (open/resume, step, checkpoint, close).
  *

@@ -18,7 +18,7 @@
 #include "common/models/fitter.h"
 #include "common/models/renderer.h"
 #include "common/plan.h"
-#include "formats/model_io.h"
+#include "common/model_io.h"
 #include "formats/png.h"
 
 #define TOOL "rhd-fit"
@@ -183,7 +183,7 @@ static int load_avatar(rhd_fit_views *train, rhd_fit_views *eval, const char *di
     return rc;
 }
 
-/* ---- model files (formats/model_io.h) ---- */
+/* ---- model files (common/model_io.h) ---- */
 
 /* The decoder of stage 2 and --report, its sizes from the file: --triplane-channels, when given,
  * must agree; --triplane-res defaults to the resolution it was fitted at (rhd.triplane_res). */

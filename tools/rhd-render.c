@@ -16,7 +16,7 @@
 #include "common/models/renderer.h"
 #include "common/models/fit_data.h"
 #include "common/render_cameras.h"
-#include "formats/model_io.h"
+#include "common/model_io.h"
 #include "formats/png.h"
 #include "kernels/elementwise.h"
 #include "kernels/occgrid.h"
@@ -256,7 +256,7 @@ static void usage_checks(const opts *o, int npos, double bg[3], double target[3]
         rhd_usage_error("--target takes three numbers (e.g. --target 0,0.4,0), got '%s'", o->target_str);
 }
 
-/* The decoder (formats/model_io.h, the loader rhd-fit uses) and the triplane on the context's side
+/* The decoder (common/model_io.h, the loader rhd-fit uses) and the triplane on the context's side
  * (device memory on CUDA), resized to --triplane-res, else the decoder's rhd.triplane_res, else 512. */
 static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_decoder *dec, rhd_triplane *T) {
     rhd_err e = {0};

@@ -5,7 +5,7 @@
 #include "refcheck.h"
 #include "common/fit_run.h"
 #include "common/fs.h"
-#include "formats/model_io.h"
+#include "common/model_io.h"
 
 static rhd_ctx *cpu;
 static rhd_plan plan;

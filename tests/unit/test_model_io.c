@@ -1,4 +1,4 @@
-/* tests/unit/test_model_io.c: the model files of fitting (formats/model_io.h) on fresh random
+/* tests/unit/test_model_io.c: the model files of fitting (common/model_io.h) on fresh random
  * parameters: a decoder of non-default sizes written and read back (values bit for bit, sizes and
  * rhd.triplane_res from the file, the file as the safetensors package reads it), and refused with
  * a message naming the file and the tensor when a tensor has the wrong shape, holds a NaN, is
@@ -6,7 +6,7 @@
  * likewise; triplanes loaded at another resolution (resized) or with other channels (refused). */
 #include "refcheck.h"
 #include <unistd.h>
-#include "formats/model_io.h"
+#include "common/model_io.h"
 #include "formats/params_io.h"
 #include "formats/schema.h"
 

@@ -1,5 +1,5 @@
-/* formats/model_io.c: see model_io.h. */
-#include "formats/model_io.h"
+/* common/model_io.c: see model_io.h. */
+#include "common/model_io.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>

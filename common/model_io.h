@@ -1,4 +1,4 @@
-/* formats/model_io.h: the model files of triplane fitting, read and written in one place:
+/* common/model_io.h: the model files of triplane fitting, read and written in one place:
  * the decoder (formats/decoder.md), triplanes (formats/triplane.md, through triplane_file.h),
  * IWC states (formats/iwc.md) and the stage-1 fit checkpoint (formats/checkpoint.md, model "fit").
  *
