@@ -5,8 +5,10 @@
  *   th_load(dir, "y", n)                    read a float32 .npy the reference wrote (n checked)
  *   th_fd_check(...)                        central finite differences of a scalar loss
  *   th_open_backends(&cpu, &gpu)            the CPU context, and a CUDA one when a device exists
- *   th_randn / th_randu                     fresh random inputs (Philox; seed from $RHD_TEST_SEED
- *                                           or the clock, printed so a failure can be replayed)
+ *   th_randn / th_randu                     fresh random inputs (Philox; seed from $RHD_TEST_SEED,
+ *                                           which tests/run.sh draws once per run and prints; a test
+ *                                           run by hand without it uses a fixed seed, never the
+ *                                           clock; printed so a failure can be replayed)
  * The reference scripts are independent PyTorch/NumPy implementations written from the spec;
  * they read <dir>/<name>.npy and write <dir>/<name>.npy. */
 #ifndef RHD_TEST_REFCHECK_H
@@ -23,7 +25,7 @@ static inline uint64_t th_seed(void) {
     static int init;
     if (!init) {
         const char *s = getenv("RHD_TEST_SEED");
-        seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+        seed = s && *s ? strtoull(s, NULL, 10) : UINT64_C(20240917);
         init = 1;
         th_diag("random inputs: RHD_TEST_SEED=%llu", (unsigned long long)seed);
     }

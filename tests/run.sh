@@ -12,6 +12,9 @@ export RHD_ROOT=$(pwd)
 export RHD_PY=${RHD_PY:-python3}
 export RHD_SHARED=${RHD_SHARED:-$(cd .. && pwd)/shared}
 export RHD_TEST_TMP=$(mktemp -d /tmp/rhd-tests.XXXXXX)
+# fresh random inputs every run, from one printed seed: RHD_TEST_SEED=N make test replays a run
+export RHD_TEST_SEED=${RHD_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+echo "# random inputs of this run: RHD_TEST_SEED=$RHD_TEST_SEED"
 export RHD_PROGRESS_INTERVAL=1000
 # the tools' --device defaults to auto (a GPU when there is one); the tool tests mean the CPU
 # reference unless they say --device cuda (t0650), e.g. for the bit-identical resume checks
