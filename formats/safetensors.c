@@ -207,8 +207,9 @@ int rhd_st_open(const char *path, rhd_st **out, rhd_err *e) {
     if (fd < 0) return rhd_errf(e, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        int dir = fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode);
         close(fd);
-        return rhd_errf(e, "%s: not a regular file", path);
+        return rhd_errf(e, "%s: %s, expected a file", path, dir ? "is a directory" : "not a regular file");
     }
     size_t n = (size_t)sb.st_size;
     void *map = NULL;
