@@ -119,6 +119,7 @@ static stats tensor_stats(const void *data, rhd_dtype dt, int64_t n) {
         t.min = p->min < t.min ? p->min : t.min, t.max = p->max > t.max ? p->max : t.max;
         t.nan += p->nan, t.pinf += p->pinf, t.ninf += p->ninf;
         if (!p->n) continue;
+        if (!t.n) { t.n = p->n, t.mean = p->mean, t.m2 = p->m2; continue; }
         int64_t m = t.n + p->n;
         double delta = p->mean - t.mean;
         t.mean += delta * ((double)p->n / m);
@@ -348,7 +349,7 @@ static int write_preview(const char *out, const file_view *fv, rhd_err *e) {
             if (rhd_preview_grid(&p, maps, nm, e)) return -1;
         }
     }
-    int rc = rhd_png_write(out, p.rgb, p.width, p.height, 3, 8, RHD_PNG_ROUND, e);
+    int rc = rhd_mkdir_parents(out, e) ? -1 : rhd_png_write(out, p.rgb, p.width, p.height, 3, 8, RHD_PNG_ROUND, e);
     rhd_preview_free(&p);
     return rc;
 }
