@@ -351,6 +351,17 @@ static void test_lists(void) {
     snprintf(path, sizeof path, "%s/data/noview", dir);
     rc = rhd_avatars_from_dir(path, &names, &n, &e);
     th_ok(rc && strstr(e.msg, "no avatar directories"), "data directory without avatars: %s", e.msg);
+    /* incomplete avatars: view files but no metadata_000000.json */
+    th_sh("mkdir -p %s/data/bravo %s/data/yank && touch %s/data/bravo/img_proc_fg_000000.png %s/data/yank/metadata_000003.json",
+          dir, dir, dir, dir);
+    snprintf(path, sizeof path, "%s/data", dir);
+    rc = rhd_avatars_from_dir(path, &names, &n, &e);
+    th_ok(rc && strstr(e.msg, "2 avatar directories with view files but no metadata_000000.json") && strstr(e.msg, "bravo, yank") &&
+              strstr(e.msg, "--skip-incomplete"),
+          "incomplete avatars are an error by default, all named: %s", rc ? e.msg : "(accepted)");
+    rc = rhd_avatars_from_dir_opt(path, 1, &names, &n, &e);
+    th_ok(rc == 0 && n == 3 && !strcmp(names[0], "alpha"), "skip_incomplete leaves them out");
+    if (!rc) rhd_avatars_free(names, n);
 
     rc = rhd_avatars_from_csv(" a, b ,c", &names, &n, &e);
     th_ok(rc == 0 && n == 3 && !strcmp(names[1], "b"), "--avatars a,b,c (spaces trimmed)");
