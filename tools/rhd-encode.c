@@ -72,9 +72,9 @@ static const rhd_cli encode_cli = {
     encode_options,
     "examples:\n"
     "  rhd-encode --weights sdxl-vae --data avatars --out-dir features\n"
-    "  rhd-encode --weights sdxl-vae -o a.safetensors avatars/a/img_proc_fg_000000.png\n"
+    "  rhd-encode --weights sdxl-vae -o a.safetensors avatars/avatar_100/img_proc_fg_000000.png\n"
     "  mpirun -np 4 rhd-encode --weights sdxl-vae --data avatars --list train.txt --out-dir features\n"
-    "  rhd-encode --weights random:1 --dtype f16 --out-dir /tmp/f tests/data/mini/*/img_proc_fg_000000.png\n"};
+    "  rhd-encode --weights random:1 --dtype f16 --out-dir f16 tests/data/mini/*/img_proc_fg_000000.png\n"};
 
 static void report(const char *msg) {
     fflush(stdout);

@@ -126,7 +126,7 @@ static const rhd_cli fit_cli = {
     "A one-line summary goes to stderr.\n",
     fit_options,
     "examples:\n"
-    "  rhd-schedule fit --data ../shared/data/blender-avatars-dev -o plan.json\n"
+    "  rhd-schedule fit --data tests/data/mini -o plan.json\n"
     "  rhd-schedule fit --list stage1.txt --order shuffled --seed 3 --rounds 10 -o plan.json\n"
     "  rhd-schedule fit --avatars a,b,c,d --order interleaved --group 2 --print\n"};
 
