@@ -361,6 +361,10 @@ static int rd_err(rd *r, const char *where, const char *fmt, ...) {
 
 /* A short printable rendering of a JSON value for messages. */
 static void show(const cJSON *v, char *buf, size_t n) {
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) { /* 1e999: cJSON would print null */
+        snprintf(buf, n, "%s (out of range)", v->valuedouble > 0 ? "inf" : "-inf");
+        return;
+    }
     char *t = cJSON_PrintUnformatted((cJSON *)v);
     if (!t) { snprintf(buf, n, "?"); return; }
     if (strlen(t) > 40) snprintf(buf, n, "%.37s...", t);
@@ -638,6 +642,15 @@ int rhd_plan_parse(const char *text, size_t len, const char *name, rhd_plan *p, 
             cJSON_Delete(root);
             return rhd_errf(e, "%s: text after the plan object at byte %zu, expected the end of the file", name, (size_t)(q - text));
         }
+    /* cJSON ends a string at an escaped NUL: "a\u0000b" would read as the avatar "a" */
+    for (size_t i = 0; i + 6 <= len; i++) {
+        size_t bs = 0;
+        while (bs < i + 1 && text[i - bs] == '\\') bs++;
+        if (bs % 2 == 1 && (text[i + 1] == 'u' || text[i + 1] == 'U') && strncmp(text + i + 2, "0000", 4) == 0) {
+            cJSON_Delete(root);
+            return rhd_errf(e, "%s: a \\u0000 (NUL) escape in a string at byte %zu, expected none", name, i);
+        }
+    }
     int rc = parse_plan(&r, root, p);
     cJSON_Delete(root);
     if (rc) {

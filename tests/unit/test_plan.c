@@ -279,6 +279,14 @@ static void test_reader_errors(void) {
          "p.json: no \"decoder_decay_steps\", expected an integer"},
         {HEAD "\"order\":\"random\"," AVS "\"entries\":[" E0 "]}", "p.json: order 'random', expected round-robin, shuffled or interleaved"},
         {HEAD "\"generator\":{\"steps\":10,\"lr2\":1}," AVS "\"entries\":[" E0 "]}", "p.json: generator: unknown key 'lr2'"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":10,\"triplane_lr\":1e999,\"decoder_lr\":0.002}]}",
+         "p.json: entries[0]: triplane_lr is inf (out of range), expected a positive number"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":1e300,\"triplane_lr\":0.02,\"decoder_lr\":0.002}]}",
+         "p.json: entries[0]: steps is 1e+300, expected an integer"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":-1e999}]}",
+         "p.json: entries[0]: decoder_lr is -inf (out of range), expected a positive number"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\\u0000b\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":0.002}]}",
+         "p.json: a \\u0000 (NUL) escape in a string at byte"},
     };
     int n = sizeof cases / sizeof cases[0];
     for (int i = 0; i < n; i++) {
@@ -301,6 +309,9 @@ static void test_reader_errors(void) {
     rhd_err e;
     int rc = rhd_plan_read("/nonexistent/plan.json", &p, &e);
     th_ok(rc && strstr(e.msg, "/nonexistent/plan.json"), "reader: a missing file: %s", e.msg);
+    rc = rhd_plan_read(th_tmpdir(), &p, &e);
+    th_ok(rc && strstr(e.msg, ": is a directory, expected a file"), "reader: a directory: %s", rc ? e.msg : "(accepted)");
+    if (!rc) rhd_plan_free(&p);
 }
 
 /* --- avatar lists --------------------------------------------------------------------------------- */
