@@ -105,6 +105,7 @@ int rhd_st_parse(const void *buf, size_t n, const char *name, rhd_st **out, rhd_
         names[nn++] = it->string;
         if (strcmp(it->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(it)) { rhd_errf(e, "%s: __metadata__ is not an object of strings", name); goto fail; }
+            if (st->meta_key) { rhd_errf(e, "%s: key '__metadata__' appears twice, expected one", name); goto fail; }
             int m = cJSON_GetArraySize(it);
             st->meta_key = rhd_xcalloc(m ? m : 1, sizeof(char *));
             st->meta_val = rhd_xcalloc(m ? m : 1, sizeof(char *));
