@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every documented example runs. The examples of a tool are the lines after "examples:" in its
-# --help text (and in each subcommand's --help) and the lines of the ```sh block under
-# "## EXAMPLES" in its manual page tools/<tool>.md; a line ending in '\' continues on the next,
+# Every documented example runs. The examples of a tool are the lines after "examples:" (or
+# "example:") in its --help text (and in each subcommand's --help) and the lines of the ```sh
+# block under "## EXAMPLES" in its manual page tools/<tool>.md; a line ending in '\' continues on the next,
 # text after " # " is a comment. Each runs with bash in a scratch directory that holds
 # the bundled data and the files examples_fixture.py makes (tiny weights named sdxl-vae, avatar
 # lists, a triplane), tools first on PATH, in document order (later examples may read what
@@ -24,7 +24,7 @@ examples_of() {
     local tool=$1 subs="" s
     [ "$tool" = rhd-schedule ] && subs="fit show noise"
     for s in ${subs:-""}; do
-        "$RHD_BIN/$tool" $s --help | awk '/^examples:/ {on = 1; next} on && /^  / {print} on && !/^  / {on = 0}'
+        "$RHD_BIN/$tool" $s --help | awk '/^examples?:/ {on = 1; next} on && /^  / {print} on && !/^  / {on = 0}'
     done
     awk '/^## EXAMPLES/ {sec = 1; next} /^## / {sec = 0} sec && /^```/ {code = !code; next} sec && code {print}' \
         "$RHD_ROOT/tools/$tool.md"
