@@ -108,9 +108,24 @@ static void range_text(const rhd_opt *o, char *buf, size_t n) {
     }
 }
 
+/* The value shown in "(e.g. --steps 50)": the row's own example when it lies in the option's
+ * range, else 1 (an integer) or 0.5 clamped into the range, so an example is never refused. */
+static const char *example_value(const rhd_opt *o, char *buf, size_t n) {
+    int ranged = o->min != 0 || o->max != 0;
+    if (o->example) {
+        double v;
+        if (!ranged || rhd_parse_double(o->example, &v) || (v >= o->min && v <= o->max)) return o->example;
+    }
+    double v = o->type == RHD_OPT_INT ? 1 : 0.5;
+    if (ranged) v = v < o->min ? o->min : v > o->max ? o->max : v;
+    if (o->type == RHD_OPT_INT) snprintf(buf, n, "%.0f", v);
+    else snprintf(buf, n, "%g", v);
+    return buf;
+}
+
 /* Set one option from a string value; `where` names the source for messages. */
 static void set_value(const rhd_opt *o, void *opts, const char *val, const char *where) {
-    char name[128], rt[96];
+    char name[128], rt[96], ex[64];
     opt_name(o, name, sizeof name);
     char *field = (char *)opts + o->offset;
     switch (o->type) {
@@ -119,7 +134,7 @@ static void set_value(const rhd_opt *o, void *opts, const char *val, const char 
         range_text(o, rt, sizeof rt);
         if (rhd_parse_ll(val, &v) || ((o->min != 0 || o->max != 0) && (v < o->min || v > o->max)))
             rhd_usage_error("%s%s takes an integer%s (e.g. %s %s), got '%s'", where, name, rt, name,
-                            o->example ? o->example : (o->min > 1 ? "2" : "1"), val);
+                            example_value(o, ex, sizeof ex), val);
         *(long long *)field = v;
         break;
     }
@@ -128,7 +143,7 @@ static void set_value(const rhd_opt *o, void *opts, const char *val, const char 
         range_text(o, rt, sizeof rt);
         if (rhd_parse_double(val, &v) || ((o->min != 0 || o->max != 0) && (v < o->min || v > o->max)))
             rhd_usage_error("%s%s takes a finite number%s (e.g. %s %s), got '%s'", where, name, rt,
-                            name, o->example ? o->example : "0.5", val);
+                            name, example_value(o, ex, sizeof ex), val);
         *(double *)field = v;
         break;
     }
@@ -346,7 +361,20 @@ void rhd_common_opts_init(rhd_common_opts *c) {
     c->seed = 0;
 }
 
+/* cpu, cuda, cuda:N (N in 0..1024) or auto. */
+static int device_name_valid(const char *d) {
+    if (!strcmp(d, "cpu") || !strcmp(d, "cuda") || !strcmp(d, "auto")) return 1;
+    if (strncmp(d, "cuda:", 5) != 0) return 0;
+    long long v;
+    return rhd_parse_ll(d + 5, &v) == 0 && v >= 0 && v <= 1024 && d[5] >= '0' && d[5] <= '9';
+}
+
 void rhd_common_opts_apply(const rhd_common_opts *c) {
+    /* a device named on the command line or in --config is a usage error when it is not one
+     * (RHD_DEVICE from the environment is checked where the backend opens) */
+    const char *env = getenv("RHD_DEVICE");
+    if (c->device && c->device != env && !device_name_valid(c->device))
+        rhd_usage_error("--device takes cpu, cuda, cuda:N or auto (e.g. --device cpu), got '%s'", c->device);
     rhd_log_set_level(c->quiet ? RHD_LOG_QUIET : (c->verbose ? RHD_LOG_VERBOSE : RHD_LOG_INFO));
 #ifdef _OPENMP
     if (c->threads > 0) omp_set_num_threads((int)c->threads);

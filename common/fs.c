@@ -97,6 +97,11 @@ int rhd_write_file_atomic(const char *path, const void *data, size_t n, rhd_err 
 int rhd_read_file(const char *path, char **data, size_t *n, rhd_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) return rhd_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return rhd_errf(e, "%s: is a directory, expected a file", path);
+    }
     size_t cap = 1 << 16, len = 0;
     char *buf = rhd_xmalloc(cap);
     for (;;) {
@@ -148,4 +153,84 @@ int rhd_file_newer(const char *a, const char *b) {
     if (stat(b, &sb) != 0) return 1;
     if (sa.st_mtim.tv_sec != sb.st_mtim.tv_sec) return sa.st_mtim.tv_sec > sb.st_mtim.tv_sec;
     return sa.st_mtim.tv_nsec > sb.st_mtim.tv_nsec;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* outputs checked before the work                                                             */
+
+char *rhd_path_normalise(const char *path) {
+    size_t cap = strlen(path) + 4097;
+    char *buf = rhd_xmalloc(cap), *out = rhd_xmalloc(cap);
+    if (path[0] == '/') snprintf(buf, cap, "%s", path);
+    else {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
+        snprintf(buf, cap, "%s/%s", cwd, path);
+    }
+    /* components, resolving "." and ".." lexically */
+    size_t o = 0;
+    char *save = NULL;
+    for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (strcmp(c, ".") == 0) continue;
+        if (strcmp(c, "..") == 0) {
+            while (o > 0 && out[o - 1] != '/') o--;
+            if (o > 0) o--;
+            continue;
+        }
+        o += (size_t)snprintf(out + o, cap - o, "/%s", c);
+    }
+    if (o == 0) out[o++] = '/';
+    out[o] = 0;
+    free(buf);
+    return out;
+}
+
+int rhd_same_file(const char *a, const char *b) {
+    if (!a || !b || strcmp(a, "-") == 0 || strcmp(b, "-") == 0) return 0;
+    struct stat sa, sb;
+    int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
+    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (ea != eb) return 0;
+    char *na = rhd_path_normalise(a), *nb = rhd_path_normalise(b);
+    int same = strcmp(na, nb) == 0;
+    free(na), free(nb);
+    return same;
+}
+
+int rhd_check_output_not_input(const char *opt, const char *out, const char *const *inputs, int n, rhd_err *e) {
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && rhd_same_file(out, inputs[i]))
+            return rhd_errf(e, "%s %s: the same file as the input %s, expected an output path that is not one of the "
+                            "inputs (writing it would destroy the input)", opt, out, inputs[i]);
+    return 0;
+}
+
+int rhd_check_output_writable(const char *opt, const char *out, rhd_err *e) {
+    if (!out || strcmp(out, "-") == 0) return 0;
+    struct stat sb;
+    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) return rhd_errf(e, "%s %s: is a directory, expected a file path", opt, out);
+    /* the nearest existing ancestor: the outputs' directories are created as needed */
+    char *dir = rhd_xstrdup(out);
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) { snprintf(dir, 2, "."); break; }
+        if (slash == dir) { dir[1] = 0; break; }
+        *slash = 0;
+        if (stat(dir, &sb) == 0) break;
+    }
+    int rc = 0;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        rc = rhd_errf(e, "%s %s: %s is not a directory, expected a writable directory", opt, out, dir);
+    } else {
+        /* the honest test: create and remove a file there (root ignores permission bits, not read-only mounts) */
+        size_t n = strlen(dir) + 32;
+        char *probe = rhd_xmalloc(n);
+        snprintf(probe, n, "%s/.rhd-probe-XXXXXX", dir);
+        int fd = mkstemp(probe);
+        if (fd < 0) rc = rhd_errf(e, "%s %s: cannot create a file in %s: %s", opt, out, dir, strerror(errno));
+        else close(fd), unlink(probe);
+        free(probe);
+    }
+    free(dir);
+    return rc;
 }

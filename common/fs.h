@@ -38,6 +38,20 @@ int rhd_mkdir_parents(const char *path, rhd_err *e);
 /* 1 if a exists and its mtime is strictly newer than b's (b missing counts as older). */
 int rhd_file_newer(const char *a, const char *b);
 int rhd_file_exists(const char *path);
+
+/* --- outputs checked before the work (every tool, before it computes anything) --- */
+/* The absolute form of path with ".", ".." and repeated '/' resolved lexically (malloc'd). */
+char *rhd_path_normalise(const char *path);
+/* 1 if a and b name the same file: the same device and inode when both exist, the same
+ * normalised path when neither does; "-" (stdout) is never the same as anything. */
+int rhd_same_file(const char *a, const char *b);
+/* -1 with "<opt> <out>: the same file as the input <in>, expected ..." when out is one of
+ * inputs[n] (NULL entries are skipped); tools report it as a usage error (exit 2). */
+int rhd_check_output_not_input(const char *opt, const char *out, const char *const *inputs, int n, rhd_err *e);
+/* -1 with a message when out cannot be written: it is a directory, its nearest existing ancestor
+ * is not a directory, or a file cannot be created there (tried: a probe file is made and removed).
+ * "-" and NULL pass. */
+int rhd_check_output_writable(const char *opt, const char *out, rhd_err *e);
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
 #include "common/fs.h"
 #include "common/rng.h"
 #include "common/cli.h"
+#include "formats/dataset.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -360,6 +361,10 @@ static int rd_err(rd *r, const char *where, const char *fmt, ...) {
 
 /* A short printable rendering of a JSON value for messages. */
 static void show(const cJSON *v, char *buf, size_t n) {
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) { /* 1e999: cJSON would print null */
+        snprintf(buf, n, "%s (out of range)", v->valuedouble > 0 ? "inf" : "-inf");
+        return;
+    }
     char *t = cJSON_PrintUnformatted((cJSON *)v);
     if (!t) { snprintf(buf, n, "?"); return; }
     if (strlen(t) > 40) snprintf(buf, n, "%.37s...", t);
@@ -637,6 +642,15 @@ int rhd_plan_parse(const char *text, size_t len, const char *name, rhd_plan *p, 
             cJSON_Delete(root);
             return rhd_errf(e, "%s: text after the plan object at byte %zu, expected the end of the file", name, (size_t)(q - text));
         }
+    /* cJSON ends a string at an escaped NUL: "a\u0000b" would read as the avatar "a" */
+    for (size_t i = 0; i + 6 <= len; i++) {
+        size_t bs = 0;
+        while (bs < i + 1 && text[i - bs] == '\\') bs++;
+        if (bs % 2 == 1 && (text[i + 1] == 'u' || text[i + 1] == 'U') && strncmp(text + i + 2, "0000", 4) == 0) {
+            cJSON_Delete(root);
+            return rhd_errf(e, "%s: a \\u0000 (NUL) escape in a string at byte %zu, expected none", name, i);
+        }
+    }
     int rc = parse_plan(&r, root, p);
     cJSON_Delete(root);
     if (rc) {
@@ -730,33 +744,29 @@ int rhd_avatars_from_list(const char *path, char ***names_out, char ***paths_out
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 int rhd_avatars_from_dir(const char *dir, char ***names_out, int *n_out, rhd_err *e) {
+    return rhd_avatars_from_dir_opt(dir, 0, names_out, n_out, e);
+}
+
+int rhd_avatars_from_dir_opt(const char *dir, int skip_incomplete, char ***names_out, int *n_out, rhd_err *e) {
     *names_out = NULL;
     *n_out = 0;
-    DIR *d = opendir(dir);
-    if (!d) return rhd_errf(e, "%s: cannot open the data directory: %s", dir, strerror(errno));
-    char **names = NULL;
-    int n = 0, cap = 0;
-    size_t dl = strlen(dir);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        char *p = rhd_xmalloc(dl + strlen(de->d_name) + 32);
-        sprintf(p, "%s/%s/metadata_000000.json", dir, de->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && rhd_avatar_name_check(de->d_name, NULL) == 0)
-            push(&names, &n, &cap, rhd_xstrdup(de->d_name));
-        free(p);
+    rhd_subject_list sl;
+    if (rhd_subjects_scan_opt(&sl, dir, skip_incomplete, e)) return -1;
+    char **names = rhd_xcalloc((size_t)sl.n, sizeof(char *));
+    for (int i = 0; i < sl.n; i++) {
+        rhd_err ne;
+        if (rhd_avatar_name_check(sl.items[i].name, &ne)) {
+            rhd_errf(e, "%s/%s: not usable as an avatar name (%s), expected a plain directory name", dir, sl.items[i].name, ne.msg);
+            rhd_avatars_free(names, i);
+            rhd_subject_list_free(&sl);
+            return -1;
+        }
+        names[i] = rhd_xstrdup(sl.items[i].name);
     }
-    closedir(d);
-    if (n == 0)
-        return rhd_errf(e, "%s: no avatar directories (subdirectories holding metadata_000000.json), expected a dataset "
-                        "root with one directory per avatar", dir);
-    qsort(names, n, sizeof(char *), cmp_str);
     *names_out = names;
-    *n_out = n;
+    *n_out = sl.n;
+    rhd_subject_list_free(&sl);
     return 0;
 }
 

@@ -106,11 +106,14 @@ double rhd_plan_decoder_lr(const rhd_plan *plan, const rhd_plan_entry *en, long 
 
 /* Avatar lists. A list file has one path per line, relative to the data root; the name is the
  * last path component; blank lines and '#' comments are skipped. A data directory contributes its
- * subdirectories that hold metadata_000000.json, sorted by name (C locale). A CSV is "a,b,c".
+ * subdirectories that hold metadata_000000.json, sorted by name (C locale); one with view files
+ * but no metadata_000000.json is an error naming it, or with skip_incomplete left out and listed
+ * on stderr (rhd_subjects_scan_opt; the _opt form takes the choice). A CSV is "a,b,c".
  * Names must be unique, non-empty, not "." or "..", without control characters. paths may be
  * NULL where not wanted. */
 int rhd_avatars_from_list(const char *path, char ***names, char ***paths, int *n, rhd_err *e);
-int rhd_avatars_from_dir(const char *dir, char ***names, int *n, rhd_err *e);
+int rhd_avatars_from_dir(const char *dir, char ***names, int *n, rhd_err *e); /* skip_incomplete 0 */
+int rhd_avatars_from_dir_opt(const char *dir, int skip_incomplete, char ***names, int *n, rhd_err *e);
 int rhd_avatars_from_csv(const char *csv, char ***names, int *n, rhd_err *e);
 void rhd_avatars_free(char **names, int n);
 /* 0 if name is a valid avatar name, else -1 with the reason. */

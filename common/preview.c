@@ -87,10 +87,14 @@ static float clamp01(float x) { return x < 0 ? 0 : x > 1 ? 1 : (x != x ? 0 : x);
 int rhd_preview_triplane(rhd_preview *p, const rhd_tensor *t, rhd_err *e) {
     int64_t C, R;
     int rolled = t->ndim == 3;
+    if (!rhd_preview_is_triplane(t)) {
+        char sh[160];
+        rhd_shape_str(t->shape, t->ndim, sh, sizeof sh);
+        return rhd_errf(e, "shape %s, expected a triplane [3,C,R,R] (or [3,1,C,R,R], or rolled out [C,R,3R]) with R > 1", sh);
+    }
     if (t->ndim == 4) C = t->shape[1], R = t->shape[2];
     else if (t->ndim == 5) C = t->shape[2], R = t->shape[3];
-    else if (rolled) C = t->shape[0], R = t->shape[1];
-    else return rhd_errf(e, "not a triplane shape");
+    else C = t->shape[0], R = t->shape[1];
     if (C < 1 || C > 4096 || R > 8192) return rhd_errf(e, "triplane shape too large to preview");
     int64_t n = 3 * R * R;
     float *all = malloc(sizeof(float) * n * C); /* pixels x channels */

@@ -312,29 +312,72 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int view_index(const char *name, const char *fmt);
+
 int rhd_subjects_scan(rhd_subject_list *out, const char *data_root, rhd_err *e) {
+    return rhd_subjects_scan_opt(out, data_root, 0, e);
+}
+
+/* 1 if dir holds a file named like a view's (metadata_%06d.json or img_proc_fg_%06d.png). */
+static int has_view_files(const char *dir) {
+    DIR *dh = opendir(dir);
+    if (!dh) return 0;
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(dh)))
+        found = view_index(de->d_name, RHD_VIEW_META_FMT) >= 0 || view_index(de->d_name, RHD_VIEW_IMAGE_FMT) >= 0;
+    closedir(dh);
+    return found;
+}
+
+int rhd_subjects_scan_opt(rhd_subject_list *out, const char *data_root, int skip_incomplete, rhd_err *e) {
     memset(out, 0, sizeof *out);
     DIR *dh = opendir(data_root);
     if (!dh) return rhd_errf(e, "%s: cannot open directory: %s", data_root, strerror(errno));
-    char **names = NULL;
-    int cnt = 0, cap = 0;
+    char **names = NULL, **bad = NULL;
+    int cnt = 0, nbad = 0;
     struct dirent *de;
     while ((de = readdir(dh))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (de->d_name[0] == '.') continue; /* ".", ".." and hidden directories are not avatars */
         char *dir = join(data_root, de->d_name);
         char *meta = rhd_dataset_view_path(dir, RHD_VIEW_META_FMT, 0);
-        if (is_dir(dir) && rhd_file_exists(meta)) {
-            if (cnt == cap) names = rhd_xrealloc(names, sizeof(char *) * (size_t)(cap = cap ? cap * 2 : 16));
-            names[cnt++] = rhd_xstrdup(de->d_name);
+        if (is_dir(dir) && (rhd_file_exists(meta) || has_view_files(dir))) {
+            int ok = rhd_file_exists(meta);
+            char ***v = ok ? &names : &bad;
+            int *k = ok ? &cnt : &nbad;
+            *v = rhd_xrealloc(*v, sizeof(char *) * (size_t)(*k + 1));
+            (*v)[(*k)++] = rhd_xstrdup(de->d_name);
         }
         free(meta);
         free(dir);
     }
     closedir(dh);
-    if (cnt == 0) {
+    if (nbad) qsort(bad, (size_t)nbad, sizeof(char *), cmp_str);
+    int rc = 0;
+    if (nbad) {
+        char list[512] = "";
+        for (int i = 0; i < nbad; i++) {
+            size_t l = strlen(list);
+            if (l + strlen(bad[i]) + 8 >= sizeof list) { snprintf(list + l, sizeof list - l, ", ..."); break; }
+            snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", bad[i]);
+        }
+        if (skip_incomplete)
+            rhd_warn("%s: leaving out %d avatar%s with view files but no metadata_000000.json (--skip-incomplete): %s",
+                     data_root, nbad, nbad > 1 ? "s" : "", list);
+        else
+            rc = rhd_errf(e, "%s: %d avatar director%s with view files but no metadata_000000.json (view 0's camera, "
+                          "which gives the intrinsics): %s; expected it in every avatar (--skip-incomplete leaves such "
+                          "avatars out, listing them)", data_root, nbad, nbad > 1 ? "ies" : "y", list);
+    }
+    for (int i = 0; i < nbad; i++) free(bad[i]);
+    free(bad);
+    if (rc == 0 && cnt == 0)
+        rc = rhd_errf(e, "%s: no avatar directories (subdirectories holding metadata_000000.json) found, expected a "
+                      "dataset root with one directory per avatar", data_root);
+    if (rc) {
+        for (int i = 0; i < cnt; i++) free(names[i]);
         free(names);
-        return rhd_errf(e, "%s: no subject directories found, expected subdirectories holding metadata_000000.json",
-                        data_root);
+        return -1;
     }
     qsort(names, (size_t)cnt, sizeof(char *), cmp_str);
     int scap = 0;
@@ -352,27 +395,32 @@ char *rhd_dataset_view_path(const char *subject_dir, const char *kind, int view)
     return join(subject_dir, file);
 }
 
+static void format_ranges(const int *v, int n, char *buf, size_t bn);
+
 static int cmp_int(const void *a, const void *b) {
     int x = *(const int *)a, y = *(const int *)b;
     return (x > y) - (x < y);
 }
 
-/* "metadata_000012.json" -> 12 (at least 6 digits, exactly as %06d prints it); else -1. */
-static int meta_index(const char *name) {
-    static const char pre[] = "metadata_", suf[] = ".json";
-    size_t n = strlen(name), np = sizeof pre - 1, ns = sizeof suf - 1;
-    if (n < np + 6 + ns || n > np + 9 + ns || strncmp(name, pre, np) != 0 || strcmp(name + n - ns, suf) != 0) return -1;
+/* "metadata_000012.json" -> 12 for fmt RHD_VIEW_META_FMT, "img_proc_fg_000012.png" -> 12 for
+ * RHD_VIEW_IMAGE_FMT (at least 6 digits, exactly as %06d prints it); else -1. */
+static int view_index(const char *name, const char *fmt) {
+    const char *pct = strchr(fmt, '%'), *suf = pct + 4; /* "%06d" */
+    size_t n = strlen(name), np = (size_t)(pct - fmt), ns = strlen(suf);
+    if (n < np + 6 + ns || n > np + 9 + ns || strncmp(name, fmt, np) != 0 || strcmp(name + n - ns, suf) != 0) return -1;
     long v = 0;
     for (size_t i = np; i < n - ns; i++) {
         if (!isdigit((unsigned char)name[i])) return -1;
         v = v * 10 + (name[i] - '0');
     }
-    char back[32];
-    snprintf(back, sizeof back, RHD_VIEW_META_FMT, (int)v);
+    char back[64];
+    snprintf(back, sizeof back, fmt, (int)v);
     return strcmp(back, name) == 0 ? (int)v : -1;
 }
 
-int rhd_dataset_list_views(const char *subject_dir, int **views, int *n, rhd_err *e) {
+/* The sorted, distinct indices of the views with both files (complete = 1) or with at least one
+ * of the two (complete = 0). */
+static int scan_views(const char *subject_dir, int complete, int **views, int *n, rhd_err *e) {
     *views = NULL;
     *n = 0;
     DIR *dh = opendir(subject_dir);
@@ -380,12 +428,14 @@ int rhd_dataset_list_views(const char *subject_dir, int **views, int *n, rhd_err
     int cap = 0, cnt = 0, *v = NULL;
     struct dirent *de;
     while ((de = readdir(dh))) {
-        int idx = meta_index(de->d_name);
+        int idx = view_index(de->d_name, RHD_VIEW_META_FMT), other = 0;
+        if (idx < 0) idx = view_index(de->d_name, RHD_VIEW_IMAGE_FMT), other = 1;
         if (idx < 0) continue;
-        char *img = rhd_dataset_view_path(subject_dir, RHD_VIEW_IMAGE_FMT, idx);
-        int ok = rhd_file_exists(img);
-        free(img);
-        if (!ok) continue;
+        char *p = rhd_dataset_view_path(subject_dir, other ? RHD_VIEW_META_FMT : RHD_VIEW_IMAGE_FMT, idx);
+        int has_other = rhd_file_exists(p);
+        free(p);
+        /* a complete view is counted once, from its metadata file */
+        if ((complete && !has_other) || (has_other && other)) continue;
         if (cnt == cap) v = rhd_xrealloc(v, sizeof(int) * (size_t)(cap = cap ? cap * 2 : 128));
         v[cnt++] = idx;
     }
@@ -394,6 +444,38 @@ int rhd_dataset_list_views(const char *subject_dir, int **views, int *n, rhd_err
     *views = v;
     *n = cnt;
     return 0;
+}
+
+int rhd_dataset_list_views(const char *subject_dir, int **views, int *n, rhd_err *e) {
+    return scan_views(subject_dir, 1, views, n, e);
+}
+
+/* --skip-incomplete: leave out the views lacking a file, listing them on stderr; returns the
+ * number kept (views compacted in place). */
+static int drop_incomplete(const char *dir, int *views, int n) {
+    static const char *kinds[2] = {RHD_VIEW_META_FMT, RHD_VIEW_IMAGE_FMT};
+    int *gone[2], ngone[2] = {0, 0}, kept = 0;
+    gone[0] = rhd_xmalloc(sizeof(int) * (size_t)(n ? n : 1)), gone[1] = rhd_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        int has[2];
+        for (int k = 0; k < 2; k++) {
+            char *p = rhd_dataset_view_path(dir, kinds[k], views[i]);
+            has[k] = rhd_file_exists(p);
+            free(p);
+        }
+        if (has[0] && has[1]) views[kept++] = views[i];
+        else gone[has[0] ? 1 : 0][ngone[has[0] ? 1 : 0]++] = views[i];
+    }
+    for (int k = 0; k < 2; k++)
+        if (ngone[k]) {
+            char list[256];
+            qsort(gone[k], (size_t)ngone[k], sizeof(int), cmp_int);
+            format_ranges(gone[k], ngone[k], list, sizeof list);
+            rhd_warn("%s: leaving out %d incomplete view%s with no %s file (--skip-incomplete): %s", dir, ngone[k],
+                     ngone[k] > 1 ? "s" : "", k == 0 ? "metadata_%06d.json" : "img_proc_fg_%06d.png", list);
+        }
+    free(gone[0]), free(gone[1]);
+    return kept;
 }
 
 /* Append "a-b" / "a" ranges of the sorted list to buf (truncated with "..."). */
@@ -426,7 +508,7 @@ int rhd_dataset_find(const rhd_dataset *d, int view) {
 }
 
 /* Every listed view must have both files: report the missing ones together. */
-static int check_present(const char *dir, const int *views, int n, rhd_err *e) {
+static int check_present(const char *dir, const int *views, int n, int scanned, rhd_err *e) {
     static const char *kinds[2] = {RHD_VIEW_META_FMT, RHD_VIEW_IMAGE_FMT};
     int *miss = rhd_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
     for (int k = 0; k < 2; k++) {
@@ -441,8 +523,9 @@ static int check_present(const char *dir, const int *views, int n, rhd_err *e) {
             qsort(miss, (size_t)m, sizeof(int), cmp_int);
             format_ranges(miss, m, list, sizeof list);
             char *first = rhd_dataset_view_path(dir, kinds[k], miss[0]);
-            rhd_errf(e, "%s: %d of %d requested views have no %s file: views %s (first missing: %s)", dir, m, n,
-                     k == 0 ? "metadata_%06d.json" : "img_proc_fg_%06d.png", list, first);
+            rhd_errf(e, "%s: %d of %d %s views have no %s file: views %s (first missing: %s), expected both files for "
+                     "every view (--skip-incomplete leaves such views out, listing them)", dir, m, n,
+                     scanned ? "present" : "requested", k == 0 ? "metadata_%06d.json" : "img_proc_fg_%06d.png", list, first);
             free(first);
             free(miss);
             return -1;
@@ -456,9 +539,19 @@ int rhd_dataset_open(rhd_dataset *d, const char *subject_dir, const int *views, 
                      const rhd_dataset_config *cfg, rhd_err *e) {
     memset(d, 0, sizeof *d);
     int *all = NULL, scanned = !views;
+    /* every view with at least one of its two files: an incomplete one is an error below, or left
+     * out with cfg->skip_incomplete (formats/dataset.md, "Incomplete data") */
     if (scanned) {
-        if (rhd_dataset_list_views(subject_dir, &all, &n, e)) return -1;
+        if (scan_views(subject_dir, 0, &all, &n, e)) return -1;
         views = all;
+    }
+    if (cfg && cfg->skip_incomplete) {
+        if (!all) {
+            all = rhd_xmalloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+            memcpy(all, views, sizeof(int) * (size_t)(n > 0 ? n : 0));
+            views = all;
+        }
+        n = drop_incomplete(subject_dir, all, n);
     }
     if (n <= 0) {
         free(all);
@@ -478,7 +571,7 @@ int rhd_dataset_open(rhd_dataset *d, const char *subject_dir, const int *views, 
             rhd_errf(e, "%s: view index %d, expected a non-negative index", subject_dir, views[i]);
             goto fail;
         }
-    if (check_present(subject_dir, views, n, e)) goto fail;
+    if (check_present(subject_dir, views, n, scanned, e)) goto fail;
 
     char *meta0 = rhd_dataset_view_path(subject_dir, RHD_VIEW_META_FMT, 0);
     int rc = rhd_camera_read(meta0, &d->cam0, e);

@@ -31,6 +31,9 @@ typedef struct rhd_dataset_config {
     int fy_square_pixels;       /* 0 (original): fy = fl/sw*H, right only for square images;
                                  * 1: fy = fx (square pixels, horizontal sensor fit) */
     float bg[3];                /* (1,1,1): background of the ground-truth composite (§1.5) */
+    int skip_incomplete;        /* 0 (default): a view with only one of its two files is an error
+                                 * naming the avatar, the views and the missing file; 1 (a tool's
+                                 * --skip-incomplete): such views are left out, listed on stderr */
 } rhd_dataset_config;
 
 /* One view's metadata: json["cameras"][0]. */
@@ -97,8 +100,13 @@ void rhd_pose_convert(double P[4][4], const double M[4][4], const rhd_dataset_co
  * surrounding spaces and trailing '/' ignored. Each directory must exist; two lines may not give
  * the same name. An empty list is an error. */
 int rhd_subjects_read_list(rhd_subject_list *out, const char *list_path, const char *data_root, rhd_err *e);
-/* Every subdirectory of data_root that holds metadata_000000.json, sorted by name (strcmp). */
-int rhd_subjects_scan(rhd_subject_list *out, const char *data_root, rhd_err *e);
+/* Every subdirectory of data_root (hidden ones aside) that holds metadata_000000.json, sorted by
+ * name (strcmp). A
+ * subdirectory holding view files (metadata_%06d.json or img_proc_fg_%06d.png) but no
+ * metadata_000000.json is an incomplete avatar: an error naming it and the missing file, or with
+ * skip_incomplete left out and listed on stderr. Other subdirectories are not avatars. */
+int rhd_subjects_scan(rhd_subject_list *out, const char *data_root, rhd_err *e); /* skip_incomplete 0 */
+int rhd_subjects_scan_opt(rhd_subject_list *out, const char *data_root, int skip_incomplete, rhd_err *e);
 void rhd_subject_list_free(rhd_subject_list *l);
 
 /* --- views --- */
@@ -106,9 +114,11 @@ void rhd_subject_list_free(rhd_subject_list *l);
  * and img_proc_fg_%06d.png exist (malloc'd *views, count *n; *n may be 0). */
 int rhd_dataset_list_views(const char *subject_dir, int **views, int *n, rhd_err *e);
 /* Open a subject for the given views (view indices, e.g. from rhd_parse_ranges; NULL: every view
- * present). Reads view 0's metadata for the intrinsics and every listed view's metadata for its
- * pose; every listed view must have both files (missing ones are reported together, as ranges),
- * and the same resolution, focal length and sensor width as view 0. cfg NULL: the defaults. */
+ * with at least one of its two files). Reads view 0's metadata for the intrinsics and every listed
+ * view's metadata for its pose; every listed view must have both files (missing ones are reported
+ * together, as ranges, naming the avatar directory and the missing file kind) unless
+ * cfg->skip_incomplete, which leaves them out and lists them on stderr; and the same resolution,
+ * focal length and sensor width as view 0. cfg NULL: the defaults (incomplete views are errors). */
 int rhd_dataset_open(rhd_dataset *d, const char *subject_dir, const int *views, int n,
                      const rhd_dataset_config *cfg, rhd_err *e);
 void rhd_dataset_close(rhd_dataset *d);

@@ -105,6 +105,7 @@ int rhd_st_parse(const void *buf, size_t n, const char *name, rhd_st **out, rhd_
         names[nn++] = it->string;
         if (strcmp(it->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(it)) { rhd_errf(e, "%s: __metadata__ is not an object of strings", name); goto fail; }
+            if (st->meta_key) { rhd_errf(e, "%s: key '__metadata__' appears twice, expected one", name); goto fail; }
             int m = cJSON_GetArraySize(it);
             st->meta_key = rhd_xcalloc(m ? m : 1, sizeof(char *));
             st->meta_val = rhd_xcalloc(m ? m : 1, sizeof(char *));
@@ -207,8 +208,9 @@ int rhd_st_open(const char *path, rhd_st **out, rhd_err *e) {
     if (fd < 0) return rhd_errf(e, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        int dir = fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode);
         close(fd);
-        return rhd_errf(e, "%s: not a regular file", path);
+        return rhd_errf(e, "%s: %s, expected a file", path, dir ? "is a directory" : "not a regular file");
     }
     size_t n = (size_t)sb.st_size;
     void *map = NULL;

@@ -5,7 +5,7 @@
 set -u
 what=${1:-build}
 build_pkgs=(gcc make libpng-dev libcjson-dev libopenblas-dev)
-test_pkgs=(python3-venv python3-numpy python3-torch clang libclang-rt-14-dev)
+test_pkgs=(python3-venv python3-numpy python3-torch python3-torchvision clang libclang-rt-14-dev)
 check() { # pkg -> 0 if installed
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }

@@ -11,6 +11,7 @@
 #include "common/models/vae_encoder.h"
 #include "common/sha256.h"
 #include "formats/dataset.h"
+#include "formats/finite.h"
 #include "formats/png.h"
 #include "formats/safetensors.h"
 #include "formats/schema.h"
@@ -71,9 +72,9 @@ static const rhd_cli encode_cli = {
     encode_options,
     "examples:\n"
     "  rhd-encode --weights sdxl-vae --data avatars --out-dir features\n"
-    "  rhd-encode --weights sdxl-vae -o a.safetensors avatars/a/img_proc_fg_000000.png\n"
+    "  rhd-encode --weights sdxl-vae -o a.safetensors avatars/avatar_100/img_proc_fg_000000.png\n"
     "  mpirun -np 4 rhd-encode --weights sdxl-vae --data avatars --list train.txt --out-dir features\n"
-    "  rhd-encode --weights random:1 --dtype f16 --out-dir /tmp/f tests/data/mini/*/img_proc_fg_000000.png\n"};
+    "  rhd-encode --weights random:1 --dtype f16 --out-dir f16 tests/data/mini/*/img_proc_fg_000000.png\n"};
 
 static void report(const char *msg) {
     fflush(stdout);
@@ -99,6 +100,8 @@ static char *path_join(const char *a, const char *b) {
     return p;
 }
 
+static void weights_paths(const char *spec, char **cfgpath_out, char **stpath_out);
+
 static void load_weights(weights *w, const char *spec, rhd_ctx *ctx) {
     memset(w, 0, sizeof *w);
     rhd_err e;
@@ -118,6 +121,34 @@ static void load_weights(weights *w, const char *spec, rhd_ctx *ctx) {
                  "meaningless except for tests and demos", spec, seed);
         return;
     }
+    char *cfgpath, *stpath;
+    weights_paths(spec, &cfgpath, &stpath);
+    char *text;
+    size_t n;
+    rhd_vae_config cfg;
+    if (rhd_read_file(cfgpath, &text, &n, &e) || rhd_vae_config_from_json(&cfg, text, n, cfgpath, &e)) rhd_die_err(&e);
+    free(text);
+    if (cfg.in_channels != 3)
+        rhd_die("%s: in_channels is %d, expected 3 (RGB portraits)", cfgpath, cfg.in_channels);
+    rhd_st *st;
+    if (rhd_st_open(stpath, &st, &e)) rhd_die_err(&e);
+    if (rhd_st_check_finite(st, &e)) rhd_die("--weights %s: %s", spec, e.msg);
+    rhd_vae_encoder_init(&w->model, &cfg);
+    rhd_vae_encoder_alloc(&w->model, ctx);
+    if (rhd_vae_encoder_load(&w->model, st, &e)) rhd_die_err(&e);
+    rhd_st_close(st);
+    char hex[65];
+    if (rhd_sha256_file(stpath, hex, &e)) rhd_die_err(&e);
+    snprintf(w->identity, sizeof w->identity, "sha256:%s", hex);
+    w->files[0] = cfgpath, w->files[1] = stpath, w->nfiles = 2;
+    char cs[400];
+    rhd_info("weights %s: %s (%lld parameters)", stpath, rhd_vae_config_str(&cfg, cs, sizeof cs),
+             (long long)rhd_params_count(&w->model.params));
+}
+
+/* The two files of --weights DIR (config.json and the weights), or of DIR/vae/; dies naming what
+ * is missing. */
+static void weights_paths(const char *spec, char **cfgpath_out, char **stpath_out) {
     /* DIR, or a whole pipeline folder holding vae/ */
     char *dir = rhd_xstrdup(spec), *cfgpath = path_join(dir, "config.json");
     if (!rhd_file_exists(cfgpath)) {
@@ -140,26 +171,8 @@ static void load_weights(weights *w, const char *spec, rhd_ctx *ctx) {
         free(stpath);
         stpath = alt;
     }
-    char *text;
-    size_t n;
-    rhd_vae_config cfg;
-    if (rhd_read_file(cfgpath, &text, &n, &e) || rhd_vae_config_from_json(&cfg, text, n, cfgpath, &e)) rhd_die_err(&e);
-    free(text);
-    if (cfg.in_channels != 3)
-        rhd_die("%s: in_channels is %d, expected 3 (RGB portraits)", cfgpath, cfg.in_channels);
-    rhd_vae_encoder_init(&w->model, &cfg);
-    rhd_vae_encoder_alloc(&w->model, ctx);
-    rhd_st *st;
-    if (rhd_st_open(stpath, &st, &e) || rhd_vae_encoder_load(&w->model, st, &e)) rhd_die_err(&e);
-    rhd_st_close(st);
-    char hex[65];
-    if (rhd_sha256_file(stpath, hex, &e)) rhd_die_err(&e);
-    snprintf(w->identity, sizeof w->identity, "sha256:%s", hex);
-    w->files[0] = cfgpath, w->files[1] = stpath, w->nfiles = 2;
-    char cs[400];
-    rhd_info("weights %s: %s (%lld parameters)", stpath, rhd_vae_config_str(&cfg, cs, sizeof cs),
-             (long long)rhd_params_count(&w->model.params));
     free(dir);
+    *cfgpath_out = cfgpath, *stpath_out = stpath;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -289,6 +302,12 @@ static char *config_json(const encode_opts *o, const weights *wt) {
 static int write_features(const encode_opts *o, const weights *wt, const rhd_ctx *ctx, const job *jb, float *const out[4],
                           const int64_t shapes[4][3], int w, int h, rhd_err *e) {
     static const char *const names[4] = {"moments", "ms_feature.0", "ms_feature.1", "ms_feature.2"};
+    for (int k = 0; k < 4; k++) /* finite weights can still overflow: never write such features */
+        if (rhd_check_finite(jb->output, names[k], out[k], shapes[k][0] * shapes[k][1] * shapes[k][2], e)) {
+            char m[sizeof e->msg];
+            memcpy(m, e->msg, sizeof m);
+            return rhd_errf(e, "%.900s (the encoder's output for %s; not written)", m, jb->input);
+        }
     rhd_st_writer wr;
     rhd_st_writer_init(&wr);
     rhd_dtype dt = o->dtype == 1 ? RHD_F16 : RHD_F32;
@@ -317,6 +336,26 @@ static int write_features(const encode_opts *o, const weights *wt, const rhd_ctx
     free(pre), free(cfg);
     rhd_st_writer_free(&wr);
     return rc;
+}
+
+/* Before the encoder is built: no output may be one of the inputs (portraits, weights, --list,
+ * --config: a usage error naming both) and every output of this rank must be writable. */
+static void check_outputs(const encode_opts *o, const job *jobs, int njobs) {
+    int nin = 0;
+    const char **in = rhd_xmalloc(sizeof(char *) * (size_t)(njobs + 4));
+    char *wf[2] = {NULL, NULL};
+    if (strncmp(o->weights, "random:", 7) != 0) weights_paths(o->weights, &wf[0], &wf[1]);
+    in[nin++] = wf[0], in[nin++] = wf[1], in[nin++] = o->list, in[nin++] = o->common.config;
+    for (int i = 0; i < njobs; i++) in[nin++] = jobs[i].input;
+    const char *opt = o->common.output ? "-o" : "--out-dir";
+    rhd_err e;
+    for (int i = 0; i < njobs; i++) {
+        if (i % o->world != o->rank) continue;
+        if (rhd_check_output_not_input(opt, jobs[i].output, in, nin, &e)) rhd_usage_error("%s", e.msg);
+        if (rhd_check_output_writable(opt, jobs[i].output, &e)) rhd_die_err(&e);
+    }
+    free(wf[0]), free(wf[1]);
+    free(in);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -379,6 +418,8 @@ int main(int argc, char **argv) {
             snprintf(jobs[i].output, len, "%s/%s.safetensors", o.out_dir, jobs[i].name);
         }
     }
+
+    check_outputs(&o, jobs, njobs);
 
     rhd_ctx *ctx = rhd_ctx_open(o.common.device, &e);
     if (!ctx) rhd_die_err(&e);

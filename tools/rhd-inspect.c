@@ -6,6 +6,7 @@
 #include "common/cli.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "formats/finite.h"
 #include "formats/npy.h"
 #include "formats/png.h"
 #include "formats/safetensors.h"
@@ -17,12 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct inspect_opts {
     rhd_common_opts common;
     int json;
     const char *png;
     int no_stats;
+    int allow_nonfinite;
     const char *kind;
 } inspect_opts;
 
@@ -30,6 +33,7 @@ static const rhd_opt inspect_options[] = {
     RHD_OPT_FLAG_(0, "json", inspect_opts, json, "print one JSON object per file (JSON Lines) instead of text"),
     RHD_OPT_STRING_(0, "png", inspect_opts, png, "OUT", "write a preview picture of the (single) FILE to OUT"),
     RHD_OPT_FLAG_(0, "no-stats", inspect_opts, no_stats, "skip the per-tensor statistics"),
+    RHD_OPT_FLAG_(0, "allow-nonfinite", inspect_opts, allow_nonfinite, "an rhd file holding NaN or Inf values passes its schema check (the statistics count them)"),
     RHD_OPT_STRING_(0, "kind", inspect_opts, kind, "KIND", "require this file kind (triplane, features, decoder, iwc, checkpoint); exit 1 otherwise"),
     RHD_OPT_GROUP_("common options"),
     RHD_OPT_FLAG_('q', "quiet", inspect_opts, common.quiet, "no info messages"),
@@ -52,64 +56,79 @@ static const rhd_cli inspect_cli = {
     "  rhd-inspect --png preview.png triplanes/avatar_100.safetensors\n"};
 
 typedef struct stats {
-    double min, max, mean, std;
-    int64_t nan, inf, count;
+    double min, max, mean, std; /* over the finite values (std: population, ddof 0); NaN when there are none */
+    int64_t nan, pinf, ninf, count;
 } stats;
 
-/* Statistics in double over chunks combined in a fixed order (thread-count independent). */
-static stats tensor_stats(const void *data, rhd_dtype dt, int64_t n) {
-    enum { CH = 1 << 16 };
-    int64_t nch = (n + CH - 1) / CH;
-    double *smin = malloc(sizeof(double) * (nch + 1)), *smax = malloc(sizeof(double) * (nch + 1));
-    double *ssum = malloc(sizeof(double) * (nch + 1)), *ssq = malloc(sizeof(double) * (nch + 1));
-    int64_t *snan = calloc(nch + 1, sizeof(int64_t)), *sinf = calloc(nch + 1, sizeof(int64_t));
+/* One chunk's partial statistics: the finite values' count, mean and sum of squared deviations. */
+typedef struct part {
+    double min, max, mean, m2;
+    int64_t n, nan, pinf, ninf;
+} part;
+
+static double value_at(const void *data, rhd_dtype dt, size_t es, int64_t i, const float *buf, int64_t j) {
+    if (dt == RHD_F64) { double v; memcpy(&v, (const char *)data + i * es, 8); return v; }
+    if (dt == RHD_I64) { int64_t v; memcpy(&v, (const char *)data + i * es, 8); return (double)v; }
+    return buf[j];
+}
+
+/* Statistics of values [a, b): shifted by the chunk's first finite value so that a huge constant
+ * has exactly zero spread (no sum-of-squares cancellation). */
+static part chunk_stats(const void *data, rhd_dtype dt, int64_t a, int64_t b) {
+    part r = {INFINITY, -INFINITY, 0, 0, 0, 0, 0, 0};
     size_t es = rhd_dtype_size(dt);
-#pragma omp parallel for schedule(dynamic, 4)
-    for (int64_t c = 0; c < nch; c++) {
-        float buf[4096];
-        double mn = INFINITY, mx = -INFINITY, s = 0, q = 0;
-        int64_t a = c * CH, b = a + CH < n ? a + CH : n;
-        for (int64_t i = a; i < b; i += 4096) {
-            int64_t k = b - i < 4096 ? b - i : 4096;
-            if (dt == RHD_F64 || dt == RHD_I64) { /* keep full precision for the wide types */
-                for (int64_t j = 0; j < k; j++) {
-                    double v;
-                    if (dt == RHD_F64) memcpy(&v, (const char *)data + (i + j) * es, 8);
-                    else { int64_t iv; memcpy(&iv, (const char *)data + (i + j) * es, 8); v = (double)iv; }
-                    if (isnan(v)) { snan[c]++; continue; }
-                    if (isinf(v)) { sinf[c]++; continue; }
-                    mn = v < mn ? v : mn, mx = v > mx ? v : mx, s += v, q += v * v;
-                }
-                continue;
-            }
+    double shift = 0, s = 0, q = 0;
+    int have_shift = 0;
+    float buf[4096];
+    for (int64_t i = a; i < b; i += 4096) {
+        int64_t k = b - i < 4096 ? b - i : 4096;
+        if (dt != RHD_F64 && dt != RHD_I64) { /* the wide types keep full precision */
             char raw[4096 * 4];
             memcpy(raw, (const char *)data + i * es, (size_t)(k * es)); /* data may be unaligned */
             rhd_convert_to_f32(buf, raw, dt, k);
-            for (int64_t j = 0; j < k; j++) {
-                double v = buf[j];
-                if (isnan(v)) { snan[c]++; continue; }
-                if (isinf(v)) { sinf[c]++; continue; }
-                mn = v < mn ? v : mn, mx = v > mx ? v : mx, s += v, q += v * v;
-            }
         }
-        smin[c] = mn, smax[c] = mx, ssum[c] = s, ssq[c] = q;
+        for (int64_t j = 0; j < k; j++) {
+            double v = value_at(data, dt, es, i + j, buf, j);
+            if (isnan(v)) { r.nan++; continue; }
+            if (isinf(v)) { if (v > 0) r.pinf++; else r.ninf++; continue; }
+            r.min = v < r.min ? v : r.min, r.max = v > r.max ? v : r.max;
+            if (!have_shift) shift = v, have_shift = 1;
+            double d = v - shift;
+            s += d, q += d * d, r.n++;
+        }
     }
-    stats r = {INFINITY, -INFINITY, 0, 0, 0, 0, n};
-    double s = 0, q = 0;
+    if (r.n) {
+        r.mean = shift + s / r.n;
+        r.m2 = q - s * (s / r.n);
+        if (r.m2 < 0) r.m2 = 0;
+    }
+    return r;
+}
+
+/* Chunks combined in a fixed order (Chan et al.'s pairwise update), so the result does not depend
+ * on the thread count. */
+static stats tensor_stats(const void *data, rhd_dtype dt, int64_t n) {
+    enum { CH = 1 << 16 };
+    int64_t nch = (n + CH - 1) / CH;
+    part *parts = rhd_xcalloc((size_t)(nch + 1), sizeof(part));
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t c = 0; c < nch; c++) parts[c] = chunk_stats(data, dt, c * CH, (c + 1) * CH < n ? (c + 1) * CH : n);
+    part t = {INFINITY, -INFINITY, 0, 0, 0, 0, 0, 0};
     for (int64_t c = 0; c < nch; c++) {
-        r.min = smin[c] < r.min ? smin[c] : r.min;
-        r.max = smax[c] > r.max ? smax[c] : r.max;
-        s += ssum[c], q += ssq[c], r.nan += snan[c], r.inf += sinf[c];
+        const part *p = &parts[c];
+        t.min = p->min < t.min ? p->min : t.min, t.max = p->max > t.max ? p->max : t.max;
+        t.nan += p->nan, t.pinf += p->pinf, t.ninf += p->ninf;
+        if (!p->n) continue;
+        if (!t.n) { t.n = p->n, t.mean = p->mean, t.m2 = p->m2; continue; }
+        int64_t m = t.n + p->n;
+        double delta = p->mean - t.mean;
+        t.mean += delta * ((double)p->n / m);
+        t.m2 += p->m2 + delta * delta * ((double)t.n * p->n / m);
+        t.n = m;
     }
-    int64_t finite = n - r.nan - r.inf;
-    if (finite > 0) {
-        r.mean = s / finite;
-        double var = q / finite - r.mean * r.mean;
-        r.std = var > 0 ? sqrt(var) : 0;
-    } else {
-        r.min = r.max = r.mean = r.std = NAN;
-    }
-    free(smin), free(smax), free(ssum), free(ssq), free(snan), free(sinf);
+    free(parts);
+    stats r = {NAN, NAN, NAN, NAN, t.nan, t.pinf, t.ninf, n};
+    if (t.n) r.min = t.min, r.max = t.max, r.mean = t.mean, r.std = sqrt(t.m2 / t.n);
     return r;
 }
 
@@ -136,6 +155,8 @@ typedef struct file_view {
 } file_view;
 
 static int sniff(const char *path, char *fmt, size_t n, rhd_err *e) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return rhd_errf(e, "%s: is a directory, expected a file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return rhd_errf(e, "%s: cannot open: %s", path, strerror(errno));
     unsigned char b[9] = {0};
@@ -148,7 +169,7 @@ static int sniff(const char *path, char *fmt, size_t n, rhd_err *e) {
     return 0;
 }
 
-static int load(const char *path, const char *want_kind, file_view *fv, rhd_err *e) {
+static int load(const char *path, const char *want_kind, int check_values, file_view *fv, rhd_err *e) {
     memset(fv, 0, sizeof *fv);
     char fmt[16];
     if (sniff(path, fmt, sizeof fmt, e)) return -1;
@@ -173,7 +194,10 @@ static int load(const char *path, const char *want_kind, file_view *fv, rhd_err 
         if (fv->kind || want_kind) {
             rhd_err se;
             fv->schema_checked = 1;
-            if (rhd_schema_check(fv->st, want_kind, NULL, &se)) snprintf(fv->schema_err, sizeof fv->schema_err, "%s", se.msg);
+            if (rhd_schema_check(fv->st, want_kind, NULL, &se))
+                snprintf(fv->schema_err, sizeof fv->schema_err, "%s", se.msg);
+            else if (check_values && rhd_st_check_finite(fv->st, &se))
+                snprintf(fv->schema_err, sizeof fv->schema_err, "%.900s (--allow-nonfinite inspects such a file)", se.msg);
         }
     } else if (strcmp(fmt, "npy") == 0) {
         if (rhd_npy_read(path, &fv->npy, e)) return -1;
@@ -210,6 +234,13 @@ static void unload(file_view *fv) {
     free(fv->items);
 }
 
+/* "-" stands for a statistic that does not exist (no finite value), so that it cannot be mistaken
+ * for a value or a count of NaNs. */
+static void fmt_stat(double x, char buf[32]) {
+    if (isnan(x)) snprintf(buf, 32, "-");
+    else snprintf(buf, 32, "%.5g", x);
+}
+
 static void print_text(const char *path, const file_view *fv, int no_stats) {
     printf("%s: %s", path, fv->format);
     if (fv->have_img)
@@ -235,8 +266,11 @@ static void print_text(const char *path, const file_view *fv, int no_stats) {
         printf("    %-32s %-4s %-20s", fv->items[i].name, rhd_dtype_name(t->dtype), sh);
         if (!no_stats) {
             stats s = tensor_stats(t->data, t->dtype, rhd_shape_numel(t->shape, t->ndim));
-            printf(" min %-11.5g max %-11.5g mean %-11.5g std %-11.5g", s.min, s.max, s.mean, s.std);
-            if (s.nan || s.inf) printf(" nan %lld inf %lld", (long long)s.nan, (long long)s.inf);
+            char v[4][32];
+            fmt_stat(s.min, v[0]), fmt_stat(s.max, v[1]), fmt_stat(s.mean, v[2]), fmt_stat(s.std, v[3]);
+            printf(" min %-11s max %-11s mean %-11s std %-11s", v[0], v[1], v[2], v[3]);
+            if (s.nan || s.pinf || s.ninf)
+                printf(" nan %lld +inf %lld -inf %lld", (long long)s.nan, (long long)s.pinf, (long long)s.ninf);
         }
         printf("\n");
     }
@@ -278,7 +312,9 @@ static void print_json(const char *path, const file_view *fv, int no_stats) {
             cJSON_AddItemToObject(j, "mean", num_or_null(s.mean));
             cJSON_AddItemToObject(j, "std", num_or_null(s.std));
             cJSON_AddNumberToObject(j, "nan", (double)s.nan);
-            cJSON_AddNumberToObject(j, "inf", (double)s.inf);
+            cJSON_AddNumberToObject(j, "inf", (double)(s.pinf + s.ninf));
+            cJSON_AddNumberToObject(j, "posinf", (double)s.pinf);
+            cJSON_AddNumberToObject(j, "neginf", (double)s.ninf);
         }
         cJSON_AddItemToArray(ts, j);
     }
@@ -299,7 +335,11 @@ static int write_preview(const char *out, const file_view *fv, rhd_err *e) {
             if (strcmp(fv->items[i].name, "planes") == 0) it = &fv->items[i];
         if (it || (fv->n == 1 && rhd_preview_is_triplane(&fv->items[0].t))) {
             if (!it) it = &fv->items[0];
-            if (rhd_preview_triplane(&p, &it->t, e)) return -1;
+            if (rhd_preview_triplane(&p, &it->t, e)) {
+                char m[sizeof e->msg];
+                memcpy(m, e->msg, sizeof m);
+                return rhd_errf(e, "tensor '%s': %.900s", it->name, m);
+            }
         } else {
             const rhd_tensor *maps[16];
             int nm = 0;
@@ -309,7 +349,7 @@ static int write_preview(const char *out, const file_view *fv, rhd_err *e) {
             if (rhd_preview_grid(&p, maps, nm, e)) return -1;
         }
     }
-    int rc = rhd_png_write(out, p.rgb, p.width, p.height, 3, 8, RHD_PNG_ROUND, e);
+    int rc = rhd_mkdir_parents(out, e) ? -1 : rhd_png_write(out, p.rgb, p.width, p.height, 3, 8, RHD_PNG_ROUND, e);
     rhd_preview_free(&p);
     return rc;
 }
@@ -325,12 +365,18 @@ int main(int argc, char **argv) {
     if (n < 1) rhd_usage_error("expected at least one FILE (e.g. rhd-inspect triplane.safetensors)");
     if (o.png && n != 1) rhd_usage_error("--png previews one FILE, got %d files", n);
     if (o.kind && !rhd_schema_find(o.kind)) rhd_usage_error("--kind takes triplane, features, decoder, iwc or checkpoint, got '%s'", o.kind);
+    if (o.png) { /* before anything is read: the preview must not replace an input, and must be writable */
+        const char *inputs[2] = {argv[1], o.common.config};
+        rhd_err e;
+        if (rhd_check_output_not_input("--png", o.png, inputs, 2, &e)) rhd_usage_error("%s", e.msg);
+        if (rhd_check_output_writable("--png", o.png, &e)) rhd_die_err(&e);
+    }
     int status = 0;
     for (int i = 1; i <= n; i++) {
         const char *path = argv[i];
         file_view fv;
         rhd_err e;
-        if (load(path, o.kind, &fv, &e)) {
+        if (load(path, o.kind, !o.allow_nonfinite, &fv, &e)) {
             fflush(stdout);
             fprintf(stderr, "%s: error: %s\n", rhd_prog(), e.msg);
             status = 1;

@@ -68,6 +68,15 @@ static void out_close(output *o) {
     if (rhd_atomic_commit(&o->a, &e)) rhd_die_err(&e);
 }
 
+/* Before the work: an output may not be one of the inputs (usage error naming both) and must be
+ * writable. */
+static void check_output(const char *opt, const char *path, const char *const *inputs, int n) {
+    if (!path) return;
+    rhd_err e;
+    if (rhd_check_output_not_input(opt, path, inputs, n, &e)) rhd_usage_error("%s", e.msg);
+    if (rhd_check_output_writable(opt, path, &e)) rhd_die_err(&e);
+}
+
 /* ================================================================================================
  * fit: the task-replay plan */
 
@@ -76,7 +85,7 @@ typedef struct fit_opts {
     const char *list, *data, *avatars;
     long long rounds, steps, decoder_decay_steps, group;
     double lr0, lr1, iwc_weight;
-    int order, print;
+    int order, print, skip_incomplete;
 } fit_opts;
 
 static const char *const order_choices[] = {"round-robin", "shuffled", "interleaved", NULL};
@@ -86,6 +95,8 @@ static const rhd_opt fit_options[] = {
     RHD_OPT_STRING_(0, "list", fit_opts, list, "FILE", "one avatar path per line (name = last component; '#' comments)"),
     RHD_OPT_STRING_(0, "data", fit_opts, data, "DIR", "every subdirectory of DIR holding metadata_000000.json, sorted"),
     RHD_OPT_STRING_(0, "avatars", fit_opts, avatars, "A,B,C", "avatar names separated by commas"),
+    RHD_OPT_FLAG_(0, "skip-incomplete", fit_opts, skip_incomplete,
+                  "--data: leave out (listing them on stderr) avatars with view files but no metadata_000000.json, an error otherwise"),
     RHD_OPT_GROUP_("plan"),
     RHD_OPT_INT_(0, "rounds", fit_opts, rounds, "N", "task-replay rounds (every avatar is visited once per round)", 1, 100000),
     RHD_OPT_INT_(0, "steps", fit_opts, steps, "N", "optimiser steps per visit", 1, 1000000000),
@@ -115,7 +126,7 @@ static const rhd_cli fit_cli = {
     "A one-line summary goes to stderr.\n",
     fit_options,
     "examples:\n"
-    "  rhd-schedule fit --data ../shared/data/blender-avatars-dev -o plan.json\n"
+    "  rhd-schedule fit --data tests/data/mini -o plan.json\n"
     "  rhd-schedule fit --list stage1.txt --order shuffled --seed 3 --rounds 10 -o plan.json\n"
     "  rhd-schedule fit --avatars a,b,c,d --order interleaved --group 2 --print\n"};
 
@@ -172,12 +183,15 @@ static int cmd_fit(int argc, char **argv) {
     if (!(o.lr1 > 0)) rhd_usage_error("--lr1 takes a positive number (e.g. --lr1 2e-3), got %g", o.lr1);
     if (o.print && o.common.output && strcmp(o.common.output, "-") == 0)
         rhd_usage_error("--print and -o - both write to stdout, expected -o FILE with --print");
+    if (o.skip_incomplete && !o.data) rhd_usage_error("--skip-incomplete applies to --data DIR, expected --data with it");
+    const char *inputs[2] = {o.list, o.common.config};
+    check_output("-o", o.common.output, inputs, 2);
 
     char **names = NULL, **paths = NULL;
     int na = 0;
     rhd_err e;
     if (o.list && rhd_avatars_from_list(o.list, &names, &paths, &na, &e)) rhd_die("--list %s", e.msg);
-    if (o.data && rhd_avatars_from_dir(o.data, &names, &na, &e)) rhd_die("--data %s", e.msg);
+    if (o.data && rhd_avatars_from_dir_opt(o.data, o.skip_incomplete, &names, &na, &e)) rhd_die("--data %s", e.msg);
     if (o.avatars && rhd_avatars_from_csv(o.avatars, &names, &na, &e)) rhd_usage_error("--avatars %s", e.msg);
 
     pp.rounds = (int)o.rounds, pp.steps = o.steps, pp.lr0 = o.lr0, pp.lr1 = o.lr1;
@@ -458,6 +472,10 @@ static int cmd_noise(int argc, char **argv) {
     if (n > 0) rhd_usage_error("unexpected argument '%s'", argv[1]);
     if (o.ddim && o.png) rhd_usage_error("--png plots the noise table, expected no --ddim with it");
     if (o.eta && !o.ddim) rhd_usage_error("--eta applies to the DDIM table, expected --ddim S with it");
+    if (o.png && o.common.output && rhd_same_file(o.png, o.common.output))
+        rhd_usage_error("-o %s and --png %s name the same file, expected two different outputs", o.common.output, o.png);
+    check_output("-o", o.common.output, &o.common.config, 1);
+    check_output("--png", o.png, &o.common.config, 1);
 
     /* parse the schedule list */
     sched ss[RHD_PLOT_MAX_SERIES];

@@ -20,8 +20,8 @@ v = planes.double().numpy().ravel(); f = v[np.isfinite(v)]
 json.dump({"min": f.min(), "max": f.max(), "mean": f.mean(), "std": f.std()}, open(d + "/stats.json", "w"))
 PYEOF
 
-run rhd-inspect --json "$T/tp.safetensors"
-expect_rc 0 "inspect a triplane written by the Python safetensors package"
+run rhd-inspect --allow-nonfinite --json "$T/tp.safetensors"
+expect_rc 0 "inspect a triplane written by the Python safetensors package (NaN/Inf allowed)"
 check "JSON: kind, shape, nan/inf counts and statistics match numpy" "$PY" -c "
 import json, sys
 o = json.loads(sys.argv[1]); s = json.load(open(sys.argv[2])); t = o['tensors'][0]
@@ -29,14 +29,14 @@ assert o['kind'] == 'triplane' and o['valid'] and t['shape'] == [3, 8, 16, 16] a
 for k in 'min', 'max', 'mean', 'std':
     assert abs(t[k] - s[k]) <= 1e-9 * max(1, abs(s[k])), (k, t[k], s[k])
 " "$out" "$T/stats.json"
-run rhd-inspect "$T/tp.safetensors" "$T/plain.safetensors" "$T/tp.npy" "$mini/img_proc_fg_000000.png"
+run rhd-inspect --allow-nonfinite "$T/tp.safetensors" "$T/plain.safetensors" "$T/tp.npy" "$mini/img_proc_fg_000000.png"
 expect_rc 0 "text output for safetensors, npy and PNG together"
-expect_out "planes +F32 +\[3,8,16,16\].*nan 1 inf 1" "text shows shape and NaN/Inf counts"
+expect_out "planes +F32 +\[3,8,16,16\].*nan 1 \+inf 1 -inf 0" "text shows shape and NaN/Inf counts"
 expect_out "b +F16 +\[2,5,5\] +min 1 +max 1" "F16 tensor statistics"
 expect_out "png, 128x128, RGBA, 8-bit, alpha" "PNG format line"
 expect_out "kind: triplane \(schema ok\)" "schema ok line"
 
-run rhd-inspect --png "$T/planes.png" "$T/tp.safetensors"
+run rhd-inspect --allow-nonfinite --png "$T/planes.png" "$T/tp.safetensors"
 expect_rc 0 "triplane preview"
 run rhd-inspect --json "$T/planes.png"
 expect_out '"width":52,"height":16' "the preview is a 3-plane strip (3x16 + 2 gaps of 2) x 16"

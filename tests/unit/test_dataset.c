@@ -163,7 +163,7 @@ static void test_subjects(void) {
     rc = rhd_subjects_read_list(&l, "/nonexistent/list.txt", NULL, &e);
     th_ok(rc == -1 && has(e.msg, "/nonexistent/list.txt: cannot open"), "missing list file: %s", e.msg);
     rc = rhd_subjects_scan(&l, th_subdir("emptyroot"), &e);
-    th_ok(rc == -1 && has(e.msg, "emptyroot: no subject directories found"), "scan of an empty root: %s", e.msg);
+    th_ok(rc == -1 && has(e.msg, "emptyroot: no avatar directories (subdirectories holding metadata_000000.json) found"), "scan of an empty root: %s", e.msg);
 }
 
 /* --- 2 and 3. views, intrinsics, poses ------------------------------------------------- */
@@ -464,6 +464,57 @@ static void test_bad_subjects(void) {
           "a broken view inside a range: %s", e.msg);
 }
 
+/* The incomplete-data policy: a view with one of its two files is an error naming the avatar, the
+ * views and the missing file, unless skip_incomplete (then left out, listed on stderr). */
+static void test_incomplete(void) {
+    int have[5] = {0, 1, 2, 3, 4};
+    char dir[1024], path[1300];
+    snprintf(dir, sizeof dir, "%s", make_subject("incomplete", have, 5));
+    snprintf(path, sizeof path, "%s/img_proc_fg_000002.png", dir); /* view 2: metadata only */
+    unlink(path);
+    snprintf(path, sizeof path, "%s/metadata_000004.json", dir);   /* view 4: image only */
+    unlink(path);
+    rhd_dataset d;
+    rhd_err e;
+    int rc = rhd_dataset_open(&d, dir, NULL, 0, NULL, &e);
+    th_ok(rc == -1 && has(e.msg, "incomplete: 1 of 5 present views have no metadata_%06d.json file: views 4 (first missing: ") &&
+              has(e.msg, "incomplete/metadata_000004.json)") && has(e.msg, "--skip-incomplete"),
+          "every view present: an incomplete one is an error by default: %s", rc ? e.msg : "(accepted)");
+    if (rc == 0) rhd_dataset_close(&d);
+    snprintf(path, sizeof path, "%s/img_proc_fg_000004.png", dir);
+    unlink(path);
+    rc = rhd_dataset_open(&d, dir, NULL, 0, NULL, &e);
+    th_ok(rc == -1 && has(e.msg, "1 of 4 present views have no img_proc_fg_%06d.png file: views 2 (first missing: ") &&
+              has(e.msg, "incomplete/img_proc_fg_000002.png)"),
+          "a view with its metadata only: %s", rc ? e.msg : "(accepted)");
+    if (rc == 0) rhd_dataset_close(&d);
+    th_sh("touch '%s/img_proc_fg_000004.png'", dir);
+    rhd_dataset_config cfg;
+    rhd_dataset_config_init(&cfg);
+    th_ok(cfg.skip_incomplete == 0, "the default is to refuse incomplete views");
+    cfg.skip_incomplete = 1;
+    rc = rhd_dataset_open(&d, dir, NULL, 0, &cfg, &e);
+    th_ok(rc == 0 && d.n == 3 && d.views[0].index == 0 && d.views[1].index == 1 && d.views[2].index == 3,
+          "skip_incomplete: views 0,1,3 kept (%d): %s", rc ? -1 : d.n, rc ? e.msg : "ok");
+    if (rc == 0) rhd_dataset_close(&d);
+    int sel[3] = {1, 2, 3};
+    rc = rhd_dataset_open(&d, dir, sel, 3, &cfg, &e);
+    th_ok(rc == 0 && d.n == 2 && d.views[1].index == 3, "skip_incomplete on requested views 1-3: 1,3 kept");
+    if (rc == 0) rhd_dataset_close(&d);
+    /* a data root: an avatar directory without metadata_000000.json */
+    const char *root = th_subdir("incroot");
+    th_sh("mkdir -p '%s/a' '%s/b' '%s/notes' && cp '%s'/metadata_000000.json '%s/a/' && touch '%s/b/img_proc_fg_000000.png' "
+          "'%s/notes/readme.txt'", root, root, root, dir, root, root, root);
+    rhd_subject_list l;
+    rc = rhd_subjects_scan(&l, root, &e);
+    th_ok(rc == -1 && has(e.msg, "1 avatar directory with view files but no metadata_000000.json") && has(e.msg, ": b;"),
+          "an avatar without view 0's metadata is an error naming it: %s", rc ? e.msg : "(accepted)");
+    if (rc == 0) rhd_subject_list_free(&l);
+    rc = rhd_subjects_scan_opt(&l, root, 1, &e);
+    th_ok(rc == 0 && l.n == 1 && !strcmp(l.items[0].name, "a"), "skip_incomplete leaves it out ('notes' is no avatar)");
+    if (rc == 0) rhd_subject_list_free(&l);
+}
+
 /* The square-pixel fy option on a non-square camera, against the reference. */
 static void test_nonsquare(void) {
     const char *dir = th_subdir("nonsquare");
@@ -510,5 +561,6 @@ int main(void) {
     test_bad_cameras();
     test_bad_subjects();
     test_nonsquare();
+    test_incomplete();
     return th_done();
 }

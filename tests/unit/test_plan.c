@@ -279,6 +279,14 @@ static void test_reader_errors(void) {
          "p.json: no \"decoder_decay_steps\", expected an integer"},
         {HEAD "\"order\":\"random\"," AVS "\"entries\":[" E0 "]}", "p.json: order 'random', expected round-robin, shuffled or interleaved"},
         {HEAD "\"generator\":{\"steps\":10,\"lr2\":1}," AVS "\"entries\":[" E0 "]}", "p.json: generator: unknown key 'lr2'"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":10,\"triplane_lr\":1e999,\"decoder_lr\":0.002}]}",
+         "p.json: entries[0]: triplane_lr is inf (out of range), expected a positive number"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":1e300,\"triplane_lr\":0.02,\"decoder_lr\":0.002}]}",
+         "p.json: entries[0]: steps is 1e+300, expected an integer"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":-1e999}]}",
+         "p.json: entries[0]: decoder_lr is -inf (out of range), expected a positive number"},
+        {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\\u0000b\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":0.002}]}",
+         "p.json: a \\u0000 (NUL) escape in a string at byte"},
     };
     int n = sizeof cases / sizeof cases[0];
     for (int i = 0; i < n; i++) {
@@ -301,6 +309,9 @@ static void test_reader_errors(void) {
     rhd_err e;
     int rc = rhd_plan_read("/nonexistent/plan.json", &p, &e);
     th_ok(rc && strstr(e.msg, "/nonexistent/plan.json"), "reader: a missing file: %s", e.msg);
+    rc = rhd_plan_read(th_tmpdir(), &p, &e);
+    th_ok(rc && strstr(e.msg, ": is a directory, expected a file"), "reader: a directory: %s", rc ? e.msg : "(accepted)");
+    if (!rc) rhd_plan_free(&p);
 }
 
 /* --- avatar lists --------------------------------------------------------------------------------- */
@@ -351,6 +362,17 @@ static void test_lists(void) {
     snprintf(path, sizeof path, "%s/data/noview", dir);
     rc = rhd_avatars_from_dir(path, &names, &n, &e);
     th_ok(rc && strstr(e.msg, "no avatar directories"), "data directory without avatars: %s", e.msg);
+    /* incomplete avatars: view files but no metadata_000000.json */
+    th_sh("mkdir -p %s/data/bravo %s/data/yank && touch %s/data/bravo/img_proc_fg_000000.png %s/data/yank/metadata_000003.json",
+          dir, dir, dir, dir);
+    snprintf(path, sizeof path, "%s/data", dir);
+    rc = rhd_avatars_from_dir(path, &names, &n, &e);
+    th_ok(rc && strstr(e.msg, "2 avatar directories with view files but no metadata_000000.json") && strstr(e.msg, "bravo, yank") &&
+              strstr(e.msg, "--skip-incomplete"),
+          "incomplete avatars are an error by default, all named: %s", rc ? e.msg : "(accepted)");
+    rc = rhd_avatars_from_dir_opt(path, 1, &names, &n, &e);
+    th_ok(rc == 0 && n == 3 && !strcmp(names[0], "alpha"), "skip_incomplete leaves them out");
+    if (!rc) rhd_avatars_free(names, n);
 
     rc = rhd_avatars_from_csv(" a, b ,c", &names, &n, &e);
     th_ok(rc == 0 && n == 3 && !strcmp(names[1], "b"), "--avatars a,b,c (spaces trimmed)");

@@ -5,6 +5,7 @@
  * the schema layer and the parameter table round trip. */
 #include "refcheck.h"
 #include "formats/safetensors.h"
+#include "formats/finite.h"
 #include "formats/schema.h"
 #include "formats/params_io.h"
 #include "common/fs.h"
@@ -207,6 +208,7 @@ static void test_malformed(void) {
         {"missing dtype", "{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "missing or non-string 'dtype'"},
         {"unknown field", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4, "unknown field 'x'"},
         {"metadata not strings", "{\"__metadata__\":{\"k\":1}}", 0, "non-string value"},
+        {"two metadata objects", "{\"__metadata__\":{\"a\":\"1\"},\"__metadata__\":{\"b\":\"2\",\"c\":\"3\"}}", 0, "'__metadata__' appears twice"},
         {"invalid UTF-8", "{\"a\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "not valid UTF-8"},
         {"overlong UTF-8", "{\"a\xc0\xaf\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "not valid UTF-8"},
         {"too many dims", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1, "9 dimensions"},
@@ -354,6 +356,56 @@ static void test_schema(void) {
     rhd_ctx_close(ctx);
 }
 
+/* ---- malformed features files: what a features reader runs, the schema then the value check ---- */
+
+#define FMETA "\"__metadata__\":{\"rhd.kind\":\"features\",\"rhd.version\":\"1\",\"rhd.weights\":\"random:1\"},"
+#define FT(name, dt, shape, a, b) "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":[" #a "," #b "]}"
+
+static void test_features_malformed(void) {
+    /* moments [4,1,1], ms_feature.0 [2,4,4], .1 [2,2,2], .2 [2,1,1]: 4+32+8+2 = 46 floats */
+    static const struct { const char *what, *header; size_t data; int poison; const char *msg; } cases[] = {
+        {"valid", "{" FMETA FT("moments", "F32", "[4,1,1]", 0, 16) "," FT("ms_feature.0", "F32", "[2,4,4]", 16, 144) ","
+         FT("ms_feature.1", "F32", "[2,2,2]", 144, 176) "," FT("ms_feature.2", "F32", "[2,1,1]", 176, 184) "}", 184, -1, NULL},
+        {"NaN in moments", "{" FMETA FT("moments", "F32", "[4,1,1]", 0, 16) "," FT("ms_feature.0", "F32", "[2,4,4]", 16, 144) ","
+         FT("ms_feature.1", "F32", "[2,2,2]", 144, 176) "," FT("ms_feature.2", "F32", "[2,1,1]", 176, 184) "}", 184, 2,
+         "case.safetensors: tensor 'moments': 1 NaN, 0 +Inf, 0 -Inf of 4 values (first at flat index 2)"},
+        {"+Inf in ms_feature.2", "{" FMETA FT("moments", "F32", "[4,1,1]", 0, 16) "," FT("ms_feature.0", "F32", "[2,4,4]", 16, 144) ","
+         FT("ms_feature.1", "F32", "[2,2,2]", 144, 176) "," FT("ms_feature.2", "F32", "[2,1,1]", 176, 184) "}", 184, 45,
+         "case.safetensors: tensor 'ms_feature.2': 0 NaN, 1 +Inf, 0 -Inf of 2 values (first at flat index 1)"},
+        {"a map missing", "{" FMETA FT("moments", "F32", "[4,1,1]", 0, 16) "," FT("ms_feature.0", "F32", "[2,4,4]", 16, 144) ","
+         FT("ms_feature.1", "F32", "[2,2,2]", 144, 176) "}", 176, -1, "ms_feature.2"},
+        {"wrong grid ratio", "{" FMETA FT("moments", "F32", "[4,1,1]", 0, 16) "," FT("ms_feature.0", "F32", "[2,4,4]", 16, 144) ","
+         FT("ms_feature.1", "F32", "[2,2,2]", 144, 176) "," FT("ms_feature.2", "F32", "[2,2,1]", 176, 192) "}", 192, -1, "ms_feature.2"},
+        {"integer dtype", "{" FMETA FT("moments", "I32", "[4,1,1]", 0, 16) "," FT("ms_feature.0", "F32", "[2,4,4]", 16, 144) ","
+         FT("ms_feature.1", "F32", "[2,2,2]", 144, 176) "," FT("ms_feature.2", "F32", "[2,1,1]", 176, 184) "}", 184, -1, "moments"},
+        {"no rhd.weights", "{\"__metadata__\":{\"rhd.kind\":\"features\",\"rhd.version\":\"1\"}," FT("moments", "F32", "[4,1,1]", 0, 16) ","
+         FT("ms_feature.0", "F32", "[2,4,4]", 16, 144) "," FT("ms_feature.1", "F32", "[2,2,2]", 144, 176) ","
+         FT("ms_feature.2", "F32", "[2,1,1]", 176, 184) "}", 184, -1, "rhd.weights"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n;
+        unsigned char *b = mk(cases[i].header, cases[i].data, &n);
+        float *v = (float *)(b + n - cases[i].data); /* the data section: 1.0 everywhere but the poisoned value */
+        for (size_t k = 0; k < cases[i].data / 4; k++) {
+            float one = 1.0f;
+            memcpy((char *)v + 4 * k, &one, 4);
+        }
+        if (cases[i].poison >= 0) {
+            float bad = cases[i].poison == 2 ? NAN : INFINITY;
+            memcpy((char *)v + 4 * cases[i].poison, &bad, 4);
+        }
+        rhd_st *st = NULL;
+        rhd_err e = {{0}};
+        int rc = rhd_st_parse(b, n, "case.safetensors", &st, &e);
+        if (rc == 0) rc = rhd_schema_check(st, "features", NULL, &e);
+        if (rc == 0) rc = rhd_st_check_finite(st, &e);
+        if (!cases[i].msg) th_ok(rc == 0, "features table baseline: a valid features file passes (%s)", rc ? e.msg : "ok");
+        else th_ok(rc != 0 && strstr(e.msg, cases[i].msg), "features: %s -> %s", cases[i].what, rc ? e.msg : "(accepted!)");
+        rhd_st_close(st);
+        free(b);
+    }
+}
+
 int main(void) {
     const char *d = th_subdir("st");
     int have_py = th_ref("st_ref.py", "write %s %llu", d, (unsigned long long)(th_seed() % 100000)) == 0;
@@ -367,6 +419,7 @@ int main(void) {
         test_c_written(th_subdir("stc"));
     }
     test_malformed();
+    test_features_malformed();
     test_schema();
     return th_done();
 }
