@@ -115,6 +115,8 @@ int rhd_avatars_from_list(const char *path, char ***names, char ***paths, int *n
 int rhd_avatars_from_dir(const char *dir, char ***names, int *n, rhd_err *e); /* skip_incomplete 0 */
 int rhd_avatars_from_dir_opt(const char *dir, int skip_incomplete, char ***names, int *n, rhd_err *e);
 int rhd_avatars_from_csv(const char *csv, char ***names, int *n, rhd_err *e);
+/* 1 if two of the n names are equal, with their positions *first < *second (the earliest repeat). */
+int rhd_names_find_duplicate(char *const *names, int n, int *first, int *second);
 void rhd_avatars_free(char **names, int n);
 /* 0 if name is a valid avatar name, else -1 with the reason. */
 int rhd_avatar_name_check(const char *name, rhd_err *e);
