@@ -112,13 +112,13 @@ static const rhd_cli cli = {
     "and prints their PSNR as JSON (the forgetting report). CPU or CUDA (--device).\n",
     options,
     "examples (the bundled data; tests/tools/t0840-examples-fit.sh runs them):\n"
-    "  rhd-schedule fit --data tests/data/mini --rounds 2 --steps 40 -o plan.json\n"
-    "  rhd-fit --stage 1 --plan plan.json --data tests/data/mini --triplane-res 64 --triplane-channels 16 \\\n"
-    "          --grid-size 64 --rays 1024 --train-views 0-23 --eval-views 100,110 -o fit1\n"
+    "  rhd-schedule fit --data tests/data/mini --rounds 2 --steps 20 -o plan.json\n"
+    "  rhd-fit --stage 1 --plan plan.json --data tests/data/mini --triplane-res 32 --triplane-channels 16 \\\n"
+    "          --grid-size 32 --rays 256 --max-steps 64 --train-views 0-23 --eval-views 100,110 -o fit1\n"
     "  rhd-fit --stage 2 --decoder fit1/decoder.safetensors --data tests/data/mini --avatar avatar_101 \\\n"
-    "          --steps 80 --grid-size 64 --rays 1024 --train-views 0-23 --eval-views 100,110 -o avatar_101.safetensors\n"
+    "          --steps 40 --grid-size 32 --rays 256 --max-steps 64 --train-views 0-23 --eval-views 100,110 -o avatar_101.safetensors\n"
     "  rhd-fit --report --decoder fit1/decoder.safetensors --triplanes fit1/triplanes --data tests/data/mini \\\n"
-    "          --grid-size 64 --eval-views 100,110 --contact-sheet report.png\n"};
+    "          --grid-size 32 --max-steps 64 --eval-views 100,110 --contact-sheet report.png\n"};
 
 /* ---- helpers ---- */
 

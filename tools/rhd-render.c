@@ -95,14 +95,14 @@ static const rhd_cli cli = {
     "a coloured marching-cubes mesh. Exit status: 0 ok, 1 runtime error, 2 usage error.\n",
     options,
     "examples (after rhd-fit's: its run fit1/ on the bundled data; tests/tools/t0840-examples-fit.sh runs them):\n"
-    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100,110 --metrics \\\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100 --downscale 2 --grid-size 32 --max-steps 64 --metrics \\\n"
     "             --contact-sheet sheet.png -o out/ fit1/triplanes/avatar_100.safetensors\n"
-    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --spiral --frames 4 \\\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --spiral --frames 2 --downscale 2 --grid-size 32 --max-steps 64 \\\n"
     "             -o spiral/ fit1/triplanes/avatar_100.safetensors\n"
     "  rhd-render --decoder fit1/decoder.safetensors --no-images --mesh a.ply --mesh-res 64 \\\n"
     "             fit1/triplanes/avatar_100.safetensors\n"
     "with LPIPS weights (pipelines/lpips_weights.py makes them; not bundled):\n"
-    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100,110 --metrics \\\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100 --metrics \\\n"
     "             --lpips alex.safetensors --no-images fit1/triplanes/avatar_100.safetensors\n"};
 
 /* --- small parsers ----------------------------------------------------------------------------- */
