@@ -1,7 +1,12 @@
 /* common/fit_run.c: a stage-1 fitting run (see fit_run.h). Above the models: writes files. */
 #include "common/fit_run.h"
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include "common/fs.h"
@@ -21,6 +26,275 @@ char *rhd_fit_run_triplane_path(const rhd_fit_run *run, int avatar) {
 
 static char *iwc_path(const rhd_fit_run *run, int avatar) {
     return join(run->iwc_dir, run->plan->avatars[avatar], ".safetensors");
+}
+
+/* ---- crash points (test hook) ---- */
+
+static long g_crash_after = -1, g_crash_count;
+static int g_crash_trace = -1;
+
+static int crash_hit(const char *what, const char *path) {
+    if (g_crash_trace < 0) {
+        const char *a = getenv("RHD_CRASH_AFTER"), *t = getenv("RHD_CRASH_TRACE");
+        g_crash_after = a && *a ? atol(a) : -1;
+        g_crash_trace = t && *t && strcmp(t, "0");
+    }
+    g_crash_count++;
+    if (g_crash_trace) fprintf(stderr, "%s: crash point %ld: %s %s\n", rhd_prog(), g_crash_count, what, path);
+    return g_crash_count == g_crash_after;
+}
+
+void rhd_crash_point(const char *what, const char *path) {
+    if (crash_hit(what, path)) _exit(137);
+}
+
+void rhd_crash_before_write(const char *path) {
+    if (!crash_hit("before writing", path)) return;
+    size_t n = strlen(path) + 5;
+    char *tmp = rhd_xmalloc(n);
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb"); /* a torn write: what a kill in the middle leaves */
+    if (f) fputs("torn write", f), fclose(f);
+    _exit(137);
+}
+
+/* ---- output checks ---- */
+
+int rhd_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
+    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (ea || eb) return 0;
+    return !strcmp(a, b);
+}
+
+int rhd_check_writable(const char *path, rhd_err *e) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return rhd_errf(e, "%s: a directory, expected a file name to write", path);
+    if (rhd_mkdir_parents(path, e)) return -1;
+    size_t n = strlen(path) + 5;
+    char *tmp = rhd_xmalloc(n);
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    int rc = 0;
+    if (!f) rc = rhd_errf(e, "%s: cannot be written (%s), expected a writable location", path, strerror(errno));
+    else fclose(f), remove(tmp);
+    free(tmp);
+    return rc;
+}
+
+/* ---- heartbeat ---- */
+
+struct rhd_heartbeat {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, tty;
+    double interval, t_run, t_phase, sec_done;
+    long long steps, steps_done;
+    char phase[256];
+};
+
+static void *heartbeat_main(void *arg) {
+    rhd_heartbeat *hb = arg;
+    pthread_mutex_lock(&hb->mu);
+    while (!hb->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double w = ts.tv_sec + 1e-9 * ts.tv_nsec + hb->interval;
+        ts.tv_sec = (time_t)w, ts.tv_nsec = (long)((w - (double)(time_t)w) * 1e9);
+        pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
+        if (hb->stop || !hb->phase[0]) continue;
+        double now = rhd_now();
+        char el[32], run[32], eta[48] = "";
+        rhd_format_duration(now - hb->t_phase, el, sizeof el);
+        rhd_format_duration(now - hb->t_run, run, sizeof run);
+        if (hb->steps > 0 && hb->steps_done > 0 && hb->sec_done > 0) { /* the rate of earlier phases */
+            char d[32];
+            double left = hb->steps / (hb->steps_done / hb->sec_done) - (now - hb->t_phase);
+            rhd_format_duration(left > 0 ? left : 0, d, sizeof d);
+            snprintf(eta, sizeof eta, ", about %s left", d);
+        }
+        fprintf(stderr, hb->tty ? "\r%s: %s: fitting for %s%s (total %s)\033[K" : "%s: %s: fitting for %s%s (total %s)\n",
+                rhd_prog(), hb->phase, el, eta, run);
+        fflush(stderr);
+    }
+    pthread_mutex_unlock(&hb->mu);
+    return NULL;
+}
+
+rhd_heartbeat *rhd_heartbeat_start(void) {
+    if (rhd_log_level() < RHD_LOG_INFO) return NULL;
+    rhd_heartbeat *hb = rhd_xcalloc(1, sizeof *hb);
+    const char *iv = getenv("RHD_PROGRESS_INTERVAL");
+    hb->interval = iv ? atof(iv) : 10.0;
+    if (!(hb->interval > 0)) hb->interval = 10.0;
+    hb->tty = isatty(2);
+    hb->t_run = hb->t_phase = rhd_now();
+    pthread_mutex_init(&hb->mu, NULL);
+    pthread_cond_init(&hb->cv, NULL);
+    if (pthread_create(&hb->th, NULL, heartbeat_main, hb)) {
+        free(hb);
+        return NULL;
+    }
+    return hb;
+}
+
+void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps) {
+    if (!hb) return;
+    pthread_mutex_lock(&hb->mu);
+    double now = rhd_now();
+    if (hb->phase[0] && hb->steps > 0) hb->steps_done += hb->steps, hb->sec_done += now - hb->t_phase;
+    snprintf(hb->phase, sizeof hb->phase, "%s", phase ? phase : "");
+    hb->steps = steps, hb->t_phase = now;
+    pthread_mutex_unlock(&hb->mu);
+}
+
+void rhd_heartbeat_stop(rhd_heartbeat *hb) {
+    if (!hb) return;
+    pthread_mutex_lock(&hb->mu);
+    hb->stop = 1;
+    pthread_cond_signal(&hb->cv);
+    pthread_mutex_unlock(&hb->mu);
+    pthread_join(hb->th, NULL);
+    pthread_mutex_destroy(&hb->mu);
+    pthread_cond_destroy(&hb->cv);
+    free(hb);
+}
+
+/* ---- the run directory (formats/run.md) ---- */
+
+static char *pending_path(const rhd_fit_run *run, int k, const char *sub, const char *avatar, const char *suffix) {
+    size_t n = strlen(run->pend_dir) + strlen(sub) + strlen(avatar) + strlen(suffix) + 32;
+    char *p = rhd_xmalloc(n);
+    snprintf(p, n, "%s/%d/%s/%s%s", run->pend_dir, k, sub, avatar, suffix);
+    return p;
+}
+
+static int remove_file(const char *path, rhd_err *e) {
+    if (remove(path) == 0) {
+        rhd_crash_point("removed", path);
+        return 0;
+    }
+    if (errno == ENOENT) return 0;
+    return rhd_errf(e, "%s: cannot remove: %s", path, strerror(errno));
+}
+
+static int move_file(const char *from, const char *to, rhd_err *e) {
+    if (rename(from, to) == 0) {
+        rhd_crash_point("moved into place", to);
+        return 0;
+    }
+    if (errno == ENOENT) return 0; /* moved before a kill */
+    return rhd_errf(e, "%s: cannot move to %s: %s", from, to, strerror(errno));
+}
+
+/* pending/<k>/: moved into place (commit != 0) or removed, then the directory itself. */
+static int settle_pending(rhd_fit_run *run, int k, int commit, rhd_err *e) {
+    static const char *const kinds[][2] = {{"triplanes", ".safetensors"}, {"triplanes", ".npy"}, {"iwc", ".safetensors"}};
+    const rhd_plan_entry *en = &run->plan->entries[k];
+    int rc = 0;
+    for (int j = 0; j < en->navatars && !rc; j++) {
+        const char *name = run->plan->avatars[en->avatars[j]];
+        for (int t = 0; t < 3 && !rc; t++) {
+            char *p = pending_path(run, k, kinds[t][0], name, kinds[t][1]);
+            size_t n = strlen(p) + 5;
+            char *pt = rhd_xmalloc(n);
+            snprintf(pt, n, "%s.tmp", p);
+            rc = remove_file(pt, e);
+            if (!rc) {
+                if (commit) {
+                    char *to = join(t == 2 ? run->iwc_dir : run->tri_dir, name, kinds[t][1]);
+                    rc = move_file(p, to, e);
+                    free(to);
+                } else
+                    rc = remove_file(p, e);
+            }
+            free(p), free(pt);
+        }
+    }
+    char dir[64];
+    const char *subs[] = {"triplanes", "iwc", ""};
+    for (int t = 0; t < 3 && !rc; t++) {
+        char *d = rhd_xmalloc(strlen(run->pend_dir) + sizeof dir);
+        sprintf(d, "%s/%d/%s", run->pend_dir, k, subs[t]);
+        if (rmdir(d) != 0 && errno != ENOENT)
+            rc = rhd_errf(e, "%s: cannot remove the directory (%s), expected only the files of entry %d", d, strerror(errno), k);
+        free(d);
+    }
+    return rc;
+}
+
+/* The last entry before `done` that visited avatar i (-1: none). */
+static int last_visit(const rhd_plan *plan, int i, int done) {
+    for (int k = done - 1; k >= 0; k--)
+        for (int j = 0; j < plan->entries[k].navatars; j++)
+            if (plan->entries[k].avatars[j] == i) return k;
+    return -1;
+}
+
+/* The directory made to agree with the committed state run->start: pending files of the committed
+ * entry moved into place, other pending files and leftovers removed, the files of every visited
+ * avatar loaded (they must be there, of its last visiting entry), the decoder rewritten. */
+static int reconcile(rhd_fit_run *run, rhd_err *e) {
+    const rhd_plan *plan = run->plan;
+    const rhd_fit_cfg *fc = &run->cfg.fit;
+    int n = run->start, rc = 0;
+    char *t1 = join(run->tri_dir, "x", ""), *t2 = join(run->iwc_dir, "x", "");
+    rc = rhd_mkdir_parents(t1, e) || rhd_mkdir_parents(t2, e) ? -1 : 0;
+    free(t1), free(t2);
+    for (int k = 0; k < plan->nentries && !rc; k++) rc = settle_pending(run, k, k == n - 1, e);
+    if (!rc && rmdir(run->pend_dir) != 0 && errno != ENOENT && errno != ENOTEMPTY)
+        rc = rhd_errf(e, "%s: cannot remove: %s", run->pend_dir, strerror(errno));
+    char *dt = join(run->cfg.dir, "decoder", ".safetensors.tmp"), *ct = join(run->cfg.dir, "checkpoint", ".safetensors.tmp");
+    if (!rc) rc = remove_file(dt, e) || remove_file(ct, e) ? -1 : 0;
+    free(dt), free(ct);
+    for (int i = 0; i < plan->navatars && !rc; i++) {
+        char *tp = rhd_fit_run_triplane_path(run, i), *ip = iwc_path(run, i), *np = join(run->tri_dir, plan->avatars[i], ".npy");
+        int L = last_visit(plan, i, n), ent = -1;
+        if (L < 0) /* not visited in the committed state: anything there is from an earlier run */
+            rc = remove_file(tp, e) || remove_file(ip, e) || remove_file(np, e) ? -1 : 0;
+        else if (!rhd_file_exists(tp))
+            rc = rhd_errf(e, "%s: missing, expected the triplane of %s written by entry %d (the checkpoint records %d "
+                             "entries; restore the file or start over with --force)", tp, plan->avatars[i], L, n);
+        else if (!rhd_file_exists(ip))
+            rc = rhd_errf(e, "%s: missing, expected the IWC state of %s written by entry %d (restore the file or start "
+                             "over with --force)", ip, plan->avatars[i], L);
+        else {
+            rhd_triplane_alloc(&run->planes[i], fc->C, fc->R, fc->clamp, NULL);
+            if (rhd_triplane_load(tp, &run->planes[i], 0, &ent, e)) rc = -1;
+            else if (ent != L)
+                rc = rhd_errf(e, "%s: written by entry %d, expected entry %d (the last of the checkpoint's %d entries "
+                                 "that visited %s)", tp, ent, L, n, plan->avatars[i]);
+            else if (rhd_iwc_file_read(ip, &run->dec, &run->iwc.fisher[i], &run->iwc.optpar[i], &ent, e)) rc = -1;
+            else if (ent != L)
+                rc = rhd_errf(e, "%s: written by entry %d, expected entry %d", ip, ent, L);
+            else if (run->cfg.also_npy && !rhd_file_exists(np)) {
+                rhd_triplane_meta tm = {run->cfg.tool, plan->avatars[i], L, 1, fc->seed};
+                rc = rhd_triplane_save(np, &run->planes[i], &tm, 0, e);
+            }
+        }
+        free(tp), free(ip), free(np);
+    }
+    if (!rc && n == 0) rc = remove_file(run->dec_path, e);
+    if (!rc && n > 0) {
+        rhd_decoder_file_info di = {fc->R, 0, 0, run->cfg.render.bound};
+        rhd_crash_before_write(run->dec_path);
+        rc = rhd_decoder_file_write(run->dec_path, &run->dec, &di, run->cfg.tool, e);
+        if (!rc) rhd_crash_point("wrote", run->dec_path);
+    }
+    return rc ? -1 : 0;
+}
+
+static int write_checkpoint(rhd_fit_run *run, int done, long long step, rhd_err *e) {
+    char *rec = cJSON_PrintUnformatted(run->records);
+    rhd_fit_checkpoint ck = {done, step, run->cfg.fit.seed, run->plan_text, rec};
+    rhd_crash_before_write(run->ckpt_path);
+    int rc = rhd_fit_checkpoint_write(run->ckpt_path, &run->dec, &ck, run->cfg.tool, e);
+    if (!rc) rhd_crash_point("committed", run->ckpt_path);
+    free(rec);
+    return rc;
 }
 
 /* The state after the checkpoint's entries: decoder + Adam, records, finished triplanes and IWC. */
@@ -47,39 +321,16 @@ static int resume(rhd_fit_run *run, rhd_err *e) {
     }
     run->start = run->next = ck.entries_done;
     rhd_fit_checkpoint_free(&ck);
-    for (int i = 0; i < run->plan->navatars && !rc; i++) {
-        char *tp = rhd_fit_run_triplane_path(run, i), *ip = iwc_path(run, i);
-        int ent;
-        if (rhd_file_exists(tp)) {
-            rhd_triplane_alloc(&run->planes[i], fc->C, fc->R, fc->clamp, NULL);
-            if (rhd_triplane_load(tp, &run->planes[i], 0, &ent, e)) rc = -1;
-            else if (ent >= run->start)
-                rc = rhd_errf(e, "%s: written by entry %d, which the checkpoint does not record (%d entries done); the run "
-                                 "stopped between writes, expected a fresh run (--force)", tp, ent, run->start);
-        }
-        if (!rc && rhd_file_exists(ip)) {
-            if (rhd_iwc_file_read(ip, &run->dec, &run->iwc.fisher[i], &run->iwc.optpar[i], &ent, e)) rc = -1;
-            else if (ent >= run->start)
-                rc = rhd_errf(e, "%s: written by entry %d, after the checkpoint's %d entries, expected a fresh run (--force)",
-                              ip, ent, run->start);
-        }
-        free(tp), free(ip);
-    }
+    if (!rc) rc = reconcile(run, e);
     if (!rc) rhd_info("resuming %s after %d of %d entries", run->cfg.dir, run->start, run->plan->nentries);
     return rc;
 }
 
-/* A fresh run: the directories made, the avatars' files of an earlier run removed. */
+/* A fresh run: state 0 (the initial decoder) committed first, then the directory reconciled with
+ * it (files of an earlier run removed). */
 static int fresh(rhd_fit_run *run, rhd_err *e) {
-    char *t1 = join(run->tri_dir, "x", ""), *t2 = join(run->iwc_dir, "x", ""); /* mkdir_parents takes a file path */
-    int rc = rhd_mkdir_parents(t1, e) || rhd_mkdir_parents(t2, e);
-    free(t1), free(t2);
-    for (int i = 0; i < run->plan->navatars && !rc; i++) {
-        char *tp = rhd_fit_run_triplane_path(run, i), *ip = iwc_path(run, i);
-        remove(tp), remove(ip);
-        free(tp), free(ip);
-    }
-    return rc ? -1 : 0;
+    if (rhd_mkdir_parents(run->ckpt_path, e) || write_checkpoint(run, 0, 0, e)) return -1;
+    return reconcile(run, e);
 }
 
 int rhd_fit_run_open(rhd_fit_run *run, rhd_ctx *ctx, const rhd_fit_run_cfg *cfg, const rhd_plan *plan,
@@ -90,6 +341,7 @@ int rhd_fit_run_open(rhd_fit_run *run, rhd_ctx *ctx, const rhd_fit_run_cfg *cfg,
     run->plan_text = rhd_plan_to_json(plan);
     run->tri_dir = join(cfg->dir, "triplanes", ""), run->iwc_dir = join(cfg->dir, "iwc", "");
     run->ckpt_path = join(cfg->dir, "checkpoint", ".safetensors"), run->dec_path = join(cfg->dir, "decoder", ".safetensors");
+    run->pend_dir = join(cfg->dir, "pending", "");
     run->records = cJSON_CreateArray();
     rhd_iwc_states_init(&run->iwc, plan->navatars);
     run->planes = rhd_xcalloc((size_t)plan->navatars, sizeof(rhd_triplane));
@@ -102,7 +354,8 @@ int rhd_fit_run_open(rhd_fit_run *run, rhd_ctx *ctx, const rhd_fit_run_cfg *cfg,
     return cfg->resume ? resume(run, e) : fresh(run, e);
 }
 
-/* The files of entry k: each avatar's triplane and IWC state, then the decoder, the checkpoint last. */
+/* The files of entry k under pending/<k>/, the checkpoint of state k+1 (the commit), the pending
+ * files moved into place, the decoder. */
 static int write_entry(rhd_fit_run *run, int k, rhd_err *e) {
     const rhd_plan_entry *en = &run->plan->entries[k];
     const rhd_fit_cfg *fc = &run->cfg.fit;
@@ -110,21 +363,32 @@ static int write_entry(rhd_fit_run *run, int k, rhd_err *e) {
     int rc = 0;
     for (int j = 0; j < en->navatars && !rc; j++) {
         int id = en->avatars[j];
-        char *tp = rhd_fit_run_triplane_path(run, id), *ip = iwc_path(run, id);
-        rhd_triplane_meta tm = {tool, run->plan->avatars[id], k, 1, fc->seed};
-        rhd_iwc_meta im = {run->plan->avatars[id], en->round, k, fc->fisher_steps};
-        rc = rhd_triplane_save(tp, &run->planes[id], &tm, run->cfg.also_npy, e) ||
-             (run->iwc.fisher[id] &&
-              rhd_iwc_file_write(ip, &run->dec, run->iwc.fisher[id], run->iwc.optpar[id], &im, tool, e));
+        const char *name = run->plan->avatars[id];
+        char *tp = pending_path(run, k, "triplanes", name, ".safetensors"), *ip = pending_path(run, k, "iwc", name, ".safetensors");
+        rhd_triplane_meta tm = {tool, name, k, 1, fc->seed};
+        rhd_iwc_meta im = {name, en->round, k, fc->fisher_steps};
+        rc = rhd_mkdir_parents(tp, e) || rhd_mkdir_parents(ip, e);
+        if (!rc) {
+            rhd_crash_before_write(tp);
+            rc = rhd_triplane_save(tp, &run->planes[id], &tm, run->cfg.also_npy, e);
+        }
+        if (!rc) rhd_crash_point("wrote", tp);
+        if (!rc && run->iwc.fisher[id]) {
+            rhd_crash_before_write(ip);
+            rc = rhd_iwc_file_write(ip, &run->dec, run->iwc.fisher[id], run->iwc.optpar[id], &im, tool, e);
+            if (!rc) rhd_crash_point("wrote", ip);
+        }
         free(tp), free(ip);
     }
+    if (!rc) rc = write_checkpoint(run, k + 1, en->first_step + en->steps, e);
+    if (!rc) rc = settle_pending(run, k, 1, e);
+    if (!rc && rmdir(run->pend_dir) != 0 && errno != ENOENT && errno != ENOTEMPTY)
+        rc = rhd_errf(e, "%s: cannot remove: %s", run->pend_dir, strerror(errno));
     rhd_decoder_file_info di = {fc->R, 0, 0, run->cfg.render.bound};
-    if (!rc) rc = rhd_decoder_file_write(run->dec_path, &run->dec, &di, tool, e);
     if (!rc) {
-        char *rec = cJSON_PrintUnformatted(run->records);
-        rhd_fit_checkpoint ck = {k + 1, en->first_step + en->steps, fc->seed, run->plan_text, rec};
-        rc = rhd_fit_checkpoint_write(run->ckpt_path, &run->dec, &ck, tool, e);
-        free(rec);
+        rhd_crash_before_write(run->dec_path);
+        rc = rhd_decoder_file_write(run->dec_path, &run->dec, &di, tool, e);
+        if (!rc) rhd_crash_point("wrote", run->dec_path);
     }
     return rc ? -1 : 0;
 }
@@ -141,6 +405,10 @@ int rhd_fit_run_entry(rhd_fit_run *run, rhd_err *e) {
         if (!run->planes[id].planes) rhd_fit_triplane_new(&run->planes[id], fc, id);
         av[j] = (rhd_fit_avatar){id, plan->avatars[id], &run->train[id], run->planes[id], &run->eval[id], NAN};
     }
+    char phase[200];
+    snprintf(phase, sizeof phase, "entry %d (%d/%d) round %d %s%s", k, k + 1, plan->nentries, en->round,
+             plan->avatars[en->avatars[0]], en->navatars > 1 ? " +group" : "");
+    rhd_heartbeat_phase(run->hb, phase, en->steps);
     rhd_fit_result res;
     int rc = rhd_fit_visit(&run->r, fc, plan, k, av, en->navatars, &run->iwc, run->cfg.log_every, &res, e);
     for (int j = 0; j < en->navatars && !rc; j++) {
@@ -152,8 +420,8 @@ int rhd_fit_run_entry(rhd_fit_run *run, rhd_err *e) {
         cJSON_AddNumberToObject(rj, "psnr", round(av[j].psnr * 1e4) / 1e4);
         cJSON_AddNumberToObject(rj, "loss", res.last_loss);
         cJSON_AddItemToArray(run->records, rj);
-        rhd_info("entry %d/%d round %d %s: eval PSNR %.2f dB (%d views), loss %.5f, %.1f s, %.3g samples/s", k + 1,
-                 plan->nentries, en->round, plan->avatars[id], av[j].psnr, run->eval[id].n, res.last_loss, res.seconds,
+        rhd_info("entry %d (%d/%d) round %d %s: eval PSNR %.2f dB (%d views), loss %.5f, %.1f s, %.3g samples/s", k,
+                 k + 1, plan->nentries, en->round, plan->avatars[id], av[j].psnr, run->eval[id].n, res.last_loss, res.seconds,
                  res.samples / res.seconds);
     }
     if (!rc) rc = write_entry(run, k, e);
@@ -174,10 +442,13 @@ int rhd_fit_run_execute(rhd_fit_run *run, int max_entries, rhd_err *e) {
     rhd_progress prog;
     rhd_progress_begin(&prog, "fit", "entries", end - run->next);
     int first = run->next, rc = 0;
+    run->hb = rhd_heartbeat_start();
     while (run->next < end && !rc) {
         rc = rhd_fit_run_entry(run, e);
         rhd_progress_update(&prog, run->next - first);
     }
+    rhd_heartbeat_stop(run->hb);
+    run->hb = NULL;
     rhd_progress_end(&prog);
     return rc;
 }
@@ -190,6 +461,6 @@ void rhd_fit_run_close(rhd_fit_run *run) {
     if (run->r.ctx) rhd_renderer_free(&run->r);
     rhd_decoder_free(&run->dec);
     cJSON_Delete(run->records);
-    free(run->plan_text), free(run->tri_dir), free(run->iwc_dir), free(run->ckpt_path), free(run->dec_path);
+    free(run->plan_text), free(run->tri_dir), free(run->iwc_dir), free(run->ckpt_path), free(run->dec_path), free(run->pend_dir);
     memset(run, 0, sizeof *run);
 }

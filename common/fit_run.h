@@ -7,13 +7,20 @@
  * which models never do. Tools call it; the diffusion trainer's loop is meant to follow the same
  * structure (open/resume, step, checkpoint, close).
  *
- * A run directory holds (tools/rhd-fit.md):
- *   triplanes/<avatar>.safetensors  (and .npy with also_npy)   after each entry that fitted it
- *   iwc/<avatar>.safetensors                                   idem, when the decoder trains
- *   decoder.safetensors, checkpoint.safetensors                after each entry
- * Every file is written to a temp name and renamed; the checkpoint is written last, so after a
- * kill the run resumes from the last entry whose checkpoint exists, and files of a later entry
- * are detected (their rhd.entry) and refused.
+ * A run directory is a sequence of committed states (formats/run.md). State n (n entries done) is
+ * checkpoint.safetensors with rhd.entries_done = n, the commit record, plus the files it implies:
+ *   triplanes/<avatar>.safetensors (and .npy with also_npy)  of every avatar visited by an entry < n,
+ *   iwc/<avatar>.safetensors                                   written by its last such entry
+ *   decoder.safetensors                                        the checkpoint's decoder (derived)
+ * Entry k writes its avatar files under pending/<k>/ (each file to a temp name and renamed), then
+ * commits the checkpoint of state k+1 (one rename), then moves pending/<k>/ into place and writes
+ * decoder.safetensors. A fresh run commits state 0 (the initial decoder) before anything else.
+ * Opening a run (fresh or resumed) reconciles the directory with its checkpoint: the pending files
+ * of the committed entry are moved into place, uncommitted ones and files of avatars not yet
+ * visited removed, the decoder rewritten. So a kill at any instant leaves a run that --resume
+ * continues to the same bytes as an uninterrupted run (tests/tools/t0910-crash.sh kills at every
+ * write point). A triplane or IWC file of a visited avatar that is missing, unreadable or of
+ * another entry is an error naming it (never a silent refit).
  *
  * Determinism: on the CPU a resumed run writes the same bits as an uninterrupted one (each
  * visit's randomness depends on (seed, avatar, entry, step) only, fitter.h). */
@@ -47,8 +54,14 @@ typedef struct rhd_fit_run {
     void *records;             /* cJSON array of per-entry results */
     int start;                 /* entries done when the run was opened */
     int next;                  /* the next entry to execute */
-    char *tri_dir, *iwc_dir, *ckpt_path, *dec_path;
+    char *tri_dir, *iwc_dir, *ckpt_path, *dec_path, *pend_dir;
+    struct rhd_heartbeat *hb;  /* progress lines during an entry */
 } rhd_fit_run;
+
+/* Progress lines while a long step runs (an entry, a stage-2 fit): a thread prints the phase with
+ * its elapsed time every RHD_PROGRESS_INTERVAL seconds (default 10; a line when stderr is not a
+ * terminal, a redrawn status on one; nothing with -q). */
+typedef struct rhd_heartbeat rhd_heartbeat;
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,6 +81,26 @@ static inline int rhd_fit_run_finished(const rhd_fit_run *run) { return run->nex
 /* The path of an avatar's triplane file in the run (malloc'd). */
 char *rhd_fit_run_triplane_path(const rhd_fit_run *run, int avatar);
 void rhd_fit_run_close(rhd_fit_run *run);
+
+rhd_heartbeat *rhd_heartbeat_start(void);
+/* The phase shown from now on, e.g. "entry 3 (4/12) round 1 avatar_100"; steps: the phase's
+ * steps (for a rate estimate from earlier phases; 0: none). */
+void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps);
+void rhd_heartbeat_stop(rhd_heartbeat *hb);
+
+/* Crash-test hook (tests/tools/t0910-crash.sh): every file operation of a run is a numbered point.
+ * RHD_CRASH_AFTER=N makes the N-th point _exit(137) (a point before a write first leaves a torn
+ * "<path>.tmp", as a kill in the middle of the write would); RHD_CRASH_TRACE=1 lists the points on
+ * stderr. Unset: nothing. */
+void rhd_crash_point(const char *what, const char *path);
+void rhd_crash_before_write(const char *path);
+
+/* Output checks before any work (a local helper until the tools share one): 1 if a and b name
+ * the same file (same inode, or the same path when neither exists). */
+int rhd_same_file(const char *a, const char *b);
+/* The directories of path made and a file creatable there ("<path>.tmp" probed and removed); a
+ * directory at path is refused. */
+int rhd_check_writable(const char *path, rhd_err *e);
 #ifdef __cplusplus
 }
 #endif

@@ -127,14 +127,14 @@ int rhd_triplane_load(const char *path, rhd_triplane *dst, int resize, int *entr
 }
 
 int rhd_triplane_save(const char *path, const rhd_triplane *t, const rhd_triplane_meta *m, int also_npy, rhd_err *e) {
-    int rc = rhd_triplane_file_write(path, t, m, e);
-    if (!rc && also_npy && ends_with(path, ".safetensors")) {
+    int rc = 0;
+    if (also_npy && ends_with(path, ".safetensors")) { /* the .npy first: the named file, written last, means done */
         char *np = rhd_xstrdup(path);
         strcpy(strrchr(np, '.'), ".npy");
         rc = rhd_triplane_file_write(np, t, NULL, e);
         free(np);
     }
-    return rc;
+    return rc ? rc : rhd_triplane_file_write(path, t, m, e);
 }
 
 /* ---- IWC states ---- */

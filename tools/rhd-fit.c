@@ -19,7 +19,10 @@
 #include "common/models/renderer.h"
 #include "common/plan.h"
 #include "common/model_io.h"
+#include "common/contact_sheet.h"
+#include "common/metrics.h"
 #include "formats/png.h"
+#include <dirent.h>
 
 #define TOOL "rhd-fit"
 #define DEFAULT_RES 512
@@ -56,7 +59,8 @@ static const rhd_opt options[] = {
     RHD_OPT_STRING_(0, "train-views", opts, train_views, "RANGE", "training views, e.g. 0-99 (default: every view present)"),
     RHD_OPT_STRING_(0, "eval-views", opts, eval_views, "RANGE", "views for PSNR, e.g. 100-119 (default 0-4: training views, as the original)"),
     RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "X", "raw camera translation divided by X (§12.1)", 1e-9, 1e9),
-    RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "then multiplied by X (§12.1)", 1e-9, 1e9),
+    RHD_OPT_DOUBLE_(0, "pose-scale", opts, scale, "X", "then multiplied by X (§12.1; as rhd-render)", 1e-9, 1e9),
+    RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "the former name of --pose-scale (kept as an alias)", 1e-9, 1e9),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
     RHD_OPT_GROUP_("model"),
     RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
@@ -107,12 +111,14 @@ static const rhd_cli cli = {
     "Stage 2 fits one avatar with the decoder frozen. --report renders the eval views of fitted avatars\n"
     "and prints their PSNR as JSON (the forgetting report). CPU or CUDA (--device).\n",
     options,
-    "examples:\n"
-    "  rhd-schedule fit --data tests/data/mini --rounds 2 --steps 300 -o plan.json\n"
-    "  rhd-fit --stage 1 --plan plan.json --data tests/data/mini --triplane-res 64 --triplane-channels 16 \\\n"
-    "          --grid-size 64 --rays 1024 --train-views 0-23 --eval-views 100-115 -o fit1\n"
-    "  rhd-fit --stage 2 --decoder fit1/decoder.safetensors --data DIR --avatar avatar_102 -o avatar_102.safetensors\n"
-    "  rhd-fit --report --decoder fit1/decoder.safetensors --triplanes fit1/triplanes --data DIR\n"};
+    "examples (the bundled data; tests/tools/t0840-examples-fit.sh runs them):\n"
+    "  rhd-schedule fit --data tests/data/mini --rounds 2 --steps 20 -o plan.json\n"
+    "  rhd-fit --stage 1 --plan plan.json --data tests/data/mini --triplane-res 32 --triplane-channels 16 \\\n"
+    "          --grid-size 32 --rays 256 --max-steps 64 --train-views 0-23 --eval-views 100,110 -o fit1\n"
+    "  rhd-fit --stage 2 --decoder fit1/decoder.safetensors --data tests/data/mini --avatar avatar_101 \\\n"
+    "          --steps 40 --grid-size 32 --rays 256 --max-steps 64 --train-views 0-23 --eval-views 100,110 -o avatar_101.safetensors\n"
+    "  rhd-fit --report --decoder fit1/decoder.safetensors --triplanes fit1/triplanes --data tests/data/mini \\\n"
+    "          --grid-size 32 --max-steps 64 --eval-views 100,110 --contact-sheet report.png\n"};
 
 /* ---- helpers ---- */
 
@@ -183,6 +189,31 @@ static int load_avatar(rhd_fit_views *train, rhd_fit_views *eval, const char *di
     return rc;
 }
 
+/* ---- outputs, checked before any work ---- */
+
+/* An output that is one of the inputs is a usage error naming both. */
+static void refuse_input(const char *opt, const char *out, const char *in_opt, const char *in) {
+    if (out && in && rhd_same_file(out, in))
+        rhd_usage_error("%s %s: the same file as %s %s, expected an output that is not an input", opt, out, in_opt, in);
+}
+
+static void check_writable(const char *opt, const char *path) {
+    rhd_err e = {0};
+    if (path && rhd_check_writable(path, &e)) rhd_die("%s %s", opt, e.msg);
+}
+
+/* 1 when dir is absent or holds nothing but the temp file of a first checkpoint: a run killed
+ * before its first commit, which --resume starts. */
+static int run_unstarted(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 1;
+    int empty = 1;
+    for (struct dirent *de; (de = readdir(d));)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "checkpoint.safetensors.tmp")) empty = 0;
+    closedir(d);
+    return empty;
+}
+
 /* ---- model files (common/model_io.h) ---- */
 
 /* The decoder of stage 2 and --report, its sizes from the file: --triplane-channels, when given,
@@ -200,28 +231,21 @@ static void load_decoder(const opts *o, rhd_ctx *ctx, int with_grad, rhd_decoder
 
 /* ---- forgetting report ---- */
 
-static void sheet_put(float *sheet, int SW, const float *img, int W, int H, int x0, int y0) {
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++)
-            for (int c = 0; c < 3; c++) {
-                float v = img[3 * ((int64_t)y * W + x) + c];
-                sheet[3 * ((int64_t)(y0 + y) * SW + x0 + x) + c] = v < 0 ? 0 : (v > 1 ? 1 : v);
-            }
-}
-
-/* Render the eval views of every avatar with its triplane; JSON on stdout. */
+/* Render the eval views of every avatar with its triplane; *json: the report's JSON text (printed
+ * by the caller in one piece). sheet_path: one labelled row per avatar and view, gt | render. */
 static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **dirs, char **tri_paths, int n,
-                  const opts *o, const rhd_fit_data_cfg *dc, int clamp, const char *sheet_path, rhd_err *e) {
+                  const opts *o, const rhd_fit_data_cfg *dc, int clamp, const char *sheet_path, char **json, rhd_err *e) {
     rhd_triplane planes;
     rhd_triplane_alloc(&planes, fc->C, fc->R, clamp, NULL);
     rhd_occgrid g;
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
+    *json = NULL;
     if (rhd_occgrid_init(r->ctx, &g, &gc, e)) return -1;
     cJSON *root = cJSON_CreateObject(), *av = cJSON_AddObjectToObject(root, "psnr");
     double sum = 0;
-    int counted = 0, rc = 0;
-    float *sheet = NULL;
-    int SW = 0, SH = 0;
+    int counted = 0, rc = 0, nrows = 0, W = 0, H = 0;
+    rhd_sheet_row *rows = NULL;
+    float **imgs = NULL; /* the views' gt and renders the sheet points into, 2 per row */
     for (int i = 0; i < n && !rc; i++) {
         rhd_fit_views ev, tv;
         if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || rhd_triplane_load(tri_paths[i], &planes, 1, NULL, e)) {
@@ -234,30 +258,36 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
         cJSON_AddNumberToObject(av, names[i], round(p * 1e4) / 1e4);
         sum += p, counted++;
         rhd_info("%s: PSNR %.2f dB on %d eval views", names[i], p, ev.n);
-        if (sheet_path) {
-            if (!sheet) {
-                SW = 2 * ev.W * ev.n, SH = ev.H * n;
-                sheet = rhd_xcalloc((size_t)SW * SH * 3, sizeof(float));
+        if (sheet_path && (nrows == 0 || (ev.W == W && ev.H == H))) {
+            W = ev.W, H = ev.H;
+            rows = rhd_xrealloc(rows, sizeof *rows * (size_t)(nrows + ev.n));
+            imgs = rhd_xrealloc(imgs, sizeof *imgs * (size_t)(2 * (nrows + ev.n)));
+            for (int k = 0; k < ev.n; k++, nrows++) {
+                float *gt = rhd_xmalloc(sizeof(float) * (size_t)np), *ren = rhd_xmalloc(sizeof(float) * (size_t)np);
+                memcpy(gt, ev.gt + np * k, sizeof(float) * (size_t)np), memcpy(ren, out + np * k, sizeof(float) * (size_t)np);
+                char label[160];
+                snprintf(label, sizeof label, "%s  view %d  PSNR %.2f dB", names[i], ev.index ? ev.index[k] : k,
+                         rhd_image_psnr(ren, gt, H, W));
+                imgs[2 * nrows] = gt, imgs[2 * nrows + 1] = ren;
+                rows[nrows] = (rhd_sheet_row){gt, ren, rhd_xstrdup(label)};
             }
-            if (2 * ev.W * ev.n == SW)
-                for (int k = 0; k < ev.n; k++) {
-                    sheet_put(sheet, SW, ev.gt + np * k, ev.W, ev.H, 2 * k * ev.W, i * ev.H);
-                    sheet_put(sheet, SW, out + np * k, ev.W, ev.H, (2 * k + 1) * ev.W, i * ev.H);
-                }
         }
         free(out);
         rhd_fit_views_free(&ev);
     }
     if (!rc) {
         cJSON_AddNumberToObject(root, "mean", counted ? round(sum / counted * 1e4) / 1e4 : 0);
-        char *s = cJSON_PrintUnformatted(root);
-        printf("%s\n", s);
-        fflush(stdout);
-        free(s);
-        if (sheet && rhd_png_write(sheet_path, sheet, SW, SH, 3, 8, RHD_PNG_ROUND, e)) rc = -1;
+        *json = cJSON_PrintUnformatted(root);
     }
+    if (!rc && nrows) {
+        rhd_contact_sheet sh;
+        rhd_contact_sheet_init(&sh, W, H);
+        sh.title = "forgetting report: ground truth | render with the decoder";
+        if (rhd_contact_sheet_write(sheet_path, &sh, rows, nrows, e)) rc = -1;
+    }
+    for (int k = 0; k < nrows; k++) free(imgs[2 * k]), free(imgs[2 * k + 1]), free((char *)rows[k].label);
+    free(rows), free(imgs);
     cJSON_Delete(root);
-    free(sheet);
     rhd_triplane_free(&planes);
     rhd_occgrid_free(r->ctx, &g);
     return rc;
@@ -284,7 +314,25 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     char *ckpt_path = path_join(out, "checkpoint.safetensors");
     if (!o->resume && rhd_file_exists(ckpt_path) && !o->force)
         rhd_die("%s: a stage-1 run is already there, expected --resume to continue it or --force to start over", out);
-    if (o->resume && !rhd_file_exists(ckpt_path)) rhd_die("%s: no checkpoint to resume, expected a run directory of rhd-fit --stage 1", out);
+    int resume = o->resume;
+    if (resume && !rhd_file_exists(ckpt_path)) {
+        if (!run_unstarted(out))
+            rhd_die("%s: no checkpoint to resume, expected a run directory of rhd-fit --stage 1", out);
+        rhd_info("%s: no run committed yet, starting it", out);
+        resume = 0;
+    }
+    /* the inputs are not outputs; the outputs can be written */
+    static const char *const run_files[] = {"checkpoint.safetensors", "decoder.safetensors", NULL};
+    for (int i = 0; run_files[i]; i++) {
+        char *rf = path_join(out, run_files[i]);
+        refuse_input("-o", rf, "--plan", o->plan);
+        refuse_input("-o", rf, "--list", o->list);
+        free(rf);
+    }
+    refuse_input("--contact-sheet", o->contact_sheet, "--plan", o->plan);
+    refuse_input("--contact-sheet", o->contact_sheet, "--list", o->list);
+    check_writable("-o", ckpt_path);
+    check_writable("--contact-sheet", o->contact_sheet);
 
     /* avatars: the plan's paths under --data (a --list must name the same avatars) */
     int na = plan.navatars;
@@ -312,7 +360,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     for (int i = 0; i < na; i++)
         if (load_avatar(&train[i], &eval[i], dirs[i], o, &dc, 1, &e)) rhd_die("%s", e.msg);
 
-    rhd_fit_run_cfg rcfg = {out, TOOL, fc, rc, o->resume, o->npy, (int)o->log_every, stdout};
+    rhd_fit_run_cfg rcfg = {out, TOOL, fc, rc, resume, o->npy, (int)o->log_every, stdout};
     rhd_fit_run run;
     if (rhd_fit_run_open(&run, ctx, &rcfg, &plan, train, eval, &e) || rhd_fit_run_execute(&run, (int)o->max_entries, &e))
         rhd_die("%s", e.msg);
@@ -327,11 +375,12 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
                 nf++;
             }
         rhd_info("forgetting report: %d avatars with the final decoder", nf);
-        printf("{\"report\": ");
-        fflush(stdout);
-        if (report(&run.r, &fc, fn, fd, fp, nf, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e))
+        char *json;
+        if (report(&run.r, &fc, fn, fd, fp, nf, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &json, &e))
             rhd_die("%s", e.msg);
-        printf("}\n");
+        printf("{\"report\": %s}\n", json); /* one piece, after the work */
+        fflush(stdout);
+        free(json);
         for (int i = 0; i < nf; i++) free(fp[i]);
         free(fn), free(fd), free(fp);
     }
@@ -353,10 +402,13 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     if (!out) rhd_usage_error("--stage 2 needs -o FILE (.safetensors, or .npy for the original's layout)");
     if (!ends_with(out, ".safetensors") && !ends_with(out, ".npy"))
         rhd_usage_error("-o %s: expected a .safetensors or .npy file name", out);
+    refuse_input("-o", out, "--decoder", o->decoder);
+    refuse_input("-o", out, "--list", o->list);
     if (rhd_file_exists(out) && !o->force) {
         rhd_info("%s exists: skipped (--force to refit)", out);
         return 0;
     }
+    check_writable("-o", out);
     rhd_fit_cfg fc;
     rhd_render_cfg rc;
     rhd_fit_data_cfg dc;
@@ -384,9 +436,18 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_fit_triplane_new(&planes, &fc, 0);
     rhd_fit_avatar av = {0, name, &train, planes, &eval, NAN};
     rhd_fit_result res;
-    if (rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e)) rhd_die("%s", e.msg);
+    rhd_heartbeat *hb = rhd_heartbeat_start();
+    char phase[200];
+    snprintf(phase, sizeof phase, "stage 2 %s (%lld steps)", name, (long long)o->steps);
+    rhd_heartbeat_phase(hb, phase, o->steps);
+    int vrc = rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e);
+    rhd_heartbeat_stop(hb);
+    if (vrc) rhd_die("%s", e.msg);
     rhd_triplane_meta tm = {TOOL, name, -1, 1, fc.seed};
+    /* the output last (an existing output means done): a kill before it leaves nothing to skip */
+    rhd_crash_before_write(out);
     if (rhd_triplane_save(out, &planes, &tm, o->npy, &e)) rhd_die("%s", e.msg);
+    rhd_crash_point("wrote", out);
     rhd_info("%s: eval PSNR %.2f dB on %d views, %lld steps in %.1f s (%.3g samples/s) -> %s", name, av.psnr, eval.n,
              (long long)o->steps, res.seconds, res.samples / res.seconds, out);
     printf("{\"avatar\": \"%s\", \"psnr\": %.4f, \"steps\": %lld, \"seconds\": %.2f}\n", name, av.psnr, (long long)o->steps, res.seconds);
@@ -401,6 +462,9 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
 static int cmd_report(const opts *o, rhd_ctx *ctx) {
     rhd_err e = {0};
     if (!o->decoder || !o->triplanes) rhd_usage_error("--report needs --decoder FILE and --triplanes DIR");
+    refuse_input("--contact-sheet", o->contact_sheet, "--decoder", o->decoder);
+    refuse_input("--contact-sheet", o->contact_sheet, "--list", o->list);
+    check_writable("--contact-sheet", o->contact_sheet);
     rhd_fit_cfg fc;
     rhd_render_cfg rc;
     rhd_fit_data_cfg dc;
@@ -428,13 +492,17 @@ static int cmd_report(const opts *o, rhd_ctx *ctx) {
             rhd_die("%s: no triplane for avatar '%s', expected %s or .npy", o->triplanes, names[i], st);
         free(st), free(np);
     }
+    for (int i = 0; i < ns; i++) refuse_input("--contact-sheet", o->contact_sheet, "the triplane", sel_tri[i]);
     if (ns == 0) rhd_die("%s: no triplanes of the avatars in %s, expected <avatar>.safetensors files", o->triplanes, o->data);
     rhd_decoder dec;
     load_decoder(o, ctx, 0, &dec, &fc);
     rhd_renderer r;
     rhd_renderer_init(&r, ctx, &dec, &rc);
-    if (report(&r, &fc, sel_names, sel_dirs, sel_tri, ns, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &e))
+    char *json;
+    if (report(&r, &fc, sel_names, sel_dirs, sel_tri, ns, o, &dc, fc.clamp && !o->test_no_clamp, o->contact_sheet, &json, &e))
         rhd_die("%s", e.msg);
+    printf("%s\n", json);
+    free(json);
     for (int i = 0; i < ns; i++) free(sel_dirs[i]), free(sel_tri[i]);
     free(sel_names), free(sel_dirs), free(sel_tri);
     rhd_avatars_free(names, n);

@@ -7,6 +7,7 @@
 #include "common/cameras_path.h"
 #include "common/cli.h"
 #include "common/contact_sheet.h"
+#include "common/fit_run.h" /* rhd_same_file, rhd_check_writable (local helpers for now) */
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/lpips.h"
@@ -93,13 +94,16 @@ static const rhd_cli cli = {
     "plain orbit, or a camera JSON. Writes frames into -o DIR, metrics JSON on stdout, a contact sheet and\n"
     "a coloured marching-cubes mesh. Exit status: 0 ok, 1 runtime error, 2 usage error.\n",
     options,
-    "examples:\n"
-    "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --views 0-4 --metrics \\\n"
-    "             --contact-sheet sheet.png -o out/ triplanes/avatar_100.safetensors\n"
-    "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --views 0-4 --metrics --lpips alex.safetensors \\\n"
-    "             --no-images triplanes/avatar_100.safetensors\n"
-    "  rhd-render --decoder decoder.safetensors --data data/avatar_100 --spiral -o spiral/ avatar_100.npy\n"
-    "  rhd-render --decoder decoder.safetensors --no-images --mesh a.ply --mesh-res 256 avatar_100.safetensors\n"};
+    "examples (after rhd-fit's: its run fit1/ on the bundled data; tests/tools/t0840-examples-fit.sh runs them):\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100 --downscale 2 --grid-size 32 --max-steps 64 --metrics \\\n"
+    "             --contact-sheet sheet.png -o out/ fit1/triplanes/avatar_100.safetensors\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --spiral --frames 2 --downscale 2 --grid-size 32 --max-steps 64 \\\n"
+    "             -o spiral/ fit1/triplanes/avatar_100.safetensors\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --no-images --mesh a.ply --mesh-res 64 \\\n"
+    "             fit1/triplanes/avatar_100.safetensors\n"
+    "with LPIPS weights (pipelines/lpips_weights.py makes them; not bundled):\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100 --metrics \\\n"
+    "             --lpips alex.safetensors --no-images fit1/triplanes/avatar_100.safetensors\n"};
 
 /* --- small parsers ----------------------------------------------------------------------------- */
 
@@ -256,6 +260,28 @@ static void usage_checks(const opts *o, int npos, double bg[3], double target[3]
         rhd_usage_error("--target takes three numbers (e.g. --target 0,0.4,0), got '%s'", o->target_str);
 }
 
+/* Before any work: no output is an input (a usage error naming both), every output can be written
+ * (the frames' folder made and probed). */
+static void output_checks(const opts *o, const char *tri) {
+    const char *outs[3][2] = {{"-o", o->no_images ? NULL : o->common.output}, {"--contact-sheet", o->contact_sheet}, {"--mesh", o->mesh}};
+    const char *ins[4][2] = {{"--decoder", o->decoder}, {"the triplane", tri}, {"--camera", o->camera}, {"--lpips", o->lpips}};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 4; j++)
+            if (outs[i][1] && ins[j][1] && rhd_same_file(outs[i][1], ins[j][1]))
+                rhd_usage_error("%s %s: the same file as %s %s, expected an output that is not an input", outs[i][0],
+                                outs[i][1], ins[j][0], ins[j][1]);
+    rhd_err e = {0};
+    for (int i = 1; i < 3; i++)
+        if (outs[i][1] && rhd_check_writable(outs[i][1], &e)) rhd_die("%s %s", outs[i][0], e.msg);
+    if (outs[0][1]) {
+        size_t n = strlen(outs[0][1]) + 16;
+        char *probe = rhd_xmalloc(n);
+        snprintf(probe, n, "%s/rgb_0000.png", outs[0][1]);
+        if (rhd_check_writable(probe, &e)) rhd_die("-o %s", e.msg);
+        free(probe);
+    }
+}
+
 /* The decoder (common/model_io.h, the loader rhd-fit uses) and the triplane on the context's side
  * (device memory on CUDA), resized to --triplane-res, else the decoder's rhd.triplane_res, else 512. */
 static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_decoder *dec, rhd_triplane *T) {
@@ -376,6 +402,7 @@ int main(int argc, char **argv) {
     double bg[3] = {1, 1, 1}, target[3] = {0, 0.4, 0};
     usage_checks(&o, npos, bg, target);
     const char *tri_path = argv[1];
+    output_checks(&o, tri_path);
     int from_data = from_views(&o);
 
     rhd_err e = {0};

@@ -1,7 +1,7 @@
 /* tests/models/test_fit_run.c: a stage-1 run (common/fit_run.h) on the mini dataset, tiny sizes:
  * a run interrupted after one entry and resumed twice writes the same bytes (every file of the
  * run directory) as an uninterrupted run, and prints the same JSON lines; resuming refuses
- * another seed, another plan, and a triplane file newer than the checkpoint. */
+ * another seed, another plan, and a visited avatar's triplane written by another entry. */
 #include "refcheck.h"
 #include "common/fit_run.h"
 #include "common/fs.h"
@@ -98,15 +98,15 @@ int main(void) {
 
     rc = run_some(part, 1, 0, NULL, 4, &e);
     th_ok(rc && strstr(e.msg, "seed 3, expected --seed 4"), "resume with another seed is refused: %s", rc ? e.msg : "(accepted)");
-    /* a run killed between an entry's files and its checkpoint */
+    /* a triplane of another entry in place of a visited avatar's (entry 0 visited avatar_100) */
     char t1[1300], t2[2800];
     snprintf(t1, sizeof t1, "%s/one", tmp);
     rc = run_some(t1, 0, 1, NULL, 3, &e);
-    snprintf(t2, sizeof t2, "cp '%s/triplanes/avatar_100.safetensors' '%s/triplanes/avatar_101.safetensors'", full, t1);
+    snprintf(t2, sizeof t2, "cp '%s/triplanes/avatar_100.safetensors' '%s/triplanes/avatar_100.safetensors'", full, t1);
     th_sh("%s", t2);
     rc = rc || run_some(t1, 1, 0, NULL, 3, &e);
-    th_ok(rc && strstr(e.msg, "avatar_101.safetensors: written by entry"), "a triplane newer than the checkpoint is refused: %s",
-          rc ? e.msg : "(accepted)");
+    th_ok(rc && strstr(e.msg, "avatar_100.safetensors: written by entry 2, expected entry 0"),
+          "a triplane of a later entry is refused: %s", rc ? e.msg : "(accepted)");
     rhd_plan other;
     pp.steps = 6;
     rhd_plan_generate(&other, &pp, names, NULL, 2, &e);
