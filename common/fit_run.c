@@ -58,32 +58,6 @@ void rhd_crash_before_write(const char *path) {
     _exit(137);
 }
 
-/* ---- output checks ---- */
-
-int rhd_same_file(const char *a, const char *b) {
-    struct stat sa, sb;
-    int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
-    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    if (ea || eb) return 0;
-    return !strcmp(a, b);
-}
-
-int rhd_check_writable(const char *path, rhd_err *e) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return rhd_errf(e, "%s: a directory, expected a file name to write", path);
-    if (rhd_mkdir_parents(path, e)) return -1;
-    size_t n = strlen(path) + 5;
-    char *tmp = rhd_xmalloc(n);
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    int rc = 0;
-    if (!f) rc = rhd_errf(e, "%s: cannot be written (%s), expected a writable location", path, strerror(errno));
-    else fclose(f), remove(tmp);
-    free(tmp);
-    return rc;
-}
-
 /* ---- heartbeat ---- */
 
 struct rhd_heartbeat {

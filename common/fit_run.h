@@ -95,12 +95,6 @@ void rhd_heartbeat_stop(rhd_heartbeat *hb);
 void rhd_crash_point(const char *what, const char *path);
 void rhd_crash_before_write(const char *path);
 
-/* Output checks before any work (a local helper until the tools share one): 1 if a and b name
- * the same file (same inode, or the same path when neither exists). */
-int rhd_same_file(const char *a, const char *b);
-/* The directories of path made and a file creatable there ("<path>.tmp" probed and removed); a
- * directory at path is refused. */
-int rhd_check_writable(const char *path, rhd_err *e);
 #ifdef __cplusplus
 }
 #endif

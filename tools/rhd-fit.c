@@ -199,7 +199,7 @@ static void refuse_input(const char *opt, const char *out, const char *in_opt, c
 
 static void check_writable(const char *opt, const char *path) {
     rhd_err e = {0};
-    if (path && rhd_check_writable(path, &e)) rhd_die("%s %s", opt, e.msg);
+    if (path && rhd_check_output_writable(opt, path, &e)) rhd_die("%s", e.msg);
 }
 
 /* 1 when dir is absent or holds nothing but the temp file of a first checkpoint: a run killed

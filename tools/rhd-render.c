@@ -7,7 +7,6 @@
 #include "common/cameras_path.h"
 #include "common/cli.h"
 #include "common/contact_sheet.h"
-#include "common/fit_run.h" /* rhd_same_file, rhd_check_writable (local helpers for now) */
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/lpips.h"
@@ -272,12 +271,12 @@ static void output_checks(const opts *o, const char *tri) {
                                 outs[i][1], ins[j][0], ins[j][1]);
     rhd_err e = {0};
     for (int i = 1; i < 3; i++)
-        if (outs[i][1] && rhd_check_writable(outs[i][1], &e)) rhd_die("%s %s", outs[i][0], e.msg);
+        if (outs[i][1] && rhd_check_output_writable(outs[i][0], outs[i][1], &e)) rhd_die("%s", e.msg);
     if (outs[0][1]) {
         size_t n = strlen(outs[0][1]) + 16;
         char *probe = rhd_xmalloc(n);
         snprintf(probe, n, "%s/rgb_0000.png", outs[0][1]);
-        if (rhd_check_writable(probe, &e)) rhd_die("-o %s", e.msg);
+        if (rhd_check_output_writable("-o", probe, &e)) rhd_die("%s", e.msg);
         free(probe);
     }
 }
