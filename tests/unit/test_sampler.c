@@ -32,6 +32,17 @@ static int toy_cond(void *user, rhd_ctx *ctx, float *out, const float *x, int B,
         }
     return 0;
 }
+/* the toy on a CUDA context: through host copies */
+static int toy_dev(void *user, rhd_ctx *ctx, float *out, const float *x, int B, const float *tm, rhd_err *e) {
+    toy *m = user;
+    size_t bx = sizeof(float) * B * m->C * m->HW, bo = sizeof(float) * B * m->C_out * m->HW;
+    float *hx = malloc(bx), *ho = malloc(bo);
+    rhd_buf_download(ctx, hx, x, bx);
+    toy_cond(user, ctx, ho, hx, B, tm, NULL, e);
+    rhd_buf_upload(ctx, out, ho, bo);
+    free(hx), free(ho);
+    return 0;
+}
 static int toy_plain(void *user, rhd_ctx *ctx, float *out, const float *x, int B, const float *tm, rhd_err *e) {
     return toy_cond(user, ctx, out, x, B, tm, NULL, e);
 }
@@ -256,6 +267,53 @@ static void test_gaussian_statistics(void) {
     rhd_ctx_close(cpu);
 }
 
+/* CUDA against the CPU: the same sampler, toy and Philox noise on both backends; bitwise where no
+ * noise enters (eta = 0: the draws are multiplied by 0), else within the last bits of the normals */
+static void test_cuda(void) {
+    rhd_err e;
+    rhd_ctx *cpu, *gpu;
+    th_open_backends(&cpu, &gpu);
+    if (!gpu) {
+        th_skip("no CUDA device: CUDA sampler trajectories vs CPU");
+        rhd_ctx_close(cpu);
+        return;
+    }
+    struct { const char *name; rhd_sampler_kind kind; rhd_beta_kind bk; int T; rhd_pred_kind pred; rhd_var_kind var; double eta; int exact; } runs[] = {
+        {"DDIM dpm eps/learned eta=1", RHD_SAMPLER_DDIM_DPM, RHD_BETA_COSINE_LIGHT, 1000, RHD_PRED_EPS, RHD_VAR_LEARNED_RANGE, 1, 0},
+        {"DDIM dpm x0 eta=0", RHD_SAMPLER_DDIM_DPM, RHD_BETA_SIGMOID, 100, RHD_PRED_XSTART, RHD_VAR_FIXED_LARGE, 0, 1},
+        {"DDPM eps/learned", RHD_SAMPLER_DDPM, RHD_BETA_SIGMOID, 100, RHD_PRED_EPS, RHD_VAR_LEARNED_RANGE, 0, 0},
+    };
+    for (int r = 0; r < 3; r++) {
+        rhd_diffusion_schedule s;
+        rhd_diffusion_schedule_named(&s, runs[r].bk, runs[r].T, &e);
+        toy m = {.C = 2, .C_out = runs[r].var == RHD_VAR_LEARNED_RANGE ? 4 : 2, .HW = 5000,
+                 .a = {0.9f, 1.1f, 0.7f, 0.3f}, .tt = {1e-3f, 2e-3f, 0, 1e-3f}, .k = {0.1f, -0.2f, 0.3f, 0.4f}};
+        int64_t n = 2 * m.HW;
+        uint64_t keys[2] = {11, 12};
+        rhd_noise_philox_src ps = {keys};
+        rhd_sampler_opts o;
+        rhd_sampler_opts_init(&o);
+        o.kind = runs[r].kind, o.pred = runs[r].pred, o.var = runs[r].var, o.eta = runs[r].eta, o.C = 2, o.HW = m.HW;
+        o.model = toy_plain, o.model_user = &m, o.noise = rhd_noise_philox, o.noise_user = &ps;
+        float *xc = malloc(sizeof(float) * 2 * n), *xg = malloc(sizeof(float) * 2 * n);
+        int rc = rhd_sample(cpu, &s, &o, xc, 2, &e);
+        float *dx = rhd_buf_alloc(gpu, sizeof(float) * 2 * n);
+        o.model = toy_dev;
+        rc |= rhd_sample(gpu, &s, &o, dx, 2, &e);
+        rhd_buf_download(gpu, xg, dx, sizeof(float) * 2 * n);
+        char name[160];
+        snprintf(name, sizeof name, "CUDA vs CPU %s, Philox noise", runs[r].name);
+        if (rc) th_ok(0, "%s: %s", name, e.msg);
+        else if (runs[r].exact) th_same_bytes(name, xg, xc, 2 * n, 4);
+        else th_close(name, xg, xc, 2 * n, 1e-10);
+        rhd_buf_free(gpu, dx);
+        free(xc), free(xg);
+        rhd_diffusion_schedule_free(&s);
+    }
+    rhd_ctx_close(gpu);
+    rhd_ctx_close(cpu);
+}
+
 static void test_errors(void) {
     rhd_err e;
     rhd_ctx *cpu = rhd_ctx_open("cpu", &e);
@@ -305,6 +363,7 @@ int main(void) {
     test_first_step_radicand();
     test_guidance_one();
     test_gaussian_statistics();
+    test_cuda();
     test_errors();
     return th_done();
 }
