@@ -32,6 +32,12 @@ float rhd_diffusion_model_t(const rhd_diffusion_schedule *s, int t, double scale
     return (float)s->timestep_map[t] * (float)scale;
 }
 
+void rhd_diffusion_train_noise(rhd_ctx *ctx, float *eps, int B, int64_t n, const uint64_t *keys, uint32_t step) {
+    RHD_ASSERT(step < RHD_DIFFUSION_TRAIN_DRAW);
+    for (int b = 0; b < B; b++)
+        rhd_diff_randn(ctx, eps + b * n, n, keys[b], RHD_STREAM(RHD_STREAM_DIFFUSION, RHD_DIFFUSION_TRAIN_DRAW | step), 0);
+}
+
 void rhd_diffusion_q_sample(rhd_ctx *ctx, const rhd_diffusion_schedule *s, float *xt, const float *x0,
                             const float *eps, const int *t, int B, int64_t n) {
     for (int b = 0; b < B; b++) {

@@ -35,6 +35,19 @@ static inline float rhd_f32(double v) { return (float)v; }
  * any other factor (the upsampler is trained with 1 and sampled with 10 = 1000/100). */
 float rhd_diffusion_model_t(const rhd_diffusion_schedule *s, int t, double scale);
 
+/* Time scales of §3.6 for rhd_diffusion_model_t: the original's rescale_timesteps (1000/T_orig:
+ * 1 for the base, 10 for the upsampler at sampling) and the raw index the upsampler is trained
+ * with (its training path bypasses the rescaling). "Fixed" training uses the default in both. */
+#define RHD_TIME_SCALE_RESCALED 0.0
+#define RHD_TIME_SCALE_RAW 1.0
+
+/* Training noise eps [B, n] (ctx memory): item b's element i is the standard normal number i of
+ * (keys[b], RHD_STREAM(RHD_STREAM_DIFFUSION, RHD_DIFFUSION_TRAIN_DRAW | step)) of common/rng.h
+ * (sampling uses the draws below RHD_DIFFUSION_TRAIN_DRAW, sampler.h); keys[b] e.g.
+ * rhd_noise_key(seed, name of the training pair), step < 2^31. */
+#define RHD_DIFFUSION_TRAIN_DRAW 0x80000000u
+void rhd_diffusion_train_noise(rhd_ctx *ctx, float *eps, int B, int64_t n, const uint64_t *keys, uint32_t step);
+
 /* x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps per sample b < B (n = C*HW elements each). */
 void rhd_diffusion_q_sample(rhd_ctx *ctx, const rhd_diffusion_schedule *s, float *xt, const float *x0,
                             const float *eps, const int *t, int B, int64_t n);

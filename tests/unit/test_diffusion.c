@@ -5,6 +5,7 @@
  * (spec §10.11), thread-count invariance, and CUDA against the CPU where a device exists. */
 #include "refcheck.h"
 #include "common/models/diffusion.h"
+#include "common/models/sampler.h"
 #include <omp.h>
 
 typedef struct {
@@ -300,6 +301,28 @@ static void test_tsamplers(void) {
     free(t), free(w), free(loss), free(rp);
 }
 
+/* §3.6: the timestep the network sees, through timestep_map and the time scale */
+static void test_model_t(rhd_ctx *cpu) {
+    rhd_diffusion_schedule up, base, sp;
+    make_chain(&up, "sigmoid", 100, NULL);
+    make_chain(&base, "cosine_light", 1000, NULL);
+    make_chain(&sp, "cosine_light", 1000, "ddim10");
+    th_ok(rhd_diffusion_model_t(&up, 9, RHD_TIME_SCALE_RESCALED) == 90.f && rhd_diffusion_model_t(&up, 99, 0) == 990.f &&
+              rhd_diffusion_model_t(&up, 9, RHD_TIME_SCALE_RAW) == 9.f,
+          "upsampler T=100: t=9 -> 90 at sampling (x10), 9 in training (raw); t=99 -> 990");
+    th_ok(rhd_diffusion_model_t(&base, 999, 0) == 999.f && rhd_diffusion_model_t(&sp, 3, 0) == 300.f,
+          "base T=1000: t -> t; respaced ddim10: step 3 -> timestep_map 300");
+    /* training noise: per item, independent of the batch and of the other items */
+    uint64_t keys[2] = {rhd_noise_key(th_seed(), "a"), rhd_noise_key(th_seed(), "b")};
+    float e2[2 * 64], e1[64];
+    rhd_diffusion_train_noise(cpu, e2, 2, 64, keys, 17);
+    rhd_diffusion_train_noise(cpu, e1, 1, 64, keys + 1, 17);
+    float ref0 = rhd_rng_normal(keys[0], RHD_STREAM(RHD_STREAM_DIFFUSION, 0x80000000u | 17), 5);
+    th_ok(!memcmp(e1, e2 + 64, sizeof e1) && e2[5] == ref0 && memcmp(e2, e2 + 64, sizeof e1),
+          "training noise: item b from (key_b, stream DIFFUSION | 2^31 | step, element); batch-independent");
+    rhd_diffusion_schedule_free(&up), rhd_diffusion_schedule_free(&base), rhd_diffusion_schedule_free(&sp);
+}
+
 int main(void) {
     rhd_ctx *cpu, *gpu;
     th_open_backends(&cpu, &gpu);
@@ -317,6 +340,7 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_loss_case(cpu, gpu, &cases[i], (int)i);
     test_v_gradient_zero(cpu);
+    test_model_t(cpu);
     test_tsamplers();
     rhd_ctx_close(cpu);
     if (gpu) rhd_ctx_close(gpu);
