@@ -163,10 +163,10 @@ static void test_trajectory(const traj_case *tc, int idx) {
     int r3 = B > 1 ? rhd_sample(cpu, &s, &o, xs, 1, &e) : 0;
     th_ok(!r1 && !r2 && !r3 && !memcmp(x1, x2, sizeof(float) * B * n) && (B < 2 || !memcmp(xs, x1 + n, sizeof(float) * n)),
           "%s: Philox noise: bitwise equal on 1 and 2 threads%s", tc->label, B > 1 ? ", and item 1 alone equals item 1 of the batch" : "");
+    rhd_cfg_free(&cfg, cpu);
     rhd_ctx_close(cpu);
     for (int d = 0; d <= nsteps; d++) free(draws[d]);
     free(draws), free(x), free(rx), free(x1), free(x2), free(xs), free(steps), free(pr);
-    rhd_cfg_free(&cfg, NULL);
     rhd_diffusion_schedule_free(&s);
 }
 
