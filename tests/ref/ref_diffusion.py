@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""tests/ref/ref_diffusion.py JOB DIR: an independent PyTorch/NumPy reference of the Gaussian
+"""tests/ref/ref_diffusion.py JOB DIR...: an independent PyTorch/NumPy reference of the Gaussian
 diffusion math and samplers, written from shared/spec/diffusion.md §3.3-§3.10 and §10.5-§10.6
 (the original code is not available): float64 numpy tables, each coefficient rounded to fp32 when
 applied to a tensor, fp32 tensor arithmetic in the original's operation order.
 
-DIR/params.json holds the job's parameters; inputs and outputs are .npy files in DIR.
+Each DIR/params.json holds one job's parameters; inputs and outputs are .npy files in DIR.
   loss     x0, eps, out [B,C_out,HW] -> xt, post_mean, terms (float64 [B,3]: mse, vb, loss),
            loss (float64 [1]), dout (autograd of the fp32 batch loss wrt out)
   sample   x_T, z_0..z_{n-1} [B,C,HW] -> x (final), traj [n,B,C,HW] (x after each step),
@@ -237,11 +237,12 @@ def job_tsampler(d, p):
 
 
 def main():
-    job, d = sys.argv[1], sys.argv[2]
-    with open(f"{d}/params.json") as fh:
-        p = json.load(fh)
+    job = sys.argv[1]
     torch.set_num_threads(1)
-    {"loss": job_loss, "sample": job_sample, "tsampler": job_tsampler}[job](d, p)
+    for d in sys.argv[2:]:  # one job per folder, several folders per run (one interpreter start)
+        with open(f"{d}/params.json") as fh:
+            p = json.load(fh)
+        {"loss": job_loss, "sample": job_sample, "tsampler": job_tsampler}[job](d, p)
 
 
 if __name__ == "__main__":
