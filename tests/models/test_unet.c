@@ -12,6 +12,7 @@
  *   - CUDA against the CPU where a device exists. */
 #include "refcheck.h"
 #include "common/models/unet.h"
+#include "common/rng.h"
 #include "formats/params_io.h"
 
 enum { N = 2 };
@@ -236,6 +237,37 @@ static void bad_inputs(rhd_ctx *cpu, const rhd_unet_config *c, const rhd_unet *m
           "an unknown JSON key: %s", e.msg);
 }
 
+/* pipelines/convert_checkpoint.py on a PyTorch state dict of the reference model ('decoder.' names,
+ * saved with torch.save): the converted file loads and gives the reference's forward output. */
+static void check_convert(rhd_ctx *cpu, const data *d, const char *dir) {
+    const char *py = getenv("RHD_PY"), *root = getenv("RHD_ROOT");
+    if (th_ref("ref_unet.py", "statedict %s", dir) ||
+        th_sh("%s %s/pipelines/convert_checkpoint.py %s/model.pt -o %s/conv.safetensors --step 7 >/dev/null",
+              py && *py ? py : "python3", root && *root ? root : ".", dir, dir)) {
+        th_ok(0, "convert_checkpoint.py on the reference's model.pt ran");
+        return;
+    }
+    char path[1200];
+    snprintf(path, sizeof path, "%s/conv.safetensors", dir);
+    rhd_st *st;
+    rhd_err e = {0};
+    if (rhd_st_open(path, &st, &e)) { th_ok(0, "%s", e.msg); return; }
+    const char *kind = rhd_st_meta(st, "rhd.kind"), *step = rhd_st_meta(st, "rhd.step");
+    rhd_unet *m = rhd_unet_create(&d->c, cpu, st, 0, &e);
+    th_ok(m && kind && !strcmp(kind, "checkpoint") && step && !strcmp(step, "7"),
+          "the converted checkpoint (kind %s, step %s) loads by name: %s", kind ? kind : "-", step ? step : "-",
+          m ? "ok" : e.msg);
+    if (m) {
+        rhd_unet_io io = {.N = N, .x = d->x, .t = d->t, .ref = d->ref, .F = {d->F[0], d->F[1], d->F[2]}};
+        rhd_unet_forward(m, &io, 0);
+        float *y = th_load(dir, "y_pt", d->ny);
+        if (y) th_close("converted checkpoint: inference forward vs the PyTorch module's", io.y, y, d->ny, 1e-8);
+        free(y);
+        rhd_unet_free(m);
+    }
+    rhd_st_close(st);
+}
+
 static void check_config(rhd_ctx *cpu, rhd_ctx *gpu, const char *name, const rhd_unet_config *c, const char *prefix,
                          int fd) {
     const char *dir = th_subdir(name);
@@ -304,11 +336,38 @@ static void check_config(rhd_ctx *cpu, rhd_ctx *gpu, const char *name, const rhd
     } else {
         th_skip("%s cuda~cpu: no CUDA device", name);
     }
-    if (fd) bad_inputs(cpu, c, m, dir);
+    if (fd) bad_inputs(cpu, c, m, dir), check_convert(cpu, &d, dir);
     result_free(&o);
     rhd_unet_free(m), rhd_unet_free(src);
     rhd_st_close(st);
     data_free(&d);
+}
+
+/* §1.4: ref = mean + exp(0.5 clamp(logvar, -30, 20)) U for the three noise kinds, against the
+ * formula in double with the Philox draws. */
+static void check_cond_sample(void) {
+    const int C = 4, L = 16;
+    const long per = (long)C * L * L;
+    float *mo = th_randn(2 * N * per, 3), *ref = malloc(sizeof(float) * N * per);
+    mo[per] = 40, mo[per + 1] = -50; /* clamped logvars */
+    const char *kn[3] = {"uniform", "normal", "none"};
+    for (int k = 0; k < 3; k++) {
+        rhd_unet_cond_sample(ref, mo, N, C, L, (rhd_unet_noise)k, 5, 9, 100);
+        double worst = 0, umin = 1e9, umax = -1e9;
+        for (int n = 0; n < N; n++)
+            for (long i = 0; i < per; i++) {
+                const float *m = mo + (long)n * 2 * per;
+                double lv = fmin(fmax(m[per + i], -30), 20), sd = exp(0.5 * lv);
+                long j = (long)n * per + i;
+                double u = k == 0 ? rhd_rng_uniform(5, 9, 100 + j) : k == 1 ? rhd_rng_normal(5, 9, 100 + j) : 0;
+                worst = fmax(worst, fabs(ref[j] - (m[i] + sd * u)) / (1 + fabs(m[i]) + sd));
+                umin = fmin(umin, u), umax = fmax(umax, u);
+            }
+        th_ok(worst < 1e-6 && (k != 0 || (umin >= 0 && umax < 1)),
+              "conditioning sample, %s noise: max rel err %.2e vs the formula, draws in [%.3f, %.3f]", kn[k], worst,
+              umin, umax);
+    }
+    free(mo), free(ref);
 }
 
 int main(void) {
@@ -329,6 +388,7 @@ int main(void) {
     th_ok(nj == 366823360, "a JSON config {\"preset\":\"official\"} builds the official network (%lld parameters)",
           (long long)nj);
 
+    check_cond_sample();
     rhd_unet_config a;
     rhd_unet_config_small(&a);
     a.dropout = 0; /* dropout's mask is checked in test_nn */

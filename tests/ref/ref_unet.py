@@ -4,8 +4,8 @@ diffusion.md §1.4, §2.3-§2.7, §10.4), for tests/models/test_unet.c.
 
   ref_unet.py run DIR       reads DIR/config.json (the C config's JSON field names), DIR/params.safetensors
                             (loaded with load_state_dict(strict=True): every name and shape), x.npy t.npy
-                            ref.npy F0.npy F1.npy F2.npy dy.npy; runs the forward in float32 and the
-                            backward of sum(y * dy); writes y.npy, dx.npy, grads.safetensors.
+                            ref.npy F0.npy F1.npy F2.npy dy.npy; runs the forward in float64 (the
+                            fp32 timestep embedding of §10.4 cast up) and the backward of sum(y * dy); writes y.npy, dx.npy, grads.safetensors.
   ref_unet.py statedict DIR writes DIR/model.pt: the state dict of this module with random weights
                             (prefixed 'decoder.', as the released checkpoints), and DIR/y_pt.npy: its
                             forward output on the inputs of DIR (for the conversion test).
@@ -95,7 +95,7 @@ class Attn(nn.Module):
             ek, ev = ekv.split(d, dim=1)
             k, v = torch.cat([ek, k], 2), torch.cat([ev, v], 2)
         sc = 1 / math.sqrt(math.sqrt(d))
-        w = torch.softmax(torch.einsum("bct,bcs->bts", q * sc, k * sc).float(), dim=-1)
+        w = torch.softmax(torch.einsum("bct,bcs->bts", q * sc, k * sc), dim=-1)
         a = torch.einsum("bts,bcs->bct", w, v).reshape(N, C, H * W)
         return x + self.proj_out(a).reshape(N, C, H, W)
 
@@ -191,7 +191,7 @@ class UNet(nn.Module):
 
     def forward(self, x, t, ref, feats):
         c = self.c
-        emb = self.time_embed(timestep_embedding(t, c["model_channels"]))
+        emb = self.time_embed(timestep_embedding(t, c["model_channels"]).to(x.dtype))  # fp32 embedding (§10.4)
         z = self.conv1(c["latent_scale"] * ref).flatten(2).transpose(1, 2)
         emb = emb + self.encoder_pooling(z)
         tokens = {}
@@ -234,12 +234,14 @@ def main():
         return
     sd = load_file(f"{d}/params.safetensors")
     m.load_state_dict({k[8:] if k.startswith("decoder.") else k: v for k, v in sd.items()}, strict=True)
-    print(f"ref_unet: {sum(p.numel() for p in m.parameters())} parameters, {len(m.state_dict())} tensors")
-    y = m(x, t, ref, feats)
-    (y * npy(d, "dy")).sum().backward()
-    np.save(f"{d}/y.npy", y.detach().numpy())
-    np.save(f"{d}/dx.npy", x.grad.numpy())
-    save_file({k: (p.grad if p.grad is not None else torch.zeros_like(p)).contiguous() for k, p in m.named_parameters()}, f"{d}/grads.safetensors")
+    print(f"ref_unet: {sum(p.numel() for p in m.parameters())} parameters, {len(m.state_dict())} tensors, float64")
+    m.double()  # the reference runs in float64: the comparison measures the C side's fp32 error
+    x = x.detach().double().requires_grad_(True)
+    y = m(x, t, ref.double(), [f.double() for f in feats])
+    (y * npy(d, "dy").double()).sum().backward()
+    np.save(f"{d}/y.npy", y.detach().float().numpy())
+    np.save(f"{d}/dx.npy", x.grad.float().numpy())
+    save_file({k: (p.grad if p.grad is not None else torch.zeros_like(p)).float().contiguous() for k, p in m.named_parameters()}, f"{d}/grads.safetensors")
 
 
 if __name__ == "__main__":
