@@ -328,6 +328,10 @@ double rhd_unet_macs(const rhd_unet_config *c) {
     const double R = c->image_size, W3 = 3 * R;
     mac += (double)c->in_channels * c->model_channels * 9 * R * W3;                  /* conv in */
     mac += (double)c->model_channels * c->out_channels * 9 * R * W3;                 /* conv out */
+    const double E = m->emb, Wp = c->pool_width, Lt = (double)(c->latent_size / c->patch) * (c->latent_size / c->patch);
+    mac += c->model_channels * E + E * E;                                             /* time MLP */
+    mac += c->latent_ch * Wp * c->patch * c->patch * Lt + Wp * E;                      /* patch conv, Linear */
+    mac += Wp * Wp * (1 + 2 * (Lt + 1)) + 2 * Wp * (Lt + 1);                          /* pooling q, k, v, products */
     int Te[RHD_UNET_FEATS];
     for (int i = 0; i < RHD_UNET_FEATS; i++) {
         double o = c->feat_size[i] / c->feat_kernel[i];

@@ -379,7 +379,7 @@ int main(void) {
     int64_t n = rhd_unet_param_count(&off, &e);
     th_ok(n == 366823360, "official config: %lld parameters, expected 366,823,360", (long long)n);
     double mac = rhd_unet_macs(&off);
-    th_diag("official config: %.6g MAC per forward at batch 1 (spec §9: 952,423,174,400)", mac);
+    th_ok(mac == 952423174400.0, "official config: %.0f MAC per forward at batch 1, expected spec §9's 952,423,174,400", mac);
     rhd_unet_config j;
     rhd_unet_config_small(&j);
     const char *js = "{\"preset\": \"official\"}";
