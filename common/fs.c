@@ -185,6 +185,13 @@ char *rhd_path_normalise(const char *path) {
     return out;
 }
 
+char *rhd_path_join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = rhd_xmalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
 int rhd_same_file(const char *a, const char *b) {
     if (!a || !b || strcmp(a, "-") == 0 || strcmp(b, "-") == 0) return 0;
     struct stat sa, sb;

@@ -42,6 +42,8 @@ int rhd_file_exists(const char *path);
 /* --- outputs checked before the work (every tool, before it computes anything) --- */
 /* The absolute form of path with ".", ".." and repeated '/' resolved lexically (malloc'd). */
 char *rhd_path_normalise(const char *path);
+/* "a/b" (malloc'd): the one path join of the suite. */
+char *rhd_path_join(const char *a, const char *b);
 /* 1 if a and b name the same file: the same device and inode when both exist, the same
  * normalised path when neither does; "-" (stdout) is never the same as anything. */
 int rhd_same_file(const char *a, const char *b);

@@ -93,13 +93,6 @@ typedef struct weights {
     unsigned long long seed;
 } weights;
 
-static char *path_join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = rhd_xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 static void weights_paths(const char *spec, char **cfgpath_out, char **stpath_out);
 
 static void load_weights(weights *w, const char *spec, rhd_ctx *ctx) {
@@ -150,9 +143,9 @@ static void load_weights(weights *w, const char *spec, rhd_ctx *ctx) {
  * is missing. */
 static void weights_paths(const char *spec, char **cfgpath_out, char **stpath_out) {
     /* DIR, or a whole pipeline folder holding vae/ */
-    char *dir = rhd_xstrdup(spec), *cfgpath = path_join(dir, "config.json");
+    char *dir = rhd_xstrdup(spec), *cfgpath = rhd_path_join(dir, "config.json");
     if (!rhd_file_exists(cfgpath)) {
-        char *vae = path_join(spec, "vae"), *alt = path_join(vae, "config.json");
+        char *vae = rhd_path_join(spec, "vae"), *alt = rhd_path_join(vae, "config.json");
         if (rhd_file_exists(alt)) {
             free(dir), free(cfgpath);
             dir = vae, cfgpath = alt;
@@ -162,9 +155,9 @@ static void weights_paths(const char *spec, char **cfgpath_out, char **stpath_ou
                     "diffusion_pytorch_model.safetensors) or random:SEED", spec, cfgpath);
         }
     }
-    char *stpath = path_join(dir, "diffusion_pytorch_model.safetensors");
+    char *stpath = rhd_path_join(dir, "diffusion_pytorch_model.safetensors");
     if (!rhd_file_exists(stpath)) {
-        char *alt = path_join(dir, "diffusion_pytorch_model.fp16.safetensors");
+        char *alt = rhd_path_join(dir, "diffusion_pytorch_model.fp16.safetensors");
         if (!rhd_file_exists(alt))
             rhd_die("--weights %s: %s not found (nor diffusion_pytorch_model.fp16.safetensors), expected the "
                     "AutoencoderKL weights next to config.json", spec, stpath);
@@ -216,7 +209,7 @@ static int scan_portraits(const char *root, job **jobs, int *n, rhd_err *e) {
     struct dirent *de;
     while ((de = readdir(dh))) {
         if (de->d_name[0] == '.') continue;
-        char *dir = path_join(root, de->d_name), *png = rhd_dataset_view_path(dir, RHD_VIEW_IMAGE_FMT, 0);
+        char *dir = rhd_path_join(root, de->d_name), *png = rhd_dataset_view_path(dir, RHD_VIEW_IMAGE_FMT, 0);
         struct stat sb;
         if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && rhd_file_exists(png)) {
             if (cnt == cap) names = rhd_xrealloc(names, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 16));
@@ -229,7 +222,7 @@ static int scan_portraits(const char *root, job **jobs, int *n, rhd_err *e) {
     qsort(names, (size_t)cnt, sizeof(char *), cmp_str);
     *jobs = rhd_xcalloc((size_t)cnt, sizeof(job));
     for (int i = 0; i < cnt; i++) {
-        char *dir = path_join(root, names[i]);
+        char *dir = rhd_path_join(root, names[i]);
         (*jobs)[i].name = names[i];
         (*jobs)[i].input = rhd_dataset_view_path(dir, RHD_VIEW_IMAGE_FMT, 0);
         free(dir);

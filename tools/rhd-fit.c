@@ -122,13 +122,6 @@ static const rhd_cli cli = {
 
 /* ---- helpers ---- */
 
-static char *path_join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = rhd_xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 static char *path_fmt(const char *fmt, const char *a, const char *b) {
     size_t n = strlen(fmt) + strlen(a) + strlen(b) + 1;
     char *p = rhd_xmalloc(n);
@@ -297,7 +290,7 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
 
 static void avatar_dirs(const opts *o, char **paths, int n, char ***dirs) {
     *dirs = rhd_xcalloc((size_t)n, sizeof(char *));
-    for (int i = 0; i < n; i++) (*dirs)[i] = path_join(o->data, paths[i]);
+    for (int i = 0; i < n; i++) (*dirs)[i] = rhd_path_join(o->data, paths[i]);
 }
 
 static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
@@ -311,7 +304,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     rhd_fit_data_cfg dc;
     fill_cfgs(o, &fc, &rc, &dc, 1);
     const char *out = o->common.output;
-    char *ckpt_path = path_join(out, "checkpoint.safetensors");
+    char *ckpt_path = rhd_path_join(out, "checkpoint.safetensors");
     if (!o->resume && rhd_file_exists(ckpt_path) && !o->force)
         rhd_die("%s: a stage-1 run is already there, expected --resume to continue it or --force to start over", out);
     int resume = o->resume;
@@ -324,7 +317,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     /* the inputs are not outputs; the outputs can be written */
     static const char *const run_files[] = {"checkpoint.safetensors", "decoder.safetensors", NULL};
     for (int i = 0; run_files[i]; i++) {
-        char *rf = path_join(out, run_files[i]);
+        char *rf = rhd_path_join(out, run_files[i]);
         refuse_input("-o", rf, "--plan", o->plan);
         refuse_input("-o", rf, "--list", o->list);
         free(rf);
@@ -419,7 +412,7 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     }
     const char *slash = strrchr(o->avatar, '/');
     char *name = rhd_xstrdup(slash && slash[1] ? slash + 1 : o->avatar);
-    char *dir = path_join(o->data, o->avatar);
+    char *dir = rhd_path_join(o->data, o->avatar);
     rhd_fit_views train, eval;
     if (load_avatar(&train, &eval, dir, o, &dc, 1, &e)) rhd_die("%s", e.msg);
     rhd_decoder dec;
@@ -485,7 +478,7 @@ static int cmd_report(const opts *o, rhd_ctx *ctx) {
         char *use = rhd_file_exists(st) ? st : (rhd_file_exists(np) ? np : NULL);
         if (use) {
             sel_names[ns] = names[i];
-            sel_dirs[ns] = path_join(o->data, paths ? paths[i] : names[i]);
+            sel_dirs[ns] = rhd_path_join(o->data, paths ? paths[i] : names[i]);
             sel_tri[ns] = rhd_xstrdup(use);
             ns++;
         } else if (o->list || o->avatars)
