@@ -11,6 +11,10 @@
 
 const char *rhd_backend_name(rhd_backend b) { return b == RHD_BACKEND_CUDA ? "cuda" : "cpu"; }
 
+const char *rhd_ctx_device_label(const rhd_ctx *ctx) {
+    return !ctx ? "cpu" : ctx->backend == RHD_BACKEND_CUDA ? ctx->name : "cpu";
+}
+
 int rhd_cuda_available(void) {
 #ifdef RHD_CUDA
     return rhd_cuda_device_count() > 0;

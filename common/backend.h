@@ -31,6 +31,9 @@ extern "C" {
 rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e);
 void rhd_ctx_close(rhd_ctx *ctx);
 const char *rhd_backend_name(rhd_backend b);
+/* What output metadata records as the device: "cpu", or "cuda:N <card>" (no thread count, so that
+ * files stay byte-identical whatever the thread count). */
+const char *rhd_ctx_device_label(const rhd_ctx *ctx);
 /* 1 if this build has the CUDA backend and a device is present. */
 int rhd_cuda_available(void);
 

@@ -245,7 +245,7 @@ static int reconcile(rhd_fit_run *run, rhd_err *e) {
             else if (ent != L)
                 rc = rhd_errf(e, "%s: written by entry %d, expected entry %d", ip, ent, L);
             else if (run->cfg.also_npy && !rhd_file_exists(np)) {
-                rhd_triplane_meta tm = {run->cfg.tool, plan->avatars[i], L, 1, fc->seed};
+                rhd_triplane_meta tm = {run->cfg.tool, plan->avatars[i], L, 1, fc->seed, rhd_ctx_device_label(run->ctx)};
                 rc = rhd_triplane_save(np, &run->planes[i], &tm, 0, e);
             }
         }
@@ -339,7 +339,7 @@ static int write_entry(rhd_fit_run *run, int k, rhd_err *e) {
         int id = en->avatars[j];
         const char *name = run->plan->avatars[id];
         char *tp = pending_path(run, k, "triplanes", name, ".safetensors"), *ip = pending_path(run, k, "iwc", name, ".safetensors");
-        rhd_triplane_meta tm = {tool, name, k, 1, fc->seed};
+        rhd_triplane_meta tm = {tool, name, k, 1, fc->seed, rhd_ctx_device_label(run->ctx)};
         rhd_iwc_meta im = {name, en->round, k, fc->fisher_steps};
         rc = rhd_mkdir_parents(tp, e) || rhd_mkdir_parents(ip, e);
         if (!rc) {

@@ -77,6 +77,7 @@ int rhd_decoder_file_write(const char *path, const rhd_decoder *dec, const rhd_d
     rhd_st_writer_init(&w);
     rhd_params_to_writer(&dec->P, RHD_PBUF_DATA, "", &w);
     rhd_schema_stamp(&w, "decoder", tool);
+    rhd_st_set_meta(&w, "rhd.device", rhd_ctx_device_label(dec->P.ctx));
     cJSON *cfg = cJSON_CreateObject(); /* provenance; the tools read rhd.triplane_res */
     cJSON_AddNumberToObject(cfg, "triplane_channels", dec->cfg.C);
     if (info && info->triplane_res) cJSON_AddNumberToObject(cfg, "triplane_res", info->triplane_res);
@@ -151,6 +152,7 @@ int rhd_iwc_file_write(const char *path, const rhd_decoder *dec, const float *fi
             rhd_st_add_f32(&w, name, RHD_F32, P->info[i].ndim, P->info[i].shape, (pass ? optpar : fisher) + P->info[i].offset);
         }
     rhd_schema_stamp(&w, "iwc", tool);
+    rhd_st_set_meta(&w, "rhd.device", rhd_ctx_device_label(dec->P.ctx));
     rhd_st_set_meta(&w, "rhd.avatar", m->avatar);
     meta_ll(&w, "rhd.round", m->round);
     meta_ll(&w, "rhd.entry", m->entry);
@@ -213,6 +215,7 @@ int rhd_fit_checkpoint_write(const char *path, const rhd_decoder *dec, const rhd
     rhd_params_to_writer(&dec->P, RHD_PBUF_M, "adam.m.", &w);
     rhd_params_to_writer(&dec->P, RHD_PBUF_V, "adam.v.", &w);
     rhd_schema_stamp(&w, "checkpoint", tool);
+    rhd_st_set_meta(&w, "rhd.device", rhd_ctx_device_label(dec->P.ctx));
     rhd_st_set_meta(&w, "rhd.model", "fit");
     meta_ll(&w, "rhd.step", c->step);
     meta_ll(&w, "rhd.entries_done", c->entries_done);

@@ -112,6 +112,7 @@ int rhd_triplane_file_write(const char *path, const rhd_triplane *t, const rhd_t
     rhd_schema_stamp(&w, "triplane", m && m->tool ? m->tool : "rhd");
     char buf[64];
     if (m && m->avatar) rhd_st_set_meta(&w, "rhd.avatar", m->avatar);
+    if (m && m->device) rhd_st_set_meta(&w, "rhd.device", m->device);
     if (m && m->has_seed) {
         snprintf(buf, sizeof buf, "%llu", (unsigned long long)m->seed);
         rhd_st_set_meta(&w, "rhd.seed", buf);

@@ -21,6 +21,7 @@ typedef struct rhd_triplane_meta {
     int entry;           /* rhd.entry, the plan entry that wrote it; -1: none */
     int has_seed;
     uint64_t seed;       /* rhd.seed when has_seed */
+    const char *device;  /* rhd.device (rhd_ctx_device_label), NULL: none */
 } rhd_triplane_meta;
 
 #ifdef __cplusplus

@@ -311,7 +311,7 @@ static int write_features(const encode_opts *o, const weights *wt, const rhd_ctx
     char *pre = preprocess_json(o, w, h), *cfg = config_json(o, wt);
     rhd_st_set_meta(&wr, "rhd.preprocess", pre);
     rhd_st_set_meta(&wr, "rhd.config", cfg);
-    rhd_st_set_meta(&wr, "rhd.device", ctx->name);
+    rhd_st_set_meta(&wr, "rhd.device", rhd_ctx_device_label(ctx));
     char seed[32];
     if (wt->random) snprintf(seed, sizeof seed, "%llu", wt->seed), rhd_st_set_meta(&wr, "rhd.seed", seed);
     int rc;

@@ -436,7 +436,7 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     int vrc = rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e);
     rhd_heartbeat_stop(hb);
     if (vrc) rhd_die("%s", e.msg);
-    rhd_triplane_meta tm = {TOOL, name, -1, 1, fc.seed};
+    rhd_triplane_meta tm = {TOOL, name, -1, 1, fc.seed, rhd_ctx_device_label(ctx)};
     /* the output last (an existing output means done): a kill before it leaves nothing to skip */
     rhd_crash_before_write(out);
     if (rhd_triplane_save(out, &planes, &tm, o->npy, &e)) rhd_die("%s", e.msg);
