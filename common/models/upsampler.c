@@ -213,3 +213,21 @@ int rhd_ups_build(rhd_nn_model *mm, const void *cfgp, rhd_err *e) {
     build_table((rhd_upsampler *)mm, &mm->params, c);
     return 0;
 }
+
+rhd_upsampler *rhd_ups_create(const rhd_ups_config *c, rhd_ctx *ctx, const rhd_st *st, const char *prefix,
+                              int with_grad, rhd_err *e) {
+    rhd_nn_model *m = rhd_nn_model_create(&rhd_upsampler_ops, c, ctx, st, prefix, with_grad, e);
+    if (!m || !st) return (rhd_upsampler *)m;
+    const size_t np = prefix ? strlen(prefix) : 0;
+    for (int i = 0; i < st->n; i++) {
+        const char *name = st->t[i].name;
+        if (np && strncmp(name, prefix, np)) continue;
+        if (rhd_params_find(&m->params, name + np) < 0) {
+            rhd_errf(e, "%s: tensor '%s' is not a parameter of the upsampler (n_feats %d, %d levels), expected only "
+                        "its %d tensors", st->name, name, c->n_feats, c->nlevels, m->params.n);
+            rhd_nn_model_free(m);
+            return NULL;
+        }
+    }
+    return (rhd_upsampler *)m;
+}

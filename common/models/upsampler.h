@@ -96,6 +96,10 @@ int rhd_ups_check_size(const rhd_ups_config *c, int R, int r, rhd_err *e);
 /* The model kind for rhd_nn_model_create (cfg: an rhd_ups_config passing the check; io of
  * rhd_nn_model_forward/backward: an rhd_ups_io). */
 extern const rhd_nn_model_ops rhd_upsampler_ops;
+/* rhd_nn_model_create with these ops, and a state dict must not hold tensors (under prefix) that the
+ * configuration does not have: the first such is named. Free with rhd_nn_model_free(&m->base). */
+rhd_upsampler *rhd_ups_create(const rhd_ups_config *c, rhd_ctx *ctx, const rhd_st *st, const char *prefix,
+                              int with_grad, rhd_err *e);
 /* The ops' build step (upsampler.c; the passes are in upsampler_pass.c). */
 int rhd_ups_build(rhd_nn_model *m, const void *cfg, rhd_err *e);
 #ifdef __cplusplus
