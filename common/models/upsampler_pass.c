@@ -4,6 +4,7 @@
 #include <string.h>
 #include "common/models/upsampler.h"
 #include "kernels/attention.h"
+#include "kernels/dropout.h"
 #include "kernels/elementwise.h"
 #include "kernels/resample.h"
 
@@ -108,6 +109,44 @@ static void global_backward(rhd_nn *r, const rhd_upsampler *m, rhd_ups_io *io, c
     rhd_nn_release(r, mk);
 }
 
+/* ---- the cross-attention with its one encoder token (§5.2, §7.7, §10.2) -----------------------
+ * The softmax over a single key is identically 1, so the block adds the same vector to every
+ * position: y = x + proj_out(v), v the value half of encoder_kv(norm_encoder(enc)). Computed as that
+ * per-sample bias on the block's own tensors (norm and qkv are registered, loaded and saved but not
+ * used; the key rows of encoder_kv get an exactly zero gradient, as in the original). The buffers
+ * stay in the arena until the backward. */
+static void cross_forward(rhd_nn *r, const rhd_nn_attn *a, float *y, const float *x, const float *enc, int N,
+                          long T) {
+    const int C = a->cfg.C, d = C / a->cfg.heads;
+    float *e1 = rhd_nn_alloc(r, (size_t)N * C), *kv = rhd_nn_alloc(r, (size_t)N * 2 * C);
+    float *v = rhd_nn_alloc(r, (size_t)N * C), *o = rhd_nn_alloc(r, (size_t)N * C);
+    rhd_nn_groupnorm_forward(r, &a->norm_enc, e1, enc, N, 1, 0);
+    rhd_nn_conv_forward(r, &a->ekv, kv, e1, N, 1, 1);
+    if (!r->dry)
+        for (int h = 0; h < a->cfg.heads; h++)
+            rhd_copy_cols(r->ctx, v + (long)h * d, C, kv + (long)h * 2 * d + d, 2L * C, d, N);
+    rhd_nn_conv_forward(r, &a->proj, o, v, N, 1, 1);
+    if (!r->dry) rhd_modulate_forward(r->ctx, y, x, NULL, o, C, N, C, T);
+}
+
+/* dx written; denc accumulated. */
+static void cross_backward(rhd_nn *r, const rhd_nn_attn *a, float *dx, float *denc, const float *dy, int N, long T) {
+    const int C = a->cfg.C, d = C / a->cfg.heads;
+    const size_t mk = rhd_nn_mark(r);
+    float *dout = rhd_nn_alloc(r, (size_t)N * C), *dv = rhd_nn_alloc(r, (size_t)N * C);
+    float *dkv = zalloc(r, (size_t)N * 2 * C), *de1 = rhd_nn_alloc(r, (size_t)N * C);
+    float *de = rhd_nn_alloc(r, (size_t)N * C);
+    if (!r->dry) rhd_modulate_backward(r->ctx, dx, NULL, dout, dy, dy, NULL, C, N, C, T);
+    rhd_nn_conv_backward(r, &a->proj, dv, dout, N, 1, 1);
+    if (!r->dry)
+        for (int h = 0; h < a->cfg.heads; h++)
+            rhd_copy_cols(r->ctx, dkv + (long)h * 2 * d + d, 2L * C, dv + (long)h * d, C, d, N);
+    rhd_nn_conv_backward(r, &a->ekv, de1, dkv, N, 1, 1);
+    rhd_nn_groupnorm_backward(r, &a->norm_enc, de, de1, N, 1, 0);
+    rhd_nn_add_forward(r, denc, denc, de, (long)N * C);
+    rhd_nn_release(r, mk);
+}
+
 /* ---- forward --------------------------------------------------------------------------------- */
 
 static float *res_fwd(rhd_nn *r, const rhd_nn_resblock *b, const float *x, const float *emb, int N, int H) {
@@ -163,7 +202,7 @@ static void ups_forward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
     for (int g = 0; g < c->n_resblocks / 2; g++) {
         h = res_fwd(r, &m->body_res[g][0], h, emb, N, H);
         float *y = rhd_nn_alloc(r, (size_t)N * ch * T);
-        rhd_nn_attn_forward(r, &m->body_attn[g], y, h, enc, N, T, 1);
+        cross_forward(r, &m->body_attn[g], y, h, enc, N, T);
         h = res_fwd(r, &m->body_res[g][1], y, emb, N, H);
     }
     int k = io->nskip;
@@ -249,7 +288,7 @@ static void ups_backward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
     for (int g = c->n_resblocks / 2 - 1; g >= 0; g--) {
         d = res_bwd(r, &m->body_res[g][1], demb, d, N, H);
         float *dy = rhd_nn_alloc(r, (size_t)N * ch * T);
-        rhd_nn_attn_backward(r, &m->body_attn[g], dy, denc, d, N, T, 1);
+        cross_backward(r, &m->body_attn[g], dy, denc, d, N, T);
         d = res_bwd(r, &m->body_res[g][0], demb, dy, N, H);
     }
     /* encoder, last pushed first: the gradient of each pushed tensor is its own plus the skip's */
