@@ -9,8 +9,9 @@
  * The page common/models/upsampler.md draws the blocks, the skip structure and the shapes.
  *
  * Deviations from the original, both exact at batch 1: the low-res condition is resized per sample
- * (§7.6), and the cross-attention runs the general block of nn.h (keys/values from the one encoder
- * token; §10.2's never-trained tensors are registered, loaded and saved, and get zero gradient). */
+ * (§7.6), and the one-token cross-attention is computed as the per-sample bias it is (§5.2, §7.7;
+ * §10.2's never-trained tensors are registered, loaded and saved, and get exactly zero gradient).
+ * There is no gradient with respect to ref or t. */
 #ifndef RHD_MODELS_UPSAMPLER_H
 #define RHD_MODELS_UPSAMPLER_H
 #include "common/models/nn.h"
