@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/log.h"
-#include "common/metrics.h"
 #include "common/rng.h"
 #include "kernels/elementwise.h"
 #include "kernels/losses.h"
@@ -154,7 +153,7 @@ double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, cons
         float *out = render_out ? render_out + np * i : img;
         rhd_render_camera cam = {v->c2w + 12 * i, {v->fx, v->fy, v->cx, v->cy}, v->W, v->H};
         rhd_renderer_render_view(r, g, &dev, &cam, out);
-        double p = rhd_image_psnr(out, v->gt + np * i, v->H, v->W);
+        double p = rhd_psnr(out, v->gt + np * i, np);
         if (psnr_each) psnr_each[i] = p;
         sum += p;
     }
@@ -169,7 +168,7 @@ double rhd_fit_background_psnr(const rhd_fit_views *v) {
     float *white = malloc(sizeof(float) * (size_t)np);
     for (int64_t i = 0; i < np; i++) white[i] = 1.f;
     double sum = 0;
-    for (int i = 0; i < v->n; i++) sum += rhd_image_psnr(white, v->gt + np * i, v->H, v->W);
+    for (int i = 0; i < v->n; i++) sum += rhd_psnr(white, v->gt + np * i, np);
     free(white);
     return sum / v->n;
 }

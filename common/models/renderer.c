@@ -286,3 +286,13 @@ void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const rhd_tr
     if (rgb) rhd_buf_download(r->ctx, rgb, r->pred, sizeof(float) * 3 * (size_t)N);
     if (alpha) rhd_buf_download(r->ctx, alpha, r->wsum, sizeof(float) * (size_t)N);
 }
+
+double rhd_psnr(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        s += d * d;
+    }
+    double mse = n > 0 ? s / (double)n : 0;
+    return mse > 0 ? -10.0 * log10(mse) : INFINITY;
+}
