@@ -1,5 +1,6 @@
 /* common/metrics.c: PSNR, SSIM and the metrics table/JSON (see metrics.h). */
 #include "common/metrics.h"
+#include "common/models/renderer.h"
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -27,8 +28,7 @@ double rhd_mse(const float *pred, const float *gt, long n) {
 }
 
 double rhd_image_psnr(const float *pred, const float *gt, int H, int W) {
-    double mse = rhd_mse(pred, gt, (long)H * W * 3);
-    return mse > 0 ? -10.0 * log10(mse) : INFINITY;
+    return rhd_psnr(pred, gt, (int64_t)H * W * 3); /* the renderer's: rhd-fit and rhd-render agree */
 }
 
 void rhd_ssim_window(double w[RHD_SSIM_WIN]) {

@@ -37,7 +37,7 @@ typedef struct opts {
     long long res, channels, rays, steps, grid_size, max_steps, update_interval, full_updates, dist_points;
     long long fisher_steps, max_entries, log_every, warmup;
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
-    double w_l1, w_tv, w_dist, w_iwc, divisor, scale;
+    double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
     int iwc_scope, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
 } opts;
 
@@ -80,6 +80,9 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "iwc-weight", opts, w_iwc, "W", "IWC weight (-1: the plan's)", -1, 1e9),
     RHD_OPT_INT_(0, "fisher-steps", opts, fisher_steps, "K", "Fisher = mean squared decoder gradient of the last K steps (1: the original, §12.7)", 1, 1e9),
     RHD_OPT_CHOICE_(0, "iwc-scope", opts, iwc_scope, "S", "penalty from the avatar's own state (own, the original) or every stored state (all)", scope_choices),
+    RHD_OPT_DOUBLE_(0, "triplane-eps", opts, tri_eps, "E", "Adam eps of the triplane (-1: 1e-8 stage 1, the original; 1e-15 stage 2)", -1, 1),
+    RHD_OPT_DOUBLE_(0, "reg-gate", opts, reg_gate, "A", "L1/TV/dist weights x min(1, training opacity / A) (-1: stage 1 0 = off, the original; stage 2 0.05)", -1, 1),
+    RHD_OPT_DOUBLE_(0, "collapse-opacity", opts, collapse_opacity, "A", "stage 2: fail (exit 1) when the training opacity stays below A (0.01; 0: no check)", 0, 1),
     RHD_OPT_GROUP_("renderer"),
     RHD_OPT_INT_(0, "grid-size", opts, grid_size, "H", "occupancy grid side (power of two)", 2, 1024),
     RHD_OPT_INT_(0, "max-steps", opts, max_steps, "N", "march steps across the box diagonal", 1, 1 << 20),
@@ -90,7 +93,7 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "grid-decay", opts, grid_decay, "D", "EMA-max decay of grid updates", 0, 1),
     RHD_OPT_INT_(0, "update-interval", opts, update_interval, "N", "grid update every N steps", 1, 1e9),
     RHD_OPT_INT_(0, "full-updates", opts, full_updates, "N", "first N grid updates are full", 0, 1e9),
-    RHD_OPT_INT_(0, "warmup", opts, warmup, "N", "--report: full grid updates before rendering", 1, 1e6),
+    RHD_OPT_INT_(0, "warmup", opts, warmup, "N", "--report and the stage-2 eval: full updates of a fresh grid before rendering (as rhd-render)", 1, 1e6),
     RHD_OPT_FLAG_(0, "drop-rays", opts, drop_rays, "keep the original's mean_count sample budget, dropping rays (§12.10)"),
     RHD_OPT_FLAG_(0, "no-mark-untrained", opts, no_mark_untrained, "skip marking cells no training camera sees (§12.13)"),
     RHD_OPT_GROUP_("output"),
@@ -149,6 +152,9 @@ static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fi
     fc->fisher_steps = (int)o->fisher_steps;
     fc->iwc_all = o->iwc_scope == 1;
     fc->seed = (uint64_t)o->common.seed;
+    if (stage == 2) fc->collapse_opacity = o->collapse_opacity, fc->eval_warmup = (int)o->warmup;
+    if (o->tri_eps >= 0) fc->tri_eps = o->tri_eps;
+    if (o->reg_gate >= 0) fc->reg_gate = o->reg_gate;
     rhd_render_cfg_default(rc);
     rc->bound = (float)o->bound, rc->min_near = (float)o->min_near, rc->grid_size = (int)o->grid_size;
     rc->max_steps = (int)o->max_steps, rc->dt_gamma = (float)o->dt_gamma, rc->T_thresh = (float)o->T_thresh;
@@ -247,7 +253,7 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
         }
         int64_t np = (int64_t)ev.W * ev.H * 3;
         float *out = rhd_xmalloc(sizeof(float) * (size_t)(np * ev.n));
-        double p = rhd_fit_eval(r, &g, &planes, &ev, (int)o->warmup, rhd_fit_seed(fc->seed, 0xE7A1, (uint64_t)i), NULL, out);
+        double p = rhd_fit_eval(r, &g, &planes, &ev, (int)o->warmup, fc->seed, NULL, out); /* as rhd-render */
         cJSON_AddNumberToObject(av, names[i], round(p * 1e4) / 1e4);
         sum += p, counted++;
         rhd_info("%s: PSNR %.2f dB on %d eval views", names[i], p, ev.n);
@@ -436,6 +442,16 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     int vrc = rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e);
     rhd_heartbeat_stop(hb);
     if (vrc) rhd_die("%s", e.msg);
+    printf("{\"avatar\": \"%s\", \"status\": \"%s\", \"psnr\": %.4f, \"psnr_background\": %.4f, \"opacity\": %.4g, "
+           "\"steps\": %lld, \"seconds\": %.2f}\n", name, av.collapsed ? "collapsed" : "ok", av.psnr, av.psnr_bg, av.opacity,
+           (long long)o->steps, res.seconds);
+    fflush(stdout);
+    if (av.collapsed)
+        rhd_die("%s: stage 2 collapsed to an empty density (training opacity %.2g, eval PSNR %.2f dB, background-only "
+                "%.2f dB); nothing written to %s. The decoder %s gives no density to this triplane: use a decoder "
+                "fitted longer or on more avatars, or weaker regularisers (--dist-weight 2e-5 --l1-weight 1e-6 "
+                "--tv-weight 2e-4, the stage-1 weights); --collapse-opacity 0 disables the check",
+                name, av.opacity, av.psnr, av.psnr_bg, out, o->decoder);
     rhd_triplane_meta tm = {TOOL, name, -1, 1, fc.seed, rhd_ctx_device_label(ctx)};
     /* the output last (an existing output means done): a kill before it leaves nothing to skip */
     rhd_crash_before_write(out);
@@ -443,7 +459,6 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_crash_point("wrote", out);
     rhd_info("%s: eval PSNR %.2f dB on %d views, %lld steps in %.1f s (%.3g samples/s) -> %s", name, av.psnr, eval.n,
              (long long)o->steps, res.seconds, res.samples / res.seconds, out);
-    printf("{\"avatar\": \"%s\", \"psnr\": %.4f, \"steps\": %lld, \"seconds\": %.2f}\n", name, av.psnr, (long long)o->steps, res.seconds);
     rhd_triplane_free(&planes), free(name), free(dir);
     rhd_fit_views_free(&train), rhd_fit_views_free(&eval);
     rhd_renderer_free(&r);
@@ -516,7 +531,7 @@ int main(int argc, char **argv) {
     o.fisher_steps = 1, o.log_every = 0, o.warmup = 16;
     o.bound = 1, o.min_near = 0.2, o.dt_gamma = 0, o.T_thresh = 1e-4, o.density_thresh = 10, o.grid_decay = 0.95;
     o.w_l1 = o.w_tv = o.w_dist = o.w_iwc = -1;
-    o.divisor = 23, o.scale = 0.6;
+    o.divisor = 23, o.scale = 0.6, o.collapse_opacity = 0.01, o.tri_eps = -1, o.reg_gate = -1;
     int n = rhd_cli_parse(&cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
     rhd_fs_install_signal_handlers();

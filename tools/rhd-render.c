@@ -32,7 +32,7 @@ static const char *const k_spiral_choices[] = {"proper", "mirrored", NULL};
 typedef struct opts {
     rhd_common_opts common;
     const char *decoder, *data, *views, *camera, *bg_str, *target_str, *contact_sheet, *mesh, *lpips;
-    int spiral, orbit, rgba, depth, opacity, metrics, no_images, clamp, handedness, double_norm, no_warmup;
+    int spiral, orbit, rgba, depth, opacity, metrics, no_images, clamp, no_clamp, handedness, double_norm, no_warmup;
     long long frames, downscale, size, resolution, mesh_res, grid_size, max_steps, warmup, sheet_downscale;
     double elevation, radius, fov, mesh_threshold, bound, min_near, density_thresh, T_thresh;
     double divisor, scale;
@@ -41,9 +41,10 @@ typedef struct opts {
 static const rhd_opt options[] = {
     RHD_OPT_GROUP_("inputs"),
     RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "decoder (or fit checkpoint) safetensors (required)"),
-    RHD_OPT_INT_(0, "triplane-res", opts, resolution, "R", "triplane resolution the decoder expects (0: its rhd.triplane_res, else 512); other sizes are resized bicubically", 0, 8192),
+    RHD_OPT_INT_(0, "triplane-res", opts, resolution, "R", "resize the triplane bicubically to R before rendering (0: render it at its own resolution, as rhd-fit evaluates it)", 0, 8192),
     RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "the former name of --triplane-res", 0, 8192),
-    RHD_OPT_FLAG_(0, "clamp", opts, clamp, "clamp the triplane to [-1,1] (training does; the original's test mode does not)"),
+    RHD_OPT_FLAG_(0, "clamp", opts, clamp, "read clamp(T,-1,1) (the default, as training and rhd-fit's evaluation)"),
+    RHD_OPT_FLAG_(0, "no-clamp", opts, no_clamp, "read T unclamped, as the original's test mode (§12.6)"),
     RHD_OPT_GROUP_("cameras (one of --data, --spiral, --orbit, --camera)"),
     RHD_OPT_STRING_(0, "data", opts, data, "DIR", "a subject folder (metadata_%06d.json + img_proc_fg_%06d.png): render its views; intrinsics for --spiral/--orbit"),
     RHD_OPT_STRING_(0, "views", opts, views, "LIST", "views of --data to render, e.g. 0-4 or 0,7,300-309 (default: every view present)"),
@@ -248,6 +249,7 @@ static void usage_checks(const opts *o, int npos, double bg[3], double target[3]
     if (nsrc > 1 || (nsrc == 0 && render_wanted(o)))
         rhd_usage_error("expected exactly one camera source: --data DIR (its views), --spiral, --orbit or --camera JSON");
     if (o->grid_size & (o->grid_size - 1)) rhd_usage_error("--grid-size %lld: expected a power of two (e.g. 256)", o->grid_size);
+    if (o->clamp && o->no_clamp) rhd_usage_error("--clamp and --no-clamp: expected at most one");
     if ((o->metrics || o->contact_sheet) && !from_views(o))
         rhd_usage_error("--metrics and --contact-sheet compare with ground truth: they need --data DIR without --spiral/--orbit");
     if (o->lpips && !o->metrics) rhd_usage_error("--lpips adds LPIPS to the metrics JSON: it needs --metrics (e.g. --metrics --lpips alex.safetensors)");
@@ -282,7 +284,8 @@ static void output_checks(const opts *o, const char *tri) {
 }
 
 /* The decoder (common/model_io.h, the loader rhd-fit uses) and the triplane on the context's side
- * (device memory on CUDA), resized to --triplane-res, else the decoder's rhd.triplane_res, else 512. */
+ * (device memory on CUDA), read clamped unless --no-clamp, at its own resolution unless
+ * --triplane-res asks for a resize: rhd-fit's evaluation, so both give the same PSNR. */
 static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_decoder *dec, rhd_triplane *T) {
     rhd_err e = {0};
     rhd_decoder_file_info dinfo;
@@ -291,8 +294,8 @@ static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_de
     if (rhd_triplane_file_read(tri_path, &host, NULL, &e)) rhd_die("%s", e.msg);
     if (host.C != dec->cfg.C)
         rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, host.C, dec->cfg.C, o->decoder);
-    int Rd = o->resolution ? (int)o->resolution : dinfo.triplane_res ? dinfo.triplane_res : 512;
-    rhd_triplane_alloc(T, host.C, host.R, o->clamp, ctx);
+    int Rd = o->resolution ? (int)o->resolution : host.R;
+    rhd_triplane_alloc(T, host.C, host.R, !o->no_clamp, ctx);
     rhd_buf_upload(ctx, T->planes, host.planes, rhd_triplane_bytes(&host));
     rhd_triplane_free(&host);
     if (T->R != Rd) {

@@ -28,6 +28,10 @@ void rhd_fit_cfg_default(rhd_fit_cfg *c, int stage) {
     c->fisher_steps = 1;
     c->iwc_all = 0;
     c->freeze_decoder = stage == 2;
+    c->tri_eps = stage == 2 ? 1e-15 : 1e-8;
+    c->reg_gate = stage == 2 ? 0.05 : 0;
+    c->collapse_opacity = stage == 2 ? 0.01 : 0;
+    c->eval_warmup = stage == 2 ? 16 : 0;
     c->seed = 0;
 }
 
@@ -158,6 +162,28 @@ double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, cons
     return sum / v->n;
 }
 
+double rhd_fit_background_psnr(const rhd_fit_views *v) {
+    if (!v || v->n == 0) return NAN;
+    int64_t np = (int64_t)v->W * v->H * 3;
+    float *white = malloc(sizeof(float) * (size_t)np);
+    for (int64_t i = 0; i < np; i++) white[i] = 1.f;
+    double sum = 0;
+    for (int i = 0; i < v->n; i++) sum += rhd_psnr(white, v->gt + np * i, np);
+    free(white);
+    return sum / v->n;
+}
+
+/* The eval PSNR of a fitted avatar (the visit's grid, or a fresh one as rhd-render's) and the
+ * end-of-visit collapse check (fitter.h). */
+static void eval_after_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, rhd_occgrid *g, rhd_fit_avatar *av, uint64_t seed) {
+    rhd_triplane host = av->planes;
+    host.clamp = cfg->clamp;
+    int fresh = cfg->eval_warmup > 0;
+    av->psnr = rhd_fit_eval(r, g, &host, av->eval, cfg->eval_warmup, fresh ? cfg->seed : seed, NULL, NULL);
+    av->psnr_bg = rhd_fit_background_psnr(av->eval);
+    if (cfg->collapse_opacity > 0 && av->psnr < av->psnr_bg + 0.25) av->collapsed = 1;
+}
+
 /* The avatars of a visit: at least one, a ray each, host [3,C,R,R] triplanes of the decoder's C
  * and one R. */
 static int check_visit(const rhd_fit_cfg *cfg, const rhd_decoder *dec, int entry_index, const rhd_fit_avatar *av, int nav,
@@ -235,9 +261,12 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     int fisher_steps = cfg->fisher_steps < 1 ? 1 : cfg->fisher_steps;
     if (fisher_steps > en->steps) fisher_steps = (int)en->steps;
 
-    rhd_adam_cfg tri_adam = {0, 0.9, 0.99, 1e-8, 0, 0}, dec_adam = {0, 0.9, 0.99, 1e-15, 0, 0};
+    rhd_adam_cfg tri_adam = {0, 0.9, 0.99, cfg->tri_eps, 0, 0}, dec_adam = {0, 0.9, 0.99, 1e-15, 0, 0};
     int64_t share_base = cfg->rays / nav, extra = cfg->rays % nav;
-    for (int64_t k = 0; k < en->steps; k++) {
+    int64_t check_after = en->steps / 10 > 50 ? en->steps / 10 : 50;
+    for (int a = 0; a < nav; a++) av[a].opacity = NAN, av[a].collapsed = 0;
+    int stop = 0;
+    for (int64_t k = 0; k < en->steps && !stop; k++) {
         if (k % cfg->update_interval == 0)
             for (int a = 0; a < nav; a++) rhd_renderer_grid_update(r, &grids[a], &tri[a], seeds[a]);
         if (train_dec) rhd_buf_zero(ctx, P->grad, sizeof(float) * (size_t)P->total);
@@ -255,14 +284,20 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             rhd_train_rays_opts ro = {N, seeds[a], k, (float)share, train_dec};
             double mse = rhd_renderer_train_rays(r, &grids[a], &tri[a], grad[a], &cam, img, &ro, &st);
             res->samples += st.samples_kept;
+            av[a].opacity = k == 0 ? st.opacity : 0.9 * av[a].opacity + 0.1 * st.opacity;
+            if (cfg->collapse_opacity > 0 && k + 1 >= check_after && av[a].opacity < cfg->collapse_opacity) {
+                av[a].collapsed = 1, stop = 1;
+                rhd_warn("%s: training opacity %.2g at step %lld (below %g): the density is empty, stopping the visit",
+                         av[a].name, av[a].opacity, (long long)k + 1, cfg->collapse_opacity);
+            }
             mse_sum += share * mse;
             loss += share * mse;
             const rhd_triplane *T = &tri[a];
-            if (cfg->w_l1 > 0) loss += cfg->w_l1 * rhd_loss_triplane_l1(ctx, grad[a], T->planes, T->C, T->R, (float)cfg->w_l1, T->clamp);
-            if (cfg->w_tv > 0) loss += cfg->w_tv * rhd_loss_triplane_tv(ctx, grad[a], T->planes, T->C, T->R, (float)cfg->w_tv, T->clamp);
-            if (cfg->w_dist > 0)
-                loss += share * cfg->w_dist *
-                        dist_loss(r, cfg, T, grad[a], seeds[a], k, share * cfg->w_dist, train_dec);
+            double gate = cfg->reg_gate > 0 && av[a].opacity < cfg->reg_gate ? av[a].opacity / cfg->reg_gate : 1.0;
+            double w_l1 = gate * cfg->w_l1, w_tv = gate * cfg->w_tv, w_dist = gate * cfg->w_dist; /* fitter.h */
+            if (w_l1 > 0) loss += w_l1 * rhd_loss_triplane_l1(ctx, grad[a], T->planes, T->C, T->R, (float)w_l1, T->clamp);
+            if (w_tv > 0) loss += w_tv * rhd_loss_triplane_tv(ctx, grad[a], T->planes, T->C, T->R, (float)w_tv, T->clamp);
+            if (w_dist > 0) loss += share * w_dist * dist_loss(r, cfg, T, grad[a], seeds[a], k, share * w_dist, train_dec);
         }
         if (iwc_f) {
             double l = 0;
@@ -286,9 +321,9 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             goto fail;
         }
         if (log_every > 0 && ((k + 1) % log_every == 0 || k + 1 == en->steps))
-            rhd_info("entry %d (round %d, %s%s): step %lld/%lld loss %.5f mse %.5f (psnr %.2f)", entry_index, en->round,
-                     av[0].name, nav > 1 ? " +group" : "", (long long)k + 1, en->steps, loss, mse_sum,
-                     -10 * log10(mse_sum));
+            rhd_info("entry %d (round %d, %s%s): step %lld/%lld loss %.5f mse %.5f (psnr %.2f) opacity %.3f", entry_index,
+                     en->round, av[0].name, nav > 1 ? " +group" : "", (long long)k + 1, en->steps, loss, mse_sum,
+                     -10 * log10(mse_sum), av[0].opacity);
     }
     if (train_dec && iwc)
         for (int a = 0; a < nav; a++) {
@@ -302,11 +337,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
         rhd_triplane_download(&av[a].planes, &tri[a]);
         rhd_triplane_free(&tri[a]);
     }
-    for (int a = 0; a < nav; a++) {
-        rhd_triplane host = av[a].planes;
-        host.clamp = cfg->clamp;
-        av[a].psnr = rhd_fit_eval(r, &grids[a], &host, av[a].eval, 0, seeds[a], NULL, NULL);
-    }
+    for (int a = 0; a < nav; a++) eval_after_visit(r, cfg, &grids[a], &av[a], seeds[a]);
     res->seconds = rhd_now() - t_start;
     int rc = 0;
     if (0) {

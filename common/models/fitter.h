@@ -18,6 +18,20 @@
  * penalty uses) and the fitted triplanes back at its end. The decoder lives on the context's side
  * throughout (rhd_params).
  *
+ * Collapse (cfg.collapse_opacity > 0): the density can end up empty everywhere (every ray shows
+ * the white background) and stay so: the decoder's density is exp(h), so every data-term gradient
+ * reaching the triplane carries a factor sigma, and near sigma = 0 it vanishes below Adam's eps
+ * (1e-8) while the L1, TV and dist terms do not. The visit tracks the opacity of its training
+ * batches (EMA, 0.1 per step); once past max(50, steps/10) steps with the EMA below
+ * collapse_opacity it stops early, marks the avatar collapsed and returns 0 (the caller
+ * reports it). After the last step an avatar whose eval PSNR is within 0.25 dB of psnr_bg, the
+ * PSNR of rendering nothing, is marked collapsed too.
+ * Two defaults of stage 2 keep a weak decoder out of that state (deviations from the original):
+ * the triplanes' Adam eps is 1e-15 (tri_eps; the original's 1e-8 is above the per-texel data
+ * gradient of a nearly empty density, so the data term could not move it), and the regularisers
+ * wait for the data term (reg_gate): they act in proportion to the training opacity up to 0.05,
+ * so they cannot push an empty density further while the data term is building it up.
+ *
  * Randomness: every draw is Philox at a position fixed by (seed, avatar index, entry index, step),
  * so a visit's result depends on nothing but its inputs: resuming at an entry boundary gives the
  * same bits as an uninterrupted run on the CPU. */
@@ -43,6 +57,13 @@ typedef struct rhd_fit_cfg {
     int fisher_steps;       /* 1: the original's last batch */
     int iwc_all;            /* 0: an avatar's own state (the original as read, §7.4); 1: every stored state */
     int freeze_decoder;     /* stage 2 */
+    double tri_eps;         /* Adam eps of the triplanes: 1e-8 (the original's, stage 1); stage 2: 1e-15 */
+    double reg_gate;        /* > 0: the L1, TV and dist weights of an avatar are scaled by min(1, opacity / reg_gate),
+                             * opacity = its training-batch opacity EMA so far (0: always full, the original;
+                             * stage 2: 0.05). See "Collapse" above */
+    double collapse_opacity; /* stage 2: 0.01; 0: no collapse check (stage 1). See "Collapse" above */
+    int eval_warmup;        /* 0: the visit's eval uses the visit's grid (stage 1); N: a fresh grid after N
+                             * full updates with seed cfg.seed, as rhd-render and the report (stage 2: 16) */
     uint64_t seed;
 } rhd_fit_cfg;
 
@@ -54,6 +75,9 @@ typedef struct rhd_fit_avatar {
     rhd_triplane planes;     /* host [3, C, R, R], updated in place (raw values; cfg.clamp says how they are read) */
     rhd_fit_views *eval;     /* views rendered after the visit with the visit's grid (may be NULL) */
     double psnr;             /* out: mean PSNR over eval (NAN without eval views) */
+    double opacity;          /* out: mean training-batch opacity (EMA, 0.1 per step) at the visit's end */
+    double psnr_bg;          /* out: mean PSNR of an all-background render of the eval views (NAN without) */
+    int collapsed;           /* out: 1 when the collapse check fired (see "Collapse" above) */
 } rhd_fit_avatar;
 
 /* IWC states of the avatars (NULL entries: none stored). */
@@ -91,6 +115,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
  * psnr_each [views->n] and render_out [views->n][H*W*3] may be NULL. */
 double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, const rhd_fit_views *views, int warmup,
                     uint64_t seed, double *psnr_each, float *render_out);
+/* Mean PSNR of an all-background (white) render of the views: the level of an empty density. */
+double rhd_fit_background_psnr(const rhd_fit_views *views);
 /* A seed folded with up to two indices (splitmix64 steps). */
 uint64_t rhd_fit_seed(uint64_t seed, uint64_t a, uint64_t b);
 #ifdef __cplusplus

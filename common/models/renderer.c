@@ -156,8 +156,18 @@ void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const rhd_triplan
 
 /* ---- training ---- */
 
+/* Mean of the N opacities A (context side). */
+static double mean_opacity(rhd_renderer *r, const float *A, int64_t N) {
+    float *h = malloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
+    rhd_buf_download(r->ctx, h, A, sizeof(float) * (size_t)N);
+    double s = 0;
+    for (int64_t i = 0; i < N; i++) s += h[i];
+    free(h);
+    return N > 0 ? s / (double)N : 0;
+}
+
 static double train_core(rhd_renderer *r, const rhd_triplane *T, float *dplanes, const int32_t *rays, int64_t N,
-                         int64_t M, const float *gt, float weight, int want, float *pred_out) {
+                         int64_t M, const float *gt, float weight, int want, float *pred_out, double *opacity) {
     rhd_ctx *ctx = r->ctx;
     const float *planes = T->planes;
     int R = T->R, clamp = T->clamp;
@@ -167,7 +177,8 @@ static double train_core(rhd_renderer *r, const rhd_triplane *T, float *dplanes,
     normalise(ctx, &r->cfg, r->pts, r->xyz, M);
     rhd_decoder_forward(ctx, r->dec, &r->acts, r->sigma, r->rgb, r->pts, r->dirs, planes, R, clamp, M);
     float *pred = pred_out ? pred_out : r->pred;
-    rhd_composite_forward(ctx, pred, NULL, NULL, NULL, r->sigma, r->rgb, r->d0, r->d1, rays, NULL, NULL, N, M, &cc);
+    rhd_composite_forward(ctx, pred, r->wsum, NULL, NULL, r->sigma, r->rgb, r->d0, r->d1, rays, NULL, NULL, N, M, &cc);
+    if (opacity) *opacity = mean_opacity(r, r->wsum, N);
     double mse = rhd_loss_mse(ctx, r->dpred, pred, gt, 3 * N, weight);
     rhd_composite_backward(ctx, r->dsigma, r->drgb, r->dpred, NULL, r->sigma, r->rgb, r->d0, rays, N, M, &cc);
     rhd_decoder_backward(ctx, r->dec, &r->acts, dplanes, r->dsigma, r->drgb, r->pts, planes, R, clamp, M, want);
@@ -184,7 +195,7 @@ double rhd_renderer_train_samples(rhd_renderer *r, const rhd_triplane *T, float 
     rhd_buf_copy(r->ctx, r->dirs, dirs, sizeof(float) * 3 * (size_t)M);
     rhd_buf_copy(r->ctx, r->d0, delta0, sizeof(float) * (size_t)M);
     rhd_buf_copy(r->ctx, r->d1, delta1, sizeof(float) * (size_t)M);
-    return train_core(r, T, dplanes, rays, N, M, gt, weight, want, pred_out);
+    return train_core(r, T, dplanes, rays, N, M, gt, weight, want, pred_out, NULL);
 }
 
 double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, float *dplanes,
@@ -206,12 +217,14 @@ double rhd_renderer_train_rays(rhd_renderer *r, rhd_occgrid *g, const rhd_tripla
     int64_t kept = rhd_march_train_write(ctx, r->xyz, r->dirs, r->d0, r->d1, r->rays, r->rays_o, r->rays_d, r->nears,
                                          r->fars, g->bitfield, N, M, &mc);
     rhd_occgrid_record_step(g, total, N);
-    double mse = train_core(r, T, dplanes, r->rays, N, kept, r->gt, o->weight, o->want_dparams, NULL);
+    double opacity = 0;
+    double mse = train_core(r, T, dplanes, r->rays, N, kept, r->gt, o->weight, o->want_dparams, NULL, &opacity);
     if (st) {
         st->samples_requested += total;
         st->samples_kept += kept;
         st->rays += N;
         st->mse = mse;
+        st->opacity = opacity;
     }
     return mse;
 }
@@ -280,5 +293,6 @@ double rhd_psnr(const float *a, const float *b, int64_t n) {
         double d = (double)a[i] - b[i];
         s += d * d;
     }
-    return -10.0 * log10(s / (double)n);
+    double mse = n > 0 ? s / (double)n : 0;
+    return mse > 0 ? -10.0 * log10(mse) : INFINITY;
 }

@@ -67,6 +67,7 @@ typedef struct rhd_train_rays_opts {
 typedef struct rhd_render_stats {
     int64_t samples_requested, samples_kept, rays;
     double mse;
+    double opacity; /* mean accumulated weight A of the step's rays (0: every ray shows the background) */
 } rhd_render_stats;
 
 typedef struct rhd_renderer {
@@ -119,7 +120,8 @@ void rhd_renderer_render_view(rhd_renderer *r, rhd_occgrid *g, const rhd_triplan
  * (sum w t - near) / (far - near), 0 for empty rays (§6.2, kernels/composite.h). */
 void rhd_renderer_render_view_full(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T,
                                    const rhd_render_camera *cam, float *rgb, float *alpha, float *depth);
-/* PSNR of one image: -10 log10(mean (a-b)^2) over n values. */
+/* PSNR of one image: -10 log10(mean (a-b)^2) over n values (+inf when equal). The one PSNR of
+ * rhd-fit and rhd-render (rhd_image_psnr in common/metrics.h calls it). */
 double rhd_psnr(const float *a, const float *b, int64_t n);
 #ifdef __cplusplus
 }

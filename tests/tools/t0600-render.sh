@@ -25,7 +25,7 @@ planes = rng.uniform(-1, 1, (3, 32, 16, 16)).astype(np.float32)
 save_file({"planes": planes}, f"{t}/tri.safetensors", metadata={"rhd.kind": "triplane", "rhd.version": "1", "rhd.tool": "test"})
 np.save(f"{t}/tri5.npy", planes.reshape(3, 1, 32, 16, 16))
 np.save(f"{t}/strip.npy", np.concatenate(list(planes), axis=2))          # [32, 16, 48]
-np.save(f"{t}/low.npy", planes[:, :, ::2, ::2].copy())                  # [3, 32, 8, 8]: resized to 16
+np.save(f"{t}/low.npy", planes[:, :, ::2, ::2].copy())                  # [3, 32, 8, 8]: rendered at 8
 np.save(f"{t}/bad.npy", np.zeros((5, 7), np.float32))
 PYEOF
 check "fixtures written" test -f "$T/dec.safetensors" -a -f "$T/strip.npy"
@@ -117,11 +117,11 @@ for f in tri5 strip; do
     check "$f.npy gives the same frame" cmp "$T/$f/rgb_0000.png" "$T/o/rgb_0000.png"
 done
 run rhd-render --decoder "$T/dec.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 -o "$T/low" "$T/low.npy"
-expect_rc 0 "a lower-resolution triplane is resized"
-expect_err "resizing the triplane from 8 to 16" "resize announced"
+expect_rc 0 "a lower-resolution triplane renders"
+check "at its own resolution: no resize without --triplane-res (rhd-fit's evaluation)" sh -c '! grep -q resizing "$1"' _ "$T/.stderr"
 
 run rhd-render --decoder "$T/dec.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 --triplane-res 12 -o "$T/low12" "$T/low.npy"
-expect_rc 0 "--triplane-res (the option name rhd-fit uses) overrides the decoder's resolution"
+expect_rc 0 "--triplane-res (the option name rhd-fit uses) asks for a resize"
 expect_err "resizing the triplane from 8 to 12" "resize to --triplane-res announced"
 "$PY" - "$T" <<'PYEOF'
 import sys
@@ -136,7 +136,7 @@ save_file(d, f"{t}/dec_inf.safetensors", metadata=m)
 PYEOF
 run rhd-render --decoder "$T/dec_typed.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 -o "$T/typed" "$T/tri.safetensors"
 expect_rc 0 "a decoder with typed rhd.triplane_res 8"
-expect_err "resizing the triplane from 16 to 8" "rhd.triplane_res wins over rhd.config"
+check "the triplane still renders at its own 16 (the decoder's resolution is no resize request)" sh -c '! grep -q resizing "$1"' _ "$T/.stderr"
 run rhd-render --decoder "$T/dec_inf.safetensors" --data "$D" --views 0 -o "$T/inf" "$T/tri.safetensors"
 expect_rc 1 "a decoder holding an infinity"
 expect_err "dec_inf.safetensors: tensor 'sigma_net.0.bias' holds a non-finite value" "names the file and the tensor"
