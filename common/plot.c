@@ -420,7 +420,7 @@ int rhd_plot_render(const rhd_plot *p, float *rgb, rhd_err *e) {
 
     /* series */
     size_t np = (size_t)f.pw * f.ph;
-    float *mask = calloc(np, sizeof(float)), *all = calloc(np, sizeof(float));
+    float *mask = rhd_xcalloc(np, sizeof(float)), *all = rhd_xcalloc(np, sizeof(float));
     if (!mask || !all) {
         free(mask), free(all);
         return rhd_errf(e, "plot: out of memory");

@@ -17,12 +17,12 @@ int rhd_preview_is_triplane(const rhd_tensor *t) {
 }
 
 void rhd_pca(const float *x, int64_t n, int c, int k, double *mean, double *dirs) {
-    double *cov = calloc((size_t)c * c, sizeof(double));
+    double *cov = rhd_xcalloc((size_t)c * c, sizeof(double));
     for (int j = 0; j < c; j++) mean[j] = 0;
     for (int64_t i = 0; i < n; i++)
         for (int j = 0; j < c; j++) mean[j] += x[i * c + j];
     for (int j = 0; j < c; j++) mean[j] /= n > 0 ? n : 1;
-    double *d = malloc(sizeof(double) * c);
+    double *d = rhd_xmalloc(sizeof(double) * c);
     for (int64_t i = 0; i < n; i++) {
         for (int j = 0; j < c; j++) d[j] = x[i * c + j] - mean[j];
         for (int a = 0; a < c; a++)
@@ -30,7 +30,7 @@ void rhd_pca(const float *x, int64_t n, int c, int k, double *mean, double *dirs
     }
     for (int a = 0; a < c; a++)
         for (int b = 0; b < a; b++) cov[a * c + b] = cov[b * c + a];
-    double *v = malloc(sizeof(double) * c), *w = malloc(sizeof(double) * c);
+    double *v = rhd_xmalloc(sizeof(double) * c), *w = rhd_xmalloc(sizeof(double) * c);
     for (int q = 0; q < k; q++) {
         for (int j = 0; j < c; j++) v[j] = 1.0 + 0.01 * ((j * 7919 + q * 104729) % 97);
         for (int it = 0; it < 300; it++) {
@@ -71,7 +71,7 @@ static int cmp_float(const void *a, const void *b) {
 /* Map values to [0,1] between the 1st and 99th percentiles of a subsample. */
 static void robust_range(const float *v, int64_t n, int64_t stride, float *lo, float *hi) {
     int64_t m = (n + stride - 1) / stride, k = 0;
-    float *s = malloc(sizeof(float) * (m ? m : 1));
+    float *s = rhd_xmalloc(sizeof(float) * (m ? m : 1));
     for (int64_t i = 0; i < n; i += stride)
         if (isfinite(v[i])) s[k++] = v[i];
     if (k == 0) { *lo = 0, *hi = 1; free(s); return; }
@@ -97,8 +97,8 @@ int rhd_preview_triplane(rhd_preview *p, const rhd_tensor *t, rhd_err *e) {
     else C = t->shape[0], R = t->shape[1];
     if (C < 1 || C > 4096 || R > 8192) return rhd_errf(e, "triplane shape too large to preview");
     int64_t n = 3 * R * R;
-    float *all = malloc(sizeof(float) * n * C); /* pixels x channels */
-    float *src = malloc(sizeof(float) * n * C);
+    float *all = rhd_xmalloc(sizeof(float) * n * C); /* pixels x channels */
+    float *src = rhd_xmalloc(sizeof(float) * n * C);
     rhd_convert_to_f32(src, t->data, t->dtype, n * C);
     for (int pl = 0; pl < 3; pl++)
         for (int64_t c = 0; c < C; c++)
@@ -109,15 +109,15 @@ int rhd_preview_triplane(rhd_preview *p, const rhd_tensor *t, rhd_err *e) {
                 }
     free(src);
     int k = C >= 3 ? 3 : (int)C;
-    double *mean = malloc(sizeof(double) * C), *dirs = calloc(3 * C, sizeof(double));
+    double *mean = rhd_xmalloc(sizeof(double) * C), *dirs = rhd_xcalloc(3 * C, sizeof(double));
     int64_t stride = n > 65536 ? n / 65536 : 1;
     /* PCA on a strided subsample */
     int64_t m = (n + stride - 1) / stride;
-    float *sub = malloc(sizeof(float) * m * C);
+    float *sub = rhd_xmalloc(sizeof(float) * m * C);
     for (int64_t i = 0, q = 0; i < n; i += stride, q++) memcpy(sub + q * C, all + i * C, sizeof(float) * C);
     rhd_pca(sub, m, (int)C, k, mean, dirs);
     free(sub);
-    float *proj = malloc(sizeof(float) * n * 3);
+    float *proj = rhd_xmalloc(sizeof(float) * n * 3);
     for (int64_t i = 0; i < n; i++)
         for (int q = 0; q < 3; q++) {
             double s = 0;
@@ -127,7 +127,7 @@ int rhd_preview_triplane(rhd_preview *p, const rhd_tensor *t, rhd_err *e) {
         }
     p->width = (int)(3 * R + 2 * 2);
     p->height = (int)R;
-    p->rgb = malloc(sizeof(float) * p->width * p->height * 3);
+    p->rgb = rhd_xmalloc(sizeof(float) * p->width * p->height * 3);
     for (int64_t i = 0; i < (int64_t)p->width * p->height * 3; i++) p->rgb[i] = 1; /* white gaps */
     for (int q = 0; q < 3; q++) {
         float lo = 0, hi = 1;
@@ -155,7 +155,7 @@ int rhd_preview_grid(rhd_preview *p, const rhd_tensor *const *maps, int n, rhd_e
     if (tile > 512) tile = 512;
     p->width = (int)(MAXC * (tile + GAP));
     p->height = (int)(n * (tile + GAP));
-    p->rgb = malloc(sizeof(float) * p->width * p->height * 3);
+    p->rgb = rhd_xmalloc(sizeof(float) * p->width * p->height * 3);
     for (int64_t i = 0; i < (int64_t)p->width * p->height * 3; i++) p->rgb[i] = 1;
     for (int m = 0; m < n; m++) {
         const rhd_tensor *t = maps[m];
@@ -163,7 +163,7 @@ int rhd_preview_grid(rhd_preview *p, const rhd_tensor *const *maps, int n, rhd_e
         int64_t numel = rhd_shape_numel(t->shape, t->ndim);
         if (H < 1 || W < 1 || numel < 1) continue;
         int64_t C = numel / (H * W);
-        float *v = malloc(sizeof(float) * numel);
+        float *v = rhd_xmalloc(sizeof(float) * numel);
         rhd_convert_to_f32(v, t->data, t->dtype, numel);
         int64_t show = C < MAXC ? C : MAXC;
         int64_t tw = W * tile / H; /* keep the aspect ratio */
@@ -192,7 +192,7 @@ int rhd_preview_grid(rhd_preview *p, const rhd_tensor *const *maps, int n, rhd_e
 int rhd_preview_image(rhd_preview *p, const rhd_image *img) {
     p->width = img->width;
     p->height = img->height;
-    p->rgb = malloc(sizeof(float) * p->width * p->height * 3);
+    p->rgb = rhd_xmalloc(sizeof(float) * p->width * p->height * 3);
     for (int y = 0; y < img->height; y++)
         for (int x = 0; x < img->width; x++) {
             const float *s = img->data + ((int64_t)y * img->width + x) * 4;

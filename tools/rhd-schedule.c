@@ -447,7 +447,7 @@ static int write_plot(const char *path, sched *ss, int ns, const noise_opts *o, 
     char ylabel[96];
     snprintf(ylabel, sizeof ylabel, "%s%s", col, p.logy ? " (log scale)" : "");
     p.ylabel = ylabel;
-    float *rgb = malloc(sizeof(float) * 3 * (size_t)p.width * p.height);
+    float *rgb = rhd_xmalloc(sizeof(float) * 3 * (size_t)p.width * p.height);
     if (!rgb) {
         free(y);
         return rhd_errf(e, "out of memory for a %dx%d plot", p.width, p.height);

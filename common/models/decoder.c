@@ -49,7 +49,7 @@ void rhd_decoder_free(rhd_decoder *d) { rhd_params_free(&d->P); }
 void rhd_decoder_init_weights(rhd_decoder *d, uint64_t seed) {
     /* fan_in of each tensor: the weight's input width (biases share their weight's) */
     int fan[RHD_DEC_NPARAM] = {d->Ed, d->Ed, d->cfg.hidden, d->cfg.hidden, d->Cin, d->cfg.hidden, d->cfg.hidden};
-    float *host = malloc(sizeof(float) * (size_t)d->P.total);
+    float *host = rhd_xmalloc(sizeof(float) * (size_t)d->P.total);
     memset(host, 0, sizeof(float) * (size_t)d->P.total);
     for (int i = 0; i < RHD_DEC_NPARAM; i++) {
         float k = 1.f / sqrtf((float)fan[i]);

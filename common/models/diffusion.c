@@ -101,8 +101,8 @@ int rhd_tsampler_init(rhd_tsampler *ts, rhd_tsampler_kind kind, int T, rhd_err *
     ts->kind = kind;
     ts->T = T;
     if (kind == RHD_TSAMPLER_LOSS_SECOND_MOMENT) {
-        ts->history = calloc((size_t)T * RHD_LSM_HISTORY, sizeof(double));
-        ts->count = calloc((size_t)T, sizeof(int32_t));
+        ts->history = rhd_xcalloc((size_t)T * RHD_LSM_HISTORY, sizeof(double));
+        ts->count = rhd_xcalloc((size_t)T, sizeof(int32_t));
         if (!ts->history || !ts->count) {
             rhd_tsampler_free(ts);
             return rhd_errf(e, "timestep sampler: out of memory for T = %d", T);

@@ -99,7 +99,7 @@ int rhd_diffusion_schedule_init(rhd_diffusion_schedule *d, const double *betas, 
     } else {
         T_orig = T;
     }
-    double *m = malloc(sizeof(double) * (size_t)N_TABLES * T + sizeof(int) * (size_t)T);
+    double *m = rhd_xmalloc(sizeof(double) * (size_t)N_TABLES * T + sizeof(int) * (size_t)T);
     if (!m) return rhd_errf(e, "diffusion schedule: out of memory for %d steps", T);
     d->mem_ = m;
     d->T = T;
@@ -148,7 +148,7 @@ int rhd_diffusion_schedule_named(rhd_diffusion_schedule *d, rhd_beta_kind k, int
     memset(d, 0, sizeof *d);
     if (T < 2 || T > RHD_DIFFUSION_MAX_T)
         return rhd_errf(e, "%s schedule: %d steps, expected 2..%d", rhd_beta_kind_name(k), T, RHD_DIFFUSION_MAX_T);
-    double *b = malloc(sizeof(double) * T);
+    double *b = rhd_xmalloc(sizeof(double) * T);
     if (!b) return rhd_errf(e, "%s schedule: out of memory for %d steps", rhd_beta_kind_name(k), T);
     int rc = rhd_beta_schedule(k, T, b, e);
     if (!rc) rc = rhd_diffusion_schedule_init(d, b, T, NULL, T, e);
@@ -190,7 +190,7 @@ int rhd_space_timesteps(int T, const char *spec, int **steps, int *n, rhd_err *e
         for (int s = 1; s <= T; s++) {
             int cnt = (T + s - 1) / s; /* len(range(0, T, s)) */
             if (cnt == want) {
-                int *v = malloc(sizeof(int) * cnt);
+                int *v = rhd_xmalloc(sizeof(int) * cnt);
                 if (!v) return rhd_errf(e, "respacing '%s': out of memory", spec);
                 for (int j = 0; j < cnt; j++) v[j] = j * s;
                 *steps = v;
@@ -205,7 +205,7 @@ int rhd_space_timesteps(int T, const char *spec, int **steps, int *n, rhd_err *e
     /* "N1,N2,...": parse the section counts */
     int k = 1;
     for (const char *p = spec; *p; p++) k += *p == ',';
-    int *counts = malloc(sizeof(int) * k);
+    int *counts = rhd_xmalloc(sizeof(int) * k);
     if (!counts) return rhd_errf(e, "respacing '%s': out of memory", spec);
     const char *p = spec;
     long long total = 0;
@@ -233,7 +233,7 @@ int rhd_space_timesteps(int T, const char *spec, int **steps, int *n, rhd_err *e
         free(counts);
         return rhd_errf(e, "respacing '%s': keeps no steps, expected at least one", spec);
     }
-    int *v = malloc(sizeof(int) * (size_t)total);
+    int *v = rhd_xmalloc(sizeof(int) * (size_t)total);
     if (!v) {
         free(counts);
         return rhd_errf(e, "respacing '%s': out of memory", spec);
@@ -264,8 +264,8 @@ int rhd_diffusion_schedule_respace(rhd_diffusion_schedule *out, const rhd_diffus
     for (int k = 0; k < n; k++)
         if (use[k] < 0 || use[k] >= base->T || (k && use[k] <= use[k - 1]))
             return rhd_errf(e, "respacing: step %d is %d, expected increasing steps in 0..%d", k, use[k], base->T - 1);
-    double *b = malloc(sizeof(double) * n);
-    int *map = malloc(sizeof(int) * n);
+    double *b = rhd_xmalloc(sizeof(double) * n);
+    int *map = rhd_xmalloc(sizeof(int) * n);
     if (!b || !map) {
         free(b), free(map);
         return rhd_errf(e, "respacing: out of memory");
@@ -310,7 +310,7 @@ int rhd_ddim_timesteps(int T, int S, int **ts, int *n, rhd_err *e) {
     int cnt = 0;
     for (int t = T - 1; t > 0; t -= c) cnt++;
     if (cnt == 0) return rhd_errf(e, "DDIM: %d sampling steps of %d give no timestep > 0, expected T >= 2", S, T);
-    int *v = malloc(sizeof(int) * cnt);
+    int *v = rhd_xmalloc(sizeof(int) * cnt);
     if (!v) return rhd_errf(e, "DDIM: out of memory");
     int j = cnt;
     for (int t = T - 1; t > 0; t -= c) v[--j] = t;

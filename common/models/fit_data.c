@@ -31,8 +31,8 @@ int rhd_fit_views_load(rhd_fit_views *v, const char *subject_dir, const int *vie
     v->W = d.K.width, v->H = d.K.height;
     v->fx = (float)d.K.fx, v->fy = (float)d.K.fy, v->cx = (float)d.K.cx, v->cy = (float)d.K.cy;
     v->n = d.n;
-    v->index = malloc(sizeof(int) * (size_t)d.n);
-    v->c2w = malloc(sizeof(float) * 12 * (size_t)d.n);
+    v->index = rhd_xmalloc(sizeof(int) * (size_t)d.n);
+    v->c2w = rhd_xmalloc(sizeof(float) * 12 * (size_t)d.n);
     for (int i = 0; i < d.n; i++) {
         v->index[i] = d.views[i].index;
         for (int r = 0; r < 3; r++)
@@ -40,7 +40,7 @@ int rhd_fit_views_load(rhd_fit_views *v, const char *subject_dir, const int *vie
     }
     if (load_images) {
         size_t npix = (size_t)v->W * v->H;
-        v->gt = malloc(sizeof(float) * 3 * npix * (size_t)d.n);
+        v->gt = rhd_xmalloc(sizeof(float) * 3 * npix * (size_t)d.n);
         for (int i = 0; i < d.n; i++) {
             float *gt;
             if (rhd_dataset_load_gt(&d, d.views[i].index, &gt, e)) {

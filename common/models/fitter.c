@@ -65,8 +65,8 @@ void rhd_fit_triplane_new(rhd_triplane *t, const rhd_fit_cfg *cfg, int id) {
 
 void rhd_iwc_states_init(rhd_iwc_states *s, int n) {
     s->n = n;
-    s->fisher = calloc((size_t)n, sizeof(float *));
-    s->optpar = calloc((size_t)n, sizeof(float *));
+    s->fisher = rhd_xcalloc((size_t)n, sizeof(float *));
+    s->optpar = rhd_xcalloc((size_t)n, sizeof(float *));
 }
 
 void rhd_iwc_states_free(rhd_iwc_states *s) {
@@ -109,8 +109,8 @@ static double dist_loss(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_tripl
     int K = cfg->dist_points;
     if (K <= 0 || scale == 0) return 0;
     rhd_ctx *ctx = r->ctx;
-    float *pts = malloc(sizeof(float) * 6 * (size_t)K), *sig = malloc(sizeof(float) * 2 * (size_t)K),
-          *dsig = malloc(sizeof(float) * 2 * (size_t)K);
+    float *pts = rhd_xmalloc(sizeof(float) * 6 * (size_t)K), *sig = rhd_xmalloc(sizeof(float) * 2 * (size_t)K),
+          *dsig = rhd_xmalloc(sizeof(float) * 2 * (size_t)K);
     uint64_t st = RHD_STREAM(RHD_STREAM_GRID, step);
     for (int k = 0; k < K; k++)
         for (int a = 0; a < 3; a++) {
@@ -144,7 +144,7 @@ double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, cons
                     uint64_t seed, double *psnr_each, float *render_out) {
     if (!v || v->n == 0) return NAN;
     int64_t np = (int64_t)v->W * v->H * 3;
-    float *img = render_out ? NULL : malloc(sizeof(float) * (size_t)np);
+    float *img = render_out ? NULL : rhd_xmalloc(sizeof(float) * (size_t)np);
     rhd_triplane dev;
     rhd_triplane_to_ctx(&dev, T, r->ctx);
     if (warmup > 0) rhd_renderer_grid_warmup(r, g, &dev, seed, warmup);
@@ -165,7 +165,7 @@ double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, cons
 double rhd_fit_background_psnr(const rhd_fit_views *v) {
     if (!v || v->n == 0) return NAN;
     int64_t np = (int64_t)v->W * v->H * 3;
-    float *white = malloc(sizeof(float) * (size_t)np);
+    float *white = rhd_xmalloc(sizeof(float) * (size_t)np);
     for (int64_t i = 0; i < np; i++) white[i] = 1.f;
     double sum = 0;
     for (int i = 0; i < v->n; i++) sum += rhd_psnr(white, v->gt + np * i, np);
@@ -216,12 +216,12 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     if (check_visit(cfg, dec, entry_index, av, nav, e) || nav < 1) return -1; /* (nav < 1: for the compiler) */
     int64_t tri_n = rhd_triplane_numel(&av[0].planes);
     /* per-avatar state */
-    float **grad = calloc((size_t)nav, sizeof(float *)), **m = calloc((size_t)nav, sizeof(float *)),
-          **v = calloc((size_t)nav, sizeof(float *)), **gt = calloc((size_t)nav, sizeof(float *));
-    rhd_triplane *tri = calloc((size_t)nav, sizeof(rhd_triplane)); /* the triplanes on the context's side */
-    rhd_occgrid *grids = calloc((size_t)nav, sizeof(rhd_occgrid));
-    uint64_t *seeds = calloc((size_t)nav, sizeof(uint64_t));
-    int **perm = calloc((size_t)nav, sizeof(int *));
+    float **grad = rhd_xcalloc((size_t)nav, sizeof(float *)), **m = rhd_xcalloc((size_t)nav, sizeof(float *)),
+          **v = rhd_xcalloc((size_t)nav, sizeof(float *)), **gt = rhd_xcalloc((size_t)nav, sizeof(float *));
+    rhd_triplane *tri = rhd_xcalloc((size_t)nav, sizeof(rhd_triplane)); /* the triplanes on the context's side */
+    rhd_occgrid *grids = rhd_xcalloc((size_t)nav, sizeof(rhd_occgrid));
+    uint64_t *seeds = rhd_xcalloc((size_t)nav, sizeof(uint64_t));
+    int **perm = rhd_xcalloc((size_t)nav, sizeof(int *));
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
     for (int a = 0; a < nav; a++) {
         grad[a] = rhd_buf_alloc(ctx, sizeof(float) * (size_t)tri_n);
@@ -234,7 +234,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
         gt[a] = to_ctx(ctx, av[a].train->gt, (int64_t)av[a].train->n * av[a].train->W * av[a].train->H * 3);
         if (rhd_occgrid_init(ctx, &grids[a], &gc, e)) return -1;
         seeds[a] = rhd_fit_seed(cfg->seed, (uint64_t)av[a].id, (uint64_t)entry_index);
-        perm[a] = malloc(sizeof(int) * (size_t)av[a].train->n);
+        perm[a] = rhd_xmalloc(sizeof(int) * (size_t)av[a].train->n);
         if (cfg->mark_untrained) {
             rhd_intrinsics in = {av[a].train->fx, av[a].train->fy, av[a].train->cx, av[a].train->cy};
             rhd_occgrid_mark_untrained(ctx, &grids[a], av[a].train->c2w, av[a].train->n, in);
@@ -248,7 +248,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     /* the stored IWC states this visit's penalty uses, on the context's side */
     float **iwc_f = NULL, **iwc_o = NULL;
     if (train_dec && w_iwc > 0 && iwc) {
-        iwc_f = calloc((size_t)iwc->n, sizeof(float *)), iwc_o = calloc((size_t)iwc->n, sizeof(float *));
+        iwc_f = rhd_xcalloc((size_t)iwc->n, sizeof(float *)), iwc_o = rhd_xcalloc((size_t)iwc->n, sizeof(float *));
         for (int s = 0; s < iwc->n; s++) {
             if (!iwc->fisher[s]) continue;
             int mine = 0;
@@ -328,8 +328,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     if (train_dec && iwc)
         for (int a = 0; a < nav; a++) {
             int s = av[a].id;
-            if (!iwc->fisher[s]) iwc->fisher[s] = malloc(sizeof(float) * (size_t)P->total);
-            if (!iwc->optpar[s]) iwc->optpar[s] = malloc(sizeof(float) * (size_t)P->total);
+            if (!iwc->fisher[s]) iwc->fisher[s] = rhd_xmalloc(sizeof(float) * (size_t)P->total);
+            if (!iwc->optpar[s]) iwc->optpar[s] = rhd_xmalloc(sizeof(float) * (size_t)P->total);
             rhd_buf_download(ctx, iwc->fisher[s], fisher, sizeof(float) * (size_t)P->total);
             rhd_buf_download(ctx, iwc->optpar[s], P->data, sizeof(float) * (size_t)P->total);
         }

@@ -7,7 +7,7 @@
 rhd_nn_model *rhd_nn_model_create(const rhd_nn_model_ops *ops, const void *cfg, rhd_ctx *ctx, const rhd_st *st,
                                   const char *prefix, int with_grad, rhd_err *e) {
     RHD_ASSERT(ops && ops->size >= sizeof(rhd_nn_model) && ops->build && ops->forward);
-    rhd_nn_model *m = calloc(1, ops->size);
+    rhd_nn_model *m = rhd_xcalloc(1, ops->size);
     if (!m) rhd_fatal_at(__FILE__, __LINE__, "out of memory allocating a %s model (%zu bytes)", ops->kind, ops->size);
     m->ops = ops;
     rhd_params_init(&m->params);

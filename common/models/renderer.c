@@ -158,7 +158,7 @@ void rhd_renderer_grid_warmup(rhd_renderer *r, rhd_occgrid *g, const rhd_triplan
 
 /* Mean of the N opacities A (context side). */
 static double mean_opacity(rhd_renderer *r, const float *A, int64_t N) {
-    float *h = malloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
+    float *h = rhd_xmalloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
     rhd_buf_download(r->ctx, h, A, sizeof(float) * (size_t)N);
     double s = 0;
     for (int64_t i = 0; i < N; i++) s += h[i];

@@ -280,7 +280,7 @@ static int unet_build(rhd_nn_model *mm, const void *cfgp, rhd_err *e) {
 const rhd_nn_model_ops rhd_unet_ops = {"unet", sizeof(rhd_unet), unet_build, rhd_unet__forward, rhd_unet__backward};
 
 int64_t rhd_unet_param_count(const rhd_unet_config *c, rhd_err *e) {
-    rhd_unet *m = calloc(1, sizeof *m);
+    rhd_unet *m = rhd_xcalloc(1, sizeof *m);
     if (!m) rhd_fatal_at(__FILE__, __LINE__, "out of memory");
     rhd_params_init(&m->base.params);
     int64_t n = unet_build(&m->base, c, e) ? -1 : rhd_params_count(&m->base.params);
@@ -320,7 +320,7 @@ void rhd_unet_free(rhd_unet *m) {
 
 double rhd_unet_macs(const rhd_unet_config *c) {
     rhd_err e;
-    rhd_unet *m = calloc(1, sizeof *m);
+    rhd_unet *m = rhd_xcalloc(1, sizeof *m);
     if (!m) rhd_fatal_at(__FILE__, __LINE__, "out of memory");
     rhd_params_init(&m->base.params);
     double mac = 0;

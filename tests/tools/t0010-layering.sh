@@ -88,6 +88,15 @@ printf '%s\n' "$KNOWN" | while read -r k; do
     case "$known_seen|" in *"|$k|"*) ;; *) echo "# note: the known offender '$k' is fixed: remove it from KNOWN in $0" ;; esac
 done
 
+# every allocation checked: the library and tools allocate through rhd_xmalloc/xcalloc/xrealloc/
+# xstrdup (common/err.h: a failure exits with the size and the place), never a bare malloc
+raw=$(grep -nE '(^|[^_a-zA-Z0-9])(malloc|calloc|realloc|strdup)[[:space:]]*\(' $(find common kernels formats tools -type f \( -name '*.c' -o -name '*.cu' \) ! -path common/err.c | sort) | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(/\*|//)')
+if [ -n "$raw" ]; then
+    while IFS= read -r c; do notok "an unchecked allocation: $c (use rhd_xmalloc and friends, common/err.h)"; done <<< "$raw"
+else
+    ok "no unchecked allocation (malloc, calloc, realloc, strdup) outside common/err.c"
+fi
+
 # no source file over 800 lines
 long=0
 for f in $(find common kernels formats tools tests pipelines -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.py' -o -name '*.sh' -o -name '*.mk' \) | sort) Makefile; do
