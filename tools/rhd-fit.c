@@ -14,7 +14,7 @@
 #include "common/fit_run.h"
 #include "common/log.h"
 #include "common/models/decoder.h"
-#include "common/models/fit_data.h"
+#include "common/fit_views.h"
 #include "common/models/fitter.h"
 #include "common/models/renderer.h"
 #include "common/plan.h"

@@ -14,7 +14,7 @@
 #include "common/metrics.h"
 #include "common/models/decoder.h"
 #include "common/models/renderer.h"
-#include "common/models/fit_data.h"
+#include "common/fit_views.h"
 #include "common/render_cameras.h"
 #include "common/model_io.h"
 #include "formats/png.h"

@@ -1,7 +1,7 @@
 /* common/models/fit_data.h: the views of one avatar as the fitter and the renderer use them:
  * intrinsics, converted poses as 3x4 float c2w (kernels/rays.h) and ground truth composited on
- * the background, loaded through formats/dataset.h (spec fitting.md §1): the float form of the
- * dataset's rhd_camera_intrinsics and poses that kernels/rays.h takes. */
+ * the background (spec fitting.md §1): the float form of the dataset's rhd_camera_intrinsics and
+ * poses that kernels/rays.h takes. Loading them is common/fit_views.h's (models open no files). */
 #ifndef RHD_MODELS_FIT_DATA_H
 #define RHD_MODELS_FIT_DATA_H
 #include "common/err.h"
@@ -26,12 +26,6 @@ typedef struct rhd_fit_views {
 #ifdef __cplusplus
 extern "C" {
 #endif
-void rhd_fit_data_cfg_default(rhd_fit_data_cfg *c);
-/* Open subject_dir for the views views[0..n) (NULL: every view present) and, when load_images,
- * load every image. Errors name the file: missing views, mismatched sizes, bad poses, unreadable
- * PNGs. */
-int rhd_fit_views_load(rhd_fit_views *v, const char *subject_dir, const int *views, int n,
-                       const rhd_fit_data_cfg *cfg, int load_images, rhd_err *e);
 void rhd_fit_views_free(rhd_fit_views *v);
 #ifdef __cplusplus
 }

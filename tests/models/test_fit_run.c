@@ -4,6 +4,7 @@
  * another seed, another plan, and a visited avatar's triplane written by another entry. */
 #include "refcheck.h"
 #include "common/fit_run.h"
+#include "common/fit_views.h"
 #include "common/fs.h"
 #include "common/model_io.h"
 
