@@ -210,16 +210,6 @@ int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *cons
     return 0;
 }
 
-double rhd_plan_triplane_lr(const rhd_plan_entry *en, long long k) {
-    double x = (double)k / (double)en->steps;
-    return en->triplane_lr * pow(0.1, x < 1 ? x : 1);
-}
-
-double rhd_plan_decoder_lr(const rhd_plan *plan, const rhd_plan_entry *en, long long k) {
-    double x = (double)(en->first_step + k) / (double)plan->decoder_decay_steps;
-    return en->decoder_lr * pow(0.1, x < 1 ? x : 1);
-}
-
 /* --- JSON writing -------------------------------------------------------------------------------- */
 
 typedef struct { char *s; size_t n, cap; } sbuf;

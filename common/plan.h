@@ -25,42 +25,11 @@
 #define RHD_PLAN_H
 #include <stdint.h>
 #include "common/err.h"
+#include "common/models/plan_types.h" /* rhd_plan, rhd_plan_entry, the learning rates */
 
 #define RHD_PLAN_VERSION 1
 #define RHD_PLAN_MAX_ENTRIES 10000000
 #define RHD_PLAN_MAX_STEPS 1000000000000LL /* per entry and in total */
-
-typedef enum { RHD_PLAN_ROUND_ROBIN = 0, RHD_PLAN_SHUFFLED, RHD_PLAN_INTERLEAVED, RHD_PLAN_ORDER_COUNT } rhd_plan_order;
-
-typedef struct rhd_plan_entry {
-    int round;             /* 0-based; nondecreasing along the plan */
-    int navatars;          /* 1, or the size of an interleaved group */
-    int *avatars;          /* [navatars] indices into rhd_plan.avatars (distinct) */
-    long long steps;       /* optimiser steps of this visit, > 0 */
-    double triplane_lr;    /* base lr of the triplane Adam(s) of this visit, > 0 */
-    double decoder_lr;     /* base lr of the decoder Adam during this visit, > 0 */
-    long long first_step;  /* derived: decoder steps before this entry (the decoder decay's k at its start) */
-} rhd_plan_entry;
-
-typedef struct rhd_plan {
-    rhd_plan_order order;
-    uint64_t seed;                 /* seed of the shuffles */
-    int rounds;                    /* every entry's round is < rounds */
-    int group;                     /* interleaved group size (1 otherwise) */
-    double iwc_weight;             /* >= 0 */
-    long long decoder_decay_steps; /* the decoder lr reaches 0.1 x base after this many steps, > 0 */
-    /* the generator's arguments (informational; 0 when the plan did not record them) */
-    long long steps;
-    double lr0, lr1;
-    char *tool;                    /* "rhd-schedule 0.1.0" or whatever wrote the plan (may be NULL) */
-    int navatars;
-    char **avatars;                /* [navatars] unique names */
-    char **paths;                  /* [navatars] path of each avatar relative to the data root (the name itself unless given) */
-    int nentries;
-    rhd_plan_entry *entries;
-    long long total_steps;         /* derived: sum of the entries' steps */
-    int *pool_;                    /* storage of the entries' avatar indices */
-} rhd_plan;
 
 typedef struct rhd_plan_params {
     int rounds;                    /* 30 */
@@ -98,11 +67,6 @@ int rhd_plan_read(const char *path, rhd_plan *plan, rhd_err *e);
 /* The same from text in memory; `name` stands for the file in messages. */
 int rhd_plan_parse(const char *text, size_t len, const char *name, rhd_plan *plan, rhd_err *e);
 void rhd_plan_free(rhd_plan *plan);
-
-/* Learning rates at step k of an entry (k = 0 for its first step): the triplane's
- * base * 0.1^min(k/steps, 1), and the decoder's base * 0.1^min((first_step + k)/decoder_decay_steps, 1). */
-double rhd_plan_triplane_lr(const rhd_plan_entry *en, long long k);
-double rhd_plan_decoder_lr(const rhd_plan *plan, const rhd_plan_entry *en, long long k);
 
 /* Avatar lists. A list file has one path per line, relative to the data root; the name is the
  * last path component; blank lines and '#' comments are skipped. A data directory contributes its

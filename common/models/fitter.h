@@ -41,7 +41,7 @@
 #include "common/models/decoder.h"
 #include "common/models/fit_data.h"
 #include "common/models/renderer.h"
-#include "common/plan.h"
+#include "common/models/plan_types.h"
 #include "common/triplane.h"
 
 typedef struct rhd_fit_cfg {
