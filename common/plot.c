@@ -312,13 +312,9 @@ static void vline(float *rgb, int W, int H, int x, int y0, int y1, const float c
     for (int y = y0; y <= y1; y++) put_px(rgb, W, H, x, y, c);
 }
 
-int rhd_plot_render(const rhd_plot *p, float *rgb, rhd_err *e) {
-    const int W = p->width, H = p->height, s = p->font_scale, chh = RHD_PLOT_GLYPH_ROWS * p->font_scale;
-    if (W < 64 || H < 64 || W > RHD_PLOT_MAX_SIDE || H > RHD_PLOT_MAX_SIDE)
-        return rhd_errf(e, "plot: %dx%d pixels, expected 64..%d per side", W, H, RHD_PLOT_MAX_SIDE);
-    if (s < 1 || s > 8) return rhd_errf(e, "plot: font scale %d, expected 1..8", s);
-    if (!(p->line_width > 0 && p->line_width <= 32)) return rhd_errf(e, "plot: line width %g, expected (0, 32]", p->line_width);
-
+/* The plot's x range and y range (log10 of it on a log axis) into f: the given limits, else the
+ * drawable points' extent, the y one rounded outwards to the tick step. */
+static int plot_ranges(const rhd_plot *p, frame *f, rhd_err *e) {
     /* data ranges */
     double dx0 = INFINITY, dx1 = -INFINITY, dy0 = INFINITY, dy1 = -INFINITY;
     for (int k = 0; k < p->nseries; k++)
@@ -329,33 +325,123 @@ int rhd_plot_render(const rhd_plot *p, float *rgb, rhd_err *e) {
         }
     if (!isfinite(p->xmin) || !isfinite(p->xmax) || !isfinite(p->ymin) || !isfinite(p->ymax))
         if (!(dx0 <= dx1)) return rhd_errf(e, "plot: no series has a drawable point%s", p->logy ? " (log y needs y > 0)" : "");
-    frame f = {0};
-    f.logy = p->logy;
-    f.x0 = isfinite(p->xmin) ? p->xmin : dx0;
-    f.x1 = isfinite(p->xmax) ? p->xmax : dx1;
-    if (!(f.x1 > f.x0)) f.x0 -= 0.5, f.x1 += 0.5;
+    f->logy = p->logy;
+    f->x0 = isfinite(p->xmin) ? p->xmin : dx0;
+    f->x1 = isfinite(p->xmax) ? p->xmax : dx1;
+    if (!(f->x1 > f->x0)) f->x0 -= 0.5, f->x1 += 0.5;
     double ylo = isfinite(p->ymin) ? p->ymin : dy0, yhi = isfinite(p->ymax) ? p->ymax : dy1;
     if (p->logy) {
         if (!(ylo > 0)) return rhd_errf(e, "plot: log y axis from %g, expected a positive minimum", ylo);
-        f.v0 = isfinite(p->ymin) ? log10(p->ymin) : floor(log10(ylo));
-        f.v1 = isfinite(p->ymax) ? log10(p->ymax) : ceil(log10(yhi));
-        if (!(f.v1 > f.v0)) f.v1 = f.v0 + 1;
+        f->v0 = isfinite(p->ymin) ? log10(p->ymin) : floor(log10(ylo));
+        f->v1 = isfinite(p->ymax) ? log10(p->ymax) : ceil(log10(yhi));
+        if (!(f->v1 > f->v0)) f->v1 = f->v0 + 1;
     } else {
         if (!(yhi > ylo)) {
             double d = fabs(ylo) > 0 ? fabs(ylo) * 0.1 : 1;
             ylo -= d, yhi += d;
         }
-        f.v0 = ylo, f.v1 = yhi;
+        f->v0 = ylo, f->v1 = yhi;
         if (!isfinite(p->ymin) || !isfinite(p->ymax)) { /* round outwards to the tick step */
             double t[64];
             int nt = rhd_plot_ticks(ylo, yhi, 0, 8, t, 64);
             if (nt >= 2) {
                 double step = t[1] - t[0];
-                if (!isfinite(p->ymin)) f.v0 = floor(ylo / step + 1e-9) * step;
-                if (!isfinite(p->ymax)) f.v1 = ceil(yhi / step - 1e-9) * step;
+                if (!isfinite(p->ymin)) f->v0 = floor(ylo / step + 1e-9) * step;
+                if (!isfinite(p->ymax)) f->v1 = ceil(yhi / step - 1e-9) * step;
             }
         }
     }
+    return 0;
+}
+
+/* Every series antialiased into the plot area of rgb; all[pw*ph] (zeroed) gets the coverage of
+ * the curves, the maximum over the series, for the legend's placement. */
+static void draw_series(const rhd_plot *p, const frame *f, float *rgb, float *all) {
+    size_t np = (size_t)f->pw * f->ph;
+    const int W = p->width;
+    float *mask = rhd_xcalloc(np, sizeof(float));
+    double hw = p->line_width / 2.0;
+    for (int k = 0; k < p->nseries; k++) {
+        const rhd_plot_series *sr = &p->series[k];
+        memset(mask, 0, np * sizeof(float));
+        int prev = 0;
+        double px = 0, py = 0;
+        for (int i = 0; i < sr->n; i++) {
+            if (!point_ok(p, sr->x[i], sr->y[i])) {
+                prev = 0;
+                continue;
+            }
+            double x = fx(f, sr->x[i]), y = fy(f, sr->y[i]);
+            int next_ok = i + 1 < sr->n && point_ok(p, sr->x[i + 1], sr->y[i + 1]);
+            if (prev) raster_segment(mask, f->pw, f->ph, px, py, x, y, hw);
+            else if (!next_ok) raster_segment(mask, f->pw, f->ph, x, y, x, y, hw); /* an isolated point */
+            px = x, py = y, prev = 1;
+        }
+        for (size_t i = 0; i < np; i++) {
+            float m = mask[i];
+            if (m <= 0) continue;
+            if (m > all[i]) all[i] = m;
+            size_t y = i / f->pw, x = i % f->pw;
+            float *q = rgb + (((size_t)f->top + y) * W + f->left + x) * 3;
+            for (int c = 0; c < 3; c++) q[c] = q[c] * (1 - m) + sr->rgb[c] * m;
+        }
+    }
+    free(mask);
+}
+
+/* The legend: in the corner the curves cover least (top right, top left, bottom right, bottom
+ * left), by all (the curves' coverage of the plot area). */
+static void draw_legend(const rhd_plot *p, const frame *f, float *rgb, const float *all) {
+    const int W = p->width, H = p->height, s = p->font_scale, chh = RHD_PLOT_GLYPH_ROWS * p->font_scale;
+    const float white[3] = {1, 1, 1}, ink[3] = {0.1f, 0.1f, 0.1f}, box_c[3] = {0.6f, 0.6f, 0.6f};
+    int nl = 0, labw = 0;
+    for (int k = 0; k < p->nseries; k++)
+        if (p->series[k].label) {
+            nl++;
+            int w = rhd_plot_text_width(p->series[k].label, s);
+            if (w > labw) labw = w;
+        }
+    if (p->legend && nl) {
+        int sw = 8 * s + 8, rowh = chh + 6;
+        int bw = 10 + sw + 8 + labw + 10, bh = 8 + nl * rowh + 2;
+        if (bw + 20 <= f->pw && bh + 20 <= f->ph) {
+            int cx[4] = {f->pw - bw - 10, 10, f->pw - bw - 10, 10}, cy[4] = {10, 10, f->ph - bh - 10, f->ph - bh - 10};
+            int best = 0;
+            double best_cov = INFINITY;
+            for (int c = 0; c < 4; c++) {
+                double cov = 0;
+                for (int y = cy[c]; y < cy[c] + bh; y++)
+                    for (int x = cx[c]; x < cx[c] + bw; x++) cov += all[(size_t)y * f->pw + x];
+                if (cov < best_cov - 1e-9) best_cov = cov, best = c;
+            }
+            int bx = f->left + cx[best], by = f->top + cy[best];
+            for (int y = by; y < by + bh; y++) hline(rgb, W, H, bx, bx + bw - 1, y, white);
+            hline(rgb, W, H, bx, bx + bw - 1, by, box_c);
+            hline(rgb, W, H, bx, bx + bw - 1, by + bh - 1, box_c);
+            vline(rgb, W, H, bx, by, by + bh - 1, box_c);
+            vline(rgb, W, H, bx + bw - 1, by, by + bh - 1, box_c);
+            int row = 0;
+            int lw = (int)ceil(p->line_width);
+            for (int k = 0; k < p->nseries; k++) {
+                if (!p->series[k].label) continue;
+                int ty = by + 8 + row * rowh;
+                for (int t = 0; t < lw; t++) hline(rgb, W, H, bx + 10, bx + 10 + sw - 1, ty + chh / 2 - lw / 2 + t, p->series[k].rgb);
+                rhd_plot_text(rgb, W, H, bx + 10 + sw + 8, ty, p->series[k].label, s, 0, ink);
+                row++;
+            }
+        }
+    }
+}
+
+int rhd_plot_render(const rhd_plot *p, float *rgb, rhd_err *e) {
+    const int W = p->width, H = p->height, s = p->font_scale, chh = RHD_PLOT_GLYPH_ROWS * p->font_scale;
+    if (W < 64 || H < 64 || W > RHD_PLOT_MAX_SIDE || H > RHD_PLOT_MAX_SIDE)
+        return rhd_errf(e, "plot: %dx%d pixels, expected 64..%d per side", W, H, RHD_PLOT_MAX_SIDE);
+    if (s < 1 || s > 8) return rhd_errf(e, "plot: font scale %d, expected 1..8", s);
+    if (!(p->line_width > 0 && p->line_width <= 32)) return rhd_errf(e, "plot: line width %g, expected (0, 32]", p->line_width);
+
+    frame f = {0};
+    if (plot_ranges(p, &f, e)) return -1;
 
     /* layout: y tick labels decide the left margin */
     double yt[256], xt[256];
@@ -379,8 +465,8 @@ int rhd_plot_render(const rhd_plot *p, float *rgb, rhd_err *e) {
     if (f.pw < 40 || f.ph < 40)
         return rhd_errf(e, "plot: %dx%d pixels leave a %dx%d plot area after the labels, expected a larger image", W, H, f.pw, f.ph);
 
-    const float white[3] = {1, 1, 1}, ink[3] = {0.1f, 0.1f, 0.1f}, frame_c[3] = {0.25f, 0.25f, 0.25f},
-                grid_c[3] = {0.89f, 0.89f, 0.89f}, box_c[3] = {0.6f, 0.6f, 0.6f};
+    const float ink[3] = {0.1f, 0.1f, 0.1f}, frame_c[3] = {0.25f, 0.25f, 0.25f},
+                grid_c[3] = {0.89f, 0.89f, 0.89f};
     for (size_t i = 0; i < (size_t)W * H; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = 1.0f;
 
     /* x ticks (labels about 8 characters apart at most) */
@@ -419,39 +505,8 @@ int rhd_plot_render(const rhd_plot *p, float *rgb, rhd_err *e) {
         rhd_plot_text(rgb, W, H, 10, f.top + (f.ph + rhd_plot_text_width(p->ylabel, s)) / 2, p->ylabel, s, 1, ink);
 
     /* series */
-    size_t np = (size_t)f.pw * f.ph;
-    float *mask = rhd_xcalloc(np, sizeof(float)), *all = rhd_xcalloc(np, sizeof(float));
-    if (!mask || !all) {
-        free(mask), free(all);
-        return rhd_errf(e, "plot: out of memory");
-    }
-    double hw = p->line_width / 2.0;
-    for (int k = 0; k < p->nseries; k++) {
-        const rhd_plot_series *sr = &p->series[k];
-        memset(mask, 0, np * sizeof(float));
-        int prev = 0;
-        double px = 0, py = 0;
-        for (int i = 0; i < sr->n; i++) {
-            if (!point_ok(p, sr->x[i], sr->y[i])) {
-                prev = 0;
-                continue;
-            }
-            double x = fx(&f, sr->x[i]), y = fy(&f, sr->y[i]);
-            int next_ok = i + 1 < sr->n && point_ok(p, sr->x[i + 1], sr->y[i + 1]);
-            if (prev) raster_segment(mask, f.pw, f.ph, px, py, x, y, hw);
-            else if (!next_ok) raster_segment(mask, f.pw, f.ph, x, y, x, y, hw); /* an isolated point */
-            px = x, py = y, prev = 1;
-        }
-        for (size_t i = 0; i < np; i++) {
-            float m = mask[i];
-            if (m <= 0) continue;
-            if (m > all[i]) all[i] = m;
-            size_t y = i / f.pw, x = i % f.pw;
-            float *q = rgb + (((size_t)f.top + y) * W + f.left + x) * 3;
-            for (int c = 0; c < 3; c++) q[c] = q[c] * (1 - m) + sr->rgb[c] * m;
-        }
-    }
-    free(mask);
+    float *all = rhd_xcalloc((size_t)f.pw * f.ph, sizeof(float));
+    draw_series(p, &f, rgb, all);
 
     /* frame on top of the curves */
     hline(rgb, W, H, f.left - 1, f.left + f.pw, f.top - 1, frame_c);
@@ -459,44 +514,7 @@ int rhd_plot_render(const rhd_plot *p, float *rgb, rhd_err *e) {
     vline(rgb, W, H, f.left - 1, f.top - 1, f.top + f.ph, frame_c);
     vline(rgb, W, H, f.left + f.pw, f.top - 1, f.top + f.ph, frame_c);
 
-    /* legend: in the corner the curves cover least (top right, top left, bottom right, bottom left) */
-    int nl = 0, labw = 0;
-    for (int k = 0; k < p->nseries; k++)
-        if (p->series[k].label) {
-            nl++;
-            int w = rhd_plot_text_width(p->series[k].label, s);
-            if (w > labw) labw = w;
-        }
-    if (p->legend && nl) {
-        int sw = 8 * s + 8, rowh = chh + 6;
-        int bw = 10 + sw + 8 + labw + 10, bh = 8 + nl * rowh + 2;
-        if (bw + 20 <= f.pw && bh + 20 <= f.ph) {
-            int cx[4] = {f.pw - bw - 10, 10, f.pw - bw - 10, 10}, cy[4] = {10, 10, f.ph - bh - 10, f.ph - bh - 10};
-            int best = 0;
-            double best_cov = INFINITY;
-            for (int c = 0; c < 4; c++) {
-                double cov = 0;
-                for (int y = cy[c]; y < cy[c] + bh; y++)
-                    for (int x = cx[c]; x < cx[c] + bw; x++) cov += all[(size_t)y * f.pw + x];
-                if (cov < best_cov - 1e-9) best_cov = cov, best = c;
-            }
-            int bx = f.left + cx[best], by = f.top + cy[best];
-            for (int y = by; y < by + bh; y++) hline(rgb, W, H, bx, bx + bw - 1, y, white);
-            hline(rgb, W, H, bx, bx + bw - 1, by, box_c);
-            hline(rgb, W, H, bx, bx + bw - 1, by + bh - 1, box_c);
-            vline(rgb, W, H, bx, by, by + bh - 1, box_c);
-            vline(rgb, W, H, bx + bw - 1, by, by + bh - 1, box_c);
-            int row = 0;
-            int lw = (int)ceil(p->line_width);
-            for (int k = 0; k < p->nseries; k++) {
-                if (!p->series[k].label) continue;
-                int ty = by + 8 + row * rowh;
-                for (int t = 0; t < lw; t++) hline(rgb, W, H, bx + 10, bx + 10 + sw - 1, ty + chh / 2 - lw / 2 + t, p->series[k].rgb);
-                rhd_plot_text(rgb, W, H, bx + 10 + sw + 8, ty, p->series[k].label, s, 0, ink);
-                row++;
-            }
-        }
-    }
+    draw_legend(p, &f, rgb, all);
     free(all);
     return 0;
 }
