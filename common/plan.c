@@ -426,12 +426,13 @@ static int get_num(rd *r, const char *where, const cJSON *obj, const char *key, 
     return 0;
 }
 
-static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
+/* The top level of a plan but its avatars and entries: kind, version, tool, order, seed, rounds
+ * (-1 when absent), group, iwc_weight, decoder_decay_steps, generator. */
+static int parse_header(rd *r, const cJSON *root, rhd_plan *p, long long *rounds) {
     static const char *const top_keys[] = {"rhd.kind", "rhd.version", "rhd.tool", "order", "seed", "rounds", "group",
                                            "iwc_weight", "decoder_decay_steps", "generator", "avatars", "paths",
                                            "entries", NULL};
-    static const char *const entry_keys[] = {"round", "avatar", "avatars", "steps", "triplane_lr", "decoder_lr", NULL};
-    char where[96], buf[64];
+    char buf[64];
     if (!cJSON_IsObject(root)) return rd_err(r, NULL, "the top level is %s, expected a plan object (formats/plan.md)", json_type(root));
     const cJSON *kind = get(root, "rhd.kind");
     if (!kind) return rd_err(r, NULL, "no \"rhd.kind\", expected \"rhd.kind\": \"plan\"");
@@ -462,8 +463,8 @@ static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
     int rc;
     if ((rc = get_int(r, NULL, root, "seed", 0, 9007199254740992LL, 0, &ll)) < 0) return -1;
     p->seed = rc == 0 ? (uint64_t)ll : 0;
-    long long rounds = -1;
-    if ((rc = get_int(r, NULL, root, "rounds", 1, 100000000, 0, &rounds)) < 0) return -1;
+    *rounds = -1;
+    if ((rc = get_int(r, NULL, root, "rounds", 1, 100000000, 0, rounds)) < 0) return -1;
     if ((rc = get_int(r, NULL, root, "group", 1, 100000000, 0, &ll)) < 0) return -1;
     p->group = rc == 0 ? (int)ll : 1;
     if (get_num(r, NULL, root, "iwc_weight", 0, 1, &p->iwc_weight)) return -1;
@@ -476,8 +477,13 @@ static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
         if (get_num(r, "generator", v, "lr0", 1, 0, &p->lr0) < 0) return -1;
         if (get_num(r, "generator", v, "lr1", 1, 0, &p->lr1) < 0) return -1;
     }
+    return 0;
+}
 
-    /* avatars */
+/* "avatars" and "paths" into p; *ixp: the names sorted for find_name (the caller frees it). */
+static int parse_avatars(rd *r, const cJSON *root, rhd_plan *p, named **ixp) {
+    char where[96];
+    const cJSON *v;
     const cJSON *av = get(root, "avatars");
     if (!av) return rd_err(r, NULL, "no \"avatars\", expected an array of avatar names");
     if (!cJSON_IsArray(av)) return rd_err(r, NULL, "avatars is %s, expected an array of avatar names", json_type(av));
@@ -519,8 +525,15 @@ static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
             p->paths[k] = rhd_xstrdup(a->valuestring);
         }
     }
+    *ixp = ix;
+    return 0;
+}
 
-    /* entries */
+/* "entries" into p (avatar names looked up in ix, the n names sorted); rounds: the plan's
+ * "rounds", -1 when absent. */
+static int parse_entries(rd *r, const cJSON *root, rhd_plan *p, named *ix, int n, long long rounds) {
+    static const char *const entry_keys[] = {"round", "avatar", "avatars", "steps", "triplane_lr", "decoder_lr", NULL};
+    char where[96];
     const cJSON *ents = get(root, "entries");
     int bad = 0;
     if (!ents) bad = rd_err(r, NULL, "no \"entries\", expected an array of plan entries");
@@ -528,10 +541,7 @@ static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
     else if (cJSON_GetArraySize(ents) < 1) bad = rd_err(r, NULL, "entries is empty, expected at least one entry");
     else if (cJSON_GetArraySize(ents) > RHD_PLAN_MAX_ENTRIES)
         bad = rd_err(r, NULL, "%d entries, expected at most %d", cJSON_GetArraySize(ents), RHD_PLAN_MAX_ENTRIES);
-    if (bad) {
-        free(ix);
-        return -1;
-    }
+    if (bad) return -1;
     int ne = cJSON_GetArraySize(ents);
     long long pool_n = 0;
     for (const cJSON *en = ents->child; en; en = en->next) {
@@ -544,7 +554,7 @@ static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
     int *pool = p->pool_;
     int *seen = rhd_xcalloc(n, sizeof(int)); /* entry index + 1 that last used an avatar (duplicates in a group) */
     long long total = 0;
-    i = 0;
+    int i = 0;
     for (const cJSON *en = ents->child; en; en = en->next, i++) {
         rhd_plan_entry *out = &p->entries[i];
         snprintf(where, sizeof where, "entries[%d]", i);
@@ -600,9 +610,17 @@ static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
         }
     }
     free(seen);
+    return bad ? -1 : 0;
+}
+
+static int parse_plan(rd *r, const cJSON *root, rhd_plan *p) {
+    long long rounds;
+    named *ix = NULL;
+    if (parse_header(r, root, p, &rounds) || parse_avatars(r, root, p, &ix)) return -1;
+    int bad = parse_entries(r, root, p, ix, p->navatars, rounds);
     free(ix);
     if (bad) return -1;
-    p->rounds = rounds > 0 ? (int)rounds : p->entries[ne - 1].round + 1;
+    p->rounds = rounds > 0 ? (int)rounds : p->entries[p->nentries - 1].round + 1;
     plan_derive(p);
     return 0;
 }
