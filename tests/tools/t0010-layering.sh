@@ -8,7 +8,7 @@
 #            formats/ or common/fs.h (models never open files: tools load, models compute)
 #   helpers  the rest of common/*               may include: all of the above, helpers
 #   tools    tools/*                            may include: anything but another tool
-# Also: no source file over 800 lines. Today's known offenders (KNOWN below) are reported as
+# Also: no source file over 800 lines, no function over 160. Today's known offenders (KNOWN below) are reported as
 # SKIPs until they are fixed; any other break fails, naming the file, the include and the rule.
 set -u
 cd "${RHD_ROOT:-$(dirname "$0")/../..}"
@@ -95,6 +95,83 @@ if [ -n "$raw" ]; then
     while IFS= read -r c; do notok "an unchecked allocation: $c (use rhd_xmalloc and friends, common/err.h)"; done <<< "$raw"
 else
     ok "no unchecked allocation (malloc, calloc, realloc, strdup) outside common/err.c"
+fi
+
+# no function over 160 lines in common/ kernels/ formats/ tools/ (STYLE.md asks ~150): a counter of
+# top-level brace blocks after comments, strings and preprocessor lines are blanked out; a block
+# whose head has a "(" is a function, its length runs from the head's first line to the "}"
+py=${RHD_PY:-python3}
+if ! command -v "$py" > /dev/null 2>&1; then
+    skip "function lengths: no $py to count them"
+else
+    srcs=$(find common kernels formats tools -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.cpp' \) | sort)
+    longf=$("$py" - 160 $srcs <<'PYEOF'
+import re, sys
+def scan(path):
+    src = open(path, encoding='utf-8', errors='replace').read()
+    # blank out comments, strings, char literals and preprocessor lines, keeping newlines
+    out = []; i = 0; n = len(src); bol = True
+    while i < n:
+        c = src[i]
+        if bol and c in ' \t':
+            out.append(c); i += 1; continue
+        if bol and c == '#':
+            while i < n and not (src[i] == '\n' and src[i-1] != '\\'):
+                out.append('\n' if src[i] == '\n' else ' '); i += 1
+            continue
+        bol = False
+        if src.startswith('//', i):
+            while i < n and src[i] != '\n': out.append(' '); i += 1
+            continue
+        if src.startswith('/*', i):
+            j = src.find('*/', i + 2); j = n if j < 0 else j + 2
+            out.append(re.sub(r'[^\n]', ' ', src[i:j])); i = j; continue
+        if c in '"\'':
+            j = i + 1
+            while j < n and src[j] != c:
+                j += 2 if src[j] == '\\' else 1
+            out.append(c + re.sub(r'[^\n]', ' ', src[i+1:j]) + c); i = j + 1; continue
+        if c == '\n': bol = True
+        out.append(c); i += 1
+    text = ''.join(out)
+    depth = 0; line = 1; stmt_start = None; fn_start = None; transparent = 0
+    stmt = ''
+    for c in text:
+        if c == '\n': line += 1
+        if depth == transparent and stmt_start is None and not c.isspace() and c not in ';}':
+            stmt_start = line
+        if c == '{':
+            if depth == transparent:
+                if re.match(r'\s*(extern\s*""|namespace\b)', stmt):
+                    transparent += 1; depth += 1; stmt = ''; stmt_start = None; continue
+                fn_start = stmt_start if ('(' in stmt and '=' not in stmt.split('(')[0]) else None
+            depth += 1
+        elif c == '}':
+            depth -= 1
+            if depth < transparent: transparent = depth
+            if depth == transparent:
+                if fn_start is not None:
+                    yield fn_start, line - fn_start + 1, stmt
+                fn_start = None; stmt = ''; stmt_start = None
+            continue
+        elif c == ';' and depth == transparent:
+            stmt = ''; stmt_start = None; continue
+        if depth == transparent: stmt += c
+limit = int(sys.argv[1])
+for path in sys.argv[2:]:
+    for start, length, head in scan(path):
+        if length > limit:
+            name = re.findall(r'(\w+)\s*\(', head)
+            print('%s:%d: %s is %d lines' % (path, start, name[0] if name else '?', length))
+PYEOF
+)
+    if [ $? != 0 ]; then
+        notok "function lengths: the counter failed"
+    elif [ -n "$longf" ]; then
+        while IFS= read -r c; do notok "$c, expected at most 160: split it into helpers"; done <<< "$longf"
+    else
+        ok "no function over 160 lines in common/ kernels/ formats/ tools/"
+    fi
 fi
 
 # no source file over 800 lines
