@@ -289,31 +289,24 @@ void rhd_nn_linear_backward(rhd_nn *r, const rhd_nn_linear *l, float *dx, const 
         rhd_linear_backward(r->ctx, dx, rhd_nn_g(r, l->w), rhd_nn_g(r, l->b), dy, x, rhd_nn_w(r, l->w), N, l->in, l->out);
 }
 
-void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, long n) {
+/* SiLU and ReLU: the input is saved for the backward under the activation's own tag. */
+static void act_forward(rhd_nn *r, float *y, const float *x, long n, rhd_act a, int tag) {
     if (rhd_nn_saving(r)) {
         RHD_ASSERT(y != x || r->dry);
-        rhd_nn_push(r, RHD_NN_TAG_SILU, x, 0);
+        rhd_nn_push(r, tag, x, 0);
     }
-    if (!r->dry) rhd_act_forward(r->ctx, y, x, n, RHD_ACT_SILU);
+    if (!r->dry) rhd_act_forward(r->ctx, y, x, n, a);
 }
 
-void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, long n) {
-    const float *x = rhd_nn_pop(r, RHD_NN_TAG_SILU, NULL);
-    if (!r->dry) rhd_act_backward(r->ctx, dx, dy, x, n, RHD_ACT_SILU);
+static void act_backward(rhd_nn *r, float *dx, const float *dy, long n, rhd_act a, int tag) {
+    const float *x = rhd_nn_pop(r, tag, NULL);
+    if (!r->dry) rhd_act_backward(r->ctx, dx, dy, x, n, a);
 }
 
-void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, long n) {
-    if (rhd_nn_saving(r)) {
-        RHD_ASSERT(y != x || r->dry);
-        rhd_nn_push(r, RHD_NN_TAG_RELU, x, 0);
-    }
-    if (!r->dry) rhd_act_forward(r->ctx, y, x, n, RHD_ACT_RELU);
-}
-
-void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, long n) {
-    const float *x = rhd_nn_pop(r, RHD_NN_TAG_RELU, NULL);
-    if (!r->dry) rhd_act_backward(r->ctx, dx, dy, x, n, RHD_ACT_RELU);
-}
+void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, long n) { act_forward(r, y, x, n, RHD_ACT_SILU, RHD_NN_TAG_SILU); }
+void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, long n) { act_backward(r, dx, dy, n, RHD_ACT_SILU, RHD_NN_TAG_SILU); }
+void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, long n) { act_forward(r, y, x, n, RHD_ACT_RELU, RHD_NN_TAG_RELU); }
+void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, long n) { act_backward(r, dx, dy, n, RHD_ACT_RELU, RHD_NN_TAG_RELU); }
 
 void rhd_nn_maxpool_forward(rhd_nn *r, float *y, const float *x, int N, int C, int H, int W, int k, int s) {
     int OH = rhd_maxpool2d_out(H, k, s, 0), OW = rhd_maxpool2d_out(W, k, s, 0);
