@@ -163,6 +163,7 @@ int rhd_metrics_write_json(const rhd_metrics_table *t, FILE *f) {
     put_num(f, &first, "lpips", l);
     fprintf(f, "}, \"count\": %d", t->n);
     if (t->lpips_net && !isnan(l)) fprintf(f, ", \"lpips_net\": \"%s\"", t->lpips_net);
+    if (t->device) fprintf(f, ", \"device\": \"%s\"", t->device);
     fprintf(f, "}\n");
     return ferror(f) ? -1 : 0;
 }

@@ -47,6 +47,7 @@ typedef struct rhd_metrics_table {
     int n, cap;
     rhd_metrics_row *rows;
     const char *lpips_net; /* "alex"/"vgg" when LPIPS was computed (written in the JSON) */
+    const char *device;    /* the device that rendered (rhd_ctx_device_label), written when set */
 } rhd_metrics_table;
 
 void rhd_metrics_init(rhd_metrics_table *t);

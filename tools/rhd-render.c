@@ -454,6 +454,7 @@ int main(int argc, char **argv) {
           *out4 = rhd_xmalloc(sizeof(float) * 4 * N), *gtd = rhd_xmalloc(sizeof(float) * 3 * N);
     rhd_metrics_table mt;
     rhd_metrics_init(&mt);
+    mt.device = rhd_ctx_device_label(ctx);
     if (o.lpips) mt.lpips_net = rhd_lpips_net_name(lpips.net);
     float **sheet_gt = NULL, **sheet_pred = NULL;
     char **sheet_label = NULL;

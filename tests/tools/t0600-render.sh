@@ -67,7 +67,8 @@ check "metrics JSON parses, PSNR and SSIM finite" "$PY" -c "
 import json,math,sys; j=json.load(open('$T/metrics.json'))
 assert [v['view'] for v in j['views']]==[0,1]
 assert all(math.isfinite(v['psnr']) and -1<=v['ssim']<=1 for v in j['views'])
-assert abs(j['mean']['psnr']-sum(v['psnr'] for v in j['views'])/2)<1e-9"
+assert abs(j['mean']['psnr']-sum(v['psnr'] for v in j['views'])/2)<1e-9
+assert j['device']=='cpu', j.get('device')"
 check "rgb, depth and opacity frames written" test -f "$T/o/rgb_0000.png" -a -f "$T/o/depth_0001.png" -a -f "$T/o/opacity_0001.png"
 check "contact sheet written" test -s "$T/sheet.png"
 check "depth PNG is 16-bit gray" "$PY" -c "
