@@ -31,7 +31,7 @@ rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e) {
     else if (strcmp(device, "cuda") == 0) want_cuda = 1;
     else if (strncmp(device, "cuda:", 5) == 0) {
         char *end;
-        long v = strtol(device + 5, &end, 10);
+        int64_t v = strtol(device + 5, &end, 10);
         if (*end || end == device + 5 || v < 0 || v > 1024)
             return rhd_errf(e, "--device: '%s' is not a device, expected cpu, cuda, cuda:N or auto", device), NULL;
         want_cuda = 1, dev = (int)v;

@@ -23,10 +23,10 @@ static void blit(float *dst, int DW, const float *src, int W, int H, int f, int 
                 double s = 0;
                 for (int dy = 0; dy < f; dy++)
                     for (int dx = 0; dx < f; dx++) {
-                        float v = src[(((long)y * f + dy) * W + (long)x * f + dx) * 3 + c];
+                        float v = src[(((int64_t)y * f + dy) * W + (int64_t)x * f + dx) * 3 + c];
                         s += v > 0 ? (v < 1 ? v : 1) : 0; /* clamp; NaN -> 0 */
                     }
-                dst[((long)(y0 + y) * DW + x0 + x) * 3 + c] = (float)(s * inv);
+                dst[((int64_t)(y0 + y) * DW + x0 + x) * 3 + c] = (float)(s * inv);
             }
 }
 
@@ -47,17 +47,17 @@ int rhd_contact_sheet_render(const rhd_contact_sheet *s, const rhd_sheet_row *ro
         int lw = rows[r].label ? rhd_plot_text_width(rows[r].label, fs) : 0;
         if (lw > label_w) label_w = lw;
     }
-    long DW = 2L * w + 3L * g;
+    int64_t DW = 2L * w + 3L * g;
     if (label_w + 2L * g > DW) DW = label_w + 2L * g;
     const char *gt_head = rhd_plot_text_width("ground truth", fs) <= w ? "ground truth" : "gt";
     int line = RHD_PLOT_GLYPH_ROWS * fs;
     int row_h = line + g / 2 + h + g;
-    long DH = g + line + g + (long)n * row_h;
+    int64_t DH = g + line + g + (int64_t)n * row_h;
     if (DW > RHD_PNG_MAX_SIDE || DH > RHD_PNG_MAX_SIDE)
         return rhd_errf(e, "contact sheet: %ldx%ld pixels, expected at most %d per side (use a larger downscale)", DW, DH,
                         RHD_PNG_MAX_SIDE);
     float *img = rhd_xmalloc(sizeof(float) * 3 * DW * DH);
-    for (long i = 0; i < 3 * DW * DH; i++) img[i] = 1.f;
+    for (int64_t i = 0; i < 3 * DW * DH; i++) img[i] = 1.f;
     const float ink[3] = {0.1f, 0.1f, 0.1f}, blank[3] = {0.85f, 0.85f, 0.85f};
     if (s->title) rhd_plot_text(img, (int)DW, (int)DH, g, g, s->title, fs, 0, ink);
     else {
@@ -74,7 +74,7 @@ int rhd_contact_sheet_render(const rhd_contact_sheet *s, const rhd_sheet_row *ro
             if (src) blit(img, (int)DW, src, s->W, s->H, s->downscale, x0, yi);
             else
                 for (int y = 0; y < h; y++)
-                    for (int x = 0; x < w; x++) memcpy(&img[((long)(yi + y) * DW + x0 + x) * 3], blank, sizeof blank);
+                    for (int x = 0; x < w; x++) memcpy(&img[((int64_t)(yi + y) * DW + x0 + x) * 3], blank, sizeof blank);
         }
     }
     *out = img;

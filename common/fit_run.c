@@ -30,7 +30,7 @@ static char *iwc_path(const rhd_fit_run *run, int avatar) {
 
 /* ---- crash points (test hook) ---- */
 
-static long g_crash_after = -1, g_crash_count;
+static int64_t g_crash_after = -1, g_crash_count;
 static int g_crash_trace = -1;
 
 static int crash_hit(const char *what, const char *path) {
@@ -77,7 +77,7 @@ static void *heartbeat_main(void *arg) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         double w = ts.tv_sec + 1e-9 * ts.tv_nsec + hb->interval;
-        ts.tv_sec = (time_t)w, ts.tv_nsec = (long)((w - (double)(time_t)w) * 1e9);
+        ts.tv_sec = (time_t)w, ts.tv_nsec = (int64_t)((w - (double)(time_t)w) * 1e9);
         pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
         if (hb->stop || !hb->phase[0]) continue;
         double now = rhd_now();

@@ -80,15 +80,15 @@ static inline uint8_t fixed_to_u8(int32_t acc) {
 
 /* One fixed-point pass along a line of n pixels of 4 channels: out pixel o of the line =
  * sum_i q[o, i] * in pixel (first[o] + i). `stride` is the distance between pixels in bytes/4. */
-static void pass_u8(uint8_t *out, long ostride, const uint8_t *in, long istride, const taps *t, const int32_t *q,
+static void pass_u8(uint8_t *out, int64_t ostride, const uint8_t *in, int64_t istride, const taps *t, const int32_t *q,
                     int out_size) {
     for (int o = 0; o < out_size; o++) {
         const int32_t *k = q + (size_t)o * t->ksize;
-        const uint8_t *src = in + (long)t->first[o] * istride * 4;
+        const uint8_t *src = in + (int64_t)t->first[o] * istride * 4;
         int32_t acc[4] = {1 << (FIXED_BITS - 1), 1 << (FIXED_BITS - 1), 1 << (FIXED_BITS - 1), 1 << (FIXED_BITS - 1)};
         for (int i = 0; i < t->count[o]; i++)
-            for (int c = 0; c < 4; c++) acc[c] += (int32_t)src[(long)i * istride * 4 + c] * k[i];
-        for (int c = 0; c < 4; c++) out[(long)o * ostride * 4 + c] = fixed_to_u8(acc[c]);
+            for (int c = 0; c < 4; c++) acc[c] += (int32_t)src[(int64_t)i * istride * 4 + c] * k[i];
+        for (int c = 0; c < 4; c++) out[(int64_t)o * ostride * 4 + c] = fixed_to_u8(acc[c]);
     }
 }
 
@@ -151,14 +151,14 @@ void rhd_resize_rgba8_pillow(uint8_t *out, int ow, int oh, const uint8_t *in, in
     free(pre), free(tmp), free(res);
 }
 
-static void pass_f32(float *out, long ostride, const float *in, long istride, const taps *t, int out_size) {
+static void pass_f32(float *out, int64_t ostride, const float *in, int64_t istride, const taps *t, int out_size) {
     for (int o = 0; o < out_size; o++) {
         const double *k = t->k + (size_t)o * t->ksize;
-        const float *src = in + (long)t->first[o] * istride * 4;
+        const float *src = in + (int64_t)t->first[o] * istride * 4;
         double acc[4] = {0, 0, 0, 0};
         for (int i = 0; i < t->count[o]; i++)
-            for (int c = 0; c < 4; c++) acc[c] += k[i] * src[(long)i * istride * 4 + c];
-        for (int c = 0; c < 4; c++) out[(long)o * ostride * 4 + c] = (float)acc[c];
+            for (int c = 0; c < 4; c++) acc[c] += k[i] * src[(int64_t)i * istride * 4 + c];
+        for (int c = 0; c < 4; c++) out[(int64_t)o * ostride * 4 + c] = (float)acc[c];
     }
 }
 
@@ -204,7 +204,7 @@ int rhd_portrait_to_input(float *x, int size, const float *rgba, int w, int h, r
         uint8_t *q = rhd_xmalloc(n), *r = rhd_xmalloc(npix * 4);
         for (size_t i = 0; i < n; i++) {
             float v = rgba[i] * 255.0f;
-            long k = lrintf(v);
+            int64_t k = lrintf(v);
             if (!(fabsf(v - (float)k) < 1e-3f) || k < 0 || k > 255) {
                 free(q), free(r), free(img);
                 return rhd_errf(e, "%s: value %g at (%zu,%zu) channel %zu is not an 8-bit level k/255, expected 8-bit "

@@ -212,38 +212,38 @@ int rhd_lpips_check_size(const rhd_lpips *l, int H, int W, rhd_err *e) {
 
 /* mean over the P positions of sum_c w[c] (f0/(|f0|+eps) - f1/(|f1|+eps))^2 for f (2,C,P) on the
  * host. Positions in fixed blocks, block sums added in order: deterministic. */
-static double head(const float *f, const float *w, int C, long P) {
+static double head(const float *f, const float *w, int C, int64_t P) {
     enum { BLK = 128 };
-    long nb = (P + BLK - 1) / BLK;
+    int64_t nb = (P + BLK - 1) / BLK;
     double *part = rhd_xmalloc(sizeof(double) * nb);
     const float *f0 = f, *f1 = f + (size_t)C * P;
 #pragma omp parallel for schedule(static)
-    for (long b = 0; b < nb; b++) {
-        long p0 = b * BLK, n = P - p0 < BLK ? P - p0 : BLK;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t p0 = b * BLK, n = P - p0 < BLK ? P - p0 : BLK;
         double s0[BLK], s1[BLK], d[BLK];
-        for (long q = 0; q < n; q++) s0[q] = s1[q] = d[q] = 0;
+        for (int64_t q = 0; q < n; q++) s0[q] = s1[q] = d[q] = 0;
         for (int c = 0; c < C; c++) {
             const float *a = f0 + (size_t)c * P + p0, *z = f1 + (size_t)c * P + p0;
-            for (long q = 0; q < n; q++) s0[q] += (double)a[q] * a[q], s1[q] += (double)z[q] * z[q];
+            for (int64_t q = 0; q < n; q++) s0[q] += (double)a[q] * a[q], s1[q] += (double)z[q] * z[q];
         }
-        for (long q = 0; q < n; q++) {
+        for (int64_t q = 0; q < n; q++) {
             s0[q] = 1.0 / (sqrt(s0[q]) + RHD_LPIPS_EPS);
             s1[q] = 1.0 / (sqrt(s1[q]) + RHD_LPIPS_EPS);
         }
         for (int c = 0; c < C; c++) {
             const float *a = f0 + (size_t)c * P + p0, *z = f1 + (size_t)c * P + p0;
             double wc = w[c];
-            for (long q = 0; q < n; q++) {
+            for (int64_t q = 0; q < n; q++) {
                 double t = a[q] * s0[q] - z[q] * s1[q];
                 d[q] += wc * t * t;
             }
         }
         double s = 0;
-        for (long q = 0; q < n; q++) s += d[q];
+        for (int64_t q = 0; q < n; q++) s += d[q];
         part[b] = s;
     }
     double s = 0;
-    for (long b = 0; b < nb; b++) s += part[b];
+    for (int64_t b = 0; b < nb; b++) s += part[b];
     free(part);
     return s / (double)P;
 }
@@ -269,7 +269,7 @@ typedef struct lpips_io {
     rhd_lpips *l;
     const float *x0, *x1;
     int H, W;
-    long cs, ys, xs;
+    int64_t cs, ys, xs;
     double layer[RHD_LPIPS_LAYERS];
 } lpips_io;
 
@@ -317,21 +317,21 @@ static void pass(rhd_nn *r, void *user) {
         C = c->cout;
         t = cur, cur = nxt, nxt = t;
         size_t n = (size_t)2 * C * h * w;
-        rhd_nn_relu_forward(r, cur, cur, (long)n);
+        rhd_nn_relu_forward(r, cur, cur, (int64_t)n);
         if (c->last && !r->dry) {
             const float *f = cur;
             if (ctx->backend != RHD_BACKEND_CPU) {
                 rhd_buf_download(ctx, l->host, cur, sizeof(float) * n);
                 f = l->host;
             }
-            io->layer[c->layer] = head(f, l->lin[c->layer], C, (long)h * w);
+            io->layer[c->layer] = head(f, l->lin[c->layer], C, (int64_t)h * w);
         }
     }
     rhd_nn_release(r, at);
 }
 
 /* x0, x1 at (c, y, x) = base[c*cs + y*ys + x*xs] */
-static int eval_strided(rhd_lpips *l, const float *x0, const float *x1, int H, int W, long cs, long ys, long xs,
+static int eval_strided(rhd_lpips *l, const float *x0, const float *x1, int H, int W, int64_t cs, int64_t ys, int64_t xs,
                         double *out, rhd_err *e) {
     if (rhd_lpips_check_size(l, H, W, e)) return -1;
     size_t need, feat;
@@ -353,9 +353,9 @@ static int eval_strided(rhd_lpips *l, const float *x0, const float *x1, int H, i
 }
 
 int rhd_lpips_eval(rhd_lpips *l, const float *x0, const float *x1, int H, int W, double *out, rhd_err *e) {
-    return eval_strided(l, x0, x1, H, W, (long)H * W, W, 1, out, e);
+    return eval_strided(l, x0, x1, H, W, (int64_t)H * W, W, 1, out, e);
 }
 
 int rhd_lpips_eval_hwc(rhd_lpips *l, const float *x0, const float *x1, int H, int W, double *out, rhd_err *e) {
-    return eval_strided(l, x0, x1, H, W, 1, (long)W * 3, 3, out, e);
+    return eval_strided(l, x0, x1, H, W, 1, (int64_t)W * 3, 3, out, e);
 }

@@ -104,11 +104,11 @@ static int eval_layer(mc_state *s, int slot, int k, float *xyz, float *tmp, rhd_
     float *v = s->val[slot];
     int real_k = k - s->pad;
     if (real_k < 0 || real_k >= res) {
-        for (long i = 0; i < (long)P * P; i++) v[i] = (float)s->outside;
+        for (int64_t i = 0; i < (int64_t)P * P; i++) v[i] = (float)s->outside;
         return 0;
     }
     double z = grid_pos(s, 2, k);
-    long n = 0;
+    int64_t n = 0;
     for (int j = 0; j < res; j++)
         for (int i = 0; i < res; i++, n++) {
             xyz[3 * n] = (float)(s->p->lo[0] + i * s->h[0]);
@@ -120,14 +120,14 @@ static int eval_layer(mc_state *s, int slot, int k, float *xyz, float *tmp, rhd_
         for (int i = 0; i < P; i++) {
             int ri = i - s->pad, rj = j - s->pad;
             if (ri < 0 || rj < 0 || ri >= res || rj >= res) {
-                v[(long)j * P + i] = (float)s->outside;
+                v[(int64_t)j * P + i] = (float)s->outside;
                 continue;
             }
-            float f = tmp[(long)rj * res + ri];
+            float f = tmp[(int64_t)rj * res + ri];
             if (!isfinite(f))
                 return rhd_errf(e, "mesh: field is %g at (%g, %g, %g), expected a finite value", f,
                                 s->p->lo[0] + ri * s->h[0], s->p->lo[1] + rj * s->h[1], z);
-            v[(long)j * P + i] = (float)((double)f - s->p->threshold);
+            v[(int64_t)j * P + i] = (float)((double)f - s->p->threshold);
         }
     return 0;
 }
@@ -136,12 +136,12 @@ static int eval_layer(mc_state *s, int slot, int k, float *xyz, float *tmp, rhd_
 static int edge_vertex(mc_state *s, int ce, int i, int j, int k, int cur, int nxt, rhd_err *e) {
     int a = s->ct.edge_a[ce], b = s->ct.edge_b[ce], d = (a ^ b) == 1 ? 0 : (a ^ b) == 2 ? 1 : 2;
     int ax = i + (a & 1), ay = j + (a >> 1 & 1), az = a >> 2 & 1;
-    long at = (long)ay * s->P + ax;
+    int64_t at = (int64_t)ay * s->P + ax;
     int32_t *slotp = d == 2 ? &s->ez[at] : &s->exy[az ? nxt : cur][d][at];
     if (*slotp >= 0) return *slotp;
     double va = s->val[az ? nxt : cur][at];
     int bx = i + (b & 1), by = j + (b >> 1 & 1), bz = b >> 2 & 1;
-    double vb = s->val[bz ? nxt : cur][(long)by * s->P + bx];
+    double vb = s->val[bz ? nxt : cur][(int64_t)by * s->P + bx];
     double t = va / (va - vb); /* va and vb are on different sides of 0 */
     double pa[3] = {grid_pos(s, 0, ax), grid_pos(s, 1, ay), grid_pos(s, 2, k + az)};
     double pb[3] = {grid_pos(s, 0, bx), grid_pos(s, 1, by), grid_pos(s, 2, k + bz)};
@@ -209,7 +209,7 @@ static int do_cell(mc_state *s, const double c[8], int i, int j, int k, int cur,
         } else {
             double g[3] = {0, 0, 0};
             for (int t = 0; t < L; t++)
-                for (int a = 0; a < 3; a++) g[a] += s->m->xyz[3 * (long)vid[t] + a];
+                for (int a = 0; a < 3; a++) g[a] += s->m->xyz[3 * (int64_t)vid[t] + a];
             int cid = add_vertex(s->m, g[0] / L, g[1] / L, g[2] / L, e);
             if (cid < 0) return -1;
             for (int t = 0; t < L; t++)
@@ -234,7 +234,7 @@ int rhd_mesh_extract(rhd_mesh *m, const rhd_mesh_params *p, rhd_field_fn field, 
     s.pad = p->close ? 1 : 0;
     s.P = p->res + 2 * s.pad;
     s.outside = -fmax(fabs(p->threshold), 1.0);
-    long PP = (long)s.P * s.P, RR = (long)p->res * p->res;
+    int64_t PP = (int64_t)s.P * s.P, RR = (int64_t)p->res * p->res;
     float *xyz = rhd_xmalloc(sizeof(float) * 3 * RR), *tmp = rhd_xmalloc(sizeof(float) * RR);
     for (int q = 0; q < 2; q++) {
         s.val[q] = rhd_xmalloc(sizeof(float) * PP);
@@ -252,7 +252,7 @@ int rhd_mesh_extract(rhd_mesh *m, const rhd_mesh_params *p, rhd_field_fn field, 
         const float *v0 = s.val[cur], *v1 = s.val[nxt];
         for (int j = 0; j + 1 < s.P && rc == 0; j++)
             for (int i = 0; i + 1 < s.P; i++) {
-                long a = (long)j * s.P + i;
+                int64_t a = (int64_t)j * s.P + i;
                 double c[8] = {v0[a], v0[a + 1], v0[a + s.P], v0[a + s.P + 1],
                                v1[a], v1[a + 1], v1[a + s.P], v1[a + s.P + 1]};
                 int nin = 0;
@@ -273,18 +273,18 @@ int rhd_mesh_extract(rhd_mesh *m, const rhd_mesh_params *p, rhd_field_fn field, 
     return rc;
 }
 
-int rhd_mesh_color(rhd_mesh *m, rhd_color_fn color, void *user, long batch, rhd_err *e) {
+int rhd_mesh_color(rhd_mesh *m, rhd_color_fn color, void *user, int64_t batch, rhd_err *e) {
     if (batch <= 0 || batch > m->nv) batch = m->nv > 0 ? m->nv : 1;
     free(m->rgb);
     m->rgb = rhd_xmalloc(3 * (size_t)(m->nv > 0 ? m->nv : 1));
     float *buf = rhd_xmalloc(sizeof(float) * 3 * batch);
-    for (long s = 0; s < m->nv; s += batch) {
-        long n = m->nv - s < batch ? m->nv - s : batch;
+    for (int64_t s = 0; s < m->nv; s += batch) {
+        int64_t n = m->nv - s < batch ? m->nv - s : batch;
         if (color(user, buf, m->xyz + 3 * s, n, e)) {
             free(buf);
             return rhd_err_prefix(e, "mesh colours");
         }
-        for (long i = 0; i < 3 * n; i++) {
+        for (int64_t i = 0; i < 3 * n; i++) {
             float c = buf[i];
             c = c > 0 ? (c < 1 ? c : 1) : 0; /* NaN -> 0 */
             m->rgb[3 * s + i] = (unsigned char)floorf(c * 255.0f + 0.5f);
@@ -296,9 +296,9 @@ int rhd_mesh_color(rhd_mesh *m, rhd_color_fn color, void *user, long batch, rhd_
 
 double rhd_mesh_volume(const rhd_mesh *m) {
     double v = 0;
-    for (long t = 0; t < m->nt; t++) {
-        const float *a = m->xyz + 3 * (long)m->tri[3 * t], *b = m->xyz + 3 * (long)m->tri[3 * t + 1],
-                    *c = m->xyz + 3 * (long)m->tri[3 * t + 2];
+    for (int64_t t = 0; t < m->nt; t++) {
+        const float *a = m->xyz + 3 * (int64_t)m->tri[3 * t], *b = m->xyz + 3 * (int64_t)m->tri[3 * t + 1],
+                    *c = m->xyz + 3 * (int64_t)m->tri[3 * t + 2];
         double cx = (double)b[1] * c[2] - (double)b[2] * c[1], cy = (double)b[2] * c[0] - (double)b[0] * c[2],
                cz = (double)b[0] * c[1] - (double)b[1] * c[0];
         v += a[0] * cx + a[1] * cy + a[2] * cz;
@@ -314,8 +314,8 @@ static int cmp_u64(const void *a, const void *b) {
 void rhd_mesh_topology_of(const rhd_mesh *m, rhd_mesh_topology *t) {
     memset(t, 0, sizeof *t);
     uint64_t *k = rhd_xmalloc(sizeof(uint64_t) * 3 * (size_t)(m->nt > 0 ? m->nt : 1));
-    long n = 0;
-    for (long f = 0; f < m->nt; f++) {
+    int64_t n = 0;
+    for (int64_t f = 0; f < m->nt; f++) {
         const int32_t *v = m->tri + 3 * f;
         if (v[0] == v[1] || v[1] == v[2] || v[0] == v[2]) t->degenerate++;
         for (int q = 0; q < 3; q++) {
@@ -326,12 +326,12 @@ void rhd_mesh_topology_of(const rhd_mesh *m, rhd_mesh_topology *t) {
         }
     }
     qsort(k, n, sizeof *k, cmp_u64);
-    for (long i = 0; i < n;) {
-        long j = i;
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i;
         int fwd = 0, bwd = 0;
         while (j < n && (k[j] >> 1) == (k[i] >> 1)) (k[j] & 1) ? bwd++ : fwd++, j++;
         t->edges++;
-        long uses = j - i;
+        int64_t uses = j - i;
         if (uses == 1) t->boundary++;
         else if (uses > 2) t->nonmanifold++;
         else if (fwd != 1) t->misoriented++;
@@ -362,10 +362,10 @@ int rhd_ply_write(const char *path, const rhd_mesh *m, const char *comment, rhd_
             m->nv, m->nt);
     enum { CHUNK = 4096 };
     unsigned char *buf = rhd_xmalloc(15 * CHUNK);
-    for (long s = 0; s < m->nv; s += CHUNK) {
-        long n = m->nv - s < CHUNK ? m->nv - s : CHUNK;
+    for (int64_t s = 0; s < m->nv; s += CHUNK) {
+        int64_t n = m->nv - s < CHUNK ? m->nv - s : CHUNK;
         unsigned char *p = buf;
-        for (long i = s; i < s + n; i++) {
+        for (int64_t i = s; i < s + n; i++) {
             for (int q = 0; q < 3; q++) {
                 uint32_t u;
                 memcpy(&u, &m->xyz[3 * i + q], 4);
@@ -376,10 +376,10 @@ int rhd_ply_write(const char *path, const rhd_mesh *m, const char *comment, rhd_
         }
         fwrite(buf, 1, (size_t)(p - buf), a.f);
     }
-    for (long s = 0; s < m->nt; s += CHUNK) {
-        long n = m->nt - s < CHUNK ? m->nt - s : CHUNK;
+    for (int64_t s = 0; s < m->nt; s += CHUNK) {
+        int64_t n = m->nt - s < CHUNK ? m->nt - s : CHUNK;
         unsigned char *p = buf;
-        for (long i = s; i < s + n; i++) {
+        for (int64_t i = s; i < s + n; i++) {
             *p++ = 3;
             for (int q = 0; q < 3; q++, p += 4) put_le32(p, (uint32_t)m->tri[3 * i + q]);
         }

@@ -28,9 +28,9 @@
 #define RHD_MESH_MAX_RES 2048
 
 /* out[n] = field at xyz[n*3]; return 0, or -1 with a message in e (stops the extraction). */
-typedef int (*rhd_field_fn)(void *user, float *out, const float *xyz, long n, rhd_err *e);
+typedef int (*rhd_field_fn)(void *user, float *out, const float *xyz, int64_t n, rhd_err *e);
 /* rgb[n*3] in [0,1] at xyz[n*3]; return 0 or -1. */
-typedef int (*rhd_color_fn)(void *user, float *rgb, const float *xyz, long n, rhd_err *e);
+typedef int (*rhd_color_fn)(void *user, float *rgb, const float *xyz, int64_t n, rhd_err *e);
 
 typedef struct rhd_mesh_params {
     int res;             /* grid points per axis, 2..RHD_MESH_MAX_RES */
@@ -40,19 +40,19 @@ typedef struct rhd_mesh_params {
 } rhd_mesh_params;
 
 typedef struct rhd_mesh {
-    long nv, nt;
+    int64_t nv, nt;
     float *xyz;         /* (nv, 3) */
     unsigned char *rgb; /* (nv, 3) or NULL until rhd_mesh_color */
     int32_t *tri;       /* (nt, 3) vertex indices, counter-clockwise seen from outside */
-    long cap_v, cap_t;
+    int64_t cap_v, cap_t;
 } rhd_mesh;
 
 typedef struct rhd_mesh_topology {
-    long edges;       /* distinct undirected edges */
-    long boundary;    /* edges used by one triangle */
-    long nonmanifold; /* edges used by more than two */
-    long misoriented; /* edges used twice in the same direction */
-    long degenerate;  /* triangles with a repeated vertex index */
+    int64_t edges;       /* distinct undirected edges */
+    int64_t boundary;    /* edges used by one triangle */
+    int64_t nonmanifold; /* edges used by more than two */
+    int64_t misoriented; /* edges used twice in the same direction */
+    int64_t degenerate;  /* triangles with a repeated vertex index */
 } rhd_mesh_topology;
 
 #ifdef __cplusplus
@@ -65,7 +65,7 @@ void rhd_mesh_params_init(rhd_mesh_params *p);
 int rhd_mesh_extract(rhd_mesh *m, const rhd_mesh_params *p, rhd_field_fn field, void *user, rhd_err *e);
 /* Colour every vertex through the callback, `batch` vertices per call (<= 0: all at once);
  * stored as round(clamp(c, 0, 1) * 255). */
-int rhd_mesh_color(rhd_mesh *m, rhd_color_fn color, void *user, long batch, rhd_err *e);
+int rhd_mesh_color(rhd_mesh *m, rhd_color_fn color, void *user, int64_t batch, rhd_err *e);
 void rhd_mesh_free(rhd_mesh *m);
 /* Signed enclosed volume by the divergence theorem: sum over triangles of v0 . (v1 x v2) / 6
  * (positive for outward-facing triangles). */

@@ -6,23 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-double rhd_mse(const float *pred, const float *gt, long n) {
+double rhd_mse(const float *pred, const float *gt, int64_t n) {
     /* fixed blocks summed in order: deterministic for any thread count */
     enum { BLK = 4096 };
-    long nb = (n + BLK - 1) / BLK;
+    int64_t nb = (n + BLK - 1) / BLK;
     double *part = rhd_xcalloc(nb ? nb : 1, sizeof(double));
 #pragma omp parallel for schedule(static)
-    for (long b = 0; b < nb; b++) {
-        long lo = b * BLK, hi = lo + BLK < n ? lo + BLK : n;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t lo = b * BLK, hi = lo + BLK < n ? lo + BLK : n;
         double s = 0;
-        for (long i = lo; i < hi; i++) {
+        for (int64_t i = lo; i < hi; i++) {
             double d = (double)pred[i] - (double)gt[i];
             s += d * d;
         }
         part[b] = s;
     }
     double s = 0;
-    for (long b = 0; b < nb; b++) s += part[b];
+    for (int64_t b = 0; b < nb; b++) s += part[b];
     free(part);
     return n > 0 ? s / (double)n : 0.0;
 }
@@ -59,7 +59,7 @@ int rhd_image_ssim(const float *pred, const float *gt, int H, int W, double *out
             for (int x = 0; x < OW; x++) {
                 double m[5] = {0, 0, 0, 0, 0};
                 for (int k = 0; k < K; k++) {
-                    long i = ((long)y * W + x + k) * 3 + c;
+                    int64_t i = ((int64_t)y * W + x + k) * 3 + c;
                     double a = pred[i], b = gt[i];
                     m[0] += w[k] * a;
                     m[1] += w[k] * b;

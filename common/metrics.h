@@ -17,6 +17,7 @@
  * The mean of a table is the arithmetic mean of the per-view values (the original's reporting). */
 #ifndef RHD_METRICS_H
 #define RHD_METRICS_H
+#include <stdint.h>
 #include <stdio.h>
 #include "common/err.h"
 
@@ -27,7 +28,7 @@
 extern "C" {
 #endif
 /* Mean squared error over n values (double accumulation, fixed order). */
-double rhd_mse(const float *pred, const float *gt, long n);
+double rhd_mse(const float *pred, const float *gt, int64_t n);
 /* PSNR of (H, W, 3) images: -10 log10(mse); +inf for identical images. */
 double rhd_image_psnr(const float *pred, const float *gt, int H, int W);
 /* SSIM of (H, W, 3) images as documented above. Returns 0 and *out, or -1 (H or W < 11). */

@@ -408,7 +408,7 @@ static int view_index(const char *name, const char *fmt) {
     const char *pct = strchr(fmt, '%'), *suf = pct + 4; /* "%06d" */
     size_t n = strlen(name), np = (size_t)(pct - fmt), ns = strlen(suf);
     if (n < np + 6 + ns || n > np + 9 + ns || strncmp(name, fmt, np) != 0 || strcmp(name + n - ns, suf) != 0) return -1;
-    long v = 0;
+    int64_t v = 0;
     for (size_t i = np; i < n - ns; i++) {
         if (!isdigit((unsigned char)name[i])) return -1;
         v = v * 10 + (name[i] - '0');
@@ -635,8 +635,8 @@ int rhd_dataset_load_image(const rhd_dataset *d, int view, rhd_image *img, rhd_e
     return rc;
 }
 
-void rhd_composite_bg(float *gt, const float *rgba, long npix, const float bg[3]) {
-    for (long i = 0; i < npix; i++) {
+void rhd_composite_bg(float *gt, const float *rgba, int64_t npix, const float bg[3]) {
+    for (int64_t i = 0; i < npix; i++) {
         const float *p = rgba + 4 * i;
         float a = p[3];
         for (int c = 0; c < 3; c++) gt[3 * i + c] = p[c] * a + bg[c] * (1.0f - a);
@@ -647,7 +647,7 @@ int rhd_dataset_load_gt(const rhd_dataset *d, int view, float **gt, rhd_err *e) 
     rhd_image img;
     *gt = NULL;
     if (rhd_dataset_load_image(d, view, &img, e)) return -1;
-    long npix = (long)img.width * img.height;
+    int64_t npix = (int64_t)img.width * img.height;
     *gt = rhd_xmalloc(sizeof(float) * 3 * (size_t)npix);
     rhd_composite_bg(*gt, img.data, npix, d->cfg.bg);
     rhd_image_free(&img);

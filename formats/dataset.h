@@ -15,6 +15,7 @@
  * Pixel (u, v) has its centre at (u + 0.5, v + 0.5); intrinsics (fx, fy, cx, cy) in pixels. */
 #ifndef RHD_DATASET_H
 #define RHD_DATASET_H
+#include <stdint.h>
 #include <stddef.h>
 #include "common/err.h"
 #include "formats/png.h"
@@ -132,7 +133,7 @@ char *rhd_dataset_view_path(const char *subject_dir, const char *kind, int view)
  * exactly W x H (a mismatch names both sizes). RGB images get alpha 1. */
 int rhd_dataset_load_image(const rhd_dataset *d, int view, rhd_image *img, rhd_err *e);
 /* §1.5 ground truth: gt = rgb*a + bg*(1-a) per pixel, in float32; gt (npix, 3), rgba (npix, 4). */
-void rhd_composite_bg(float *gt, const float *rgba, long npix, const float bg[3]);
+void rhd_composite_bg(float *gt, const float *rgba, int64_t npix, const float bg[3]);
 /* Load a view and composite it on d->cfg.bg: *gt is malloc'd (H, W, 3). */
 int rhd_dataset_load_gt(const rhd_dataset *d, int view, float **gt, rhd_err *e);
 #ifdef __cplusplus

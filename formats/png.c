@@ -145,7 +145,7 @@ int rhd_png_decode(const void *data, size_t n, const char *name, rhd_image *img,
     if (w > RHD_PNG_MAX_SIDE || h > RHD_PNG_MAX_SIDE || (uint64_t)w * h > (uint64_t)RHD_PNG_MAX_PIXELS) {
         char m[200];
         snprintf(m, sizeof m, "image is %ux%u pixels, expected at most %d per side and %ld pixels in all",
-                 (unsigned)w, (unsigned)h, RHD_PNG_MAX_SIDE, (long)RHD_PNG_MAX_PIXELS);
+                 (unsigned)w, (unsigned)h, RHD_PNG_MAX_SIDE, (int64_t)RHD_PNG_MAX_PIXELS);
         png_error(png, m);
     }
     /* A deflate stream expands at most ~1032x: reject files whose IDAT cannot hold the image before
@@ -254,9 +254,9 @@ int rhd_png_encode(const float *pix, int width, int height, int channels, int bi
     *out = NULL;
     *n = 0;
     if (width < 1 || height < 1 || width > RHD_PNG_MAX_SIDE || height > RHD_PNG_MAX_SIDE ||
-        (long)width * height > RHD_PNG_MAX_PIXELS)
+        (int64_t)width * height > RHD_PNG_MAX_PIXELS)
         return rhd_errf(e, "PNG size %dx%d, expected 1..%d per side and at most %ld pixels", width, height,
-                        RHD_PNG_MAX_SIDE, (long)RHD_PNG_MAX_PIXELS);
+                        RHD_PNG_MAX_SIDE, (int64_t)RHD_PNG_MAX_PIXELS);
     if (channels < 1 || channels > 4)
         return rhd_errf(e, "PNG with %d channels, expected 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA)", channels);
     if (bit_depth != 8 && bit_depth != 16) return rhd_errf(e, "PNG bit depth %d, expected 8 or 16", bit_depth);

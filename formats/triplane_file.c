@@ -142,7 +142,7 @@ int rhd_meta_get_triplane_res(const rhd_st *st, int *R, rhd_err *e) {
     if (s) {
         char *end;
         errno = 0;
-        long v = strtol(s, &end, 10);
+        int64_t v = strtol(s, &end, 10);
         if (end == s || *end || errno || v < RES_MIN || v > RES_MAX)
             return rhd_errf(e, "%s: metadata rhd.triplane_res is '%s', expected an integer in %d..%d", st->name, s,
                             RES_MIN, RES_MAX);

@@ -25,57 +25,57 @@ int rhd_act_parse(const char *name, rhd_act *out, rhd_err *e) {
 #define ACT_CLONES
 #endif
 
-ACT_CLONES static void act_forward_cpu(float *y, const float *x, long n, rhd_act a) {
+ACT_CLONES static void act_forward_cpu(float *y, const float *x, int64_t n, rhd_act a) {
     switch (a) { /* one loop per kind for the hot ones, so that each vectorises */
     case RHD_ACT_RELU:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) y[i] = rhd_relu(x[i]);
+        for (int64_t i = 0; i < n; i++) y[i] = rhd_relu(x[i]);
         break;
     case RHD_ACT_SILU:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) y[i] = rhd_silu(x[i]);
+        for (int64_t i = 0; i < n; i++) y[i] = rhd_silu(x[i]);
         break;
     case RHD_ACT_SIGMOID:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) y[i] = rhd_sigmoid(x[i]);
+        for (int64_t i = 0; i < n; i++) y[i] = rhd_sigmoid(x[i]);
         break;
     case RHD_ACT_SOFTPLUS:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) y[i] = rhd_softplus(x[i]);
+        for (int64_t i = 0; i < n; i++) y[i] = rhd_softplus(x[i]);
         break;
     default:
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++) y[i] = rhd_act_apply(a, x[i]);
+        for (int64_t i = 0; i < n; i++) y[i] = rhd_act_apply(a, x[i]);
         break;
     }
 }
 
-ACT_CLONES static void act_backward_cpu(float *dx, const float *dy, const float *x, long n, rhd_act a) {
+ACT_CLONES static void act_backward_cpu(float *dx, const float *dy, const float *x, int64_t n, rhd_act a) {
     switch (a) {
     case RHD_ACT_RELU:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
         break;
     case RHD_ACT_SILU:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) dx[i] = dy[i] * rhd_silu_grad(x[i]);
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * rhd_silu_grad(x[i]);
         break;
     case RHD_ACT_SIGMOID:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) dx[i] = dy[i] * rhd_sigmoid_grad(x[i]);
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * rhd_sigmoid_grad(x[i]);
         break;
     case RHD_ACT_SOFTPLUS:
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) dx[i] = dy[i] * rhd_softplus_grad(x[i]);
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * rhd_softplus_grad(x[i]);
         break;
     default:
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++) dx[i] = dy[i] * rhd_act_grad(a, x[i]);
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * rhd_act_grad(a, x[i]);
         break;
     }
 }
 
-void rhd_act_forward(rhd_ctx *ctx, float *y, const float *x, long n, rhd_act a) {
+void rhd_act_forward(rhd_ctx *ctx, float *y, const float *x, int64_t n, rhd_act a) {
     RHD_ASSERT(n >= 0 && (unsigned)a < RHD_ACT_COUNT);
     if (n == 0) return;
 #ifdef RHD_CUDA
@@ -84,7 +84,7 @@ void rhd_act_forward(rhd_ctx *ctx, float *y, const float *x, long n, rhd_act a) 
     act_forward_cpu(y, x, n, a);
 }
 
-void rhd_act_backward(rhd_ctx *ctx, float *dx, const float *dy, const float *x, long n, rhd_act a) {
+void rhd_act_backward(rhd_ctx *ctx, float *dx, const float *dy, const float *x, int64_t n, rhd_act a) {
     RHD_ASSERT(n >= 0 && (unsigned)a < RHD_ACT_COUNT);
     if (n == 0) return;
 #ifdef RHD_CUDA

@@ -160,13 +160,13 @@ const char *rhd_act_name(rhd_act a);
 int rhd_act_parse(const char *name, rhd_act *out, rhd_err *e);
 
 /* y (n) = f(x (n)) */
-void rhd_act_forward(rhd_ctx *ctx, float *y, const float *x, long n, rhd_act a);
+void rhd_act_forward(rhd_ctx *ctx, float *y, const float *x, int64_t n, rhd_act a);
 /* dx (n) = dy (n) * f'(x (n)) */
-void rhd_act_backward(rhd_ctx *ctx, float *dx, const float *dy, const float *x, long n, rhd_act a);
+void rhd_act_backward(rhd_ctx *ctx, float *dx, const float *dy, const float *x, int64_t n, rhd_act a);
 
 #ifdef RHD_CUDA
-void rhd_act_forward_cuda(rhd_ctx *ctx, float *y, const float *x, long n, rhd_act a);
-void rhd_act_backward_cuda(rhd_ctx *ctx, float *dx, const float *dy, const float *x, long n, rhd_act a);
+void rhd_act_forward_cuda(rhd_ctx *ctx, float *y, const float *x, int64_t n, rhd_act a);
+void rhd_act_backward_cuda(rhd_ctx *ctx, float *dx, const float *dy, const float *x, int64_t n, rhd_act a);
 #endif
 #ifdef __cplusplus
 }

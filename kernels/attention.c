@@ -17,11 +17,11 @@
  * single item into several blocks when there are few (b, h) items, so the forward has >= 8
  * tasks. A function of the shapes only: the blocking (and with it the summation order of dk, dv)
  * never depends on the thread count. */
-static int attn_rows(long BH, int Tq, int Tk) {
+static int attn_rows(int64_t BH, int Tq, int Tk) {
     int r = (1 << 18) / (Tk > 0 ? Tk : 1);
     if (r > 512) r = 512;
-    long want = BH >= 8 ? 1 : (8 + BH - 1) / (BH > 0 ? BH : 1); /* blocks per item */
-    long split = (Tq + want - 1) / want;
+    int64_t want = BH >= 8 ? 1 : (8 + BH - 1) / (BH > 0 ? BH : 1); /* blocks per item */
+    int64_t split = (Tq + want - 1) / want;
     if (split < r) r = (int)split;
     if (r < 32) r = 32;
     return r < Tq ? r : Tq;
@@ -71,23 +71,23 @@ static double softmax_row(float *row, int n) {
     return m + log(s);
 }
 
-static void attention_forward_cpu(float *out, float *lse, const float *q, const float *k, const float *v, long BH,
+static void attention_forward_cpu(float *out, float *lse, const float *q, const float *k, const float *v, int64_t BH,
                                   int Tq, int Tk, int d, float scale) {
     int rows = attn_rows(BH, Tq, Tk);
     if (rows <= 0) return;
-    long nblk = (Tq + rows - 1) / rows;
+    int64_t nblk = (Tq + rows - 1) / rows;
 #pragma omp parallel
     {
         float *S = rhd_xmalloc(sizeof(float) * (size_t)rows * Tk);
 #pragma omp for schedule(dynamic, 1)
-        for (long task = 0; task < BH * nblk; task++) { /* one block of query rows of one (b, h) */
-            long bh = task / nblk;
+        for (int64_t task = 0; task < BH * nblk; task++) { /* one block of query rows of one (b, h) */
+            int64_t bh = task / nblk;
             int r0 = (int)(task % nblk) * rows, m = Tq - r0 < rows ? Tq - r0 : rows;
             const float *kb = k + bh * Tk * d, *vb = v + bh * Tk * d;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, Tk, d, scale, q + (bh * Tq + r0) * d, d, kb, d,
                         0.0f, S, Tk);
             for (int i = 0; i < m; i++) {
-                double l = softmax_row(S + (long)i * Tk, Tk);
+                double l = softmax_row(S + (int64_t)i * Tk, Tk);
                 if (lse) lse[bh * Tq + r0 + i] = (float)l;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, d, Tk, 1.0f, S, Tk, vb, d, 0.0f,
@@ -100,7 +100,7 @@ static void attention_forward_cpu(float *out, float *lse, const float *q, const 
 /* Parallel over (b, h) items; within one item the query blocks run in order, so dk and dv are
  * summed over the blocks in a fixed order. */
 static void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                   const float *k, const float *v, const float *out, const float *lse, long BH,
+                                   const float *k, const float *v, const float *out, const float *lse, int64_t BH,
                                    int Tq, int Tk, int d, float scale) {
     int rows = attn_rows(BH, Tq, Tk);
     if (rows <= 0) {
@@ -113,19 +113,19 @@ static void attention_backward_cpu(float *dq, float *dk, float *dv, const float 
         float *P = rhd_xmalloc(sizeof(float) * (size_t)rows * Tk);
         float *dS = rhd_xmalloc(sizeof(float) * (size_t)rows * Tk);
 #pragma omp for schedule(dynamic, 1)
-        for (long bh = 0; bh < BH; bh++) {
-            long qo = bh * Tq * d, ko = bh * Tk * d;
+        for (int64_t bh = 0; bh < BH; bh++) {
+            int64_t qo = bh * Tq * d, ko = bh * Tk * d;
             for (int r0 = 0; r0 < Tq; r0 += rows) {
                 int m = Tq - r0 < rows ? Tq - r0 : rows;
-                const float *qr = q + qo + (long)r0 * d, *dor = dout + qo + (long)r0 * d;
-                const float *outr = out + qo + (long)r0 * d;
+                const float *qr = q + qo + (int64_t)r0 * d, *dor = dout + qo + (int64_t)r0 * d;
+                const float *outr = out + qo + (int64_t)r0 * d;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, Tk, d, scale, qr, d, k + ko, d, 0.0f, P, Tk);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, Tk, d, 1.0f, dor, d, v + ko, d, 0.0f, dS, Tk);
                 for (int i = 0; i < m; i++) {
                     double D = 0;
-                    for (int c = 0; c < d; c++) D += (double)dor[(long)i * d + c] * outr[(long)i * d + c];
+                    for (int c = 0; c < d; c++) D += (double)dor[(int64_t)i * d + c] * outr[(int64_t)i * d + c];
                     float l = lse[bh * Tq + r0 + i], Df = (float)D;
-                    float *p = P + (long)i * Tk, *g = dS + (long)i * Tk;
+                    float *p = P + (int64_t)i * Tk, *g = dS + (int64_t)i * Tk;
 #pragma omp simd
                     for (int j = 0; j < Tk; j++) {
                         float pj = attn_exp(p[j] - l);
@@ -134,7 +134,7 @@ static void attention_backward_cpu(float *dq, float *dk, float *dv, const float 
                     }
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, d, Tk, scale, dS, Tk, k + ko, d, 0.0f,
-                            dq + qo + (long)r0 * d, d);
+                            dq + qo + (int64_t)r0 * d, d);
                 float beta = r0 == 0 ? 0.0f : 1.0f;
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, d, m, scale, dS, Tk, qr, d, beta, dk + ko, d);
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, d, m, 1.0f, P, Tk, dor, d, beta, dv + ko, d);
@@ -154,7 +154,7 @@ void rhd_attention_forward(rhd_ctx *ctx, float *out, float *lse, const float *q,
         return;
     }
 #endif
-    attention_forward_cpu(out, lse, q, k, v, (long)B * H, Tq, Tk, d, scale);
+    attention_forward_cpu(out, lse, q, k, v, (int64_t)B * H, Tq, Tk, d, scale);
 }
 
 void rhd_attention_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const float *dout, const float *q,
@@ -167,34 +167,34 @@ void rhd_attention_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const
         return;
     }
 #endif
-    attention_backward_cpu(dq, dk, dv, dout, q, k, v, out, lse, (long)B * H, Tq, Tk, d, scale);
+    attention_backward_cpu(dq, dk, dv, dout, q, k, v, out, lse, (int64_t)B * H, Tq, Tk, d, scale);
 }
 
 /* ---- UNet layout ------------------------------------------------------------------------------ */
 
 static void split_cpu(float *q, float *k, float *v, const float *qkv, const float *ekv, int B, int H, int d, int T,
                       int Te) {
-    long C = (long)H * d, Tk = (long)Te + T;
+    int64_t C = (int64_t)H * d, Tk = (int64_t)Te + T;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            float *qh = q + ((long)b * H + h) * T * d;
-            float *kh = k + ((long)b * H + h) * Tk * d, *vh = v + ((long)b * H + h) * Tk * d;
+            float *qh = q + ((int64_t)b * H + h) * T * d;
+            float *kh = k + ((int64_t)b * H + h) * Tk * d, *vh = v + ((int64_t)b * H + h) * Tk * d;
             for (int c = 0; c < d; c++) {
-                const float *sq = qkv + ((long)b * 3 * C + rhd_qkv_channel(h, 0, c, d)) * T;
-                const float *sk = qkv + ((long)b * 3 * C + rhd_qkv_channel(h, 1, c, d)) * T;
-                const float *sv = qkv + ((long)b * 3 * C + rhd_qkv_channel(h, 2, c, d)) * T;
+                const float *sq = qkv + ((int64_t)b * 3 * C + rhd_qkv_channel(h, 0, c, d)) * T;
+                const float *sk = qkv + ((int64_t)b * 3 * C + rhd_qkv_channel(h, 1, c, d)) * T;
+                const float *sv = qkv + ((int64_t)b * 3 * C + rhd_qkv_channel(h, 2, c, d)) * T;
                 for (int t = 0; t < T; t++) {
-                    qh[(long)t * d + c] = sq[t];
+                    qh[(int64_t)t * d + c] = sq[t];
                     kh[(Te + t) * d + c] = sk[t];
                     vh[(Te + t) * d + c] = sv[t];
                 }
                 if (Te > 0) {
-                    const float *ek = ekv + ((long)b * 2 * C + rhd_ekv_channel(h, 0, c, d)) * Te;
-                    const float *ev = ekv + ((long)b * 2 * C + rhd_ekv_channel(h, 1, c, d)) * Te;
+                    const float *ek = ekv + ((int64_t)b * 2 * C + rhd_ekv_channel(h, 0, c, d)) * Te;
+                    const float *ev = ekv + ((int64_t)b * 2 * C + rhd_ekv_channel(h, 1, c, d)) * Te;
                     for (int t = 0; t < Te; t++) {
-                        kh[(long)t * d + c] = ek[t];
-                        vh[(long)t * d + c] = ev[t];
+                        kh[(int64_t)t * d + c] = ek[t];
+                        vh[(int64_t)t * d + c] = ev[t];
                     }
                 }
             }
@@ -203,27 +203,27 @@ static void split_cpu(float *q, float *k, float *v, const float *qkv, const floa
 
 static void split_backward_cpu(float *dqkv, float *dekv, const float *dq, const float *dk, const float *dv, int B,
                                int H, int d, int T, int Te) {
-    long C = (long)H * d, Tk = (long)Te + T;
+    int64_t C = (int64_t)H * d, Tk = (int64_t)Te + T;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            const float *qh = dq + ((long)b * H + h) * T * d;
-            const float *kh = dk + ((long)b * H + h) * Tk * d, *vh = dv + ((long)b * H + h) * Tk * d;
+            const float *qh = dq + ((int64_t)b * H + h) * T * d;
+            const float *kh = dk + ((int64_t)b * H + h) * Tk * d, *vh = dv + ((int64_t)b * H + h) * Tk * d;
             for (int c = 0; c < d; c++) {
-                float *sq = dqkv + ((long)b * 3 * C + rhd_qkv_channel(h, 0, c, d)) * T;
-                float *sk = dqkv + ((long)b * 3 * C + rhd_qkv_channel(h, 1, c, d)) * T;
-                float *sv = dqkv + ((long)b * 3 * C + rhd_qkv_channel(h, 2, c, d)) * T;
+                float *sq = dqkv + ((int64_t)b * 3 * C + rhd_qkv_channel(h, 0, c, d)) * T;
+                float *sk = dqkv + ((int64_t)b * 3 * C + rhd_qkv_channel(h, 1, c, d)) * T;
+                float *sv = dqkv + ((int64_t)b * 3 * C + rhd_qkv_channel(h, 2, c, d)) * T;
                 for (int t = 0; t < T; t++) {
-                    sq[t] = qh[(long)t * d + c];
+                    sq[t] = qh[(int64_t)t * d + c];
                     sk[t] = kh[(Te + t) * d + c];
                     sv[t] = vh[(Te + t) * d + c];
                 }
                 if (Te > 0 && dekv) {
-                    float *ek = dekv + ((long)b * 2 * C + rhd_ekv_channel(h, 0, c, d)) * Te;
-                    float *ev = dekv + ((long)b * 2 * C + rhd_ekv_channel(h, 1, c, d)) * Te;
+                    float *ek = dekv + ((int64_t)b * 2 * C + rhd_ekv_channel(h, 0, c, d)) * Te;
+                    float *ev = dekv + ((int64_t)b * 2 * C + rhd_ekv_channel(h, 1, c, d)) * Te;
                     for (int t = 0; t < Te; t++) {
-                        ek[t] = kh[(long)t * d + c];
-                        ev[t] = vh[(long)t * d + c];
+                        ek[t] = kh[(int64_t)t * d + c];
+                        ev[t] = vh[(int64_t)t * d + c];
                     }
                 }
             }
@@ -235,13 +235,13 @@ static void merge_cpu(float *out, float *o, int B, int H, int d, int T, int dir)
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            float *oh = o + ((long)b * H + h) * T * d;
+            float *oh = o + ((int64_t)b * H + h) * T * d;
             for (int c = 0; c < d; c++) {
-                float *row = out + ((long)b * H * d + (long)h * d + c) * T;
+                float *row = out + ((int64_t)b * H * d + (int64_t)h * d + c) * T;
                 if (dir == 0)
-                    for (int t = 0; t < T; t++) row[t] = oh[(long)t * d + c];
+                    for (int t = 0; t < T; t++) row[t] = oh[(int64_t)t * d + c];
                 else
-                    for (int t = 0; t < T; t++) oh[(long)t * d + c] = row[t];
+                    for (int t = 0; t < T; t++) oh[(int64_t)t * d + c] = row[t];
             }
         }
 }
@@ -300,11 +300,11 @@ void rhd_attention_block_forward(rhd_ctx *ctx, float *out, float *lse, const flo
     }
 #endif
     int d = C / H;
-    long Tk = (long)Te + T, nq = (long)B * C * T, nk = (long)B * C * Tk;
+    int64_t Tk = (int64_t)Te + T, nq = (int64_t)B * C * T, nk = (int64_t)B * C * Tk;
     float *q = rhd_xmalloc(sizeof(float) * (nq * 2 + nk * 2));
     float *o = q + nq, *k = o + nq, *v = k + nk;
     split_cpu(q, k, v, qkv, ekv, B, H, d, T, Te);
-    attention_forward_cpu(o, lse, q, k, v, (long)B * H, T, (int)Tk, d, 1.0f / sqrtf((float)d));
+    attention_forward_cpu(o, lse, q, k, v, (int64_t)B * H, T, (int)Tk, d, 1.0f / sqrtf((float)d));
     merge_cpu(out, o, B, H, d, T, 0);
     free(q);
 }
@@ -320,13 +320,13 @@ void rhd_attention_block_backward(rhd_ctx *ctx, float *dqkv, float *dekv, const 
     }
 #endif
     int d = C / H;
-    long Tk = (long)Te + T, nq = (long)B * C * T, nk = (long)B * C * Tk;
+    int64_t Tk = (int64_t)Te + T, nq = (int64_t)B * C * T, nk = (int64_t)B * C * Tk;
     float *q = rhd_xmalloc(sizeof(float) * (nq * 4 + nk * 4));
     float *o = q + nq, *do_ = o + nq, *dq = do_ + nq, *k = dq + nq, *v = k + nk, *dk = v + nk, *dv = dk + nk;
     split_cpu(q, k, v, qkv, ekv, B, H, d, T, Te);
     merge_cpu((float *)out, o, B, H, d, T, 1);
     merge_cpu((float *)dout, do_, B, H, d, T, 1);
-    attention_backward_cpu(dq, dk, dv, do_, q, k, v, o, lse, (long)B * H, T, (int)Tk, d, 1.0f / sqrtf((float)d));
+    attention_backward_cpu(dq, dk, dv, do_, q, k, v, o, lse, (int64_t)B * H, T, (int)Tk, d, 1.0f / sqrtf((float)d));
     split_backward_cpu(dqkv, dekv, dq, dk, dv, B, H, d, T, Te);
     free(q);
 }
@@ -338,7 +338,7 @@ typedef struct {
 } pool_scratch;
 
 static pool_scratch pool_scratch_alloc(int L, int W, int heads) {
-    long n1 = (long)(L + 1) * W, np = (long)heads * (L + 1);
+    int64_t n1 = (int64_t)(L + 1) * W, np = (int64_t)heads * (L + 1);
     pool_scratch s;
     s.S = rhd_xmalloc(sizeof(float) * (n1 * 6 + W * 2 + np * 2));
     s.K = s.S + n1, s.V = s.K + n1, s.dK = s.V + n1, s.dV = s.dK + n1, s.dS = s.dV + n1;
@@ -352,14 +352,14 @@ static void pool_item_forward(pool_scratch *s, const float *x, const float *pos,
                               int heads) {
     int dh = W / heads;
     for (int j = 0; j <= L; j++)
-        for (int c = 0; c < W; c++) s->S[(long)j * W + c] = rhd_pool_seq(x, pos, L, W, j, c);
+        for (int c = 0; c < W; c++) s->S[(int64_t)j * W + c] = rhd_pool_seq(x, pos, L, W, j, c);
     for (int c = 0; c < W; c++) s->Q[c] = rhd_pool_linear(wq, bq, s->S, W, c);
     for (int j = 0; j <= L; j++)
         for (int c = 0; c < W; c++) {
-            s->K[(long)j * W + c] = rhd_pool_linear(wk, bk, s->S + (long)j * W, W, c);
-            s->V[(long)j * W + c] = rhd_pool_linear(wv, bv, s->S + (long)j * W, W, c);
+            s->K[(int64_t)j * W + c] = rhd_pool_linear(wk, bk, s->S + (int64_t)j * W, W, c);
+            s->V[(int64_t)j * W + c] = rhd_pool_linear(wv, bv, s->S + (int64_t)j * W, W, c);
         }
-    for (int h = 0; h < heads; h++) rhd_pool_probs(s->P + (long)h * (L + 1), s->Q, s->K, L, W, dh, h);
+    for (int h = 0; h < heads; h++) rhd_pool_probs(s->P + (int64_t)h * (L + 1), s->Q, s->K, L, W, dh, h);
 }
 
 void rhd_attention_pool_forward(rhd_ctx *ctx, float *y, const float *x, const float *pos, const float *wq,
@@ -374,8 +374,8 @@ void rhd_attention_pool_forward(rhd_ctx *ctx, float *y, const float *x, const fl
 #endif
     pool_scratch s = pool_scratch_alloc(L, W, heads);
     for (int b = 0; b < B; b++) {
-        pool_item_forward(&s, x + (long)b * L * W, pos, wq, bq, wk, bk, wv, bv, L, W, heads);
-        for (int c = 0; c < W; c++) y[(long)b * W + c] = rhd_pool_out(s.P, s.V, L, W, W / heads, c);
+        pool_item_forward(&s, x + (int64_t)b * L * W, pos, wq, bq, wk, bk, wv, bv, L, W, heads);
+        for (int c = 0; c < W; c++) y[(int64_t)b * W + c] = rhd_pool_out(s.P, s.V, L, W, W / heads, c);
     }
     free(s.S);
 }
@@ -395,36 +395,36 @@ void rhd_attention_pool_backward(rhd_ctx *ctx, float *dx, float *dpos, float *dw
     int dh = W / heads;
     pool_scratch s = pool_scratch_alloc(L, W, heads);
     for (int b = 0; b < B; b++) {
-        const float *dyb = dy + (long)b * W;
-        pool_item_forward(&s, x + (long)b * L * W, pos, wq, bq, wk, bk, wv, bv, L, W, heads);
-        for (int h = 0; h < heads; h++) rhd_pool_logit_grad(s.G + (long)h * (L + 1), s.P, s.V, dyb, L, W, dh, h);
+        const float *dyb = dy + (int64_t)b * W;
+        pool_item_forward(&s, x + (int64_t)b * L * W, pos, wq, bq, wk, bk, wv, bv, L, W, heads);
+        for (int h = 0; h < heads; h++) rhd_pool_logit_grad(s.G + (int64_t)h * (L + 1), s.P, s.V, dyb, L, W, dh, h);
         for (int c = 0; c < W; c++) s.dQ[c] = rhd_pool_dq(s.G, s.K, L, W, dh, c);
         for (int j = 0; j <= L; j++)
             for (int c = 0; c < W; c++) {
-                s.dK[(long)j * W + c] = s.G[(long)(c / dh) * (L + 1) + j] * s.Q[c];
-                s.dV[(long)j * W + c] = s.P[(long)(c / dh) * (L + 1) + j] * dyb[c];
+                s.dK[(int64_t)j * W + c] = s.G[(int64_t)(c / dh) * (L + 1) + j] * s.Q[c];
+                s.dV[(int64_t)j * W + c] = s.P[(int64_t)(c / dh) * (L + 1) + j] * dyb[c];
             }
         for (int j = 0; j <= L; j++)
-            for (int i = 0; i < W; i++) s.dS[(long)j * W + i] = rhd_pool_dseq(wq, wk, wv, s.dQ, s.dK, s.dV, W, j, i);
+            for (int i = 0; i < W; i++) s.dS[(int64_t)j * W + i] = rhd_pool_dseq(wq, wk, wv, s.dQ, s.dK, s.dV, W, j, i);
         for (int l = 0; l < L; l++)
             for (int i = 0; i < W; i++)
-                dx[((long)b * L + l) * W + i] = s.dS[(long)(l + 1) * W + i] + s.dS[i] / (float)L;
+                dx[((int64_t)b * L + l) * W + i] = s.dS[(int64_t)(l + 1) * W + i] + s.dS[i] / (float)L;
         for (int i = 0; i < W; i++) dpos[i] += s.dS[i];
         for (int c = 0; c < W; c++) {
             double gbk = 0, gbv = 0;
-            for (int j = 0; j <= L; j++) gbk += s.dK[(long)j * W + c], gbv += s.dV[(long)j * W + c];
+            for (int j = 0; j <= L; j++) gbk += s.dK[(int64_t)j * W + c], gbv += s.dV[(int64_t)j * W + c];
             dbq[c] += s.dQ[c];
             dbk[c] += (float)gbk;
             dbv[c] += (float)gbv;
             for (int i = 0; i < W; i++) {
                 double gk = 0, gv = 0;
                 for (int j = 0; j <= L; j++) {
-                    gk += (double)s.dK[(long)j * W + c] * s.S[(long)j * W + i];
-                    gv += (double)s.dV[(long)j * W + c] * s.S[(long)j * W + i];
+                    gk += (double)s.dK[(int64_t)j * W + c] * s.S[(int64_t)j * W + i];
+                    gv += (double)s.dV[(int64_t)j * W + c] * s.S[(int64_t)j * W + i];
                 }
-                dwq[(long)c * W + i] += s.dQ[c] * s.S[i];
-                dwk[(long)c * W + i] += (float)gk;
-                dwv[(long)c * W + i] += (float)gv;
+                dwq[(int64_t)c * W + i] += s.dQ[c] * s.S[i];
+                dwk[(int64_t)c * W + i] += (float)gk;
+                dwv[(int64_t)c * W + i] += (float)gv;
             }
         }
     }

@@ -53,7 +53,7 @@ static __device__ float block_max(float v, float *red) {
 /* One block per row of S [rows, n]: S <- softmax(S), lse[row] = log sum exp (if lse). */
 static __global__ void softmax_rows_kernel(float *S, float *lse, int n) {
     __shared__ float red[33];
-    float *s = S + (long)blockIdx.x * n;
+    float *s = S + (int64_t)blockIdx.x * n;
     float m = -INFINITY;
     for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, s[j]);
     m = block_max(m, red);
@@ -73,7 +73,7 @@ static __global__ void softmax_rows_kernel(float *S, float *lse, int n) {
 static __global__ void softmax_grad_rows_kernel(float *S, float *dP, const float *lse, const float *dout,
                                                 const float *out, int n, int d) {
     __shared__ float red[33];
-    long row = blockIdx.x;
+    int64_t row = blockIdx.x;
     float D = 0.0f;
     for (int c = threadIdx.x; c < d; c += blockDim.x) D += dout[row * d + c] * out[row * d + c];
     D = block_sum(D, red);
@@ -89,39 +89,39 @@ static __global__ void softmax_grad_rows_kernel(float *S, float *dP, const float
 /* Row-major C[M,N] = alpha op(A) op(B) + beta C for `batch` matrices at the given strides
  * (A is [M,K] or, transposed, [K,M]; B is [K,N] or [N,K]); cuBLAS is column-major, so this
  * computes C^T = op(B)^T op(A)^T. */
-static void gemm_rm(rhd_ctx *ctx, bool ta, bool tb, int M, int N, int K, float alpha, const float *A, long sA,
-                    const float *B, long sB, float beta, float *C, long sC, int batch) {
+static void gemm_rm(rhd_ctx *ctx, bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int64_t sA,
+                    const float *B, int64_t sB, float beta, float *C, int64_t sC, int batch) {
     CUBLAS_CHECK(cublasSgemmStridedBatched(RHD_CUBLAS(ctx), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                            ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, tb ? K : N, sB, A,
                                            ta ? M : K, sA, &beta, C, N, sC, batch));
 }
 
 /* (batch, head) items per chunk so that one [Tq, Tk] scratch stays under 2^26 floats. */
-static long core_chunk(long BH, int Tq, int Tk) {
-    long per = (long)Tq * Tk, c = per > 0 ? (1L << 26) / per : BH;
+static int64_t core_chunk(int64_t BH, int Tq, int Tk) {
+    int64_t per = (int64_t)Tq * Tk, c = per > 0 ? (1L << 26) / per : BH;
     if (c < 1) c = 1;
     return c < BH ? c : BH;
 }
 
 static void core_forward(rhd_ctx *ctx, float *out, float *lse, const float *q, const float *k, const float *v,
-                         long BH, int Tq, int Tk, int d, float scale, float *S) {
+                         int64_t BH, int Tq, int Tk, int d, float scale, float *S) {
     if (BH == 0 || Tq == 0) return;
-    long chunk = core_chunk(BH, Tq, Tk);
-    for (long b0 = 0; b0 < BH; b0 += chunk) {
+    int64_t chunk = core_chunk(BH, Tq, Tk);
+    for (int64_t b0 = 0; b0 < BH; b0 += chunk) {
         int nb = (int)(BH - b0 < chunk ? BH - b0 : chunk);
-        gemm_rm(ctx, false, true, Tq, Tk, d, scale, q + b0 * Tq * d, (long)Tq * d, k + b0 * Tk * d, (long)Tk * d,
-                0.0f, S, (long)Tq * Tk, nb);
-        softmax_rows_kernel<<<(unsigned)(nb * (long)Tq), ATTN_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(
+        gemm_rm(ctx, false, true, Tq, Tk, d, scale, q + b0 * Tq * d, (int64_t)Tq * d, k + b0 * Tk * d, (int64_t)Tk * d,
+                0.0f, S, (int64_t)Tq * Tk, nb);
+        softmax_rows_kernel<<<(unsigned)(nb * (int64_t)Tq), ATTN_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(
             S, lse ? lse + b0 * Tq : NULL, Tk);
         CUDA_CHECK(cudaGetLastError());
-        gemm_rm(ctx, false, false, Tq, d, Tk, 1.0f, S, (long)Tq * Tk, v + b0 * Tk * d, (long)Tk * d, 0.0f,
-                out + b0 * Tq * d, (long)Tq * d, nb);
+        gemm_rm(ctx, false, false, Tq, d, Tk, 1.0f, S, (int64_t)Tq * Tk, v + b0 * Tk * d, (int64_t)Tk * d, 0.0f,
+                out + b0 * Tq * d, (int64_t)Tq * d, nb);
     }
 }
 
 /* S: scratch of 2 * core_chunk(...) * Tq * Tk floats. */
 static void core_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                          const float *k, const float *v, const float *out, const float *lse, long BH, int Tq, int Tk,
+                          const float *k, const float *v, const float *out, const float *lse, int64_t BH, int Tq, int Tk,
                           int d, float scale, float *S) {
     if (BH == 0) return;
     if (Tq == 0) {
@@ -129,14 +129,14 @@ static void core_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const f
         CUDA_CHECK(cudaMemsetAsync(dv, 0, sizeof(float) * BH * Tk * d, RHD_CUDA_STREAM(ctx)));
         return;
     }
-    long chunk = core_chunk(BH, Tq, Tk), per = (long)Tq * Tk;
+    int64_t chunk = core_chunk(BH, Tq, Tk), per = (int64_t)Tq * Tk;
     float *P = S, *dS = S + chunk * per;
-    for (long b0 = 0; b0 < BH; b0 += chunk) {
+    for (int64_t b0 = 0; b0 < BH; b0 += chunk) {
         int nb = (int)(BH - b0 < chunk ? BH - b0 : chunk);
-        long qo = b0 * Tq * d, ko = b0 * Tk * d, sq = (long)Tq * d, sk = (long)Tk * d;
+        int64_t qo = b0 * Tq * d, ko = b0 * Tk * d, sq = (int64_t)Tq * d, sk = (int64_t)Tk * d;
         gemm_rm(ctx, false, true, Tq, Tk, d, scale, q + qo, sq, k + ko, sk, 0.0f, P, per, nb);
         gemm_rm(ctx, false, true, Tq, Tk, d, 1.0f, dout + qo, sq, v + ko, sk, 0.0f, dS, per, nb);
-        softmax_grad_rows_kernel<<<(unsigned)(nb * (long)Tq), ATTN_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(
+        softmax_grad_rows_kernel<<<(unsigned)(nb * (int64_t)Tq), ATTN_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(
             P, dS, lse + b0 * Tq, dout + qo, out + qo, Tk, d);
         CUDA_CHECK(cudaGetLastError());
         gemm_rm(ctx, false, false, Tq, d, Tk, scale, dS, per, k + ko, sk, 0.0f, dq + qo, sq, nb);
@@ -147,31 +147,31 @@ static void core_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const f
 
 /* ---- layout kernels ----------------------------------------------------------------------- */
 
-#define GRID_STRIDE(i, n) for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (n); i += (long)gridDim.x * blockDim.x)
+#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 /* q [B,H,T,d] and k, v [B,H,Te+T,d]: one thread per element of the k/v layout (and of q). */
 static __global__ void split_q_kernel(float *q, const float *qkv, int H, int d, int T) {
-    long C = (long)H * d;
+    int64_t C = (int64_t)H * d;
     int b = blockIdx.y; /* gridDim.y = B */
-    GRID_STRIDE(i, (long)H * T * d) {
-        int c = (int)(i % d), t = (int)(i / d % T), h = (int)(i / ((long)d * T));
-        q[(long)b * H * T * d + i] = qkv[((long)b * 3 * C + rhd_qkv_channel(h, 0, c, d)) * T + t];
+    GRID_STRIDE(i, (int64_t)H * T * d) {
+        int c = (int)(i % d), t = (int)(i / d % T), h = (int)(i / ((int64_t)d * T));
+        q[(int64_t)b * H * T * d + i] = qkv[((int64_t)b * 3 * C + rhd_qkv_channel(h, 0, c, d)) * T + t];
     }
 }
 
 static __global__ void split_kv_kernel(float *k, float *v, const float *qkv, const float *ekv, int H, int d, int T,
                                        int Te) {
-    long C = (long)H * d, Tk = (long)Te + T;
+    int64_t C = (int64_t)H * d, Tk = (int64_t)Te + T;
     int b = blockIdx.y;
-    GRID_STRIDE(i, (long)H * Tk * d) {
-        int c = (int)(i % d), j = (int)(i / d % Tk), h = (int)(i / ((long)d * Tk));
-        long o = (long)b * H * Tk * d + i;
+    GRID_STRIDE(i, (int64_t)H * Tk * d) {
+        int c = (int)(i % d), j = (int)(i / d % Tk), h = (int)(i / ((int64_t)d * Tk));
+        int64_t o = (int64_t)b * H * Tk * d + i;
         if (j < Te) {
-            k[o] = ekv[((long)b * 2 * C + rhd_ekv_channel(h, 0, c, d)) * Te + j];
-            v[o] = ekv[((long)b * 2 * C + rhd_ekv_channel(h, 1, c, d)) * Te + j];
+            k[o] = ekv[((int64_t)b * 2 * C + rhd_ekv_channel(h, 0, c, d)) * Te + j];
+            v[o] = ekv[((int64_t)b * 2 * C + rhd_ekv_channel(h, 1, c, d)) * Te + j];
         } else {
-            k[o] = qkv[((long)b * 3 * C + rhd_qkv_channel(h, 1, c, d)) * T + (j - Te)];
-            v[o] = qkv[((long)b * 3 * C + rhd_qkv_channel(h, 2, c, d)) * T + (j - Te)];
+            k[o] = qkv[((int64_t)b * 3 * C + rhd_qkv_channel(h, 1, c, d)) * T + (j - Te)];
+            v[o] = qkv[((int64_t)b * 3 * C + rhd_qkv_channel(h, 2, c, d)) * T + (j - Te)];
         }
     }
 }
@@ -179,54 +179,54 @@ static __global__ void split_kv_kernel(float *k, float *v, const float *qkv, con
 /* dqkv [B,3C,T] gathered from dq, dk, dv: one thread per dqkv element. */
 static __global__ void split_back_qkv_kernel(float *dqkv, const float *dq, const float *dk, const float *dv, int H,
                                              int d, int T, int Te) {
-    long C = (long)H * d, Tk = (long)Te + T;
+    int64_t C = (int64_t)H * d, Tk = (int64_t)Te + T;
     int b = blockIdx.y;
     GRID_STRIDE(i, 3 * C * T) {
         int t = (int)(i % T);
-        long ch = i / T;
+        int64_t ch = i / T;
         int h = (int)(ch / (3 * d)), part = (int)(ch % (3 * d)) / d, c = (int)(ch % d);
-        long bh = (long)b * H + h;
+        int64_t bh = (int64_t)b * H + h;
         float g;
         if (part == 0) g = dq[(bh * T + t) * d + c];
         else if (part == 1) g = dk[(bh * Tk + Te + t) * d + c];
         else g = dv[(bh * Tk + Te + t) * d + c];
-        dqkv[(long)b * 3 * C * T + i] = g;
+        dqkv[(int64_t)b * 3 * C * T + i] = g;
     }
 }
 
 /* dekv [B,2C,Te] gathered from the encoder rows of dk, dv. */
 static __global__ void split_back_ekv_kernel(float *dekv, const float *dk, const float *dv, int H, int d, int T,
                                              int Te) {
-    long C = (long)H * d, Tk = (long)Te + T;
+    int64_t C = (int64_t)H * d, Tk = (int64_t)Te + T;
     int b = blockIdx.y;
     GRID_STRIDE(i, 2 * C * Te) {
         int j = (int)(i % Te);
-        long ch = i / Te;
+        int64_t ch = i / Te;
         int h = (int)(ch / (2 * d)), part = (int)(ch % (2 * d)) / d, c = (int)(ch % d);
-        long bh = (long)b * H + h;
-        dekv[(long)b * 2 * C * Te + i] = part == 0 ? dk[(bh * Tk + j) * d + c] : dv[(bh * Tk + j) * d + c];
+        int64_t bh = (int64_t)b * H + h;
+        dekv[(int64_t)b * 2 * C * Te + i] = part == 0 ? dk[(bh * Tk + j) * d + c] : dv[(bh * Tk + j) * d + c];
     }
 }
 
 /* dir 0: out [B,C,T] <- o [B,H,T,d] (one thread per out element); dir 1: o <- out (per o element). */
 static __global__ void merge_kernel(float *out, float *o, int H, int d, int T, int dir) {
-    long C = (long)H * d;
+    int64_t C = (int64_t)H * d;
     int b = blockIdx.y;
     GRID_STRIDE(i, C * T) {
         if (dir == 0) {
             int t = (int)(i % T);
-            long ch = i / T;
+            int64_t ch = i / T;
             int h = (int)(ch / d), c = (int)(ch % d);
-            out[(long)b * C * T + i] = o[(((long)b * H + h) * T + t) * d + c];
+            out[(int64_t)b * C * T + i] = o[(((int64_t)b * H + h) * T + t) * d + c];
         } else {
-            int c = (int)(i % d), t = (int)(i / d % T), h = (int)(i / ((long)d * T));
-            o[(long)b * C * T + i] = out[((long)b * C + (long)h * d + c) * T + t];
+            int c = (int)(i % d), t = (int)(i / d % T), h = (int)(i / ((int64_t)d * T));
+            o[(int64_t)b * C * T + i] = out[((int64_t)b * C + (int64_t)h * d + c) * T + t];
         }
     }
 }
 
 /* Grid for the layout kernels: x strides over one batch item's elements, y = batch item. */
-static dim3 grid_b(long per_batch, int B) {
+static dim3 grid_b(int64_t per_batch, int B) {
     unsigned g = rhd_grid1d(per_batch, ATTN_BLOCK);
     return dim3(g < 4096 ? g : 4096, (unsigned)B);
 }
@@ -235,7 +235,7 @@ static void split_launch(rhd_ctx *ctx, float *q, float *k, float *v, const float
                          int d, int T, int Te) {
     if (B == 0) return;
     cudaStream_t s = RHD_CUDA_STREAM(ctx);
-    long C = (long)H * d;
+    int64_t C = (int64_t)H * d;
     if (T > 0) split_q_kernel<<<grid_b(C * T, B), ATTN_BLOCK, 0, s>>>(q, qkv, H, d, T);
     if (T + Te > 0) split_kv_kernel<<<grid_b(C * (T + Te), B), ATTN_BLOCK, 0, s>>>(k, v, qkv, ekv, H, d, T, Te);
     CUDA_CHECK(cudaGetLastError());
@@ -245,7 +245,7 @@ static void split_back_launch(rhd_ctx *ctx, float *dqkv, float *dekv, const floa
                               const float *dv, int B, int H, int d, int T, int Te) {
     if (B == 0) return;
     cudaStream_t s = RHD_CUDA_STREAM(ctx);
-    long C = (long)H * d;
+    int64_t C = (int64_t)H * d;
     if (T > 0) split_back_qkv_kernel<<<grid_b(3 * C * T, B), ATTN_BLOCK, 0, s>>>(dqkv, dq, dk, dv, H, d, T, Te);
     if (Te > 0 && dekv) split_back_ekv_kernel<<<grid_b(2 * C * Te, B), ATTN_BLOCK, 0, s>>>(dekv, dk, dv, H, d, T, Te);
     CUDA_CHECK(cudaGetLastError());
@@ -253,7 +253,7 @@ static void split_back_launch(rhd_ctx *ctx, float *dqkv, float *dekv, const floa
 
 static void merge_launch(rhd_ctx *ctx, float *out, float *o, int B, int H, int d, int T, int dir) {
     if (B == 0 || T == 0) return;
-    merge_kernel<<<grid_b((long)H * d * T, B), ATTN_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(out, o, H, d, T, dir);
+    merge_kernel<<<grid_b((int64_t)H * d * T, B), ATTN_BLOCK, 0, RHD_CUDA_STREAM(ctx)>>>(out, o, H, d, T, dir);
     CUDA_CHECK(cudaGetLastError());
 }
 
@@ -264,7 +264,7 @@ typedef struct {
 } pool_ws;
 
 static pool_ws pool_ws_get(rhd_ctx *ctx, int B, int L, int W, int heads) {
-    long n1 = (long)B * (L + 1) * W, nw = (long)B * W, np = (long)B * heads * (L + 1);
+    int64_t n1 = (int64_t)B * (L + 1) * W, nw = (int64_t)B * W, np = (int64_t)B * heads * (L + 1);
     float *p = (float *)rhd_ctx_workspace(ctx, sizeof(float) * (n1 * 6 + nw * 2 + np * 2));
     pool_ws w;
     w.S = p, w.K = w.S + n1, w.V = w.K + n1, w.dK = w.V + n1, w.dV = w.dK + n1, w.dS = w.dV + n1;
@@ -273,87 +273,87 @@ static pool_ws pool_ws_get(rhd_ctx *ctx, int B, int L, int W, int heads) {
 }
 
 static __global__ void pool_seq_kernel(pool_ws w, const float *x, const float *pos, int B, int L, int W) {
-    GRID_STRIDE(i, (long)B * (L + 1) * W) {
-        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((long)W * (L + 1)));
-        w.S[i] = rhd_pool_seq(x + (long)b * L * W, pos, L, W, j, c);
+    GRID_STRIDE(i, (int64_t)B * (L + 1) * W) {
+        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((int64_t)W * (L + 1)));
+        w.S[i] = rhd_pool_seq(x + (int64_t)b * L * W, pos, L, W, j, c);
     }
 }
 
 static __global__ void pool_proj_kernel(pool_ws w, const float *wq, const float *bq, const float *wk, const float *bk,
                                         const float *wv, const float *bv, int B, int L, int W) {
-    GRID_STRIDE(i, (long)B * (L + 1) * W) {
-        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((long)W * (L + 1)));
-        const float *s = w.S + ((long)b * (L + 1) + j) * W;
+    GRID_STRIDE(i, (int64_t)B * (L + 1) * W) {
+        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((int64_t)W * (L + 1)));
+        const float *s = w.S + ((int64_t)b * (L + 1) + j) * W;
         w.K[i] = rhd_pool_linear(wk, bk, s, W, c);
         w.V[i] = rhd_pool_linear(wv, bv, s, W, c);
-        if (j == 0) w.Q[(long)b * W + c] = rhd_pool_linear(wq, bq, s, W, c);
+        if (j == 0) w.Q[(int64_t)b * W + c] = rhd_pool_linear(wq, bq, s, W, c);
     }
 }
 
 static __global__ void pool_probs_kernel(pool_ws w, int B, int L, int W, int heads) {
-    GRID_STRIDE(i, (long)B * heads) {
+    GRID_STRIDE(i, (int64_t)B * heads) {
         int h = (int)(i % heads), b = (int)(i / heads);
-        rhd_pool_probs(w.P + i * (L + 1), w.Q + (long)b * W, w.K + (long)b * (L + 1) * W, L, W, W / heads, h);
+        rhd_pool_probs(w.P + i * (L + 1), w.Q + (int64_t)b * W, w.K + (int64_t)b * (L + 1) * W, L, W, W / heads, h);
     }
 }
 
 static __global__ void pool_out_kernel(float *y, pool_ws w, int B, int L, int W, int heads) {
-    GRID_STRIDE(i, (long)B * W) {
+    GRID_STRIDE(i, (int64_t)B * W) {
         int c = (int)(i % W), b = (int)(i / W);
-        y[i] = rhd_pool_out(w.P + (long)b * heads * (L + 1), w.V + (long)b * (L + 1) * W, L, W, W / heads, c);
+        y[i] = rhd_pool_out(w.P + (int64_t)b * heads * (L + 1), w.V + (int64_t)b * (L + 1) * W, L, W, W / heads, c);
     }
 }
 
 static __global__ void pool_logit_grad_kernel(pool_ws w, const float *dy, int B, int L, int W, int heads) {
-    GRID_STRIDE(i, (long)B * heads) {
+    GRID_STRIDE(i, (int64_t)B * heads) {
         int h = (int)(i % heads), b = (int)(i / heads);
-        rhd_pool_logit_grad(w.G + i * (L + 1), w.P + (long)b * heads * (L + 1), w.V + (long)b * (L + 1) * W,
-                            dy + (long)b * W, L, W, W / heads, h);
+        rhd_pool_logit_grad(w.G + i * (L + 1), w.P + (int64_t)b * heads * (L + 1), w.V + (int64_t)b * (L + 1) * W,
+                            dy + (int64_t)b * W, L, W, W / heads, h);
     }
 }
 
 static __global__ void pool_dqkv_kernel(pool_ws w, const float *dy, int B, int L, int W, int heads) {
     int dh = W / heads;
-    GRID_STRIDE(i, (long)B * (L + 1) * W) {
-        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((long)W * (L + 1)));
-        long hp = ((long)b * heads + c / dh) * (L + 1) + j;
-        w.dK[i] = w.G[hp] * w.Q[(long)b * W + c];
-        w.dV[i] = w.P[hp] * dy[(long)b * W + c];
+    GRID_STRIDE(i, (int64_t)B * (L + 1) * W) {
+        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((int64_t)W * (L + 1)));
+        int64_t hp = ((int64_t)b * heads + c / dh) * (L + 1) + j;
+        w.dK[i] = w.G[hp] * w.Q[(int64_t)b * W + c];
+        w.dV[i] = w.P[hp] * dy[(int64_t)b * W + c];
         if (j == 0)
-            w.dQ[(long)b * W + c] = rhd_pool_dq(w.G + (long)b * heads * (L + 1), w.K + (long)b * (L + 1) * W, L, W, dh, c);
+            w.dQ[(int64_t)b * W + c] = rhd_pool_dq(w.G + (int64_t)b * heads * (L + 1), w.K + (int64_t)b * (L + 1) * W, L, W, dh, c);
     }
 }
 
 static __global__ void pool_dseq_kernel(pool_ws w, const float *wq, const float *wk, const float *wv, int B, int L,
                                         int W) {
-    GRID_STRIDE(i, (long)B * (L + 1) * W) {
-        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((long)W * (L + 1)));
-        long o1 = (long)b * (L + 1) * W;
-        w.dS[i] = rhd_pool_dseq(wq, wk, wv, w.dQ + (long)b * W, w.dK + o1, w.dV + o1, W, j, c);
+    GRID_STRIDE(i, (int64_t)B * (L + 1) * W) {
+        int c = (int)(i % W), j = (int)(i / W % (L + 1)), b = (int)(i / ((int64_t)W * (L + 1)));
+        int64_t o1 = (int64_t)b * (L + 1) * W;
+        w.dS[i] = rhd_pool_dseq(wq, wk, wv, w.dQ + (int64_t)b * W, w.dK + o1, w.dV + o1, W, j, c);
     }
 }
 
 static __global__ void pool_dx_kernel(float *dx, pool_ws w, int B, int L, int W) {
-    GRID_STRIDE(i, (long)B * L * W) {
-        int c = (int)(i % W), l = (int)(i / W % L), b = (int)(i / ((long)W * L));
-        const float *ds = w.dS + (long)b * (L + 1) * W;
-        dx[i] = ds[(long)(l + 1) * W + c] + ds[c] / (float)L;
+    GRID_STRIDE(i, (int64_t)B * L * W) {
+        int c = (int)(i % W), l = (int)(i / W % L), b = (int)(i / ((int64_t)W * L));
+        const float *ds = w.dS + (int64_t)b * (L + 1) * W;
+        dx[i] = ds[(int64_t)(l + 1) * W + c] + ds[c] / (float)L;
     }
 }
 
 /* Weight gradients, accumulated (+=) over the batch in order, as the CPU does. */
 static __global__ void pool_dw_kernel(float *dwq, float *dwk, float *dwv, pool_ws w, int B, int L, int W) {
-    GRID_STRIDE(idx, (long)W * W) {
+    GRID_STRIDE(idx, (int64_t)W * W) {
         int c = (int)(idx / W), i = (int)(idx % W);
         float gq = dwq[idx], gk = dwk[idx], gv = dwv[idx];
         for (int b = 0; b < B; b++) {
-            long o1 = (long)b * (L + 1) * W;
+            int64_t o1 = (int64_t)b * (L + 1) * W;
             double ak = 0, av = 0;
             for (int j = 0; j <= L; j++) {
-                ak += (double)w.dK[o1 + (long)j * W + c] * w.S[o1 + (long)j * W + i];
-                av += (double)w.dV[o1 + (long)j * W + c] * w.S[o1 + (long)j * W + i];
+                ak += (double)w.dK[o1 + (int64_t)j * W + c] * w.S[o1 + (int64_t)j * W + i];
+                av += (double)w.dV[o1 + (int64_t)j * W + c] * w.S[o1 + (int64_t)j * W + i];
             }
-            gq += w.dQ[(long)b * W + c] * w.S[o1 + i];
+            gq += w.dQ[(int64_t)b * W + c] * w.S[o1 + i];
             gk += (float)ak;
             gv += (float)av;
         }
@@ -362,14 +362,14 @@ static __global__ void pool_dw_kernel(float *dwq, float *dwk, float *dwv, pool_w
 }
 
 static __global__ void pool_db_kernel(float *dpos, float *dbq, float *dbk, float *dbv, pool_ws w, int B, int L, int W) {
-    GRID_STRIDE(c, (long)W) {
+    GRID_STRIDE(c, (int64_t)W) {
         float gp = dpos[c], gq = dbq[c], gk = dbk[c], gv = dbv[c];
         for (int b = 0; b < B; b++) {
-            long o1 = (long)b * (L + 1) * W;
+            int64_t o1 = (int64_t)b * (L + 1) * W;
             double ak = 0, av = 0;
-            for (int j = 0; j <= L; j++) ak += w.dK[o1 + (long)j * W + c], av += w.dV[o1 + (long)j * W + c];
+            for (int j = 0; j <= L; j++) ak += w.dK[o1 + (int64_t)j * W + c], av += w.dV[o1 + (int64_t)j * W + c];
             gp += w.dS[o1 + c];
-            gq += w.dQ[(long)b * W + c];
+            gq += w.dQ[(int64_t)b * W + c];
             gk += (float)ak;
             gv += (float)av;
         }
@@ -381,7 +381,7 @@ static __global__ void pool_db_kernel(float *dpos, float *dbq, float *dbk, float
 
 extern "C" void rhd_attention_forward_cuda(rhd_ctx *ctx, float *out, float *lse, const float *q, const float *k,
                                            const float *v, int B, int H, int Tq, int Tk, int d, float scale) {
-    long BH = (long)B * H;
+    int64_t BH = (int64_t)B * H;
     float *S = (float *)rhd_ctx_workspace(ctx, sizeof(float) * core_chunk(BH, Tq, Tk) * Tq * Tk + 4);
     core_forward(ctx, out, lse, q, k, v, BH, Tq, Tk, d, scale, S);
     CUDA_CHECK(cudaGetLastError());
@@ -390,7 +390,7 @@ extern "C" void rhd_attention_forward_cuda(rhd_ctx *ctx, float *out, float *lse,
 extern "C" void rhd_attention_backward_cuda(rhd_ctx *ctx, float *dq, float *dk, float *dv, const float *dout,
                                             const float *q, const float *k, const float *v, const float *out,
                                             const float *lse, int B, int H, int Tq, int Tk, int d, float scale) {
-    long BH = (long)B * H;
+    int64_t BH = (int64_t)B * H;
     float *S = (float *)rhd_ctx_workspace(ctx, sizeof(float) * 2 * core_chunk(BH, Tq, Tk) * Tq * Tk + 4);
     core_backward(ctx, dq, dk, dv, dout, q, k, v, out, lse, BH, Tq, Tk, d, scale, S);
     CUDA_CHECK(cudaGetLastError());
@@ -422,8 +422,8 @@ extern "C" void rhd_attn_merge_heads_backward_cuda(rhd_ctx *ctx, float *do_, con
 extern "C" void rhd_attention_block_forward_cuda(rhd_ctx *ctx, float *out, float *lse, const float *qkv,
                                                  const float *ekv, int B, int C, int H, int T, int Te) {
     int d = C / H, Tk = Te + T;
-    long BH = (long)B * H, nq = (long)B * C * T, nk = (long)B * C * Tk;
-    long ns = core_chunk(BH, T, Tk) * T * Tk;
+    int64_t BH = (int64_t)B * H, nq = (int64_t)B * C * T, nk = (int64_t)B * C * Tk;
+    int64_t ns = core_chunk(BH, T, Tk) * T * Tk;
     float *q = (float *)rhd_ctx_workspace(ctx, sizeof(float) * (2 * nq + 2 * nk + ns));
     float *o = q + nq, *k = o + nq, *v = k + nk, *S = v + nk;
     split_launch(ctx, q, k, v, qkv, ekv, B, H, d, T, Te);
@@ -436,8 +436,8 @@ extern "C" void rhd_attention_block_backward_cuda(rhd_ctx *ctx, float *dqkv, flo
                                                   const float *qkv, const float *ekv, const float *out,
                                                   const float *lse, int B, int C, int H, int T, int Te) {
     int d = C / H, Tk = Te + T;
-    long BH = (long)B * H, nq = (long)B * C * T, nk = (long)B * C * Tk;
-    long ns = 2 * core_chunk(BH, T, Tk) * T * Tk;
+    int64_t BH = (int64_t)B * H, nq = (int64_t)B * C * T, nk = (int64_t)B * C * Tk;
+    int64_t ns = 2 * core_chunk(BH, T, Tk) * T * Tk;
     float *q = (float *)rhd_ctx_workspace(ctx, sizeof(float) * (4 * nq + 4 * nk + ns));
     float *o = q + nq, *do_ = o + nq, *dq = do_ + nq, *k = dq + nq, *v = k + nk, *dk = v + nk, *dv = dk + nk;
     float *S = dv + nk;
@@ -455,11 +455,11 @@ extern "C" void rhd_attention_pool_forward_cuda(rhd_ctx *ctx, float *y, const fl
     if (B == 0) return;
     pool_ws w = pool_ws_get(ctx, B, L, W, heads);
     cudaStream_t s = RHD_CUDA_STREAM(ctx);
-    long n1 = (long)B * (L + 1) * W;
+    int64_t n1 = (int64_t)B * (L + 1) * W;
     pool_seq_kernel<<<rhd_grid1d(n1, 128), 128, 0, s>>>(w, x, pos, B, L, W);
     pool_proj_kernel<<<rhd_grid1d(n1, 128), 128, 0, s>>>(w, wq, bq, wk, bk, wv, bv, B, L, W);
-    pool_probs_kernel<<<rhd_grid1d((long)B * heads, 128), 128, 0, s>>>(w, B, L, W, heads);
-    pool_out_kernel<<<rhd_grid1d((long)B * W, 128), 128, 0, s>>>(y, w, B, L, W, heads);
+    pool_probs_kernel<<<rhd_grid1d((int64_t)B * heads, 128), 128, 0, s>>>(w, B, L, W, heads);
+    pool_out_kernel<<<rhd_grid1d((int64_t)B * W, 128), 128, 0, s>>>(y, w, B, L, W, heads);
     CUDA_CHECK(cudaGetLastError());
 }
 
@@ -471,15 +471,15 @@ extern "C" void rhd_attention_pool_backward_cuda(rhd_ctx *ctx, float *dx, float 
     if (B == 0) return;
     pool_ws w = pool_ws_get(ctx, B, L, W, heads);
     cudaStream_t s = RHD_CUDA_STREAM(ctx);
-    long n1 = (long)B * (L + 1) * W;
+    int64_t n1 = (int64_t)B * (L + 1) * W;
     pool_seq_kernel<<<rhd_grid1d(n1, 128), 128, 0, s>>>(w, x, pos, B, L, W);
     pool_proj_kernel<<<rhd_grid1d(n1, 128), 128, 0, s>>>(w, wq, bq, wk, bk, wv, bv, B, L, W);
-    pool_probs_kernel<<<rhd_grid1d((long)B * heads, 128), 128, 0, s>>>(w, B, L, W, heads);
-    pool_logit_grad_kernel<<<rhd_grid1d((long)B * heads, 128), 128, 0, s>>>(w, dy, B, L, W, heads);
+    pool_probs_kernel<<<rhd_grid1d((int64_t)B * heads, 128), 128, 0, s>>>(w, B, L, W, heads);
+    pool_logit_grad_kernel<<<rhd_grid1d((int64_t)B * heads, 128), 128, 0, s>>>(w, dy, B, L, W, heads);
     pool_dqkv_kernel<<<rhd_grid1d(n1, 128), 128, 0, s>>>(w, dy, B, L, W, heads);
     pool_dseq_kernel<<<rhd_grid1d(n1, 128), 128, 0, s>>>(w, wq, wk, wv, B, L, W);
-    pool_dx_kernel<<<rhd_grid1d((long)B * L * W, 128), 128, 0, s>>>(dx, w, B, L, W);
-    pool_dw_kernel<<<rhd_grid1d((long)W * W, 128), 128, 0, s>>>(dwq, dwk, dwv, w, B, L, W);
-    pool_db_kernel<<<rhd_grid1d((long)W, 128), 128, 0, s>>>(dpos, dbq, dbk, dbv, w, B, L, W);
+    pool_dx_kernel<<<rhd_grid1d((int64_t)B * L * W, 128), 128, 0, s>>>(dx, w, B, L, W);
+    pool_dw_kernel<<<rhd_grid1d((int64_t)W * W, 128), 128, 0, s>>>(dwq, dwk, dwv, w, B, L, W);
+    pool_db_kernel<<<rhd_grid1d((int64_t)W, 128), 128, 0, s>>>(dpos, dbq, dbk, dbv, w, B, L, W);
     CUDA_CHECK(cudaGetLastError());
 }

@@ -39,6 +39,7 @@
  * softmax kernels; the pooling kernels run the same per-element helpers as the CPU (below). */
 #ifndef RHD_KERNELS_ATTENTION_H
 #define RHD_KERNELS_ATTENTION_H
+#include <stdint.h>
 #include <math.h>
 #include "common/backend.h"
 #include "common/hd.h"
@@ -116,9 +117,9 @@ void rhd_attention_pool_backward_cuda(rhd_ctx *ctx, float *dx, float *dpos, floa
 /* ---- layout maps shared by the CPU loops and the CUDA kernels ------------------------------ */
 
 /* Channel of qkv [3C] holding component `part` (0 q, 1 k, 2 v), element c of head h. */
-RHD_HD static inline long rhd_qkv_channel(int h, int part, int c, int d) { return (long)3 * d * h + (long)part * d + c; }
+RHD_HD static inline int64_t rhd_qkv_channel(int h, int part, int c, int d) { return (int64_t)3 * d * h + (int64_t)part * d + c; }
 /* Channel of ekv [2C] holding component `part` (0 k, 1 v), element c of head h. */
-RHD_HD static inline long rhd_ekv_channel(int h, int part, int c, int d) { return (long)2 * d * h + (long)part * d + c; }
+RHD_HD static inline int64_t rhd_ekv_channel(int h, int part, int c, int d) { return (int64_t)2 * d * h + (int64_t)part * d + c; }
 
 /* ---- AttentionPooling per-element math (shared by attention.c and attention.cu) -------------
  * Scratch per batch item b (all row-major): S [L+1, W], Q [W], K [L+1, W], V [L+1, W],
@@ -126,16 +127,16 @@ RHD_HD static inline long rhd_ekv_channel(int h, int part, int c, int d) { retur
 
 /* S[j][c]: j = 0 the class token (mean of the tokens + pos), else token j-1. */
 RHD_HD static inline float rhd_pool_seq(const float *x, const float *pos, int L, int W, int j, int c) {
-    if (j > 0) return x[(long)(j - 1) * W + c];
+    if (j > 0) return x[(int64_t)(j - 1) * W + c];
     double s = 0;
-    for (int l = 0; l < L; l++) s += x[(long)l * W + c];
+    for (int l = 0; l < L; l++) s += x[(int64_t)l * W + c];
     return (float)(s / L) + pos[c];
 }
 
 /* Linear: bias[c] + sum_i w[c][i] s[i]. */
 RHD_HD static inline float rhd_pool_linear(const float *w, const float *bias, const float *s, int W, int c) {
     double a = bias[c];
-    for (int i = 0; i < W; i++) a += (double)w[(long)c * W + i] * s[i];
+    for (int i = 0; i < W; i++) a += (double)w[(int64_t)c * W + i] * s[i];
     return (float)a;
 }
 
@@ -145,7 +146,7 @@ RHD_HD static inline void rhd_pool_probs(float *p, const float *Q, const float *
     float m = -INFINITY;
     for (int j = 0; j <= L; j++) {
         double a = 0;
-        for (int c = 0; c < dh; c++) a += (double)Q[h * dh + c] * K[(long)j * W + h * dh + c];
+        for (int c = 0; c < dh; c++) a += (double)Q[h * dh + c] * K[(int64_t)j * W + h * dh + c];
         p[j] = (float)a * scale;
         m = fmaxf(m, p[j]);
     }
@@ -157,9 +158,9 @@ RHD_HD static inline void rhd_pool_probs(float *p, const float *Q, const float *
 
 /* y[c] = sum_j P[head of c][j] V[j][c]. */
 RHD_HD static inline float rhd_pool_out(const float *P, const float *V, int L, int W, int dh, int c) {
-    const float *p = P + (long)(c / dh) * (L + 1);
+    const float *p = P + (int64_t)(c / dh) * (L + 1);
     double a = 0;
-    for (int j = 0; j <= L; j++) a += (double)p[j] * V[(long)j * W + c];
+    for (int j = 0; j <= L; j++) a += (double)p[j] * V[(int64_t)j * W + c];
     return (float)a;
 }
 
@@ -168,12 +169,12 @@ RHD_HD static inline float rhd_pool_out(const float *P, const float *V, int L, i
  * G already includes the 1/sqrt(dh) logit scale. */
 RHD_HD static inline double rhd_pool_dp(const float *V, const float *dy, int W, int dh, int h, int j) {
     double a = 0;
-    for (int c = 0; c < dh; c++) a += (double)dy[h * dh + c] * V[(long)j * W + h * dh + c];
+    for (int c = 0; c < dh; c++) a += (double)dy[h * dh + c] * V[(int64_t)j * W + h * dh + c];
     return a;
 }
 RHD_HD static inline void rhd_pool_logit_grad(float *G, const float *P, const float *V, const float *dy, int L, int W,
                                               int dh, int h) {
-    const float *p = P + (long)h * (L + 1);
+    const float *p = P + (int64_t)h * (L + 1);
     double dot = 0;
     for (int j = 0; j <= L; j++) dot += (double)p[j] * rhd_pool_dp(V, dy, W, dh, h, j);
     double scale = 1.0 / sqrt((double)dh);
@@ -182,9 +183,9 @@ RHD_HD static inline void rhd_pool_logit_grad(float *G, const float *P, const fl
 
 /* dQ[c] = sum_j G[h][j] K[j][c] (h = c / dh). */
 RHD_HD static inline float rhd_pool_dq(const float *G, const float *K, int L, int W, int dh, int c) {
-    const float *g = G + (long)(c / dh) * (L + 1);
+    const float *g = G + (int64_t)(c / dh) * (L + 1);
     double a = 0;
-    for (int j = 0; j <= L; j++) a += (double)g[j] * K[(long)j * W + c];
+    for (int j = 0; j <= L; j++) a += (double)g[j] * K[(int64_t)j * W + c];
     return (float)a;
 }
 
@@ -193,9 +194,9 @@ RHD_HD static inline float rhd_pool_dseq(const float *wq, const float *wk, const
                                          const float *dK, const float *dV, int W, int j, int i) {
     double a = 0;
     for (int c = 0; c < W; c++)
-        a += (double)wk[(long)c * W + i] * dK[(long)j * W + c] + (double)wv[(long)c * W + i] * dV[(long)j * W + c];
+        a += (double)wk[(int64_t)c * W + i] * dK[(int64_t)j * W + c] + (double)wv[(int64_t)c * W + i] * dV[(int64_t)j * W + c];
     if (j == 0)
-        for (int c = 0; c < W; c++) a += (double)wq[(long)c * W + i] * dQ[c];
+        for (int c = 0; c < W; c++) a += (double)wq[(int64_t)c * W + i] * dQ[c];
     return (float)a;
 }
 #endif

@@ -12,7 +12,7 @@ void rhd_aware3d_profiles(rhd_ctx *ctx, float *prof, const float *x, int N, int 
             for (int k = 0; k < 2; k++)
                 for (int c = 0; c < C; c++)
                     for (int r = 0; r < R; r++)
-                        prof[((((long)n * 3 + p) * 2 + k) * C + c) * R + r] = rhd_aware3d_profile_elem(x, C, R, n, p, k, c, r);
+                        prof[((((int64_t)n * 3 + p) * 2 + k) * C + c) * R + r] = rhd_aware3d_profile_elem(x, C, R, n, p, k, c, r);
 }
 
 void rhd_aware3d_assemble(rhd_ctx *ctx, float *Y, const float *x, const float *prof, int N, int C, int R) {
@@ -25,10 +25,10 @@ void rhd_aware3d_assemble(rhd_ctx *ctx, float *Y, const float *x, const float *p
         for (int n = 0; n < N; n++)
             for (int b = 0; b < 3; b++)
                 for (int c = 0; c < C; c++) {
-                    float *y = Y + ((((long)q * N + n) * 3 + b) * C + c) * R * R;
+                    float *y = Y + ((((int64_t)q * N + n) * 3 + b) * C + c) * R * R;
                     for (int i = 0; i < R; i++)
                         for (int j = 0; j < R; j++)
-                            y[(long)i * R + j] = rhd_aware3d_input_elem(x, prof, N, C, R, q, n, b, c, i, j);
+                            y[(int64_t)i * R + j] = rhd_aware3d_input_elem(x, prof, N, C, R, q, n, b, c, i, j);
                 }
 }
 
@@ -43,11 +43,11 @@ void rhd_aware3d_assemble_backward(rhd_ctx *ctx, float *dx, float *dprof, const 
             for (int k = 0; k < 2; k++)
                 for (int c = 0; c < C; c++)
                     for (int r = 0; r < R; r++)
-                        dprof[((((long)n * 3 + p) * 2 + k) * C + c) * R + r] = rhd_aware3d_dprofile_elem(dY, N, C, R, n, p, k, c, r);
+                        dprof[((((int64_t)n * 3 + p) * 2 + k) * C + c) * R + r] = rhd_aware3d_dprofile_elem(dY, N, C, R, n, p, k, c, r);
 #pragma omp parallel for schedule(static) collapse(2)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++)
             for (int i = 0; i < R; i++)
                 for (int col = 0; col < 3 * R; col++)
-                    dx[(((long)n * C + c) * R + i) * 3 * R + col] = rhd_aware3d_dx_elem(dY, dprof, N, C, R, n, c, i, col);
+                    dx[(((int64_t)n * C + c) * R + i) * 3 * R + col] = rhd_aware3d_dx_elem(dY, dprof, N, C, R, n, c, i, col);
 }

@@ -4,38 +4,38 @@
 #include "common/cuda_check.h"
 
 static __global__ void profiles_kernel(float *prof, const float *x, int N, int C, int R) {
-    long total = (long)N * 6 * C * R;
-    for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
-        int r = (int)(t % R), c = (int)(t / R % C), k = (int)(t / ((long)R * C) % 2), p = (int)(t / ((long)R * C * 2) % 3);
-        int n = (int)(t / ((long)R * C * 6));
+    int64_t total = (int64_t)N * 6 * C * R;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int r = (int)(t % R), c = (int)(t / R % C), k = (int)(t / ((int64_t)R * C) % 2), p = (int)(t / ((int64_t)R * C * 2) % 3);
+        int n = (int)(t / ((int64_t)R * C * 6));
         prof[t] = rhd_aware3d_profile_elem(x, C, R, n, p, k, c, r);
     }
 }
 
 static __global__ void assemble_kernel(float *Y, const float *x, const float *prof, int N, int C, int R) {
-    long total = 3L * N * 3 * C * R * R;
-    for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
+    int64_t total = 3L * N * 3 * C * R * R;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
         int j = (int)(t % R), i = (int)(t / R % R);
-        long plane = t / ((long)R * R);
+        int64_t plane = t / ((int64_t)R * R);
         int c = (int)(plane % C), b = (int)(plane / C % 3), n = (int)(plane / (3L * C) % N), q = (int)(plane / (3L * C * N));
         Y[t] = rhd_aware3d_input_elem(x, prof, N, C, R, q, n, b, c, i, j);
     }
 }
 
 static __global__ void dprofiles_kernel(float *dprof, const float *dY, int N, int C, int R) {
-    long total = (long)N * 6 * C * R;
-    for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
-        int r = (int)(t % R), c = (int)(t / R % C), k = (int)(t / ((long)R * C) % 2), p = (int)(t / ((long)R * C * 2) % 3);
-        int n = (int)(t / ((long)R * C * 6));
+    int64_t total = (int64_t)N * 6 * C * R;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int r = (int)(t % R), c = (int)(t / R % C), k = (int)(t / ((int64_t)R * C) % 2), p = (int)(t / ((int64_t)R * C * 2) % 3);
+        int n = (int)(t / ((int64_t)R * C * 6));
         dprof[t] = rhd_aware3d_dprofile_elem(dY, N, C, R, n, p, k, c, r);
     }
 }
 
 static __global__ void dx_kernel(float *dx, const float *dY, const float *dprof, int N, int C, int R) {
-    long total = (long)N * C * R * 3 * R;
-    for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
+    int64_t total = (int64_t)N * C * R * 3 * R;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
         int col = (int)(t % (3L * R)), i = (int)(t / (3L * R) % R);
-        long nc = t / (3L * R * R);
+        int64_t nc = t / (3L * R * R);
         dx[t] = rhd_aware3d_dx_elem(dY, dprof, N, C, R, (int)(nc / C), (int)(nc % C), i, col);
     }
 }
@@ -43,7 +43,7 @@ static __global__ void dx_kernel(float *dx, const float *dY, const float *dprof,
 // launchers
 
 extern "C" void rhd_aware3d_profiles_cuda(rhd_ctx *ctx, float *prof, const float *x, int N, int C, int R) {
-    profiles_kernel<<<rhd_grid1d((long)N * 6 * C * R, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(prof, x, N, C, R);
+    profiles_kernel<<<rhd_grid1d((int64_t)N * 6 * C * R, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(prof, x, N, C, R);
     CUDA_CHECK(cudaGetLastError());
 }
 
@@ -55,7 +55,7 @@ extern "C" void rhd_aware3d_assemble_cuda(rhd_ctx *ctx, float *Y, const float *x
 
 extern "C" void rhd_aware3d_assemble_backward_cuda(rhd_ctx *ctx, float *dx, float *dprof, const float *dY, int N,
                                                    int C, int R) {
-    dprofiles_kernel<<<rhd_grid1d((long)N * 6 * C * R, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dprof, dY, N, C, R);
+    dprofiles_kernel<<<rhd_grid1d((int64_t)N * 6 * C * R, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dprof, dY, N, C, R);
     CUDA_CHECK(cudaGetLastError());
     dx_kernel<<<rhd_grid1d(3L * N * C * R * R, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dx, dY, dprof, N, C, R);
     CUDA_CHECK(cudaGetLastError());

@@ -24,6 +24,7 @@
  *   not depend on the thread count; CPU and CUDA gather in the same order. */
 #ifndef RHD_KERNELS_AWARE3D_H
 #define RHD_KERNELS_AWARE3D_H
+#include <stdint.h>
 #include "common/backend.h"
 #include "common/hd.h"
 
@@ -60,34 +61,34 @@ RHD_HD static inline int rhd_aware3d_consumer(int b, int kind) {
 /* prof[n,p,kind,c,r]: the mean of R values of plane p in double. */
 RHD_HD static inline float rhd_aware3d_profile_elem(const float *x, int C, int R, int n, int p, int kind, int c,
                                                     int r) {
-    const float *P = x + ((long)n * C + c) * R * 3 * R + (long)p * R; /* row stride 3R */
+    const float *P = x + ((int64_t)n * C + c) * R * 3 * R + (int64_t)p * R; /* row stride 3R */
     double s = 0;
     if (kind == 0)
-        for (int i = 0; i < R; i++) s += P[(long)i * 3 * R + r];
+        for (int i = 0; i < R; i++) s += P[(int64_t)i * 3 * R + r];
     else
-        for (int j = 0; j < R; j++) s += P[(long)r * 3 * R + j];
+        for (int j = 0; j < R; j++) s += P[(int64_t)r * 3 * R + j];
     return (float)(s / R);
 }
 
 /* Y[q][n, b*C+c, i, j]. */
 RHD_HD static inline float rhd_aware3d_input_elem(const float *x, const float *prof, int N, int C, int R, int q,
                                                   int n, int b, int c, int i, int j) {
-    if (b == q) return x[(((long)n * C + c) * R + i) * 3 * R + (long)q * R + j];
+    if (b == q) return x[(((int64_t)n * C + c) * R + i) * 3 * R + (int64_t)q * R + j];
     int kind = rhd_aware3d_kind(q, b);
     int r = rhd_aware3d_bycol(q, b) ? j : i;
-    return prof[((((long)n * 3 + b) * 2 + kind) * C + c) * R + r];
+    return prof[((((int64_t)n * 3 + b) * 2 + kind) * C + c) * R + r];
 }
 
 /* dprof[n,b,kind,c,r]: the sum over the broadcast axis of the consuming block of dY, in double. */
 RHD_HD static inline float rhd_aware3d_dprofile_elem(const float *dY, int N, int C, int R, int n, int b, int kind,
                                                      int c, int r) {
     int q = rhd_aware3d_consumer(b, kind);
-    const float *G = dY + (((long)q * N + n) * 3 * C + (long)b * C + c) * R * R;
+    const float *G = dY + (((int64_t)q * N + n) * 3 * C + (int64_t)b * C + c) * R * R;
     double s = 0;
     if (rhd_aware3d_bycol(q, b)) /* value at (i, r) for every row i */
-        for (int i = 0; i < R; i++) s += G[(long)i * R + r];
+        for (int i = 0; i < R; i++) s += G[(int64_t)i * R + r];
     else
-        for (int j = 0; j < R; j++) s += G[(long)r * R + j];
+        for (int j = 0; j < R; j++) s += G[(int64_t)r * R + j];
     return (float)s;
 }
 
@@ -95,9 +96,9 @@ RHD_HD static inline float rhd_aware3d_dprofile_elem(const float *dY, int N, int
 RHD_HD static inline float rhd_aware3d_dx_elem(const float *dY, const float *dprof, int N, int C, int R, int n,
                                                int c, int i, int col) {
     int p = col / R, j = col % R;
-    float own = dY[((((long)p * N + n) * 3 * C + (long)p * C + c) * R + i) * R + j];
-    const float *dp = dprof + (((long)n * 3 + p) * 2 * C + c) * R; /* kind 0 */
-    float spread = (dp[j] + dp[(long)C * R + i]) / (float)R;
+    float own = dY[((((int64_t)p * N + n) * 3 * C + (int64_t)p * C + c) * R + i) * R + j];
+    const float *dp = dprof + (((int64_t)n * 3 + p) * 2 * C + c) * R; /* kind 0 */
+    float spread = (dp[j] + dp[(int64_t)C * R + i]) / (float)R;
     return own + spread;
 }
 #endif

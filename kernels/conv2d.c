@@ -20,7 +20,7 @@ rhd_conv2d_desc rhd_conv2d_square(int N, int Cin, int H, int W, int Cout, int k,
 }
 
 static int out_dim(int in, int pa, int pb, int k, int s) {
-    long span = (long)in + pa + pb - k;
+    int64_t span = (int64_t)in + pa + pb - k;
     return span < 0 || s <= 0 ? 0 : (int)(span / s + 1);
 }
 int rhd_conv2d_out_h(const rhd_conv2d_desc *d) { return out_dim(d->H, d->pad_t, d->pad_b, d->KH, d->stride_h); }
@@ -39,8 +39,8 @@ int rhd_conv2d_check(const rhd_conv2d_desc *d, rhd_err *e) {
     if (rhd_conv2d_out_h(d) < 1 || rhd_conv2d_out_w(d) < 1)
         return rhd_errf(e, "conv2d: kernel %dx%d larger than the padded input %dx%d, expected it to fit", d->KH, d->KW,
                         d->H + d->pad_t + d->pad_b, d->W + d->pad_l + d->pad_r);
-    if ((long)d->Cin * d->KH * d->KW > 0x7fffffffL || (long)d->H * d->W > 0x7fffffffL)
-        return rhd_errf(e, "conv2d: Cin*KH*KW = %ld, expected at most 2^31-1", (long)d->Cin * d->KH * d->KW);
+    if ((int64_t)d->Cin * d->KH * d->KW > 0x7fffffffL || (int64_t)d->H * d->W > 0x7fffffffL)
+        return rhd_errf(e, "conv2d: Cin*KH*KW = %ld, expected at most 2^31-1", (int64_t)d->Cin * d->KH * d->KW);
     return 0;
 }
 
@@ -66,19 +66,19 @@ static void valid_cols(const rhd_conv2d_desc *d, int OW, int kw, int *lo, int *h
 static void im2col_rows(float *col, int r0, int r1, const float *xn, const rhd_conv2d_desc *d, int OW, int oh0,
                         int oh1) {
     const int KK = d->KH * d->KW;
-    const long P = (long)(oh1 - oh0) * OW;
+    const int64_t P = (int64_t)(oh1 - oh0) * OW;
     for (int r = r0; r < r1; r++) {
         int c = r / KK, kh = (r % KK) / d->KW, kw = r % d->KW, lo, hi;
         valid_cols(d, OW, kw, &lo, &hi);
-        float *dst = col + (long)(r - r0) * P;
+        float *dst = col + (int64_t)(r - r0) * P;
         for (int oh = oh0; oh < oh1; oh++, dst += OW) {
             int ih = oh * d->stride_h - d->pad_t + kh;
             if (ih < 0 || ih >= d->H || lo == hi) { memset(dst, 0, sizeof(float) * OW); continue; }
-            const float *src = xn + ((long)c * d->H + ih) * d->W + ((long)lo * d->stride_w - d->pad_l + kw);
+            const float *src = xn + ((int64_t)c * d->H + ih) * d->W + ((int64_t)lo * d->stride_w - d->pad_l + kw);
             if (lo > 0) memset(dst, 0, sizeof(float) * lo);
             if (d->stride_w == 1) memcpy(dst + lo, src, sizeof(float) * (hi - lo));
             else
-                for (int j = 0; j < hi - lo; j++) dst[lo + j] = src[(long)j * d->stride_w];
+                for (int j = 0; j < hi - lo; j++) dst[lo + j] = src[(int64_t)j * d->stride_w];
             if (hi < OW) memset(dst + hi, 0, sizeof(float) * (OW - hi));
         }
     }
@@ -86,13 +86,13 @@ static void im2col_rows(float *col, int r0, int r1, const float *xn, const rhd_c
 
 /* dst (K, n): the taps of the n output pixels q0 .. q0+n-1 of one image (pixel q = oh*OW + ow),
  * rows ordered as in im2col_rows. One thread; used per slab by the forward pass. */
-static void im2col_range(float *dst, const float *xn, const rhd_conv2d_desc *d, int OW, long q0, long n) {
+static void im2col_range(float *dst, const float *xn, const rhd_conv2d_desc *d, int OW, int64_t q0, int64_t n) {
     const int K = d->Cin * d->KH * d->KW, KK = d->KH * d->KW;
     for (int r = 0; r < K; r++) {
         int c = r / KK, kh = (r % KK) / d->KW, kw = r % d->KW, lo, hi;
         valid_cols(d, OW, kw, &lo, &hi);
-        float *o = dst + (long)r * n;
-        for (long q = q0; q < q0 + n;) { /* one output row segment [ow0, ow1) at a time */
+        float *o = dst + (int64_t)r * n;
+        for (int64_t q = q0; q < q0 + n;) { /* one output row segment [ow0, ow1) at a time */
             int oh = (int)(q / OW), ow0 = (int)(q % OW);
             int ow1 = q0 + n - q < OW - ow0 ? ow0 + (int)(q0 + n - q) : OW;
             int ih = oh * d->stride_h - d->pad_t + kh;
@@ -100,11 +100,11 @@ static void im2col_range(float *dst, const float *xn, const rhd_conv2d_desc *d, 
             if (ih < 0 || ih >= d->H || a >= b) {
                 memset(o, 0, sizeof(float) * (ow1 - ow0));
             } else {
-                const float *src = xn + ((long)c * d->H + ih) * d->W + ((long)a * d->stride_w - d->pad_l + kw);
+                const float *src = xn + ((int64_t)c * d->H + ih) * d->W + ((int64_t)a * d->stride_w - d->pad_l + kw);
                 if (a > ow0) memset(o, 0, sizeof(float) * (a - ow0));
                 if (d->stride_w == 1) memcpy(o + (a - ow0), src, sizeof(float) * (b - a));
                 else
-                    for (int j = 0; j < b - a; j++) o[a - ow0 + j] = src[(long)j * d->stride_w];
+                    for (int j = 0; j < b - a; j++) o[a - ow0 + j] = src[(int64_t)j * d->stride_w];
                 if (b < ow1) memset(o + (b - ow0), 0, sizeof(float) * (ow1 - b));
             }
             o += ow1 - ow0, q += ow1 - ow0;
@@ -116,22 +116,22 @@ static void im2col_range(float *dst, const float *xn, const rhd_conv2d_desc *d, 
  * thread owns whole input channels and adds in a fixed (kh, kw, oh, ow) order. */
 static void col2im_band_add(float *dxn, const float *dcol, const rhd_conv2d_desc *d, int OW, int oh0, int oh1) {
     const int KK = d->KH * d->KW;
-    const long P = (long)(oh1 - oh0) * OW;
+    const int64_t P = (int64_t)(oh1 - oh0) * OW;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < d->Cin; c++) {
         for (int kh = 0; kh < d->KH; kh++)
             for (int kw = 0; kw < d->KW; kw++) {
                 int lo, hi;
                 valid_cols(d, OW, kw, &lo, &hi);
-                const float *src = dcol + ((long)c * KK + kh * d->KW + kw) * P;
+                const float *src = dcol + ((int64_t)c * KK + kh * d->KW + kw) * P;
                 for (int oh = oh0; oh < oh1; oh++, src += OW) {
                     int ih = oh * d->stride_h - d->pad_t + kh;
                     if (ih < 0 || ih >= d->H) continue;
-                    float *dst = dxn + ((long)c * d->H + ih) * d->W + ((long)lo * d->stride_w - d->pad_l + kw);
+                    float *dst = dxn + ((int64_t)c * d->H + ih) * d->W + ((int64_t)lo * d->stride_w - d->pad_l + kw);
                     if (d->stride_w == 1)
                         for (int j = 0; j < hi - lo; j++) dst[j] += src[lo + j];
                     else
-                        for (int j = 0; j < hi - lo; j++) dst[(long)j * d->stride_w] += src[lo + j];
+                        for (int j = 0; j < hi - lo; j++) dst[(int64_t)j * d->stride_w] += src[lo + j];
                 }
             }
     }
@@ -139,8 +139,8 @@ static void col2im_band_add(float *dxn, const float *dcol, const rhd_conv2d_desc
 
 /* Output rows per band so that one band of im2col scratch holds about CONV_BAND_FLOATS. */
 static int band_rows(const rhd_conv2d_desc *d, int OH, int OW) {
-    long per_row = (long)d->Cin * d->KH * d->KW * OW;
-    long r = CONV_BAND_FLOATS / (per_row ? per_row : 1);
+    int64_t per_row = (int64_t)d->Cin * d->KH * d->KW * OW;
+    int64_t r = CONV_BAND_FLOATS / (per_row ? per_row : 1);
     return r < 1 ? 1 : r > OH ? OH : (int)r;
 }
 static size_t band_floats(const rhd_conv2d_desc *d) {
@@ -149,7 +149,7 @@ static size_t band_floats(const rhd_conv2d_desc *d) {
 }
 
 /* Slab width for cutting len items into up to CONV_MAX_SLABS pieces of at least CONV_SLAB_MIN. */
-static long slab_width(long len) {
+static int64_t slab_width(int64_t len) {
     int nsplit = 1;
     while (nsplit < CONV_MAX_SLABS && len / (2 * nsplit) >= CONV_SLAB_MIN) nsplit *= 2;
     return ((len + nsplit - 1) / nsplit + 15) / 16 * 16;
@@ -160,19 +160,19 @@ static long slab_width(long len) {
 static void forward_image(float *yn, const float *xn, const float *W, float beta, const rhd_conv2d_desc *d,
                           float *col) {
     const int OH = rhd_conv2d_out_h(d), OW = rhd_conv2d_out_w(d), K = d->Cin * d->KH * d->KW;
-    const long OHW = (long)OH * OW;
+    const int64_t OHW = (int64_t)OH * OW;
     if (is_pointwise(d)) {
         rhd_sgemm_cpu(0, 0, d->Cout, (int)OHW, d->Cin, 1.0f, W, d->Cin, xn, OHW, beta, yn, OHW);
         return;
     }
     const int rows = band_rows(d, OH, OW);
     for (int oh0 = 0; oh0 < OH; oh0 += rows) {
-        const long P = (long)((oh0 + rows < OH ? oh0 + rows : OH) - oh0) * OW, q0 = (long)oh0 * OW;
-        const long slab = slab_width(P);
+        const int64_t P = (int64_t)((oh0 + rows < OH ? oh0 + rows : OH) - oh0) * OW, q0 = (int64_t)oh0 * OW;
+        const int64_t slab = slab_width(P);
         const int nslab = (int)((P + slab - 1) / slab);
 #pragma omp parallel for schedule(dynamic, 1)
         for (int t = 0; t < nslab; t++) {
-            long p0 = t * slab, n = p0 + slab < P ? slab : P - p0;
+            int64_t p0 = t * slab, n = p0 + slab < P ? slab : P - p0;
             float *cs = col + (size_t)K * p0; /* the slab's own (K, n) part of the scratch */
             im2col_range(cs, xn, d, OW, q0 + p0, n);
             rhd_sgemm_cpu(0, 0, d->Cout, (int)n, K, 1.0f, W, K, cs, n, beta, yn + q0 + p0, OHW);
@@ -182,16 +182,16 @@ static void forward_image(float *yn, const float *xn, const float *W, float beta
 
 static void conv2d_forward_cpu(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b,
                                const rhd_conv2d_desc *d) {
-    const long HW = (long)d->H * d->W, OHW = (long)rhd_conv2d_out_h(d) * rhd_conv2d_out_w(d);
+    const int64_t HW = (int64_t)d->H * d->W, OHW = (int64_t)rhd_conv2d_out_h(d) * rhd_conv2d_out_w(d);
     float *col = rhd_ctx_workspace(ctx, sizeof(float) * (band_floats(d) + 1));
     for (int n = 0; n < d->N; n++) {
-        float *yn = y + (long)n * d->Cout * OHW;
+        float *yn = y + (int64_t)n * d->Cout * OHW;
         if (b) {
 #pragma omp parallel for schedule(static)
             for (int co = 0; co < d->Cout; co++)
-                for (long p = 0; p < OHW; p++) yn[co * OHW + p] = b[co];
+                for (int64_t p = 0; p < OHW; p++) yn[co * OHW + p] = b[co];
         }
-        forward_image(yn, x + (long)n * d->Cin * HW, W, b ? 1.0f : 0.0f, d, col);
+        forward_image(yn, x + (int64_t)n * d->Cin * HW, W, b ? 1.0f : 0.0f, d, col);
     }
 }
 
@@ -209,15 +209,15 @@ static int dx_as_conv(const rhd_conv2d_desc *d, rhd_conv2d_desc *t) {
 static void conv2d_backward_cpu(rhd_ctx *ctx, float *dx, float *dW, float *db, const float *dy, const float *x,
                                 const float *W, const rhd_conv2d_desc *d) {
     const int OH = rhd_conv2d_out_h(d), OW = rhd_conv2d_out_w(d), K = d->Cin * d->KH * d->KW, KK = d->KH * d->KW;
-    const long HW = (long)d->H * d->W, OHW = (long)OH * OW;
+    const int64_t HW = (int64_t)d->H * d->W, OHW = (int64_t)OH * OW;
     if (db) {
 #pragma omp parallel for schedule(static)
         for (int co = 0; co < d->Cout; co++) {
             double s = 0;
             for (int n = 0; n < d->N; n++) {
-                const float *p = dy + ((long)n * d->Cout + co) * OHW;
+                const float *p = dy + ((int64_t)n * d->Cout + co) * OHW;
 #pragma omp simd reduction(+ : s)
-                for (long i = 0; i < OHW; i++) s += p[i];
+                for (int64_t i = 0; i < OHW; i++) s += p[i];
             }
             db[co] += (float)s;
         }
@@ -237,15 +237,15 @@ static void conv2d_backward_cpu(rhd_ctx *ctx, float *dx, float *dW, float *db, c
             for (int co0 = 0; co0 < d->Cout; co0 += TB)
                 for (int ci = ci0; ci < ci0 + TB && ci < d->Cin; ci++)
                     for (int co = co0; co < co0 + TB && co < d->Cout; co++) {
-                        const float *src = W + ((long)co * d->Cin + ci) * KK;
-                        float *dst = Wt + ((long)ci * d->Cout + co) * KK;
+                        const float *src = W + ((int64_t)co * d->Cin + ci) * KK;
+                        float *dst = Wt + ((int64_t)ci * d->Cout + co) * KK;
                         for (int k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
                     }
     }
     const int rows = band_rows(d, OH, OW);
     for (int n = 0; n < d->N; n++) {
-        const float *xn = x + (long)n * d->Cin * HW, *dyn = dy + (long)n * d->Cout * OHW;
-        float *dxn = dx ? dx + (long)n * d->Cin * HW : NULL;
+        const float *xn = x + (int64_t)n * d->Cin * HW, *dyn = dy + (int64_t)n * d->Cout * OHW;
+        float *dxn = dx ? dx + (int64_t)n * d->Cin * HW : NULL;
         if (is_pointwise(d)) {
             if (dxn) rhd_sgemm_cpu(1, 0, d->Cin, (int)HW, d->Cout, 1.0f, W, d->Cin, dyn, HW, 0.0f, dxn, HW);
             if (dW) rhd_sgemm_cpu(0, 1, d->Cout, d->Cin, (int)HW, 1.0f, dyn, HW, xn, HW, 1.0f, dW, d->Cin);
@@ -255,9 +255,9 @@ static void conv2d_backward_cpu(rhd_ctx *ctx, float *dx, float *dW, float *db, c
         else if (dxn) memset(dxn, 0, sizeof(float) * d->Cin * HW);
         for (int oh0 = 0; oh0 < OH && (dW || (dxn && !transposed)); oh0 += rows) {
             int oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
-            const float *dyb = dyn + (long)oh0 * OW;
+            const float *dyb = dyn + (int64_t)oh0 * OW;
             if (dW) { /* dW (Cout,K) += dy_band (Cout,P) col^T, in slabs of dW's columns */
-                const long slab = slab_width(K);
+                const int64_t slab = slab_width(K);
                 const int nslab = (int)((K + slab - 1) / slab);
 #pragma omp parallel for schedule(dynamic, 1)
                 for (int s = 0; s < nslab; s++) {

@@ -10,40 +10,40 @@
 #define CONV_MAX_WORKSPACE (size_t)(2048UL << 20)
 
 /* xp (N,C,Hp,Wp) = x (N,C,H,W) placed at (pt, pl), zeros elsewhere */
-static __global__ void pad_kernel(float *xp, const float *x, long NC, int H, int W, int Hp, int Wp, int pt, int pl) {
-    long total = NC * Hp * Wp;
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x) {
+static __global__ void pad_kernel(float *xp, const float *x, int64_t NC, int H, int W, int Hp, int Wp, int pt, int pl) {
+    int64_t total = NC * Hp * Wp;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         int wp = (int)(i % Wp), hp = (int)((i / Wp) % Hp);
-        long nc = i / ((long)Hp * Wp);
+        int64_t nc = i / ((int64_t)Hp * Wp);
         int h = hp - pt, w = wp - pl;
         xp[i] = h >= 0 && h < H && w >= 0 && w < W ? x[(nc * H + h) * W + w] : 0.0f;
     }
 }
 
 /* dx (N,C,H,W) = the interior of dxp (N,C,Hp,Wp) at (pt, pl) */
-static __global__ void crop_kernel(float *dx, const float *dxp, long NC, int H, int W, int Hp, int Wp, int pt, int pl) {
-    long total = NC * H * W;
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x) {
+static __global__ void crop_kernel(float *dx, const float *dxp, int64_t NC, int H, int W, int Hp, int Wp, int pt, int pl) {
+    int64_t total = NC * H * W;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         int w = (int)(i % W), h = (int)((i / W) % H);
-        long nc = i / ((long)H * W);
+        int64_t nc = i / ((int64_t)H * W);
         dx[i] = dxp[(nc * Hp + h + pt) * Wp + w + pl];
     }
 }
 
 /* y[n, c, :] += b[c] */
-static __global__ void add_bias_kernel(float *y, const float *b, long total, int C, long HW) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x)
+static __global__ void add_bias_kernel(float *y, const float *b, int64_t total, int C, int64_t HW) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
         y[i] += b[(i / HW) % C];
 }
 
 /* db[c] += sum over n and positions of dy[n, c, :]; one block per channel, fixed-order tree. */
-static __global__ void bias_grad_kernel(float *db, const float *dy, int N, int C, long HW) {
+static __global__ void bias_grad_kernel(float *db, const float *dy, int N, int C, int64_t HW) {
     __shared__ double part[256];
     int c = blockIdx.x;
     double s = 0;
     for (int n = 0; n < N; n++) {
-        const float *p = dy + ((long)n * C + c) * HW;
-        for (long i = threadIdx.x; i < HW; i += blockDim.x) s += p[i];
+        const float *p = dy + ((int64_t)n * C + c) * HW;
+        for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) s += p[i];
     }
     part[threadIdx.x] = s;
     __syncthreads();
@@ -148,7 +148,7 @@ static void set_math(const conv_plan *p, cudnnMathType_t algo_math) {
 }
 
 static void launch_pad(rhd_ctx *ctx, float *xp, const float *x, const conv_plan *p, const rhd_conv2d_desc *d) {
-    long NC = (long)d->N * d->Cin;
+    int64_t NC = (int64_t)d->N * d->Cin;
     pad_kernel<<<rhd_grid1d(NC * p->Hp * p->Wp, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(xp, x, NC, d->H, d->W, p->Hp,
                                                                                      p->Wp, d->pad_t, d->pad_l);
     CUDA_CHECK(cudaGetLastError());
@@ -174,7 +174,7 @@ extern "C" void rhd_conv2d_forward_cuda(rhd_ctx *ctx, float *y, const float *x, 
     CUDNN_CHECK(cudnnConvolutionForward(RHD_CUDNN(ctx), &one, p.x, xin, p.w, W, p.conv, a.algo, ws + p.pad_bytes,
                                         ws_bytes, &zero, p.y, y));
     if (b) {
-        long HW = (long)p.OH * p.OW, total = (long)d->N * d->Cout * HW;
+        int64_t HW = (int64_t)p.OH * p.OW, total = (int64_t)d->N * d->Cout * HW;
         add_bias_kernel<<<rhd_grid1d(total, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, b, total, d->Cout, HW);
     }
     plan_close(&p);
@@ -185,7 +185,7 @@ extern "C" void rhd_conv2d_backward_cuda(rhd_ctx *ctx, float *dx, float *dW, flo
                                          const float *x, const float *W, const rhd_conv2d_desc *d) {
     if (db) {
         bias_grad_kernel<<<d->Cout, 256, 0, RHD_CUDA_STREAM(ctx)>>>(db, dy, d->N, d->Cout,
-                                                                    (long)rhd_conv2d_out_h(d) * rhd_conv2d_out_w(d));
+                                                                    (int64_t)rhd_conv2d_out_h(d) * rhd_conv2d_out_w(d));
         CUDA_CHECK(cudaGetLastError());
     }
     if (!dx && !dW) return;
@@ -215,7 +215,7 @@ extern "C" void rhd_conv2d_backward_cuda(rhd_ctx *ctx, float *dx, float *dW, flo
         CUDNN_CHECK(cudnnConvolutionBackwardData(RHD_CUDNN(ctx), &one, p.w, W, p.y, dy, p.conv, ad.algo,
                                                  ws + p.pad_bytes, ws_data, &zero, p.x, p.padded ? pad : dx));
         if (p.padded) {
-            long NC = (long)d->N * d->Cin;
+            int64_t NC = (int64_t)d->N * d->Cin;
             crop_kernel<<<rhd_grid1d(NC * d->H * d->W, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dx, pad, NC, d->H, d->W,
                                                                                              p.Hp, p.Wp, d->pad_t,
                                                                                              d->pad_l);

@@ -2,29 +2,29 @@
 #include "kernels/dropout.h"
 #include "common/cuda_check.h"
 
-static __global__ void dropout_kernel(float *y, const float *x, long n, float p, float s, uint64_t seed,
+static __global__ void dropout_kernel(float *y, const float *x, int64_t n, float p, float s, uint64_t seed,
                                       uint64_t stream, uint64_t offset) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = rhd_dropout_elem(x[i], p, s, seed, stream, offset + (uint64_t)i);
 }
 
-static __global__ void modulate_kernel(float *y, const float *x, const float *scale, const float *shift, long ld,
-                                       int C, long HW, long n) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        long nc = i / HW;
-        long k = nc / C * ld + nc % C;
+static __global__ void modulate_kernel(float *y, const float *x, const float *scale, const float *shift, int64_t ld,
+                                       int C, int64_t HW, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t nc = i / HW;
+        int64_t k = nc / C * ld + nc % C;
         y[i] = scale ? rhd_modulate_elem(x[i], scale[k], shift[k]) : __fadd_rn(x[i], shift[k]);
     }
 }
 
 /* One block per (n, c): double partial sums per thread, combined in a fixed tree; then dx. */
 static __global__ void modulate_backward_kernel(float *dx, float *dscale, float *dshift, const float *dy,
-                                                const float *x, const float *scale, long ld, int C, long HW) {
+                                                const float *x, const float *scale, int64_t ld, int C, int64_t HW) {
     __shared__ double sa[256], sb[256];
-    long nc = blockIdx.x, k = nc / C * ld + nc % C;
+    int64_t nc = blockIdx.x, k = nc / C * ld + nc % C;
     const float *g = dy + nc * HW, *xp = x + nc * HW;
     double a = 0, b = 0;
-    for (long i = threadIdx.x; i < HW; i += blockDim.x) a += (double)g[i] * xp[i], b += g[i];
+    for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) a += (double)g[i] * xp[i], b += g[i];
     sa[threadIdx.x] = a, sb[threadIdx.x] = b;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
@@ -33,7 +33,7 @@ static __global__ void modulate_backward_kernel(float *dx, float *dscale, float 
     }
     if (dx) {
         float m = scale ? __fadd_rn(1.0f, scale[k]) : 1.0f;
-        for (long i = threadIdx.x; i < HW; i += blockDim.x) dx[nc * HW + i] = __fmul_rn(g[i], m);
+        for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) dx[nc * HW + i] = __fmul_rn(g[i], m);
     }
     if (threadIdx.x == 0) {
         if (dscale) dscale[k] = (float)sa[0];
@@ -43,7 +43,7 @@ static __global__ void modulate_backward_kernel(float *dx, float *dscale, float 
 
 // launchers
 
-extern "C" void rhd_dropout_forward_cuda(rhd_ctx *ctx, float *y, const float *x, long n, float p, uint64_t seed,
+extern "C" void rhd_dropout_forward_cuda(rhd_ctx *ctx, float *y, const float *x, int64_t n, float p, uint64_t seed,
                                          uint64_t stream, uint64_t offset) {
     dropout_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, x, n, p, rhd_dropout_scale(p), seed, stream,
                                                                          offset);
@@ -51,15 +51,15 @@ extern "C" void rhd_dropout_forward_cuda(rhd_ctx *ctx, float *y, const float *x,
 }
 
 extern "C" void rhd_modulate_forward_cuda(rhd_ctx *ctx, float *y, const float *x, const float *scale,
-                                          const float *shift, long ld, int N, int C, long HW) {
-    long n = (long)N * C * HW;
+                                          const float *shift, int64_t ld, int N, int C, int64_t HW) {
+    int64_t n = (int64_t)N * C * HW;
     modulate_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, x, scale, shift, ld, C, HW, n);
     CUDA_CHECK(cudaGetLastError());
 }
 
 extern "C" void rhd_modulate_backward_cuda(rhd_ctx *ctx, float *dx, float *dscale, float *dshift, const float *dy,
-                                           const float *x, const float *scale, long ld, int N, int C, long HW) {
-    modulate_backward_kernel<<<(unsigned)((long)N * C), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dx, dscale, dshift, dy, x,
+                                           const float *x, const float *scale, int64_t ld, int N, int C, int64_t HW) {
+    modulate_backward_kernel<<<(unsigned)((int64_t)N * C), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dx, dscale, dshift, dy, x,
                                                                                         scale, ld, C, HW);
     CUDA_CHECK(cudaGetLastError());
 }

@@ -28,26 +28,26 @@
 extern "C" {
 #endif
 /* y (n) = dropout(x (n)) with the mask of elements offset .. offset+n-1 of (seed, stream) */
-void rhd_dropout_forward(rhd_ctx *ctx, float *y, const float *x, long n, float p, uint64_t seed, uint64_t stream,
+void rhd_dropout_forward(rhd_ctx *ctx, float *y, const float *x, int64_t n, float p, uint64_t seed, uint64_t stream,
                          uint64_t offset);
 /* dx (n) = the same mask and scale applied to dy (n) */
-void rhd_dropout_backward(rhd_ctx *ctx, float *dx, const float *dy, long n, float p, uint64_t seed, uint64_t stream,
+void rhd_dropout_backward(rhd_ctx *ctx, float *dx, const float *dy, int64_t n, float p, uint64_t seed, uint64_t stream,
                           uint64_t offset);
 
 /* y (N,C,HW) = x * (1 + scale) + shift, or x + shift when scale is NULL */
-void rhd_modulate_forward(rhd_ctx *ctx, float *y, const float *x, const float *scale, const float *shift, long ld,
-                          int N, int C, long HW);
+void rhd_modulate_forward(rhd_ctx *ctx, float *y, const float *x, const float *scale, const float *shift, int64_t ld,
+                          int N, int C, int64_t HW);
 /* dx (N,C,HW) =, dscale, dshift (N rows of stride ld) = */
 void rhd_modulate_backward(rhd_ctx *ctx, float *dx, float *dscale, float *dshift, const float *dy, const float *x,
-                           const float *scale, long ld, int N, int C, long HW);
+                           const float *scale, int64_t ld, int N, int C, int64_t HW);
 
 #ifdef RHD_CUDA
-void rhd_dropout_forward_cuda(rhd_ctx *ctx, float *y, const float *x, long n, float p, uint64_t seed,
+void rhd_dropout_forward_cuda(rhd_ctx *ctx, float *y, const float *x, int64_t n, float p, uint64_t seed,
                               uint64_t stream, uint64_t offset);
 void rhd_modulate_forward_cuda(rhd_ctx *ctx, float *y, const float *x, const float *scale, const float *shift,
-                               long ld, int N, int C, long HW);
+                               int64_t ld, int N, int C, int64_t HW);
 void rhd_modulate_backward_cuda(rhd_ctx *ctx, float *dx, float *dscale, float *dshift, const float *dy,
-                                const float *x, const float *scale, long ld, int N, int C, long HW);
+                                const float *x, const float *scale, int64_t ld, int N, int C, int64_t HW);
 #endif
 #ifdef __cplusplus
 }

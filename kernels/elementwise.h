@@ -22,32 +22,33 @@
  * CUDA agree bit for bit. */
 #ifndef RHD_KERNELS_ELEMENTWISE_H
 #define RHD_KERNELS_ELEMENTWISE_H
+#include <stdint.h>
 #include "common/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 /* y (n) = a (n) + b (n) */
-void rhd_add_forward(rhd_ctx *ctx, float *y, const float *a, const float *b, long n);
+void rhd_add_forward(rhd_ctx *ctx, float *y, const float *a, const float *b, int64_t n);
 /* da (n) = dy; db (n) = dy */
-void rhd_add_backward(rhd_ctx *ctx, float *da, float *db, const float *dy, long n);
+void rhd_add_backward(rhd_ctx *ctx, float *da, float *db, const float *dy, int64_t n);
 /* y (B,C,R) = x (B,R,C) transposed per batch item */
-void rhd_transpose_forward(rhd_ctx *ctx, float *y, const float *x, int B, long R, long C);
+void rhd_transpose_forward(rhd_ctx *ctx, float *y, const float *x, int B, int64_t R, int64_t C);
 /* dx (B,R,C) = dy (B,C,R) transposed per batch item */
-void rhd_transpose_backward(rhd_ctx *ctx, float *dx, const float *dy, int B, long R, long C);
+void rhd_transpose_backward(rhd_ctx *ctx, float *dx, const float *dy, int B, int64_t R, int64_t C);
 /* y[r, 0:width] (row stride ldy) = x[r, 0:width] (row stride ldx), r < rows */
-void rhd_copy_cols(rhd_ctx *ctx, float *y, long ldy, const float *x, long ldx, long width, long rows);
+void rhd_copy_cols(rhd_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t width, int64_t rows);
 /* y (n) = s * x (n) */
-void rhd_scale(rhd_ctx *ctx, float *y, const float *x, float s, long n);
+void rhd_scale(rhd_ctx *ctx, float *y, const float *x, float s, int64_t n);
 /* y (n) += x (n)^2 / d */
-void rhd_sqr_acc(rhd_ctx *ctx, float *y, const float *x, float d, long n);
+void rhd_sqr_acc(rhd_ctx *ctx, float *y, const float *x, float d, int64_t n);
 
 #ifdef RHD_CUDA
-void rhd_add_forward_cuda(rhd_ctx *ctx, float *y, const float *a, const float *b, long n);
-void rhd_transpose_forward_cuda(rhd_ctx *ctx, float *y, const float *x, int B, long R, long C);
-void rhd_copy_cols_cuda(rhd_ctx *ctx, float *y, long ldy, const float *x, long ldx, long width, long rows);
-void rhd_scale_cuda(rhd_ctx *ctx, float *y, const float *x, float s, long n);
-void rhd_sqr_acc_cuda(rhd_ctx *ctx, float *y, const float *x, float d, long n);
+void rhd_add_forward_cuda(rhd_ctx *ctx, float *y, const float *a, const float *b, int64_t n);
+void rhd_transpose_forward_cuda(rhd_ctx *ctx, float *y, const float *x, int B, int64_t R, int64_t C);
+void rhd_copy_cols_cuda(rhd_ctx *ctx, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t width, int64_t rows);
+void rhd_scale_cuda(rhd_ctx *ctx, float *y, const float *x, float s, int64_t n);
+void rhd_sqr_acc_cuda(rhd_ctx *ctx, float *y, const float *x, float d, int64_t n);
 #endif
 #ifdef __cplusplus
 }

@@ -10,5 +10,5 @@ void rhd_timestep_embed_forward(rhd_ctx *ctx, float *y, const float *t, int B, i
     }
 #endif
     for (int b = 0; b < B; b++)
-        for (int j = 0; j < dim; j++) y[(long)b * dim + j] = rhd_timestep_embed_elem(t[b], j, dim);
+        for (int j = 0; j < dim; j++) y[(int64_t)b * dim + j] = rhd_timestep_embed_elem(t[b], j, dim);
 }

@@ -10,6 +10,7 @@
  * gradient (the learned layers after the embedding take y as their input). */
 #ifndef RHD_KERNELS_EMBED_H
 #define RHD_KERNELS_EMBED_H
+#include <stdint.h>
 #include <math.h>
 #include "common/backend.h"
 #include "common/hd.h"

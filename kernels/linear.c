@@ -16,18 +16,18 @@
 #define GEMM_KCHUNK 1024                  /* few slabs and a long K: K is cut into chunks */
 #define GEMM_MAX_KCHUNKS 16
 
-static void sgemm1(int transA, int transB, int M, int N, int K, float alpha, const float *A, long lda, const float *B,
-                   long ldb, float beta, float *C, long ldc) {
+static void sgemm1(int transA, int transB, int M, int N, int K, float alpha, const float *A, int64_t lda, const float *B,
+                   int64_t ldb, float beta, float *C, int64_t ldc) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha,
                 A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, const float *A, long lda, const float *B,
-                   long ldb, float beta, float *C, long ldc) {
+void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, const float *A, int64_t lda, const float *B,
+                   int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* no product: C = beta C (sgemm would leave C alone for K = 0) */
         for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) C[(long)m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[(long)m * ldc + n];
+            for (int n = 0; n < N; n++) C[(int64_t)m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[(int64_t)m * ldc + n];
         return;
     }
     int nested = 0; /* inside a parallel region (even a one-thread one): one call, as documented */
@@ -50,7 +50,7 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
     if (nk == 1) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int t = 0; t < nslab; t++) {
-            long lo = (long)t * slab, n = lo + slab < len ? slab : len - lo;
+            int64_t lo = (int64_t)t * slab, n = lo + slab < len ? slab : len - lo;
             if (split_n) /* columns [lo, lo+n) of C and of op(B) */
                 sgemm1(transA, transB, M, (int)n, K, alpha, A, lda, transB ? B + lo * ldb : B + lo, ldb, beta, C + lo,
                        ldc);
@@ -62,20 +62,20 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
     }
     /* C is small and K long (a weight gradient over a big batch): products of K chunks into
      * scratch, then added in chunk order. */
-    const long MN = (long)M * N;
+    const int64_t MN = (int64_t)M * N;
     float *part = rhd_xmalloc(sizeof(float) * nk * MN);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int c = 0; c < nk; c++) {
-        long k0 = (long)K * c / nk, k1 = (long)K * (c + 1) / nk;
+        int64_t k0 = (int64_t)K * c / nk, k1 = (int64_t)K * (c + 1) / nk;
         sgemm1(transA, transB, M, N, (int)(k1 - k0), alpha, transA ? A + k0 * lda : A + k0, lda,
                transB ? B + k0 : B + k0 * ldb, ldb, 0.0f, part + c * MN, N);
     }
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            float s = part[(long)m * N + n];
-            for (int c = 1; c < nk; c++) s += part[c * MN + (long)m * N + n];
-            float *o = C + (long)m * ldc + n;
+            float s = part[(int64_t)m * N + n];
+            for (int c = 1; c < nk; c++) s += part[c * MN + (int64_t)m * N + n];
+            float *o = C + (int64_t)m * ldc + n;
             *o = beta == 0.0f ? s : beta * *o + s;
         }
     free(part);
@@ -83,7 +83,7 @@ void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, con
 
 /* Batches of small products run one product per thread; large ones split each product. */
 static void matmul_cpu(float *C, const float *A, const float *B, int batch, int M, int N, int K, int transA, int transB,
-                       float alpha, float beta, long lda, long sA, long ldb, long sB, long ldc, long sC) {
+                       float alpha, float beta, int64_t lda, int64_t sA, int64_t ldb, int64_t sB, int64_t ldc, int64_t sC) {
     if (batch > 1 && (double)M * N * K < 4.0 * GEMM_PARALLEL_MIN_MACS) {
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < batch; i++)
@@ -104,7 +104,7 @@ static void col_sum_acc_cpu(float *db, const float *dy, int rows, int cols) {
         int c0 = blk * CB, c1 = c0 + CB < cols ? c0 + CB : cols;
         double acc[CB] = {0};
         for (int r = 0; r < rows; r++) {
-            const float *row = dy + (long)r * cols;
+            const float *row = dy + (int64_t)r * cols;
             for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
         }
         for (int c = c0; c < c1; c++) db[c] += (float)acc[c - c0];
@@ -114,7 +114,7 @@ static void col_sum_acc_cpu(float *db, const float *dy, int rows, int cols) {
 static void linear_forward_cpu(float *y, const float *x, const float *W, const float *b, int N, int in, int out) {
     if (b) {
 #pragma omp parallel for schedule(static)
-        for (long n = 0; n < N; n++) memcpy(y + n * out, b, sizeof(float) * out);
+        for (int64_t n = 0; n < N; n++) memcpy(y + n * out, b, sizeof(float) * out);
     }
     matmul_cpu(y, x, W, 1, N, out, in, 0, 1, 1.0f, b ? 1.0f : 0.0f, in, 0, in, 0, out, 0);
 }
@@ -146,8 +146,8 @@ void rhd_linear_backward(rhd_ctx *ctx, float *dx, float *dW, float *db, const fl
 }
 
 void rhd_matmul_strided_batched(rhd_ctx *ctx, float *C, const float *A, const float *B, int batch, int M, int N, int K,
-                                int transA, int transB, float alpha, float beta, long lda, long strideA, long ldb,
-                                long strideB, long ldc, long strideC) {
+                                int transA, int transB, float alpha, float beta, int64_t lda, int64_t strideA, int64_t ldb,
+                                int64_t strideB, int64_t ldc, int64_t strideC) {
     RHD_ASSERT(batch >= 0 && M >= 0 && N >= 0 && K >= 0);
     RHD_ASSERT(lda >= (transA ? M : K) && ldb >= (transB ? K : N) && ldc >= N);
     RHD_ASSERT(lda >= 1 && ldb >= 1 && ldc >= 1);
@@ -164,7 +164,7 @@ void rhd_matmul_strided_batched(rhd_ctx *ctx, float *C, const float *A, const fl
 
 void rhd_matmul(rhd_ctx *ctx, float *C, const float *A, const float *B, int M, int N, int K, int transA, int transB,
                 float alpha, float beta) {
-    long lda = transA ? M : K, ldb = transB ? K : N, ldc = N;
+    int64_t lda = transA ? M : K, ldb = transB ? K : N, ldc = N;
     rhd_matmul_strided_batched(ctx, C, A, B, 1, M, N, K, transA, transB, alpha, beta, lda > 1 ? lda : 1, 0,
                                ldb > 1 ? ldb : 1, 0, ldc > 1 ? ldc : 1, 0);
 }

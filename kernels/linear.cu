@@ -3,9 +3,9 @@
 #include "common/cuda_check.h"
 
 /* y[n, :] = b for every row n */
-static __global__ void fill_rows_kernel(float *y, const float *b, long rows, int cols) {
-    long total = rows * cols;
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x)
+static __global__ void fill_rows_kernel(float *y, const float *b, int64_t rows, int cols) {
+    int64_t total = rows * cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = b[i % cols];
 }
 
@@ -16,7 +16,7 @@ static __global__ void col_sum_acc_kernel(float *db, const float *dy, int rows, 
     int c = blockIdx.x * 32 + threadIdx.x;
     double s = 0;
     if (c < cols)
-        for (int r = threadIdx.y; r < rows; r += blockDim.y) s += dy[(long)r * cols + c];
+        for (int r = threadIdx.y; r < rows; r += blockDim.y) s += dy[(int64_t)r * cols + c];
     part[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && c < cols) {
@@ -26,9 +26,9 @@ static __global__ void col_sum_acc_kernel(float *db, const float *dy, int rows, 
     }
 }
 
-static __global__ void scale_kernel(float *c, int M, int N, long ldc, float beta) {
-    long total = (long)M * N;
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x) {
+static __global__ void scale_kernel(float *c, int M, int N, int64_t ldc, float beta) {
+    int64_t total = (int64_t)M * N;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         float *p = c + (i / N) * ldc + i % N;
         *p = beta == 0.0f ? 0.0f : beta * *p;
     }
@@ -38,11 +38,11 @@ static __global__ void scale_kernel(float *c, int M, int N, long ldc, float beta
 
 extern "C" void rhd_matmul_strided_batched_cuda(rhd_ctx *ctx, float *C, const float *A, const float *B, int batch,
                                                 int M, int N, int K, int transA, int transB, float alpha, float beta,
-                                                long lda, long strideA, long ldb, long strideB, long ldc,
-                                                long strideC) {
+                                                int64_t lda, int64_t strideA, int64_t ldb, int64_t strideB, int64_t ldc,
+                                                int64_t strideC) {
     if (K == 0) { /* no product: C = beta C */
         for (int i = 0; i < batch; i++)
-            scale_kernel<<<rhd_grid1d((long)M * N, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(C + i * strideC, M, N, ldc, beta);
+            scale_kernel<<<rhd_grid1d((int64_t)M * N, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(C + i * strideC, M, N, ldc, beta);
         CUDA_CHECK(cudaGetLastError());
         return;
     }
@@ -60,7 +60,7 @@ extern "C" void rhd_matmul_strided_batched_cuda(rhd_ctx *ctx, float *C, const fl
 extern "C" void rhd_linear_forward_cuda(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N,
                                         int in, int out) {
     if (b) {
-        fill_rows_kernel<<<rhd_grid1d((long)N * out, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, b, N, out);
+        fill_rows_kernel<<<rhd_grid1d((int64_t)N * out, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, b, N, out);
         CUDA_CHECK(cudaGetLastError());
     }
     rhd_matmul_strided_batched_cuda(ctx, y, x, W, 1, N, out, in, 0, 1, 1.0f, b ? 1.0f : 0.0f, in, 0, in, 0, out, 0);

@@ -22,6 +22,7 @@
  * so results do not depend on the thread count. */
 #ifndef RHD_KERNELS_LINEAR_H
 #define RHD_KERNELS_LINEAR_H
+#include <stdint.h>
 #include "common/backend.h"
 
 #ifdef __cplusplus
@@ -43,24 +44,24 @@ void rhd_matmul(rhd_ctx *ctx, float *C, const float *A, const float *B, int M, i
  * may be 0 (one operand shared by the whole batch), e.g. per-head attention over a head-major
  * [T, 3C] qkv buffer: A = q of head h at qkv + 3*d*h, lda = 3C, strideA = 3*d. */
 void rhd_matmul_strided_batched(rhd_ctx *ctx, float *C, const float *A, const float *B, int batch, int M, int N, int K,
-                                int transA, int transB, float alpha, float beta, long lda, long strideA, long ldb,
-                                long strideB, long ldc, long strideC);
+                                int transA, int transB, float alpha, float beta, int64_t lda, int64_t strideA, int64_t ldb,
+                                int64_t strideB, int64_t ldc, int64_t strideC);
 
 /* The CPU GEMM behind every op (row-major, BLAS argument order): C (M,N) = alpha op(A) op(B) +
  * beta C. Cuts C into slabs of 128 rows or columns (and a long K into chunks when C is small),
  * each piece one single-threaded cblas_sgemm on an OpenMP thread; inside an OpenMP parallel
  * region it runs on the calling thread. The first call sets OpenBLAS to one thread for the whole
  * process: call this, not cblas_sgemm, so that the two thread pools never meet. */
-void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, const float *A, long lda, const float *B,
-                   long ldb, float beta, float *C, long ldc);
+void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, const float *A, int64_t lda, const float *B,
+                   int64_t ldb, float beta, float *C, int64_t ldc);
 
 #ifdef RHD_CUDA
 void rhd_linear_forward_cuda(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in, int out);
 void rhd_linear_backward_cuda(rhd_ctx *ctx, float *dx, float *dW, float *db, const float *dy, const float *x,
                               const float *W, int N, int in, int out);
 void rhd_matmul_strided_batched_cuda(rhd_ctx *ctx, float *C, const float *A, const float *B, int batch, int M, int N,
-                                     int K, int transA, int transB, float alpha, float beta, long lda, long strideA,
-                                     long ldb, long strideB, long ldc, long strideC);
+                                     int K, int transA, int transB, float alpha, float beta, int64_t lda, int64_t strideA,
+                                     int64_t ldb, int64_t strideB, int64_t ldc, int64_t strideC);
 #endif
 #ifdef __cplusplus
 }

@@ -5,10 +5,10 @@
 
 /* sum and sum of squares of n floats, in double (the simd reduction order is fixed at compile
  * time, so the result is the same on every run and for every thread count) */
-static void sum_sq(const float *x, long n, double *s_out, double *s2_out) {
+static void sum_sq(const float *x, int64_t n, double *s_out, double *s2_out) {
     double s = 0, s2 = 0;
 #pragma omp simd reduction(+ : s, s2)
-    for (long i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i++) {
         double v = x[i];
         s += v;
         s2 += v * v;
@@ -17,7 +17,7 @@ static void sum_sq(const float *x, long n, double *s_out, double *s2_out) {
 }
 
 /* mean and 1/sqrt(biased variance + eps) of n values from their sums */
-static void finish_stats(double s, double s2, long n, float eps, float *mean, float *rstd) {
+static void finish_stats(double s, double s2, int64_t n, float eps, float *mean, float *rstd) {
     double m = s / n, var = s2 / n - m * m;
     if (var < 0) var = 0;
     *mean = (float)m;
@@ -27,11 +27,11 @@ static void finish_stats(double s, double s2, long n, float eps, float *mean, fl
 // GroupNorm
 
 static void groupnorm_forward_cpu(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                                  const float *beta, int N, int C, long HW, int G, float eps) {
+                                  const float *beta, int N, int C, int64_t HW, int G, float eps) {
     const int Cg = C / G;
-    const long L = Cg * HW, rows = (long)N * G;
+    const int64_t L = Cg * HW, rows = (int64_t)N * G;
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; r++) {
+    for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * L;
         float *yr = y + r * L, m, rs;
         double s, s2;
@@ -44,7 +44,7 @@ static void groupnorm_forward_cpu(float *y, float *mean, float *rstd, const floa
             float a = gamma ? rs * gamma[c] : rs, b = beta ? beta[c] : 0.0f;
             const float *xc = xr + k * HW;
             float *yc = yr + k * HW;
-            for (long i = 0; i < HW; i++) yc[i] = (xc[i] - m) * a + b;
+            for (int64_t i = 0; i < HW; i++) yc[i] = (xc[i] - m) * a + b;
         }
     }
 }
@@ -54,17 +54,17 @@ static void groupnorm_forward_cpu(float *y, float *mean, float *rstd, const floa
  * Pass 1 sums dy and dy*x per (n, c) in double; the group sums and the parameter gradients are
  * assembled from those, so x and dy are read twice in all. */
 static void groupnorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                   const float *mean, const float *rstd, const float *gamma, int N, int C, long HW,
+                                   const float *mean, const float *rstd, const float *gamma, int N, int C, int64_t HW,
                                    int G) {
     const int Cg = C / G;
-    const long L = Cg * HW, NC = (long)N * C;
+    const int64_t L = Cg * HW, NC = (int64_t)N * C;
     double *sums = rhd_xmalloc(sizeof(double) * 2 * NC); /* (N,C) pairs: sum dy, sum dy*x */
 #pragma omp parallel for schedule(static)
-    for (long nc = 0; nc < NC; nc++) {
+    for (int64_t nc = 0; nc < NC; nc++) {
         const float *dyc = dy + nc * HW, *xc = x + nc * HW;
         double s = 0, sx = 0;
 #pragma omp simd reduction(+ : s, sx)
-        for (long i = 0; i < HW; i++) {
+        for (int64_t i = 0; i < HW; i++) {
             s += dyc[i];
             sx += (double)dyc[i] * xc[i];
         }
@@ -72,8 +72,8 @@ static void groupnorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const
     }
     if (dx) {
 #pragma omp parallel for schedule(static)
-        for (long r = 0; r < (long)N * G; r++) {
-            const long n = r / G, c0 = (r % G) * Cg;
+        for (int64_t r = 0; r < (int64_t)N * G; r++) {
+            const int64_t n = r / G, c0 = (r % G) * Cg;
             const double m = mean[r], rs = rstd[r];
             double A = 0, B = 0; /* sum g, sum g*xhat over the group */
             for (int k = 0; k < Cg; k++) {
@@ -85,8 +85,8 @@ static void groupnorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const
             const float k0 = (float)(-rs * A / L), k2 = (float)(-rs * rs * B / L), mf = mean[r];
             for (int k = 0; k < Cg; k++) {
                 const float k1 = (float)(rs * (gamma ? gamma[c0 + k] : 1.0f));
-                const long off = (r * Cg + k) * HW;
-                for (long i = 0; i < HW; i++) dx[off + i] = k1 * dy[off + i] + k2 * (x[off + i] - mf) + k0;
+                const int64_t off = (r * Cg + k) * HW;
+                for (int64_t i = 0; i < HW; i++) dx[off + i] = k1 * dy[off + i] + k2 * (x[off + i] - mf) + k0;
             }
         }
     }
@@ -95,8 +95,8 @@ static void groupnorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const
         for (int c = 0; c < C; c++) {
             double sg = 0, sb = 0;
             for (int n = 0; n < N; n++) {
-                const long r = (long)n * G + c / Cg;
-                const double *sc = sums + 2 * ((long)n * C + c);
+                const int64_t r = (int64_t)n * G + c / Cg;
+                const double *sc = sums + 2 * ((int64_t)n * C + c);
                 sg += (sc[1] - (double)mean[r] * sc[0]) * rstd[r];
                 sb += sc[0];
             }
@@ -110,9 +110,9 @@ static void groupnorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const
 // LayerNorm
 
 static void layernorm_forward_cpu(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                                  const float *beta, long N, int D, float eps) {
+                                  const float *beta, int64_t N, int D, float eps) {
 #pragma omp parallel for schedule(static)
-    for (long n = 0; n < N; n++) {
+    for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * D;
         float *yr = y + n * D, m, rs;
         double s, s2;
@@ -125,10 +125,10 @@ static void layernorm_forward_cpu(float *y, float *mean, float *rstd, const floa
 }
 
 static void layernorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                   const float *mean, const float *rstd, const float *gamma, long N, int D) {
+                                   const float *mean, const float *rstd, const float *gamma, int64_t N, int D) {
     if (dx) {
 #pragma omp parallel for schedule(static)
-        for (long n = 0; n < N; n++) {
+        for (int64_t n = 0; n < N; n++) {
             const float *dyr = dy + n * D, *xr = x + n * D, m = mean[n], rs = rstd[n];
             double A = 0, B = 0; /* sum g, sum g*xhat with g = dy*gamma */
 #pragma omp simd reduction(+ : A, B)
@@ -152,7 +152,7 @@ static void layernorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const
         for (int blk = 0; blk < nb; blk++) {
             const int d0 = blk * CB, d1 = d0 + CB < D ? d0 + CB : D;
             double sg[CB] = {0}, sb[CB] = {0};
-            for (long n = 0; n < N; n++) {
+            for (int64_t n = 0; n < N; n++) {
                 const float *dyr = dy + n * D, *xr = x + n * D, m = mean[n], rs = rstd[n];
                 for (int d = d0; d < d1; d++) {
                     sg[d - d0] += (double)dyr[d] * ((xr[d] - m) * rs);
@@ -170,7 +170,7 @@ static void layernorm_backward_cpu(float *dx, float *dgamma, float *dbeta, const
 // dispatch
 
 void rhd_groupnorm_forward(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                           const float *beta, int N, int C, long HW, int G, float eps) {
+                           const float *beta, int N, int C, int64_t HW, int G, float eps) {
     RHD_ASSERT(N >= 0 && C > 0 && HW > 0 && G > 0 && C % G == 0 && eps >= 0);
     if (N == 0) return;
 #ifdef RHD_CUDA
@@ -183,7 +183,7 @@ void rhd_groupnorm_forward(rhd_ctx *ctx, float *y, float *mean, float *rstd, con
 }
 
 void rhd_groupnorm_backward(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                            const float *mean, const float *rstd, const float *gamma, int N, int C, long HW, int G) {
+                            const float *mean, const float *rstd, const float *gamma, int N, int C, int64_t HW, int G) {
     RHD_ASSERT(N >= 0 && C > 0 && HW > 0 && G > 0 && C % G == 0);
     if (N == 0 || (!dx && !dgamma && !dbeta)) return;
 #ifdef RHD_CUDA
@@ -196,7 +196,7 @@ void rhd_groupnorm_backward(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta
 }
 
 void rhd_layernorm_forward(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                           const float *beta, long N, int D, float eps) {
+                           const float *beta, int64_t N, int D, float eps) {
     RHD_ASSERT(N >= 0 && D > 0 && eps >= 0);
     if (N == 0) return;
 #ifdef RHD_CUDA
@@ -209,7 +209,7 @@ void rhd_layernorm_forward(rhd_ctx *ctx, float *y, float *mean, float *rstd, con
 }
 
 void rhd_layernorm_backward(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                            const float *mean, const float *rstd, const float *gamma, long N, int D) {
+                            const float *mean, const float *rstd, const float *gamma, int64_t N, int D) {
     RHD_ASSERT(N >= 0 && D > 0);
     if (N == 0 || (!dx && !dgamma && !dbeta)) return;
 #ifdef RHD_CUDA

@@ -33,13 +33,13 @@ static __device__ void block_sum2(double &a, double &b) {
 
 /* part[(row*nchunk + chunk)*2 + {0,1}] = sum, sum of squares of one chunk of one row.
  * grid (rows, nchunk) */
-static __global__ void gn_stats_partial_kernel(double *part, const float *x, long L, int nchunk) {
-    long row = blockIdx.x;
+static __global__ void gn_stats_partial_kernel(double *part, const float *x, int64_t L, int nchunk) {
+    int64_t row = blockIdx.x;
     int ch = blockIdx.y;
-    long beg = (long)ch * GN_CHUNK, end = beg + GN_CHUNK < L ? beg + GN_CHUNK : L;
+    int64_t beg = (int64_t)ch * GN_CHUNK, end = beg + GN_CHUNK < L ? beg + GN_CHUNK : L;
     const float *xr = x + row * L;
     double s = 0, s2 = 0;
-    for (long i = beg + threadIdx.x; i < end; i += blockDim.x) {
+    for (int64_t i = beg + threadIdx.x; i < end; i += blockDim.x) {
         double v = xr[i];
         s += v, s2 += v * v;
     }
@@ -47,9 +47,9 @@ static __global__ void gn_stats_partial_kernel(double *part, const float *x, lon
     if (threadIdx.x == 0) part[(row * nchunk + ch) * 2] = s, part[(row * nchunk + ch) * 2 + 1] = s2;
 }
 
-static __global__ void gn_stats_final_kernel(float *mean, float *rstd, const double *part, long rows, int nchunk,
-                                             long L, float eps) {
-    long r = blockIdx.x * (long)blockDim.x + threadIdx.x;
+static __global__ void gn_stats_final_kernel(float *mean, float *rstd, const double *part, int64_t rows, int nchunk,
+                                             int64_t L, float eps) {
+    int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (r >= rows) return;
     double s = 0, s2 = 0;
     for (int k = 0; k < nchunk; k++) s += part[(r * nchunk + k) * 2], s2 += part[(r * nchunk + k) * 2 + 1];
@@ -60,33 +60,33 @@ static __global__ void gn_stats_final_kernel(float *mean, float *rstd, const dou
 }
 
 static __global__ void gn_apply_kernel(float *y, const float *x, const float *mean, const float *rstd,
-                                       const float *gamma, const float *beta, int C, long HW, int Cg, long total) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x) {
-        long nc = i / HW;
+                                       const float *gamma, const float *beta, int C, int64_t HW, int Cg, int64_t total) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t nc = i / HW;
         int c = (int)(nc % C);
-        long r = (nc / C) * (C / Cg) + c / Cg;
+        int64_t r = (nc / C) * (C / Cg) + c / Cg;
         float a = gamma ? rstd[r] * gamma[c] : rstd[r], b = beta ? beta[c] : 0.0f;
         y[i] = (x[i] - mean[r]) * a + b;
     }
 }
 
 /* sums[nc*2 + {0,1}] = sum dy, sum dy*x over the HW positions of (n, c); one block each */
-static __global__ void gn_bwd_chan_kernel(double *sums, const float *dy, const float *x, long HW) {
-    long nc = blockIdx.x;
+static __global__ void gn_bwd_chan_kernel(double *sums, const float *dy, const float *x, int64_t HW) {
+    int64_t nc = blockIdx.x;
     const float *d = dy + nc * HW, *xc = x + nc * HW;
     double s = 0, sx = 0;
-    for (long i = threadIdx.x; i < HW; i += blockDim.x) s += d[i], sx += (double)d[i] * xc[i];
+    for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) s += d[i], sx += (double)d[i] * xc[i];
     block_sum2(s, sx);
     if (threadIdx.x == 0) sums[nc * 2] = s, sums[nc * 2 + 1] = sx;
 }
 
 /* Per group row: coef[r*2] = -rstd*mean(g), coef[r*2+1] = -rstd^2*mean(g*xhat), g = dy*gamma */
 static __global__ void gn_bwd_rows_kernel(float *coef, const double *sums, const float *mean, const float *rstd,
-                                          const float *gamma, long rows, int C, int G, long HW) {
-    long r = blockIdx.x * (long)blockDim.x + threadIdx.x;
+                                          const float *gamma, int64_t rows, int C, int G, int64_t HW) {
+    int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (r >= rows) return;
     int Cg = C / G;
-    long n = r / G, c0 = (r % G) * Cg;
+    int64_t n = r / G, c0 = (r % G) * Cg;
     double m = mean[r], rs = rstd[r], A = 0, B = 0, L = (double)Cg * HW;
     for (int k = 0; k < Cg; k++) {
         double ga = gamma ? gamma[c0 + k] : 1.0;
@@ -99,12 +99,12 @@ static __global__ void gn_bwd_rows_kernel(float *coef, const double *sums, const
 }
 
 static __global__ void gn_bwd_dx_kernel(float *dx, const float *dy, const float *x, const float *mean,
-                                        const float *rstd, const float *gamma, const float *coef, int C, long HW,
-                                        int Cg, long total) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x) {
-        long nc = i / HW;
+                                        const float *rstd, const float *gamma, const float *coef, int C, int64_t HW,
+                                        int Cg, int64_t total) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t nc = i / HW;
         int c = (int)(nc % C);
-        long r = (nc / C) * (C / Cg) + c / Cg;
+        int64_t r = (nc / C) * (C / Cg) + c / Cg;
         float k1 = gamma ? rstd[r] * gamma[c] : rstd[r];
         dx[i] = k1 * dy[i] + coef[r * 2 + 1] * (x[i] - mean[r]) + coef[r * 2];
     }
@@ -117,8 +117,8 @@ static __global__ void gn_bwd_param_kernel(float *dgamma, float *dbeta, const do
     int Cg = C / G;
     double sg = 0, sb = 0;
     for (int n = 0; n < N; n++) {
-        long r = (long)n * G + c / Cg;
-        const double *sc = sums + 2 * ((long)n * C + c);
+        int64_t r = (int64_t)n * G + c / Cg;
+        const double *sc = sums + 2 * ((int64_t)n * C + c);
         sg += (sc[1] - (double)mean[r] * sc[0]) * rstd[r];
         sb += sc[0];
     }
@@ -129,8 +129,8 @@ static __global__ void gn_bwd_param_kernel(float *dgamma, float *dbeta, const do
 // LayerNorm: one warp per row
 
 static __global__ void ln_forward_kernel(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                                         const float *beta, long N, int D, float eps) {
-    long n = blockIdx.x * (long)(blockDim.x >> 5) + (threadIdx.x >> 5);
+                                         const float *beta, int64_t N, int D, float eps) {
+    int64_t n = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (n >= N) return;
     const float *xr = x + n * D;
@@ -152,8 +152,8 @@ static __global__ void ln_forward_kernel(float *y, float *mean, float *rstd, con
 }
 
 static __global__ void ln_backward_dx_kernel(float *dx, const float *dy, const float *x, const float *mean,
-                                             const float *rstd, const float *gamma, long N, int D) {
-    long n = blockIdx.x * (long)(blockDim.x >> 5) + (threadIdx.x >> 5);
+                                             const float *rstd, const float *gamma, int64_t N, int D) {
+    int64_t n = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (n >= N) return;
     const float *dyr = dy + n * D, *xr = x + n * D;
@@ -174,12 +174,12 @@ static __global__ void ln_backward_dx_kernel(float *dx, const float *dy, const f
 
 /* dgamma[d] += sum_n dy*xhat, dbeta[d] += sum_n dy; a block owns 32 columns, 32 x 32 threads */
 static __global__ void ln_backward_param_kernel(float *dgamma, float *dbeta, const float *dy, const float *x,
-                                                const float *mean, const float *rstd, long N, int D) {
+                                                const float *mean, const float *rstd, int64_t N, int D) {
     __shared__ double pg[32][33], pb[32][33];
     int d = blockIdx.x * 32 + threadIdx.x;
     double sg = 0, sb = 0;
     if (d < D)
-        for (long n = threadIdx.y; n < N; n += blockDim.y) {
+        for (int64_t n = threadIdx.y; n < N; n += blockDim.y) {
             float g = dy[n * D + d];
             sg += (double)g * ((x[n * D + d] - mean[n]) * rstd[n]);
             sb += g;
@@ -197,10 +197,10 @@ static __global__ void ln_backward_param_kernel(float *dgamma, float *dbeta, con
 // launchers
 
 extern "C" void rhd_groupnorm_forward_cuda(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x,
-                                           const float *gamma, const float *beta, int N, int C, long HW, int G,
+                                           const float *gamma, const float *beta, int N, int C, int64_t HW, int G,
                                            float eps) {
     const int Cg = C / G;
-    const long L = Cg * HW, rows = (long)N * G, total = (long)N * C * HW;
+    const int64_t L = Cg * HW, rows = (int64_t)N * G, total = (int64_t)N * C * HW;
     const int nchunk = (int)((L + GN_CHUNK - 1) / GN_CHUNK);
     size_t part_bytes = sizeof(double) * 2 * rows * nchunk, stat_bytes = (mean && rstd) ? 0 : sizeof(float) * 2 * rows;
     char *ws = (char *)rhd_ctx_workspace(ctx, part_bytes + stat_bytes);
@@ -216,9 +216,9 @@ extern "C" void rhd_groupnorm_forward_cuda(rhd_ctx *ctx, float *y, float *mean, 
 
 extern "C" void rhd_groupnorm_backward_cuda(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy,
                                             const float *x, const float *mean, const float *rstd, const float *gamma,
-                                            int N, int C, long HW, int G) {
+                                            int N, int C, int64_t HW, int G) {
     const int Cg = C / G;
-    const long NC = (long)N * C, rows = (long)N * G, total = NC * HW;
+    const int64_t NC = (int64_t)N * C, rows = (int64_t)N * G, total = NC * HW;
     size_t sums_bytes = sizeof(double) * 2 * NC;
     char *ws = (char *)rhd_ctx_workspace(ctx, sums_bytes + sizeof(float) * 2 * rows);
     double *sums = (double *)ws;
@@ -235,14 +235,14 @@ extern "C" void rhd_groupnorm_backward_cuda(rhd_ctx *ctx, float *dx, float *dgam
 }
 
 extern "C" void rhd_layernorm_forward_cuda(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x,
-                                           const float *gamma, const float *beta, long N, int D, float eps) {
+                                           const float *gamma, const float *beta, int64_t N, int D, float eps) {
     ln_forward_kernel<<<(unsigned)((N + 7) / 8), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, mean, rstd, x, gamma, beta, N, D, eps);
     CUDA_CHECK(cudaGetLastError());
 }
 
 extern "C" void rhd_layernorm_backward_cuda(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy,
                                             const float *x, const float *mean, const float *rstd, const float *gamma,
-                                            long N, int D) {
+                                            int64_t N, int D) {
     cudaStream_t st = RHD_CUDA_STREAM(ctx);
     if (dx) ln_backward_dx_kernel<<<(unsigned)((N + 7) / 8), 256, 0, st>>>(dx, dy, x, mean, rstd, gamma, N, D);
     if (dgamma || dbeta)

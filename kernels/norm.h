@@ -16,6 +16,7 @@
  * CUDA: per-thread double partial sums combined in a fixed tree (deterministic as well). */
 #ifndef RHD_KERNELS_NORM_H
 #define RHD_KERNELS_NORM_H
+#include <stdint.h>
 #include "common/backend.h"
 
 #ifdef __cplusplus
@@ -23,27 +24,27 @@ extern "C" {
 #endif
 /* y (N,C,HW); mean, rstd (N,G); from x (N,C,HW), gamma, beta (C) */
 void rhd_groupnorm_forward(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                           const float *beta, int N, int C, long HW, int G, float eps);
+                           const float *beta, int N, int C, int64_t HW, int G, float eps);
 /* dx (N,C,HW) =; dgamma, dbeta (C) +=; from dy, x (N,C,HW), mean, rstd (N,G), gamma (C) */
 void rhd_groupnorm_backward(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                            const float *mean, const float *rstd, const float *gamma, int N, int C, long HW, int G);
+                            const float *mean, const float *rstd, const float *gamma, int N, int C, int64_t HW, int G);
 
 /* y (N,D); mean, rstd (N); from x (N,D), gamma, beta (D) */
 void rhd_layernorm_forward(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                           const float *beta, long N, int D, float eps);
+                           const float *beta, int64_t N, int D, float eps);
 /* dx (N,D) =; dgamma, dbeta (D) +=; from dy, x (N,D), mean, rstd (N), gamma (D) */
 void rhd_layernorm_backward(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                            const float *mean, const float *rstd, const float *gamma, long N, int D);
+                            const float *mean, const float *rstd, const float *gamma, int64_t N, int D);
 
 #ifdef RHD_CUDA
 void rhd_groupnorm_forward_cuda(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                                const float *beta, int N, int C, long HW, int G, float eps);
+                                const float *beta, int N, int C, int64_t HW, int G, float eps);
 void rhd_groupnorm_backward_cuda(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                 const float *mean, const float *rstd, const float *gamma, int N, int C, long HW, int G);
+                                 const float *mean, const float *rstd, const float *gamma, int N, int C, int64_t HW, int G);
 void rhd_layernorm_forward_cuda(rhd_ctx *ctx, float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                                const float *beta, long N, int D, float eps);
+                                const float *beta, int64_t N, int D, float eps);
 void rhd_layernorm_backward_cuda(rhd_ctx *ctx, float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                 const float *mean, const float *rstd, const float *gamma, long N, int D);
+                                 const float *mean, const float *rstd, const float *gamma, int64_t N, int D);
 #endif
 #ifdef __cplusplus
 }

@@ -73,7 +73,7 @@ double rhd_clip_grad_norm(rhd_ctx *ctx, float *grad, int64_t n, double max_norm)
     double norm = rhd_grad_norm(ctx, grad, n);
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) {
-        rhd_scale(ctx, grad, grad, (float)coef, (long)n);
+        rhd_scale(ctx, grad, grad, (float)coef, (int64_t)n);
     }
     return norm;
 }

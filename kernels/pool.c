@@ -18,12 +18,12 @@ int rhd_maxpool2d_check(int H, int W, int k, int s, int p, rhd_err *e) {
     return 0;
 }
 
-static void maxpool_forward_cpu(float *y, int32_t *idx, const float *x, long planes, int H, int W, int k, int s,
+static void maxpool_forward_cpu(float *y, int32_t *idx, const float *x, int64_t planes, int H, int W, int k, int s,
                                 int p) {
     int OH = rhd_maxpool2d_out(H, k, s, p), OW = rhd_maxpool2d_out(W, k, s, p);
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < planes * OH; r++) { /* output row i = r % OH of plane q = r / OH */
-        long q = r / OH;
+    for (int64_t r = 0; r < planes * OH; r++) { /* output row i = r % OH of plane q = r / OH */
+        int64_t q = r / OH;
         int i = (int)(r % OH);
         const float *xp = x + q * H * W;
         for (int j = 0; j < OW; j++) {
@@ -34,16 +34,16 @@ static void maxpool_forward_cpu(float *y, int32_t *idx, const float *x, long pla
     }
 }
 
-static void maxpool_backward_cpu(float *dx, const float *dy, const int32_t *idx, long planes, int H, int W, int k,
+static void maxpool_backward_cpu(float *dx, const float *dy, const int32_t *idx, int64_t planes, int H, int W, int k,
                                  int s, int p) {
     int OH = rhd_maxpool2d_out(H, k, s, p), OW = rhd_maxpool2d_out(W, k, s, p);
-    long no = (long)OH * OW;
+    int64_t no = (int64_t)OH * OW;
 #pragma omp parallel for schedule(static)
-    for (long q = 0; q < planes; q++) {
+    for (int64_t q = 0; q < planes; q++) {
         float *g = dx + q * H * W;
         const float *d = dy + q * no;
         const int32_t *ip = idx + q * no;
-        for (long o = 0; o < no; o++) g[ip[o]] += d[o];
+        for (int64_t o = 0; o < no; o++) g[ip[o]] += d[o];
     }
 }
 
@@ -61,7 +61,7 @@ void rhd_maxpool2d_forward(rhd_ctx *ctx, float *y, int32_t *idx, const float *x,
         return;
     }
 #endif
-    maxpool_forward_cpu(y, idx, x, (long)N * C, H, W, k, s, p);
+    maxpool_forward_cpu(y, idx, x, (int64_t)N * C, H, W, k, s, p);
 }
 
 void rhd_maxpool2d_backward(rhd_ctx *ctx, float *dx, const float *dy, const int32_t *idx, int N, int C, int H, int W,
@@ -74,5 +74,5 @@ void rhd_maxpool2d_backward(rhd_ctx *ctx, float *dx, const float *dy, const int3
         return;
     }
 #endif
-    maxpool_backward_cpu(dx, dy, idx, (long)N * C, H, W, k, s, p);
+    maxpool_backward_cpu(dx, dy, idx, (int64_t)N * C, H, W, k, s, p);
 }

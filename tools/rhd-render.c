@@ -179,10 +179,10 @@ static void mu_points(mesh_user *u, const float *xyz, int64_t n) {
     float s = 1.f / u->r->cfg.bound;
     if (u->r->cfg.double_norm) s /= u->r->cfg.bound;
     rhd_buf_upload(c, u->x, xyz, sizeof(float) * 3 * (size_t)n);
-    rhd_scale(c, u->pts, u->x, s, (long)(3 * n));
+    rhd_scale(c, u->pts, u->x, s, (int64_t)(3 * n));
 }
 
-static int mesh_density(void *user, float *out, const float *xyz, long n, rhd_err *e) {
+static int mesh_density(void *user, float *out, const float *xyz, int64_t n, rhd_err *e) {
     mesh_user *u = user;
     mu_points(u, xyz, n);
     rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, NULL, u->pts, NULL, u->T->planes, u->T->R, u->T->clamp, n);
@@ -191,11 +191,11 @@ static int mesh_density(void *user, float *out, const float *xyz, long n, rhd_er
 }
 
 /* Colour seen looking at the surface head-on: view direction = minus the vertex normal. */
-static int mesh_color(void *user, float *rgb, const float *xyz, long n, rhd_err *e) {
+static int mesh_color(void *user, float *rgb, const float *xyz, int64_t n, rhd_err *e) {
     mesh_user *u = user;
     mu_points(u, xyz, n);
-    long first = (long)((xyz - u->m->xyz) / 3);
-    for (long i = 0; i < 3 * n; i++) u->hdirs[i] = -u->normals[3 * first + i];
+    int64_t first = (int64_t)((xyz - u->m->xyz) / 3);
+    for (int64_t i = 0; i < 3 * n; i++) u->hdirs[i] = -u->normals[3 * first + i];
     rhd_buf_upload(u->r->ctx, u->dirs, u->hdirs, sizeof(float) * 3 * (size_t)n);
     rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, u->col, u->pts, u->dirs, u->T->planes, u->T->R,
                       u->T->clamp, n);
@@ -205,7 +205,7 @@ static int mesh_color(void *user, float *rgb, const float *xyz, long n, rhd_err 
 
 static float *vertex_normals(const rhd_mesh *m) {
     float *nrm = rhd_xcalloc(3 * (size_t)(m->nv ? m->nv : 1), sizeof(float));
-    for (long t = 0; t < m->nt; t++) {
+    for (int64_t t = 0; t < m->nt; t++) {
         const int32_t *v = m->tri + 3 * t;
         const float *a = m->xyz + 3 * v[0], *b = m->xyz + 3 * v[1], *c = m->xyz + 3 * v[2];
         float u[3] = {b[0] - a[0], b[1] - a[1], b[2] - a[2]}, w[3] = {c[0] - a[0], c[1] - a[1], c[2] - a[2]};
@@ -213,7 +213,7 @@ static float *vertex_normals(const rhd_mesh *m) {
         for (int q = 0; q < 3; q++)
             for (int k = 0; k < 3; k++) nrm[3 * v[q] + k] += n[k]; /* area weighted */
     }
-    for (long i = 0; i < m->nv; i++) {
+    for (int64_t i = 0; i < m->nv; i++) {
         float *n = nrm + 3 * i, l = sqrtf(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
         if (l > 0) n[0] /= l, n[1] /= l, n[2] /= l;
         else n[0] = 1, n[1] = 0, n[2] = 0;
@@ -230,8 +230,8 @@ static void box_down(float *dst, const float *src, int W, int H, int f) {
             for (int c = 0; c < 3; c++) {
                 double s = 0;
                 for (int dy = 0; dy < f; dy++)
-                    for (int dx = 0; dx < f; dx++) s += src[(((long)y * f + dy) * W + (long)x * f + dx) * 3 + c];
-                dst[((long)y * w + x) * 3 + c] = (float)(s / ((double)f * f));
+                    for (int dx = 0; dx < f; dx++) s += src[(((int64_t)y * f + dy) * W + (int64_t)x * f + dx) * 3 + c];
+                dst[((int64_t)y * w + x) * 3 + c] = (float)(s / ((double)f * f));
             }
 }
 

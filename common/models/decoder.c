@@ -163,7 +163,7 @@ static void density_trunk(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *
     rhd_freq_encode_forward(ctx, a->ed, a->fd, M, d->Cd, d->cfg.degree);
     rhd_linear_forward(ctx, a->h1, a->ed, rhd_param(&d->P, RHD_DEC_S0W), rhd_param(&d->P, RHD_DEC_S0B), (int)M, d->Ed,
                        d->cfg.hidden);
-    rhd_act_forward(ctx, a->a1, a->h1, (long)(M * d->cfg.hidden), RHD_ACT_SOFTPLUS);
+    rhd_act_forward(ctx, a->a1, a->h1, (int64_t)(M * d->cfg.hidden), RHD_ACT_SOFTPLUS);
 }
 
 /* The forward, sampling the planes or (packed != NULL) their prepared channels-last copy. */
@@ -183,13 +183,13 @@ static void forward_impl(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a
     rhd_copy_cols(ctx, a->cin + Ec, Cin, a->h2 + 1, g1, geo, M);
     rhd_copy_cols(ctx, a->cin + Ec + geo, Cin, a->edir, Edir, Edir, M);
     rhd_copy_cols(ctx, sigma, 1, a->h2, g1, 1, M);
-    rhd_act_forward(ctx, sigma, sigma, (long)M, RHD_ACT_TRUNC_EXP);
+    rhd_act_forward(ctx, sigma, sigma, (int64_t)M, RHD_ACT_TRUNC_EXP);
     rhd_linear_forward(ctx, a->c1, a->cin, rhd_param(&d->P, RHD_DEC_C0W), NULL, (int)M, Cin, h);
-    rhd_act_forward(ctx, a->r1, a->c1, (long)(M * h), RHD_ACT_RELU);
+    rhd_act_forward(ctx, a->r1, a->c1, (int64_t)(M * h), RHD_ACT_RELU);
     rhd_linear_forward(ctx, a->c2, a->r1, rhd_param(&d->P, RHD_DEC_C1W), NULL, (int)M, h, h);
-    rhd_act_forward(ctx, a->r2, a->c2, (long)(M * h), RHD_ACT_RELU);
+    rhd_act_forward(ctx, a->r2, a->c2, (int64_t)(M * h), RHD_ACT_RELU);
     rhd_linear_forward(ctx, a->c3, a->r2, rhd_param(&d->P, RHD_DEC_C2W), NULL, (int)M, h, 3);
-    rhd_act_forward(ctx, rgb, a->c3, (long)(M * 3), RHD_ACT_SIGMOID);
+    rhd_act_forward(ctx, rgb, a->c3, (int64_t)(M * 3), RHD_ACT_SIGMOID);
 }
 
 void rhd_decoder_forward(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, float *rgb,
@@ -223,19 +223,19 @@ void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, flo
     acts_reserve_backward(ctx, d, a, M);
     int h = d->cfg.hidden, g1 = 1 + d->cfg.geo, Cin = d->Cin, Ec = d->Ec, geo = d->cfg.geo;
     float *dc3 = a->dh2; /* [M,3] scratch before dh2 is needed */
-    rhd_act_backward(ctx, dc3, drgb, a->c3, (long)(M * 3), RHD_ACT_SIGMOID);
+    rhd_act_backward(ctx, dc3, drgb, a->c3, (int64_t)(M * 3), RHD_ACT_SIGMOID);
     rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_C2W, want), NULL, dc3, a->r2, rhd_param(&d->P, RHD_DEC_C2W),
                         (int)M, h, 3);
-    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->c2, (long)(M * h), RHD_ACT_RELU);
+    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->c2, (int64_t)(M * h), RHD_ACT_RELU);
     rhd_linear_backward(ctx, a->dbuf_b, pgrad(d, RHD_DEC_C1W, want), NULL, a->dbuf_a, a->r1,
                         rhd_param(&d->P, RHD_DEC_C1W), (int)M, h, h);
-    rhd_act_backward(ctx, a->dbuf_b, a->dbuf_b, a->c1, (long)(M * h), RHD_ACT_RELU);
+    rhd_act_backward(ctx, a->dbuf_b, a->dbuf_b, a->c1, (int64_t)(M * h), RHD_ACT_RELU);
     rhd_linear_backward(ctx, a->dcin, pgrad(d, RHD_DEC_C0W, want), NULL, a->dbuf_b, a->cin,
                         rhd_param(&d->P, RHD_DEC_C0W), (int)M, Cin, h);
     /* dh2 = [dsigma * trunc_exp'(h2[:, 0]) | d geo]; d enc(fc) made contiguous in dbuf_b */
     if (dsigma) {
         rhd_copy_cols(ctx, a->tmp, 1, a->h2, g1, 1, M);
-        rhd_act_backward(ctx, a->tmp, dsigma, a->tmp, (long)M, RHD_ACT_TRUNC_EXP);
+        rhd_act_backward(ctx, a->tmp, dsigma, a->tmp, (int64_t)M, RHD_ACT_TRUNC_EXP);
     } else {
         rhd_buf_zero(ctx, a->tmp, sizeof(float) * (size_t)M);
     }
@@ -245,7 +245,7 @@ void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, flo
     if (dplanes) rhd_freq_encode_backward(ctx, a->dfc, a->dbuf_b, a->fc, M, d->Cc, d->cfg.degree);
     rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_S2W, want), pgrad(d, RHD_DEC_S2B, want), a->dh2, a->a1,
                         rhd_param(&d->P, RHD_DEC_S2W), (int)M, h, g1);
-    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->h1, (long)(M * h), RHD_ACT_SOFTPLUS);
+    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->h1, (int64_t)(M * h), RHD_ACT_SOFTPLUS);
     density_trunk_backward(ctx, d, a, dplanes, a->dfc, points, planes, R, clamp, M, want);
 }
 
@@ -257,7 +257,7 @@ static void density_impl(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a
     /* only output 0 of sigma_net.2: its weight row 0 and bias 0 */
     rhd_linear_forward(ctx, a->h2, a->a1, rhd_param(&d->P, RHD_DEC_S2W), rhd_param(&d->P, RHD_DEC_S2B), (int)M,
                        d->cfg.hidden, 1);
-    rhd_act_forward(ctx, sigma, a->h2, (long)M, RHD_ACT_TRUNC_EXP);
+    rhd_act_forward(ctx, sigma, a->h2, (int64_t)M, RHD_ACT_TRUNC_EXP);
 }
 
 void rhd_decoder_density(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, float *sigma, const float *points,
@@ -271,10 +271,10 @@ void rhd_decoder_density_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts
     if (M == 0) return;
     acts_reserve_backward(ctx, d, a, M);
     int h = d->cfg.hidden;
-    rhd_act_backward(ctx, a->dh2, dsigma, a->h2, (long)M, RHD_ACT_TRUNC_EXP);
+    rhd_act_backward(ctx, a->dh2, dsigma, a->h2, (int64_t)M, RHD_ACT_TRUNC_EXP);
     rhd_linear_backward(ctx, a->dbuf_a, pgrad(d, RHD_DEC_S2W, want), pgrad(d, RHD_DEC_S2B, want), a->dh2, a->a1,
                         rhd_param(&d->P, RHD_DEC_S2W), (int)M, h, 1);
-    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->h1, (long)(M * h), RHD_ACT_SOFTPLUS);
+    rhd_act_backward(ctx, a->dbuf_a, a->dbuf_a, a->h1, (int64_t)(M * h), RHD_ACT_SOFTPLUS);
     density_trunk_backward(ctx, d, a, dplanes, NULL, points, planes, R, clamp, M, want);
 }
 

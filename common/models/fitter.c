@@ -306,7 +306,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             loss += l;
             res->iwc_loss = l;
         }
-        if (train_dec && k >= en->steps - fisher_steps) rhd_sqr_acc(ctx, fisher, P->grad, (float)fisher_steps, (long)P->total);
+        if (train_dec && k >= en->steps - fisher_steps) rhd_sqr_acc(ctx, fisher, P->grad, (float)fisher_steps, (int64_t)P->total);
         tri_adam.lr = rhd_plan_triplane_lr(en, k);
         for (int a = 0; a < nav; a++) rhd_adam_step(ctx, tri[a].planes, m[a], v[a], grad[a], tri_n, &tri_adam, k + 1);
         if (train_dec) {

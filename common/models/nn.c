@@ -206,13 +206,13 @@ void rhd_nn_groupnorm_init(rhd_params *p, rhd_nn_groupnorm *g, const char *prefi
     g->b = add(p, prefix, "bias", 1, C, 0, 0, 0);
 }
 
-void rhd_nn_groupnorm_forward(rhd_nn *r, const rhd_nn_groupnorm *g, float *y, const float *x, int N, long HW, int silu) {
+void rhd_nn_groupnorm_forward(rhd_nn *r, const rhd_nn_groupnorm *g, float *y, const float *x, int N, int64_t HW, int silu) {
     size_t at = rhd_nn_mark(r);
     float *mean = rhd_nn_alloc(r, (size_t)N * g->G), *rstd = rhd_nn_alloc(r, (size_t)N * g->G);
     float *gn = silu && rhd_nn_saving(r) ? rhd_nn_alloc(r, (size_t)N * g->C * HW) : y; /* SiLU's input */
     if (!r->dry) {
         rhd_groupnorm_forward(r->ctx, gn, mean, rstd, x, rhd_nn_w(r, g->w), rhd_nn_w(r, g->b), N, g->C, HW, g->G, g->eps);
-        if (silu) rhd_act_forward(r->ctx, y, gn, (long)N * g->C * HW, RHD_ACT_SILU);
+        if (silu) rhd_act_forward(r->ctx, y, gn, (int64_t)N * g->C * HW, RHD_ACT_SILU);
     }
     if (!rhd_nn_saving(r)) {
         rhd_nn_release(r, at);
@@ -224,13 +224,13 @@ void rhd_nn_groupnorm_forward(rhd_nn *r, const rhd_nn_groupnorm *g, float *y, co
     if (silu) rhd_nn_push(r, RHD_NN_TAG_GN, gn, 1);
 }
 
-void rhd_nn_groupnorm_backward(rhd_nn *r, const rhd_nn_groupnorm *g, float *dx, const float *dy, int N, long HW,
+void rhd_nn_groupnorm_backward(rhd_nn *r, const rhd_nn_groupnorm *g, float *dx, const float *dy, int N, int64_t HW,
                                int silu) {
     const float *gn = silu ? rhd_nn_pop(r, RHD_NN_TAG_GN, NULL) : NULL;
     const float *rstd = rhd_nn_pop(r, RHD_NN_TAG_GN, NULL), *mean = rhd_nn_pop(r, RHD_NN_TAG_GN, NULL);
     const float *x = rhd_nn_pop(r, RHD_NN_TAG_GN, NULL);
     size_t at = rhd_nn_mark(r);
-    long n = (long)N * g->C * HW;
+    int64_t n = (int64_t)N * g->C * HW;
     const float *d = dy;
     if (silu) {
         float *t = rhd_nn_alloc(r, (size_t)n);
@@ -249,7 +249,7 @@ void rhd_nn_layernorm_init(rhd_params *p, rhd_nn_layernorm *l, const char *prefi
     l->b = add(p, prefix, "bias", 1, D, 0, 0, 0);
 }
 
-void rhd_nn_layernorm_forward(rhd_nn *r, const rhd_nn_layernorm *l, float *y, const float *x, long N) {
+void rhd_nn_layernorm_forward(rhd_nn *r, const rhd_nn_layernorm *l, float *y, const float *x, int64_t N) {
     size_t at = rhd_nn_mark(r);
     float *mean = rhd_nn_alloc(r, (size_t)N), *rstd = rhd_nn_alloc(r, (size_t)N);
     if (!r->dry) rhd_layernorm_forward(r->ctx, y, mean, rstd, x, rhd_nn_w(r, l->w), rhd_nn_w(r, l->b), N, l->D, l->eps);
@@ -262,7 +262,7 @@ void rhd_nn_layernorm_forward(rhd_nn *r, const rhd_nn_layernorm *l, float *y, co
     rhd_nn_push(r, RHD_NN_TAG_LN, rstd, 0);
 }
 
-void rhd_nn_layernorm_backward(rhd_nn *r, const rhd_nn_layernorm *l, float *dx, const float *dy, long N) {
+void rhd_nn_layernorm_backward(rhd_nn *r, const rhd_nn_layernorm *l, float *dx, const float *dy, int64_t N) {
     const float *rstd = rhd_nn_pop(r, RHD_NN_TAG_LN, NULL), *mean = rhd_nn_pop(r, RHD_NN_TAG_LN, NULL);
     const float *x = rhd_nn_pop(r, RHD_NN_TAG_LN, NULL);
     if (!r->dry)
@@ -290,7 +290,7 @@ void rhd_nn_linear_backward(rhd_nn *r, const rhd_nn_linear *l, float *dx, const 
 }
 
 /* SiLU and ReLU: the input is saved for the backward under the activation's own tag. */
-static void act_forward(rhd_nn *r, float *y, const float *x, long n, rhd_act a, int tag) {
+static void act_forward(rhd_nn *r, float *y, const float *x, int64_t n, rhd_act a, int tag) {
     if (rhd_nn_saving(r)) {
         RHD_ASSERT(y != x || r->dry);
         rhd_nn_push(r, tag, x, 0);
@@ -298,15 +298,15 @@ static void act_forward(rhd_nn *r, float *y, const float *x, long n, rhd_act a, 
     if (!r->dry) rhd_act_forward(r->ctx, y, x, n, a);
 }
 
-static void act_backward(rhd_nn *r, float *dx, const float *dy, long n, rhd_act a, int tag) {
+static void act_backward(rhd_nn *r, float *dx, const float *dy, int64_t n, rhd_act a, int tag) {
     const float *x = rhd_nn_pop(r, tag, NULL);
     if (!r->dry) rhd_act_backward(r->ctx, dx, dy, x, n, a);
 }
 
-void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, long n) { act_forward(r, y, x, n, RHD_ACT_SILU, RHD_NN_TAG_SILU); }
-void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, long n) { act_backward(r, dx, dy, n, RHD_ACT_SILU, RHD_NN_TAG_SILU); }
-void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, long n) { act_forward(r, y, x, n, RHD_ACT_RELU, RHD_NN_TAG_RELU); }
-void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, long n) { act_backward(r, dx, dy, n, RHD_ACT_RELU, RHD_NN_TAG_RELU); }
+void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, int64_t n) { act_forward(r, y, x, n, RHD_ACT_SILU, RHD_NN_TAG_SILU); }
+void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, int64_t n) { act_backward(r, dx, dy, n, RHD_ACT_SILU, RHD_NN_TAG_SILU); }
+void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, int64_t n) { act_forward(r, y, x, n, RHD_ACT_RELU, RHD_NN_TAG_RELU); }
+void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, int64_t n) { act_backward(r, dx, dy, n, RHD_ACT_RELU, RHD_NN_TAG_RELU); }
 
 void rhd_nn_maxpool_forward(rhd_nn *r, float *y, const float *x, int N, int C, int H, int W, int k, int s) {
     int OH = rhd_maxpool2d_out(H, k, s, 0), OW = rhd_maxpool2d_out(W, k, s, 0);
@@ -325,7 +325,7 @@ void rhd_nn_maxpool_backward(rhd_nn *r, float *dx, const float *dy, int N, int C
     rhd_maxpool2d_backward(r->ctx, dx, dy, idx, N, C, H, W, k, s, 0);
 }
 
-void rhd_nn_dropout_forward(rhd_nn *r, float *y, const float *x, long n, float p) {
+void rhd_nn_dropout_forward(rhd_nn *r, float *y, const float *x, int64_t n, float p) {
     uint64_t off = r->rng_offset;
     if (r->train) r->rng_offset += (uint64_t)n;
     if (rhd_nn_saving(r)) rhd_nn_push(r, RHD_NN_TAG_DROPOUT, NULL, off);
@@ -334,7 +334,7 @@ void rhd_nn_dropout_forward(rhd_nn *r, float *y, const float *x, long n, float p
     else if (y != x) rhd_buf_copy(r->ctx, y, x, sizeof(float) * (size_t)n);
 }
 
-void rhd_nn_dropout_backward(rhd_nn *r, float *dx, const float *dy, long n, float p) {
+void rhd_nn_dropout_backward(rhd_nn *r, float *dx, const float *dy, int64_t n, float p) {
     uint64_t off;
     rhd_nn_pop(r, RHD_NN_TAG_DROPOUT, &off);
     if (!r->dry) rhd_dropout_backward(r->ctx, dx, dy, n, p, r->seed, r->stream, off);
@@ -360,10 +360,10 @@ void rhd_nn_resample_backward(rhd_nn *r, rhd_nn_resample_kind k, float *dx, cons
     else rhd_resize_backward(r->ctx, dx, dy, N, C, H, W, 2 * H, 2 * W, RHD_RESIZE_BILINEAR, 1);
 }
 
-void rhd_nn_add_forward(rhd_nn *r, float *y, const float *a, const float *b, long n) {
+void rhd_nn_add_forward(rhd_nn *r, float *y, const float *a, const float *b, int64_t n) {
     if (!r->dry) rhd_add_forward(r->ctx, y, a, b, n);
 }
 
-void rhd_nn_add_backward(rhd_nn *r, float *da, float *db, const float *dy, long n) {
+void rhd_nn_add_backward(rhd_nn *r, float *da, float *db, const float *dy, int64_t n) {
     if (!r->dry) rhd_add_backward(r->ctx, da, db, dy, n);
 }

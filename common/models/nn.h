@@ -184,8 +184,8 @@ typedef struct rhd_nn_groupnorm {
     float eps;
 } rhd_nn_groupnorm;
 void rhd_nn_groupnorm_init(rhd_params *p, rhd_nn_groupnorm *g, const char *prefix, int C, int G, float eps);
-void rhd_nn_groupnorm_forward(rhd_nn *r, const rhd_nn_groupnorm *g, float *y, const float *x, int N, long HW, int silu);
-void rhd_nn_groupnorm_backward(rhd_nn *r, const rhd_nn_groupnorm *g, float *dx, const float *dy, int N, long HW,
+void rhd_nn_groupnorm_forward(rhd_nn *r, const rhd_nn_groupnorm *g, float *y, const float *x, int N, int64_t HW, int silu);
+void rhd_nn_groupnorm_backward(rhd_nn *r, const rhd_nn_groupnorm *g, float *dx, const float *dy, int N, int64_t HW,
                                int silu);
 
 /* LayerNorm over the last dimension D, affine [D]. x, y (N,D). Saved: x, mean, rstd. */
@@ -194,8 +194,8 @@ typedef struct rhd_nn_layernorm {
     float eps;
 } rhd_nn_layernorm;
 void rhd_nn_layernorm_init(rhd_params *p, rhd_nn_layernorm *l, const char *prefix, int D, float eps);
-void rhd_nn_layernorm_forward(rhd_nn *r, const rhd_nn_layernorm *l, float *y, const float *x, long N);
-void rhd_nn_layernorm_backward(rhd_nn *r, const rhd_nn_layernorm *l, float *dx, const float *dy, long N);
+void rhd_nn_layernorm_forward(rhd_nn *r, const rhd_nn_layernorm *l, float *y, const float *x, int64_t N);
+void rhd_nn_layernorm_backward(rhd_nn *r, const rhd_nn_layernorm *l, float *dx, const float *dy, int64_t N);
 
 /* Linear: weight [out,in], bias [out] (optional). x (N,in) -> y (N,out). Saved: x. */
 typedef struct rhd_nn_linear {
@@ -206,12 +206,12 @@ void rhd_nn_linear_forward(rhd_nn *r, const rhd_nn_linear *l, float *y, const fl
 void rhd_nn_linear_backward(rhd_nn *r, const rhd_nn_linear *l, float *dx, const float *dy, int N);
 
 /* SiLU, y = x sigmoid(x) element-wise over n. Saved: x (so y must not alias x when training). */
-void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, long n);
-void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, long n);
+void rhd_nn_silu_forward(rhd_nn *r, float *y, const float *x, int64_t n);
+void rhd_nn_silu_backward(rhd_nn *r, float *dx, const float *dy, int64_t n);
 
 /* ReLU element-wise over n. Saved: x. In inference y may alias x. */
-void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, long n);
-void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, long n);
+void rhd_nn_relu_forward(rhd_nn *r, float *y, const float *x, int64_t n);
+void rhd_nn_relu_backward(rhd_nn *r, float *dx, const float *dy, int64_t n);
 
 /* Max pooling k x k, stride s, no padding, floor mode (the LPIPS backbones): x (N,C,H,W) ->
  * (N,C,OH,OW), OH = (H - k)/s + 1. Saved: the argmax indices (int32, in the arena). dx written. */
@@ -220,8 +220,8 @@ void rhd_nn_maxpool_backward(rhd_nn *r, float *dx, const float *dy, int N, int C
 
 /* Dropout with probability p (spec §10.7), element-wise over n; p = 0 copies. Saved: the dropout
  * counter (the mask is regenerated, never stored). In inference mode it is the identity copy. */
-void rhd_nn_dropout_forward(rhd_nn *r, float *y, const float *x, long n, float p);
-void rhd_nn_dropout_backward(rhd_nn *r, float *dx, const float *dy, long n, float p);
+void rhd_nn_dropout_forward(rhd_nn *r, float *y, const float *x, int64_t n, float p);
+void rhd_nn_dropout_backward(rhd_nn *r, float *dx, const float *dy, int64_t n, float p);
 
 /* Parameter-free resampling, x (N,C,H,W): avgpool 2x2 -> (H/2,W/2); nearest x2 and bilinear x2
  * with align_corners = True -> (2H,2W). Nothing saved (linear maps); dx written. */
@@ -232,8 +232,8 @@ void rhd_nn_resample_backward(rhd_nn *r, rhd_nn_resample_kind k, float *dx, cons
 void rhd_nn_resample_size(rhd_nn_resample_kind k, int H, int W, int *OH, int *OW);
 
 /* Residual add y = a + b (n); backward writes da and db (=) from dy (either may be NULL). */
-void rhd_nn_add_forward(rhd_nn *r, float *y, const float *a, const float *b, long n);
-void rhd_nn_add_backward(rhd_nn *r, float *da, float *db, const float *dy, long n);
+void rhd_nn_add_forward(rhd_nn *r, float *y, const float *a, const float *b, int64_t n);
+void rhd_nn_add_backward(rhd_nn *r, float *da, float *db, const float *dy, int64_t n);
 
 /* ---- composite blocks (nn_blocks.c) -------------------------------------------------------- */
 

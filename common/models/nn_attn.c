@@ -72,7 +72,7 @@ static void joint_core_bwd(rhd_nn *r, const rhd_nn_attn *a, float *dn, float *de
     if (Te > 0) {
         float *de = rhd_nn_alloc(r, (size_t)N * a->cfg.enc_ch * Te);
         rhd_nn_conv_backward(r, &a->ekv, de, dekv, N, 1, Te);
-        if (denc) rhd_nn_add_forward(r, denc, denc, de, (long)N * a->cfg.enc_ch * Te);
+        if (denc) rhd_nn_add_forward(r, denc, denc, de, (int64_t)N * a->cfg.enc_ch * Te);
     }
     rhd_nn_conv_backward(r, &a->qkv, dn, dqkv, N, 1, T);
     rhd_nn_release(r, at);
@@ -82,7 +82,7 @@ static void joint_core_bwd(rhd_nn *r, const rhd_nn_attn *a, float *dn, float *de
 static void cross_core(rhd_nn *r, const rhd_nn_attn *a, float *att, const float *n, const float *enc, int N, int T,
                        int Te) {
     const int C = a->cfg.C, Hh = a->cfg.heads, d = C / Hh, Ce = a->cfg.enc_ch;
-    const long rows = (long)N * Hh * Te;
+    const int64_t rows = (int64_t)N * Hh * Te;
     float *qc = rhd_nn_alloc(r, (size_t)N * C * T), *en = rhd_nn_alloc(r, (size_t)N * Ce * Te);
     float *ekv = rhd_nn_alloc(r, (size_t)N * 2 * C * Te);
     rhd_nn_conv_forward(r, &a->qkv, qc, n, N, 1, T);
@@ -111,7 +111,7 @@ static void cross_core(rhd_nn *r, const rhd_nn_attn *a, float *att, const float 
 static void cross_core_bwd(rhd_nn *r, const rhd_nn_attn *a, float *dn, float *denc, const float *datt, int N, int T,
                            int Te) {
     const int C = a->cfg.C, Hh = a->cfg.heads, d = C / Hh, Ce = a->cfg.enc_ch;
-    const long rows = (long)N * Hh * Te;
+    const int64_t rows = (int64_t)N * Hh * Te;
     const float *lse = rhd_nn_pop(r, RHD_NN_TAG_ATTN, NULL), *o = rhd_nn_pop(r, RHD_NN_TAG_ATTN, NULL);
     const float *v = rhd_nn_pop(r, RHD_NN_TAG_ATTN, NULL), *k = rhd_nn_pop(r, RHD_NN_TAG_ATTN, NULL);
     const float *q = rhd_nn_pop(r, RHD_NN_TAG_ATTN, NULL);
@@ -131,14 +131,14 @@ static void cross_core_bwd(rhd_nn *r, const rhd_nn_attn *a, float *dn, float *de
     float *den = rhd_nn_alloc(r, (size_t)N * Ce * Te), *de = rhd_nn_alloc(r, (size_t)N * Ce * Te);
     rhd_nn_conv_backward(r, &a->ekv, den, dekv, N, 1, Te);
     rhd_nn_groupnorm_backward(r, &a->norm_enc, de, den, N, Te, 0);
-    if (denc) rhd_nn_add_forward(r, denc, denc, de, (long)N * Ce * Te);
+    if (denc) rhd_nn_add_forward(r, denc, denc, de, (int64_t)N * Ce * Te);
     rhd_nn_conv_backward(r, &a->qkv, dn, dqc, N, 1, T);
     rhd_nn_release(r, at);
 }
 
 static void attn_fwd(rhd_nn *r, const rhd_nn_attn *a, float *y, const float *x, const float *enc, int N, int T, int Te) {
     const int C = a->cfg.C;
-    const long n = (long)N * C * T;
+    const int64_t n = (int64_t)N * C * T;
     size_t at = rhd_nn_mark(r);
     float *nx = rhd_nn_alloc(r, (size_t)n), *att = rhd_nn_alloc(r, (size_t)n);
     rhd_nn_groupnorm_forward(r, &a->norm, nx, x, N, T, 0);
@@ -152,7 +152,7 @@ static void attn_fwd(rhd_nn *r, const rhd_nn_attn *a, float *y, const float *x, 
 
 static void attn_bwd(rhd_nn *r, const rhd_nn_attn *a, float *dx, float *denc, const float *dy, int N, int T, int Te) {
     const int C = a->cfg.C;
-    const long n = (long)N * C * T;
+    const int64_t n = (int64_t)N * C * T;
     size_t at = rhd_nn_mark(r);
     float *datt = rhd_nn_alloc(r, (size_t)n), *dn = rhd_nn_alloc(r, (size_t)n);
     rhd_nn_conv_backward(r, &a->proj, datt, dy, N, 1, T);

@@ -37,7 +37,7 @@ void rhd_nn_aware3d_forward(rhd_nn *r, const rhd_nn_aware3d *a, float *y, const 
     }
     for (int q = 0; q < 3; q++) {
         rhd_nn_conv_forward(r, &a->conv[q], o, r->dry ? NULL : Y + q * plane_in, N, R, R); /* (N,Co,R,R) */
-        if (!r->dry) rhd_copy_cols(r->ctx, y + (long)q * R, 3L * R, o, R, R, (long)N * a->Co * R);
+        if (!r->dry) rhd_copy_cols(r->ctx, y + (int64_t)q * R, 3L * R, o, R, R, (int64_t)N * a->Co * R);
     }
     rhd_nn_release(r, rhd_nn_saving(r) ? tmp : at);
 }
@@ -48,7 +48,7 @@ void rhd_nn_aware3d_backward(rhd_nn *r, const rhd_nn_aware3d *a, float *dx, cons
     float *dY = rhd_nn_alloc(r, 3 * plane_in), *g = rhd_nn_alloc(r, plane_out);
     float *dprof = rhd_nn_alloc(r, (size_t)N * 6 * a->C * R);
     for (int q = 2; q >= 0; q--) {
-        if (!r->dry) rhd_copy_cols(r->ctx, g, R, dy + (long)q * R, 3L * R, R, (long)N * a->Co * R);
+        if (!r->dry) rhd_copy_cols(r->ctx, g, R, dy + (int64_t)q * R, 3L * R, R, (int64_t)N * a->Co * R);
         rhd_nn_conv_backward(r, &a->conv[q], r->dry ? NULL : dY + q * plane_in, g, N, R, R);
     }
     if (!r->dry && dx) rhd_aware3d_assemble_backward(r->ctx, dx, dprof, dY, N, a->C, R);
@@ -109,15 +109,15 @@ static void resblock_fwd(rhd_nn *r, const rhd_nn_resblock *b, float *y, const fl
     const rhd_nn_resblock_cfg *c = &b->cfg;
     int OH, OW;
     rhd_nn_resblock_out_size(b, H, W, &OH, &OW);
-    long nin = (long)N * c->cin * H * W, nmid = (long)N * c->cin * OH * OW, nout = (long)N * c->cout * OH * OW;
-    long ohw = (long)OH * OW;
+    int64_t nin = (int64_t)N * c->cin * H * W, nmid = (int64_t)N * c->cin * OH * OW, nout = (int64_t)N * c->cout * OH * OW;
+    int64_t ohw = (int64_t)OH * OW;
     int save = rhd_nn_saving(r);
     size_t at = rhd_nn_mark(r);
     float *proj = NULL;
     if (c->temb != RHD_NN_TEMB_NONE) { /* emb_layers = SiLU, Linear */
         float *e = rhd_nn_alloc(r, (size_t)N * c->emb);
         proj = rhd_nn_alloc(r, (size_t)N * b->emb.out);
-        rhd_nn_silu_forward(r, e, emb, (long)N * c->emb);
+        rhd_nn_silu_forward(r, e, emb, (int64_t)N * c->emb);
         rhd_nn_linear_forward(r, &b->emb, proj, e, N);
     }
     /* Allocation order keeps inference small: what lives to the end first (x', h, o), then each
@@ -131,7 +131,7 @@ static void resblock_fwd(rhd_nn *r, const rhd_nn_resblock *b, float *y, const fl
     float *h = rhd_nn_alloc(r, (size_t)nout), *o = rhd_nn_alloc(r, (size_t)nout);
     size_t stage = rhd_nn_mark(r);
     float *a = rhd_nn_alloc(r, (size_t)nin);
-    rhd_nn_groupnorm_forward(r, &b->norm1, a, x, N, (long)H * W, 1);
+    rhd_nn_groupnorm_forward(r, &b->norm1, a, x, N, (int64_t)H * W, 1);
     const float *a2 = a;
     if (c->updown != RHD_NN_PLAIN) {
         float *t = rhd_nn_alloc(r, (size_t)nmid);
@@ -181,8 +181,8 @@ static void resblock_bwd(rhd_nn *r, const rhd_nn_resblock *b, float *dx, float *
     const rhd_nn_resblock_cfg *c = &b->cfg;
     int OH, OW;
     rhd_nn_resblock_out_size(b, H, W, &OH, &OW);
-    long nin = (long)N * c->cin * H * W, nmid = (long)N * c->cin * OH * OW, nout = (long)N * c->cout * OH * OW;
-    long ohw = (long)OH * OW;
+    int64_t nin = (int64_t)N * c->cin * H * W, nmid = (int64_t)N * c->cin * OH * OW, nout = (int64_t)N * c->cout * OH * OW;
+    int64_t ohw = (int64_t)OH * OW;
     size_t at = rhd_nn_mark(r);
     const float *dxs = dy; /* gradient of x' (identity skip) */
     if (b->skip.w >= 0) {
@@ -217,13 +217,13 @@ static void resblock_bwd(rhd_nn *r, const rhd_nn_resblock *b, float *dx, float *
         rhd_nn_resample_backward(r, updown_kind(b), u, dxs, N, c->cin, H, W);
         da = t, dxskip = u;
     }
-    rhd_nn_groupnorm_backward(r, &b->norm1, dx, da, N, (long)H * W, 1);
+    rhd_nn_groupnorm_backward(r, &b->norm1, dx, da, N, (int64_t)H * W, 1);
     if (dx) rhd_nn_add_forward(r, dx, dx, dxskip, nin);
     if (c->temb != RHD_NN_TEMB_NONE) {
         float *de = rhd_nn_alloc(r, (size_t)N * c->emb);
         rhd_nn_linear_backward(r, &b->emb, de, dproj, N);
-        rhd_nn_silu_backward(r, de, de, (long)N * c->emb);
-        if (demb) rhd_nn_add_forward(r, demb, demb, de, (long)N * c->emb);
+        rhd_nn_silu_backward(r, de, de, (int64_t)N * c->emb);
+        if (demb) rhd_nn_add_forward(r, demb, demb, de, (int64_t)N * c->emb);
     }
     rhd_nn_release(r, at);
 }
@@ -278,7 +278,7 @@ void rhd_nn_temb_forward(rhd_nn *r, const rhd_nn_temb *t, float *emb, const floa
     float *h = rhd_nn_alloc(r, (size_t)N * t->E), *s = rhd_nn_alloc(r, (size_t)N * t->E);
     if (!r->dry) rhd_timestep_embed_forward(r->ctx, sinus, ts, N, t->ch);
     rhd_nn_linear_forward(r, &t->l1, h, sinus, N);
-    rhd_nn_silu_forward(r, s, h, (long)N * t->E);
+    rhd_nn_silu_forward(r, s, h, (int64_t)N * t->E);
     rhd_nn_linear_forward(r, &t->l2, emb, s, N);
     if (!rhd_nn_saving(r)) rhd_nn_release(r, at);
 }
@@ -287,7 +287,7 @@ void rhd_nn_temb_backward(rhd_nn *r, const rhd_nn_temb *t, const float *demb, in
     size_t at = rhd_nn_mark(r);
     float *ds = rhd_nn_alloc(r, (size_t)N * t->E);
     rhd_nn_linear_backward(r, &t->l2, ds, demb, N);
-    rhd_nn_silu_backward(r, ds, ds, (long)N * t->E);
+    rhd_nn_silu_backward(r, ds, ds, (int64_t)N * t->E);
     rhd_nn_linear_backward(r, &t->l1, NULL, ds, N);
     rhd_nn_release(r, at);
 }

@@ -92,7 +92,7 @@ static void reserve_samples(rhd_renderer *r, int64_t M) {
 static void normalise(rhd_ctx *ctx, const rhd_render_cfg *c, float *pts, const float *xyz, int64_t M) {
     float s = 1.f / c->bound;
     if (c->double_norm) s = s / c->bound;
-    rhd_scale(ctx, pts, xyz, s, (long)(3 * M));
+    rhd_scale(ctx, pts, xyz, s, (int64_t)(3 * M));
 }
 
 static rhd_march_cfg march_cfg(const rhd_renderer *r, int perturb, uint64_t seed, uint64_t stream) {

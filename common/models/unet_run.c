@@ -10,7 +10,7 @@
 
 enum { TAG_POOL = RHD_NN_TAG_USER + 11 };
 
-static long fsz(int N, int C, int H) { return (long)N * C * H * 3 * H; }
+static int64_t fsz(int N, int C, int H) { return (int64_t)N * C * H * 3 * H; }
 
 static int tokens_of(const rhd_unet_config *c, int i) {
     int o = c->feat_size[i] / c->feat_kernel[i];
@@ -51,7 +51,7 @@ static float *block_forward(rhd_nn *r, const rhd_unet *m, const rhd_unet_block *
 static void global_forward(rhd_nn *r, const rhd_unet *m, rhd_unet_io *io) {
     const rhd_unet_config *c = &m->cfg;
     const int N = io->N, W = c->pool_width, ls = c->latent_size, Lt = (ls / c->patch) * (ls / c->patch);
-    const long nz = (long)N * c->latent_ch * ls * ls;
+    const int64_t nz = (int64_t)N * c->latent_ch * ls * ls;
     float *z = rhd_nn_alloc(r, (size_t)nz), *pe = rhd_nn_alloc(r, (size_t)N * W * Lt);
     float *tk = rhd_nn_alloc(r, (size_t)N * W * Lt), *ln = rhd_nn_alloc(r, (size_t)N * W * Lt);
     float *pooled = rhd_nn_alloc(r, (size_t)N * W), *lin = rhd_nn_alloc(r, (size_t)N * m->emb);
@@ -59,7 +59,7 @@ static void global_forward(rhd_nn *r, const rhd_unet *m, rhd_unet_io *io) {
     if (!r->dry) rhd_scale(r->ctx, z, io->ref, c->latent_scale, nz);
     rhd_nn_conv_forward(r, &m->patch, pe, z, N, ls, ls);
     if (!r->dry) rhd_transpose_forward(r->ctx, tk, pe, N, W, Lt); /* (N,W,Lt) -> (N,Lt,W) */
-    rhd_nn_layernorm_forward(r, &m->ln_tok, ln, tk, (long)N * Lt);
+    rhd_nn_layernorm_forward(r, &m->ln_tok, ln, tk, (int64_t)N * Lt);
     if (rhd_nn_saving(r)) rhd_nn_push(r, TAG_POOL, ln, 0);
     if (!r->dry)
         rhd_attention_pool_forward(r->ctx, pooled, ln, rhd_nn_w(r, m->pool_pos), rhd_nn_w(r, m->pool_q[0]),
@@ -67,7 +67,7 @@ static void global_forward(rhd_nn *r, const rhd_unet *m, rhd_unet_io *io) {
                                    rhd_nn_w(r, m->pool_v[0]), rhd_nn_w(r, m->pool_v[1]), N, Lt, W, c->pool_heads);
     rhd_nn_linear_forward(r, &m->pool_lin, lin, pooled, N);
     rhd_nn_layernorm_forward(r, &m->ln_out, g, lin, N);
-    rhd_nn_add_forward(r, io->emb, io->emb, g, (long)N * m->emb);
+    rhd_nn_add_forward(r, io->emb, io->emb, g, (int64_t)N * m->emb);
 }
 
 void rhd_unet__forward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
@@ -82,7 +82,7 @@ void rhd_unet__forward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
         const int S = c->feat_size[i];
         float *fn = rhd_nn_alloc(r, (size_t)N * c->feat_ch[i] * S * S);
         io->tok[i] = rhd_nn_alloc(r, (size_t)N * c->xf_width * tokens_of(c, i));
-        rhd_nn_groupnorm_forward(r, &m->feat_norm[i], fn, io->F[i], N, (long)S * S, 0);
+        rhd_nn_groupnorm_forward(r, &m->feat_norm[i], fn, io->F[i], N, (int64_t)S * S, 0);
         rhd_nn_conv_forward(r, &m->feat_proj[i], io->tok[i], fn, N, S, S);
     }
     io->h0 = io->hs[0] = rhd_nn_alloc(r, (size_t)fsz(N, c->model_channels, R));
@@ -94,7 +94,7 @@ void rhd_unet__forward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
     C = m->blk[m->nin].cout;
     for (int j = 0; j < m->nout; j++) {
         const rhd_unet_block *b = &m->blk[m->nin + 1 + j];
-        const long hw = (long)b->H * 3 * b->H;
+        const int64_t hw = (int64_t)b->H * 3 * b->H;
         float *cat = io->cat[j] = rhd_nn_alloc(r, (size_t)fsz(N, b->cin, b->H));
         if (!r->dry) {
             rhd_copy_cols(r->ctx, cat, b->cin * hw, cur, C * hw, C * hw, N);
@@ -105,7 +105,7 @@ void rhd_unet__forward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
     }
     float *a = rhd_nn_alloc(r, (size_t)fsz(N, C, R));
     io->y = rhd_nn_alloc(r, (size_t)fsz(N, c->out_channels, R));
-    rhd_nn_groupnorm_forward(r, &m->norm_out, a, cur, N, (long)R * 3 * R, 1);
+    rhd_nn_groupnorm_forward(r, &m->norm_out, a, cur, N, (int64_t)R * 3 * R, 1);
     rhd_nn_conv_forward(r, &m->conv_out, io->y, a, N, R, 3 * R);
 }
 
@@ -149,13 +149,13 @@ static void global_backward(rhd_nn *r, const rhd_unet *m, const float *demb, int
                                     rhd_nn_w(r, m->pool_pos), rhd_nn_w(r, m->pool_q[0]), rhd_nn_w(r, m->pool_q[1]),
                                     rhd_nn_w(r, m->pool_k[0]), rhd_nn_w(r, m->pool_k[1]), rhd_nn_w(r, m->pool_v[0]),
                                     rhd_nn_w(r, m->pool_v[1]), N, Lt, W, c->pool_heads);
-    rhd_nn_layernorm_backward(r, &m->ln_tok, dtk, dln, (long)N * Lt);
+    rhd_nn_layernorm_backward(r, &m->ln_tok, dtk, dln, (int64_t)N * Lt);
     if (!r->dry) rhd_transpose_backward(r->ctx, dpe, dtk, N, W, Lt);
     rhd_nn_conv_backward(r, &m->patch, NULL, dpe, N, ls, ls);
     rhd_nn_release(r, mark);
 }
 
-static void zero(rhd_nn *r, float *p, long n) {
+static void zero(rhd_nn *r, float *p, int64_t n) {
     if (!r->dry) rhd_buf_zero(r->ctx, p, sizeof(float) * (size_t)n);
 }
 
@@ -166,15 +166,15 @@ void rhd_unet__backward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
     const int N = io->N, R = c->image_size;
     io->dx = rhd_nn_alloc(r, (size_t)fsz(N, c->in_channels, R));
     float *demb = rhd_nn_alloc(r, (size_t)N * m->emb), *dtok[RHD_UNET_FEATS], *gs[RHD_UNET_MAX_BLOCKS];
-    zero(r, demb, (long)N * m->emb);
+    zero(r, demb, (int64_t)N * m->emb);
     for (int i = 0; i < RHD_UNET_FEATS; i++) {
-        long n = (long)N * c->xf_width * tokens_of(c, i);
+        int64_t n = (int64_t)N * c->xf_width * tokens_of(c, i);
         zero(r, dtok[i] = rhd_nn_alloc(r, (size_t)n), n);
     }
     gs[0] = rhd_nn_alloc(r, (size_t)fsz(N, c->model_channels, R));
     for (int k = 0; k < m->nin; k++) gs[k + 1] = rhd_nn_alloc(r, (size_t)fsz(N, m->blk[k].cout, m->blk[k].Hout));
     /* two gradient buffers of the largest map (ping-pong) */
-    long big = fsz(N, c->out_channels, R);
+    int64_t big = fsz(N, c->out_channels, R);
     for (int bi = 0; bi < m->nin + 1 + m->nout; bi++) {
         const rhd_unet_block *b = &m->blk[bi];
         big = fsz(N, b->cin, b->H) > big ? fsz(N, b->cin, b->H) : big;
@@ -183,11 +183,11 @@ void rhd_unet__backward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
     float *pa = rhd_nn_alloc(r, (size_t)big), *pb = rhd_nn_alloc(r, (size_t)big), *t;
     const int Cl = m->blk[m->nin + m->nout].cout;
     rhd_nn_conv_backward(r, &m->conv_out, pa, io->dy, N, R, 3 * R);
-    rhd_nn_groupnorm_backward(r, &m->norm_out, pb, pa, N, (long)R * 3 * R, 1);
+    rhd_nn_groupnorm_backward(r, &m->norm_out, pb, pa, N, (int64_t)R * 3 * R, 1);
     (void)Cl;
     for (int j = m->nout - 1; j >= 0; j--) { /* pb: dy of output block j */
         const rhd_unet_block *b = &m->blk[m->nin + 1 + j];
-        const long hw = (long)b->H * 3 * b->H, C = b->cin - b->skip_ch;
+        const int64_t hw = (int64_t)b->H * 3 * b->H, C = b->cin - b->skip_ch;
         block_backward(r, m, b, pa, pb, demb, dtok, N); /* pa: d(cat) */
         if (!r->dry) {
             rhd_copy_cols(r->ctx, pb, C * hw, pa, b->cin * hw, C * hw, N);
@@ -209,7 +209,7 @@ void rhd_unet__backward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
         size_t mark = rhd_nn_mark(r);
         float *dfn = rhd_nn_alloc(r, (size_t)N * c->feat_ch[i] * S * S);
         rhd_nn_conv_backward(r, &m->feat_proj[i], dfn, dtok[i], N, S, S);
-        rhd_nn_groupnorm_backward(r, &m->feat_norm[i], NULL, dfn, N, (long)S * S, 0);
+        rhd_nn_groupnorm_backward(r, &m->feat_norm[i], NULL, dfn, N, (int64_t)S * S, 0);
         rhd_nn_release(r, mark);
     }
     global_backward(r, m, demb, N);
@@ -263,14 +263,14 @@ int rhd_unet_check_inputs(const rhd_unet_config *c, const int64_t x[4], const in
 
 void rhd_unet_cond_sample(float *ref, const float *moments, int N, int C, int L, rhd_unet_noise kind, uint64_t seed,
                           uint64_t stream, uint64_t offset) {
-    const long per = (long)C * L * L;
+    const int64_t per = (int64_t)C * L * L;
     for (int n = 0; n < N; n++)
-        for (long i = 0; i < per; i++) {
-            const float *mo = moments + (long)n * 2 * per;
+        for (int64_t i = 0; i < per; i++) {
+            const float *mo = moments + (int64_t)n * 2 * per;
             float lv = fminf(fmaxf(mo[per + i], -30.f), 20.f), sd = expf(0.5f * lv);
             uint64_t k = offset + (uint64_t)n * per + (uint64_t)i;
             float u = kind == RHD_UNET_NOISE_UNIFORM ? rhd_rng_uniform(seed, stream, k)
                       : kind == RHD_UNET_NOISE_NORMAL ? rhd_rng_normal(seed, stream, k) : 0.f;
-            ref[(long)n * per + i] = mo[i] + sd * u;
+            ref[(int64_t)n * per + i] = mo[i] + sd * u;
         }
 }

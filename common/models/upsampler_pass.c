@@ -15,20 +15,20 @@ static float *zalloc(rhd_nn *r, size_t n) {
 }
 
 /* y (N, ca + cb, HW) = [a (N, ca, HW), b (N, cb, HW)] along the channels. */
-static void concat(rhd_nn *r, float *y, const float *a, int ca, const float *b, int cb, int N, long HW) {
+static void concat(rhd_nn *r, float *y, const float *a, int ca, const float *b, int cb, int N, int64_t HW) {
     if (r->dry) return;
-    rhd_copy_cols(r->ctx, y, (long)(ca + cb) * HW, a, (long)ca * HW, (long)ca * HW, N);
-    rhd_copy_cols(r->ctx, y + (long)ca * HW, (long)(ca + cb) * HW, b, (long)cb * HW, (long)cb * HW, N);
+    rhd_copy_cols(r->ctx, y, (int64_t)(ca + cb) * HW, a, (int64_t)ca * HW, (int64_t)ca * HW, N);
+    rhd_copy_cols(r->ctx, y + (int64_t)ca * HW, (int64_t)(ca + cb) * HW, b, (int64_t)cb * HW, (int64_t)cb * HW, N);
 }
 
 /* The adjoint: da (N,ca,HW) written, db (N,cb,HW) ACCUMULATED (a temporary, then an add). */
-static void concat_back(rhd_nn *r, float *da, float *db, const float *dy, int ca, int cb, int N, long HW) {
+static void concat_back(rhd_nn *r, float *da, float *db, const float *dy, int ca, int cb, int N, int64_t HW) {
     const size_t mk = rhd_nn_mark(r);
     float *t = rhd_nn_alloc(r, (size_t)N * cb * HW);
     if (!r->dry) {
-        rhd_copy_cols(r->ctx, da, (long)ca * HW, dy, (long)(ca + cb) * HW, (long)ca * HW, N);
-        rhd_copy_cols(r->ctx, t, (long)cb * HW, dy + (long)ca * HW, (long)(ca + cb) * HW, (long)cb * HW, N);
-        rhd_add_forward(r->ctx, db, db, t, (long)N * cb * HW);
+        rhd_copy_cols(r->ctx, da, (int64_t)ca * HW, dy, (int64_t)(ca + cb) * HW, (int64_t)ca * HW, N);
+        rhd_copy_cols(r->ctx, t, (int64_t)cb * HW, dy + (int64_t)ca * HW, (int64_t)(ca + cb) * HW, (int64_t)cb * HW, N);
+        rhd_add_forward(r->ctx, db, db, t, (int64_t)N * cb * HW);
     }
     rhd_nn_release(r, mk);
 }
@@ -39,21 +39,21 @@ static void resize_planes(rhd_nn *r, float *lr, float *low, int N, int C, int R,
     const size_t mk = rhd_nn_mark(r);
     float *a = rhd_nn_alloc(r, (size_t)N * C * rr * rr), *b = rhd_nn_alloc(r, (size_t)N * C * R * R);
     if (!r->dry) {
-        const long rows_in = (long)N * C * rr, rows_out = (long)N * C * R;
+        const int64_t rows_in = (int64_t)N * C * rr, rows_out = (int64_t)N * C * R;
         for (int p = 0; p < 3; p++) {
             if (!back) {
-                rhd_copy_cols(r->ctx, a, rr, low + (long)p * rr, 3L * rr, rr, rows_in);
-                if (rr == R) rhd_copy_cols(r->ctx, lr + (long)p * R, 3L * R, a, R, R, rows_out);
+                rhd_copy_cols(r->ctx, a, rr, low + (int64_t)p * rr, 3L * rr, rr, rows_in);
+                if (rr == R) rhd_copy_cols(r->ctx, lr + (int64_t)p * R, 3L * R, a, R, R, rows_out);
                 else {
                     rhd_resize_forward(r->ctx, b, a, N, C, rr, rr, R, R, RHD_RESIZE_BICUBIC, 0);
-                    rhd_copy_cols(r->ctx, lr + (long)p * R, 3L * R, b, R, R, rows_out);
+                    rhd_copy_cols(r->ctx, lr + (int64_t)p * R, 3L * R, b, R, R, rows_out);
                 }
             } else {
-                rhd_copy_cols(r->ctx, b, R, lr + (long)p * R, 3L * R, R, rows_out);
-                if (rr == R) rhd_copy_cols(r->ctx, low + (long)p * rr, 3L * rr, b, rr, rr, rows_in);
+                rhd_copy_cols(r->ctx, b, R, lr + (int64_t)p * R, 3L * R, R, rows_out);
+                if (rr == R) rhd_copy_cols(r->ctx, low + (int64_t)p * rr, 3L * rr, b, rr, rr, rows_in);
                 else {
                     rhd_resize_backward(r->ctx, a, b, N, C, rr, rr, R, R, RHD_RESIZE_BICUBIC, 0);
-                    rhd_copy_cols(r->ctx, low + (long)p * rr, 3L * rr, a, rr, rr, rows_in);
+                    rhd_copy_cols(r->ctx, low + (int64_t)p * rr, 3L * rr, a, rr, rr, rows_in);
                 }
             }
         }
@@ -71,7 +71,7 @@ static void global_forward(rhd_nn *r, const rhd_upsampler *m, rhd_ups_io *io) {
     io->pooled = rhd_nn_alloc(r, (size_t)N * E);
     io->g1 = rhd_nn_alloc(r, (size_t)N * c->temb_dim), io->g = rhd_nn_alloc(r, (size_t)N * c->temb_dim);
     io->enc = rhd_nn_alloc(r, (size_t)N * m->enc_proj.out);
-    if (!r->dry) rhd_scale(r->ctx, io->z, io->ref, c->latent_scale, (long)N * c->latent_ch * S * S);
+    if (!r->dry) rhd_scale(r->ctx, io->z, io->ref, c->latent_scale, (int64_t)N * c->latent_ch * S * S);
     rhd_nn_conv_forward(r, &m->patch, io->tok, io->z, N, S, S); /* (N,E,1,1): one token */
     rhd_nn_layernorm_forward(r, &m->ln0, io->ln0, io->tok, N);
     if (!r->dry)
@@ -80,7 +80,7 @@ static void global_forward(rhd_nn *r, const rhd_upsampler *m, rhd_ups_io *io) {
                                    rhd_nn_w(r, m->pool_w[2]), rhd_nn_w(r, m->pool_b[2]), N, 1, E, c->pool_heads);
     rhd_nn_linear_forward(r, &m->pool_lin, io->g1, io->pooled, N);
     rhd_nn_layernorm_forward(r, &m->ln3, io->g, io->g1, N);
-    rhd_nn_add_forward(r, io->emb, io->emb, io->g, (long)N * c->temb_dim);
+    rhd_nn_add_forward(r, io->emb, io->emb, io->g, (int64_t)N * c->temb_dim);
     rhd_nn_linear_forward(r, &m->enc_proj, io->enc, io->tok, N); /* cross-attention token, before the LN */
 }
 
@@ -104,7 +104,7 @@ static void global_backward(rhd_nn *r, const rhd_upsampler *m, rhd_ups_io *io, c
                                     rhd_nn_w(r, m->pool_b[2]), N, 1, E, c->pool_heads);
     }
     rhd_nn_layernorm_backward(r, &m->ln0, dtok2, dln0, N);
-    rhd_nn_add_forward(r, dtok, dtok, dtok2, (long)N * E);
+    rhd_nn_add_forward(r, dtok, dtok, dtok2, (int64_t)N * E);
     rhd_nn_conv_backward(r, &m->patch, NULL, dtok, N, S, S);
     rhd_nn_release(r, mk);
 }
@@ -116,7 +116,7 @@ static void global_backward(rhd_nn *r, const rhd_upsampler *m, rhd_ups_io *io, c
  * used; the key rows of encoder_kv get an exactly zero gradient, as in the original). The buffers
  * stay in the arena until the backward. */
 static void cross_forward(rhd_nn *r, const rhd_nn_attn *a, float *y, const float *x, const float *enc, int N,
-                          long T) {
+                          int64_t T) {
     const int C = a->cfg.C, d = C / a->cfg.heads;
     float *e1 = rhd_nn_alloc(r, (size_t)N * C), *kv = rhd_nn_alloc(r, (size_t)N * 2 * C);
     float *v = rhd_nn_alloc(r, (size_t)N * C), *o = rhd_nn_alloc(r, (size_t)N * C);
@@ -124,13 +124,13 @@ static void cross_forward(rhd_nn *r, const rhd_nn_attn *a, float *y, const float
     rhd_nn_conv_forward(r, &a->ekv, kv, e1, N, 1, 1);
     if (!r->dry)
         for (int h = 0; h < a->cfg.heads; h++)
-            rhd_copy_cols(r->ctx, v + (long)h * d, C, kv + (long)h * 2 * d + d, 2L * C, d, N);
+            rhd_copy_cols(r->ctx, v + (int64_t)h * d, C, kv + (int64_t)h * 2 * d + d, 2L * C, d, N);
     rhd_nn_conv_forward(r, &a->proj, o, v, N, 1, 1);
     if (!r->dry) rhd_modulate_forward(r->ctx, y, x, NULL, o, C, N, C, T);
 }
 
 /* dx written; denc accumulated. */
-static void cross_backward(rhd_nn *r, const rhd_nn_attn *a, float *dx, float *denc, const float *dy, int N, long T) {
+static void cross_backward(rhd_nn *r, const rhd_nn_attn *a, float *dx, float *denc, const float *dy, int N, int64_t T) {
     const int C = a->cfg.C, d = C / a->cfg.heads;
     const size_t mk = rhd_nn_mark(r);
     float *dout = rhd_nn_alloc(r, (size_t)N * C), *dv = rhd_nn_alloc(r, (size_t)N * C);
@@ -140,10 +140,10 @@ static void cross_backward(rhd_nn *r, const rhd_nn_attn *a, float *dx, float *de
     rhd_nn_conv_backward(r, &a->proj, dv, dout, N, 1, 1);
     if (!r->dry)
         for (int h = 0; h < a->cfg.heads; h++)
-            rhd_copy_cols(r->ctx, dkv + (long)h * 2 * d + d, 2L * C, dv + (long)h * d, C, d, N);
+            rhd_copy_cols(r->ctx, dkv + (int64_t)h * 2 * d + d, 2L * C, dv + (int64_t)h * d, C, d, N);
     rhd_nn_conv_backward(r, &a->ekv, de1, dkv, N, 1, 1);
     rhd_nn_groupnorm_backward(r, &a->norm_enc, de, de1, N, 1, 0);
-    rhd_nn_add_forward(r, denc, denc, de, (long)N * C);
+    rhd_nn_add_forward(r, denc, denc, de, (int64_t)N * C);
     rhd_nn_release(r, mk);
 }
 
@@ -157,7 +157,7 @@ static float *res_fwd(rhd_nn *r, const rhd_nn_resblock *b, const float *x, const
 
 static float *cat_fwd(rhd_nn *r, const float *a, int ca, const float *b, int cb, int N, int H) {
     float *y = rhd_nn_alloc(r, (size_t)N * (ca + cb) * H * 3 * H);
-    concat(r, y, a, ca, b, cb, N, (long)H * 3 * H);
+    concat(r, y, a, ca, b, cb, N, (int64_t)H * 3 * H);
     return y;
 }
 
@@ -240,7 +240,7 @@ static float *res_bwd(rhd_nn *r, const rhd_nn_resblock *b, float *demb, const fl
 /* Split a concatenation's gradient: the first part returned (fresh), the second added to *acc. */
 static float *cat_bwd(rhd_nn *r, const float *dy, int ca, float *acc, int cb, int N, int H) {
     float *da = rhd_nn_alloc(r, (size_t)N * ca * H * 3 * H);
-    concat_back(r, da, acc, dy, ca, cb, N, (long)H * 3 * H);
+    concat_back(r, da, acc, dy, ca, cb, N, (int64_t)H * 3 * H);
     return da;
 }
 
@@ -295,20 +295,20 @@ static void ups_backward(rhd_nn *r, const rhd_nn_model *mm, void *iop) {
     k = io->nskip - 1;
     for (int i = L - 1; i >= 0; i--) {
         if (i < L - 1) {
-            rhd_nn_add_forward(r, d, d, dskip[k--], (long)N * ch * H * 3 * H);
+            rhd_nn_add_forward(r, d, d, dskip[k--], (int64_t)N * ch * H * 3 * H);
             float *dd = rhd_nn_alloc(r, (size_t)N * ch * (2 * H) * 3 * (2 * H));
             H *= 2;
             rhd_nn_conv_backward(r, &m->down_conv[i], dd, d, N, H, 3 * H);
             d = dd;
         }
         for (int j = nb - 1; j >= 0; j--) {
-            rhd_nn_add_forward(r, d, d, dskip[k--], (long)N * ch * H * 3 * H);
+            rhd_nn_add_forward(r, d, d, dskip[k--], (int64_t)N * ch * H * 3 * H);
             d = res_bwd(r, &m->down[i][j], demb, d, N, H);
             ch = m->down[i][j].cfg.cin;
         }
     }
     RHD_ASSERT(k == 0 && H == R && ch == cx);
-    rhd_nn_add_forward(r, dskip[0], dskip[0], d, (long)N * cx * H * 3 * H);
+    rhd_nn_add_forward(r, dskip[0], dskip[0], d, (int64_t)N * cx * H * 3 * H);
     /* X = [s, lr] */
     d = cat_bwd(r, dskip[0], F, dlr, c->cond_ch, N, H);
     d = res_bwd(r, &m->in_res, demb, d, N, H);

@@ -76,7 +76,7 @@ int rhd_vae_config_from_json(rhd_vae_config *c, const char *text, size_t n, cons
     cJSON *root = cJSON_ParseWithLength(text, n);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        long off = at && at >= text && at <= text + n ? (long)(at - text) : -1;
+        int64_t off = at && at >= text && at <= text + n ? (int64_t)(at - text) : -1;
         return rhd_errf(e, "%s: not valid JSON (near byte %ld), expected a diffusers AutoencoderKL config", name, off);
     }
     int rc = -1;
@@ -295,7 +295,7 @@ int rhd_vae_encoder_check_size(int H, int W, rhd_err *e) {
 /* y (N,C,T) = x + to_out(attention(to_q, to_k, to_v of GN(x) as tokens)). The token products run
  * one portrait at a time so that a portrait's numbers never depend on the batch it was encoded in
  * (a GEMM over N*T rows may round differently from one over T rows). Inference only. */
-static void attention(rhd_nn *r, const rhd_vae_attn *a, float *y, const float *x, int N, int C, long T) {
+static void attention(rhd_nn *r, const rhd_vae_attn *a, float *y, const float *x, int N, int C, int64_t T) {
     size_t at = rhd_nn_mark(r);
     size_t n1 = (size_t)C * T;
     float *t1 = rhd_nn_alloc(r, N * n1), *t2 = rhd_nn_alloc(r, N * n1);
@@ -313,7 +313,7 @@ static void attention(rhd_nn *r, const rhd_vae_attn *a, float *y, const float *x
     }
     if (!r->dry) {
         rhd_transpose_forward(r->ctx, t2, t1, N, T, C); /* (N,C,T) */
-        rhd_add_forward(r->ctx, y, t2, x, (long)(N * n1));
+        rhd_add_forward(r->ctx, y, t2, x, (int64_t)(N * n1));
     }
     rhd_nn_release(r, at);
 }
@@ -362,14 +362,14 @@ static void forward(rhd_nn *r, void *user) {
     cur = out;
     if (c->mid_attention) {
         out = OTHER(cur);
-        attention(r, &m->attn, out, cur, N, Cm, (long)h * wd);
+        attention(r, &m->attn, out, cur, N, Cm, (int64_t)h * wd);
         cur = out;
     }
     out = OTHER(cur);
     rhd_nn_resblock_forward(r, &m->mid[1], out, cur, NULL, N, h, wd);
     cur = out;
     float *t = OTHER(cur);
-    rhd_nn_groupnorm_forward(r, &m->norm_out, t, cur, N, (long)h * wd, 1);
+    rhd_nn_groupnorm_forward(r, &m->norm_out, t, cur, N, (int64_t)h * wd, 1);
     rhd_nn_conv_forward(r, &m->conv_out, io->moments, t, N, h, wd);
 #undef OTHER
     rhd_nn_release(r, at);
