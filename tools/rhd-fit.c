@@ -201,14 +201,15 @@ static void check_writable(const char *opt, const char *path) {
     if (path && rhd_check_output_writable(opt, path, &e)) rhd_die("%s", e.msg);
 }
 
-/* 1 when dir is absent or holds nothing but the temp file of a first checkpoint: a run killed
- * before its first commit, which --resume starts. */
+/* 1 when dir is absent or holds nothing but the temp file of a first checkpoint (and the lock
+ * file): a run killed before its first commit, which --resume starts. */
 static int run_unstarted(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return 1;
     int empty = 1;
     for (struct dirent *de; (de = readdir(d));)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "checkpoint.safetensors.tmp")) empty = 0;
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "checkpoint.safetensors.tmp") &&
+            strcmp(de->d_name, ".lock")) empty = 0;
     closedir(d);
     return empty;
 }
@@ -311,6 +312,8 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     fill_cfgs(o, &fc, &rc, &dc, 1);
     const char *out = o->common.output;
     char *ckpt_path = rhd_path_join(out, "checkpoint.safetensors");
+    int lock_fd; /* one process per run directory, before looking at it (released at exit or by a kill) */
+    if (rhd_lock_dir(out, &lock_fd, &e)) rhd_die("%s", e.msg);
     if (!o->resume && rhd_file_exists(ckpt_path) && !o->force)
         rhd_die("%s: a stage-1 run is already there, expected --resume to continue it or --force to start over", out);
     int resume = o->resume;
