@@ -38,6 +38,7 @@ typedef struct opts {
     long long fisher_steps, max_entries, log_every, warmup;
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
     double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
+    rhd_shard shard; /* stage 2 over many avatars: --rank/--world */
     int iwc_scope, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
 } opts;
 
@@ -54,8 +55,8 @@ static const rhd_opt options[] = {
     RHD_OPT_GROUP_("data"),
     RHD_OPT_STRING_(0, "data", opts, data, "DIR", "data root: <DIR>/<avatar path>/metadata_%06d.json, img_proc_fg_%06d.png"),
     RHD_OPT_STRING_(0, "list", opts, list, "FILE", "avatar list (one path per line); default: the plan's avatars or every avatar in --data"),
-    RHD_OPT_STRING_(0, "avatars", opts, avatars, "A,B", "--report: avatar names"),
-    RHD_OPT_STRING_(0, "avatar", opts, avatar, "NAME", "stage 2: the avatar (a path under --data)"),
+    RHD_OPT_STRING_(0, "avatars", opts, avatars, "A,B", "--report, and stage 2 over many avatars (-o DIR): avatar names"),
+    RHD_OPT_STRING_(0, "avatar", opts, avatar, "NAME", "stage 2: the avatar (a path under --data); without it, stage 2 fits every avatar of --list or --avatars into -o DIR"),
     RHD_OPT_STRING_(0, "train-views", opts, train_views, "RANGE", "training views, e.g. 0-99 (default: every view present)"),
     RHD_OPT_STRING_(0, "eval-views", opts, eval_views, "RANGE", "views for PSNR, e.g. 100-119 (default 0-4: training views, as the original)"),
     RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "X", "raw camera translation divided by X (§12.1)", 1e-9, 1e9),
@@ -102,6 +103,7 @@ static const rhd_opt options[] = {
     RHD_OPT_FLAG_(0, "force", opts, force, "overwrite an existing stage-1 run or stage-2 triplane"),
     RHD_OPT_INT_(0, "max-entries", opts, max_entries, "N", "stage 1: stop after N entries in this invocation (0: all)", 0, 1e9),
     RHD_OPT_INT_(0, "log-every", opts, log_every, "N", "progress line every N steps (0: none)", 0, 1e12),
+    RHD_SHARD_OPTS(opts, shard),
     RHD_COMMON_OPTS(opts),
     RHD_OPT_END_};
 
@@ -399,7 +401,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
 static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_err e = {0};
     if (!o->decoder) rhd_usage_error("--stage 2 needs --decoder FILE (a stage-1 decoder.safetensors)");
-    if (!o->avatar) rhd_usage_error("--stage 2 needs --avatar NAME (one avatar per process)");
+    if (!o->avatar) rhd_usage_error("--stage 2 needs --avatar NAME, or --list FILE or --avatars A,B with -o DIR");
     const char *out = o->common.output;
     if (!out) rhd_usage_error("--stage 2 needs -o FILE (.safetensors, or .npy for the original's layout)");
     if (!ends_with(out, ".safetensors") && !ends_with(out, ".npy"))
@@ -470,6 +472,35 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     return 0;
 }
 
+/* Stage 2 over many avatars (--list or --avatars, no --avatar): this rank's avatars (i mod
+ * --world) one after the other, each into OUT/<name>.safetensors as `--stage 2 --avatar` does it
+ * (an existing output is skipped, so a killed batch is rerun as it was started). */
+static int cmd_stage2_batch(const opts *o, rhd_ctx *ctx) {
+    rhd_err e = {0};
+    const char *out = o->common.output;
+    if (!out) rhd_usage_error("--stage 2 over --list/--avatars needs -o DIR (one <avatar>.safetensors each)");
+    if (ends_with(out, ".safetensors") || ends_with(out, ".npy"))
+        rhd_usage_error("-o %s: expected a directory for stage 2 over --list/--avatars (or one --avatar NAME)", out);
+    char **names = NULL, **paths = NULL;
+    int n = 0;
+    if (o->list && rhd_avatars_from_list(o->list, &names, &paths, &n, &e)) rhd_die("--list %s", e.msg);
+    if (!o->list && rhd_avatars_from_csv(o->avatars, &names, &n, &e)) rhd_usage_error("--avatars %s", e.msg);
+    int mine = 0;
+    for (int i = 0; i < n; i++) mine += rhd_shard_mine(&o->shard, i);
+    if (o->shard.world > 1) rhd_info("rank %lld of %lld: %d of %d avatars", o->shard.rank, o->shard.world, mine, n);
+    for (int i = 0; i < n; i++) {
+        if (!rhd_shard_mine(&o->shard, i)) continue;
+        opts one = *o;
+        char *op = path_fmt("%s/%s.safetensors", out, names[i]);
+        one.avatar = paths ? paths[i] : names[i], one.common.output = op;
+        cmd_stage2(&one, ctx);
+        free(op);
+    }
+    rhd_avatars_free(names, n);
+    if (paths) rhd_avatars_free(paths, n);
+    return 0;
+}
+
 static int cmd_report(const opts *o, rhd_ctx *ctx) {
     rhd_err e = {0};
     if (!o->decoder || !o->triplanes) rhd_usage_error("--report needs --decoder FILE and --triplanes DIR");
@@ -535,8 +566,10 @@ int main(int argc, char **argv) {
     o.bound = 1, o.min_near = 0.2, o.dt_gamma = 0, o.T_thresh = 1e-4, o.density_thresh = 10, o.grid_decay = 0.95;
     o.w_l1 = o.w_tv = o.w_dist = o.w_iwc = -1;
     o.divisor = 23, o.scale = 0.6, o.collapse_opacity = 0.01, o.tri_eps = -1, o.reg_gate = -1;
+    rhd_shard_init(&o.shard);
     int n = rhd_cli_parse(&cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
+    rhd_shard_check(&o.shard);
     rhd_fs_install_signal_handlers();
     if (n > 0) rhd_usage_error("unexpected argument '%s'", argv[1]);
     if (!o.data) rhd_usage_error("expected --data DIR (the avatars' data root)");
@@ -547,7 +580,8 @@ int main(int argc, char **argv) {
     rhd_err e = {0};
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
-    int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : cmd_stage2(&o, ctx);
+    int batch2 = o.stage == 2 && !o.avatar && (o.list || o.avatars);
+    int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : batch2 ? cmd_stage2_batch(&o, ctx) : cmd_stage2(&o, ctx);
     rhd_ctx_close(ctx);
     return rc;
 }
