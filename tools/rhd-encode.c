@@ -6,6 +6,7 @@
  * inputs are skipped, avatars can be sharded over MPI ranks. See tools/rhd-encode.md. */
 #include "common/cli.h"
 #include "common/fs.h"
+#include "common/fit_run.h"
 #include "common/image_resize.h"
 #include "common/log.h"
 #include "common/models/vae_encoder.h"
@@ -317,7 +318,10 @@ static int write_features(const encode_opts *o, const weights *wt, const rhd_ctx
             free(buf);
         }
     } else {
-        rc = rhd_mkdir_parents(jb->output, e) || rhd_st_write(&wr, jb->output, e) ? -1 : 0;
+        rc = rhd_mkdir_parents(jb->output, e) ? -1 : 0;
+        if (!rc) rhd_crash_before_write(jb->output); /* test hooks (RHD_CRASH_AFTER, common/fit_run.h) */
+        if (!rc) rc = rhd_st_write(&wr, jb->output, e) ? -1 : 0;
+        if (!rc) rhd_crash_point("wrote", jb->output);
     }
     free(pre), free(cfg);
     rhd_st_writer_free(&wr);
