@@ -12,6 +12,20 @@
 #include <omp.h>
 #endif
 
+int rhd_parse_vec3(const char *s, double v[3]) {
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        v[i] = strtod(s, &end);
+        if (end == s || !isfinite(v[i])) return -1;
+        s = end;
+        if (i < 2) {
+            if (*s != ',') return -1;
+            s++;
+        }
+    }
+    return *s ? -1 : 0;
+}
+
 int rhd_parse_ll(const char *s, long long *out) {
     if (!s || !*s) return -1;
     const char *p = s;

@@ -112,6 +112,8 @@ int rhd_shard_mine(const rhd_shard *s, long long i);
 /* Strict parsers: the whole string must be a number, finite, in range. */
 int rhd_parse_ll(const char *s, long long *out);
 int rhd_parse_double(const char *s, double *out);
+/* "X,Y,Z": three finite numbers separated by commas, nothing else. */
+int rhd_parse_vec3(const char *s, double v[3]);
 /* Parse "A-B", "A", "A,B,C-D" into a sorted list of non-negative ints (malloc'd). */
 int rhd_parse_ranges(const char *s, int **out, int *n, rhd_err *e);
 #ifdef __cplusplus

@@ -21,6 +21,7 @@
 #include "common/model_io.h"
 #include "common/contact_sheet.h"
 #include "common/metrics.h"
+#include "formats/dataset.h"
 #include "formats/png.h"
 #include <dirent.h>
 
@@ -33,7 +34,7 @@ typedef struct opts {
     long long stage;
     int report;
     const char *plan, *data, *list, *avatars, *avatar, *decoder, *triplanes, *contact_sheet;
-    const char *train_views, *eval_views;
+    const char *train_views, *eval_views, *offset;
     long long res, channels, rays, steps, grid_size, max_steps, update_interval, full_updates, dist_points;
     long long fisher_steps, max_entries, log_every, warmup;
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
@@ -62,6 +63,7 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "X", "raw camera translation divided by X (§12.1)", 1e-9, 1e9),
     RHD_OPT_DOUBLE_(0, "pose-scale", opts, scale, "X", "then multiplied by X (§12.1; as rhd-render)", 1e-9, 1e9),
     RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "the former name of --pose-scale (kept as an alias)", 1e-9, 1e9),
+    RHD_OPT_STRING_(0, "offset", opts, offset, "X,Y,Z", "then X,Y,Z added to the camera positions (default 0,0,0; tools/bring-your-own-data.md)"),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
     RHD_OPT_GROUP_("model"),
     RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
@@ -164,6 +166,8 @@ static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fi
     rc->full_updates = (int)o->full_updates, rc->force_all_rays = !o->drop_rays, rc->double_norm = o->double_norm;
     rhd_fit_data_cfg_default(dc);
     dc->translation_divisor = o->divisor, dc->scale = o->scale, dc->fy_square_pixels = o->fy_square;
+    if (o->offset && rhd_parse_vec3(o->offset, dc->offset))
+        rhd_usage_error("--offset takes three numbers (e.g. --offset 0,-0.1,0), got '%s'", o->offset);
 }
 
 static void parse_views(const char *s, const char *opt, int **v, int *n) {
@@ -171,6 +175,19 @@ static void parse_views(const char *s, const char *opt, int **v, int *n) {
     *v = NULL, *n = 0;
     if (!s) return;
     if (rhd_parse_ranges(s, v, n, &e)) rhd_usage_error("--%s %s", opt, e.msg);
+}
+
+/* A warning naming the avatar and how far out when its views leave the scene box. */
+static void warn_outside_box(const char *dir, const rhd_fit_data_cfg *dc, double bound) {
+    rhd_dataset_config c;
+    rhd_dataset_config_init(&c);
+    c.translation_divisor = dc->translation_divisor, c.scale = dc->scale, c.fy_square_pixels = dc->fy_square_pixels;
+    memcpy(c.offset, dc->offset, sizeof c.offset);
+    c.skip_incomplete = 1; /* incomplete views were refused or listed by the loading itself */
+    char msg[600];
+    const char *slash = strrchr(dir, '/');
+    rhd_err e = {0};
+    if (rhd_dataset_box_warning(dir, slash ? slash + 1 : dir, &c, bound, msg, sizeof msg, &e) > 0) rhd_warn("%s", msg);
 }
 
 /* Every view the avatar's directory holds, minus nothing (default training views). */
@@ -187,6 +204,7 @@ static int load_avatar(rhd_fit_views *train, rhd_fit_views *eval, const char *di
         rc = -1;
     }
     free(tv), free(ev);
+    if (!rc && want_train) warn_outside_box(dir, dc, o->bound);
     return rc;
 }
 
