@@ -303,8 +303,11 @@ static int resume(rhd_fit_run *run, rhd_err *e) {
         if (cJSON_IsArray(rec)) {
             cJSON_Delete(run->records);
             run->records = rec;
-        } else
+        } else {
             cJSON_Delete(rec);
+            rc = rhd_errf(e, "%s: metadata rhd.records is not a JSON array, expected the per-entry results the run "
+                             "wrote (restore the file or start over with --force)", run->ckpt_path);
+        }
     }
     run->start = run->next = ck.entries_done;
     rhd_fit_checkpoint_free(&ck);
