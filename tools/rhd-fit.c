@@ -260,7 +260,10 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     rhd_occgrid g;
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
     *json = NULL;
-    if (rhd_occgrid_init(r->ctx, &g, &gc, e)) return -1;
+    if (rhd_occgrid_init(r->ctx, &g, &gc, e)) {
+        rhd_triplane_free(&planes);
+        return -1;
+    }
     cJSON *root = cJSON_CreateObject(), *av = cJSON_AddObjectToObject(root, "psnr");
     double sum = 0;
     int counted = 0, rc = 0, nrows = 0, W = 0, H = 0;
@@ -268,7 +271,12 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     float **imgs = NULL; /* the views' gt and renders the sheet points into, 2 per row */
     for (int i = 0; i < n && !rc; i++) {
         rhd_fit_views ev, tv;
-        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || rhd_triplane_load(tri_paths[i], &planes, 1, NULL, e)) {
+        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e)) {
+            rc = -1;
+            break;
+        }
+        if (rhd_triplane_load(tri_paths[i], &planes, 1, NULL, e)) { /* the views are loaded: freed on this exit too */
+            rhd_fit_views_free(&ev);
             rc = -1;
             break;
         }

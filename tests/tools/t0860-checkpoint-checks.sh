@@ -3,7 +3,8 @@
 # `rhd-fit --resume`, `rhd-fit --stage 2 --decoder` and rhd-inspect meet them: every one is refused
 # with exit 1 and a message naming the file and the field or tensor (a table: case, what is
 # changed, the expected message), and the run directory is left as it was. Each case is made from
-# a real checkpoint of a tiny run (Python safetensors), changing one thing.
+# a real checkpoint of a tiny run (Python safetensors), changing one thing. And the --report error
+# exit that leaked (seen under make SAN=1).
 . "$RHD_ROOT/tests/tools/lib.sh"
 MINI=$RHD_ROOT/tests/data/mini
 PY=${RHD_PY:-python3}
@@ -110,6 +111,17 @@ expect_err "adam.v.color_net.1.weight" "names the tensor"
 run rhd-inspect --allow-nonfinite --json "$T/cases/nan_moment.safetensors"
 expect_rc 0 "rhd-inspect --allow-nonfinite shows it"
 expect_out '"name":"adam.v.color_net.1.weight".*"nan":1' "counting one NaN"
+# --report failing on its second avatar (a truncated triplane after a good one): exit 1 naming the
+# file, and nothing leaked on that exit (checked by LeakSanitizer under make SAN=1 test)
+mkdir -p "$T/rep"
+cp "$T/run/triplanes/avatar_100.safetensors" "$T/rep/avatar_100.safetensors"
+head -c 200 "$T/run/triplanes/avatar_100.safetensors" >"$T/rep/avatar_101.safetensors"
+run rhd-fit --report --decoder "$T/run/decoder.safetensors" --triplanes "$T/rep" --data "$MINI" --grid-size 8 --max-steps 2 \
+    --eval-views 100 --warmup 1 --contact-sheet "$T/rep.png"
+expect_rc 1 "--report with a truncated triplane of the second avatar"
+expect_err "rep/avatar_101.safetensors: .*truncated" "names the truncated triplane"
+check "no leak reported on the error exit (LeakSanitizer under SAN=1)" test -z "$(printf '%s' "$err" | grep -i 'LeakSanitizer\|AddressSanitizer')"
+check "no contact sheet written" test ! -e "$T/rep.png"
 mkdir -p "$T/dirck/checkpoint.safetensors"
 run rhd-fit $S1 --resume -o "$T/dirck"
 expect_rc 1 "a directory named checkpoint.safetensors"
