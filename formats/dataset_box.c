@@ -64,7 +64,7 @@ typedef struct mask {
 static void mask_make(mask *k, const rhd_view *v, const rhd_image *img) {
     k->v = v, k->s = img->width / 128 > 1 ? img->width / 128 : 1;
     k->mw = img->width / k->s, k->mh = img->height / k->s;
-    k->m = malloc((size_t)k->mw * (size_t)k->mh);
+    k->m = rhd_xmalloc((size_t)k->mw * (size_t)k->mh);
     for (int y = 0; y < k->mh; y++)
         for (int x = 0; x < k->mw; x++)
             k->m[y * k->mw + x] = img->data[((int64_t)(y * k->s + k->s / 2) * img->width + x * k->s + k->s / 2) * 4 + 3] > 0.5f;
@@ -104,7 +104,7 @@ int rhd_dataset_box_check(const rhd_dataset *d, double bound, int max_views, rhd
     memset(r, 0, sizeof *r);
     r->first_inside = r->worst_view = -1;
     int nv = d->n < max_views ? d->n : max_views, rc = 0;
-    mask *ks = calloc((size_t)(nv ? nv : 1), sizeof *ks);
+    mask *ks = rhd_xcalloc((size_t)(nv ? nv : 1), sizeof *ks);
     for (int k = 0; k < nv && !rc; k++) {
         const rhd_view *v = &d->views[(int64_t)k * d->n / nv];
         rhd_image img;
