@@ -81,13 +81,14 @@ warned() {
 RANDOM=${RHD_TEST_SEED:-$$}
 echo "# pose settings from RHD_TEST_SEED=${RHD_TEST_SEED:-$$}"
 cases="23 0.6 0 0 0 1;23 2 0 0 0 1;23 0.3 0 0 0 1;23 0.6 0.8 0 0 1;23 0.6 0 0 0 0.5"
-for i in 1 2 3; do
+for i in 1 2; do
     sc=$((40 + RANDOM % 100))
     cases="$cases;$((15 + RANDOM % 20)) $((sc / 100)).$((sc % 100)) 0.$((RANDOM % 9)) -0.$((RANDOM % 6)) 0.$((RANDOM % 4)) 1"
 done
-for k in $(seq 1 8); do
+for k in $(seq 1 7); do
     read -r dv sc ox oy oz bd <<<"$(printf '%s' "$cases" | cut -d';' -f"$k")"
-    for av in avatar_100 avatar_101; do
+    avs=avatar_100; [ "$k" -gt 5 ] && avs="avatar_100 avatar_101" # the fixed cases on one avatar, the random ones on both
+    for av in $avs; do
         run rhd-fit $S2 --avatar "$av" --translation-divisor "$dv" --pose-scale "$sc" --offset "$ox,$oy,$oz" --bound "$bd" -o "$T/o/$av.safetensors" --force
         want=$(ref "$av" "$dv" "$sc" "$ox" "$oy" "$oz" "$bd") got=$(warned)
         label="$av divisor $dv scale $sc offset $ox,$oy,$oz bound $bd"
