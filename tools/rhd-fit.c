@@ -421,6 +421,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     }
     free(dirs), free(train), free(eval), free(ckpt_path);
     rhd_plan_free(&plan);
+    rhd_unlock_dir(&lock_fd);
     return 0;
 }
 
