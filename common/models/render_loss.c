@@ -44,6 +44,7 @@ void rhd_render_loss_free(rhd_render_loss *rl) {
     rhd_renderer_free(&rl->rend);
     rhd_decoder_acts_free(&rl->acts);
     if (rl->lpips) rhd_nn_free(&rl->lrun);
+    free(rl->kept_xyz), free(rl->kept_dirs), free(rl->kept_d0), free(rl->kept_rays), free(rl->kept_first);
     memset(rl, 0, sizeof *rl);
 }
 
@@ -251,6 +252,25 @@ double rhd_lpips_grad(rhd_lpips *l, rhd_nn *run, const float *x0, const float *x
 
 /* ---- rendering, the loss and its backward ---- */
 
+/* append a patch's samples to the kept ones (host) */
+static void keep(rhd_render_loss *rl, const float *xyz, const float *dirs, const float *d0, const int32_t *rays,
+                 int64_t N, int64_t M) {
+    rhd_ctx *ctx = rl->ctx;
+    int64_t M0 = rl->kept_M, k = rl->kept_patches;
+    rl->kept_xyz = realloc(rl->kept_xyz, sizeof(float) * 3 * (M0 + M + 1));
+    rl->kept_dirs = realloc(rl->kept_dirs, sizeof(float) * 3 * (M0 + M + 1));
+    rl->kept_d0 = realloc(rl->kept_d0, sizeof(float) * (M0 + M + 1));
+    rl->kept_rays = realloc(rl->kept_rays, sizeof(int32_t) * 2 * N * (k + 1));
+    rl->kept_first = realloc(rl->kept_first, sizeof(int64_t) * (k + 1));
+    RHD_ASSERT(rl->kept_xyz && rl->kept_dirs && rl->kept_d0 && rl->kept_rays && rl->kept_first);
+    rhd_buf_download(ctx, rl->kept_xyz + 3 * M0, xyz, sizeof(float) * 3 * M);
+    rhd_buf_download(ctx, rl->kept_dirs + 3 * M0, dirs, sizeof(float) * 3 * M);
+    rhd_buf_download(ctx, rl->kept_d0 + M0, d0, sizeof(float) * M);
+    rhd_buf_download(ctx, rl->kept_rays + 2 * N * k, rays, sizeof(int32_t) * 2 * N);
+    rl->kept_first[k] = M0;
+    rl->kept_M = M0 + M, rl->kept_patches = (int)k + 1;
+}
+
 /* pred (N,3) ctx side -> loss, dpred (N,3) ctx side (= scale * dL/dpred) */
 static void patch_loss(rhd_render_loss *rl, const float *pred, float *dpred, const float *gt, int P, float scale,
                        rhd_render_loss_out *out, float *pred_out) {
@@ -354,6 +374,7 @@ rhd_render_loss_out rhd_render_loss_patch(rhd_render_loss *rl, const rhd_triplan
     float *xyz = rhd_buf_alloc(ctx, sizeof(float) * 3 * m), *dirs = rhd_buf_alloc(ctx, sizeof(float) * 3 * m);
     float *d0 = rhd_buf_alloc(ctx, sizeof(float) * m), *d1 = rhd_buf_alloc(ctx, sizeof(float) * m);
     int64_t kept = rhd_march_train_write(ctx, xyz, dirs, d0, d1, rays, ro, rd, nears, fars, rl->grid.bitfield, N, M, &mc);
+    if (rl->keep_samples) keep(rl, xyz, dirs, d0, rays, N, kept);
     rhd_render_loss_out out = samples_core(rl, T, dT, xyz, dirs, d0, d1, rays, kept, gt_patch, scale, NULL);
     void *bufs[] = {pix, rays, ro, rd, nears, fars, xyz, dirs, d0, d1};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rhd_buf_free(ctx, bufs[i]);

@@ -62,6 +62,13 @@ typedef struct rhd_render_loss {
     rhd_lpips *lpips;         /* borrowed, VGG */
     rhd_nn lrun;              /* the LPIPS backward pass */
     rhd_decoder_acts acts;
+    /* tests: with keep_samples set, every rhd_render_loss_patch appends its marched samples here
+     * (host; rays' offsets relative to the patch's first sample); free with rhd_render_loss_free */
+    int keep_samples, kept_patches;
+    int64_t kept_M;
+    float *kept_xyz, *kept_dirs, *kept_d0; /* [kept_M,3], [kept_M,3], [kept_M] */
+    int32_t *kept_rays;                    /* [kept_patches * P*P, 2] */
+    int64_t *kept_first;                   /* [kept_patches]: each patch's first sample */
 } rhd_render_loss;
 
 #ifdef __cplusplus
