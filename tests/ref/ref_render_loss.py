@@ -8,7 +8,7 @@ float64 autograd, for tests/models/test_render_loss.c and test_upsampler_train.c
   ref_render_loss.py loss DIR C R CLAMP T_THRESH W_L1 W_LPIPS P
       inputs (DIR/*.npy, float32): planes [3,C,R,R], xyz [M,3] (sampler coordinates), dirs [M,3],
       delta0 [M], rays [N,2] (offset, count), gt [N,3] (N = P*P, row-major patch), the decoder
-      tensors by state-dict name; the decoder and the per-ray compositing of ref_fit.py, then
+      tensors by state-dict name; the decoder of ref_fit.py and the compositing with early termination, then
       pred = clamp(rgb, 0, 1), loss = W_L1 mean|pred - gt| + W_LPIPS lpips(pred, gt, normalize=True).
       Outputs: pred [N,3] (before the clamp), loss [3] = (loss, l1, lpips), dplanes [3,C,R,R].
   ref_render_loss.py step DIR SF RENDER T_THRESH W_L1 W_LPIPS P
@@ -60,32 +60,35 @@ def load_lpips(d):
     return m.double().eval()
 
 
-def render(planes, W, xyz, dirs, delta0, rays, C, T_thresh):
+def decode(planes, W, xyz, dirs, C):
+    """the decoder of fitting.md §5 (as ref_fit.py): sigma [M], rgb [M,3]"""
     feat = sample(planes, xyz)
     cc = C * 3 // 4
     h = F.linear(F.softplus(F.linear(freq(feat[:, cc:]), W["sigma_net.0.weight"], W["sigma_net.0.bias"])),
                  W["sigma_net.2.weight"], W["sigma_net.2.bias"])
-    sigma = TruncExp.apply(h[:, 0])
     x = torch.cat([freq(feat[:, :cc]), h[:, 1:], freq(dirs)], dim=-1)
     x = F.relu(F.linear(x, W["color_net.0.weight"]))
     x = F.relu(F.linear(x, W["color_net.1.weight"]))
-    rgb = torch.sigmoid(F.linear(x, W["color_net.2.weight"]))
+    return TruncExp.apply(h[:, 0]), torch.sigmoid(F.linear(x, W["color_net.2.weight"]))
+
+
+def composite(sigma, rgb, delta0, rays, T_thresh):
     preds = []
     for r in range(rays.shape[0]):
         off, cnt = int(rays[r, 0]), int(rays[r, 1])
-        Tr = torch.ones((), dtype=torch.float64)
-        acc = torch.zeros(3, dtype=torch.float64)
-        A = torch.zeros((), dtype=torch.float64)
-        for k in range(off, off + cnt):
-            alpha = 1 - torch.exp(-sigma[k] * delta0[k])
-            w = alpha * Tr
-            acc = acc + w * rgb[k]
-            A = A + w
-            Tr = Tr * (1 - alpha)
-            if float(Tr) < T_thresh:
-                break
-        preds.append(acc + (1 - A))
+        if cnt == 0:
+            preds.append(torch.ones(3, dtype=torch.float64))
+            continue
+        alpha = 1 - torch.exp(-sigma[off:off + cnt] * delta0[off:off + cnt])
+        Tb = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - alpha, 0)[:-1]])
+        w = alpha * Tb * (Tb.detach() >= T_thresh)  # a ray stops after the sample that takes T below
+        preds.append((w[:, None] * rgb[off:off + cnt]).sum(0) + (1 - w.sum()))
     return torch.stack(preds)
+
+
+def render(planes, W, xyz, dirs, delta0, rays, C, T_thresh):
+    sigma, rgb = decode(planes, W, xyz, dirs, C)
+    return composite(sigma, rgb, delta0, rays, T_thresh)
 
 
 def patch_loss(pred, gt, P, w1, w2, lp):
@@ -119,20 +122,6 @@ def sigmoid_abar(T=100, start=0.0, end=3.0, tau=0.1):
     return np.cumprod(1 - betas)
 
 
-def composite(sigma, rgb, delta0, rays, T_thresh):
-    preds = []
-    for r in range(rays.shape[0]):
-        off, cnt = int(rays[r, 0]), int(rays[r, 1])
-        if cnt == 0:
-            preds.append(torch.ones(3, dtype=torch.float64))
-            continue
-        alpha = 1 - torch.exp(-sigma[off:off + cnt] * delta0[off:off + cnt])
-        Tb = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - alpha, 0)[:-1]])
-        w = alpha * Tb * (Tb.detach() >= T_thresh)  # a ray stops after the sample that takes T below
-        preds.append((w[:, None] * rgb[off:off + cnt]).sum(0) + (1 - w.sum()))
-    return torch.stack(preds)
-
-
 def step(d, sf, render_on, T_thresh, w1, w2, P):
     import json
     from safetensors.torch import load_file, save_file
@@ -162,15 +151,7 @@ def step(d, sf, render_on, T_thresh, w1, w2, P):
         T = torch.stack([y[0, :, :, k * R:(k + 1) * R] for k in range(3)]).double().clamp(-1, 1)
         W = {n: ld(n).double() for n in NAMES}
         xyz, dirs, delta0, rays, gt = ld("xyz").double(), ld("dirs").double(), ld("delta0").double(), ld("rays").long(), ld("gt").double()
-        feat = sample(T, xyz)
-        cc = C * 3 // 4
-        h = F.linear(F.softplus(F.linear(freq(feat[:, cc:]), W["sigma_net.0.weight"], W["sigma_net.0.bias"])),
-                     W["sigma_net.2.weight"], W["sigma_net.2.bias"])
-        sigma = TruncExp.apply(h[:, 0])
-        x = torch.cat([freq(feat[:, :cc]), h[:, 1:], freq(dirs)], dim=-1)
-        x = F.relu(F.linear(x, W["color_net.0.weight"]))
-        x = F.relu(F.linear(x, W["color_net.1.weight"]))
-        rgb = torch.sigmoid(F.linear(x, W["color_net.2.weight"]))
+        sigma, rgb = decode(T, W, xyz, dirs, C)
         pred = composite(sigma, rgb, delta0, rays, T_thresh)
         rend, _, _ = patch_loss(pred, gt, P, w1, w2, load_lpips(d))
         total = total + rend
