@@ -1,4 +1,4 @@
-/* tests/models/test_render_loss.c: the upsampler's rendering loss (common/models/render_loss.h).
+/* tests/models/test_render_loss.c: the upsampler's rendering loss (common/render_loss.h).
  *
  * 1. Fixed packed samples over a random triplane and a random decoder, a 16x16 patch: the
  *    predicted colours, the loss (and its L1 and LPIPS parts) and the triplane gradient against
@@ -9,7 +9,7 @@
  *    finite differences on the texels of largest gradient and a few others, the grid held fixed.
  * 4. The draws: views in range, ds in {2,4,8}, the crop inside the image, and the white retry. */
 #include "refcheck.h"
-#include "common/models/render_loss.h"
+#include "common/render_loss.h"
 
 #define C_ 8
 #define R_ 8

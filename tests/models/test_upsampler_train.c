@@ -1,4 +1,4 @@
-/* tests/models/test_upsampler_train.c: one upsampler training step (common/models/upsampler_train.h)
+/* tests/models/test_upsampler_train.c: one upsampler training step (common/upsampler_train.h)
  * at a small configuration (the small preset with 1 res block per level and 1 body group; planes 8,
  * condition 2) against the PyTorch reference
  * (tests/ref/ref_render_loss.py step: ref_upsampler.py's network, its own sigmoid schedule,
@@ -14,7 +14,7 @@
 #undef RHD_FMUL /* kernels/diffusion.h and kernels/rays.h define these differently; unused here */
 #undef RHD_FADD
 #undef RHD_FSUB
-#include "common/models/upsampler_train.h"
+#include "common/upsampler_train.h"
 #include "formats/params_io.h"
 
 enum { R = 8, SF = 4, P = 16 };

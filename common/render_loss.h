@@ -1,4 +1,4 @@
-/* common/models/render_loss.h: the upsampler's rendering loss (spec diffusion.md §5.4, §7.16;
+/* common/render_loss.h: the upsampler's rendering loss (spec diffusion.md §5.4, §7.16;
  * upsample_train_util.py): the predicted x0 triplane rendered by the frozen fitted decoder at a
  * patch of a dataset view, L = w_l1 L1 + w_lpips LPIPS-VGG, and its gradient with respect to the
  * triplane (through LPIPS, the clamp, the compositing, the decoder and the triplane sampling).
@@ -25,8 +25,8 @@
  * struct's conv blocks in a training pass of its own rhd_nn (the GT image without saving), the
  * five heads' gradients are taken on the host in double, and the convs' input gradients only are
  * computed (no weight gradients). Random draws come from Philox (seed, stream, offset). */
-#ifndef RHD_MODELS_RENDER_LOSS_H
-#define RHD_MODELS_RENDER_LOSS_H
+#ifndef RHD_RENDER_LOSS_H
+#define RHD_RENDER_LOSS_H
 #include <stdint.h>
 #include "common/lpips.h"
 #include "common/models/decoder.h"

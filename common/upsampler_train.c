@@ -1,11 +1,11 @@
-/* common/models/upsampler_train.c: one upsampler training step (see upsampler_train.h). */
+/* common/upsampler_train.c: one upsampler training step (see upsampler_train.h). */
 #include "common/models/diffusion.h"
 /* kernels/diffusion.h and kernels/rays.h (through render_loss.h) define the same fp32 helper macros
  * differently; this file uses neither */
 #undef RHD_FMUL
 #undef RHD_FADD
 #undef RHD_FSUB
-#include "common/models/upsampler_train.h"
+#include "common/upsampler_train.h"
 #include <stdlib.h>
 #include <string.h>
 #include "common/triplane.h"

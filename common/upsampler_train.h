@@ -1,4 +1,4 @@
-/* common/models/upsampler_train.h: one training step of the TriplaneUpsampler as a library
+/* common/upsampler_train.h: one training step of the TriplaneUpsampler as a library
  * function (spec diffusion.md §5.4, §5.6, §3.3, §3.6, §7.5, §7.16; upsample_train_util.py), for
  * rhd-train --model upsample to call per micro-batch.
  *
@@ -17,12 +17,12 @@
  *
  * Memory: hr and ref are host arrays (hr [N,3,C,R,R] PLANES layout, the fitted files' order; ref
  * [N,latent_ch,S,S]); everything else lives on the model's context. */
-#ifndef RHD_MODELS_UPSAMPLER_TRAIN_H
-#define RHD_MODELS_UPSAMPLER_TRAIN_H
+#ifndef RHD_UPSAMPLER_TRAIN_H
+#define RHD_UPSAMPLER_TRAIN_H
 #include <stdint.h>
 #include "common/degrade.h"
 #include "common/models/diffusion_schedule.h"
-#include "common/models/render_loss.h"
+#include "common/render_loss.h"
 #include "common/models/upsampler.h"
 
 typedef struct rhd_ups_train_opts {

@@ -1,5 +1,5 @@
-/* common/models/render_loss.c: the upsampler's rendering loss (see render_loss.h). */
-#include "common/models/render_loss.h"
+/* common/render_loss.c: the upsampler's rendering loss (see render_loss.h). */
+#include "common/render_loss.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,12 +257,11 @@ static void keep(rhd_render_loss *rl, const float *xyz, const float *dirs, const
                  int64_t N, int64_t M) {
     rhd_ctx *ctx = rl->ctx;
     int64_t M0 = rl->kept_M, k = rl->kept_patches;
-    rl->kept_xyz = realloc(rl->kept_xyz, sizeof(float) * 3 * (M0 + M + 1));
-    rl->kept_dirs = realloc(rl->kept_dirs, sizeof(float) * 3 * (M0 + M + 1));
-    rl->kept_d0 = realloc(rl->kept_d0, sizeof(float) * (M0 + M + 1));
-    rl->kept_rays = realloc(rl->kept_rays, sizeof(int32_t) * 2 * N * (k + 1));
-    rl->kept_first = realloc(rl->kept_first, sizeof(int64_t) * (k + 1));
-    RHD_ASSERT(rl->kept_xyz && rl->kept_dirs && rl->kept_d0 && rl->kept_rays && rl->kept_first);
+    rl->kept_xyz = rhd_xrealloc(rl->kept_xyz, sizeof(float) * 3 * (M0 + M + 1));
+    rl->kept_dirs = rhd_xrealloc(rl->kept_dirs, sizeof(float) * 3 * (M0 + M + 1));
+    rl->kept_d0 = rhd_xrealloc(rl->kept_d0, sizeof(float) * (M0 + M + 1));
+    rl->kept_rays = rhd_xrealloc(rl->kept_rays, sizeof(int32_t) * 2 * N * (k + 1));
+    rl->kept_first = rhd_xrealloc(rl->kept_first, sizeof(int64_t) * (k + 1));
     rhd_buf_download(ctx, rl->kept_xyz + 3 * M0, xyz, sizeof(float) * 3 * M);
     rhd_buf_download(ctx, rl->kept_dirs + 3 * M0, dirs, sizeof(float) * 3 * M);
     rhd_buf_download(ctx, rl->kept_d0 + M0, d0, sizeof(float) * M);
