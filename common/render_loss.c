@@ -107,6 +107,42 @@ void rhd_render_loss_crop(const rhd_render_loss_opts *o, const float *gt, int w,
     }
 }
 
+int rhd_render_loss_make_patch(const rhd_render_loss_opts *o, const rhd_dataset *d, uint64_t seed, uint64_t stream,
+                               uint64_t offset, rhd_render_patch *p, rhd_err *e) {
+    memset(p, 0, sizeof *p);
+    int n = 0, P = o->patch;
+    for (int i = 0; i < d->n; i++) n += d->views[i].index >= o->view_lo && d->views[i].index <= o->view_hi;
+    if (n == 0)
+        return rhd_errf(e, "render loss: the subject has no view in [%d, %d]", o->view_lo, o->view_hi);
+    rhd_render_loss_pick pick;
+    rhd_render_loss_draw(o, seed, stream, offset, &pick);
+    int k = (int)(rhd_rng_uniform(seed, stream, offset) * n), j = -1;
+    k = k < n ? k : n - 1;
+    for (int i = 0; i < d->n && j < 0; i++)
+        if (d->views[i].index >= o->view_lo && d->views[i].index <= o->view_hi && k-- == 0) j = i;
+    p->view = d->views[j].index, p->ds = pick.ds;
+    if (rhd_render_loss_camera(d, p->view, p->ds, p->c2w, &p->cam, e)) return -1;
+    if (p->cam.W < P || p->cam.H < P)
+        return rhd_errf(e, "render loss: view %d is %dx%d at downscale %d, expected at least the patch %dx%d", p->view,
+                        p->cam.W, p->cam.H, p->ds, P, P);
+    rhd_image img;
+    if (rhd_dataset_load_image(d, p->view, &img, e)) return -1;
+    int w, h;
+    float *gt = rhd_render_loss_gt(img.data, img.width, img.height, p->ds, &w, &h);
+    rhd_image_free(&img);
+    rhd_render_loss_crop(o, gt, w, h, seed, stream, offset + 2, &p->x0, &p->y0);
+    p->gt = rhd_xmalloc(sizeof(float) * 3 * P * P);
+    for (int y = 0; y < P; y++)
+        memcpy(p->gt + (size_t)3 * y * P, gt + 3 * ((size_t)(p->y0 + y) * w + p->x0), sizeof(float) * 3 * P);
+    free(gt);
+    return 0;
+}
+
+void rhd_render_patch_free(rhd_render_patch *p) {
+    free(p->gt);
+    memset(p, 0, sizeof *p);
+}
+
 void rhd_render_loss_warmup(rhd_render_loss *rl, const rhd_triplane *T, uint64_t seed) {
     rhd_renderer_grid_warmup(&rl->rend, &rl->grid, T, seed, rl->o.grid_updates);
 }

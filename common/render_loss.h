@@ -95,6 +95,22 @@ int rhd_render_loss_camera(const rhd_dataset *d, int view, int ds, float c2w[12]
 void rhd_render_loss_crop(const rhd_render_loss_opts *o, const float *gt, int w, int h, uint64_t seed,
                           uint64_t stream, uint64_t offset, int *x0, int *y0);
 
+/* Steps 2-3 in one call for subject d (opened with the views to draw from): the view is drawn
+ * uniformly among d's views whose index lies in [view_lo, view_hi] (all of 0..280 in the original's
+ * data, where this is the original's draw), ds as rhd_render_loss_draw; the image is loaded, the GT
+ * made at ds and the patch cropped (uniforms offset..offset+5 of (seed, stream)). p->cam.c2w points
+ * into p: use p where it is (do not copy the struct). -1 with a message (no eligible view, a view
+ * smaller than the patch at ds, an unreadable image). */
+typedef struct rhd_render_patch {
+    rhd_render_camera cam;
+    float c2w[12];
+    int view, ds, x0, y0;
+    float *gt;                 /* (P*P, 3) host, malloc'd */
+} rhd_render_patch;
+int rhd_render_loss_make_patch(const rhd_render_loss_opts *o, const rhd_dataset *d, uint64_t seed, uint64_t stream,
+                               uint64_t offset, rhd_render_patch *p, rhd_err *e);
+void rhd_render_patch_free(rhd_render_patch *p);
+
 /* Step 1 on the predicted triplane T (PLANES layout, the decoder's channels, on ctx's side). */
 void rhd_render_loss_warmup(rhd_render_loss *rl, const rhd_triplane *T, uint64_t seed);
 /* Steps 4-5 for the patch at (x0, y0) of cam's image; gt_patch (P*P, 3) host, row-major. dT (+=)

@@ -7,7 +7,9 @@
  * 2. LPIPS alone: rhd_lpips_grad's value equals rhd_lpips_eval's.
  * 3. The full path (grid warm-up, march without perturbation, loss, backward) against central
  *    finite differences on the texels of largest gradient and a few others, the grid held fixed.
- * 4. The draws: views in range, ds in {2,4,8}, the crop inside the image, and the white retry. */
+ * 4. The draws: views in range, ds in {2,4,8}, the crop inside the image, and the white retry;
+ *    the GT of a constant RGBA image (analytic); whole patches of tests/data/mini/avatar_100
+ *    (camera at ds, the patch = the crop of the GT image) and the refusals. */
 #include "refcheck.h"
 #include "common/render_loss.h"
 
@@ -184,6 +186,56 @@ static void draws_case(void) {
     free(img);
 }
 
+static void patch_case(void) {
+    /* constant RGBA (0.2, 0.4, 0.6, 0.5): every GT value c a + 1 - a */
+    int W = 40, H = 24, w, h;
+    float *rgba = malloc(sizeof(float) * 4 * W * H);
+    for (int i = 0; i < W * H; i++) rgba[4 * i] = .2f, rgba[4 * i + 1] = .4f, rgba[4 * i + 2] = .6f, rgba[4 * i + 3] = .5f;
+    float *g = rhd_render_loss_gt(rgba, W, H, 4, &w, &h);
+    double err = 0;
+    for (int i = 0; i < w * h; i++)
+        for (int c = 0; c < 3; c++) err = fmax(err, fabs(g[3 * i + c] - (0.6 + 0.1 * c)));
+    th_ok(w == 10 && h == 6 && err < 1e-6, "gt of a constant RGBA image at ds 4: %dx%d, max err %.1e", w, h, err);
+    free(rgba), free(g);
+    const char *root = getenv("RHD_ROOT");
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/tests/data/mini/avatar_100", root && *root ? root : ".");
+    rhd_dataset d;
+    rhd_err e;
+    if (rhd_dataset_open(&d, dir, NULL, 0, NULL, &e)) { th_ok(0, "mini dataset: %s", e.msg); return; }
+    rhd_render_loss_opts o;
+    rhd_render_loss_opts_default(&o);
+    o.patch = 16;
+    int bad = 0, seen_ds = 0;
+    for (int k = 0; k < 12; k++) {
+        rhd_render_patch p;
+        if (rhd_render_loss_make_patch(&o, &d, th_seed(), RHD_STREAM(RHD_STREAM_TEST, 88), 8 * k, &p, &e)) {
+            th_diag("%s", e.msg), bad++;
+            continue;
+        }
+        rhd_image img;
+        rhd_dataset_load_image(&d, p.view, &img, &e);
+        float *gt = rhd_render_loss_gt(img.data, img.width, img.height, p.ds, &w, &h);
+        int i = rhd_dataset_find(&d, p.view), same = 1;
+        for (int y = 0; y < 16; y++)
+            same &= !memcmp(p.gt + 3 * 16 * y, gt + 3 * ((p.y0 + y) * w + p.x0), sizeof(float) * 48);
+        bad += !same || p.cam.W != 128 / p.ds || p.cam.K.cx != 64.f / p.ds || p.cam.K.cy != 64.f / p.ds ||
+               p.cam.K.fx != (float)(d.K.fx / p.ds) || p.c2w[3] != (float)d.views[i].pose[0][3] ||
+               p.x0 + 16 > w || p.y0 + 16 > h || i < 0;
+        seen_ds |= p.ds;
+        free(gt), rhd_image_free(&img), rhd_render_patch_free(&p);
+    }
+    th_ok(!bad, "12 patches of avatar_100: cameras at ds, patches = crops of the GT at ds (ds seen: mask %d)", seen_ds);
+    rhd_render_patch p;
+    o.view_lo = 300, o.view_hi = 400;
+    th_ok(rhd_render_loss_make_patch(&o, &d, 1, 2, 0, &p, &e) < 0 && strstr(e.msg, "no view in [300, 400]"),
+          "no eligible view refused: %s", e.msg);
+    o.view_lo = 0, o.view_hi = 280, o.patch = 64, o.ds_prob[0] = 0, o.ds_prob[1] = 0;
+    th_ok(rhd_render_loss_make_patch(&o, &d, 1, 2, 0, &p, &e) < 0 && strstr(e.msg, "16x16 at downscale 8"),
+          "patch larger than the view refused: %s", e.msg);
+    rhd_dataset_close(&d);
+}
+
 int main(void) {
     rhd_ctx *gpu;
     th_open_backends(&g_cpu, &gpu);
@@ -200,6 +252,7 @@ int main(void) {
     samples_case(&lp, dir);
     march_case(&lp);
     draws_case();
+    patch_case();
     rhd_lpips_free(&lp);
     rhd_ctx_close(g_cpu);
     if (gpu) rhd_ctx_close(gpu);
