@@ -58,13 +58,12 @@ static void samples_case(rhd_lpips *lp, const char *dir) {
     float *dT = calloc(tn, sizeof(float)), *pred = malloc(sizeof(float) * 3 * N);
     rhd_triplane T = rhd_triplane_view(planes, C_, R_, 1, g_cpu);
     rhd_render_loss_out out = rhd_render_loss_samples(&rl, &T, dT, xyz, dirs, d0, d0, rays, M, gt, 1.f, pred);
-    int64_t s4[4] = {3, C_, R_, R_}, sM3[2] = {M, 3}, sM[1] = {M}, sN2[2] = {N, 2}, sN3[2] = {N, 3};
+    int64_t s4[4] = {3, C_, R_, R_};
     th_save(dir, "planes", planes, 4, s4);
-    th_save(dir, "xyz", xyz, 2, sM3);
-    th_save(dir, "dirs", dirs, 2, sM3);
-    th_save(dir, "delta0", d0, 1, sM);
-    th_save(dir, "rays", raysf, 2, sN2);
-    th_save(dir, "gt", gt, 2, sN3);
+    struct { const char *name; const float *v; int64_t shape[2]; int nd; } io[] = {
+        {"xyz", xyz, {M, 3}, 2}, {"dirs", dirs, {M, 3}, 2}, {"delta0", d0, {M, 1}, 1}, {"rays", raysf, {N, 2}, 2},
+        {"gt", gt, {N, 3}, 2}};
+    for (int i = 0; i < 5; i++) th_save(dir, io[i].name, io[i].v, io[i].nd, io[i].shape);
     for (int i = 0; i < dec.P.n; i++) th_save(dir, dec.P.info[i].name, rhd_param(&dec.P, i), dec.P.info[i].ndim, dec.P.info[i].shape);
     if (th_ref("ref_render_loss.py", "loss %s %d %d 1 %g %g %g %d", dir, C_, R_, o.render.T_thresh, o.w_l1, o.w_lpips, P_)) {
         th_ok(0, "render loss reference ran");

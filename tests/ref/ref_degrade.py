@@ -145,10 +145,9 @@ def chain(img, plan, noise):
 
 def main():
     d = sys.argv[1]
-    for line in open(f"{d}/cases.txt"):
-        f = line.split()
-        if not f:
-            continue
+    with open(f"{d}/cases.txt") as cases:
+        rows = [line.split() for line in cases if line.strip()]
+    for f in rows:
         kind, k = f[0], f[1]
         if kind == "kiso":
             out = k_iso(int(f[2]), float(f[3]))
