@@ -51,7 +51,8 @@ char *rhd_train__train_json(const rhd_train_run *run) {
     return s;
 }
 
-/* rhd.config: {"model": ..., "diffusion": ..., "train": {... + steps, save_every, log_every, ranks}} */
+/* rhd.config: {"model": ..., "diffusion": ..., "train": {... + steps, save_every, log_every}} (not the
+ * rank count: the same numbers on any number of ranks give the same file) */
 static char *config_json(const rhd_train_run *run) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "model", cJSON_Parse(run->model_json));
@@ -60,7 +61,6 @@ static char *config_json(const rhd_train_run *run) {
     cJSON_AddNumberToObject(t, "steps", (double)run->cfg.steps);
     cJSON_AddNumberToObject(t, "save_every", (double)run->cfg.save_every);
     cJSON_AddNumberToObject(t, "log_every", (double)run->cfg.log_every);
-    cJSON_AddNumberToObject(t, "ranks", run->dist->world);
     cJSON_AddItemToObject(o, "train", t);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
