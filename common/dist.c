@@ -44,7 +44,7 @@ void rhd_dist_finalize(rhd_dist *d) {
  * rank broadcasts. T: float or double. */
 #define CHAIN(T, MT, x, n)                                                                         \
     do {                                                                                           \
-        T *tmp = malloc(sizeof(T) * (size_t)(n < CHUNK ? (n ? n : 1) : CHUNK));                    \
+        T *tmp = rhd_xmalloc(sizeof(T) * (size_t)(n < CHUNK ? (n ? n : 1) : CHUNK));               \
         for (int64_t o = 0; o < n; o += CHUNK) {                                                   \
             int c = (int)(n - o < CHUNK ? n - o : CHUNK);                                          \
             if (d->rank > 0) {                                                                     \
@@ -70,7 +70,7 @@ void rhd_dist_sum_f32(const rhd_dist *d, rhd_ctx *ctx, float *x, int64_t n) {
 #ifdef RHD_MPI
     float *h = x;
     if (ctx->backend != RHD_BACKEND_CPU) {
-        h = malloc(sizeof(float) * (size_t)n);
+        h = rhd_xmalloc(sizeof(float) * (size_t)n);
         rhd_buf_download(ctx, h, x, sizeof(float) * (size_t)n);
     }
     CHAIN(float, MPI_FLOAT, h, n);

@@ -94,8 +94,8 @@ int rhd_train__write_checkpoint(rhd_train_run *run, rhd_err *e) {
     }
     if (run->ts.kind == RHD_TSAMPLER_LOSS_SECOND_MOMENT) {
         int64_t sh[2] = {run->ts.T, RHD_LSM_HISTORY}, sc[1] = {run->ts.T};
-        rhd_st_add(&w, "train.tsampler.history", RHD_F64, 2, sh, run->ts.history);
-        rhd_st_add(&w, "train.tsampler.count", RHD_I32, 1, sc, run->ts.count);
+        rhd_st_add(&w, "train.timestep_sampler.history", RHD_F64, 2, sh, run->ts.history);
+        rhd_st_add(&w, "train.timestep_sampler.count", RHD_I32, 1, sc, run->ts.count);
     }
     char step[32], seed[32];
     snprintf(step, sizeof step, "%lld", (long long)run->step);
@@ -108,6 +108,7 @@ int rhd_train__write_checkpoint(rhd_train_run *run, rhd_err *e) {
     rhd_st_set_meta(&w, "rhd.step", step);
     rhd_st_set_meta(&w, "rhd.seed", seed);
     rhd_st_set_meta(&w, "rhd.ema_rates", rates);
+    rhd_st_set_meta(&w, "rhd.timestep_sampler", run->ts.kind == RHD_TSAMPLER_UNIFORM ? "uniform" : "loss-second-moment");
     rhd_st_set_meta(&w, "rhd.config", cfg);
     rhd_st_set_meta(&w, "rhd.device", rhd_ctx_device_label(run->ctx));
     rhd_crash_before_write(run->ckpt_path);
@@ -155,10 +156,10 @@ static int check_same(rhd_train_run *run, const rhd_st *st, rhd_err *e) {
 
 static int read_tsampler(rhd_train_run *run, const rhd_st *st, rhd_err *e) {
     if (run->ts.kind != RHD_TSAMPLER_LOSS_SECOND_MOMENT) return 0;
-    const rhd_st_tensor *h = rhd_st_find(st, "train.tsampler.history"), *c = rhd_st_find(st, "train.tsampler.count");
+    const rhd_st_tensor *h = rhd_st_find(st, "train.timestep_sampler.history"), *c = rhd_st_find(st, "train.timestep_sampler.count");
     const int T = run->ts.T;
     if (!h || !c || h->dtype != RHD_F64 || c->dtype != RHD_I32 || h->numel != (int64_t)T * RHD_LSM_HISTORY || c->numel != T)
-        return rhd_errf(e, "%s: train.tsampler.history F64 [%d,%d] and train.tsampler.count I32 [%d] missing or of another "
+        return rhd_errf(e, "%s: train.timestep_sampler.history F64 [%d,%d] and train.timestep_sampler.count I32 [%d] missing or of another "
                            "shape, expected them with --timestep-sampler loss-second-moment", st->name, T, RHD_LSM_HISTORY, T);
     double *hist = rhd_xmalloc(sizeof(double) * h->numel);
     int32_t *cnt = rhd_xmalloc(sizeof(int32_t) * T);

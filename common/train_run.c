@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/cli.h"
 #include "common/fs.h"
 #include "common/models/sampler.h"
 #include "common/rng.h"
@@ -14,7 +15,7 @@
 
 void rhd_train_cfg_init(rhd_train_cfg *c) {
     memset(c, 0, sizeof *c);
-    c->tool = "rhd-train", c->model = "base", c->preset = "official";
+    c->tool = "rhd-train " RHD_VERSION, c->model = "base", c->preset = "official";
     c->steps = 1000, c->batch = 3;
     c->lr = 1e-5, c->beta1 = 0.9, c->beta2 = 0.999, c->eps = 1e-8;
     c->ema[0] = 0.9999, c->nema = 1;
@@ -228,7 +229,9 @@ int rhd_train_step(rhd_train_run *run, double *loss, rhd_err *e) {
 int rhd_train_save(rhd_train_run *run, rhd_err *e) {
     if (run->dist->rank) return 0;
     if (rhd_train__write_checkpoint(run, e)) return -1;
-    return rhd_train__plot(run, e);
+    rhd_err pe = {0};
+    if (rhd_train__plot(run, &pe)) rhd_warn("%s: no loss curve written: %s", run->png_path, pe.msg);
+    return 0;
 }
 
 int rhd_train_execute(rhd_train_run *run, rhd_err *e) {

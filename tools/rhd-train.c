@@ -76,13 +76,14 @@ static const rhd_cli cli = {
     "train_log.jsonl (formats/train_log.md) and loss.png; --resume continues bit-identically on the CPU.\n"
     "Data-parallel: build with `make MPI=1` and launch with mpirun (tools/rhd-train.md).\n",
     options,
-    "examples (tests/tools/t1000-train.sh runs them on fitted dev avatars):\n"
-    "  rhd-train --model base --preset small --model-config small64.json --data pairs.txt \\\n"
-    "            --batch 2 --steps 40 --lr 1e-3 --save-every 20 --log-every 5 -o run\n"
-    "  rhd-train --model base --preset small --model-config small64.json --data pairs.txt \\\n"
-    "            --batch 2 --steps 60 --lr 1e-3 --save-every 20 --log-every 5 -o run --resume\n"
-    "  mpirun -np 2 build-mpi/bin/rhd-train --model base --preset small --model-config small64.json \\\n"
-    "            --data pairs.txt --batch 2 --micro-batch 1 --steps 10 -o run2\n"};
+    "examples (tests/tools/t1000-train.sh runs them; pairs.txt lists two fitted avatars, tiny.json narrows\n"
+    "the small preset: {\"latent_size\": 8, \"patch\": 8, \"model_channels\": 16, \"groups\": 8, ...}):\n"
+    "  rhd-train --model base --preset small --model-config tiny.json --data pairs.txt \\\n"
+    "            --batch 2 --steps 4 --lr 1e-3 --save-every 2 --log-every 1 --threads 1 -o run\n"
+    "  rhd-train --model base --preset small --model-config tiny.json --data pairs.txt \\\n"
+    "            --batch 2 --steps 6 --lr 1e-3 --save-every 2 --log-every 1 --threads 1 -o run --resume\n"
+    "  mpirun -np 2 build-mpi/bin/rhd-train --model base --preset small --model-config tiny.json \\\n"
+    "            --data pairs.txt --batch 2 --micro-batch 1 --steps 2 --threads 1 -o run2\n"};
 
 static void parse_ema(const char *s, rhd_train_cfg *c) {
     c->nema = 0;

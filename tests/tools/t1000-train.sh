@@ -9,7 +9,8 @@
 #      checkpoint and log bytes as an uninterrupted run;
 #   4. mpirun -np 2 gives the same checkpoint bytes as one process with the same global batch
 #      (skipped without mpirun/mpicc; the MPI binary is linked here from build/librhd.a and
-#      common/dist.c compiled with mpicc -DRHD_MPI, as make MPI=1 does).
+#      common/dist.c compiled with mpicc -DRHD_MPI, as make MPI=1 does);
+#   5. the examples of --help run (the mpirun one only where MPI is).
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
@@ -112,4 +113,15 @@ else
         _tap 1 "mpicc could not build the MPI rhd-train"; head -5 mpicc.err | sed 's/^/#   /'
     fi
 fi
+
+# ---- 5. the --help examples ----
+mkdir -p build-mpi/bin && [ -x rhd-train-mpi ] && ln -sf ../../rhd-train-mpi build-mpi/bin/rhd-train
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+"$RHD_BIN/rhd-train" --help | awk '/^examples/ {on = 1; next} on && /^  / {print}' |
+    sed -e ':a' -e '/\\$/N; s/\\\n *//; ta' > examples.txt
+while IFS= read -r ex; do
+    case "$ex" in mpirun*) [ -x build-mpi/bin/rhd-train ] && command -v mpirun >/dev/null || { skip "example needs MPI: $ex"; continue; } ;; esac
+    PATH="$RHD_BIN:$PATH" bash -c "$ex" >ex.out 2>&1 && _tap 0 "example runs: $ex" || { _tap 1 "example fails: $ex"; tail -3 ex.out | sed 's/^/#   /'; }
+done < examples.txt
+check "three examples found" test "$(wc -l < examples.txt)" = 3
 done_testing
