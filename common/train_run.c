@@ -117,9 +117,9 @@ static void print_start(rhd_train_run *run) {
     if (run->dist->rank) return;
     const int64_t np = rhd_params_count(run->P);
     const size_t act = run->ops->arena_bytes(run->model, run->micro);
-    rhd_info("rhd-train: model %s, %lld parameters (%.1f MB fp32; with gradients, Adam moments and %d EMA: %.1f MB)",
+    rhd_info("model %s, %lld parameters (%.1f MB fp32; with gradients, Adam moments and %d EMA: %.1f MB)",
              run->ops->kind, (long long)np, np * 4.0 / 1e6, run->cfg.nema, np * 4.0 * (4 + run->cfg.nema) / 1e6);
-    rhd_info("rhd-train: activation memory %.1f MB at micro-batch %d (rhd_unet_arena_bytes); %d pairs, global batch %d "
+    rhd_info("activation memory %.1f MB at micro-batch %d (rhd_unet_arena_bytes); %d pairs, global batch %d "
              "= %d rank%s x %d micro-batch%s of %d", act / 1e6, run->micro, run->data->n, run->cfg.batch,
              run->dist->world, run->dist->world > 1 ? "s" : "", run->per_rank / run->micro,
              run->per_rank / run->micro > 1 ? "es" : "", run->micro);

@@ -14,41 +14,10 @@
 #include "common/models/sampler.h"
 #include "common/train_run.h"
 #include "formats/params_io.h"
-#include "formats/triplane_file.h"
+#include "models/test_train_pairs.h"
 
 static const char *k_tiny = "{\"model_channels\": 16, \"groups\": 8, \"num_head_channels\": 16, "
                             "\"attention_resolutions\": [16, 8], \"dropout\": 0}";
-
-/* Pair i: a random triplane at resolution 2R (safetensors) and random features of c's sizes. */
-static void write_pair(const char *dir, int i, const rhd_unet_config *c, float **planes_out) {
-    const int C = c->in_channels, R2 = 2 * c->image_size;
-    rhd_triplane t = {0};
-    rhd_triplane_alloc(&t, C, R2, 0, NULL);
-    float *r = th_randn(rhd_triplane_numel(&t), 0.5f);
-    memcpy(t.planes, r, rhd_triplane_bytes(&t));
-    char path[1200];
-    rhd_err e = {0};
-    snprintf(path, sizeof path, "%s/tri/av%d.safetensors", dir, i);
-    if (rhd_triplane_file_write(path, &t, NULL, &e)) th_diag("%s", e.msg), exit(1);
-    *planes_out = r;
-    rhd_triplane_free(&t);
-    rhd_st_writer w;
-    rhd_st_writer_init(&w);
-    int64_t sm[3] = {2 * c->latent_ch, c->latent_size, c->latent_size};
-    float *mom = th_randn(sm[0] * sm[1] * sm[2], 1.f), *F[3];
-    rhd_st_add_f32(&w, "moments", RHD_F32, 3, sm, mom);
-    for (int k = 0; k < 3; k++) {
-        int64_t sf[3] = {c->feat_ch[k], c->feat_size[k], c->feat_size[k]};
-        char nm[32];
-        snprintf(nm, sizeof nm, "ms_feature.%d", k);
-        F[k] = th_randn(sf[0] * sf[1] * sf[2], 1.f);
-        rhd_st_add_f32(&w, nm, RHD_F32, 3, sf, F[k]);
-    }
-    snprintf(path, sizeof path, "%s/feat/av%d.safetensors", dir, i);
-    if (rhd_st_write(&w, path, &e)) th_diag("%s", e.msg), exit(1);
-    rhd_st_writer_free(&w);
-    free(mom), free(F[0]), free(F[1]), free(F[2]);
-}
 
 static void check_loader(rhd_train_data *d, const float *planes0, const rhd_unet_config *c) {
     rhd_train_item it;
@@ -197,8 +166,7 @@ int main(void) {
     free(js);
     const char *dir = th_subdir("train");
     th_sh("mkdir -p %s/tri %s/feat", dir, dir);
-    float *p0, *p1;
-    write_pair(dir, 0, &c, &p0), write_pair(dir, 1, &c, &p1);
+    float *p0 = th_train_pair(dir, "av0", &c, 2 * c.image_size, 0.5f, 1), *p1 = th_train_pair(dir, "av1", &c, 2 * c.image_size, 0.5f, 1);
     rhd_train_data d = {0};
     char tri[1100], feat[1100];
     snprintf(tri, sizeof tri, "%s/tri", dir), snprintf(feat, sizeof feat, "%s/feat", dir);
