@@ -7,10 +7,12 @@
  *   - the pair loader: a triplane at twice the resolution is area-downsampled (block means,
  *     checked against a direct sum), rolled to [C, R, 3R]; the folder pairing by stem;
  *   - the learning-rate schedule (warm-up, linear and cosine decay) against closed forms;
+ *   - gradient accumulation: one step of a run at micro-batch 2 and at two micro-batches of 1;
  *   - rhd_unet_config_to_json reads back to the same config. */
 #include <math.h>
 #include "refcheck.h"
 #include "common/fs.h"
+#include "common/log.h"
 #include "common/models/sampler.h"
 #include "common/train_run.h"
 #include "formats/params_io.h"
@@ -139,6 +141,43 @@ static void full_step(rhd_ctx *cpu, rhd_train_data *d, const char *dir) {
     ops->free(m);
 }
 
+/* One step of a run over the pairs of dir (tiny config, dropout 0) at micro-batch M: the loss and
+ * the summed gradient (host copy). */
+static double one_step(rhd_ctx *cpu, rhd_train_data *d, const char *dir, int M, float **grad, int64_t *n) {
+    rhd_train_cfg cfg;
+    rhd_train_cfg_init(&cfg);
+    char run_dir[1200];
+    snprintf(run_dir, sizeof run_dir, "%s/run%d", dir, M);
+    th_sh("mkdir -p %s", run_dir);
+    cfg.dir = run_dir, cfg.preset = "small", cfg.model_json = k_tiny, cfg.batch = 2, cfg.micro = M;
+    cfg.steps = 1, cfg.progress = 0, cfg.uncond_p = 0.5, cfg.seed = 9;
+    rhd_dist dist = {0, 1, 0};
+    rhd_err e = {0};
+    rhd_train_run *run = rhd_train_open(&cfg, d, cpu, &dist, &e);
+    double loss = NAN;
+    if (!run || rhd_train_step(run, &loss, &e)) { th_diag("%s", e.msg); return NAN; }
+    rhd_params *P = rhd_train_base_ops.params(rhd_train_run_model(run));
+    *n = P->total, *grad = malloc(sizeof(float) * P->total);
+    memcpy(*grad, P->grad, sizeof(float) * P->total);
+    rhd_train_close(run);
+    return loss;
+}
+
+/* Gradient accumulation: a global batch of 2 as one micro-batch of 2 or two of 1 gives the same
+ * loss and gradient (to float rounding: the batched kernels sum in another order). */
+static void check_micro(rhd_ctx *cpu, rhd_train_data *d, const char *dir) {
+    float *g1, *g2;
+    int64_t n1, n2;
+    double l2 = one_step(cpu, d, dir, 2, &g2, &n2), l1 = one_step(cpu, d, dir, 1, &g1, &n1);
+    double err = 0, scale = 0;
+    for (int64_t k = 0; isfinite(l1) && isfinite(l2) && k < n1; k++) err = fmax(err, fabs(g1[k] - g2[k])), scale = fmax(scale, fabs(g2[k]));
+    th_ok(isfinite(l1) && n1 == n2 && fabs(l1 - l2) <= 1e-6 * fabs(l2) && err <= 1e-4 * scale,
+          "global batch 2 as 1 micro-batch of 2 or 2 of 1: loss %.7f vs %.7f, gradient max diff %.2e of max %.2e (tol 1e-4 relative)",
+          l2, l1, err, scale);
+    if (isfinite(l1)) free(g1);
+    if (isfinite(l2)) free(g2);
+}
+
 static void check_lr(void) {
     rhd_train_cfg c;
     rhd_train_cfg_init(&c);
@@ -155,6 +194,7 @@ static void check_lr(void) {
 int main(void) {
     rhd_ctx *cpu, *gpu;
     th_open_backends(&cpu, &gpu);
+    rhd_log_set_level(RHD_LOG_QUIET);
     rhd_err e = {0};
     rhd_unet_config c, back;
     rhd_unet_config_small(&c);
@@ -177,6 +217,7 @@ int main(void) {
         rhd_train_data_setup(&d, &c, RHD_DOWNSAMPLE_AREA, 0);
         check_loader(&d, p0, &c);
         full_step(cpu, &d, dir);
+        check_micro(cpu, &d, dir);
     }
     check_lr();
     rhd_train_data_free(&d);
