@@ -78,6 +78,12 @@ NVFLAGS := -O2 -g -std=c++17 -I. $(EXTRA_CPPFLAGS) -DRHD_CUDA -D_GNU_SOURCE \
 LDFLAGS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
 NVLDFLAGS := -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64
 LDLIBS += -lcudnn -lcublas -lcudart -lstdc++
+ifeq ($(MPI),1)
+# NCCL for rhd-train's gradient sums on CUDA ranks (common/dist.c); libnccl is under lib/ or lib64/
+CPPFLAGS += -DRHD_NCCL
+LDFLAGS += -L$(CUDA_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib
+LDLIBS += -lnccl
+endif
 endif
 
 LIB_SRC := $(wildcard common/*.c common/models/*.c formats/*.c kernels/*.c)

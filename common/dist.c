@@ -5,6 +5,27 @@
 #ifdef RHD_MPI
 #include <mpi.h>
 #endif
+#ifdef RHD_NCCL /* make MPI=1 CUDA=1: gradients of CUDA ranks summed by NCCL on the device */
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <stdio.h>
+static ncclComm_t g_comm;
+static int g_nccl; /* 1 once the communicator exists */
+
+/* The communicator over all ranks (rank 0 makes the id, MPI broadcasts it), on ctx's device. */
+static int nccl_ready(const rhd_dist *d) {
+    if (g_nccl) return 1;
+    ncclUniqueId id;
+    if (d->rank == 0 && ncclGetUniqueId(&id) != ncclSuccess) return 0;
+    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    ncclResult_t r = ncclCommInitRank(&g_comm, d->world, id, d->rank);
+    if (r != ncclSuccess) {
+        fprintf(stderr, "rank %d: ncclCommInitRank: %s; summing through host memory instead\n", d->rank, ncclGetErrorString(r));
+        return 0;
+    }
+    return g_nccl = 1;
+}
+#endif
 
 #define CHUNK ((int64_t)1 << 26) /* elements per message (MPI counts are int) */
 
@@ -33,6 +54,9 @@ int rhd_dist_init(rhd_dist *d, int *argc, char ***argv, rhd_err *e) {
 }
 
 void rhd_dist_finalize(rhd_dist *d) {
+#ifdef RHD_NCCL
+    if (g_nccl) ncclCommDestroy(g_comm), g_nccl = 0;
+#endif
 #ifdef RHD_MPI
     if (d->mpi) MPI_Finalize();
 #endif
@@ -69,6 +93,14 @@ void rhd_dist_sum_f32(const rhd_dist *d, rhd_ctx *ctx, float *x, int64_t n) {
     if (d->world <= 1) return;
 #ifdef RHD_MPI
     float *h = x;
+#ifdef RHD_NCCL
+    const char *exact = getenv("RHD_DIST_EXACT");
+    if (ctx->backend != RHD_BACKEND_CPU && !(exact && *exact && strcmp(exact, "0")) && nccl_ready(d)) {
+        ncclAllReduce(x, x, (size_t)n, ncclFloat, ncclSum, g_comm, (cudaStream_t)ctx->stream);
+        cudaStreamSynchronize((cudaStream_t)ctx->stream);
+        return;
+    }
+#endif
     if (ctx->backend != RHD_BACKEND_CPU) {
         h = rhd_xmalloc(sizeof(float) * (size_t)n);
         rhd_buf_download(ctx, h, x, sizeof(float) * (size_t)n);

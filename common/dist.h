@@ -9,7 +9,9 @@
  * ((x_0 + x_1) + x_2) + ... , computed as a chain (rank r receives the partial sum of ranks < r,
  * adds its own, passes it on; the last rank broadcasts the total). So with one micro-batch per
  * rank the summed gradient has the same bits as one process adding the same micro-batches in
- * order. Buffers on a CUDA context are staged through host memory. */
+ * order. On a CUDA context built with MPI=1 CUDA=1 (-DRHD_NCCL) the float sums run on the device
+ * with ncclAllReduce (NCCL's ring order: equal to float rounding, not bit-identical); with
+ * RHD_DIST_EXACT=1, or when NCCL cannot start, they are staged through host memory and chained. */
 #ifndef RHD_COMMON_DIST_H
 #define RHD_COMMON_DIST_H
 #include <stdint.h>
