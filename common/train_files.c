@@ -73,8 +73,17 @@ static void ema_prefix(char *buf, size_t n, int k) {
 }
 
 static char *ema_rates(const rhd_train_cfg *c) {
-    char *s = rhd_xcalloc(1, 32 * RHD_TRAIN_MAX_EMA);
-    for (int k = 0; k < c->nema; k++) snprintf(s + strlen(s), 32, "%s%.17g", k ? "," : "", c->ema[k]);
+    const size_t cap = 40 * RHD_TRAIN_MAX_EMA;
+    char *s = rhd_xcalloc(1, cap);
+    for (int k = 0; k < c->nema; k++) {
+        char num[32];
+        for (int p = 1; p <= 17; p++) { /* the shortest form that reads back exactly: "0.9999" */
+            snprintf(num, sizeof num, "%.*g", p, c->ema[k]);
+            if (strtod(num, NULL) == c->ema[k]) break;
+        }
+        size_t used = strlen(s);
+        snprintf(s + used, cap - used, "%s%s", k ? "," : "", num);
+    }
     return s;
 }
 
