@@ -123,14 +123,14 @@ static job *read_jobs(const sample_cli_opts *o, char **argv, int n, int *njobs) 
         rhd_err e;
         if (rhd_read_file(o->list, &text, &len, &e)) rhd_die_err(&e);
         char *dir = rhd_xstrdup(o->list), *slash = strrchr(dir, '/');
-        if (slash) slash[1] = 0; else dir[0] = 0;
+        if (slash) slash[slash == dir] = 0; else dir[0] = 0; /* "a/b.txt" -> "a", "/b.txt" -> "/" */
         for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
             while (*line == ' ' || *line == '\t') line++;
             size_t l = strlen(line);
             while (l && (line[l - 1] == '\r' || line[l - 1] == ' ')) line[--l] = 0;
             if (!l || line[0] == '#') continue;
             paths = rhd_xrealloc(paths, sizeof(char *) * (size_t)(cnt + 1));
-            paths[cnt++] = line[0] == '/' || !dir[0] ? rhd_xstrdup(line) : rhd_path_join(dir[0] ? dir : ".", line);
+            paths[cnt++] = line[0] == '/' || !dir[0] ? rhd_xstrdup(line) : rhd_path_join(dir, line);
         }
         free(text), free(dir);
         if (!cnt) rhd_usage_error("--list %s: no features files listed, expected one path per line", o->list);
@@ -226,6 +226,7 @@ static char *config_json(const run *r, const job *jb) {
 /* One portrait's result x (host, rolled [C, R, 3R]) to its output. */
 static int write_sample(const run *r, const job *jb, const float *x, int C, int R, rhd_err *e) {
     const int64_t n = (int64_t)C * R * 3 * R;
+    if (rhd_mkdir_parents(jb->output, e)) return -1;
     if (r->o->npy) {
         uint16_t *h = rhd_xmalloc(sizeof(uint16_t) * (size_t)n);
         float *planes = rhd_xmalloc(sizeof(float) * (size_t)n);
@@ -440,7 +441,7 @@ int main(int argc, char **argv) {
         rhd_progress_update(&prog, t + nb);
     }
     rhd_progress_end(&prog);
-    if (o.save_noise && !failed && rhd_noise_record_write(&r.rec, o.save_noise, TOOL, &e)) {
+    if (o.save_noise && !failed && (rhd_mkdir_parents(o.save_noise, &e) || rhd_noise_record_write(&r.rec, o.save_noise, TOOL, &e))) {
         fprintf(stderr, "%s: error: %s\n", rhd_prog(), e.msg);
         failed++;
     }
