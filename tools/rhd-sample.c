@@ -77,7 +77,7 @@ static const rhd_cli sample_cli = {
     sample_options,
     "examples:\n"
     "  rhd-sample --base base.ckpt.safetensors -o samples features/*.safetensors\n"
-    "  rhd-sample --base base.ckpt.safetensors --upsample up.ckpt.safetensors --batch 4 -o samples --list feats.txt\n"
+    "  rhd-sample --base base.ckpt.safetensors --upsample up.ckpt.safetensors --batch 4 -o hr --list feats.txt\n"
     "  rhd-sample --base base.ckpt.safetensors --save-noise n.safetensors -o a features/x.safetensors\n"
     "  rhd-sample --base base.ckpt.safetensors --noise n.safetensors --npy -o b features/x.safetensors\n"
     "  rhd-sample --base base.ckpt.safetensors --sampler ddpm --steps 100 --guidance 1 -o c features/x.safetensors\n"};

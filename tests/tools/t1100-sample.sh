@@ -10,19 +10,24 @@
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 mkdir -p "$T/m"
-echo '{"preset":"small","dropout":0}' > "$T/m/base.json"
-"$PY" -c "
-import json, sys
-sys.path.insert(0, '$RHD_ROOT/tests/ref')
-c = {'image_size': 32, 'in_channels': 32, 'out_channels': 64, 'model_channels': 32, 'channel_mult': [1, 2, 2],
-     'num_res_blocks': 1, 'attention_resolutions': [32, 16, 8], 'num_head_channels': 32, 'aware3d_levels': 1,
-     'groups': 32, 'eps': 1e-5, 'xf_width': 32, 'latent_channels': 4, 'latent_scale': 0.13025, 'patch': 16,
-     'pool_width': 64, 'pool_heads': 8, 'feature_groups': 32, 'feature_channels': [128, 256, 512],
-     'feature_sizes': [32, 16, 8], 'feature_kernels': [16, 8, 4], 'feature_heights': [32, 16, 8], 'dropout': 0}
-json.dump(c, open('$T/m/base.json', 'w'))
-" && "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" base 5 >/dev/null &&
-  "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null
-check "a small base checkpoint from the reference network (convert_checkpoint.py)" test -f "$T/base.safetensors"
+# a tiny base (R 8, 8 channels) and upsampler (8 -> 32): every case runs in seconds
+cat > "$T/m/base.json" <<'EOF2'
+{"image_size": 8, "in_channels": 8, "out_channels": 16, "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+ "attention_resolutions": [8, 4], "num_head_channels": 16, "aware3d_levels": 1, "groups": 8, "eps": 1e-5, "xf_width": 16,
+ "latent_channels": 4, "latent_size": 16, "latent_scale": 0.13025, "patch": 16, "pool_width": 16, "pool_heads": 2,
+ "feature_groups": 8, "feature_channels": [16, 16, 16], "feature_sizes": [8, 4, 2], "feature_kernels": [4, 2, 1],
+ "feature_heights": [8, 4, 2], "dropout": 0}
+EOF2
+cat > "$T/m/upsample.json" <<'EOF2'
+{"in_ch": 8, "out_ch": 8, "cond_ch": 8, "n_feats": 16, "ch_mult": [1, 4], "num_res_blocks": 1, "n_resblocks": 2,
+ "temb_ch": 16, "temb_dim": 32, "latent_ch": 4, "latent_size": 16, "patch": 16, "embed_dim": 16, "pool_heads": 2,
+ "latent_scale": 0.13025, "groups": 8, "eps": 1e-6, "attn_eps": 1e-5, "ln_eps": 1e-5, "head_ch": 16}
+EOF2
+"$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" base 5 >/dev/null &&
+  "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" upsample 6 >/dev/null &&
+  "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null &&
+  "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/upsample.pt" --model upsample --config "$T/m/upsample.json" -o "$T/up.ckpt.safetensors" >/dev/null
+check "tiny base and upsampler checkpoints from the reference networks (convert_checkpoint.py)" test -f "$T/up.ckpt.safetensors"
 "$PY" -c "
 import numpy as np
 from safetensors.numpy import save_file
@@ -30,11 +35,11 @@ g = np.random.default_rng(7)
 for name in ['p0', 'p1', 'p2']:
     m = g.standard_normal((8, 16, 16)).astype(np.float32); m[4:] = -1 + 0.5 * m[4:]
     t = {'moments': m}
-    for i, (c, s) in enumerate([(128, 32), (256, 16), (512, 8)]):
-        t[f'ms_feature.{i}'] = g.standard_normal((c, s, s)).astype(np.float32)
+    for i, s in enumerate([8, 4, 2]):
+        t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
     save_file(t, f'$T/{name}.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
     if name == 'p2':
-        t['ms_feature.1'] = t['ms_feature.1'][:, :8]
+        t['ms_feature.1'] = t['ms_feature.1'][:, :2]
         save_file(t, '$T/bad.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
 "
 F="$T/p0.safetensors $T/p1.safetensors"
@@ -45,7 +50,7 @@ import sys, numpy as np
 from safetensors.numpy import load_file
 for n in ['p0', 'p1']:
     a, b = load_file(f'{sys.argv[1]}/{n}.safetensors')['planes'], load_file(f'{sys.argv[2]}/{n}.safetensors')['planes']
-    assert a.shape == (3, 32, 32, 32) and np.isfinite(a).all() and a.std() > 0, a.shape
+    assert a.shape == (3, 8, 8, 8) and np.isfinite(a).all() and a.std() > 0, a.shape
     d = int((a.view(np.uint32) != b.view(np.uint32)).sum())
     assert d == 0, f'{n}: {d} values differ, max {np.abs(a - b).max()}'
 " "$1" "$2"; }
@@ -82,7 +87,7 @@ import json
 from safetensors import safe_open
 with safe_open('$T/n.safetensors', 'np') as f:
     assert sorted(f.keys()) == ['u', 'x_T', 'z.0', 'z.1'], list(f.keys())
-    assert f.get_tensor('x_T').shape == (2, 32, 32, 96) and f.get_tensor('u').shape == (2, 4, 16, 16)
+    assert f.get_tensor('x_T').shape == (2, 8, 8, 24) and f.get_tensor('u').shape == (2, 4, 16, 16)
     assert json.loads(f.metadata()['rhd.names']) == ['p0', 'p1']
 "
 OMP_NUM_THREADS=1 run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/n.safetensors" --batch 1 --threads 1 -o "$T/d" "$T/p1.safetensors" "$T/p0.safetensors"
@@ -99,11 +104,11 @@ check "--force samples again (--list, paths relative to the list's folder)" "$PY
 import json, sys
 assert [json.loads(l)['name'] for l in sys.argv[1].splitlines()] == ['p0'], sys.argv[1]" "$out"
 run rhd-sample $S --npy -o "$T/npy" "$T/p0.safetensors"
-check "--npy: float16 [3,1,32,32,32] equal to the safetensors sample in fp16" "$PY" -c "
+check "--npy: float16 [3,1,8,8,8] equal to the safetensors sample in fp16" "$PY" -c "
 import numpy as np
 from safetensors.numpy import load_file
 a = np.load('$T/npy/p0.npy'); b = load_file('$T/a/p0.safetensors')['planes']
-assert a.dtype == np.float16 and a.shape == (3, 1, 32, 32, 32), (a.dtype, a.shape)
+assert a.dtype == np.float16 and a.shape == (3, 1, 8, 8, 8), (a.dtype, a.shape)
 assert (a[:, 0] == b.astype(np.float16)).all()
 "
 OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 run rhd-sample $S -o "$T/shard" $F
@@ -112,7 +117,7 @@ check "rank 1 of 2 (from \$OMPI_COMM_WORLD_*) samples only the second portrait" 
 # ---- bad input -------------------------------------------------------------------------------
 run rhd-sample $S -o "$T/e1" "$T/p0.safetensors" "$T/bad.safetensors"
 expect_rc 1 "wrong-shaped features: exit 1"
-expect_err "bad.safetensors: tensor 'ms_feature.1' has shape \[256,8,16\], expected \[256,16,16\]" "names the file, tensor, shapes"
+expect_err "bad.safetensors: tensor 'ms_feature.1' has shape \[16,2,4\], expected \[16,4,4\]" "names the file, tensor, shapes"
 check "no partial outputs" test ! -e "$T/e1/p0.safetensors"
 run rhd-sample $S -o "$T/e2" "$T/missing.safetensors"
 expect_rc 1 "missing features: exit 1"
@@ -121,12 +126,7 @@ run rhd-sample --base "$T/base.safetensors" --steps 3 --noise "$T/n.safetensors"
 expect_rc 1 "a noise file short of a step: exit 1"
 expect_err "n.safetensors: tensor 'z.2' is missing" "names the file and the tensor"
 check "no outputs" test ! -e "$T/e3/p0.safetensors"
-"$PY" -c "
-from safetensors.numpy import load_file, save_file
-t = load_file('$T/base.safetensors')
-save_file(t, '$T/up.safetensors', metadata={'rhd.kind': 'checkpoint', 'rhd.version': '1', 'rhd.model': 'upsample', 'rhd.step': '0'})
-"
-run rhd-sample --base "$T/up.safetensors" -o "$T/e4" $F
+run rhd-sample --base "$T/up.ckpt.safetensors" -o "$T/e4" $F
 expect_rc 1 "an upsampler checkpoint as --base: exit 1"
 expect_err "rhd.model is 'upsample', expected 'base'" "names the kinds"
 run rhd-sample $S $F
@@ -135,7 +135,29 @@ run rhd-sample $S --rank 2 --world 2 -o "$T/e5" $F
 expect_rc 2 "--rank out of range: usage error"
 run rhd-sample $S -o "$T/e6" "$T/p0.safetensors" "$T/e6/../p0.safetensors"
 expect_rc 2 "two inputs with one name: usage error"
+
+# ---- the upsampler stage and the examples of --help --------------------------------------------
+run rhd-sample $S --upsample "$T/up.ckpt.safetensors" --up-steps 2 --save-trajectory -o "$T/hr" "$T/p0.safetensors"
+expect_rc 0 "base + upsampler (8 -> 32)"
+check "the upsampled triplane [3,8,32,32]; the trajectory x0 [2,3,8,8,8] and up.x0 [2,3,8,32,32]" "$PY" -c "
+from safetensors.numpy import load_file
+import numpy as np
+a = load_file('$T/hr/p0.safetensors')['planes']; t = load_file('$T/hr/p0.trajectory.safetensors')
+assert a.shape == (3, 8, 32, 32) and np.isfinite(a).all() and np.abs(a).max() <= 1, a.shape
+assert t['x0'].shape == (2, 3, 8, 8, 8) and t['up.x0'].shape == (2, 3, 8, 32, 32)
+"
 run rhd-sample --help
 expect_rc 0 "--help"
-expect_out "rhd-sample --base base.ckpt.safetensors --upsample up.ckpt.safetensors" "--help shows examples"
+W="$T/ex"
+mkdir -p "$W/features"
+cp "$T/base.safetensors" "$W/base.ckpt.safetensors"; cp "$T/up.ckpt.safetensors" "$W/up.ckpt.safetensors"
+cp "$T/p0.safetensors" "$W/features/x.safetensors"; cp "$T/p1.safetensors" "$W/features/y.safetensors"
+printf 'features/x.safetensors\nfeatures/y.safetensors\n' > "$W/feats.txt"
+nex=0
+while IFS= read -r ex; do
+    nex=$((nex + 1))
+    (cd "$W" && PATH="$RHD_BIN:$PATH" bash -c "$ex" >/dev/null 2>"$W/err")
+    _tap $? "--help example runs: $ex"
+done < <(printf '%s\n' "$out" | awk '/^examples?:/ {on = 1; next} on && /^  / {sub(/^  /, ""); print}')
+check "--help has examples ($nex)" test "$nex" -ge 4
 done_testing
