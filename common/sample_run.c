@@ -51,17 +51,19 @@ static int read_config(rhd_sample_model *m, const rhd_st *st, void *cfg, rhd_err
         return rhd_errf(e, "%s: rhd.config is not a JSON object, expected {\"model\": {...}, \"diffusion\": {...}}", st->name);
     }
     const cJSON *net = cJSON_GetObjectItemCaseSensitive(root, "model");
-    const cJSON *dif = cJSON_GetObjectItemCaseSensitive(root, "diffusion");
-    int rc = read_diffusion(m, net ? dif : NULL, st->name, e);
-    char *nt = rc ? NULL : cJSON_PrintUnformatted(net ? net : root);
-    if (!rc && !net) { /* the whole object is the network config: remove the contract's other keys */
-        cJSON *copy = cJSON_Duplicate(root, 1);
+    int rc = read_diffusion(m, cJSON_GetObjectItemCaseSensitive(root, "diffusion"), st->name, e);
+    cJSON *copy = cJSON_Duplicate(net ? net : root, 1);
+    if (!net) { /* the whole object is the network config, less the contract's other keys */
         cJSON_DeleteItemFromObjectCaseSensitive(copy, "diffusion");
         cJSON_DeleteItemFromObjectCaseSensitive(copy, "train");
-        free(nt);
-        nt = cJSON_PrintUnformatted(copy);
-        cJSON_Delete(copy);
     }
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(copy, "preset");
+    if (!rc && m->stage == RHD_STAGE_UPSAMPLE && cJSON_IsString(pre)) { /* the upsampler's JSON has no "preset" key */
+        rc = rhd_ups_config_preset(cfg, pre->valuestring, e);
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "preset");
+    }
+    char *nt = cJSON_PrintUnformatted(copy);
+    cJSON_Delete(copy);
     if (!rc) {
         char name[1100];
         snprintf(name, sizeof name, "%s: rhd.config model", st->name);

@@ -114,6 +114,28 @@ assert (a[:, 0] == b.astype(np.float16)).all()
 OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 run rhd-sample $S -o "$T/shard" $F
 check "rank 1 of 2 (from \$OMPI_COMM_WORLD_*) samples only the second portrait" test "$(ls "$T/shard")" = "p1.safetensors"
 
+# ---- a checkpoint in the contract's layout (rhd-train's): config {"model", "diffusion", "train"},
+# parameters, ema.*, adam.*, train.* -----------------------------------------------------------------
+"$PY" -c "
+import json
+from safetensors.numpy import load_file, save_file
+t = load_file('$T/base.safetensors')
+out = {k: v + 0.01 for k, v in t.items()}
+out.update({'ema.' + k: v for k, v in t.items()})
+out.update({'adam.m.' + k: 0 * v for k, v in t.items()})
+out['train.history'] = t['time_embed.0.bias'][:4] * 0
+cfg = {'model': json.load(open('$T/m/base.json')), 'train': {'lr': 1e-4},
+       'diffusion': {'steps': 1000, 'schedule': 'cosine_light', 'pred': 'eps', 'var': 'learned_range', 'time_scale': 0}}
+save_file(out, '$T/train.safetensors', metadata={'rhd.kind': 'checkpoint', 'rhd.version': '1', 'rhd.model': 'base',
+          'rhd.step': '5', 'rhd.ema_rates': '0.9999', 'rhd.config': json.dumps(cfg)})
+"
+run rhd-sample --base "$T/train.safetensors" --steps 2 --seed 3 -o "$T/tr" $F
+expect_rc 0 "a contract-layout checkpoint (ema.*, adam.*, train.*, config with model + diffusion)"
+check "it samples with the EMA by default: equal to the plain checkpoint holding those weights" same "$T/a" "$T/tr"
+run rhd-sample --base "$T/train.safetensors" --steps 2 --weights ema1 -o "$T/tr1" $F
+expect_rc 1 "--weights ema1 without a second rate: exit 1"
+expect_err "no 'ema1.\\*' tensors for --weights ema1 \\(EMA rates in the file: 0.9999\\)" "names the rates"
+
 # ---- bad input -------------------------------------------------------------------------------
 run rhd-sample $S -o "$T/e1" "$T/p0.safetensors" "$T/bad.safetensors"
 expect_rc 1 "wrong-shaped features: exit 1"
