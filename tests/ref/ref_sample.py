@@ -13,7 +13,7 @@ sigma = 0, u; "up." for the upsampler) in the original's order (§10.6).
   ref_sample.py sample DIR           DIR/job.json: stage (base|upsample), cfg, ckpt (safetensors),
                                      features [paths], noise, guidance, eta, steps, T, schedule, clip,
                                      low (npy [P,C,r,3r], upsample), R -> DIR/y.npy [P,C,R,3R]
-The networks run in float64 (their output cast to fp32); the sampler arithmetic is fp32."""
+The networks and the sampler arithmetic run in fp32, as the original's."""
 import json
 import os
 import sys
@@ -54,10 +54,7 @@ def sample(d):
     pre = "" if base else "up."
     m = build(job["stage"], json.load(open(job["cfg"])))
     m.load_state_dict(load_file(job["ckpt"]), strict=True)
-    m.double().eval()  # float64: the comparison measures the C side's fp32 error
-    if not base:  # the fp32 timestep embedding (§10.4), cast up for the float64 network
-        temb = m.temb
-        m.temb = lambda t: temb(t).double()
+    m.eval()  # fp32, as the original samples
     noise = np_load(job["noise"])
     nz = lambda name: torch.from_numpy(noise[pre + name])  # noqa: E731
     feats = [np_load(p) for p in job["features"]]
@@ -71,13 +68,13 @@ def sample(d):
     def net(x, tm, null):  # the conditional network on a batch with null flags
         n = torch.tensor(null, dtype=torch.bool)[:, None, None, None]
         idx = [b % B for b in range(x.shape[0])]
-        r = torch.where(n, torch.ones_like(ref[idx]), ref[idx]).double()
+        r = torch.where(n, torch.ones_like(ref[idx]), ref[idx])
         with torch.no_grad():
             if base:
-                f = [torch.where(n, torch.ones_like(Fi[idx]), Fi[idx]).double() for Fi in F]
-                y = m(x.double(), tm, r, f)
+                f = [torch.where(n, torch.ones_like(Fi[idx]), Fi[idx]) for Fi in F]
+                y = m(x, tm, r, f)
             else:
-                y = m(x.double(), tm, r, low[idx].double())  # the null keeps the low-res condition
+                y = m(x, tm, r, low[idx])  # the null keeps the low-res condition
         return y.float()
 
     def guided(x, tm):  # §3.9
