@@ -11,7 +11,7 @@ sigma = 0, u; "up." for the upsampler) in the original's order (§10.6).
                                      state dict of the reference network with PyTorch's default init
                                      (torch.manual_seed(SEED)), for pipelines/convert_checkpoint.py
   ref_sample.py sample DIR           DIR/job.json: stage (base|upsample), cfg, ckpt (safetensors),
-                                     features [paths], noise, guidance, eta, steps, T, schedule, clip,
+                                     features [paths], rows (of the noise file), noise, guidance, eta, steps, T, schedule, clip,
                                      low (npy [P,C,r,3r], upsample), R -> DIR/y.npy [P,C,R,3R]
 The networks and the sampler arithmetic run in fp32, as the original's."""
 import json
@@ -56,7 +56,8 @@ def sample(d):
     m.load_state_dict(load_file(job["ckpt"]), strict=True)
     m.eval()  # fp32, as the original samples
     noise = np_load(job["noise"])
-    nz = lambda name: torch.from_numpy(noise[pre + name])  # noqa: E731
+    rows = job.get("rows", list(range(len(job["features"]))))  # the portraits' rows of the noise file
+    nz = lambda name: torch.from_numpy(noise[pre + name][rows])  # noqa: E731
     feats = [np_load(p) for p in job["features"]]
     moments = torch.from_numpy(np.stack([f["moments"] for f in feats]))
     ref = ref_from_u(moments, nz("u"))
