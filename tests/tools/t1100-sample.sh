@@ -90,6 +90,22 @@ with safe_open('$T/n.safetensors', 'np') as f:
     assert f.get_tensor('x_T').shape == (2, 8, 8, 24) and f.get_tensor('u').shape == (2, 4, 16, 16)
     assert json.loads(f.metadata()['rhd.names']) == ['p0', 'p1']
 "
+cat > "$T/job.json" <<EOF2
+{"stage": "base", "cfg": "$T/m/base.json", "ckpt": "$T/base.safetensors", "noise": "$T/n.safetensors",
+ "features": ["$T/p0.safetensors", "$T/p1.safetensors"], "guidance": 1.3, "eta": 1, "steps": 2, "T": 1000,
+ "schedule": "cosine_light", "clip": true, "C": 8}
+EOF2
+"$PY" "$RHD_ROOT/tests/ref/ref_sample.py" sample "$T" >/dev/null
+check "another implementation given the weights and the saved noise reproduces the samples (PyTorch, ref_sample.py: max abs < 1e-4)" "$PY" -c "
+import numpy as np
+from safetensors.numpy import load_file
+y = np.load('$T/y.npy')
+for i, n in enumerate(['p0', 'p1']):
+    a = load_file(f'$T/c/{n}.safetensors')['planes']
+    d = np.abs(a - np.stack(np.split(y[i], 3, axis=2))).max()
+    print(f'# {n}: max abs {d:.3g}')
+    assert d < 1e-4, d
+"
 OMP_NUM_THREADS=1 run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/n.safetensors" --batch 1 --threads 1 -o "$T/d" "$T/p1.safetensors" "$T/p0.safetensors"
 expect_rc 0 "--noise, batch 1, 1 thread, inputs in another order (rows by rhd.names)"
 check "--save-noise then --noise reproduces the samples bit for bit" same "$T/c" "$T/d"
