@@ -11,6 +11,7 @@
 #   make bench        CPU benchmarks against PyTorch on the same machine
 #   make deps         install the Debian packages the build and tests need (as root)
 #   make demo         the README's main job on bundled data
+#   make forgetting   the forgetting experiment on the dev set; rewrites its table in tools/rhd-fit.md
 #
 # Variants build into separate folders so that switching flags never mixes objects.
 #
@@ -101,7 +102,7 @@ TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC))) $(patsubst %.cpp
 BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRC)))
 DEPS_OK := build/.deps-ok
 
-.PHONY: all test fuzz bench benches deps demo clean venv tests-build
+.PHONY: all test fuzz bench benches deps demo forgetting clean venv tests-build
 .DELETE_ON_ERROR:
 
 all: $(LIB) $(TOOLS)
@@ -192,6 +193,9 @@ deps:
 
 demo: $(TOOLS)
 	@RHD_BUILD=$(BUILD) bash pipelines/demo.sh
+
+forgetting: $(TOOLS)
+	@RHD_BUILD=$(BUILD) nice -n 10 bash pipelines/forgetting.sh --update-doc tools/rhd-fit.md
 
 clean:
 	rm -rf build build-cuda build-san build-debug build-cuda-san build-fuzz build-mpi build-cuda-mpi

@@ -356,7 +356,7 @@ static int write_entry(rhd_fit_run *run, int k, rhd_err *e) {
         const char *name = run->plan->avatars[id];
         char *tp = pending_path(run, k, "triplanes", name, ".safetensors"), *ip = pending_path(run, k, "iwc", name, ".safetensors");
         rhd_triplane_meta tm = {tool, name, k, 1, fc->seed, rhd_ctx_device_label(run->ctx)};
-        rhd_iwc_meta im = {name, en->round, k, fc->fisher_steps};
+        rhd_iwc_meta im = {name, en->round, k, fc->fisher_steps, fc->fisher_mode == RHD_FISHER_NORMALIZED ? "normalized" : "original"};
         rc = rhd_mkdir_parents(tp, e) || rhd_mkdir_parents(ip, e);
         if (!rc) {
             rhd_crash_before_write(tp);
@@ -393,7 +393,8 @@ int rhd_fit_run_entry(rhd_fit_run *run, rhd_err *e) {
     for (int j = 0; j < en->navatars; j++) {
         int id = en->avatars[j];
         if (!run->planes[id].planes) rhd_fit_triplane_new(&run->planes[id], fc, id);
-        av[j] = (rhd_fit_avatar){id, plan->avatars[id], &run->train[id], run->planes[id], &run->eval[id], NAN};
+        int eval = !run->cfg.eval_last_only || last_visit(plan, id, plan->nentries) == k;
+        av[j] = (rhd_fit_avatar){id, plan->avatars[id], &run->train[id], run->planes[id], eval ? &run->eval[id] : NULL, NAN};
     }
     char phase[200];
     snprintf(phase, sizeof phase, "entry %d (%d/%d) round %d %s%s", k, k + 1, plan->nentries, en->round,
@@ -417,8 +418,10 @@ int rhd_fit_run_entry(rhd_fit_run *run, rhd_err *e) {
     if (!rc) rc = write_entry(run, k, e);
     /* the JSON lines after the entry's files: a consumer never sees an entry that is not on disk */
     for (int j = 0; j < en->navatars && !rc && run->cfg.json; j++) {
-        fprintf(run->cfg.json, "{\"entry\": %d, \"round\": %d, \"avatar\": \"%s\", \"psnr\": %.4f}\n", k, en->round,
-                plan->avatars[en->avatars[j]], av[j].psnr);
+        char psnr[32]; /* null when not evaluated */
+        snprintf(psnr, sizeof psnr, isnan(av[j].psnr) ? "null" : "%.4f", av[j].psnr);
+        fprintf(run->cfg.json, "{\"entry\": %d, \"round\": %d, \"avatar\": \"%s\", \"psnr\": %s}\n", k, en->round,
+                plan->avatars[en->avatars[j]], psnr);
         fflush(run->cfg.json);
     }
     free(av);

@@ -39,6 +39,8 @@ typedef struct rhd_fit_run_cfg {
     int also_npy;              /* triplanes also as the original's .npy */
     int log_every;             /* fitter progress line every N steps (0: none) */
     FILE *json;                /* one JSON line per fitted avatar (NULL: none) */
+    int eval_last_only;        /* 1: the eval views are rendered only after an avatar's last entry of the plan
+                                * (the other entries' PSNR is null): saves the evaluations of a long plan */
 } rhd_fit_run_cfg;
 
 typedef struct rhd_fit_run {

@@ -157,6 +157,7 @@ int rhd_iwc_file_write(const char *path, const rhd_decoder *dec, const float *fi
     meta_ll(&w, "rhd.round", m->round);
     meta_ll(&w, "rhd.entry", m->entry);
     meta_ll(&w, "rhd.fisher_steps", m->fisher_steps);
+    rhd_st_set_meta(&w, "rhd.fisher", m->fisher ? m->fisher : "original");
     int r = rhd_st_write(&w, path, e);
     rhd_st_writer_free(&w);
     return r;

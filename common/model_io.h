@@ -38,6 +38,7 @@ typedef struct rhd_fit_checkpoint {
 typedef struct rhd_iwc_meta {
     const char *avatar;
     int round, entry, fisher_steps;
+    const char *fisher;      /* rhd.fisher: "original" or "normalized" (NULL: "original") */
 } rhd_iwc_meta;
 
 #ifdef __cplusplus

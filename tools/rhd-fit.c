@@ -37,13 +37,29 @@ typedef struct opts {
     const char *train_views, *eval_views, *offset;
     long long res, channels, rays, steps, grid_size, max_steps, update_interval, full_updates, dist_points;
     long long fisher_steps, max_entries, log_every, warmup;
+    long long preset_res, preset_channels; /* --preset's triplane size: stage 1 both, stage 2 the resolution */
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
     double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
     rhd_shard shard; /* stage 2 over many avatars: --rank/--world */
-    int iwc_scope, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
+    int preset, iwc_scope, iwc_fisher, entry_eval, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
 } opts;
 
 static const char *const scope_choices[] = {"own", "all", NULL};
+static const char *const fisher_choices[] = {"original", "normalized", NULL};
+static const char *const entry_eval_choices[] = {"all", "last", NULL};
+static const char *const preset_choices[] = {"none", "fast", "quality", "original", NULL};
+
+/* --preset: sizes, rays, march and stage-2 steps (tools/rhd-fit.md, "Presets"); options given on
+ * the command line override them, wherever they stand. */
+typedef struct fit_preset {
+    long long res, channels, rays, grid_size, max_steps, steps;
+} fit_preset;
+static const fit_preset presets[] = {
+    {0, 0, 0, 0, 0, 0},                /* none: the defaults (the original's) */
+    {32, 16, 256, 32, 64, 300},        /* fast: the tests' and the demo's sizes */
+    {128, 32, 2048, 64, 256, 3000},    /* quality: 128x128 views at their resolution */
+    {512, 32, 8192, 256, 1024, 30000}, /* original: RodinHD's fit_stage*.sh */
+};
 
 static const rhd_opt options[] = {
     RHD_OPT_GROUP_("what to do"),
@@ -60,11 +76,14 @@ static const rhd_opt options[] = {
     RHD_OPT_STRING_(0, "avatar", opts, avatar, "NAME", "stage 2: the avatar (a path under --data); without it, stage 2 fits every avatar of --list or --avatars into -o DIR"),
     RHD_OPT_STRING_(0, "train-views", opts, train_views, "RANGE", "training views, e.g. 0-99 (default: every view present)"),
     RHD_OPT_STRING_(0, "eval-views", opts, eval_views, "RANGE", "views for PSNR, e.g. 100-119 (default 0-4: training views, as the original)"),
+    RHD_OPT_CHOICE_(0, "entry-eval", opts, entry_eval, "W", "stage 1: render the eval views after every entry (all) or only after each avatar's last entry (last; the others' PSNR is null)", entry_eval_choices),
     RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "X", "raw camera translation divided by X (§12.1)", 1e-9, 1e9),
     RHD_OPT_DOUBLE_(0, "pose-scale", opts, scale, "X", "then multiplied by X (§12.1; as rhd-render)", 1e-9, 1e9),
     RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "the former name of --pose-scale (kept as an alias)", 1e-9, 1e9),
     RHD_OPT_STRING_(0, "offset", opts, offset, "X,Y,Z", "then X,Y,Z added to the camera positions (default 0,0,0; tools/bring-your-own-data.md)"),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
+    RHD_OPT_GROUP_("presets"),
+    RHD_OPT_CHOICE_(0, "preset", opts, preset, "P", "sizes and steps: fast (3x16x32x32, 256 rays, grid 32, 64 march steps, stage 2 300 steps), quality (3x32x128x128, 2048 rays, grid 64, 256 march steps, 3000 steps) or original (3x32x512x512, 8192 rays, grid 256, 1024 march steps, 30000 steps); options given override it", preset_choices),
     RHD_OPT_GROUP_("model"),
     RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
     RHD_OPT_INT_(0, "triplane-channels", opts, channels, "C", "triplane channels, a multiple of 4 (0: stage 1 32; stage 2 and --report the decoder's)", 0, 1024),
@@ -81,7 +100,8 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "dist-weight", opts, w_dist, "W", "dist weight (-1: 2e-5 stage 1, 0.002 stage 2)", -1, 1e6),
     RHD_OPT_INT_(0, "dist-points", opts, dist_points, "N", "points of the dist loss (§12.14)", 0, 1 << 24),
     RHD_OPT_DOUBLE_(0, "iwc-weight", opts, w_iwc, "W", "IWC weight (-1: the plan's)", -1, 1e9),
-    RHD_OPT_INT_(0, "fisher-steps", opts, fisher_steps, "K", "Fisher = mean squared decoder gradient of the last K steps (1: the original, §12.7)", 1, 1e9),
+    RHD_OPT_INT_(0, "fisher-steps", opts, fisher_steps, "K", "Fisher = mean squared decoder gradient of the last K steps (0: 1 with --iwc-fisher original, as the original (§12.7); 16 with normalized)", 0, 1e9),
+    RHD_OPT_CHOICE_(0, "iwc-fisher", opts, iwc_fisher, "F", "IWC Fisher: original (squared gradient of the full loss, ~1e-9: no effect) or normalized (data-term gradient, each decoder tensor scaled to mean 1; the weight is then an L2 anchor strength)", fisher_choices),
     RHD_OPT_CHOICE_(0, "iwc-scope", opts, iwc_scope, "S", "penalty from the avatar's own state (own, the original) or every stored state (all)", scope_choices),
     RHD_OPT_DOUBLE_(0, "triplane-eps", opts, tri_eps, "E", "Adam eps of the triplane (-1: 1e-8 stage 1, the original; 1e-15 stage 2)", -1, 1),
     RHD_OPT_DOUBLE_(0, "reg-gate", opts, reg_gate, "A", "L1/TV/dist weights x min(1, training opacity / A) (-1: stage 1 0 = off, the original; stage 2 0.05)", -1, 1),
@@ -143,7 +163,8 @@ static int ends_with(const char *s, const char *suf) {
 
 static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fit_data_cfg *dc, int stage) {
     rhd_fit_cfg_default(fc, stage);
-    fc->C = o->channels ? (int)o->channels : DEFAULT_CHANNELS, fc->R = o->res ? (int)o->res : DEFAULT_RES;
+    long long C = o->channels ? o->channels : o->preset_channels, R = o->res ? o->res : o->preset_res;
+    fc->C = C ? (int)C : DEFAULT_CHANNELS, fc->R = R ? (int)R : DEFAULT_RES;
     fc->rays = o->rays;
     if (o->w_l1 >= 0) fc->w_l1 = o->w_l1;
     if (o->w_tv >= 0) fc->w_tv = o->w_tv;
@@ -153,10 +174,12 @@ static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fi
     fc->update_interval = (int)o->update_interval;
     fc->mark_untrained = !o->no_mark_untrained;
     fc->clamp = !o->no_clamp;
-    fc->fisher_steps = (int)o->fisher_steps;
+    fc->fisher_mode = o->iwc_fisher == 1 ? RHD_FISHER_NORMALIZED : RHD_FISHER_ORIGINAL;
+    fc->fisher_steps = o->fisher_steps ? (int)o->fisher_steps : (fc->fisher_mode == RHD_FISHER_NORMALIZED ? 16 : 1);
     fc->iwc_all = o->iwc_scope == 1;
     fc->seed = (uint64_t)o->common.seed;
-    if (stage == 2) fc->collapse_opacity = o->collapse_opacity, fc->eval_warmup = (int)o->warmup;
+    if (stage == 2) fc->collapse_opacity = o->collapse_opacity;
+    fc->eval_warmup = (int)o->warmup; /* both stages: the eval on a fresh warmed grid, as rhd-render and --report */
     if (o->tri_eps >= 0) fc->tri_eps = o->tri_eps;
     if (o->reg_gate >= 0) fc->reg_gate = o->reg_gate;
     rhd_render_cfg_default(rc);
@@ -247,6 +270,7 @@ static void load_decoder(const opts *o, rhd_ctx *ctx, int with_grad, rhd_decoder
                 o->channels);
     fc->C = dec->cfg.C;
     if (!o->res) fc->R = info.triplane_res ? info.triplane_res : DEFAULT_RES;
+    if (!o->res && o->preset_res && o->stage == 2) fc->R = (int)o->preset_res; /* --report: the decoder's */
 }
 
 /* ---- forgetting report ---- */
@@ -390,7 +414,7 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     for (int i = 0; i < na; i++)
         if (load_avatar(&train[i], &eval[i], dirs[i], o, &dc, 1, &e)) rhd_die("%s", e.msg);
 
-    rhd_fit_run_cfg rcfg = {out, TOOL, fc, rc, resume, o->npy, (int)o->log_every, stdout};
+    rhd_fit_run_cfg rcfg = {out, TOOL, fc, rc, resume, o->npy, (int)o->log_every, stdout, o->entry_eval == 1};
     rhd_fit_run run;
     if (rhd_fit_run_open(&run, ctx, &rcfg, &plan, train, eval, &e) || rhd_fit_run_execute(&run, (int)o->max_entries, &e))
         rhd_die("%s", e.msg);
@@ -475,8 +499,8 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_heartbeat_stop(hb);
     if (vrc) rhd_die("%s", e.msg);
     printf("{\"avatar\": \"%s\", \"status\": \"%s\", \"psnr\": %.4f, \"psnr_background\": %.4f, \"opacity\": %.4g, "
-           "\"steps\": %lld, \"seconds\": %.2f}\n", name, av.collapsed ? "collapsed" : "ok", av.psnr, av.psnr_bg, av.opacity,
-           (long long)o->steps, res.seconds);
+           "\"steps\": %lld, \"steps_requested\": %lld, \"seconds\": %.2f}\n", name, av.collapsed ? "collapsed" : "ok", av.psnr,
+           av.psnr_bg, av.opacity, (long long)res.steps, (long long)o->steps, res.seconds); /* steps: those run */
     fflush(stdout);
     if (av.collapsed)
         rhd_die("%s: stage 2 collapsed to an empty density (training opacity %.2g, eval PSNR %.2f dB, background-only "
@@ -490,7 +514,7 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     if (rhd_triplane_save(out, &planes, &tm, o->npy, &e)) rhd_die("%s", e.msg);
     rhd_crash_point("wrote", out);
     rhd_info("%s: eval PSNR %.2f dB on %d views, %lld steps in %.1f s (%.3g samples/s) -> %s", name, av.psnr, eval.n,
-             (long long)o->steps, res.seconds, res.samples / res.seconds, out);
+             (long long)res.steps, res.seconds, res.samples / res.seconds, out);
     rhd_triplane_free(&planes), free(name), free(dir);
     rhd_fit_views_free(&train), rhd_fit_views_free(&eval);
     rhd_renderer_free(&r);
@@ -581,6 +605,25 @@ static int cmd_report(const opts *o, rhd_ctx *ctx) {
     return 0;
 }
 
+/* The preset named on the command line (--preset P or --preset=P) as the defaults the parser then
+ * overrides; returns its index (0: none). */
+static int apply_preset(opts *o, int argc, char **argv) {
+    int idx = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v = !strcmp(argv[i], "--preset") && i + 1 < argc ? argv[i + 1]
+                        : !strncmp(argv[i], "--preset=", 9)          ? argv[i] + 9
+                                                                     : NULL;
+        for (int k = 1; v && preset_choices[k]; k++)
+            if (!strcmp(v, preset_choices[k])) idx = k;
+    }
+    if (idx) {
+        const fit_preset *p = &presets[idx];
+        o->preset_res = p->res, o->preset_channels = p->channels, o->rays = p->rays, o->grid_size = p->grid_size;
+        o->max_steps = p->max_steps, o->steps = p->steps;
+    }
+    return idx;
+}
+
 int main(int argc, char **argv) {
     rhd_set_prog(argv[0]);
     rhd_fs_install_signal_handlers();
@@ -589,16 +632,18 @@ int main(int argc, char **argv) {
     rhd_common_opts_init(&o.common);
     o.res = 0, o.channels = 0, o.rays = 8192, o.steps = 30000, o.lr0 = 2e-2;
     o.grid_size = 256, o.max_steps = 1024, o.update_interval = 16, o.full_updates = 16, o.dist_points = 1000;
-    o.fisher_steps = 1, o.log_every = 0, o.warmup = 16;
+    o.fisher_steps = 0, o.log_every = 0, o.warmup = 16;
     o.bound = 1, o.min_near = 0.2, o.dt_gamma = 0, o.T_thresh = 1e-4, o.density_thresh = 10, o.grid_decay = 0.95;
     o.w_l1 = o.w_tv = o.w_dist = o.w_iwc = -1;
     o.divisor = 23, o.scale = 0.6, o.collapse_opacity = 0.01, o.tri_eps = -1, o.reg_gate = -1;
     rhd_shard_init(&o.shard);
+    int pre = apply_preset(&o, argc, argv);
     int n = rhd_cli_parse(&cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
     rhd_shard_check(&o.shard);
     rhd_fs_install_signal_handlers();
     if (n > 0) rhd_usage_error("unexpected argument '%s'", argv[1]);
+    if (o.preset != pre) rhd_usage_error("--preset %s: in a --config file, expected it on the command line", preset_choices[o.preset]);
     if (!o.data) rhd_usage_error("expected --data DIR (the avatars' data root)");
     if ((o.stage != 0) + o.report != 1) rhd_usage_error("expected exactly one of --stage 1, --stage 2 or --report");
     if (o.channels % 4) rhd_usage_error("--triplane-channels %lld: expected a multiple of 4 (e.g. 32)", o.channels);

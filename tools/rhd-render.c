@@ -55,7 +55,7 @@ static const rhd_opt options[] = {
     RHD_OPT_INT_(0, "frames", opts, frames, "N", "frames of --spiral/--orbit", 1, 100000),
     RHD_OPT_DOUBLE_(0, "elevation", opts, elevation, "DEG", "orbit elevation (degrees, > 0 looks down)", -89.9, 89.9),
     RHD_OPT_DOUBLE_(0, "radius", opts, radius, "R", "orbit radius (0: the spiral's 1.45*sqrt(3)*bound)", 0, 1e6),
-    RHD_OPT_STRING_(0, "target", opts, target_str, "X,Y,Z", "orbit target (default 0,0.4,0 as the spiral)"),
+    RHD_OPT_STRING_(0, "target", opts, target_str, "X,Y,Z", "orbit target (default: where --data's cameras look, else the scene box's centre 0,0,0)"),
     RHD_OPT_STRING_(0, "camera", opts, camera, "FILE", "a camera JSON in the dataset format (metadata_%06d.json)"),
     RHD_OPT_INT_(0, "size", opts, size, "N", "image size for --spiral/--orbit without --data (square)", 8, 16384),
     RHD_OPT_DOUBLE_(0, "fov", opts, fov, "DEG", "horizontal field of view without --data", 1, 179),
@@ -297,7 +297,21 @@ static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_de
 }
 
 /* The cameras of the run at full resolution (*full_W x *full_H), then scaled by --downscale. */
-static void load_frames(const opts *o, const char *tri_path, const rhd_fit_data_cfg *dcfg, const double target[3],
+/* --orbit's default target with --data: the point the data's cameras look at (every view's pose,
+ * no images), else the centre of the scene box; the former default 0,0.4,0 (the spiral's) cropped
+ * the bottom of the dev set's busts. */
+static void orbit_target(const opts *o, const rhd_fit_data_cfg *dcfg, double target[3]) {
+    if (o->target_str || !o->data) return;
+    rhd_err e = {0};
+    rhd_fit_views all = {0};
+    if (rhd_fit_views_load(&all, o->data, NULL, 0, dcfg, 0, &e)) rhd_die("%s", e.msg);
+    if (rhd_cameras_look_at(all.c2w, all.n, target) == 0)
+        rhd_info("--orbit: target %.4g,%.4g,%.4g (where the %d cameras of %s look)", target[0], target[1], target[2], all.n,
+                 o->data);
+    rhd_fit_views_free(&all);
+}
+
+static void load_frames(const opts *o, const char *tri_path, const rhd_fit_data_cfg *dcfg, double target[3],
                         frames *fr, int *full_W, int *full_H) {
     rhd_err e = {0};
     memset(fr, 0, sizeof *fr);
@@ -336,6 +350,7 @@ static void load_frames(const opts *o, const char *tri_path, const rhd_fit_data_
         fr->c2w = rhd_xmalloc(sizeof(float) * 12 * fr->n);
         for (int i = 0; i < fr->n; i++) fr->id[i] = i;
         double radius = o->radius > 0 ? o->radius : 1.45 * sqrt(3.0) * o->bound;
+        if (o->orbit) orbit_target(o, dcfg, target);
         int rc = o->spiral ? rhd_camera_spiral(fr->c2w, fr->n, o->bound, o->handedness == 1 ? RHD_SPIRAL_MIRRORED : RHD_SPIRAL_PROPER, &e)
                            : rhd_camera_orbit(fr->c2w, fr->n, radius, o->elevation, target, &e);
         if (rc) rhd_die("%s", e.msg);
@@ -389,7 +404,7 @@ int main(int argc, char **argv) {
     int npos = rhd_cli_parse(&cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
     rhd_fs_install_signal_handlers();
-    double bg[3] = {1, 1, 1}, target[3] = {0, 0.4, 0};
+    double bg[3] = {1, 1, 1}, target[3] = {0, 0, 0}; /* orbit: the scene box's centre unless --data (orbit_target) */
     usage_checks(&o, npos, bg, target);
     const char *tri_path = argv[1];
     output_checks(&o, tri_path);

@@ -148,8 +148,10 @@ static void print_plan_table(const rhd_plan *p, FILE *f) {
     if (p->order == RHD_PLAN_INTERLEAVED) snprintf(grp, sizeof grp, " in groups of %d", p->group);
     fprintf(f, "# plan: %d rounds, %d avatars, order %s%s, %d entries, %lld steps\n", p->rounds, p->navatars,
             rhd_plan_order_name(p->order), grp, p->nentries, p->total_steps);
-    fprintf(f, "# triplane lr decays x0.1 over each visit; decoder lr decays x0.1 over the first %lld steps; iwc weight %g\n",
-            p->decoder_decay_steps, p->iwc_weight);
+    const rhd_plan_entry *le = &p->entries[p->nentries - 1];
+    fprintf(f, "# triplane lr decays x0.1 over each visit; decoder lr decays x0.1 over the first %lld steps (this plan: "
+            "%.4g .. %.4g); iwc weight %g\n", p->decoder_decay_steps, rhd_plan_decoder_lr(p, &p->entries[0], 0),
+            rhd_plan_decoder_lr(p, le, le->steps - 1), p->iwc_weight);
     fprintf(f, "%6s %5s  %-*s %10s  %-24s  %-24s  %s\n", "entry", "round", w, "avatar", "steps", "triplane lr first..last",
             "decoder lr first..last", "decoder steps");
     for (int i = 0; i < p->nentries; i++) {
@@ -210,11 +212,13 @@ static int cmd_fit(int argc, char **argv) {
     char grp[48] = "";
     if (plan.order == RHD_PLAN_INTERLEAVED) snprintf(grp, sizeof grp, " in groups of %d", plan.group);
     int to_file = out && strcmp(out, "-") != 0;
+    /* the decoder lr this plan actually uses: its first and last step (x0.1 only if the plan reaches the decay length) */
     rhd_info("plan: %d rounds x %d avatars (%s%s) = %d entries, %lld steps; triplane lr %.4g .. %.4g; decoder lr %.4g -> %.4g "
-             "over %lld steps; iwc %g%s%s",
+             "over its %lld steps (x0.1 after %lld); iwc %g%s%s",
              plan.rounds, plan.navatars, rhd_plan_order_name(plan.order), grp, plan.nentries, plan.total_steps,
-             plan.entries[0].triplane_lr, last->triplane_lr, plan.entries[0].decoder_lr, plan.entries[0].decoder_lr * 0.1,
-             plan.decoder_decay_steps, plan.iwc_weight, to_file ? " -> " : "", to_file ? out : "");
+             plan.entries[0].triplane_lr, last->triplane_lr, rhd_plan_decoder_lr(&plan, &plan.entries[0], 0),
+             rhd_plan_decoder_lr(&plan, last, last->steps - 1), plan.total_steps, plan.decoder_decay_steps, plan.iwc_weight,
+             to_file ? " -> " : "", to_file ? out : "");
     rhd_plan_free(&plan);
     return rhd_close_stdout();
 }

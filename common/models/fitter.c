@@ -91,6 +91,44 @@ static void from_ctx(rhd_ctx *ctx, float *host, float *d, int64_t n, int writeba
     rhd_buf_free(ctx, d);
 }
 
+/* The stored IWC states a visit's penalty uses (the visit's own avatars', or every one with
+ * iwc_all), on the context's side: (*f)[s], (*o)[s] NULL for the others. */
+static void iwc_upload(rhd_ctx *ctx, const rhd_fit_cfg *cfg, const rhd_iwc_states *iwc, const rhd_fit_avatar *av, int nav,
+                       int64_t total, float ***f, float ***o) {
+    *f = rhd_xcalloc((size_t)iwc->n, sizeof(float *)), *o = rhd_xcalloc((size_t)iwc->n, sizeof(float *));
+    for (int s = 0; s < iwc->n; s++) {
+        if (!iwc->fisher[s]) continue;
+        int mine = 0;
+        for (int a = 0; a < nav; a++) mine |= av[a].id == s;
+        if (!mine && !cfg->iwc_all) continue;
+        (*f)[s] = to_ctx(ctx, iwc->fisher[s], total);
+        (*o)[s] = to_ctx(ctx, iwc->optpar[s], total);
+    }
+}
+
+/* Avatar s's IWC state after its visit: the accumulated Fisher (normalized per tensor in that
+ * mode) and the decoder parameters, into host memory. */
+static void iwc_store(rhd_ctx *ctx, const rhd_fit_cfg *cfg, const rhd_params *P, const float *fisher, rhd_iwc_states *iwc,
+                      int s) {
+    if (!iwc->fisher[s]) iwc->fisher[s] = rhd_xmalloc(sizeof(float) * (size_t)P->total);
+    if (!iwc->optpar[s]) iwc->optpar[s] = rhd_xmalloc(sizeof(float) * (size_t)P->total);
+    rhd_buf_download(ctx, iwc->fisher[s], fisher, sizeof(float) * (size_t)P->total);
+    rhd_buf_download(ctx, iwc->optpar[s], P->data, sizeof(float) * (size_t)P->total);
+    if (cfg->fisher_mode == RHD_FISHER_NORMALIZED) rhd_fit_fisher_normalize(P, iwc->fisher[s]);
+}
+
+void rhd_fit_fisher_normalize(const rhd_params *P, float *F) {
+    for (int t = 0; t < P->n; t++) {
+        float *f = F + P->info[t].offset;
+        int64_t n = P->info[t].numel;
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += f[i];
+        if (n == 0 || sum <= 0) continue;
+        double inv = (double)n / sum;
+        for (int64_t i = 0; i < n; i++) f[i] = (float)(f[i] * inv);
+    }
+}
+
 /* The order of an avatar's training views in one epoch: Fisher-Yates from Philox. */
 static void view_perm(int *perm, int n, uint64_t seed, int64_t epoch) {
     for (int i = 0; i < n; i++) perm[i] = i;
@@ -247,17 +285,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     }
     /* the stored IWC states this visit's penalty uses, on the context's side */
     float **iwc_f = NULL, **iwc_o = NULL;
-    if (train_dec && w_iwc > 0 && iwc) {
-        iwc_f = rhd_xcalloc((size_t)iwc->n, sizeof(float *)), iwc_o = rhd_xcalloc((size_t)iwc->n, sizeof(float *));
-        for (int s = 0; s < iwc->n; s++) {
-            if (!iwc->fisher[s]) continue;
-            int mine = 0;
-            for (int a = 0; a < nav; a++) mine |= av[a].id == s;
-            if (!mine && !cfg->iwc_all) continue;
-            iwc_f[s] = to_ctx(ctx, iwc->fisher[s], P->total);
-            iwc_o[s] = to_ctx(ctx, iwc->optpar[s], P->total);
-        }
-    }
+    if (train_dec && w_iwc > 0 && iwc) iwc_upload(ctx, cfg, iwc, av, nav, P->total, &iwc_f, &iwc_o);
     int fisher_steps = cfg->fisher_steps < 1 ? 1 : cfg->fisher_steps;
     if (fisher_steps > en->steps) fisher_steps = (int)en->steps;
 
@@ -299,6 +327,9 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             if (w_tv > 0) loss += w_tv * rhd_loss_triplane_tv(ctx, grad[a], T->planes, T->C, T->R, (float)w_tv, T->clamp);
             if (w_dist > 0) loss += share * w_dist * dist_loss(r, cfg, T, grad[a], seeds[a], k, share * w_dist, train_dec);
         }
+        /* the Fisher's squared gradients: normalized mode without the IWC term's own gradient */
+        int acc = train_dec && k >= en->steps - fisher_steps;
+        if (acc && cfg->fisher_mode == RHD_FISHER_NORMALIZED) rhd_sqr_acc(ctx, fisher, P->grad, (float)fisher_steps, P->total);
         if (iwc_f) {
             double l = 0;
             for (int s = 0; s < iwc->n; s++)
@@ -306,15 +337,14 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             loss += l;
             res->iwc_loss = l;
         }
-        if (train_dec && k >= en->steps - fisher_steps) rhd_sqr_acc(ctx, fisher, P->grad, (float)fisher_steps, (int64_t)P->total);
+        if (acc && cfg->fisher_mode != RHD_FISHER_NORMALIZED) rhd_sqr_acc(ctx, fisher, P->grad, (float)fisher_steps, P->total);
         tri_adam.lr = rhd_plan_triplane_lr(en, k);
         for (int a = 0; a < nav; a++) rhd_adam_step(ctx, tri[a].planes, m[a], v[a], grad[a], tri_n, &tri_adam, k + 1);
         if (train_dec) {
             dec_adam.lr = rhd_plan_decoder_lr(plan, en, k);
             rhd_adam_step(ctx, P->data, P->m, P->v, P->grad, P->total, &dec_adam, en->first_step + k + 1);
         }
-        res->last_mse = mse_sum;
-        res->last_loss = loss;
+        res->last_mse = mse_sum, res->last_loss = loss, res->steps = k + 1;
         if (!isfinite(loss)) {
             rhd_errf(e, "entry %d: the loss became %g at step %lld, expected a finite value (lower the learning rates)",
                      entry_index, loss, (long long)k);
@@ -326,13 +356,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
                      -10 * log10(mse_sum), av[0].opacity);
     }
     if (train_dec && iwc)
-        for (int a = 0; a < nav; a++) {
-            int s = av[a].id;
-            if (!iwc->fisher[s]) iwc->fisher[s] = rhd_xmalloc(sizeof(float) * (size_t)P->total);
-            if (!iwc->optpar[s]) iwc->optpar[s] = rhd_xmalloc(sizeof(float) * (size_t)P->total);
-            rhd_buf_download(ctx, iwc->fisher[s], fisher, sizeof(float) * (size_t)P->total);
-            rhd_buf_download(ctx, iwc->optpar[s], P->data, sizeof(float) * (size_t)P->total);
-        }
+        for (int a = 0; a < nav; a++) iwc_store(ctx, cfg, P, fisher, iwc, av[a].id);
     for (int a = 0; a < nav; a++) { /* the fitted triplanes back to the caller */
         rhd_triplane_download(&av[a].planes, &tri[a]);
         rhd_triplane_free(&tri[a]);

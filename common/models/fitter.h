@@ -11,7 +11,18 @@
  *     the decoder is frozen (stage 2, or decoder lr 0).
  * After the last step: the IWC state of each avatar of the entry is F = the mean of the squared
  * decoder gradients of the last fisher_steps steps (1: the original's last batch) and theta* =
- * the decoder parameters.
+ * the decoder parameters. Fisher modes (cfg.fisher_mode):
+ *   RHD_FISHER_ORIGINAL   the squared gradient of the full loss (data, regularisers and the IWC
+ *                         term itself), as the original: of order 1e-9 per element at the sizes we
+ *                         fit, so w_iwc 0.1 gives a penalty gradient ~1e-10, far below the data
+ *                         gradient (~3e-5): the term does nothing;
+ *   RHD_FISHER_NORMALIZED the squared gradient of the data and regulariser terms only (taken
+ *                         before the IWC gradient is added), averaged over the last fisher_steps
+ *                         steps (the rays of that many views), then divided per decoder tensor by
+ *                         its mean (rhd_fit_fisher_normalize): every tensor's F has mean 1 and
+ *                         keeps the relative importance of its elements. w_iwc then means: the
+ *                         penalty is w * sum F (theta - theta*)^2, an L2 anchor of average strength
+ *                         w per parameter (gradient 2 w F d), independent of the loss's scale.
  *
  * Memory: the avatars' triplanes, views and IWC states are HOST memory; on CUDA a visit moves
  * what it needs to the device at its start (triplanes, training images, the IWC states its
@@ -44,6 +55,8 @@
 #include "common/models/plan_types.h"
 #include "common/triplane.h"
 
+enum { RHD_FISHER_ORIGINAL = 0, RHD_FISHER_NORMALIZED = 1 };
+
 typedef struct rhd_fit_cfg {
     int C, R;               /* channels and resolution of new triplanes (32, 512) */
     int64_t rays;           /* rays per step (8192) */
@@ -55,6 +68,7 @@ typedef struct rhd_fit_cfg {
     int mark_untrained;     /* 1 */
     int clamp;              /* 1: forward reads clamp(T, -1, 1) (§4) */
     int fisher_steps;       /* 1: the original's last batch */
+    int fisher_mode;        /* RHD_FISHER_ORIGINAL (the original) or RHD_FISHER_NORMALIZED (see above) */
     int iwc_all;            /* 0: an avatar's own state (the original as read, §7.4); 1: every stored state */
     int freeze_decoder;     /* stage 2 */
     double tri_eps;         /* Adam eps of the triplanes: 1e-8 (the original's, stage 1); stage 2: 1e-15 */
@@ -90,6 +104,7 @@ typedef struct rhd_iwc_states {
 typedef struct rhd_fit_result {
     double last_mse, last_loss, iwc_loss;
     int64_t samples;  /* decoder samples evaluated in training (kept) */
+    int64_t steps;    /* optimiser steps run (fewer than the entry's after a collapse stop) */
     double seconds;
 } rhd_fit_result;
 
@@ -117,6 +132,10 @@ double rhd_fit_eval(rhd_renderer *r, rhd_occgrid *g, const rhd_triplane *T, cons
                     uint64_t seed, double *psnr_each, float *render_out);
 /* Mean PSNR of an all-background (white) render of the views: the level of an empty density. */
 double rhd_fit_background_psnr(const rhd_fit_views *views);
+/* Divide each tensor of a host Fisher F [P->total] by its mean over the tensor's elements (double
+ * sum), so it has mean 1; a tensor whose elements are all zero stays zero. Padding between
+ * tensors is left as it is. */
+void rhd_fit_fisher_normalize(const rhd_params *P, float *F);
 /* A seed folded with up to two indices (splitmix64 steps). */
 uint64_t rhd_fit_seed(uint64_t seed, uint64_t a, uint64_t b);
 #ifdef __cplusplus

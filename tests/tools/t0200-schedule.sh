@@ -23,7 +23,13 @@ expect_out "--rounds N .*\(default: 30\)" "fit --help shows the original's defau
 # --- fit: defaults reproduce the original -------------------------------------------------------
 run rhd-schedule fit --avatars avatar_100,avatar_101 -o "$T/plan.json"
 expect_rc 0 "fit with the defaults"
-expect_err "plan: 30 rounds x 2 avatars \(round-robin\) = 60 entries, 360000 steps; triplane lr 0.02 .. 6.873e-05; decoder lr 0.002 -> 0.0002 over 300000 steps; iwc 0.1 -> .*plan.json" "one-line summary on stderr"
+expect_err "plan: 30 rounds x 2 avatars \(round-robin\) = 60 entries, 360000 steps; triplane lr 0.02 .. 6.873e-05; decoder lr 0.002 -> 0.0002 over its 360000 steps \(x0.1 after 300000\); iwc 0.1 -> .*plan.json" "one-line summary on stderr"
+# the decoder lr range the plan uses, not the decay's end (issue 15): 1200 steps of a 15000-step decay
+want=$("$PY" -c "print('%.4g' % (0.002 * 0.1 ** (1199 / 15000)))")
+run rhd-schedule fit --avatars a,b,c,d --rounds 3 --steps 100 --decoder-decay-steps 15000 -o "$T/short.json"
+expect_err "decoder lr 0.002 -> $want over its 1200 steps \(x0.1 after 15000\)" "summary: the decoder lr of the plan's last step ($want = 0.002 x 0.1^(1199/15000))"
+run rhd-schedule fit --avatars a,b,c,d --rounds 3 --steps 100 --decoder-decay-steps 15000 --print -o "$T/short2.json"
+expect_out "decoder lr decays x0.1 over the first 15000 steps \(this plan: 0.002 .. $want\)" "--print header: the plan's decoder lr range"
 check "no temp file is left behind" test ! -e "$T/plan.json.tmp"
 check "the plan holds the original's schedule (spec §9.1)" "$PY" -c "
 import json, sys

@@ -53,6 +53,8 @@ run rhd-fit -q --stage 2 --decoder "$T/empty.safetensors" --data "$MINI" --avata
 expect_rc 1 "stage 2 with an empty decoder exits 1"
 check "its JSON line says status collapsed" test "$(json "$out" status 2>/dev/null)" = collapsed
 expect_err "avatar_100: stage 2 collapsed to an empty density" "the message names the avatar"
+# the steps actually run after the early stop (issue 15): 60 asked, the check stops at max(50, 60/10)
+check "its JSON steps are the steps run (50), steps_requested 60" test "$(json "$out" steps 2>/dev/null)" = 50 -a "$(json "$out" steps_requested 2>/dev/null)" = 60
 expect_err "--dist-weight" "the message names what to change"
 check "no triplane written" test ! -e "$T/e.safetensors"
 run rhd-fit -q --stage 2 --decoder "$T/empty.safetensors" --data "$MINI" --avatar avatar_100 $S2 --steps 10 --collapse-opacity 0 -o "$T/e.safetensors"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# tests/tools/t0560-fit-entries.sh: stage 1's per-entry evaluation and the presets (issue 15,
+# items 3 and 4). On the bundled mini set at a tiny size:
+#   1. the PSNR of an avatar's last entry (its JSON line) is the forgetting report's for it when
+#      the decoder has not changed since (the plan's last entry): both render the held-out views on
+#      a fresh grid warmed up as rhd-render does (before, the entry used its training grid);
+#   2. --entry-eval last renders only after each avatar's last entry: the other lines say
+#      "psnr": null, the last ones the same numbers as with --entry-eval all;
+#   3. --preset: fast gives its sizes (a stage-2 triplane of 32, stage-1 triplanes 3x16x32x32),
+#      options given override it wherever they stand, an unknown preset is a usage error (exit 2).
+# About 40 s of CPU time.
+. "$RHD_ROOT/tests/tools/lib.sh"
+PY=${RHD_PY:-python3}
+MINI=$RHD_ROOT/tests/data/mini
+R="--grid-size 16 --max-steps 32 --threads 2 --rays 128 --train-views 0-23 --eval-views 100,110"
+S1="--triplane-res 16 --triplane-channels 8 $R"
+
+run rhd-schedule fit -q --avatars avatar_100,avatar_101 --rounds 2 --steps 12 -o "$T/plan.json"
+expect_rc 0 "plan: 2 rounds of 2 avatars, 12 steps"
+run rhd-fit -q --stage 1 --plan "$T/plan.json" --data "$MINI" $S1 -o "$T/all"
+expect_rc 0 "stage 1, --entry-eval all (the default)"
+printf '%s\n' "$out" > "$T/all.jsonl"
+check "the last entry's PSNR (avatar_101, entry 3) is the report's with the final decoder (within 1e-4 dB)" "$PY" -c "
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+ent = [l for l in L if 'entry' in l]; rep = [l for l in L if 'report' in l][0]['report']['psnr']
+last = [l for l in ent if l['entry'] == 3][0]
+print(last, rep)
+assert last['avatar'] == 'avatar_101' and abs(last['psnr'] - rep['avatar_101']) <= 1e-4, (last, rep)" "$T/all.jsonl"
+run rhd-fit -q --stage 1 --plan "$T/plan.json" --data "$MINI" $S1 --entry-eval last -o "$T/last"
+expect_rc 0 "stage 1, --entry-eval last"
+printf '%s\n' "$out" > "$T/last.jsonl"
+check "--entry-eval last: null before an avatar's last entry, the same PSNR at it" "$PY" -c "
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1]) if l.strip() and 'entry' in l]
+b = [json.loads(l) for l in open(sys.argv[2]) if l.strip() and 'entry' in l]
+assert [x['psnr'] for x in b[:2]] == [None, None], b
+assert all(abs(x['psnr'] - y['psnr']) <= 1e-9 for x, y in zip(a[2:], b[2:])), (a, b)" "$T/all.jsonl" "$T/last.jsonl"
+
+# --- presets ---------------------------------------------------------------------------------------
+run rhd-fit -q --stage 2 --preset fast --decoder "$T/all/decoder.safetensors" --data "$MINI" --avatar avatar_100 \
+    --steps 8 --grid-size 16 --max-steps 32 --rays 128 --train-views 0-23 --eval-views 100 -o "$T/p.safetensors"
+expect_rc 0 "stage 2 --preset fast with --steps/--grid-size after it"
+check "--preset fast: the stage-2 triplane is 32x32 (the decoder was fitted at 16)" "$PY" -c "
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+shapes = [v['shape'] for k, v in h.items() if k != '__metadata__']
+assert all(s[-1] == 32 and s[-2] == 32 for s in shapes), shapes" "$T/p.safetensors"
+check "--steps 8 overrides the preset's 300" test "$(printf '%s' "$out" | grep -o '"steps": [0-9]*')" = '"steps": 8'
+run rhd-schedule fit -q --avatars avatar_100 --rounds 1 --steps 2 -o "$T/p1.json"
+run rhd-fit -q --stage 1 --plan "$T/p1.json" --data "$MINI" --grid-size 16 --max-steps 32 --rays 64 --train-views 0-23 \
+    --eval-views 100 --preset fast -o "$T/pf"
+expect_rc 0 "stage 1 --preset fast (given after the options it would set)"
+check "--preset fast: stage-1 triplane [3,16,32,32]" "$PY" -c "
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+shapes = [v['shape'] for k, v in h.items() if k != '__metadata__']
+assert shapes == [[3, 16, 32, 32]], shapes" "$T/pf/triplanes/avatar_100.safetensors"
+run rhd-fit --stage 2 --preset best --decoder "$T/all/decoder.safetensors" --data "$MINI" --avatar avatar_100 -o "$T/q.safetensors"
+expect_rc 2 "--preset best: usage error"
+expect_err "preset" "the message names the option"
+done_testing
