@@ -449,7 +449,9 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     return 0;
 }
 
-static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
+/* Stage 2 of one avatar. Returns 0 (written or skipped), or 1 when the fit collapsed and `batch`
+ * is set (the message is printed and nothing written; without `batch` a collapse exits 1). */
+static int cmd_stage2(const opts *o, rhd_ctx *ctx, int batch) {
     rhd_err e = {0};
     if (!o->decoder) rhd_usage_error("--stage 2 needs --decoder FILE (a stage-1 decoder.safetensors)");
     if (!o->avatar) rhd_usage_error("--stage 2 needs --avatar NAME, or --list FILE or --avatars A,B with -o DIR");
@@ -502,12 +504,19 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
            "\"steps\": %lld, \"steps_requested\": %lld, \"seconds\": %.2f}\n", name, av.collapsed ? "collapsed" : "ok", av.psnr,
            av.psnr_bg, av.opacity, (long long)res.steps, (long long)o->steps, res.seconds); /* steps: those run */
     fflush(stdout);
-    if (av.collapsed)
-        rhd_die("%s: stage 2 collapsed to an empty density (training opacity %.2g, eval PSNR %.2f dB, background-only "
-                "%.2f dB); nothing written to %s. The decoder %s gives no density to this triplane: use a decoder "
-                "fitted longer or on more avatars, or weaker regularisers (--dist-weight 2e-5 --l1-weight 1e-6 "
-                "--tv-weight 2e-4, the stage-1 weights); --collapse-opacity 0 disables the check",
-                name, av.opacity, av.psnr, av.psnr_bg, out, o->decoder);
+    int collapsed = av.collapsed;
+    if (collapsed) {
+        char msg[1024];
+        snprintf(msg, sizeof msg,
+                 "%s: stage 2 collapsed to an empty density (training opacity %.2g, eval PSNR %.2f dB, background-only "
+                 "%.2f dB); nothing written to %s. The decoder %s gives no density to this triplane: use a decoder "
+                 "fitted longer or on more avatars, or weaker regularisers (--dist-weight 2e-5 --l1-weight 1e-6 "
+                 "--tv-weight 2e-4, the stage-1 weights); --collapse-opacity 0 disables the check",
+                 name, av.opacity, av.psnr, av.psnr_bg, out, o->decoder);
+        if (!batch) rhd_die("%s", msg);
+        rhd_warn("%s (going on with the next avatar; the batch exits 1)", msg);
+        goto done;
+    }
     rhd_triplane_meta tm = {TOOL, name, -1, 1, fc.seed, rhd_ctx_device_label(ctx)};
     /* the output last (an existing output means done): a kill before it leaves nothing to skip */
     rhd_crash_before_write(out);
@@ -515,17 +524,19 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_crash_point("wrote", out);
     rhd_info("%s: eval PSNR %.2f dB on %d views, %lld steps in %.1f s (%.3g samples/s) -> %s", name, av.psnr, eval.n,
              (long long)res.steps, res.seconds, res.samples / res.seconds, out);
+done:
     rhd_triplane_free(&planes), free(name), free(dir);
     rhd_fit_views_free(&train), rhd_fit_views_free(&eval);
     rhd_renderer_free(&r);
     rhd_decoder_free(&dec);
     rhd_plan_free(&plan);
-    return 0;
+    return collapsed;
 }
 
 /* Stage 2 over many avatars (--list or --avatars, no --avatar): this rank's avatars (i mod
  * --world) one after the other, each into OUT/<name>.safetensors as `--stage 2 --avatar` does it
- * (an existing output is skipped, so a killed batch is rerun as it was started). */
+ * (an existing output is skipped, so a killed batch is rerun as it was started). An avatar that
+ * collapses is reported and skipped; the others are fitted, and the batch then exits 1 naming it. */
 static int cmd_stage2_batch(const opts *o, rhd_ctx *ctx) {
     rhd_err e = {0};
     const char *out = o->common.output;
@@ -536,7 +547,8 @@ static int cmd_stage2_batch(const opts *o, rhd_ctx *ctx) {
     int n = 0;
     if (o->list && rhd_avatars_from_list(o->list, &names, &paths, &n, &e)) rhd_die("--list %s", e.msg);
     if (!o->list && rhd_avatars_from_csv(o->avatars, &names, &n, &e)) rhd_usage_error("--avatars %s", e.msg);
-    int mine = 0;
+    int mine = 0, nfailed = 0;
+    char *failed = NULL; /* names of the avatars that collapsed, comma separated */
     for (int i = 0; i < n; i++) mine += rhd_shard_mine(&o->shard, i);
     if (o->shard.world > 1) rhd_info("rank %lld of %lld: %d of %d avatars", o->shard.rank, o->shard.world, mine, n);
     for (int i = 0; i < n; i++) {
@@ -544,11 +556,23 @@ static int cmd_stage2_batch(const opts *o, rhd_ctx *ctx) {
         opts one = *o;
         char *op = path_fmt("%s/%s.safetensors", out, names[i]);
         one.avatar = paths ? paths[i] : names[i], one.common.output = op;
-        cmd_stage2(&one, ctx);
+        if (cmd_stage2(&one, ctx, 1)) {
+            size_t l = failed ? strlen(failed) : 0, k = strlen(names[i]);
+            failed = rhd_xrealloc(failed, l + k + 3);
+            snprintf(failed + l, k + 3, "%s%s", l ? ", " : "", names[i]);
+            nfailed++;
+        }
         free(op);
     }
     rhd_avatars_free(names, n);
     if (paths) rhd_avatars_free(paths, n);
+    if (nfailed) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "stage 2: %d of %d avatars of this rank collapsed and were not written: %s", nfailed,
+                 mine, failed);
+        free(failed);
+        rhd_die("%s", msg);
+    }
     return 0;
 }
 
@@ -653,7 +677,7 @@ int main(int argc, char **argv) {
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
     int batch2 = o.stage == 2 && !o.avatar && (o.list || o.avatars);
-    int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : batch2 ? cmd_stage2_batch(&o, ctx) : cmd_stage2(&o, ctx);
+    int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : batch2 ? cmd_stage2_batch(&o, ctx) : cmd_stage2(&o, ctx, 0);
     rhd_ctx_close(ctx);
     return rc;
 }

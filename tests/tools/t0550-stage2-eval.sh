@@ -57,6 +57,13 @@ expect_err "avatar_100: stage 2 collapsed to an empty density" "the message name
 check "its JSON steps are the steps run (50), steps_requested 60" test "$(json "$out" steps 2>/dev/null)" = 50 -a "$(json "$out" steps_requested 2>/dev/null)" = 60
 expect_err "--dist-weight" "the message names what to change"
 check "no triplane written" test ! -e "$T/e.safetensors"
+# over a batch (--avatars into -o DIR) a collapse does not stop the others: each avatar is tried,
+# the collapsed ones are named at the end and the batch exits 1
+run rhd-fit -q --stage 2 --decoder "$T/empty.safetensors" --data "$MINI" --avatars avatar_100,avatar_101 $S2 -o "$T/batch"
+expect_rc 1 "a stage-2 batch with collapsed avatars exits 1"
+check "both avatars were tried (two JSON lines, both collapsed)" test "$(printf '%s\n' "$out" | grep -c '"status": "collapsed"')" = 2
+expect_err "2 of 2 avatars of this rank collapsed and were not written: avatar_100, avatar_101" "the batch names the collapsed avatars"
+check "no triplane written for them" test ! -e "$T/batch/avatar_100.safetensors" -a ! -e "$T/batch/avatar_101.safetensors"
 run rhd-fit -q --stage 2 --decoder "$T/empty.safetensors" --data "$MINI" --avatar avatar_100 $S2 --steps 10 --collapse-opacity 0 -o "$T/e.safetensors"
 expect_rc 0 "--collapse-opacity 0 keeps the original's behaviour (no check)"
 
