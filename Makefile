@@ -6,6 +6,7 @@
 #                     "N passed, N failed, N skipped"
 #   make SAN=1 test   the same under AddressSanitizer + UndefinedBehaviorSanitizer: build-san/
 #   make DEBUG=1      -O0 -g3: build-debug/
+#   make MPI=1        data-parallel rhd-train over MPI ranks (mpicc, -DRHD_MPI): build-mpi/
 #   make fuzz         libFuzzer targets (clang), each run for FUZZ_SECONDS (default 60)
 #   make bench        CPU benchmarks against PyTorch on the same machine
 #   make deps         install the Debian packages the build and tests need (as root)
@@ -24,6 +25,7 @@
 #   BUILD, DEPS_OK   the output folder, and the stamp whose rule checks the Debian packages
 
 CUDA ?= 0
+MPI ?= 0
 SAN ?= 0
 DEBUG ?= 0
 CC ?= cc
@@ -48,12 +50,19 @@ endif
 ifeq ($(BUILD),build-cuda-san)
 BUILD := build-cuda-san
 endif
+ifeq ($(MPI),1)
+BUILD := $(BUILD)-mpi
+CC := mpicc
+endif
 
 OPT := -O2 -g
 ifeq ($(DEBUG),1)
 OPT := -O0 -g3
 endif
 CPPFLAGS := -I. $(EXTRA_CPPFLAGS) -D_GNU_SOURCE
+ifeq ($(MPI),1)
+CPPFLAGS += -DRHD_MPI
+endif
 CFLAGS := -std=c11 $(OPT) -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp -fPIC
 LDLIBS := -lpng -lcjson -lopenblas -lm
 LDFLAGS := $(EXTRA_LDFLAGS) -fopenmp
@@ -69,6 +78,12 @@ NVFLAGS := -O2 -g -std=c++17 -I. $(EXTRA_CPPFLAGS) -DRHD_CUDA -D_GNU_SOURCE \
 LDFLAGS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
 NVLDFLAGS := -L$(CUDA_HOME)/lib64 -Xlinker -rpath -Xlinker $(CUDA_HOME)/lib64
 LDLIBS += -lcudnn -lcublas -lcudart -lstdc++
+ifeq ($(MPI),1)
+# NCCL for rhd-train's gradient sums on CUDA ranks (common/dist.c); libnccl is under lib/ or lib64/
+CPPFLAGS += -DRHD_NCCL
+LDFLAGS += -L$(CUDA_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib
+LDLIBS += -lnccl
+endif
 endif
 
 LIB_SRC := $(wildcard common/*.c common/models/*.c formats/*.c kernels/*.c)
@@ -179,4 +194,4 @@ demo: $(TOOLS)
 	@RHD_BUILD=$(BUILD) bash pipelines/demo.sh
 
 clean:
-	rm -rf build build-cuda build-san build-debug build-cuda-san build-fuzz
+	rm -rf build build-cuda build-san build-debug build-cuda-san build-fuzz build-mpi build-cuda-mpi

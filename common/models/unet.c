@@ -119,6 +119,29 @@ out:
     return rc;
 }
 
+char *rhd_unet_config_to_json(const rhd_unet_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    const char *base = (const char *)c;
+    for (size_t i = 0; i < sizeof k_fields / sizeof *k_fields; i++) {
+        const field *f = &k_fields[i];
+        if (f->type == F_FLOAT) {
+            char num[32]; /* the fp32 value's shortest round-trip form */
+            snprintf(num, sizeof num, "%.9g", *(const float *)(base + f->off));
+            cJSON_AddItemToObject(o, f->key, cJSON_CreateRaw(num));
+        } else if (f->type == F_INT) {
+            cJSON_AddNumberToObject(o, f->key, *(const int *)(base + f->off));
+        } else {
+            int n = f->count_off ? *(const int *)(base + f->count_off) : f->max;
+            cJSON_AddItemToObject(o, f->key, cJSON_CreateIntArray((const int *)(base + f->off), n));
+        }
+    }
+    static const char *noise[] = {"uniform", "normal", "none"};
+    cJSON_AddStringToObject(o, "noise", noise[c->noise]);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 int rhd_unet_config_check(const rhd_unet_config *c, rhd_err *e) {
     if (c->nlevels < 1 || c->nlevels > RHD_UNET_MAX_LEVELS) return rhd_errf(e, "channel_mult has %d levels, expected 1 to %d", c->nlevels, RHD_UNET_MAX_LEVELS);
     if (c->image_size < 1 || c->image_size % (1 << (c->nlevels - 1)))

@@ -111,6 +111,9 @@ int rhd_unet_config_preset(rhd_unet_config *c, const char *name, rhd_err *e);
 /* Override fields from a JSON object (text of n bytes; `name` for messages). A key "preset" selects
  * the starting preset (default: c as given). Unknown keys and wrong types are errors. */
 int rhd_unet_config_from_json(rhd_unet_config *c, const char *text, size_t n, const char *name, rhd_err *e);
+/* Every field of c as a JSON object that rhd_unet_config_from_json reads back to the same config
+ * (malloc'd text, free()). */
+char *rhd_unet_config_to_json(const rhd_unet_config *c);
 /* Check a config (sizes consistent, groups divide channels, ...). */
 int rhd_unet_config_check(const rhd_unet_config *c, rhd_err *e);
 /* Parameter count of a config, without allocating anything (-1 with e on a bad config). */
