@@ -109,8 +109,9 @@ $(if $(filter $(HELDOUT),$(STAGE1)),$(error STAGE1 names held-out avatars: $(fil
 
 # the fitted triplane of avatar $1: the stage-1 run's or its stage-2 file
 rhd_tri = $(if $(filter $1,$(rhd_stage1)),$(OUT)/fit/triplanes/$1.safetensors,$(OUT)/stage2/$1.safetensors)
-# every view file of avatar $1 (touching one re-makes what reads it)
-rhd_views = $(wildcard $(DATA)/$1/img_proc_fg_*.png $(DATA)/$1/metadata_*.json)
+# the views of avatar $1, as one stamp OUT/.views/$1 newer than each of its view files (touching
+# one re-makes what reads the avatar; the stamp keeps the prerequisite lists short)
+rhd_views = $(OUT)/.views/$1
 rhd_frame_ids := $(shell seq -f %04g 0 $$(( $(FRAMES) - 1 )))
 
 # ---- option stamps: OUT/.opts/NAME.txt holds the text; rewritten only when it changes ----
@@ -179,6 +180,9 @@ $(OUT)/fit/stage1.jsonl: $(OUT)/plan.json $(rhd_opts)/fit.txt $(foreach a,$(rhd_
 	mv -f $@.tmp $@ && touch $(rhd_fit_out)
 $(rhd_fit_out): $(OUT)/fit/stage1.jsonl
 	@test -f $@ || { echo "rodinhd.mk: $@: not written by the stage-1 run (remove $< to refit)" >&2; exit 1; }
+
+$(OUT)/.views/%: $$(wildcard $(DATA)/$$*/img_proc_fg_*.png $(DATA)/$$*/metadata_*.json)
+	@mkdir -p $(@D) && touch $@
 
 $(OUT)/stage2/%.safetensors: $(OUT)/fit/decoder.safetensors $(rhd_opts)/stage2.txt $$(call rhd_views,$$*)
 	@mkdir -p $(@D)
