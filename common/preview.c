@@ -84,63 +84,99 @@ static void robust_range(const float *v, int64_t n, int64_t stride, float *lo, f
 
 static float clamp01(float x) { return x < 0 ? 0 : x > 1 ? 1 : (x != x ? 0 : x); }
 
-int rhd_preview_triplane(rhd_preview *p, const rhd_tensor *t, rhd_err *e) {
-    int64_t C, R;
-    int rolled = t->ndim == 3;
-    if (!rhd_preview_is_triplane(t)) {
-        char sh[160];
-        rhd_shape_str(t->shape, t->ndim, sh, sizeof sh);
-        return rhd_errf(e, "shape %s, expected a triplane [3,C,R,R] (or [3,1,C,R,R], or rolled out [C,R,3R]) with R > 1", sh);
-    }
-    if (t->ndim == 4) C = t->shape[1], R = t->shape[2];
-    else if (t->ndim == 5) C = t->shape[2], R = t->shape[3];
-    else C = t->shape[0], R = t->shape[1];
-    if (C < 1 || C > 4096 || R > 8192) return rhd_errf(e, "triplane shape too large to preview");
+int rhd_preview_is_trajectory(const rhd_tensor *t) {
+    return t->ndim == 5 && t->shape[0] >= 1 && t->shape[1] == 3 && t->shape[3] == t->shape[4] && t->shape[3] > 1;
+}
+
+/* Draw ns triplanes of C x R x R (src: ns stacked [3,C,R,R], or one rolled-out [C,R,3R]) as rows
+ * of three planes, projected on the principal components of the last one (for a trajectory: the
+ * final x0, so that every row has the same colours) and mapped with its percentile ranges. */
+static void draw_planes(rhd_preview *p, const float *src, int64_t ns, int64_t C, int64_t R, int rolled) {
     int64_t n = 3 * R * R;
-    float *all = rhd_xmalloc(sizeof(float) * n * C); /* pixels x channels */
-    float *src = rhd_xmalloc(sizeof(float) * n * C);
-    rhd_convert_to_f32(src, t->data, t->dtype, n * C);
-    for (int pl = 0; pl < 3; pl++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t i = 0; i < R; i++)
-                for (int64_t j = 0; j < R; j++) {
-                    float v = rolled ? src[(c * R + i) * 3 * R + pl * R + j] : src[((pl * C + c) * R + i) * R + j];
-                    all[((pl * R + i) * R + j) * C + c] = isfinite(v) ? v : 0;
-                }
-    free(src);
+    float *all = rhd_xmalloc(sizeof(float) * n * C); /* pixels x channels of one triplane */
     int k = C >= 3 ? 3 : (int)C;
     double *mean = rhd_xmalloc(sizeof(double) * C), *dirs = rhd_xcalloc(3 * C, sizeof(double));
     int64_t stride = n > 65536 ? n / 65536 : 1;
-    /* PCA on a strided subsample */
-    int64_t m = (n + stride - 1) / stride;
-    float *sub = rhd_xmalloc(sizeof(float) * m * C);
-    for (int64_t i = 0, q = 0; i < n; i += stride, q++) memcpy(sub + q * C, all + i * C, sizeof(float) * C);
-    rhd_pca(sub, m, (int)C, k, mean, dirs);
-    free(sub);
+    float lo[3] = {0, 0, 0}, hi[3] = {1, 1, 1};
     float *proj = rhd_xmalloc(sizeof(float) * n * 3);
-    for (int64_t i = 0; i < n; i++)
-        for (int q = 0; q < 3; q++) {
-            double s = 0;
-            if (q < k)
-                for (int64_t c = 0; c < C; c++) s += (all[i * C + c] - mean[c]) * dirs[q * C + c];
-            proj[q * n + i] = (float)s;
-        }
     p->width = (int)(3 * R + 2 * 2);
-    p->height = (int)R;
+    p->height = (int)(ns * (R + 2) - 2);
     p->rgb = rhd_xmalloc(sizeof(float) * p->width * p->height * 3);
     for (int64_t i = 0; i < (int64_t)p->width * p->height * 3; i++) p->rgb[i] = 1; /* white gaps */
-    for (int q = 0; q < 3; q++) {
-        float lo = 0, hi = 1;
-        if (q < k) robust_range(proj + q * n, n, stride, &lo, &hi);
+    for (int64_t r = ns - 1; r >= 0; r--) { /* the last first: it fixes the projection */
+        const float *s = src + r * n * C;
         for (int pl = 0; pl < 3; pl++)
-            for (int64_t i = 0; i < R; i++)
-                for (int64_t j = 0; j < R; j++) {
-                    float v = q < k ? clamp01((proj[q * n + (pl * R + i) * R + j] - lo) / (hi - lo)) : 0.5f;
-                    int64_t x = pl * (R + 2) + j;
-                    p->rgb[(i * p->width + x) * 3 + q] = v;
-                }
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t i = 0; i < R; i++)
+                    for (int64_t j = 0; j < R; j++) {
+                        float v = rolled ? s[(c * R + i) * 3 * R + pl * R + j] : s[((pl * C + c) * R + i) * R + j];
+                        all[((pl * R + i) * R + j) * C + c] = isfinite(v) ? v : 0;
+                    }
+        if (r == ns - 1) { /* PCA on a strided subsample */
+            int64_t m = (n + stride - 1) / stride;
+            float *sub = rhd_xmalloc(sizeof(float) * m * C);
+            for (int64_t i = 0, q = 0; i < n; i += stride, q++) memcpy(sub + q * C, all + i * C, sizeof(float) * C);
+            rhd_pca(sub, m, (int)C, k, mean, dirs);
+            free(sub);
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int q = 0; q < 3; q++) {
+                double acc = 0;
+                if (q < k)
+                    for (int64_t c = 0; c < C; c++) acc += (all[i * C + c] - mean[c]) * dirs[q * C + c];
+                proj[q * n + i] = (float)acc;
+            }
+        if (r == ns - 1)
+            for (int q = 0; q < k; q++) robust_range(proj + q * n, n, stride, &lo[q], &hi[q]);
+        for (int q = 0; q < 3; q++)
+            for (int pl = 0; pl < 3; pl++)
+                for (int64_t i = 0; i < R; i++)
+                    for (int64_t j = 0; j < R; j++) {
+                        float v = q < k ? clamp01((proj[q * n + (pl * R + i) * R + j] - lo[q]) / (hi[q] - lo[q])) : 0.5f;
+                        int64_t x = pl * (R + 2) + j, y = r * (R + 2) + i;
+                        p->rgb[(y * p->width + x) * 3 + q] = v;
+                    }
     }
     free(proj), free(all), free(mean), free(dirs);
+}
+
+int rhd_preview_triplane(rhd_preview *p, const rhd_tensor *t, rhd_err *e) {
+    int64_t C, R, ns = 1;
+    int traj = rhd_preview_is_trajectory(t) && !rhd_preview_is_triplane(t);
+    char sh[160];
+    if (!rhd_preview_is_triplane(t) && !traj) {
+        rhd_shape_str(t->shape, t->ndim, sh, sizeof sh);
+        return rhd_errf(e, "shape %s, expected a triplane [3,C,R,R] (or [3,1,C,R,R], or rolled out [C,R,3R]) with R > 1, "
+                           "or a trajectory [n,3,C,R,R]", sh);
+    }
+    if (traj) ns = t->shape[0], C = t->shape[2], R = t->shape[3];
+    else if (t->ndim == 4) C = t->shape[1], R = t->shape[2];
+    else if (t->ndim == 5) C = t->shape[2], R = t->shape[3];
+    else C = t->shape[0], R = t->shape[1];
+    if (C < 1 || C > 4096 || R > 8192 || ns > 1000 || ns * R > 65536) return rhd_errf(e, "triplane shape too large to preview");
+    int64_t numel = ns * 3 * R * R * C;
+    float *src = rhd_xmalloc(sizeof(float) * numel);
+    rhd_convert_to_f32(src, t->data, t->dtype, numel);
+    draw_planes(p, src, ns, C, R, t->ndim == 3);
+    free(src);
+    return 0;
+}
+
+int rhd_preview_stack(rhd_preview *p, rhd_preview *parts, int n) {
+    enum { GAP = 4 };
+    int w = 0, h = 0;
+    for (int i = 0; i < n; i++) {
+        w = parts[i].width > w ? parts[i].width : w;
+        h += parts[i].height + (i ? GAP : 0);
+    }
+    p->width = w, p->height = h;
+    p->rgb = rhd_xmalloc(sizeof(float) * (size_t)w * h * 3);
+    for (int64_t i = 0; i < (int64_t)w * h * 3; i++) p->rgb[i] = 1;
+    for (int i = 0, y0 = 0; i < n; y0 += parts[i].height + GAP, i++)
+        for (int y = 0; y < parts[i].height; y++)
+            memcpy(p->rgb + ((int64_t)(y0 + y) * w) * 3, parts[i].rgb + (int64_t)y * parts[i].width * 3,
+                   sizeof(float) * parts[i].width * 3);
+    for (int i = 0; i < n; i++) rhd_preview_free(&parts[i]);
     return 0;
 }
 

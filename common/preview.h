@@ -3,6 +3,8 @@
  *     side, each pixel's C channels projected on the first three principal components of all
  *     pixels (PCA over the three planes together) and mapped to RGB between the 1st and 99th
  *     percentiles of each component;
+ *   a denoising trajectory [n,3,C,R,R] (rhd-sample --save-trajectory's x0): one row per step, top
+ *     to bottom, all projected with the components and ranges of the last row (the final x0);
  *   feature maps (any tensor with >= 2 dims, read as [..., H, W]): a grid, one row per tensor, up
  *     to 16 channels per row, each channel scaled to its own min..max, tiles enlarged to a common
  *     height by nearest neighbour;
@@ -22,7 +24,11 @@ typedef struct rhd_preview {
 extern "C" {
 #endif
 int rhd_preview_is_triplane(const rhd_tensor *t);
+int rhd_preview_is_trajectory(const rhd_tensor *t);
+/* a triplane or a trajectory (rhd_preview_is_trajectory) */
 int rhd_preview_triplane(rhd_preview *p, const rhd_tensor *t, rhd_err *e);
+/* parts one above the other (left-aligned, white gaps); frees the parts */
+int rhd_preview_stack(rhd_preview *p, rhd_preview *parts, int n);
 int rhd_preview_grid(rhd_preview *p, const rhd_tensor *const *maps, int n, rhd_err *e);
 int rhd_preview_image(rhd_preview *p, const rhd_image *img);
 void rhd_preview_free(rhd_preview *p);

@@ -71,6 +71,13 @@ static const rhd_schema_tensor lpips_t[] = {
     {NULL, 0, NULL, 0}};
 static const char *const lpips_m[] = {"lpips.net", NULL};
 
+/* rhd-sample --save-trajectory: the clipped x0 prediction after each step (and up.x0 for the
+ * upsampler, another R), tools/rhd-sample.md. */
+static const rhd_schema_tensor trajectory_t[] = {
+    {"x0", RHD_DT_FLOAT, "N,3,C,R,R", 0},
+    {NULL, 0, NULL, 0}};
+static const char *const trajectory_m[] = {"rhd.avatar", NULL};
+
 static const rhd_schema g_schemas[] = {
     {"triplane", 1, "one avatar's triplane [3 planes, C channels, R rows, R columns]", triplane_t, triplane_m, 0},
     {"features", 1, "portrait features: VAE latent moments and three multi-scale maps", features_t, features_m, 0},
@@ -78,9 +85,10 @@ static const rhd_schema g_schemas[] = {
     {"iwc", 1, "identity-aware weight consolidation state of one avatar", iwc_t, iwc_m, 0},
     {"checkpoint", 1, "a model checkpoint with optimiser state", checkpoint_t, checkpoint_m, 1},
     {"lpips", 1, "LPIPS weights: lpips' AlexNet or VGG16 slices and linear heads", lpips_t, lpips_m, 1},
+    {"trajectory", 1, "a sample's denoising progress: x0 [steps,3,C,R,R] (and up.x0)", trajectory_t, trajectory_m, 1},
 };
 static const rhd_schema *const g_all[] = {&g_schemas[0], &g_schemas[1], &g_schemas[2], &g_schemas[3], &g_schemas[4],
-                                          &g_schemas[5], NULL};
+                                          &g_schemas[5], &g_schemas[6], NULL};
 
 const rhd_schema *const *rhd_schema_all(void) { return g_all; }
 

@@ -333,7 +333,21 @@ static int write_preview(const char *out, const file_view *fv, rhd_err *e) {
         const item *it = NULL;
         for (int i = 0; i < fv->n && !it; i++)
             if (strcmp(fv->items[i].name, "planes") == 0) it = &fv->items[i];
-        if (it || (fv->n == 1 && rhd_preview_is_triplane(&fv->items[0].t))) {
+        int ntraj = 0;
+        for (int i = 0; i < fv->n && !it; i++) ntraj += rhd_preview_is_trajectory(&fv->items[i].t);
+        if (!it && ntraj > 0) { /* rhd-sample --save-trajectory: x0 (and up.x0), stacked */
+            rhd_preview parts[8];
+            int np = 0;
+            for (int i = 0; i < fv->n && np < 8; i++) {
+                if (!rhd_preview_is_trajectory(&fv->items[i].t)) continue;
+                if (rhd_preview_triplane(&parts[np], &fv->items[i].t, e)) {
+                    while (np > 0) rhd_preview_free(&parts[--np]);
+                    return -1;
+                }
+                np++;
+            }
+            rhd_preview_stack(&p, parts, np);
+        } else if (it || (fv->n == 1 && rhd_preview_is_triplane(&fv->items[0].t))) {
             if (!it) it = &fv->items[0];
             if (rhd_preview_triplane(&p, &it->t, e)) {
                 char m[sizeof e->msg];
