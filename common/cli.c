@@ -12,6 +12,20 @@
 #include <omp.h>
 #endif
 
+int rhd_parse_vec3(const char *s, double v[3]) {
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        v[i] = strtod(s, &end);
+        if (end == s || !isfinite(v[i])) return -1;
+        s = end;
+        if (i < 2) {
+            if (*s != ',') return -1;
+            s++;
+        }
+    }
+    return *s ? -1 : 0;
+}
+
 int rhd_parse_ll(const char *s, long long *out) {
     if (!s || !*s) return -1;
     const char *p = s;
@@ -380,3 +394,35 @@ void rhd_common_opts_apply(const rhd_common_opts *c) {
     if (c->threads > 0) omp_set_num_threads((int)c->threads);
 #endif
 }
+
+/* ------------------------------------------------------------------------------------------- */
+/* sharding over the ranks of a launch                                                         */
+
+static const char *const k_shard_env[][2] = {
+    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}, {"PMI_RANK", "PMI_SIZE"}, {"SLURM_PROCID", "SLURM_NTASKS"}};
+
+static long long shard_env(const char *name, long long lo) {
+    const char *v = getenv(name);
+    long long x;
+    if (rhd_parse_ll(v, &x) || x < lo || x > 1000000)
+        rhd_usage_error("$%s=%s: expected an integer in %lld..1000000 (set by mpirun or srun)", name, v, lo);
+    return x;
+}
+
+void rhd_shard_init(rhd_shard *s) {
+    s->rank = 0, s->world = 1;
+    for (size_t k = 0; k < sizeof k_shard_env / sizeof k_shard_env[0]; k++) {
+        const char *r = getenv(k_shard_env[k][0]), *w = getenv(k_shard_env[k][1]);
+        if (!(r && *r) && !(w && *w)) continue;
+        if (r && *r) s->rank = shard_env(k_shard_env[k][0], 0);
+        if (w && *w) s->world = shard_env(k_shard_env[k][1], 1);
+        return;
+    }
+}
+
+void rhd_shard_check(const rhd_shard *s) {
+    if (s->rank >= s->world)
+        rhd_usage_error("--rank %lld is out of range for --world %lld, expected 0..%lld", s->rank, s->world, s->world - 1);
+}
+
+int rhd_shard_mine(const rhd_shard *s, long long i) { return i % s->world == s->rank; }

@@ -68,6 +68,19 @@ typedef struct rhd_common_opts {
     RHD_OPT_FLAG_('q', "quiet", T, common.quiet, "no progress or info messages"),                 \
     RHD_OPT_COUNT_('v', "verbose", T, common.verbose, "more messages (repeatable)")
 
+/* Sharding a list of avatars over the ranks of a launch (mpirun, srun): item i belongs to rank
+ * i mod world. A tool embeds rhd_shard as a member, adds RHD_SHARD_OPTS(T, member) to its table,
+ * calls rhd_shard_init() before rhd_cli_parse() (the defaults come from the launcher's
+ * environment) and rhd_shard_check() after it. No MPI library is linked: the ranks share nothing
+ * but the file system, each writing its own items' outputs. */
+typedef struct rhd_shard {
+    long long rank, world;
+} rhd_shard;
+
+#define RHD_SHARD_OPTS(T, m)                                                                       \
+    RHD_OPT_INT_(0, "rank", T, m.rank, "R", "this rank; avatar i goes to rank i mod W (default: $OMPI_COMM_WORLD_RANK, $PMI_RANK or $SLURM_PROCID)", 0, 1e6), \
+    RHD_OPT_INT_(0, "world", T, m.world, "W", "number of ranks (default: $OMPI_COMM_WORLD_SIZE, $PMI_SIZE or $SLURM_NTASKS; else 1)", 1, 1e6)
+
 typedef struct rhd_cli {
     const char *name;        /* "rhd-inspect" */
     const char *synopsis;    /* "rhd-inspect [options] FILE..." */
@@ -87,9 +100,20 @@ void rhd_common_opts_init(rhd_common_opts *c);
 void rhd_common_opts_apply(const rhd_common_opts *c);
 void rhd_cli_print_help(const rhd_cli *cli, const void *opts);
 
+/* Rank and world size from the environment of an MPI or Slurm launch: OMPI_COMM_WORLD_RANK/SIZE
+ * (OpenMPI), PMI_RANK/PMI_SIZE (MPICH, Intel MPI), SLURM_PROCID/SLURM_NTASKS (srun), the first
+ * pair set; else rank 0 of 1. A set but malformed variable is a usage error naming it. */
+void rhd_shard_init(rhd_shard *s);
+/* Usage error unless 0 <= rank < world (naming --rank/--world). */
+void rhd_shard_check(const rhd_shard *s);
+/* 1 when item i is this rank's (i mod world == rank). */
+int rhd_shard_mine(const rhd_shard *s, long long i);
+
 /* Strict parsers: the whole string must be a number, finite, in range. */
 int rhd_parse_ll(const char *s, long long *out);
 int rhd_parse_double(const char *s, double *out);
+/* "X,Y,Z": three finite numbers separated by commas, nothing else. */
+int rhd_parse_vec3(const char *s, double v[3]);
 /* Parse "A-B", "A", "A,B,C-D" into a sorted list of non-negative ints (malloc'd). */
 int rhd_parse_ranges(const char *s, int **out, int *n, rhd_err *e);
 #ifdef __cplusplus

@@ -155,6 +155,17 @@ static int remove_file(const char *path, rhd_err *e) {
     return rhd_errf(e, "%s: cannot remove: %s", path, strerror(errno));
 }
 
+/* "<path>.tmp": a torn write of a file outside pending/ (a kill while a writer of an older layout or
+ * another tool wrote there), never part of a committed state. */
+static int remove_stray_tmp(const char *path, rhd_err *e) {
+    size_t n = strlen(path) + 5;
+    char *t = rhd_xmalloc(n);
+    snprintf(t, n, "%s.tmp", path);
+    int rc = remove_file(t, e);
+    free(t);
+    return rc;
+}
+
 static int move_file(const char *from, const char *to, rhd_err *e) {
     if (rename(from, to) == 0) {
         rhd_crash_point("moved into place", to);
@@ -227,7 +238,9 @@ static int reconcile(rhd_fit_run *run, rhd_err *e) {
     for (int i = 0; i < plan->navatars && !rc; i++) {
         char *tp = rhd_fit_run_triplane_path(run, i), *ip = iwc_path(run, i), *np = join(run->tri_dir, plan->avatars[i], ".npy");
         int L = last_visit(plan, i, n), ent = -1;
-        if (L < 0) /* not visited in the committed state: anything there is from an earlier run */
+        if (remove_stray_tmp(tp, e) || remove_stray_tmp(ip, e) || remove_stray_tmp(np, e))
+            rc = -1;
+        else if (L < 0) /* not visited in the committed state: anything there is from an earlier run */
             rc = remove_file(tp, e) || remove_file(ip, e) || remove_file(np, e) ? -1 : 0;
         else if (!rhd_file_exists(tp))
             rc = rhd_errf(e, "%s: missing, expected the triplane of %s written by entry %d (the checkpoint records %d "
@@ -290,8 +303,11 @@ static int resume(rhd_fit_run *run, rhd_err *e) {
         if (cJSON_IsArray(rec)) {
             cJSON_Delete(run->records);
             run->records = rec;
-        } else
+        } else {
             cJSON_Delete(rec);
+            rc = rhd_errf(e, "%s: metadata rhd.records is not a JSON array, expected the per-entry results the run "
+                             "wrote (restore the file or start over with --force)", run->ckpt_path);
+        }
     }
     run->start = run->next = ck.entries_done;
     rhd_fit_checkpoint_free(&ck);

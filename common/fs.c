@@ -1,9 +1,12 @@
 /* common/fs.c: atomic writes (temp + fsync + rename), temp-file registry, small file helpers. */
 #include "common/fs.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -240,4 +243,49 @@ int rhd_check_output_writable(const char *opt, const char *out, rhd_err *e) {
     }
     free(dir);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* one writer per directory                                                                    */
+
+int rhd_lock_dir(const char *dir, int *fd, rhd_err *e) {
+    *fd = -1;
+    char *lock = rhd_path_join(dir, ".lock");
+    if (rhd_mkdir_parents(lock, e)) { free(lock); return -1; }
+    int f = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (f < 0) {
+        int err = errno;
+        rhd_errf(e, "%s: cannot create the lock file %s: %s", dir, lock, strerror(err));
+        free(lock);
+        return -1;
+    }
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char buf[32] = {0};
+        ssize_t got = pread(f, buf, sizeof buf - 1, 0);
+        long long pid = 0;
+        if (got > 0) buf[got] = 0, pid = strtoll(buf, NULL, 10);
+        if (err == EWOULDBLOCK && pid > 0)
+            rhd_errf(e, "%s: in use by another process (pid %lld, %s), expected one writer per directory: wait for it to "
+                     "finish or stop it", dir, pid, lock);
+        else if (err == EWOULDBLOCK)
+            rhd_errf(e, "%s: in use by another process (%s), expected one writer per directory: wait for it to finish "
+                     "or stop it", dir, lock);
+        else
+            rhd_errf(e, "%s: cannot lock %s: %s", dir, lock, strerror(err));
+        close(f);
+        free(lock);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%lld\n", (long long)getpid());
+    if (ftruncate(f, 0) != 0 || pwrite(f, pid, (size_t)n, 0) != n) { /* the pid is informative only */ }
+    free(lock);
+    *fd = f;
+    return 0;
+}
+
+void rhd_unlock_dir(int *fd) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
 }

@@ -54,6 +54,15 @@ int rhd_check_output_not_input(const char *opt, const char *out, const char *con
  * is not a directory, or a file cannot be created there (tried: a probe file is made and removed).
  * "-" and NULL pass. */
 int rhd_check_output_writable(const char *opt, const char *out, rhd_err *e);
+
+/* --- one writer per directory --- */
+/* Create dir (and its parents) if needed and take an exclusive flock(2) on "<dir>/.lock", which
+ * then holds this process's pid. *fd stays open (close-on-exec) until the process exits or
+ * rhd_unlock_dir(); a kill releases the lock with it, so a stale .lock file is harmless. When
+ * another process holds it: -1 with "<dir>: in use by another process (pid N, <dir>/.lock),
+ * expected one writer per directory: wait for it to finish or stop it". */
+int rhd_lock_dir(const char *dir, int *fd, rhd_err *e);
+void rhd_unlock_dir(int *fd);
 #ifdef __cplusplus
 }
 #endif

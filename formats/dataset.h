@@ -136,6 +136,31 @@ int rhd_dataset_load_image(const rhd_dataset *d, int view, rhd_image *img, rhd_e
 void rhd_composite_bg(float *gt, const float *rgba, int64_t npix, const float bg[3]);
 /* Load a view and composite it on d->cfg.bg: *gt is malloc'd (H, W, 3). */
 int rhd_dataset_load_gt(const rhd_dataset *d, int view, float **gt, rhd_err *e);
+
+/* --- does the avatar fit the scene box? (tools/bring-your-own-data.md) --- */
+/* What the views say about an avatar and the renderer's box [-bound,bound]^3 after the pose
+ * conversion (divisor, scale, offset): camera centres inside the box, and the foreground pixels
+ * (alpha > 0.5, on a grid of stride max(1, W/128) pixels) whose rays miss the box,
+ * which no triplane can reproduce; and points of a grid around the box that lie outside it but in
+ * the foreground of every view checked that sees them (the visual hull: parts of the avatar out of
+ * the box). */
+typedef struct rhd_box_fit {
+    int views;          /* views checked */
+    int cams_inside;    /* camera centres inside the box */
+    int first_inside;   /* the original index of the first such view (-1: none) */
+    int64_t fg, miss;   /* foreground pixels checked, and those whose ray misses the box */
+    double miss_max;    /* the farthest such ray passes this far from the box (world units) */
+    int worst_view;     /* its view (-1: none) */
+    int64_t hull_out;   /* grid points outside the box in the visual hull of the views checked */
+    double hull_max;    /* the farthest of them from the box (world units; 0: none) */
+} rhd_box_fit;
+/* Check up to max_views views of d, evenly spread (their images are read). */
+int rhd_dataset_box_check(const rhd_dataset *d, double bound, int max_views, rhd_box_fit *r, rhd_err *e);
+/* Open subject_dir (every view present) with cfg and check 8 views: 1 with a one-line warning in
+ * msg (naming the avatar, the share of its foreground outside the box, by how far, and what to
+ * change) when it leaves the box, 0 when it fits, -1 on an error (e). */
+int rhd_dataset_box_warning(const char *subject_dir, const char *avatar, const rhd_dataset_config *cfg, double bound,
+                            char *msg, size_t n, rhd_err *e);
 #ifdef __cplusplus
 }
 #endif

@@ -47,8 +47,10 @@ void rhd_composite_backward(rhd_ctx *ctx, float *dsigma, float *drgb, const floa
     }
 #endif
     check_rays(rays, n_rays, M);
-    memset(dsigma, 0, sizeof(float) * (size_t)M);
-    memset(drgb, 0, sizeof(float) * 3 * (size_t)M);
+    if (M > 0) { /* no sample in the box (every ray missed it): the buffers may be NULL */
+        memset(dsigma, 0, sizeof(float) * (size_t)M);
+        memset(drgb, 0, sizeof(float) * 3 * (size_t)M);
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n_rays; r++)
         rhd_composite_ray_backward(dsigma, drgb, sigma, rgb, delta0, rays[2 * r], rays[2 * r + 1], dpred + 3 * r,

@@ -5,7 +5,8 @@
 set -u
 what=${1:-build}
 build_pkgs=(gcc make libpng-dev libcjson-dev libopenblas-dev)
-test_pkgs=(python3-venv python3-numpy python3-torch python3-torchvision clang libclang-rt-14-dev)
+# openmpi: the sharded runs of t0920 (mpirun -np 2); the tools link no MPI library
+test_pkgs=(python3-venv python3-numpy python3-torch python3-torchvision clang libclang-rt-14-dev libopenmpi-dev openmpi-bin)
 check() { # pkg -> 0 if installed
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }

@@ -6,6 +6,7 @@
  * inputs are skipped, avatars can be sharded over MPI ranks. See tools/rhd-encode.md. */
 #include "common/cli.h"
 #include "common/fs.h"
+#include "common/fit_run.h"
 #include "common/image_resize.h"
 #include "common/log.h"
 #include "common/models/vae_encoder.h"
@@ -34,7 +35,8 @@ typedef struct encode_opts {
     const char *out_dir;
     int dtype;           /* index into dtype_names */
     int resize;          /* index into resize_names */
-    long long batch, size, rank, world;
+    long long batch, size;
+    rhd_shard shard;     /* --rank/--world (common/cli.h) */
     int force;
 } encode_opts;
 
@@ -55,8 +57,7 @@ static const rhd_opt encode_options[] = {
     RHD_OPT_CHOICE_(0, "resize", encode_opts, resize, "METHOD",
                     "pillow: bit-exact Pillow LANCZOS; float: float Lanczos-3", resize_names),
     RHD_OPT_INT_(0, "size", encode_opts, size, "PX", "portrait size fed to the encoder (multiple of 8)", 16, 4096),
-    RHD_OPT_INT_(0, "rank", encode_opts, rank, "R", "this rank; avatar i goes to rank i mod W ($OMPI_COMM_WORLD_RANK or $PMI_RANK when set)", 0, 1e6),
-    RHD_OPT_INT_(0, "world", encode_opts, world, "W", "number of ranks ($OMPI_COMM_WORLD_SIZE or $PMI_SIZE when set)", 1, 1e6),
+    RHD_SHARD_OPTS(encode_opts, shard),
     RHD_COMMON_OPTS(encode_opts),
     RHD_OPT_END_};
 
@@ -232,13 +233,6 @@ static int scan_portraits(const char *root, job **jobs, int *n, rhd_err *e) {
     return 0;
 }
 
-static long long env_ll(const char *a, const char *b, long long dflt) {
-    const char *v = getenv(a);
-    if (!v || !*v) v = getenv(b);
-    long long x;
-    return v && *v && rhd_parse_ll(v, &x) == 0 ? x : dflt;
-}
-
 /* ------------------------------------------------------------------------------------------- */
 /* one portrait                                                                                */
 
@@ -324,7 +318,10 @@ static int write_features(const encode_opts *o, const weights *wt, const rhd_ctx
             free(buf);
         }
     } else {
-        rc = rhd_mkdir_parents(jb->output, e) || rhd_st_write(&wr, jb->output, e) ? -1 : 0;
+        rc = rhd_mkdir_parents(jb->output, e) ? -1 : 0;
+        if (!rc) rhd_crash_before_write(jb->output); /* test hooks (RHD_CRASH_AFTER, common/fit_run.h) */
+        if (!rc) rc = rhd_st_write(&wr, jb->output, e) ? -1 : 0;
+        if (!rc) rhd_crash_point("wrote", jb->output);
     }
     free(pre), free(cfg);
     rhd_st_writer_free(&wr);
@@ -343,7 +340,7 @@ static void check_outputs(const encode_opts *o, const job *jobs, int njobs) {
     const char *opt = o->common.output ? "-o" : "--out-dir";
     rhd_err e;
     for (int i = 0; i < njobs; i++) {
-        if (i % o->world != o->rank) continue;
+        if (!rhd_shard_mine(&o->shard, i)) continue;
         if (rhd_check_output_not_input(opt, jobs[i].output, in, nin, &e)) rhd_usage_error("%s", e.msg);
         if (rhd_check_output_writable(opt, jobs[i].output, &e)) rhd_die_err(&e);
     }
@@ -360,8 +357,7 @@ int main(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     rhd_common_opts_init(&o.common);
     o.batch = 4, o.size = 128;
-    o.rank = env_ll("OMPI_COMM_WORLD_RANK", "PMI_RANK", 0);
-    o.world = env_ll("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", 1);
+    rhd_shard_init(&o.shard);
     int n = rhd_cli_parse(&encode_cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
 
@@ -373,7 +369,7 @@ int main(int argc, char **argv) {
     if (o.common.output && o.out_dir) rhd_usage_error("give -o FILE or --out-dir DIR, not both");
     if (!o.common.output && !o.out_dir) rhd_usage_error("expected -o FILE (one portrait) or --out-dir DIR (e.g. --out-dir features)");
     if (o.size % 8) rhd_usage_error("--size takes a multiple of 8 (e.g. --size 128), got %lld", o.size);
-    if (o.rank >= o.world) rhd_usage_error("--rank %lld is out of range for --world %lld, expected 0..%lld", o.rank, o.world, o.world - 1);
+    rhd_shard_check(&o.shard);
 
     /* the avatars: positional PNGs or the dataset's subjects */
     job *jobs = NULL;
@@ -422,7 +418,7 @@ int main(int argc, char **argv) {
     /* this rank's share, minus the up-to-date outputs */
     int *todo = rhd_xmalloc(sizeof(int) * (njobs ? njobs : 1)), ntodo = 0, nskip = 0;
     for (int i = 0; i < njobs; i++) {
-        if (i % o.world != o.rank) continue;
+        if (!rhd_shard_mine(&o.shard, i)) continue;
         int fresh = !o.force && strcmp(jobs[i].output, "-") != 0 && rhd_file_newer(jobs[i].output, jobs[i].input);
         for (int k = 0; fresh && k < wt.nfiles; k++) fresh = rhd_file_newer(jobs[i].output, wt.files[k]);
         if (fresh) {
@@ -432,7 +428,7 @@ int main(int argc, char **argv) {
         }
         todo[ntodo++] = i;
     }
-    if (o.world > 1) rhd_info("rank %lld of %lld: %d of %d avatars", o.rank, o.world, ntodo + nskip, njobs);
+    if (o.shard.world > 1) rhd_info("rank %lld of %lld: %d of %d avatars", o.shard.rank, o.shard.world, ntodo + nskip, njobs);
     if (nskip) rhd_info("%d avatar%s up to date, skipped (--force to redo)", nskip, nskip > 1 ? "s" : "");
 
     const int S = (int)o.size, B = (int)(o.batch < ntodo ? o.batch : (ntodo ? ntodo : 1));

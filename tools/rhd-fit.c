@@ -21,6 +21,7 @@
 #include "common/model_io.h"
 #include "common/contact_sheet.h"
 #include "common/metrics.h"
+#include "formats/dataset.h"
 #include "formats/png.h"
 #include <dirent.h>
 
@@ -33,11 +34,12 @@ typedef struct opts {
     long long stage;
     int report;
     const char *plan, *data, *list, *avatars, *avatar, *decoder, *triplanes, *contact_sheet;
-    const char *train_views, *eval_views;
+    const char *train_views, *eval_views, *offset;
     long long res, channels, rays, steps, grid_size, max_steps, update_interval, full_updates, dist_points;
     long long fisher_steps, max_entries, log_every, warmup;
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
     double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
+    rhd_shard shard; /* stage 2 over many avatars: --rank/--world */
     int iwc_scope, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
 } opts;
 
@@ -54,13 +56,14 @@ static const rhd_opt options[] = {
     RHD_OPT_GROUP_("data"),
     RHD_OPT_STRING_(0, "data", opts, data, "DIR", "data root: <DIR>/<avatar path>/metadata_%06d.json, img_proc_fg_%06d.png"),
     RHD_OPT_STRING_(0, "list", opts, list, "FILE", "avatar list (one path per line); default: the plan's avatars or every avatar in --data"),
-    RHD_OPT_STRING_(0, "avatars", opts, avatars, "A,B", "--report: avatar names"),
-    RHD_OPT_STRING_(0, "avatar", opts, avatar, "NAME", "stage 2: the avatar (a path under --data)"),
+    RHD_OPT_STRING_(0, "avatars", opts, avatars, "A,B", "--report, and stage 2 over many avatars (-o DIR): avatar names"),
+    RHD_OPT_STRING_(0, "avatar", opts, avatar, "NAME", "stage 2: the avatar (a path under --data); without it, stage 2 fits every avatar of --list or --avatars into -o DIR"),
     RHD_OPT_STRING_(0, "train-views", opts, train_views, "RANGE", "training views, e.g. 0-99 (default: every view present)"),
     RHD_OPT_STRING_(0, "eval-views", opts, eval_views, "RANGE", "views for PSNR, e.g. 100-119 (default 0-4: training views, as the original)"),
     RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "X", "raw camera translation divided by X (§12.1)", 1e-9, 1e9),
     RHD_OPT_DOUBLE_(0, "pose-scale", opts, scale, "X", "then multiplied by X (§12.1; as rhd-render)", 1e-9, 1e9),
     RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "the former name of --pose-scale (kept as an alias)", 1e-9, 1e9),
+    RHD_OPT_STRING_(0, "offset", opts, offset, "X,Y,Z", "then X,Y,Z added to the camera positions (default 0,0,0; tools/bring-your-own-data.md)"),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
     RHD_OPT_GROUP_("model"),
     RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
@@ -102,6 +105,7 @@ static const rhd_opt options[] = {
     RHD_OPT_FLAG_(0, "force", opts, force, "overwrite an existing stage-1 run or stage-2 triplane"),
     RHD_OPT_INT_(0, "max-entries", opts, max_entries, "N", "stage 1: stop after N entries in this invocation (0: all)", 0, 1e9),
     RHD_OPT_INT_(0, "log-every", opts, log_every, "N", "progress line every N steps (0: none)", 0, 1e12),
+    RHD_SHARD_OPTS(opts, shard),
     RHD_COMMON_OPTS(opts),
     RHD_OPT_END_};
 
@@ -162,6 +166,8 @@ static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fi
     rc->full_updates = (int)o->full_updates, rc->force_all_rays = !o->drop_rays, rc->double_norm = o->double_norm;
     rhd_fit_data_cfg_default(dc);
     dc->translation_divisor = o->divisor, dc->scale = o->scale, dc->fy_square_pixels = o->fy_square;
+    if (o->offset && rhd_parse_vec3(o->offset, dc->offset))
+        rhd_usage_error("--offset takes three numbers (e.g. --offset 0,-0.1,0), got '%s'", o->offset);
 }
 
 static void parse_views(const char *s, const char *opt, int **v, int *n) {
@@ -169,6 +175,19 @@ static void parse_views(const char *s, const char *opt, int **v, int *n) {
     *v = NULL, *n = 0;
     if (!s) return;
     if (rhd_parse_ranges(s, v, n, &e)) rhd_usage_error("--%s %s", opt, e.msg);
+}
+
+/* A warning naming the avatar and how far out when its views leave the scene box. */
+static void warn_outside_box(const char *dir, const rhd_fit_data_cfg *dc, double bound) {
+    rhd_dataset_config c;
+    rhd_dataset_config_init(&c);
+    c.translation_divisor = dc->translation_divisor, c.scale = dc->scale, c.fy_square_pixels = dc->fy_square_pixels;
+    memcpy(c.offset, dc->offset, sizeof c.offset);
+    c.skip_incomplete = 1; /* incomplete views were refused or listed by the loading itself */
+    char msg[600];
+    const char *slash = strrchr(dir, '/');
+    rhd_err e = {0};
+    if (rhd_dataset_box_warning(dir, slash ? slash + 1 : dir, &c, bound, msg, sizeof msg, &e) > 0) rhd_warn("%s", msg);
 }
 
 /* Every view the avatar's directory holds, minus nothing (default training views). */
@@ -185,6 +204,7 @@ static int load_avatar(rhd_fit_views *train, rhd_fit_views *eval, const char *di
         rc = -1;
     }
     free(tv), free(ev);
+    if (!rc && want_train) warn_outside_box(dir, dc, o->bound);
     return rc;
 }
 
@@ -201,14 +221,15 @@ static void check_writable(const char *opt, const char *path) {
     if (path && rhd_check_output_writable(opt, path, &e)) rhd_die("%s", e.msg);
 }
 
-/* 1 when dir is absent or holds nothing but the temp file of a first checkpoint: a run killed
- * before its first commit, which --resume starts. */
+/* 1 when dir is absent or holds nothing but the temp file of a first checkpoint (and the lock
+ * file): a run killed before its first commit, which --resume starts. */
 static int run_unstarted(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return 1;
     int empty = 1;
     for (struct dirent *de; (de = readdir(d));)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "checkpoint.safetensors.tmp")) empty = 0;
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "checkpoint.safetensors.tmp") &&
+            strcmp(de->d_name, ".lock")) empty = 0;
     closedir(d);
     return empty;
 }
@@ -239,7 +260,10 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     rhd_occgrid g;
     rhd_occgrid_cfg gc = rhd_renderer_grid_cfg(r);
     *json = NULL;
-    if (rhd_occgrid_init(r->ctx, &g, &gc, e)) return -1;
+    if (rhd_occgrid_init(r->ctx, &g, &gc, e)) {
+        rhd_triplane_free(&planes);
+        return -1;
+    }
     cJSON *root = cJSON_CreateObject(), *av = cJSON_AddObjectToObject(root, "psnr");
     double sum = 0;
     int counted = 0, rc = 0, nrows = 0, W = 0, H = 0;
@@ -247,7 +271,12 @@ static int report(rhd_renderer *r, const rhd_fit_cfg *fc, char **names, char **d
     float **imgs = NULL; /* the views' gt and renders the sheet points into, 2 per row */
     for (int i = 0; i < n && !rc; i++) {
         rhd_fit_views ev, tv;
-        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e) || rhd_triplane_load(tri_paths[i], &planes, 1, NULL, e)) {
+        if (load_avatar(&tv, &ev, dirs[i], o, dc, 0, e)) {
+            rc = -1;
+            break;
+        }
+        if (rhd_triplane_load(tri_paths[i], &planes, 1, NULL, e)) { /* the views are loaded: freed on this exit too */
+            rhd_fit_views_free(&ev);
             rc = -1;
             break;
         }
@@ -311,6 +340,8 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     fill_cfgs(o, &fc, &rc, &dc, 1);
     const char *out = o->common.output;
     char *ckpt_path = rhd_path_join(out, "checkpoint.safetensors");
+    int lock_fd; /* one process per run directory, before looking at it (released at exit or by a kill) */
+    if (rhd_lock_dir(out, &lock_fd, &e)) rhd_die("%s", e.msg);
     if (!o->resume && rhd_file_exists(ckpt_path) && !o->force)
         rhd_die("%s: a stage-1 run is already there, expected --resume to continue it or --force to start over", out);
     int resume = o->resume;
@@ -390,13 +421,14 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     }
     free(dirs), free(train), free(eval), free(ckpt_path);
     rhd_plan_free(&plan);
+    rhd_unlock_dir(&lock_fd);
     return 0;
 }
 
 static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     rhd_err e = {0};
     if (!o->decoder) rhd_usage_error("--stage 2 needs --decoder FILE (a stage-1 decoder.safetensors)");
-    if (!o->avatar) rhd_usage_error("--stage 2 needs --avatar NAME (one avatar per process)");
+    if (!o->avatar) rhd_usage_error("--stage 2 needs --avatar NAME, or --list FILE or --avatars A,B with -o DIR");
     const char *out = o->common.output;
     if (!out) rhd_usage_error("--stage 2 needs -o FILE (.safetensors, or .npy for the original's layout)");
     if (!ends_with(out, ".safetensors") && !ends_with(out, ".npy"))
@@ -467,6 +499,35 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx) {
     return 0;
 }
 
+/* Stage 2 over many avatars (--list or --avatars, no --avatar): this rank's avatars (i mod
+ * --world) one after the other, each into OUT/<name>.safetensors as `--stage 2 --avatar` does it
+ * (an existing output is skipped, so a killed batch is rerun as it was started). */
+static int cmd_stage2_batch(const opts *o, rhd_ctx *ctx) {
+    rhd_err e = {0};
+    const char *out = o->common.output;
+    if (!out) rhd_usage_error("--stage 2 over --list/--avatars needs -o DIR (one <avatar>.safetensors each)");
+    if (ends_with(out, ".safetensors") || ends_with(out, ".npy"))
+        rhd_usage_error("-o %s: expected a directory for stage 2 over --list/--avatars (or one --avatar NAME)", out);
+    char **names = NULL, **paths = NULL;
+    int n = 0;
+    if (o->list && rhd_avatars_from_list(o->list, &names, &paths, &n, &e)) rhd_die("--list %s", e.msg);
+    if (!o->list && rhd_avatars_from_csv(o->avatars, &names, &n, &e)) rhd_usage_error("--avatars %s", e.msg);
+    int mine = 0;
+    for (int i = 0; i < n; i++) mine += rhd_shard_mine(&o->shard, i);
+    if (o->shard.world > 1) rhd_info("rank %lld of %lld: %d of %d avatars", o->shard.rank, o->shard.world, mine, n);
+    for (int i = 0; i < n; i++) {
+        if (!rhd_shard_mine(&o->shard, i)) continue;
+        opts one = *o;
+        char *op = path_fmt("%s/%s.safetensors", out, names[i]);
+        one.avatar = paths ? paths[i] : names[i], one.common.output = op;
+        cmd_stage2(&one, ctx);
+        free(op);
+    }
+    rhd_avatars_free(names, n);
+    if (paths) rhd_avatars_free(paths, n);
+    return 0;
+}
+
 static int cmd_report(const opts *o, rhd_ctx *ctx) {
     rhd_err e = {0};
     if (!o->decoder || !o->triplanes) rhd_usage_error("--report needs --decoder FILE and --triplanes DIR");
@@ -532,8 +593,10 @@ int main(int argc, char **argv) {
     o.bound = 1, o.min_near = 0.2, o.dt_gamma = 0, o.T_thresh = 1e-4, o.density_thresh = 10, o.grid_decay = 0.95;
     o.w_l1 = o.w_tv = o.w_dist = o.w_iwc = -1;
     o.divisor = 23, o.scale = 0.6, o.collapse_opacity = 0.01, o.tri_eps = -1, o.reg_gate = -1;
+    rhd_shard_init(&o.shard);
     int n = rhd_cli_parse(&cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
+    rhd_shard_check(&o.shard);
     rhd_fs_install_signal_handlers();
     if (n > 0) rhd_usage_error("unexpected argument '%s'", argv[1]);
     if (!o.data) rhd_usage_error("expected --data DIR (the avatars' data root)");
@@ -544,7 +607,8 @@ int main(int argc, char **argv) {
     rhd_err e = {0};
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
-    int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : cmd_stage2(&o, ctx);
+    int batch2 = o.stage == 2 && !o.avatar && (o.list || o.avatars);
+    int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : batch2 ? cmd_stage2_batch(&o, ctx) : cmd_stage2(&o, ctx);
     rhd_ctx_close(ctx);
     return rc;
 }

@@ -36,6 +36,7 @@ typedef struct opts {
     long long frames, downscale, size, resolution, mesh_res, grid_size, max_steps, warmup, sheet_downscale;
     double elevation, radius, fov, mesh_threshold, bound, min_near, density_thresh, T_thresh;
     double divisor, scale;
+    const char *offset_str;
 } opts;
 
 static const rhd_opt options[] = {
@@ -61,6 +62,7 @@ static const rhd_opt options[] = {
     RHD_OPT_INT_(0, "downscale", opts, downscale, "F", "render at 1/F of the camera resolution (ground truth box-averaged)", 1, 64),
     RHD_OPT_DOUBLE_(0, "translation-divisor", opts, divisor, "D", "dataset pose translation divisor (23)", 1e-9, 1e9),
     RHD_OPT_DOUBLE_(0, "pose-scale", opts, scale, "S", "dataset pose scale (0.6)", 1e-9, 1e9),
+    RHD_OPT_STRING_(0, "offset", opts, offset_str, "X,Y,Z", "then added to the camera positions (default 0,0,0; as rhd-fit --offset)"),
     RHD_OPT_GROUP_("outputs (-o DIR holds the frames)"),
     RHD_OPT_FLAG_(0, "rgba", opts, rgba, "write straight-alpha RGBA PNGs instead of RGB on --bg"),
     RHD_OPT_STRING_(0, "bg", opts, bg_str, "R,G,B", "background of the written frames in [0,1] (default 1,1,1; metrics always use white, as the ground truth)"),
@@ -106,20 +108,6 @@ static const rhd_cli cli = {
     "             --lpips alex.safetensors --no-images fit1/triplanes/avatar_100.safetensors\n"};
 
 /* --- small parsers ----------------------------------------------------------------------------- */
-
-static int parse_vec3(const char *s, double v[3]) {
-    char *end;
-    for (int i = 0; i < 3; i++) {
-        v[i] = strtod(s, &end);
-        if (end == s || !isfinite(v[i])) return -1;
-        s = end;
-        if (i < 2) {
-            if (*s != ',') return -1;
-            s++;
-        }
-    }
-    return *s ? -1 : 0;
-}
 
 static char *path_fmt(const char *dir, const char *stem, int id) {
     size_t n = strlen(dir) + strlen(stem) + 32;
@@ -255,9 +243,9 @@ static void usage_checks(const opts *o, int npos, double bg[3], double target[3]
     if (o->lpips && !o->metrics) rhd_usage_error("--lpips adds LPIPS to the metrics JSON: it needs --metrics (e.g. --metrics --lpips alex.safetensors)");
     if (o->views && !from_views(o)) rhd_usage_error("--views selects views of --data; it does not apply to --spiral/--orbit/--camera");
     if (!o->no_images && !o->common.output) rhd_usage_error("expected -o DIR for the frames (or --no-images)");
-    if (o->bg_str && (parse_vec3(o->bg_str, bg) || bg[0] < 0 || bg[0] > 1 || bg[1] < 0 || bg[1] > 1 || bg[2] < 0 || bg[2] > 1))
+    if (o->bg_str && (rhd_parse_vec3(o->bg_str, bg) || bg[0] < 0 || bg[0] > 1 || bg[1] < 0 || bg[1] > 1 || bg[2] < 0 || bg[2] > 1))
         rhd_usage_error("--bg takes three numbers in [0,1] (e.g. --bg 1,1,1), got '%s'", o->bg_str);
-    if (o->target_str && parse_vec3(o->target_str, target))
+    if (o->target_str && rhd_parse_vec3(o->target_str, target))
         rhd_usage_error("--target takes three numbers (e.g. --target 0,0.4,0), got '%s'", o->target_str);
 }
 
@@ -418,6 +406,8 @@ int main(int argc, char **argv) {
     rhd_fit_data_cfg dcfg;
     rhd_fit_data_cfg_default(&dcfg);
     dcfg.translation_divisor = o.divisor, dcfg.scale = o.scale;
+    if (o.offset_str && rhd_parse_vec3(o.offset_str, dcfg.offset))
+        rhd_usage_error("--offset takes three numbers (e.g. --offset 0,-0.1,0), got '%s'", o.offset_str);
     frames fr;
     int full_W, full_H;
     load_frames(&o, tri_path, &dcfg, target, &fr, &full_W, &full_H);
