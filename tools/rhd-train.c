@@ -106,9 +106,7 @@ static const rhd_cli cli = {
     "            --batch 2 --steps 6 --lr 1e-3 --save-every 2 --log-every 1 --threads 1 -o run --resume\n"
     "  mpirun -np 2 build-mpi/bin/rhd-train --model base --preset small --model-config tiny.json \\\n"
     "            --data pairs.txt --batch 2 --micro-batch 1 --steps 2 --threads 1 -o run2\n"
-    "  rhd-train --model upsample --preset small --model-config ups.json --data pairs.txt --resolution 32 \\\n"
-    "            --decoder dec.safetensors --views tests/data/mini --lpips-weight 0 --patch 16 --grid-size 16 \\\n"
-    "            --max-steps 64 --batch 1 --steps 2 --lr 1e-4 --threads 1 -o uprun\n"};
+    "(--model upsample: the worked example in tools/rhd-train.md, run by tests/tools/t1010-train-upsample.sh)\n"};
 
 static void parse_ema(const char *s, rhd_train_cfg *c) {
     c->nema = 0;
