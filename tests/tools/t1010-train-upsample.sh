@@ -15,7 +15,7 @@
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
-OVERFIT_STEPS=40 OVERFIT_MAX=0.6 OVERFIT_MEASURED="see tools/rhd-train.md"   # x0 MSE: mean of the last 10 steps / the first 10
+OVERFIT_STEPS=24 OVERFIT_MAX=0.6 OVERFIT_MEASURED="0.213 (seed 0), 0.302 (seed 1)"   # x0 MSE: mean of the last 8 steps / the first 8
 
 cd "$T"
 mkdir -p tri && cp "$FIX"/avatar_10[01].npy tri/
@@ -86,9 +86,9 @@ expect_rc 0 "overfit: $OVERFIT_STEPS steps on avatar_100, no rendering loss"
 ratio=$("$PY" -c '
 import json
 L = [json.loads(l)["mse"] for l in open("fit/train_log.jsonl")]
-print("%.3f %.4f %.4f %d" % (sum(L[-10:]) / sum(L[:10]), sum(L[:10]) / 10, sum(L[-10:]) / 10, len(L)))')
+print("%.3f %.4f %.4f %d" % (sum(L[-8:]) / sum(L[:8]), sum(L[:8]) / 8, sum(L[-8:]) / 8, len(L)))')
 set -- $ratio
-if awk -v r="$1" -v m=$OVERFIT_MAX 'BEGIN { exit !(r < m) }'; then _tap 0 "overfit: x0 MSE ratio last 10 / first 10 steps $1 < $OVERFIT_MAX (MSE $2 -> $3, $4 log lines; measured $OVERFIT_MEASURED)"
+if awk -v r="$1" -v m=$OVERFIT_MAX 'BEGIN { exit !(r < m) }'; then _tap 0 "overfit: x0 MSE ratio last 8 / first 8 steps $1 < $OVERFIT_MAX (MSE $2 -> $3, $4 log lines; measured $OVERFIT_MEASURED)"
 else _tap 1 "overfit: x0 MSE ratio $1 (MSE $2 -> $3), expected < $OVERFIT_MAX (measured $OVERFIT_MEASURED)"; fi
 
 # ---- 3. the rendering loss ----
@@ -107,10 +107,11 @@ print("%d %s" % (ok, " ".join("%.4g+%.4g" % (l["mse"], l["vb"]) for l in L)))' $
 done
 
 # ---- 4. resume after a kill ----
-RS="$U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 4 --save-every 2 --log-every 1 --ema 0.9999,0.99"
+RS="$U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 3 --save-every 2 --log-every 1 --ema 0.9999,0.99"
 run rhd-train $RS -o whole
 expect_rc 0 "resume: the uninterrupted run"
-# crash points: checkpoint of step 0 (2 points), then per step 1 point (+2 at each save): step 3 = point 7
+# crash points: checkpoint of step 0 (2 points), then per step 1 point (+2 at each save): step 3 = point 7,
+# before the last save: the resumed run redoes step 3 from the checkpoint of step 2
 RHD_CRASH_AFTER=7 "$RHD_BIN/rhd-train" $RS -o part >/dev/null 2>&1 && rc=0 || rc=$?
 [ "$rc" = 137 ] && _tap 0 "resume: killed part way (exit 137)" || _tap 1 "resume: the kill hook did not fire (exit $rc)"
 run rhd-train $RS -o part --resume
