@@ -9,9 +9,12 @@
  * (common/degrade.h). Render loss (when render_weight or lpips_weight > 0): the frozen decoder of
  * `decoder`, the views of `views`/<pair name>/ (formats/dataset.h), LPIPS-VGG from `lpips`.
  *
- * Random draws of item b of step s, all from its slot key (seed, s, slot, pair name; see
- * train_run.h): the conditioning noise, the diffusion noise, the degradation plan, the occupancy
- * grid updates and the render patches (view, downscale, crop). Items are run one at a time (the
+ * Random draws of item b of step s, all from its slot key k (seed, s, slot, pair name; see
+ * train_run.h) through the base kind's derivation sub(k, u) (a splitmix64 finaliser of
+ * k + 0x9e3779b97f4a7c15 (u + 1)), on stream RHD_STREAM(RHD_STREAM_DIFFUSION, s): u = 1 the
+ * conditioning noise (rhd_unet_cond_sample, uniform), 2 the diffusion noise (the noise key),
+ * 3 the degradation plan (deg_seed), 4 the occupancy grid updates (grid_seed), 5 the render patches
+ * (rhd_render_loss_make_patch, offset k << 8 for patch k). Items are run one at a time (the
  * original's micro-batch is 1), gradient scaled by w_b / M, so the micro-batch size changes only the
  * summation order of the gradients. The log's "vb" column carries the render loss (loss = mse + vb).
  *
