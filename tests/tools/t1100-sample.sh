@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# rhd-sample: a small-config base checkpoint (the PyTorch reference network with PyTorch's init,
+# torch.save'd and converted by pipelines/convert_checkpoint.py) samples random features:
+# bit-identical across batch sizes and thread counts (Philox keyed by portrait name), --save-noise
+# then --noise reproduces the sample bit for bit on another batch and thread count, one JSON line
+# per portrait, documented metadata, --npy layout, skip-if-newer and --force, sharding, and exact
+# errors (exit 1, no outputs) for bad features, a checkpoint of the wrong kind, a noise file short
+# of a step; usage errors exit 2. The numbers themselves are checked against PyTorch in
+# tests/models/test_sample.c. Steps are few (--steps 2) to keep the test short.
+. "$RHD_ROOT/tests/tools/lib.sh"
+PY=${RHD_PY:-python3}
+mkdir -p "$T/m"
+# a tiny base (R 8, 8 channels) and upsampler (8 -> 32): every case runs in seconds
+cat > "$T/m/base.json" <<'EOF2'
+{"image_size": 8, "in_channels": 8, "out_channels": 16, "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+ "attention_resolutions": [8, 4], "num_head_channels": 16, "aware3d_levels": 1, "groups": 8, "eps": 1e-5, "xf_width": 16,
+ "latent_channels": 4, "latent_size": 16, "latent_scale": 0.13025, "patch": 16, "pool_width": 16, "pool_heads": 2,
+ "feature_groups": 8, "feature_channels": [16, 16, 16], "feature_sizes": [8, 4, 2], "feature_kernels": [4, 2, 1],
+ "feature_heights": [8, 4, 2], "dropout": 0}
+EOF2
+cat > "$T/m/upsample.json" <<'EOF2'
+{"in_ch": 8, "out_ch": 8, "cond_ch": 8, "n_feats": 16, "ch_mult": [1, 4], "num_res_blocks": 1, "n_resblocks": 2,
+ "temb_ch": 16, "temb_dim": 32, "latent_ch": 4, "latent_size": 16, "patch": 16, "embed_dim": 16, "pool_heads": 2,
+ "latent_scale": 0.13025, "groups": 8, "eps": 1e-6, "attn_eps": 1e-5, "ln_eps": 1e-5, "head_ch": 16}
+EOF2
+"$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" base 5 >/dev/null &&
+  "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" upsample 6 >/dev/null &&
+  "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null &&
+  "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/upsample.pt" --model upsample --config "$T/m/upsample.json" -o "$T/up.ckpt.safetensors" >/dev/null
+check "tiny base and upsampler checkpoints from the reference networks (convert_checkpoint.py)" test -f "$T/up.ckpt.safetensors"
+"$PY" -c "
+import numpy as np
+from safetensors.numpy import save_file
+g = np.random.default_rng(7)
+for name in ['p0', 'p1', 'p2']:
+    m = g.standard_normal((8, 16, 16)).astype(np.float32); m[4:] = -1 + 0.5 * m[4:]
+    t = {'moments': m}
+    for i, s in enumerate([8, 4, 2]):
+        t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
+    save_file(t, f'$T/{name}.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
+    if name == 'p2':
+        t['ms_feature.1'] = t['ms_feature.1'][:, :2]
+        save_file(t, '$T/bad.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
+"
+F="$T/p0.safetensors $T/p1.safetensors"
+S="--base $T/base.safetensors --steps 2 --seed 3"
+
+same() { "$PY" -c "
+import sys, numpy as np
+from safetensors.numpy import load_file
+for n in ['p0', 'p1']:
+    a, b = load_file(f'{sys.argv[1]}/{n}.safetensors')['planes'], load_file(f'{sys.argv[2]}/{n}.safetensors')['planes']
+    assert a.shape == (3, 8, 8, 8) and np.isfinite(a).all() and a.std() > 0, a.shape
+    d = int((a.view(np.uint32) != b.view(np.uint32)).sum())
+    assert d == 0, f'{n}: {d} values differ, max {np.abs(a - b).max()}'
+" "$1" "$2"; }
+
+# ---- Philox: the batch and the thread count do not matter ------------------------------------
+OMP_NUM_THREADS=2 run rhd-sample $S --batch 2 --threads 2 -o "$T/a" $F
+expect_rc 0 "two portraits, batch 2, 2 threads"
+check "one JSON line per portrait (name, seconds, output)" "$PY" -c "
+import json, sys
+ls = [json.loads(l) for l in sys.argv[1].splitlines()]
+assert [l['name'] for l in ls] == ['p0', 'p1'] and all(l['seconds'] > 0 and l['output'].endswith(l['name'] + '.safetensors') for l in ls)
+" "$out"
+OMP_NUM_THREADS=1 run rhd-sample $S --batch 1 --threads 1 -o "$T/b" $F
+expect_rc 0 "the same, batch 1, 1 thread"
+check "batch 2 / 2 threads and batch 1 / 1 thread give the same bits (Philox by portrait name)" same "$T/a" "$T/b"
+check "metadata: triplane kind, checkpoint sha256, sampler, steps, eta, guidance, seed" "$PY" -c "
+import json, sys, hashlib
+from safetensors import safe_open
+with safe_open('$T/a/p0.safetensors', 'np') as f:
+    m = f.metadata()
+c = json.loads(m['rhd.config'])
+sha = hashlib.sha256(open('$T/base.safetensors', 'rb').read()).hexdigest()
+b = c['base']
+assert m['rhd.kind'] == 'triplane' and m['rhd.avatar'] == 'p0' and m['rhd.seed'] == '3', m
+assert b['checkpoint_sha256'] == 'sha256:' + sha and b['sampler'] == 'ddim-dpm' and b['steps'] == 2
+assert b['eta'] == 1 and b['guidance'] == 1.3 and b['clip'] is True and b['weights'] == 'model', b
+"
+
+# ---- --save-noise, then --noise on another batch / thread count ------------------------------
+run rhd-sample $S --batch 2 --save-noise "$T/n.safetensors" -o "$T/c" $F
+expect_rc 0 "--save-noise"
+check "the saved noise holds x_T, z.0, z.1, u for two named rows" "$PY" -c "
+import json
+from safetensors import safe_open
+with safe_open('$T/n.safetensors', 'np') as f:
+    assert sorted(f.keys()) == ['u', 'x_T', 'z.0', 'z.1'], list(f.keys())
+    assert f.get_tensor('x_T').shape == (2, 8, 8, 24) and f.get_tensor('u').shape == (2, 4, 16, 16)
+    assert json.loads(f.metadata()['rhd.names']) == ['p0', 'p1']
+"
+cat > "$T/job.json" <<EOF2
+{"stage": "base", "cfg": "$T/m/base.json", "ckpt": "$T/base.safetensors", "noise": "$T/n.safetensors",
+ "features": ["$T/p0.safetensors", "$T/p1.safetensors"], "guidance": 1.3, "eta": 1, "steps": 2, "T": 1000,
+ "schedule": "cosine_light", "clip": true, "C": 8}
+EOF2
+"$PY" "$RHD_ROOT/tests/ref/ref_sample.py" sample "$T" >/dev/null
+check "another implementation given the weights and the saved noise reproduces the samples (PyTorch, ref_sample.py: max abs < 1e-4)" "$PY" -c "
+import numpy as np
+from safetensors.numpy import load_file
+y = np.load('$T/y.npy')
+for i, n in enumerate(['p0', 'p1']):
+    a = load_file(f'$T/c/{n}.safetensors')['planes']
+    d = np.abs(a - np.stack(np.split(y[i], 3, axis=2))).max()
+    print(f'# {n}: max abs {d:.3g}')
+    assert d < 1e-4, d
+"
+OMP_NUM_THREADS=1 run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/n.safetensors" --batch 1 --threads 1 -o "$T/d" "$T/p1.safetensors" "$T/p0.safetensors"
+expect_rc 0 "--noise, batch 1, 1 thread, inputs in another order (rows by rhd.names)"
+check "--save-noise then --noise reproduces the samples bit for bit" same "$T/c" "$T/d"
+check "the saved noise run equals the plain seeded run" same "$T/a" "$T/c"
+
+# ---- outputs: skip, --force, --npy, sharding --------------------------------------------------
+run rhd-sample $S -o "$T/a" $F
+check "up-to-date outputs are skipped (no JSON lines)" test -z "$out"
+mkdir -p "$T/l" && printf '# portraits\n../p0.safetensors\n\n' > "$T/l/list.txt"
+run rhd-sample $S --force -o "$T/a" --list "$T/l/list.txt"
+check "--force samples again (--list, paths relative to the list's folder)" "$PY" -c "
+import json, sys
+assert [json.loads(l)['name'] for l in sys.argv[1].splitlines()] == ['p0'], sys.argv[1]" "$out"
+run rhd-sample $S --npy -o "$T/npy" "$T/p0.safetensors"
+check "--npy: float16 [3,1,8,8,8] equal to the safetensors sample in fp16" "$PY" -c "
+import numpy as np
+from safetensors.numpy import load_file
+a = np.load('$T/npy/p0.npy'); b = load_file('$T/a/p0.safetensors')['planes']
+assert a.dtype == np.float16 and a.shape == (3, 1, 8, 8, 8), (a.dtype, a.shape)
+assert (a[:, 0] == b.astype(np.float16)).all()
+"
+OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 run rhd-sample $S -o "$T/shard" $F
+check "rank 1 of 2 (from \$OMPI_COMM_WORLD_*) samples only the second portrait" test "$(ls "$T/shard")" = "p1.safetensors"
+
+# ---- a checkpoint in the contract's layout (rhd-train's): config {"model", "diffusion", "train"},
+# parameters, ema.*, adam.*, train.* -----------------------------------------------------------------
+"$PY" -c "
+import json
+from safetensors.numpy import load_file, save_file
+t = load_file('$T/base.safetensors')
+out = {k: v + 0.01 for k, v in t.items()}
+out.update({'ema.' + k: v for k, v in t.items()})
+out.update({'adam.m.' + k: 0 * v for k, v in t.items()})
+out['train.history'] = t['time_embed.0.bias'][:4] * 0
+cfg = {'model': json.load(open('$T/m/base.json')), 'train': {'lr': 1e-4},
+       'diffusion': {'steps': 1000, 'schedule': 'cosine_light', 'pred': 'eps', 'var': 'learned_range', 'time_scale': 0}}
+save_file(out, '$T/train.safetensors', metadata={'rhd.kind': 'checkpoint', 'rhd.version': '1', 'rhd.model': 'base',
+          'rhd.step': '5', 'rhd.ema_rates': '0.9999', 'rhd.config': json.dumps(cfg)})
+"
+run rhd-sample --base "$T/train.safetensors" --steps 2 --seed 3 -o "$T/tr" $F
+expect_rc 0 "a contract-layout checkpoint (ema.*, adam.*, train.*, config with model + diffusion)"
+check "it samples with the EMA by default: equal to the plain checkpoint holding those weights" same "$T/a" "$T/tr"
+run rhd-sample --base "$T/train.safetensors" --steps 2 --weights ema1 -o "$T/tr1" $F
+expect_rc 1 "--weights ema1 without a second rate: exit 1"
+expect_err "no 'ema1.\\*' tensors for --weights ema1 \\(EMA rates in the file: 0.9999\\)" "names the rates"
+
+# ---- bad input -------------------------------------------------------------------------------
+run rhd-sample $S -o "$T/e1" "$T/p0.safetensors" "$T/bad.safetensors"
+expect_rc 1 "wrong-shaped features: exit 1"
+expect_err "bad.safetensors: tensor 'ms_feature.1' has shape \[16,2,4\], expected \[16,4,4\]" "names the file, tensor, shapes"
+check "no partial outputs" test ! -e "$T/e1/p0.safetensors"
+run rhd-sample $S -o "$T/e2" "$T/missing.safetensors"
+expect_rc 1 "missing features: exit 1"
+expect_err "missing.safetensors" "names the missing file"
+run rhd-sample --base "$T/base.safetensors" --steps 3 --noise "$T/n.safetensors" -o "$T/e3" $F
+expect_rc 1 "a noise file short of a step: exit 1"
+expect_err "n.safetensors: tensor 'z.2' is missing" "names the file and the tensor"
+check "no outputs" test ! -e "$T/e3/p0.safetensors"
+run rhd-sample --base "$T/up.ckpt.safetensors" -o "$T/e4" $F
+expect_rc 1 "an upsampler checkpoint as --base: exit 1"
+expect_err "rhd.model is 'upsample', expected 'base'" "names the kinds"
+run rhd-sample $S $F
+expect_rc 2 "no -o: usage error"
+run rhd-sample $S --rank 2 --world 2 -o "$T/e5" $F
+expect_rc 2 "--rank out of range: usage error"
+run rhd-sample $S -o "$T/e6" "$T/p0.safetensors" "$T/e6/../p0.safetensors"
+expect_rc 2 "two inputs with one name: usage error"
+
+# ---- the upsampler stage and the examples of --help --------------------------------------------
+run rhd-sample $S --upsample "$T/up.ckpt.safetensors" --up-steps 2 --save-trajectory -o "$T/hr" "$T/p0.safetensors"
+expect_rc 0 "base + upsampler (8 -> 32)"
+check "the upsampled triplane [3,8,32,32]; the trajectory x0 [2,3,8,8,8] and up.x0 [2,3,8,32,32]" "$PY" -c "
+from safetensors.numpy import load_file
+import numpy as np
+a = load_file('$T/hr/p0.safetensors')['planes']; t = load_file('$T/hr/p0.trajectory.safetensors')
+assert a.shape == (3, 8, 32, 32) and np.isfinite(a).all() and np.abs(a).max() <= 1, a.shape
+assert t['x0'].shape == (2, 3, 8, 8, 8) and t['up.x0'].shape == (2, 3, 8, 32, 32)
+"
+run rhd-sample --help
+expect_rc 0 "--help"
+W="$T/ex"
+mkdir -p "$W/features"
+cp "$T/base.safetensors" "$W/base.ckpt.safetensors"; cp "$T/up.ckpt.safetensors" "$W/up.ckpt.safetensors"
+cp "$T/p0.safetensors" "$W/features/x.safetensors"; cp "$T/p1.safetensors" "$W/features/y.safetensors"
+printf 'features/x.safetensors\nfeatures/y.safetensors\n' > "$W/feats.txt"
+nex=0
+while IFS= read -r ex; do
+    nex=$((nex + 1))
+    (cd "$W" && PATH="$RHD_BIN:$PATH" bash -c "$ex" >/dev/null 2>"$W/err")
+    _tap $? "--help example runs: $ex"
+done < <(printf '%s\n' "$out" | awk '/^examples?:/ {on = 1; next} on && /^  / {sub(/^  /, ""); print}')
+check "--help has examples ($nex)" test "$nex" -ge 4
+done_testing
