@@ -132,8 +132,8 @@ if [ -x "$RHD_BIN/rhd-sample" ]; then
     echo '{"latent_size": 8, "patch": 8, "model_channels": 16, "groups": 8, "num_head_channels": 16, "attention_resolutions": [16, 8]}' > tiny.json
     run rhd-train --model base --preset small --model-config tiny.json --data pairs.txt --batch 1 --steps 1 --threads 1 -q -o base
     expect_rc 0 "a tiny base model for the two-stage sampling"
-    run rhd-sample --base base/checkpoint.safetensors --upsample whole/checkpoint.safetensors --steps 2 --up-res 64 --threads 1 -q -o hr feat/avatar_100.safetensors
-    expect_rc 0 "rhd-sample --base ... --upsample CKPT reads the upsampler checkpoint"
+    run rhd-sample --base base/checkpoint.safetensors --upsample whole/checkpoint.safetensors --steps 2 --up-steps 2 --up-res 32 --up-time-scale train --threads 1 -q -o hr feat/avatar_100.safetensors
+    expect_rc 0 "rhd-sample --base ... --upsample CKPT (--up-time-scale train: the checkpoint's raw t) reads the upsampler checkpoint"
     check "rhd-sample: the upsampled triplane written" test -s hr/avatar_100.safetensors
 else
     skip "rhd-sample --upsample: rhd-sample not built"
