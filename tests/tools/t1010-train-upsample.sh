@@ -11,7 +11,9 @@
 #   4. resume after a kill part way (RHD_CRASH_AFTER) ends in the same checkpoint and log bytes;
 #   5. the checkpoint's metadata, and rhd-sample --upsample reads it after a tiny base model
 #      (skipped where rhd-sample is not built);
-#   6. the worked example of tools/rhd-train.md.
+#   6. mpirun -np 2 with the rendering loss gives the same checkpoint bytes as one process (skipped
+#      without mpirun/mpicc; the MPI binary is linked here as t1000-train.sh does);
+#   7. the worked example of tools/rhd-train.md.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
@@ -139,7 +141,28 @@ else
     skip "rhd-sample --upsample: rhd-sample not built"
 fi
 
-# ---- 6. the worked example of tools/rhd-train.md ----
+# ---- 6. MPI ----
+SANFLAGS=; [ "${SAN:-0}" = 1 ] && SANFLAGS="-fsanitize=address,undefined" && export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+if ! command -v mpirun >/dev/null || ! command -v mpicc >/dev/null; then
+    skip "mpirun -np 2: mpirun/mpicc not found (install openmpi-bin libopenmpi-dev)"
+elif [ "${CUDA:-0}" = 1 ]; then
+    skip "mpirun -np 2: checked on the CPU build (this one links the CUDA libraries)"
+else
+    BUILD_DIR=$(dirname "$RHD_BIN")
+    if mpicc -std=c11 -O2 -fopenmp $SANFLAGS -D_GNU_SOURCE -DRHD_MPI -I"$RHD_ROOT" "$RHD_ROOT/common/dist.c" "$RHD_ROOT/tools/rhd-train.c" \
+        "$BUILD_DIR/librhd.a" -lpng -lcjson -lopenblas -lm -o rhd-train-mpi 2>mpicc.err; then
+        ROOT_OK=; [ "$(id -u)" = 0 ] && ROOT_OK="--allow-run-as-root"
+        MP="$U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 1 --save-every 1 --log-every 1"
+        ./rhd-train-mpi $MP -o one >one.out 2>&1 && r1=0 || r1=$?
+        mpirun $ROOT_OK --oversubscribe -np 2 ./rhd-train-mpi $MP -o two >two.out 2>&1 && r2=0 || r2=$?
+        [ "$r1$r2" = 00 ] && _tap 0 "mpirun -np 2 and one process ran (rendering loss on)" || { _tap 1 "mpi runs: exit $r1 / $r2"; tail -5 two.out | sed 's/^/#   /'; }
+        check "mpirun -np 2: checkpoint bit-identical to one process (global batch 2, micro-batch 1)" cmp one/checkpoint.safetensors two/checkpoint.safetensors
+    else
+        _tap 1 "mpicc could not build the MPI rhd-train"; head -5 mpicc.err | sed 's/^/#   /'
+    fi
+fi
+
+# ---- 7. the worked example of tools/rhd-train.md ----
 ex=$(sed -n '/^## The upsample model/,/^## /p' "$RHD_ROOT/tools/rhd-train.md" | sed -n '/^```sh/,/^```/p' | grep -v '^```' |
     sed -e ':a' -e '/\\$/N; s/\\\n *//; ta' | grep '^rhd-train')
 [ -n "$ex" ] && while IFS= read -r line; do
