@@ -38,7 +38,7 @@ static const char *const degradation_choices[] = {"normal", "strong", "none", NU
 static const rhd_opt options[] = {
     RHD_OPT_GROUP_("model"),
     RHD_OPT_CHOICE_(0, "model", opts, model, "KIND", "base (the 128 triplane model) or upsample (the 128 -> 512 upsampler)", model_choices),
-    RHD_OPT_CHOICE_(0, "preset", opts, preset, "NAME", "network size: official (366.8M parameters) or small (CPU tests)", preset_choices),
+    RHD_OPT_CHOICE_(0, "preset", opts, preset, "NAME", "network size: official (base 366.8M, upsample 80.4M parameters) or small (CPU tests)", preset_choices),
     RHD_OPT_STRING_(0, "model-config", opts, model_config, "FILE", "JSON object of network config fields over the preset (common/models/unet.md, upsampler.md)"),
     RHD_OPT_DOUBLE_(0, "dropout", opts, dropout, "P", "dropout of the ResBlocks (-1: the config's: base 0.1, upsample 0)", -1, 0.99),
     RHD_OPT_STRING_(0, "init", opts, init, "FILE", "start from these weights (a checkpoint or a converted state dict) instead of the seed"),
@@ -90,7 +90,7 @@ static const rhd_opt options[] = {
 static const rhd_cli cli = {
     TOOL,
     "rhd-train --model base|upsample (--data LIST | --triplanes DIR --features DIR) -o RUN [options]",
-    "Train the base triplane diffusion model of RodinHD (spec diffusion.md §3, §4) on pairs of a fitted\n"
+    "Train the triplane diffusion models of RodinHD (spec diffusion.md §3-§5) on pairs of a fitted\n"
     "triplane (rhd-fit) and portrait features (rhd-encode): hybrid loss (eps MSE + VB), AdamW, EMA,\n"
     "classifier-free dropout, gradient accumulation. --model upsample trains the 128 -> 512 upsampler (§5):\n"
     "x0 MSE against the HR triplane from a degraded low-res copy, plus the rendering loss through the frozen\n"
