@@ -215,5 +215,6 @@ const rhd_train_model_ops rhd_train_base_ops = {
 
 const rhd_train_model_ops *rhd_train_model_kind(const char *name) {
     if (!strcmp(name, "base")) return &rhd_train_base_ops;
+    if (!strcmp(name, "upsample")) { extern const rhd_train_model_ops rhd_train_upsample_ops; return &rhd_train_upsample_ops; }
     return NULL;
 }

@@ -10,6 +10,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/train_run.h"
+#include "common/train_upsample.h"
 
 #define TOOL "rhd-train"
 
@@ -20,6 +21,11 @@ typedef struct opts {
     long long steps, batch, micro, warmup, decay_steps, save_every, log_every, cache_mb;
     double lr, beta1, beta2, adam_eps, wd, lr_min, clip, uncond_p, dropout;
     int keep, resume, force;
+    /* --model upsample */
+    int degradation;
+    const char *decoder, *views, *lpips, *view_range;
+    long long resolution, patch, patches, grid_size, max_steps;
+    double render_weight, lpips_weight;
 } opts;
 
 static const char *const model_choices[] = {"base", "upsample", NULL};
@@ -27,13 +33,14 @@ static const char *const preset_choices[] = {"official", "small", NULL};
 static const char *const decay_choices[] = {"none", "linear", "cosine", NULL};
 static const char *const ts_choices[] = {"uniform", "loss-second-moment", NULL};
 static const char *const down_choices[] = {"area", "bicubic", NULL};
+static const char *const degradation_choices[] = {"normal", "strong", "none", NULL};
 
 static const rhd_opt options[] = {
     RHD_OPT_GROUP_("model"),
-    RHD_OPT_CHOICE_(0, "model", opts, model, "KIND", "base (the 128 triplane model) or upsample (not implemented yet)", model_choices),
-    RHD_OPT_CHOICE_(0, "preset", opts, preset, "NAME", "network size: official (366.8M parameters) or small (CPU tests)", preset_choices),
-    RHD_OPT_STRING_(0, "model-config", opts, model_config, "FILE", "JSON object of UNet config fields over the preset (common/models/unet.md)"),
-    RHD_OPT_DOUBLE_(0, "dropout", opts, dropout, "P", "dropout of the ResBlocks (-1: the config's, 0.1)", -1, 0.99),
+    RHD_OPT_CHOICE_(0, "model", opts, model, "KIND", "base (the 128 triplane model) or upsample (the 128 -> 512 upsampler)", model_choices),
+    RHD_OPT_CHOICE_(0, "preset", opts, preset, "NAME", "network size: official (base 366.8M, upsample 80.4M parameters) or small (CPU tests)", preset_choices),
+    RHD_OPT_STRING_(0, "model-config", opts, model_config, "FILE", "JSON object of network config fields over the preset (common/models/unet.md, upsampler.md)"),
+    RHD_OPT_DOUBLE_(0, "dropout", opts, dropout, "P", "dropout of the ResBlocks (-1: the config's: base 0.1, upsample 0)", -1, 0.99),
     RHD_OPT_STRING_(0, "init", opts, init, "FILE", "start from these weights (a checkpoint or a converted state dict) instead of the seed"),
     RHD_OPT_GROUP_("data"),
     RHD_OPT_STRING_(0, "data", opts, data, "LIST", "pairs, one a line: TRIPLANE FEATURES (paths relative to LIST's folder)"),
@@ -58,6 +65,19 @@ static const rhd_opt options[] = {
     RHD_OPT_STRING_(0, "ema", opts, ema, "R,R", "EMA rates (the first is ema.*, the next ema1.*, ...)"),
     RHD_OPT_DOUBLE_(0, "uncond-p", opts, uncond_p, "P", "classifier-free dropout: probability of the all-ones null condition", 0, 1),
     RHD_OPT_CHOICE_(0, "timestep-sampler", opts, tsampler, "S", "uniform or loss-second-moment", ts_choices),
+    RHD_OPT_GROUP_("upsample model (--model upsample)"),
+    RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "HR plane side trained at (triplanes of another side are resized by --downsample)", 4, 8192),
+    RHD_OPT_CHOICE_(0, "degradation", opts, degradation, "KIND", "low-res condition: normal (the original's chain), strong, none (bicubic)", degradation_choices),
+    RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "the fitted decoder (frozen) for the rendering loss"),
+    RHD_OPT_STRING_(0, "views", opts, views, "DIR", "dataset root: DIR/<pair name>/ holds the avatar's views and cameras"),
+    RHD_OPT_STRING_(0, "lpips", opts, lpips, "FILE", "LPIPS-VGG weights (formats/lpips.md; pipelines/lpips_weights.py makes them)"),
+    RHD_OPT_DOUBLE_(0, "render-weight", opts, render_weight, "W", "weight of the rendered patch's L1 (0 with --lpips-weight 0: no rendering loss)", 0, 1e6),
+    RHD_OPT_DOUBLE_(0, "lpips-weight", opts, lpips_weight, "W", "weight of the rendered patch's LPIPS-VGG", 0, 1e6),
+    RHD_OPT_INT_(0, "patch", opts, patch, "P", "rendered patch side", 1, 4096),
+    RHD_OPT_INT_(0, "patches", opts, patches, "N", "patches per item and step (their losses averaged)", 1, 1024),
+    RHD_OPT_STRING_(0, "view-range", opts, view_range, "A-B", "views drawn for the rendering loss (both included)"),
+    RHD_OPT_INT_(0, "grid-size", opts, grid_size, "N", "the rendering loss's occupancy grid (power of two)", 8, 1024),
+    RHD_OPT_INT_(0, "max-steps", opts, max_steps, "N", "samples per rendered ray at most", 1, 1 << 20),
     RHD_OPT_GROUP_("run folder"),
     RHD_OPT_INT_(0, "save-every", opts, save_every, "N", "checkpoint every N steps (and at the end)", 1, 2147483647),
     RHD_OPT_INT_(0, "log-every", opts, log_every, "N", "a log line (means over N steps) every N steps", 1, 2147483647),
@@ -69,10 +89,12 @@ static const rhd_opt options[] = {
 
 static const rhd_cli cli = {
     TOOL,
-    "rhd-train --model base (--data LIST | --triplanes DIR --features DIR) -o RUN [options]",
-    "Train the base triplane diffusion model of RodinHD (spec diffusion.md §3, §4) on pairs of a fitted\n"
+    "rhd-train --model base|upsample (--data LIST | --triplanes DIR --features DIR) -o RUN [options]",
+    "Train the triplane diffusion models of RodinHD (spec diffusion.md §3-§5) on pairs of a fitted\n"
     "triplane (rhd-fit) and portrait features (rhd-encode): hybrid loss (eps MSE + VB), AdamW, EMA,\n"
-    "classifier-free dropout, gradient accumulation. RUN/ holds checkpoint.safetensors (formats/checkpoint.md),\n"
+    "classifier-free dropout, gradient accumulation. --model upsample trains the 128 -> 512 upsampler (§5):\n"
+    "x0 MSE against the HR triplane from a degraded low-res copy, plus the rendering loss through the frozen\n"
+    "decoder (--decoder, --views, --lpips). RUN/ holds checkpoint.safetensors (formats/checkpoint.md),\n"
     "train_log.jsonl (formats/train_log.md) and loss.png; --resume continues bit-identically on the CPU.\n"
     "Data-parallel: build with `make MPI=1` and launch with mpirun (tools/rhd-train.md).\n",
     options,
@@ -83,7 +105,8 @@ static const rhd_cli cli = {
     "  rhd-train --model base --preset small --model-config tiny.json --data pairs.txt \\\n"
     "            --batch 2 --steps 6 --lr 1e-3 --save-every 2 --log-every 1 --threads 1 -o run --resume\n"
     "  mpirun -np 2 build-mpi/bin/rhd-train --model base --preset small --model-config tiny.json \\\n"
-    "            --data pairs.txt --batch 2 --micro-batch 1 --steps 2 --threads 1 -o run2\n"};
+    "            --data pairs.txt --batch 2 --micro-batch 1 --steps 2 --threads 1 -o run2\n"
+    "(--model upsample: the worked example in tools/rhd-train.md, run by tests/tools/t1010-train-upsample.sh)\n"};
 
 static void parse_ema(const char *s, rhd_train_cfg *c) {
     c->nema = 0;
@@ -105,7 +128,7 @@ static void to_cfg(const opts *o, rhd_train_cfg *c) {
     c->batch = (int)o->batch, c->micro = (int)o->micro;
     c->lr = o->lr, c->beta1 = o->beta1, c->beta2 = o->beta2, c->eps = o->adam_eps, c->weight_decay = o->wd;
     c->warmup = o->warmup, c->decay = (rhd_lr_decay)o->decay, c->decay_steps = o->decay_steps, c->lr_min = o->lr_min;
-    c->clip = o->clip, c->uncond_p = o->uncond_p, c->dropout = o->dropout;
+    c->clip = o->clip, c->uncond_p = o->uncond_p >= 0 ? o->uncond_p : o->model ? 0 : 0.2, c->dropout = o->dropout;
     c->tsampler = (rhd_tsampler_kind)o->tsampler;
     c->save_every = o->save_every, c->log_every = o->log_every, c->keep = o->keep, c->resume = o->resume;
     c->down = (rhd_downsample)o->down, c->cache_bytes = (size_t)o->cache_mb << 20;
@@ -117,8 +140,28 @@ static void opts_init(opts *o) {
     memset(o, 0, sizeof *o);
     rhd_common_opts_init(&o->common);
     o->steps = 1000, o->batch = 3, o->lr = 1e-5, o->beta1 = 0.9, o->beta2 = 0.999, o->adam_eps = 1e-8;
-    o->uncond_p = 0.2, o->dropout = -1, o->save_every = 5000, o->log_every = 100, o->cache_mb = 2048;
+    o->uncond_p = -1, o->dropout = -1, o->save_every = 5000, o->log_every = 100, o->cache_mb = 2048;
     o->ema = "0.9999";
+    o->resolution = 512, o->render_weight = 1, o->lpips_weight = 0.5, o->patch = 64, o->patches = 1;
+    o->grid_size = 128, o->max_steps = 1024;
+}
+
+/* The upsample kind's options (rhd_train_ups_configure); usage errors for a wrong combination. */
+static void ups_opts(const opts *o, rhd_train_ups_opts *u) {
+    rhd_train_ups_opts_default(u);
+    u->R = (int)o->resolution, u->degrade = (rhd_degrade_kind)o->degradation;
+    u->decoder = o->decoder, u->views = o->views, u->lpips = o->lpips;
+    u->render_weight = o->render_weight, u->lpips_weight = o->lpips_weight;
+    u->patch = (int)o->patch, u->patches = (int)o->patches;
+    u->grid_size = (int)o->grid_size, u->max_steps = (int)o->max_steps;
+    if (o->view_range) {
+        int a, b, n = 0;
+        if (sscanf(o->view_range, "%d-%d%n", &a, &b, &n) != 2 || o->view_range[n] || a < 0 || b < a)
+            rhd_usage_error("--view-range '%s': expected A-B with 0 <= A <= B (e.g. --view-range 0-280)", o->view_range);
+        u->view_lo = a, u->view_hi = b;
+    }
+    rhd_err e = {0};
+    if (rhd_train_ups_opts_check(u, &e)) rhd_usage_error("--model upsample: %s", e.msg);
 }
 
 /* The run folder: created; one that holds a run needs --resume or --force. */
@@ -142,7 +185,13 @@ static void prepare_dir(const opts *o) {
 
 static void check_usage(const opts *o, int n, char **argv) {
     if (n > 0) rhd_usage_error("unexpected argument '%s', expected options only", argv[1]);
-    if (o->model != 0) rhd_usage_error("--model upsample: not implemented yet, expected --model base");
+    if (o->model == 0) {
+        const char *ups = o->decoder ? "--decoder" : o->views ? "--views" : o->lpips ? "--lpips" : o->view_range ? "--view-range" : NULL;
+        if (ups) rhd_usage_error("%s is an option of --model upsample, expected it only with that model", ups);
+    }
+    if (o->model == 1 && o->uncond_p > 0)
+        rhd_usage_error("--uncond-p %g with --model upsample: the upsampler is trained without classifier-free "
+                        "dropout (spec §4), expected --uncond-p 0", o->uncond_p);
     if (!o->common.output) rhd_usage_error("expected -o RUN (the run folder)");
     if (!o->data == !(o->triplanes || o->features))
         rhd_usage_error("expected either --data LIST or --triplanes DIR --features DIR");
@@ -174,6 +223,11 @@ int main(int argc, char **argv) {
     rhd_common_opts_apply(&o.common);
     rhd_fs_install_signal_handlers();
     check_usage(&o, n, argv);
+    if (o.model == 1) {
+        rhd_train_ups_opts u;
+        ups_opts(&o, &u);
+        rhd_train_ups_configure(&u);
+    }
     rhd_train_cfg cfg;
     to_cfg(&o, &cfg);
     char *mjson = read_config(o.model_config);

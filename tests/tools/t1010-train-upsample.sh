@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# tests/tools/t1010-train-upsample.sh: rhd-train --model upsample on the two fitted dev avatars
+# (tests/data/train, 32 x 32 channels at resolution 32) with features of rhd-encode (random
+# weights, 64 px portraits), a tiny upsampler config, a random decoder (made here) and the views of
+# tests/data/mini for the rendering loss:
+#   1. bad options and inputs: exit 2 (usage) / 1 (runtime) with messages naming the option or file;
+#   2. overfitting one avatar without the rendering loss: the x0 MSE of the last steps is below a
+#      fraction of the first steps' (measured numbers below);
+#   3. the rendering loss (L1, and L1 + LPIPS-VGG with random lpips-package weights): loss finite,
+#      render term (the log's "vb") > 0;
+#   4. resume after a kill part way (RHD_CRASH_AFTER) ends in the same checkpoint and log bytes;
+#   5. the checkpoint's metadata, and rhd-sample --upsample reads it after a tiny base model
+#      (skipped where rhd-sample is not built);
+#   6. mpirun -np 2 with the rendering loss gives the same checkpoint bytes as one process (skipped
+#      without mpirun/mpicc; the MPI binary is linked here as t1000-train.sh does);
+#   7. the worked example of tools/rhd-train.md.
+. "$RHD_ROOT/tests/tools/lib.sh"
+PY=${RHD_PY:-python3}
+FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
+OVERFIT_STEPS=24 OVERFIT_MAX=0.6 OVERFIT_MEASURED="0.213 (seed 0), 0.302 (seed 1)"   # x0 MSE: mean of the last 8 steps / the first 8
+
+cd "$T"
+mkdir -p tri && cp "$FIX"/avatar_10[01].npy tri/
+run rhd-encode -q --weights random:1 --data "$MINI" --out-dir feat --size 64 --batch 2 --threads 1
+expect_rc 0 "rhd-encode: features of the two portraits (64 px, random weights)"
+printf 'tri/avatar_100.npy feat/avatar_100.safetensors\ntri/avatar_101.npy feat/avatar_101.safetensors\n' > pairs.txt
+printf 'tri/avatar_100.npy feat/avatar_100.safetensors\n' > one.txt
+"$PY" - <<'EOF'
+import json, numpy as np
+from safetensors.numpy import save_file
+rng = np.random.default_rng(0)
+def U(shape, fan):  # nn.Linear default init
+    b = 1 / np.sqrt(fan); return rng.uniform(-b, b, shape).astype(np.float32)
+def decoder(C):
+    ind, inc = 5 * C // 4, 5 * 3 * C // 4 + 128 + 15
+    d = {"sigma_net.0.weight": U((128, ind), ind), "sigma_net.0.bias": U((128,), ind),
+         "sigma_net.2.weight": U((129, 128), 128), "sigma_net.2.bias": U((129,), 128),
+         "color_net.0.weight": U((128, inc), inc), "color_net.1.weight": U((128, 128), 128),
+         "color_net.2.weight": U((3, 128), 128)}
+    d["sigma_net.2.bias"][0] = 4.0   # density about e^4 everywhere: every patch sees the triplane
+    return d
+for C, name in ((32, "dec"), (16, "dec16")):
+    save_file(decoder(C), f"{name}.safetensors", metadata={"rhd.kind": "decoder", "rhd.version": "1", "rhd.tool": "test",
+              "rhd.config": json.dumps({"triplane_channels": C, "triplane_res": 32})})
+a = np.load("tri/avatar_100.npy").astype(np.float32)
+np.save("c16.npy", a[:, :, :16])
+EOF
+check "random decoders written" test -f dec.safetensors -a -f dec16.safetensors
+mkdir -p lp && check "LPIPS-VGG weights written by the lpips package" "$PY" "$RHD_ROOT/tests/ref/ref_render_loss.py" weights lp 7
+# the tiny upsampler: 16 features, one res block per level, one body group, 8x8 latents
+echo '{"n_feats": 16, "groups": 8, "temb_ch": 16, "temb_dim": 64, "embed_dim": 16, "pool_heads": 4, "latent_size": 8, "patch": 8, "head_ch": 16, "num_res_blocks": 1, "n_resblocks": 2}' > ups.json
+U="--model upsample --preset small --model-config ups.json --resolution 32 --threads 1 -q"
+RL="--decoder dec.safetensors --views $MINI --patch 16 --grid-size 16 --max-steps 32"
+
+# ---- 1. bad input ----
+run rhd-train $U --data pairs.txt --steps 1 -o r1
+expect_rc 2 "render loss without --decoder"
+expect_err "needs --decoder FILE" "no --decoder: message names the option"
+run rhd-train $U --data pairs.txt --decoder dec.safetensors --views "$MINI" --steps 1 -o r1
+expect_rc 2 "LPIPS weight 0.5 without --lpips"
+expect_err "lpips-weight 0.5 needs --lpips FILE" "no --lpips: message names the option"
+run rhd-train $U --data pairs.txt --decoder dec.safetensors --lpips-weight 0 --steps 1 -o r1
+expect_rc 2 "render loss without --views"
+expect_err "needs --views DIR" "no --views: message"
+run rhd-train --model base --data pairs.txt --decoder dec.safetensors --steps 1 -o r1
+expect_rc 2 "--decoder with --model base"
+expect_err "decoder is an option of --model upsample" "--decoder with base: message"
+run rhd-train $U --data pairs.txt --render-weight 0 --lpips-weight 0 --uncond-p 0.2 --steps 1 -o r1
+expect_rc 2 "--uncond-p with the upsampler"
+run rhd-train $U --data pairs.txt --render-weight 0 --lpips-weight 0 --resolution 30 --steps 1 -o r1
+expect_rc 2 "--resolution not a multiple of 4"
+printf 'c16.npy feat/avatar_100.safetensors\n' > c16.txt
+run rhd-train $U --data c16.txt --render-weight 0 --lpips-weight 0 --steps 1 -o r1 --force
+expect_rc 1 "a triplane with 16 channels"
+expect_err "c16.npy.*16 channels.*expected 32" "16 channels: named with both counts"
+run rhd-train $U --data pairs.txt $RL --decoder dec16.safetensors --lpips-weight 0 --steps 1 -o r1 --force
+expect_rc 1 "a decoder of 16 channels for a 32-channel upsampler"
+expect_err "decoder reads 16 channels, the upsampler predicts 32" "decoder channels: both counts named"
+run rhd-train $U --data pairs.txt $RL --views feat --lpips-weight 0 --steps 1 -o r1 --force
+expect_rc 1 "--views without the avatars' folders"
+expect_err "views feat.*avatar_10[01]" "missing views: folder and pair named"
+run rhd-train $U --data pairs.txt $RL --lpips-weight 0 --view-range 7 --steps 1 -o r1 --force
+expect_rc 2 "bad --view-range"
+
+# ---- 2. overfitting one avatar (x0 MSE) ----
+run rhd-train $U --data one.txt --render-weight 0 --lpips-weight 0 --batch 1 --steps $OVERFIT_STEPS --lr 2e-3 --log-every 1 --save-every 1000 -o fit
+expect_rc 0 "overfit: $OVERFIT_STEPS steps on avatar_100, no rendering loss"
+ratio=$("$PY" -c '
+import json
+L = [json.loads(l)["mse"] for l in open("fit/train_log.jsonl")]
+print("%.3f %.4f %.4f %d" % (sum(L[-8:]) / sum(L[:8]), sum(L[:8]) / 8, sum(L[-8:]) / 8, len(L)))')
+set -- $ratio
+if awk -v r="$1" -v m=$OVERFIT_MAX 'BEGIN { exit !(r < m) }'; then _tap 0 "overfit: x0 MSE ratio last 8 / first 8 steps $1 < $OVERFIT_MAX (MSE $2 -> $3, $4 log lines; measured $OVERFIT_MEASURED)"
+else _tap 1 "overfit: x0 MSE ratio $1 (MSE $2 -> $3), expected < $OVERFIT_MAX (measured $OVERFIT_MEASURED)"; fi
+
+# ---- 3. the rendering loss ----
+run rhd-train $U --data pairs.txt $RL --lpips-weight 0 --batch 2 --steps 2 --lr 1e-4 --log-every 1 -o rl1
+expect_rc 0 "rendering loss (L1 only): 2 steps at batch 2"
+run rhd-train $U --data one.txt $RL --lpips lp/weights.safetensors --patches 2 --batch 1 --steps 1 --lr 1e-4 --log-every 1 -o rl2
+expect_rc 0 "rendering loss (L1 + 0.5 LPIPS-VGG, 2 patches): 1 step"
+for r in rl1 rl2; do
+    v=$("$PY" -c '
+import json, math, sys
+L = [json.loads(l) for l in open(sys.argv[1] + "/train_log.jsonl")]
+ok = all(math.isfinite(l["loss"]) and l["vb"] > 0 and abs(l["loss"] - l["mse"] - l["vb"]) < 1e-9 * max(1, l["loss"]) for l in L)
+print("%d %s" % (ok, " ".join("%.4g+%.4g" % (l["mse"], l["vb"]) for l in L)))' $r)
+    set -- $v; ok=$1; shift
+    [ "$ok" = 1 ] && _tap 0 "$r: losses finite, render term > 0, loss = mse + render (x0 MSE + render: $*)" || _tap 1 "$r: log $*"
+done
+
+# ---- 4. resume after a kill ----
+RS="$U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 3 --save-every 2 --log-every 1 --ema 0.9999,0.99"
+run rhd-train $RS -o whole
+expect_rc 0 "resume: the uninterrupted run"
+# crash points: checkpoint of step 0 (2 points), then per step 1 point (+2 at each save): step 3 = point 7,
+# before the last save: the resumed run redoes step 3 from the checkpoint of step 2
+RHD_CRASH_AFTER=7 "$RHD_BIN/rhd-train" $RS -o part >/dev/null 2>&1 && rc=0 || rc=$?
+[ "$rc" = 137 ] && _tap 0 "resume: killed part way (exit 137)" || _tap 1 "resume: the kill hook did not fire (exit $rc)"
+run rhd-train $RS -o part --resume
+expect_rc 0 "resume: --resume finishes the run"
+check "resume: final checkpoint bit-identical to the uninterrupted run" cmp whole/checkpoint.safetensors part/checkpoint.safetensors
+check "resume: log identical" cmp whole/train_log.jsonl part/train_log.jsonl
+
+# ---- 5. the checkpoint and rhd-sample ----
+meta=$("$PY" -c '
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); m = h["__metadata__"]
+c = json.loads(m["rhd.config"]); d = c["diffusion"]
+ok = m["rhd.model"] == "upsample" and d["steps"] == 100 and d["schedule"] == "sigmoid" and d["pred"] == "xstart" \
+    and d["var"] == "fixed_large" and c["model"]["n_feats"] == 16 and "input_layer.0.weight" in h and "ema.out.conv1.weight" in h
+print(int(ok), m["rhd.model"], json.dumps(d))' whole/checkpoint.safetensors)
+set -- $meta; [ "$1" = 1 ] && _tap 0 "checkpoint: rhd.model $2, diffusion ${*:3}, official tensor names" || _tap 1 "checkpoint metadata: $*"
+if [ -x "$RHD_BIN/rhd-sample" ]; then
+    echo '{"latent_size": 8, "patch": 8, "model_channels": 16, "groups": 8, "num_head_channels": 16, "attention_resolutions": [16, 8]}' > tiny.json
+    run rhd-train --model base --preset small --model-config tiny.json --data pairs.txt --batch 1 --steps 1 --threads 1 -q -o base
+    expect_rc 0 "a tiny base model for the two-stage sampling"
+    run rhd-sample --base base/checkpoint.safetensors --upsample whole/checkpoint.safetensors --steps 2 --up-steps 2 --up-res 32 --up-time-scale train --threads 1 -q -o hr feat/avatar_100.safetensors
+    expect_rc 0 "rhd-sample --base ... --upsample CKPT (--up-time-scale train: the checkpoint's raw t) reads the upsampler checkpoint"
+    check "rhd-sample: the upsampled triplane written" test -s hr/avatar_100.safetensors
+else
+    skip "rhd-sample --upsample: rhd-sample not built"
+fi
+
+# ---- 6. MPI ----
+SANFLAGS=; [ "${SAN:-0}" = 1 ] && SANFLAGS="-fsanitize=address,undefined" && export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+if ! command -v mpirun >/dev/null || ! command -v mpicc >/dev/null; then
+    skip "mpirun -np 2: mpirun/mpicc not found (install openmpi-bin libopenmpi-dev)"
+elif [ "${CUDA:-0}" = 1 ]; then
+    skip "mpirun -np 2: checked on the CPU build (this one links the CUDA libraries)"
+else
+    BUILD_DIR=$(dirname "$RHD_BIN")
+    if mpicc -std=c11 -O2 -fopenmp $SANFLAGS -D_GNU_SOURCE -DRHD_MPI -I"$RHD_ROOT" "$RHD_ROOT/common/dist.c" "$RHD_ROOT/tools/rhd-train.c" \
+        "$BUILD_DIR/librhd.a" -lpng -lcjson -lopenblas -lm -o rhd-train-mpi 2>mpicc.err; then
+        ROOT_OK=; [ "$(id -u)" = 0 ] && ROOT_OK="--allow-run-as-root"
+        MP="$U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 1 --save-every 1 --log-every 1"
+        ./rhd-train-mpi $MP -o one >one.out 2>&1 && r1=0 || r1=$?
+        mpirun $ROOT_OK --oversubscribe -np 2 ./rhd-train-mpi $MP -o two >two.out 2>&1 && r2=0 || r2=$?
+        [ "$r1$r2" = 00 ] && _tap 0 "mpirun -np 2 and one process ran (rendering loss on)" || { _tap 1 "mpi runs: exit $r1 / $r2"; tail -5 two.out | sed 's/^/#   /'; }
+        check "mpirun -np 2: checkpoint bit-identical to one process (global batch 2, micro-batch 1)" cmp one/checkpoint.safetensors two/checkpoint.safetensors
+    else
+        _tap 1 "mpicc could not build the MPI rhd-train"; head -5 mpicc.err | sed 's/^/#   /'
+    fi
+fi
+
+# ---- 7. the worked example of tools/rhd-train.md ----
+ex=$(sed -n '/^## The upsample model/,/^## /p' "$RHD_ROOT/tools/rhd-train.md" | sed -n '/^```sh/,/^```/p' | grep -v '^```' |
+    sed -e ':a' -e '/\\$/N; s/\\\n *//; ta' | grep '^rhd-train')
+[ -n "$ex" ] && while IFS= read -r line; do
+    PATH="$RHD_BIN:$PATH" MINI=$MINI bash -c "$line" >ex.out 2>&1 && _tap 0 "rhd-train.md example runs: $line" || { _tap 1 "example fails: $line"; tail -3 ex.out | sed 's/^/#   /'; }
+done <<<"$ex" || _tap 1 "rhd-train.md: no upsample example found"
+done_testing
