@@ -142,25 +142,8 @@ else
 fi
 
 # ---- 6. MPI ----
-SANFLAGS=; [ "${SAN:-0}" = 1 ] && SANFLAGS="-fsanitize=address,undefined" && export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-if ! command -v mpirun >/dev/null || ! command -v mpicc >/dev/null; then
-    skip "mpirun -np 2: mpirun/mpicc not found (install openmpi-bin libopenmpi-dev)"
-elif [ "${CUDA:-0}" = 1 ]; then
-    skip "mpirun -np 2: checked on the CPU build (this one links the CUDA libraries)"
-else
-    BUILD_DIR=$(dirname "$RHD_BIN")
-    if mpicc -std=c11 -O2 -fopenmp $SANFLAGS -D_GNU_SOURCE -DRHD_MPI -I"$RHD_ROOT" "$RHD_ROOT/common/dist.c" "$RHD_ROOT/tools/rhd-train.c" \
-        "$BUILD_DIR/librhd.a" -lpng -lcjson -lopenblas -lm -o rhd-train-mpi 2>mpicc.err; then
-        ROOT_OK=; [ "$(id -u)" = 0 ] && ROOT_OK="--allow-run-as-root"
-        MP="$U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 1 --save-every 1 --log-every 1"
-        ./rhd-train-mpi $MP -o one >one.out 2>&1 && r1=0 || r1=$?
-        mpirun $ROOT_OK --oversubscribe -np 2 ./rhd-train-mpi $MP -o two >two.out 2>&1 && r2=0 || r2=$?
-        [ "$r1$r2" = 00 ] && _tap 0 "mpirun -np 2 and one process ran (rendering loss on)" || { _tap 1 "mpi runs: exit $r1 / $r2"; tail -5 two.out | sed 's/^/#   /'; }
-        check "mpirun -np 2: checkpoint bit-identical to one process (global batch 2, micro-batch 1)" cmp one/checkpoint.safetensors two/checkpoint.safetensors
-    else
-        _tap 1 "mpicc could not build the MPI rhd-train"; head -5 mpicc.err | sed 's/^/#   /'
-    fi
-fi
+. "$RHD_ROOT/tests/tools/lib_mpi_train.sh"
+mpi_train_check " (rendering loss on)" $U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 1 --save-every 1 --log-every 1
 
 # ---- 7. the worked example of tools/rhd-train.md ----
 ex=$(sed -n '/^## The upsample model/,/^## /p' "$RHD_ROOT/tools/rhd-train.md" | sed -n '/^```sh/,/^```/p' | grep -v '^```' |
