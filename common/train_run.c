@@ -130,7 +130,7 @@ rhd_train_run *rhd_train_open(const rhd_train_cfg *cfg, rhd_train_data *data, rh
     rhd_train_run *run = rhd_xcalloc(1, sizeof *run);
     run->cfg = *cfg, run->data = data, run->ctx = ctx, run->dist = dist;
     run->ops = rhd_train_model_kind(cfg->model);
-    if (!run->ops) { rhd_errf(e, "--model '%s' is not implemented, expected 'base'", cfg->model); free(run); return NULL; }
+    if (!run->ops) { rhd_errf(e, "--model '%s' is unknown, expected 'base' or 'upsample'", cfg->model); free(run); return NULL; }
     run->model = run->ops->create(cfg->model_json, cfg->preset, cfg->dropout, ctx, e);
     if (!run->model) { free(run); return NULL; }
     run->P = run->ops->params(run->model);

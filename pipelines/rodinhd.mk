@@ -203,10 +203,10 @@ $(rhd_train_out): $(OUT)/base/train.json
 	@test -f $@ || { echo "rodinhd.mk: $@: not written by rhd-train (remove $< to retrain)" >&2; exit 1; }
 
 ifeq ($(UPSAMPLE),1)
-$(OUT)/upsample/train.json: $(OUT)/pairs.txt $(rhd_opts)/upsample.txt $(rhd_opts)/upsample.json
+$(OUT)/upsample/train.json: $(OUT)/pairs.txt $(OUT)/fit/decoder.safetensors $(rhd_opts)/upsample.txt $(rhd_opts)/upsample.json
 	@mkdir -p $(@D)
 	$(RHD_BIN)/rhd-train -q --model upsample --preset $(TRAIN_PRESET) $(if $(UPSAMPLE_CONFIG),--model-config $(rhd_opts)/upsample.json) \
-	    --data $< $(UPSAMPLE_OPTS) --seed $(SEED) $(rhd_common) $(call rhd_resume,$(@D)/checkpoint.safetensors) -o $(@D) > $@.tmp
+	    --data $< --decoder $(OUT)/fit/decoder.safetensors --views $(DATA) $(if $(LPIPS),--lpips $(LPIPS),--lpips-weight 0) $(UPSAMPLE_OPTS) --seed $(SEED) $(rhd_common) $(call rhd_resume,$(@D)/checkpoint.safetensors) -o $(@D) > $@.tmp
 	mv -f $@.tmp $@ && touch $(@D)/checkpoint.safetensors
 $(OUT)/upsample/checkpoint.safetensors: $(OUT)/upsample/train.json
 	@test -f $@
