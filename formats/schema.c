@@ -77,6 +77,14 @@ static const rhd_schema_tensor trajectory_t[] = {
     {"x0", RHD_DT_FLOAT, "N,3,C,R,R", 0},
     {NULL, 0, NULL, 0}};
 static const char *const trajectory_m[] = {"rhd.avatar", NULL};
+/* rhd-sample --save-noise: every draw of a run, one row per portrait (formats/noise.md). The
+ * per-step z.<k> and the upsampler's up.* tensors are allowed as extras (their number depends on
+ * the sampler); rhd-sample --noise checks them against the run. */
+static const rhd_schema_tensor noise_t[] = {
+    {"x_T", RHD_DT(RHD_F32), "P,C,R,W", 0},
+    {"u", RHD_DT(RHD_F32), "P,L,M,N", 1},
+    {NULL, 0, NULL, 0}};
+static const char *const noise_m[] = {NULL};
 
 static const rhd_schema g_schemas[] = {
     {"triplane", 1, "one avatar's triplane [3 planes, C channels, R rows, R columns]", triplane_t, triplane_m, 0},
@@ -86,9 +94,10 @@ static const rhd_schema g_schemas[] = {
     {"checkpoint", 1, "a model checkpoint with optimiser state", checkpoint_t, checkpoint_m, 1},
     {"lpips", 1, "LPIPS weights: lpips' AlexNet or VGG16 slices and linear heads", lpips_t, lpips_m, 1},
     {"trajectory", 1, "a sample's denoising progress: x0 [steps,3,C,R,R] (and up.x0)", trajectory_t, trajectory_m, 1},
+    {"noise", 1, "the random draws of a sampling run: x_T [P,C,R,3R], z.<k> per step, u (and up.*)", noise_t, noise_m, 1},
 };
 static const rhd_schema *const g_all[] = {&g_schemas[0], &g_schemas[1], &g_schemas[2], &g_schemas[3], &g_schemas[4],
-                                          &g_schemas[5], &g_schemas[6], NULL};
+                                          &g_schemas[5], &g_schemas[6], &g_schemas[7], NULL};
 
 const rhd_schema *const *rhd_schema_all(void) { return g_all; }
 

@@ -90,6 +90,19 @@ with safe_open('$T/n.safetensors', 'np') as f:
     assert f.get_tensor('x_T').shape == (2, 8, 8, 24) and f.get_tensor('u').shape == (2, 4, 16, 16)
     assert json.loads(f.metadata()['rhd.names']) == ['p0', 'p1']
 "
+run rhd-inspect "$T/n.safetensors"
+expect_rc 0 "rhd-inspect: the noise file"
+expect_out "kind: noise \(schema ok\)" "its kind (noise) is known and its schema passes"
+"$PY" -c "
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+with safe_open('$T/n.safetensors', 'np') as f: meta = f.metadata()
+t = load_file('$T/n.safetensors'); t['x_T'] = t['x_T'].astype('float16')
+save_file(t, '$T/badnoise.safetensors', metadata=meta)
+"
+run rhd-inspect "$T/badnoise.safetensors"
+expect_rc 1 "rhd-inspect: a noise file with an F16 x_T"
+expect_err "x_T" "the schema error names the tensor"
 cat > "$T/job.json" <<EOF2
 {"stage": "base", "cfg": "$T/m/base.json", "ckpt": "$T/base.safetensors", "noise": "$T/n.safetensors",
  "features": ["$T/p0.safetensors", "$T/p1.safetensors"], "guidance": 1.3, "eta": 1, "steps": 2, "T": 1000,
