@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Crash-test hooks of common/fit_run.c (declared in common/fit_run.h, whose model headers clash
+ * with the sampler's): RHD_CRASH_AFTER=N exits at the N-th file operation (t0925-crash-sample.sh). */
+void rhd_crash_point(const char *what, const char *path);
+void rhd_crash_before_write(const char *path);
+
 #define TOOL "rhd-sample"
 
 typedef struct sample_cli_opts {
@@ -236,7 +241,9 @@ static int write_sample(const run *r, const job *jb, const float *x, int C, int 
         rhd_tensor t = {RHD_F16, r->has_up ? 3 : 5, {0}, h};
         int64_t s5[5] = {3, 1, C, R, R}, s3[3] = {C, R, 3 * R};
         memcpy(t.shape, r->has_up ? s3 : s5, sizeof(int64_t) * (size_t)t.ndim);
+        rhd_crash_before_write(jb->output); /* RHD_CRASH_AFTER (tests/tools/t0925-crash-sample.sh) */
         int rc = rhd_npy_write(jb->output, &t, e);
+        if (!rc) rhd_crash_point("wrote", jb->output);
         free(h), free(planes);
         return rc;
     }
@@ -253,7 +260,9 @@ static int write_sample(const run *r, const job *jb, const float *x, int C, int 
     if (!r->o->noise) rhd_st_set_meta(&w, "rhd.seed", seed);
     rhd_st_set_meta(&w, "rhd.config", cfg);
     rhd_st_set_meta(&w, "rhd.device", rhd_ctx_device_label(r->ctx));
+    rhd_crash_before_write(jb->output);
     int rc = rhd_st_write(&w, jb->output, e);
+    if (!rc) rhd_crash_point("wrote", jb->output);
     rhd_st_writer_free(&w);
     free(planes), free(cfg);
     return rc;
@@ -278,7 +287,10 @@ static int write_traj(const run *r, const job *jb, const float *tb, const float 
     rhd_st_set_meta(&w, "rhd.version", "1");
     rhd_st_set_meta(&w, "rhd.tool", TOOL);
     rhd_st_set_meta(&w, "rhd.avatar", jb->name);
+    if (rhd_mkdir_parents(jb->traj, e)) return rhd_st_writer_free(&w), free(planes[0]), free(planes[1]), -1;
+    rhd_crash_before_write(jb->traj);
     int rc = rhd_st_write(&w, jb->traj, e);
+    if (!rc) rhd_crash_point("wrote", jb->traj);
     rhd_st_writer_free(&w);
     free(planes[0]), free(planes[1]);
     return rc;
@@ -362,8 +374,9 @@ static int sample_batch(run *r, job *jobs, const int *idx, const int *recrow, in
     double secs = (rhd_now() - t0) / nb;
     for (int b = 0; b < nb && !rc; b++) {
         const job *jb = &jobs[idx[b]];
-        if (write_sample(r, jb, r->has_up ? xu + b * nup : xb + b * nbase, C, r->has_up ? Ru : Rb, &e) ||
-            (r->o->save_traj && write_traj(r, jb, tb[b], tu[b], Rb, Ru, &e))) {
+        /* the trajectory first: the sample under its final name marks the portrait done (skip-if-newer) */
+        if ((r->o->save_traj && write_traj(r, jb, tb[b], tu[b], Rb, Ru, &e)) ||
+            write_sample(r, jb, r->has_up ? xu + b * nup : xb + b * nbase, C, r->has_up ? Ru : Rb, &e)) {
             fprintf(stderr, "%s: error: %s\n", rhd_prog(), e.msg);
             failed++;
             continue;

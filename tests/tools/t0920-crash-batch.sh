@@ -7,53 +7,13 @@
 # run's bytes), never a half-written one. Then sharding: `mpirun -np 2` of each tool (avatar i to
 # rank i mod 2) gives the same files as one rank. Tiny sizes: two avatars.
 . "$RHD_ROOT/tests/tools/lib.sh"
+. "$RHD_ROOT/tests/tools/lib_crash.sh" # visible_complete, same_dir, kill_matrix, ms_since
 MINI=$RHD_ROOT/tests/data/mini
 TINY="--triplane-res 8 --triplane-channels 4 --grid-size 8 --rays 16 --max-steps 2 --dist-points 8 --train-views 0-1 --eval-views 100 --threads 1 --warmup 1"
 printf 'avatar_100\navatar_101\n' >"$T/list.txt"
 seed=${RHD_CRASH_SEED:-${RHD_TEST_SEED:-$$}}
 echo "# random kill instants from seed $seed (RHD_CRASH_SEED)"
 RANDOM=$seed
-
-# no file under its final name is torn: each one present equals the uninterrupted run's
-visible_complete() { # dir ref
-    local f bad=""
-    for f in "$1"/*.safetensors; do [ -e "$f" ] || continue; cmp -s "$f" "$2/$(basename "$f")" || bad="$bad $(basename "$f")"; done
-    [ -z "$bad" ] || { echo "#   torn or different under the final name:$bad"; return 1; }
-}
-same_dir() { # dir ref: the same files, the same bytes, no .tmp
-    local bad=""
-    [ "$(cd "$1" && ls)" = "$(cd "$2" && ls)" ] || bad="files: $(cd "$1" && ls | tr '\n' ' ')"
-    diff -rq "$1" "$2" >/dev/null || bad="$bad bytes"
-    [ -z "$bad" ] || { echo "#   $1: $bad"; return 1; }
-}
-# kill_matrix NAME REF_DIR DUR_MS CMD...: CMD gets "OUT" appended as its last argument (the output dir)
-kill_matrix() {
-    local name=$1 ref=$2 dur=$3; shift 3
-    local npoints N d r1 r2 i ms pid
-    npoints=$(grep -c "crash point" "$ref.trace")
-    for N in $(seq 1 "$npoints"); do
-        d=$T/$name-k$N
-        RHD_CRASH_AFTER=$N "$@" "$d" >/dev/null 2>&1; r1=$?
-        visible_complete "$d" "$ref"; local vis=$?
-        "$@" "$d" >/dev/null 2>"$d.err"; r2=$?
-        if [ "$r1" = 137 ] && [ "$vis" = 0 ] && [ "$r2" = 0 ] && same_dir "$d" "$ref"; then
-            _tap 0 "$name killed at point $N ($(grep "crash point $N:" "$ref.trace" | sed 's/.*crash point [0-9]*: //; s#'"$ref"'/##')), rerun: same bytes"
-        else _tap 1 "$name killed at point $N: exit $r1 then $r2 (expected 137, 0), visible outputs complete: $vis"; tail -3 "$d.err" | sed 's/^/#   /'; fi
-    done
-    for i in 1 2 3; do
-        d=$T/$name-r$i
-        ms=$((RANDOM % (dur > 1 ? dur : 1)))
-        "$@" "$d" >/dev/null 2>&1 &
-        pid=$!
-        sleep "$(awk -v m="$ms" 'BEGIN{printf "%.3f", m/1000}')"
-        kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; r1=$?
-        visible_complete "$d" "$ref"; vis=$?
-        "$@" "$d" >/dev/null 2>"$d.err"; r2=$?
-        if [ "$vis" = 0 ] && [ "$r2" = 0 ] && same_dir "$d" "$ref"; then _tap 0 "$name kill -9 after $ms ms (exit $r1), rerun: same bytes"
-        else _tap 1 "$name kill -9 after $ms ms: visible outputs complete: $vis, rerun exit $r2"; tail -3 "$d.err" | sed 's/^/#   /'; fi
-    done
-}
-ms_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%d", (b-a)*1000}'; }
 
 # ---- rhd-encode --out-dir over the bundled avatars (random weights at 16 px: fast)
 ENC=("$RHD_BIN/rhd-encode" --weights random:1 --data "$MINI" --size 16 --batch 1 --threads 1 -q --out-dir)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Crash safety of rhd-sample batches (skip-done semantics, tests/tools/lib_crash.sh): two portraits
+# into -o DIR with --save-trajectory (the trajectory is written before the sample, whose presence
+# marks the portrait done), killed at every file operation (RHD_CRASH_AFTER=N) and at random
+# instants (kill -9), then rerun as started: every output byte-identical to the uninterrupted run,
+# no torn file under a final name, no leftover .tmp. Then the same for --npy outputs. The tiny base
+# checkpoint of t1100-sample.sh (R 8, 8 channels), --steps 2.
+. "$RHD_ROOT/tests/tools/lib.sh"
+. "$RHD_ROOT/tests/tools/lib_crash.sh"
+PY=${RHD_PY:-python3}
+seed=${RHD_CRASH_SEED:-${RHD_TEST_SEED:-$$}}
+echo "# random kill instants and features from seed $seed (RHD_CRASH_SEED)"
+RANDOM=$seed
+mkdir -p "$T/m"
+cat > "$T/m/base.json" <<'EOF2'
+{"image_size": 8, "in_channels": 8, "out_channels": 16, "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+ "attention_resolutions": [8, 4], "num_head_channels": 16, "aware3d_levels": 1, "groups": 8, "eps": 1e-5, "xf_width": 16,
+ "latent_channels": 4, "latent_size": 16, "latent_scale": 0.13025, "patch": 16, "pool_width": 16, "pool_heads": 2,
+ "feature_groups": 8, "feature_channels": [16, 16, 16], "feature_sizes": [8, 4, 2], "feature_kernels": [4, 2, 1],
+ "feature_heights": [8, 4, 2], "dropout": 0}
+EOF2
+"$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" base 5 >/dev/null &&
+  "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null
+check "tiny base checkpoint (ref_sample.py, convert_checkpoint.py)" test -f "$T/base.safetensors"
+"$PY" -c "
+import numpy as np
+from safetensors.numpy import save_file
+g = np.random.default_rng($seed % 2**32)
+for name in ['p0', 'p1']:
+    m = g.standard_normal((8, 16, 16)).astype(np.float32); m[4:] = -1 + 0.5 * m[4:]
+    t = {'moments': m}
+    for i, s in enumerate([8, 4, 2]):
+        t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
+    save_file(t, f'$T/{name}.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
+"
+touch -d '1 minute ago' "$T"/p0.safetensors "$T"/p1.safetensors "$T/base.safetensors" # outputs are strictly newer
+
+for mode in safetensors npy; do
+    extra=(--save-trajectory); [ $mode = npy ] && extra=(--npy)
+    SAMPLE=("$RHD_BIN/rhd-sample" --base "$T/base.safetensors" --steps 2 --seed 3 --batch 2 --threads 1 -q "${extra[@]}"
+            "$T/p0.safetensors" "$T/p1.safetensors" -o)
+    t0=$(date +%s.%N)
+    RHD_CRASH_TRACE=1 "${SAMPLE[@]}" "$T/ref-$mode" >/dev/null 2>"$T/ref-$mode.trace"
+    rc=$?; expect_rc 0 "rhd-sample ${extra[*]} uninterrupted ($(grep -c 'crash point' "$T/ref-$mode.trace") crash points)"
+    check "the uninterrupted $mode run wrote two samples" test "$(ls "$T/ref-$mode" | grep -c "^p[01]\.$mode$")" = 2
+    kill_matrix "sample-$mode" "$T/ref-$mode" "$(ms_since "$t0")" "${SAMPLE[@]}"
+done
+done_testing
