@@ -1,6 +1,7 @@
 /* common/sample_noise.c: rhd-sample's noise files (formats/noise.md): checking a given file
  * against a run and recording the draws of a run into one (see common/sample_run.h). */
 #include "common/sample_run.h"
+#include "formats/finite.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static int check_noise_tensor(const rhd_st *st, const char *name, const int64_t 
         return rhd_errf(e, "%s: tensor '%s' has shape %s, expected %s (rows of portraits, then the sample's shape)",
                         st->name, name, got, want);
     *P = t->shape[0];
-    return 0;
+    /* values too: a NaN/Inf draw would turn the whole sample into NaN (issue: every reader validates values) */
+    return rhd_check_finite_dt(st->name, name, t->data, t->dtype, t->numel, e);
 }
 
 int rhd_noise_file_rows(const rhd_st *st, rhd_sample_stage s, int nsteps, const int64_t x_tail[3],

@@ -177,6 +177,17 @@ run rhd-sample --base "$T/base.safetensors" --steps 3 --noise "$T/n.safetensors"
 expect_rc 1 "a noise file short of a step: exit 1"
 expect_err "n.safetensors: tensor 'z.2' is missing" "names the file and the tensor"
 check "no outputs" test ! -e "$T/e3/p0.safetensors"
+"$PY" -c "
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+with safe_open('$T/n.safetensors', 'np') as f: meta = f.metadata()
+t = load_file('$T/n.safetensors'); t['z.1'][1, 0, 0, 5] = float('nan')
+save_file(t, '$T/nannoise.safetensors', metadata=meta)
+"
+run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/nannoise.safetensors" -o "$T/e5" $F
+expect_rc 1 "a noise file with a NaN: exit 1"
+expect_err "nannoise.safetensors.*z.1" "names the file and the tensor"
+check "no outputs" test ! -e "$T/e5/p0.safetensors"
 run rhd-sample --base "$T/up.ckpt.safetensors" -o "$T/e4" $F
 expect_rc 1 "an upsampler checkpoint as --base: exit 1"
 expect_err "rhd.model is 'upsample', expected 'base'" "names the kinds"
