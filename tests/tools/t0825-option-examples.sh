@@ -4,6 +4,8 @@
 # example followed by an unknown option: the parser must complain about the unknown option, not
 # about the example.
 . "$RHD_ROOT/tests/tools/lib.sh"
+# in the temp folder: an option that takes a file name (rhd-schedule noise --png) writes "not-a-number"
+cd "$T"
 cmds=("rhd-inspect" "rhd-encode" "rhd-schedule fit" "rhd-schedule show" "rhd-schedule noise" "rhd-fit" "rhd-render")
 for c in "${cmds[@]}"; do
     read -r tool sub <<<"$c"
