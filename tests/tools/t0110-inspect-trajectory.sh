@@ -10,18 +10,8 @@
 PY=${RHD_PY:-python3}
 mkdir -p "$T/m"
 # the tiny base (R 8, 8 channels) and upsampler (8 -> 32) of t1100-sample.sh
-cat > "$T/m/base.json" <<'EOF2'
-{"image_size": 8, "in_channels": 8, "out_channels": 16, "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
- "attention_resolutions": [8, 4], "num_head_channels": 16, "aware3d_levels": 1, "groups": 8, "eps": 1e-5, "xf_width": 16,
- "latent_channels": 4, "latent_size": 16, "latent_scale": 0.13025, "patch": 16, "pool_width": 16, "pool_heads": 2,
- "feature_groups": 8, "feature_channels": [16, 16, 16], "feature_sizes": [8, 4, 2], "feature_kernels": [4, 2, 1],
- "feature_heights": [8, 4, 2], "dropout": 0}
-EOF2
-cat > "$T/m/upsample.json" <<'EOF2'
-{"in_ch": 8, "out_ch": 8, "cond_ch": 8, "n_feats": 16, "ch_mult": [1, 4], "num_res_blocks": 1, "n_resblocks": 2,
- "temb_ch": 16, "temb_dim": 32, "latent_ch": 4, "latent_size": 16, "patch": 16, "embed_dim": 16, "pool_heads": 2,
- "latent_scale": 0.13025, "groups": 8, "eps": 1e-6, "attn_eps": 1e-5, "ln_eps": 1e-5, "head_ch": 16}
-EOF2
+cp "$RHD_ROOT/tests/data/sample/base.json" "$T/m/"
+cp "$RHD_ROOT/tests/data/sample/upsample.json" "$T/m/"
 SEED=${RHD_TEST_SEED:-0}
 echo "# seed $SEED (the features and the sampling noise)"
 "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" base 5 >/dev/null &&

@@ -12,13 +12,7 @@ seed=${RHD_CRASH_SEED:-${RHD_TEST_SEED:-$$}}
 echo "# random kill instants and features from seed $seed (RHD_CRASH_SEED)"
 RANDOM=$seed
 mkdir -p "$T/m"
-cat > "$T/m/base.json" <<'EOF2'
-{"image_size": 8, "in_channels": 8, "out_channels": 16, "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
- "attention_resolutions": [8, 4], "num_head_channels": 16, "aware3d_levels": 1, "groups": 8, "eps": 1e-5, "xf_width": 16,
- "latent_channels": 4, "latent_size": 16, "latent_scale": 0.13025, "patch": 16, "pool_width": 16, "pool_heads": 2,
- "feature_groups": 8, "feature_channels": [16, 16, 16], "feature_sizes": [8, 4, 2], "feature_kernels": [4, 2, 1],
- "feature_heights": [8, 4, 2], "dropout": 0}
-EOF2
+cp "$RHD_ROOT/tests/data/sample/base.json" "$T/m/"
 "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" base 5 >/dev/null &&
   "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null
 check "tiny base checkpoint (ref_sample.py, convert_checkpoint.py)" test -f "$T/base.safetensors"

@@ -17,9 +17,8 @@ FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
 OVERFIT_STEPS=40 OVERFIT_MAX=0.85 OVERFIT_MEASURED="0.755 (seed 0), 0.763 (seed 1)"   # eps MSE: mean of the last 8 steps / the first 8
 
 cd "$T"
-mkdir -p tri && cp "$FIX"/avatar_10[01].npy tri/
-run rhd-encode -q --weights random:1 --data "$MINI" --out-dir feat --size 64 --batch 2 --threads 1
-expect_rc 0 "rhd-encode: features of the two portraits (64 px, random weights)"
+. "$RHD_ROOT/tests/tools/lib_train.sh"
+train_fixture
 printf 'tri/avatar_100.npy feat/avatar_100.safetensors\n# a comment\n\ntri/avatar_101.npy feat/avatar_101.safetensors\n' > pairs.txt
 # the tiny network: the small preset with 16 base channels, attention at 16 and 8, 8x8 latents
 echo '{"latent_size": 8, "patch": 8, "model_channels": 16, "groups": 8, "num_head_channels": 16, "attention_resolutions": [16, 8]}' > tiny.json
@@ -97,7 +96,6 @@ expect_rc 1 "resume with another --lr"
 expect_err "training option 'lr'" "resume: the differing option is named"
 
 # ---- 4. MPI ----
-. "$RHD_ROOT/tests/tools/lib_mpi_train.sh"
 mpi_train_check "" $TR --data pairs.txt --batch 2 --micro-batch 1 --steps 3 --save-every 3 --log-every 1 --uncond-p 0.5
 
 # ---- 5. the --help examples ----

@@ -20,10 +20,8 @@ FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
 OVERFIT_STEPS=24 OVERFIT_MAX=0.6 OVERFIT_MEASURED="0.213 (seed 0), 0.302 (seed 1)"   # x0 MSE: mean of the last 8 steps / the first 8
 
 cd "$T"
-mkdir -p tri && cp "$FIX"/avatar_10[01].npy tri/
-run rhd-encode -q --weights random:1 --data "$MINI" --out-dir feat --size 64 --batch 2 --threads 1
-expect_rc 0 "rhd-encode: features of the two portraits (64 px, random weights)"
-printf 'tri/avatar_100.npy feat/avatar_100.safetensors\ntri/avatar_101.npy feat/avatar_101.safetensors\n' > pairs.txt
+. "$RHD_ROOT/tests/tools/lib_train.sh"
+train_fixture
 printf 'tri/avatar_100.npy feat/avatar_100.safetensors\n' > one.txt
 "$PY" - <<'EOF'
 import json, numpy as np
@@ -142,7 +140,6 @@ else
 fi
 
 # ---- 6. MPI ----
-. "$RHD_ROOT/tests/tools/lib_mpi_train.sh"
 mpi_train_check " (rendering loss on)" $U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 1 --save-every 1 --log-every 1
 
 # ---- 7. the worked example of tools/rhd-train.md ----

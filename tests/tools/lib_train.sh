@@ -1,8 +1,18 @@
-# tests/tools/lib_mpi_train.sh: `mpirun -np 2 rhd-train` against one process, shared by t1000 (base)
-# and t1010 (upsample). Sourced after lib.sh; run in the test's temp folder.
+# tests/tools/lib_train.sh: what t1000 (base) and t1010 (upsample) share. Sourced after lib.sh; run
+# in the test's temp folder.
+#   train_fixture      tri/ (the two bundled fitted triplanes), feat/ (their portraits' features,
+#                      rhd-encode random:1 at 64 px) and pairs.txt listing both pairs
+#   mpi_train_check    `mpirun -np 2 rhd-train` against one process:
 #   mpi_train_check "LABEL" ARGS...   ARGS: rhd-train's options without -o (both runs get the same)
 # Builds an MPI rhd-train with mpicc (skips without OpenMPI, and on a CUDA build), runs it as one
 # process into one/ and as two ranks into two/, and checks the checkpoints are the same bytes.
+train_fixture() {
+    mkdir -p tri && cp "$RHD_ROOT"/tests/data/train/avatar_10[01].npy tri/
+    run rhd-encode -q --weights random:1 --data "$RHD_ROOT/tests/data/mini" --out-dir feat --size 64 --batch 2 --threads 1
+    expect_rc 0 "rhd-encode: features of the two portraits (64 px, random weights)"
+    printf 'tri/avatar_100.npy feat/avatar_100.safetensors\ntri/avatar_101.npy feat/avatar_101.safetensors\n' > pairs.txt
+}
+
 mpi_train_check() {
     local label=$1; shift
     local SANFLAGS= ROOT_OK= BUILD_DIR r1 r2
