@@ -2,6 +2,8 @@
 # in the test's temp folder.
 #   train_fixture      tri/ (the two bundled fitted triplanes), feat/ (their portraits' features,
 #                      rhd-encode random:1 at 64 px) and pairs.txt listing both pairs
+#   resume_check N ARGS...   rhd-train ARGS into whole/, the same killed at crash point N
+#                      (RHD_CRASH_AFTER) into part/, then --resume: checkpoint and log cmp-identical
 #   mpi_train_check    `mpirun -np 2 rhd-train` against one process:
 #   mpi_train_check "LABEL" ARGS...   ARGS: rhd-train's options without -o (both runs get the same)
 # Builds an MPI rhd-train with mpicc (skips without OpenMPI, and on a CUDA build), runs it as one
@@ -11,6 +13,18 @@ train_fixture() {
     run rhd-encode -q --weights random:1 --data "$RHD_ROOT/tests/data/mini" --out-dir feat --size 64 --batch 2 --threads 1
     expect_rc 0 "rhd-encode: features of the two portraits (64 px, random weights)"
     printf 'tri/avatar_100.npy feat/avatar_100.safetensors\ntri/avatar_101.npy feat/avatar_101.safetensors\n' > pairs.txt
+}
+
+resume_check() {
+    local n=$1 rc; shift
+    run rhd-train "$@" -o whole
+    expect_rc 0 "resume: the uninterrupted run"
+    RHD_CRASH_AFTER=$n "$RHD_BIN/rhd-train" "$@" -o part >/dev/null 2>&1 && rc=0 || rc=$?
+    [ "$rc" = 137 ] && _tap 0 "resume: killed part way (exit 137)" || _tap 1 "resume: the kill hook did not fire (exit $rc)"
+    run rhd-train "$@" -o part --resume
+    expect_rc 0 "resume: --resume finishes the run"
+    check "resume: final checkpoint bit-identical to the uninterrupted run" cmp whole/checkpoint.safetensors part/checkpoint.safetensors
+    check "resume: log identical" cmp whole/train_log.jsonl part/train_log.jsonl
 }
 
 mpi_train_check() {

@@ -108,16 +108,9 @@ done
 
 # ---- 4. resume after a kill ----
 RS="$U --data pairs.txt $RL --lpips-weight 0 --batch 2 --micro-batch 1 --steps 3 --save-every 2 --log-every 1 --ema 0.9999,0.99"
-run rhd-train $RS -o whole
-expect_rc 0 "resume: the uninterrupted run"
 # crash points: checkpoint of step 0 (2 points), then per step 1 point (+2 at each save): step 3 = point 7,
 # before the last save: the resumed run redoes step 3 from the checkpoint of step 2
-RHD_CRASH_AFTER=7 "$RHD_BIN/rhd-train" $RS -o part >/dev/null 2>&1 && rc=0 || rc=$?
-[ "$rc" = 137 ] && _tap 0 "resume: killed part way (exit 137)" || _tap 1 "resume: the kill hook did not fire (exit $rc)"
-run rhd-train $RS -o part --resume
-expect_rc 0 "resume: --resume finishes the run"
-check "resume: final checkpoint bit-identical to the uninterrupted run" cmp whole/checkpoint.safetensors part/checkpoint.safetensors
-check "resume: log identical" cmp whole/train_log.jsonl part/train_log.jsonl
+resume_check 7 $RS
 
 # ---- 5. the checkpoint and rhd-sample ----
 meta=$("$PY" -c '
