@@ -34,8 +34,9 @@
 #                 preset; empty for the preset itself); TRAIN_PRESET small|official
 #   TRAIN_OPTS    rhd-train options (batch, steps, lr, EMA, checkpoint interval)
 #   UPSAMPLE      1 trains the upsampler (rhd-train --model upsample) and samples through it.
-#                 Off (0) by default: rhd-train's --model upsample is not implemented in this tree
-#                 (it exits 2, tools/rhd-train.md), so the pipeline stops at the base resolution.
+#                 Off (0) by default (the pipeline then stops at the base resolution); with 1 its
+#                 rendering loss uses the stage-1 decoder and DATA's views (LPIPS only with LPIPS=);
+#                 not yet exercised by tests/tools/t1200-pipeline.sh.
 #   UPSAMPLE_OPTS, UPSAMPLE_CONFIG   its rhd-train options and network config
 #   SAMPLE_OPTS   rhd-sample options (--weights model: a short run's EMA is still near its start)
 #   RENDER_OPTS   rhd-render options of every render (renderer sizes)
