@@ -272,8 +272,9 @@ char *rhd_plan_to_json(const rhd_plan *p) {
     if (p->steps > 0) {
         sb_key(&b, "generator");
         sb_put(&b, "{\"steps\": "), sb_num(&b, (double)p->steps);
-        sb_put(&b, ", \"lr0\": "), sb_num(&b, p->lr0);
-        sb_put(&b, ", \"lr1\": "), sb_num(&b, p->lr1);
+        /* lr0/lr1 only when the plan had them (a generator block may give steps alone) */
+        if (p->lr0 > 0) sb_put(&b, ", \"lr0\": "), sb_num(&b, p->lr0);
+        if (p->lr1 > 0) sb_put(&b, ", \"lr1\": "), sb_num(&b, p->lr1);
         sb_put(&b, "},\n");
     }
     sb_key(&b, "avatars"), sb_put(&b, "[");
