@@ -25,11 +25,32 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 trap 'rm -rf "$RHD_TEST_TMP"' EXIT
 pass=0 fail=0 skip=0 broken=0
-run_one() { # name, command...
-    local name=$1; shift
-    local out rc
+# Tests run RHD_TEST_JOBS at a time (default: the CPU count, at most 4; each test has its own
+# scratch folder); their outputs are printed whole and in the order below as each one finishes.
+JOBS=${RHD_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$JOBS" -gt 4 ] 2>/dev/null && JOBS=4
+[ "$JOBS" -ge 1 ] 2>/dev/null || JOBS=1
+OUTD=$RHD_TEST_TMP/.out
+mkdir -p "$OUTD"
+names=() ncmd=0 running=0
+start_one() { # name, command...: run it in the background, its output into $OUTD/<index>
+    local i=$ncmd
+    names[i]=$1; shift
+    ncmd=$((ncmd + 1))
+    while [ "$running" -ge "$JOBS" ]; do wait -n 2>/dev/null; running=$(jobs -rp | wc -l); flush_done; done
+    ( "$@" >"$OUTD/$i.out" 2>&1; echo $? >"$OUTD/$i.rc.tmp"; mv "$OUTD/$i.rc.tmp" "$OUTD/$i.rc" ) &
+    running=$(jobs -rp | wc -l)
+}
+next=0
+flush_done() { # print the finished tests at the head of the order
+    while [ "$next" -lt "$ncmd" ] && [ -f "$OUTD/$next.rc" ]; do report_one "$next"; next=$((next + 1)); done
+}
+report_one() { # index: wait for its result, print it, count it
+    local i=$1
+    while [ ! -f "$OUTD/$i.rc" ]; do wait -n 2>/dev/null || sleep 0.2; done
+    local name=${names[i]} out rc
     echo "# --- $name"
-    out=$("$@" 2>&1); rc=$?
+    out=$(cat "$OUTD/$i.out"); rc=$(cat "$OUTD/$i.rc")
     printf '%s\n' "$out"
     local p f s
     p=$(printf '%s\n' "$out" | grep -cE '^ok [0-9]+' || true)
@@ -42,18 +63,20 @@ run_one() { # name, command...
     fi
 }
 t0=$(date +%s)
+echo "# $JOBS tests at a time (RHD_TEST_JOBS)"
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
-    run_one "$(basename "$t")" "$t"
+    start_one "$(basename "$t")" "$t"
 done
 for t in tests/tools/t[0-9]*.sh; do
     [ -f "$t" ] || continue
-    run_one "$(basename "$t")" bash "$t"
+    start_one "$(basename "$t")" bash "$t"
 done
 # a brief fuzzing pass of every libFuzzer target (make fuzz runs them longer)
 if ls "${FUZZ_BUILD:-build-fuzz}"/fuzz_* >/dev/null 2>&1; then
-    run_one "fuzz (${RHD_FUZZ_SECONDS:-5}s each)" env FUZZ_SECONDS=${RHD_FUZZ_SECONDS:-5} bash tests/fuzz/run.sh
+    start_one "fuzz (${RHD_FUZZ_SECONDS:-5}s each)" env FUZZ_SECONDS=${RHD_FUZZ_SECONDS:-5} bash tests/fuzz/run.sh
 fi
+for ((; next < ncmd; next++)); do report_one "$next"; done
 echo "# took $(( $(date +%s) - t0 ))s"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ] && [ "$broken" -eq 0 ]
