@@ -46,8 +46,8 @@ static int parse_line(const char *path, int lineno, const char *dir, char *line,
     } else if (nf >= 2) {
         rhd_err ne = {0};
         if (rhd_avatar_name_check(f[0], &ne))
-            rc = rhd_errf(e, "%s:%d: NAME '%s': %s, expected a folder name for OUTROOT/NAME (" LIST_GRAMMAR ")", path,
-                          lineno, f[0], ne.msg);
+            rc = rhd_errf(e, "%s:%d: NAME '%s' is no folder name (%s); expected " LIST_GRAMMAR ", NAME the folder OUTROOT/NAME",
+                          path, lineno, f[0], ne.msg);
         else {
             it->name = rhd_xstrdup(f[0]);
             it->triplane = list_path(dir, f[1]);
@@ -126,10 +126,18 @@ static cJSON *line_new(const rhd_render_item *it, const char *status, const char
     return o;
 }
 
-/* A number, or null when not finite (cJSON writes NaN and inf as null too; say it here). */
+/* A number written as metrics.json writes it (common/metrics.c: the shorter of 15 or 17 digits
+ * that reads back the same double; cJSON's own printing may drop the last bit), null when not
+ * finite. */
 static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
-    else cJSON_AddNullToObject(o, k);
+    if (!isfinite(v)) {
+        cJSON_AddNullToObject(o, k);
+        return;
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    cJSON_AddRawToObject(o, k, buf);
 }
 
 static int is_done(const rhd_render_batch *b, const rhd_render_item *it, const char *done) {
