@@ -151,5 +151,4 @@ for name in ['p0', 'p1', 'p2']:
     rc=$?; err=$(cat smp.err); expect_rc 0 "mpirun -np 2 rhd-sample"
     check "rhd-sample on 2 ranks: the samples of 1 rank (same files, same bytes)" same_items smp2 smp1
 fi
-[ -n "${KEEP:-}" ] && cp -r "$T" /tmp/t0610-keep
 done_testing
