@@ -7,7 +7,7 @@
 # line is a usage error naming FILE:LINE; a missing, a corrupt and an empty (all-zero) triplane fail
 # their items, named, while the others render, exit 1; --rank/--world, $SLURM_* and
 # `mpirun -np 2` give the files of one rank. Then `mpirun -np 2 rhd-sample` (it shards the same way)
-# gives the samples of one rank. Small renders: 2 views at 1/4 size, grid 32, 64 steps, 1 thread.
+# and $SLURM_* give the samples of one rank. Small renders: 2 views at 1/4 size, grid 32, 64 steps, 1 thread.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
@@ -124,15 +124,12 @@ else
     check "one JSON line per item over the two ranks" test "$(grep -c '"status":"ok"' mpi.out)" = 2
 fi
 
-# ---- rhd-sample under mpirun -np 2 (the tiny base of t1100-sample.sh) ------------------------------
-if ! command -v mpirun >/dev/null 2>&1; then
-    skip "mpirun not found: rhd-sample on 2 ranks not checked"
-else
-    mkdir -p m
-    cp "$RHD_ROOT/tests/data/sample/base.json" m/
-    "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make m base 5 >/dev/null &&
-        "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" m/base.pt --config m/base.json -o base.safetensors >/dev/null
-    "$PY" -c "
+# ---- rhd-sample on 2 ranks (the tiny base of t1100-sample.sh; it shards with the same rhd_shard) ---
+mkdir -p m
+cp "$RHD_ROOT/tests/data/sample/base.json" m/
+"$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make m base 5 >/dev/null &&
+    "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" m/base.pt --config m/base.json -o base.safetensors >/dev/null
+"$PY" -c "
 import numpy as np
 from safetensors.numpy import save_file
 g = np.random.default_rng(11)
@@ -143,10 +140,15 @@ for name in ['p0', 'p1', 'p2']:
         t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
     save_file(t, f'{name}.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
 "
-    SAMPLE=("$RHD_BIN/rhd-sample" --base base.safetensors --steps 2 --seed 3 --batch 1 --threads 1 -q p0.safetensors
-            p1.safetensors p2.safetensors -o)
-    "${SAMPLE[@]}" smp1 >/dev/null 2>smp.err
-    rc=$?; err=$(cat smp.err); expect_rc 0 "rhd-sample: three portraits on one rank"
+SAMPLE=("$RHD_BIN/rhd-sample" --base base.safetensors --steps 2 --seed 3 --batch 1 --threads 1 -q p0.safetensors
+        p1.safetensors p2.safetensors -o)
+"${SAMPLE[@]}" smp1 >/dev/null 2>smp.err
+rc=$?; err=$(cat smp.err); expect_rc 0 "rhd-sample: three portraits on one rank"
+SLURM_PROCID=1 SLURM_NTASKS=2 "${SAMPLE[@]}" smp-slurm >/dev/null 2>&1
+check "rhd-sample under srun's \$SLURM_PROCID=1 \$SLURM_NTASKS=2: p1 only" test "$(ls smp-slurm)" = p1.safetensors
+if ! command -v mpirun >/dev/null 2>&1; then
+    skip "mpirun not found: rhd-sample on 2 ranks not checked"
+else
     "${MPI[@]}" "${SAMPLE[@]}" smp2 >/dev/null 2>smp.err
     rc=$?; err=$(cat smp.err); expect_rc 0 "mpirun -np 2 rhd-sample"
     check "rhd-sample on 2 ranks: the samples of 1 rank (same files, same bytes)" same_items smp2 smp1
