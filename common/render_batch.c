@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "common/fit_run.h" /* rhd_crash_point, rhd_crash_before_write: the crash-test hook */
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/plan.h"
@@ -172,8 +173,10 @@ static int run_item(const rhd_render_batch *b, const rhd_render_item *it, const 
         char *s = cJSON_PrintUnformatted(o);
         size_t l = strlen(s);
         s[l] = '\n'; /* the line, as printed, is the marker's content (the NUL is overwritten: size l + 1) */
+        rhd_crash_before_write(done);
         rc = rhd_write_file_atomic(done, s, l + 1, e);
         free(s);
+        if (rc == 0) rhd_crash_point("wrote", done);
         if (rc == 0) print_line(o);
         cJSON_Delete(o);
     }

@@ -3,7 +3,9 @@
 # tests/data/train, each from its own tests/data/mini cameras (DATA_DIR), rendered into OUTROOT/NAME/
 # with frames, depth, contact sheet, mesh and metrics.json the same bytes as a single
 # `rhd-render -o OUTROOT/NAME` per avatar (its --metrics stdout = metrics.json); one JSON line per
-# item; done items skipped on rerun, redone with --force or when the triplane is newer; a bad list
+# item; done items skipped on rerun, redone with --force or when the triplane is newer; killed at
+# each crash point (RHD_CRASH_AFTER=N: before and after each done.json) and at random instants, every
+# item marked done is complete and a rerun gives the uninterrupted run's bytes; a bad list
 # line is a usage error naming FILE:LINE; a missing, a corrupt and an empty (all-zero) triplane fail
 # their items, named, while the others render, exit 1; --rank/--world, $SLURM_* and
 # `mpirun -np 2` give the files of one rank. Then `mpirun -np 2 rhd-sample` (it shards the same way)
@@ -27,8 +29,10 @@ same_items() { # a b
 }
 
 # ---- the batch against one run per avatar --------------------------------------------------------
-run rhd-render "${R[@]}" --contact-sheet sheet.png --mesh mesh.ply --list list.txt -o b
-expect_rc 0 "--list: two items, each with its DATA_DIR"
+t0=$(date +%s%N)
+RHD_CRASH_TRACE=1 run rhd-render "${R[@]}" --contact-sheet sheet.png --mesh mesh.ply --list list.txt -o b
+ms=$((($(date +%s%N) - t0) / 1000000)) npoints=$(printf '%s\n' "$err" | grep -c 'crash point')
+expect_rc 0 "--list: two items, each with its DATA_DIR ($npoints crash points, $ms ms)"
 printf '%s\n' "$out" >b.jsonl
 for a in avatar_100 avatar_101; do
     mkdir -p one/$a
@@ -60,6 +64,29 @@ check "a triplane newer than its done.json is rendered again, the other skipped"
 run rhd-render "${R[@]}" --contact-sheet sheet.png --mesh mesh.ply --list list.txt -o b --force
 check "--force: both rendered again (status ok)" test "$(printf '%s' "$out" | grep -c '"status":"ok"')" = 2
 check "--force: the same bytes" same_items b one
+
+# ---- killed at every crash point and at random instants, then rerun: the uninterrupted run's bytes ---
+seed=${RHD_CRASH_SEED:-${RHD_TEST_SEED:-$$}}
+echo "# random kill instants from seed $seed (RHD_CRASH_SEED)"
+RANDOM=$seed
+K=("$RHD_BIN/rhd-render" "${R[@]}" -q --contact-sheet sheet.png --mesh mesh.ply --list list.txt -o)
+done_complete() { # dir: every item marked done holds the uninterrupted run's files
+    local d; for d in "$1"/*/; do [ ! -f "$d/done.json" ] || same_items "$d" "b/$(basename "$d")" || return 1; done
+}
+for i in $(seq 1 "$npoints") r1 r2; do
+    case $i in
+        r*) w=$((RANDOM % (ms > 1 ? ms : 1)))
+            "${K[@]}" k$i >/dev/null 2>&1 & pid=$!
+            sleep "$(awk -v m="$w" 'BEGIN{printf "%.3f", m/1000}')"; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; r1=$?
+            what="kill -9 after $w ms (exit $r1)" ;;
+        *) RHD_CRASH_AFTER=$i "${K[@]}" k$i >/dev/null 2>&1; r1=$?
+            what="killed at crash point $i (exit $r1, expected 137)"; [ $r1 = 137 ] || r1=bad ;;
+    esac
+    done_complete k$i >/dev/null; vis=$?
+    "${K[@]}" k$i >/dev/null 2>k.err; r2=$?
+    if [ "$r1" != bad ] && [ $vis = 0 ] && [ $r2 = 0 ] && same_items k$i b; then _tap 0 "$what: every item marked done complete; rerun: the same bytes"
+    else _tap 1 "$what: items marked done complete: $vis, rerun exit $r2"; tail -3 k.err | sed 's/^/#   /'; fi
+done
 
 # ---- the list's grammar: a bad line is a usage error naming FILE:LINE ------------------------------
 bad() { # line want what
