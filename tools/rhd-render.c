@@ -304,7 +304,7 @@ static void batch_checks(const opts *o, int npos, double bg[3], double target[3]
         if (it->data && o->camera)
             rhd_usage_error("%s:%d: DATA_DIR %s with --camera: expected one camera source (drop DATA_DIR, or --camera for --data's views)",
                             o->list, it->line, it->data);
-        if (!one.data && (n_sources(&one) == 0 || o->metrics || o->contact_sheet || o->views) && !o->spiral && !o->orbit && !o->camera)
+        if (!one.data && (render_wanted(&one) || o->views) && !o->spiral && !o->orbit && !o->camera)
             rhd_usage_error("%s:%d: item %s has no DATA_DIR and no --data was given: expected NAME TRIPLANE DATA_DIR (its "
                             "cameras and ground truth), or --data DIR, --spiral, --orbit or --camera JSON", o->list, it->line, it->name);
         usage_checks(&one, 1, bg, target);

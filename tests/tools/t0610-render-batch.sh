@@ -108,6 +108,9 @@ printf 'avatar_100 avatar_100.npy\n' >nodata.txt
 run rhd-render "${R[@]}" --list nodata.txt -o bad
 expect_rc 2 "an item without DATA_DIR and no --data (--metrics needs the ground truth)"
 expect_err "nodata.txt:1: item avatar_100 has no DATA_DIR and no --data was given" "names the line"
+run rhd-render --decoder "$FIX/decoder.safetensors" --threads 1 -q --no-images --mesh mesh.ply --mesh-res 12 --list nodata.txt -o meshonly
+expect_rc 0 "the same list for meshes only (--no-images --mesh): no cameras needed"
+check "the mesh: the bytes of the first batch's" cmp meshonly/avatar_100/mesh.ply b/avatar_100/mesh.ply
 run rhd-render "${R[@]}" --list list.txt -o bad avatar_100.npy
 expect_rc 2 "--list and a TRIPLANE argument"
 
