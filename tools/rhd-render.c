@@ -15,6 +15,7 @@
 #include "common/models/decoder.h"
 #include "common/models/renderer.h"
 #include "common/fit_views.h"
+#include "common/render_batch.h"
 #include "common/render_cameras.h"
 #include "common/model_io.h"
 #include "formats/png.h"
@@ -37,6 +38,9 @@ typedef struct opts {
     double elevation, radius, fov, mesh_threshold, bound, min_near, density_thresh, T_thresh;
     double divisor, scale;
     const char *offset_str;
+    const char *list; /* batch mode: --list FILE -o OUTROOT */
+    int force;
+    rhd_shard shard;
 } opts;
 
 static const rhd_opt options[] = {
@@ -85,16 +89,24 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "T-thresh", opts, T_thresh, "T", "transmittance at which a ray stops", 0, 1),
     RHD_OPT_INT_(0, "warmup", opts, warmup, "N", "full occupancy-grid updates before rendering", 1, 1000),
     RHD_OPT_FLAG_(0, "double-normalization", opts, double_norm, "the original's second coordinate normalisation (§12.3; same for bound 1)"),
+    RHD_OPT_GROUP_("batch mode (--list FILE -o OUTROOT: each item into OUTROOT/NAME/, tools/rhd-render.md)"),
+    RHD_OPT_STRING_(0, "list", opts, list, "FILE", "render the items of FILE, one line 'NAME TRIPLANE [DATA_DIR]' each (DATA_DIR replaces --data), the decoder loaded once; --contact-sheet/--mesh then name files in OUTROOT/NAME/, --metrics writes OUTROOT/NAME/metrics.json"),
+    RHD_OPT_FLAG_(0, "force", opts, force, "with --list: render the items already done too (OUTROOT/NAME/done.json newer than the triplane and the decoder)"),
+    RHD_SHARD_OPTS(opts, shard),
     RHD_COMMON_OPTS(opts),
     RHD_OPT_END_};
 
 static const rhd_cli cli = {
     "rhd-render",
-    "rhd-render --decoder D (--data DIR | --spiral | --orbit | --camera JSON) [options] TRIPLANE",
+    "rhd-render --decoder D (--data DIR | --spiral | --orbit | --camera JSON) [options] TRIPLANE\n"
+    "       rhd-render --decoder D --list FILE -o OUTROOT [options]",
     "Render a triplane (rhd safetensors, or the original's .npy: [3,1,C,R,R], [3,C,R,R] or the rolled-out\n"
     "[C,R,3R]) with a fitted decoder: the cameras of a dataset folder, the original's 60-frame spiral, a\n"
     "plain orbit, or a camera JSON. Writes frames into -o DIR, metrics JSON on stdout, a contact sheet and\n"
-    "a coloured marching-cubes mesh. Exit status: 0 ok, 1 runtime error, 2 usage error.\n",
+    "a coloured marching-cubes mesh. Batch mode (--list FILE -o OUTROOT): every item of FILE ('NAME TRIPLANE\n"
+    "[DATA_DIR]' a line) into OUTROOT/NAME/ as a single run with -o OUTROOT/NAME would, one JSON line per item\n"
+    "on stdout, done items skipped (--force), items sharded over the ranks of mpirun/srun (--rank/--world).\n"
+    "Exit status: 0 ok, 1 runtime error (with --list: an item failed, the others rendered), 2 usage error.\n",
     options,
     "examples (after rhd-fit's: its run fit1/ on the bundled data; tests/tools/t0840-examples-fit.sh runs them):\n"
     "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100 --downscale 2 --grid-size 32 --max-steps 64 --metrics \\\n"
@@ -271,17 +283,61 @@ static void output_checks(const opts *o, const char *tri) {
     }
 }
 
-/* The decoder (common/model_io.h, the loader rhd-fit uses) and the triplane on the context's side
- * (device memory on CUDA), read clamped unless --no-clamp, at its own resolution unless
- * --triplane-res asks for a resize: rhd-fit's evaluation, so both give the same PSNR. */
-static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_decoder *dec, rhd_triplane *T) {
+/* --list: the list read (a bad line: a usage error naming FILE:LINE), then a single run's usage
+ * checks for every item, its DATA_DIR standing for --data; OUTROOT writable. */
+static void batch_checks(const opts *o, int npos, double bg[3], double target[3], rhd_render_item **items, int *n) {
+    if (npos != 0) rhd_usage_error("--list %s names the triplanes: expected no TRIPLANE argument, got %d", o->list, npos);
+    if (!o->common.output) rhd_usage_error("--list needs -o OUTROOT (each item is written into OUTROOT/NAME/)");
+    const char *rel[2][2] = {{"--contact-sheet", o->contact_sheet}, {"--mesh", o->mesh}};
+    for (int k = 0; k < 2; k++)
+        if (rel[k][1] && rel[k][1][0] == '/')
+            rhd_usage_error("%s %s: with --list, expected a file name inside each OUTROOT/NAME/ (e.g. %s %s)", rel[k][0],
+                            rel[k][1], rel[k][0], k ? "mesh.ply" : "sheet.png");
     rhd_err e = {0};
-    rhd_decoder_file_info dinfo;
-    if (rhd_decoder_file_read(o->decoder, ctx, 0, dec, &dinfo, &e)) rhd_die("%s", e.msg);
+    int rc = rhd_render_list_read(o->list, items, n, &e);
+    if (rc == -2) rhd_usage_error("--list %s", e.msg);
+    if (rc) rhd_die("--list %s", e.msg);
+    for (int i = 0; i < *n; i++) {
+        const rhd_render_item *it = &(*items)[i];
+        opts one = *o;
+        if (it->data) one.data = it->data;
+        if (it->data && o->camera)
+            rhd_usage_error("%s:%d: DATA_DIR %s with --camera: expected one camera source (drop DATA_DIR, or --camera for --data's views)",
+                            o->list, it->line, it->data);
+        if (!one.data && (render_wanted(&one) || o->views) && !o->spiral && !o->orbit && !o->camera)
+            rhd_usage_error("%s:%d: item %s has no DATA_DIR and no --data was given: expected NAME TRIPLANE DATA_DIR (its "
+                            "cameras and ground truth), or --data DIR, --spiral, --orbit or --camera JSON", o->list, it->line, it->name);
+        usage_checks(&one, 1, bg, target);
+    }
+    if (rhd_same_file(o->common.output, o->decoder) || rhd_same_file(o->common.output, o->list))
+        rhd_usage_error("-o %s: an input (--decoder or --list), expected the folder OUTROOT for the items", o->common.output);
+    char *probe = rhd_path_join(o->common.output, "done.json");
+    if (rhd_check_output_writable("-o", probe, &e)) rhd_die("%s", e.msg);
+    free(probe);
+}
+
+/* What main loads once, for every triplane it renders. */
+typedef struct shared {
+    const opts *o;
+    rhd_ctx *ctx;
+    rhd_decoder dec;
+    rhd_lpips lpips;
+    rhd_fit_data_cfg dcfg;
+    double bg[3], target[3];
+} shared;
+
+/* The triplane on the context's side (device memory on CUDA), read clamped unless --no-clamp, at
+ * its own resolution unless --triplane-res asks for a resize: rhd-fit's evaluation, so both give
+ * the same PSNR. The decoder is loaded by main (common/model_io.h, the loader rhd-fit uses). */
+static int load_triplane(const opts *o, const char *tri_path, rhd_ctx *ctx, const rhd_decoder *dec, rhd_triplane *T,
+                         rhd_err *e) {
     rhd_triplane host;
-    if (rhd_triplane_file_read(tri_path, &host, NULL, &e)) rhd_die("%s", e.msg);
-    if (host.C != dec->cfg.C)
-        rhd_die("%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, host.C, dec->cfg.C, o->decoder);
+    if (rhd_triplane_file_read(tri_path, &host, NULL, e)) return -1;
+    if (host.C != dec->cfg.C) {
+        rhd_triplane_free(&host);
+        return rhd_errf(e, "%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, host.C, dec->cfg.C,
+                        o->decoder);
+    }
     int Rd = o->resolution ? (int)o->resolution : host.R;
     rhd_triplane_alloc(T, host.C, host.R, !o->no_clamp, ctx);
     rhd_buf_upload(ctx, T->planes, host.planes, rhd_triplane_bytes(&host));
@@ -294,35 +350,37 @@ static void load_model(const opts *o, const char *tri_path, rhd_ctx *ctx, rhd_de
         rhd_triplane_free(T);
         *T = up;
     }
+    return 0;
 }
 
-/* The cameras of the run at full resolution (*full_W x *full_H), then scaled by --downscale. */
 /* --orbit's default target with --data: the point the data's cameras look at (every view's pose,
  * no images), else the centre of the scene box; the former default 0,0.4,0 (the spiral's) cropped
  * the bottom of the dev set's busts. */
-static void orbit_target(const opts *o, const rhd_fit_data_cfg *dcfg, double target[3]) {
-    if (o->target_str || !o->data) return;
-    rhd_err e = {0};
+static int orbit_target(const opts *o, const rhd_fit_data_cfg *dcfg, double target[3], rhd_err *e) {
+    if (o->target_str || !o->data) return 0;
     rhd_fit_views all = {0};
-    if (rhd_fit_views_load(&all, o->data, NULL, 0, dcfg, 0, &e)) rhd_die("%s", e.msg);
+    if (rhd_fit_views_load(&all, o->data, NULL, 0, dcfg, 0, e)) return -1;
     if (rhd_cameras_look_at(all.c2w, all.n, target) == 0)
         rhd_info("--orbit: target %.4g,%.4g,%.4g (where the %d cameras of %s look)", target[0], target[1], target[2], all.n,
                  o->data);
     rhd_fit_views_free(&all);
+    return 0;
 }
 
-static void load_frames(const opts *o, const char *tri_path, const rhd_fit_data_cfg *dcfg, double target[3],
-                        frames *fr, int *full_W, int *full_H) {
-    rhd_err e = {0};
+/* The cameras of the run at full resolution (*full_W x *full_H), then scaled by --downscale.
+ * Returns 0, -1 with e (the data folder or camera file), or -2 with e (sizes: a usage error). */
+static int load_frames(const opts *o, const char *tri_path, const rhd_fit_data_cfg *dcfg, double target[3], frames *fr,
+                       int *full_W, int *full_H, rhd_err *e) {
     memset(fr, 0, sizeof *fr);
-    int views = from_views(o);
+    int views = from_views(o), rc = 0;
     rhd_fit_views vw = {0};
     if (o->data) {
         int *vl = NULL, nv = 0, v0 = 0;
-        if (views && o->views && rhd_parse_ranges(o->views, &vl, &nv, &e)) rhd_usage_error("--views: %s", e.msg);
+        if (views && o->views && rhd_parse_ranges(o->views, &vl, &nv, e)) rhd_usage_error("--views: %s", e->msg);
         /* views: the list, NULL (every view present), or view 0 only for the intrinsics */
-        if (rhd_fit_views_load(&vw, o->data, views ? vl : &v0, views ? nv : 1, dcfg, 0, &e)) rhd_die("%s", e.msg);
+        rc = rhd_fit_views_load(&vw, o->data, views ? vl : &v0, views ? nv : 1, dcfg, 0, e);
         free(vl);
+        if (rc) return -1;
         fr->K = (rhd_intrinsics){vw.fx, vw.fy, vw.cx, vw.cy};
         fr->W = vw.W, fr->H = vw.H;
     } else if (o->camera) {
@@ -331,7 +389,7 @@ static void load_frames(const opts *o, const char *tri_path, const rhd_fit_data_
         fr->id = rhd_xmalloc(sizeof(int));
         fr->id[0] = 0;
         fr->c2w = rhd_xmalloc(sizeof(float) * 12);
-        if (rhd_camera_json_load(o->camera, dcfg, fr->c2w, K, &fr->W, &fr->H, &e)) rhd_die("%s", e.msg);
+        if (rhd_camera_json_load(o->camera, dcfg, fr->c2w, K, &fr->W, &fr->H, e)) return -1;
         fr->K = (rhd_intrinsics){K[0], K[1], K[2], K[3]};
     } else {
         float fx = (float)(o->size / (2 * tan(o->fov * M_PI / 360)));
@@ -350,18 +408,21 @@ static void load_frames(const opts *o, const char *tri_path, const rhd_fit_data_
         fr->c2w = rhd_xmalloc(sizeof(float) * 12 * fr->n);
         for (int i = 0; i < fr->n; i++) fr->id[i] = i;
         double radius = o->radius > 0 ? o->radius : 1.45 * sqrt(3.0) * o->bound;
-        if (o->orbit) orbit_target(o, dcfg, target);
-        int rc = o->spiral ? rhd_camera_spiral(fr->c2w, fr->n, o->bound, o->handedness == 1 ? RHD_SPIRAL_MIRRORED : RHD_SPIRAL_PROPER, &e)
-                           : rhd_camera_orbit(fr->c2w, fr->n, radius, o->elevation, target, &e);
-        if (rc) rhd_die("%s", e.msg);
+        if (o->orbit) rc = orbit_target(o, dcfg, target, e);
+        if (!rc) rc = o->spiral ? rhd_camera_spiral(fr->c2w, fr->n, o->bound, o->handedness == 1 ? RHD_SPIRAL_MIRRORED : RHD_SPIRAL_PROPER, e)
+                                : rhd_camera_orbit(fr->c2w, fr->n, radius, o->elevation, target, e);
     }
     if (o->data) rhd_fit_views_free(&vw);
-    if (fr->n == 0 && render_wanted(o)) rhd_die("%s: no views to render", o->data ? o->data : tri_path);
+    if (rc) return -1;
+    if (fr->n == 0 && render_wanted(o)) return rhd_errf(e, "%s: no views to render", o->data ? o->data : tri_path);
     if (n_sources(o) == 0) fr->W = fr->H = (int)o->size; /* mesh only: no camera */
     *full_W = fr->W, *full_H = fr->H;
-    if (*full_W % o->downscale || *full_H % o->downscale)
-        rhd_usage_error("--downscale %lld: the camera resolution %dx%d is not a multiple of it", o->downscale, *full_W, *full_H);
+    if (*full_W % o->downscale || *full_H % o->downscale) {
+        rhd_errf(e, "--downscale %lld: the camera resolution %dx%d is not a multiple of it", o->downscale, *full_W, *full_H);
+        return -2;
+    }
     scale_intrinsics(fr, (int)o->downscale);
+    return 0;
 }
 
 /* --mesh: the density iso-surface with decoded vertex colours, as PLY. */
@@ -393,158 +454,258 @@ static void write_mesh(const opts *o, const char *tri_path, rhd_renderer *r, con
     rhd_mesh_free(&m);
 }
 
+/* The frames' images and their metrics against the ground truth, for the contact sheet. */
+typedef struct frame_bufs {
+    float *rgb, *alpha, *depth, *pred, *out4, *gtd;
+    float **sheet_gt, **sheet_pred;
+    char **sheet_label;
+} frame_bufs;
+
+static void write_frame(const opts *o, const frames *fr, int f, const frame_bufs *b) {
+    rhd_err e = {0};
+    int W = fr->W, H = fr->H;
+    int64_t N = (int64_t)W * H;
+    char *p;
+    if (o->rgba) {
+        for (int64_t i = 0; i < N; i++) {
+            for (int c = 0; c < 3; c++) b->out4[4 * i + c] = b->alpha[i] > 0 ? b->rgb[3 * i + c] / b->alpha[i] : 0.f;
+            b->out4[4 * i + 3] = b->alpha[i];
+        }
+        p = path_fmt(o->common.output, "rgba", fr->id[f]);
+        if (rhd_png_write(p, b->out4, W, H, 4, 8, RHD_PNG_TRUNC, &e)) rhd_die("%s", e.msg);
+    } else {
+        p = path_fmt(o->common.output, "rgb", fr->id[f]);
+        if (rhd_png_write(p, b->pred, W, H, 3, 8, RHD_PNG_TRUNC, &e)) rhd_die("%s", e.msg);
+    }
+    free(p);
+    if (o->depth) {
+        p = path_fmt(o->common.output, "depth", fr->id[f]);
+        if (rhd_png_write(p, b->depth, W, H, 1, 16, RHD_PNG_ROUND, &e)) rhd_die("%s", e.msg);
+        free(p);
+    }
+    if (o->opacity) {
+        p = path_fmt(o->common.output, "opacity", fr->id[f]);
+        if (rhd_png_write(p, b->alpha, W, H, 1, 8, RHD_PNG_ROUND, &e)) rhd_die("%s", e.msg);
+        free(p);
+    }
+}
+
+/* View f's metrics against its ground truth (loaded now, box-averaged by --downscale). */
+static int frame_metrics(const opts *o, shared *s, const frames *fr, int f, int full_W, int full_H, frame_bufs *b,
+                         rhd_metrics_table *mt, rhd_err *e) {
+    int W = fr->W, H = fr->H;
+    int64_t N = (int64_t)W * H;
+    rhd_fit_views one = {0};
+    if (rhd_fit_views_load(&one, o->data, &fr->id[f], 1, &s->dcfg, 1, e)) return -1;
+    if (o->downscale > 1) box_down(b->gtd, one.gt, full_W, full_H, (int)o->downscale);
+    else memcpy(b->gtd, one.gt, sizeof(float) * 3 * N);
+    rhd_fit_views_free(&one);
+    /* the ground truth is on white (§1.5): compare with the render on white */
+    for (int64_t i = 0; i < N; i++)
+        for (int c = 0; c < 3; c++) b->pred[3 * i + c] = b->rgb[3 * i + c] + (1.f - b->alpha[i]);
+    double psnr = rhd_image_psnr(b->pred, b->gtd, H, W), ssim, lp = NAN;
+    if (rhd_image_ssim(b->pred, b->gtd, H, W, &ssim, e)) return -1;
+    if (o->lpips && rhd_lpips_eval_hwc(&s->lpips, b->pred, b->gtd, H, W, &lp, e)) return rhd_err_prefix(e, "--lpips");
+    rhd_metrics_add(mt, fr->id[f], psnr, ssim, lp);
+    if (o->contact_sheet) {
+        b->sheet_gt[f] = rhd_xmalloc(sizeof(float) * 3 * N);
+        b->sheet_pred[f] = rhd_xmalloc(sizeof(float) * 3 * N);
+        memcpy(b->sheet_gt[f], b->gtd, sizeof(float) * 3 * N);
+        memcpy(b->sheet_pred[f], b->pred, sizeof(float) * 3 * N);
+        b->sheet_label[f] = rhd_xmalloc(96);
+        snprintf(b->sheet_label[f], 96, "view %d   PSNR %.2f dB   SSIM %.4f", fr->id[f], psnr, ssim);
+    }
+    return 0;
+}
+
+/* Render every frame: PNGs into -o, metrics into mt, the contact sheet. *hit: the pixels with
+ * opacity > 0 over all frames. 0, or -1 with e (a ground-truth image). */
+static int render_frames(const opts *o, shared *s, rhd_renderer *r, rhd_occgrid *grid, const rhd_triplane *T,
+                         const frames *fr, int full_W, int full_H, rhd_metrics_table *mt, int64_t *hit, rhd_err *e) {
+    int W = fr->W, H = fr->H, rc = 0;
+    int64_t N = (int64_t)W * H;
+    frame_bufs b = {rhd_xmalloc(sizeof(float) * 3 * N), rhd_xmalloc(sizeof(float) * N), rhd_xmalloc(sizeof(float) * N),
+                    rhd_xmalloc(sizeof(float) * 3 * N), rhd_xmalloc(sizeof(float) * 4 * N), rhd_xmalloc(sizeof(float) * 3 * N)};
+    if (o->contact_sheet) {
+        b.sheet_gt = rhd_xcalloc(fr->n, sizeof(float *));
+        b.sheet_pred = rhd_xcalloc(fr->n, sizeof(float *));
+        b.sheet_label = rhd_xcalloc(fr->n, sizeof(char *));
+    }
+    *hit = 0;
+    for (int f = 0; f < fr->n && !rc; f++) {
+        rhd_render_camera cam = {fr->c2w + 12 * f, fr->K, W, H};
+        rhd_renderer_render_view_full(r, grid, T, &cam, b.rgb, b.alpha, o->depth ? b.depth : NULL);
+        for (int64_t i = 0; i < N; i++) {
+            *hit += b.alpha[i] > 0;
+            for (int c = 0; c < 3; c++) b.pred[3 * i + c] = b.rgb[3 * i + c] + (1.f - b.alpha[i]) * (float)s->bg[c];
+        }
+        if (!o->no_images) write_frame(o, fr, f, &b);
+        if (o->metrics || o->contact_sheet) rc = frame_metrics(o, s, fr, f, full_W, full_H, &b, mt, e);
+        if (!rc) rhd_info("frame %d/%d (%s %d) rendered", f + 1, fr->n, from_views(o) ? "view" : "frame", fr->id[f]);
+    }
+    if (o->contact_sheet && !rc) {
+        rhd_sheet_row *rows = rhd_xmalloc(sizeof(rhd_sheet_row) * fr->n);
+        for (int f = 0; f < fr->n; f++) rows[f] = (rhd_sheet_row){b.sheet_gt[f], b.sheet_pred[f], b.sheet_label[f]};
+        rhd_contact_sheet sh;
+        rhd_contact_sheet_init(&sh, W, H);
+        sh.downscale = (int)o->sheet_downscale;
+        rhd_err we = {0};
+        if (rhd_contact_sheet_write(o->contact_sheet, &sh, rows, fr->n, &we)) rhd_die("--contact-sheet %s", we.msg);
+        free(rows);
+    }
+    if (o->contact_sheet) {
+        for (int f = 0; f < fr->n; f++) free(b.sheet_gt[f]), free(b.sheet_pred[f]), free(b.sheet_label[f]);
+        free(b.sheet_gt), free(b.sheet_pred), free(b.sheet_label);
+    }
+    free(b.rgb), free(b.alpha), free(b.depth), free(b.pred), free(b.out4), free(b.gtd);
+    return rc;
+}
+
+/* Render one triplane as the options say (o: the item's --data, -o, --contact-sheet, --mesh):
+ * frames, metrics into mt, sheet, mesh. Returns 0, -1 with e (this triplane or its data: the
+ * file, the views, a ground-truth image) or -2 with e (image sizes: a usage error). *hit: the
+ * pixels with opacity > 0 over all frames; *nframes: the frames rendered. */
+static int render_one(const opts *o, shared *s, const char *tri_path, rhd_metrics_table *mt, int *nframes, int64_t *hit,
+                      rhd_err *e) {
+    rhd_triplane T; /* on the context's side */
+    *hit = 0, *nframes = 0;
+    if (load_triplane(o, tri_path, s->ctx, &s->dec, &T, e)) return -1;
+    frames fr;
+    int full_W = 0, full_H = 0;
+    double target[3] = {s->target[0], s->target[1], s->target[2]};
+    int rc = load_frames(o, tri_path, &s->dcfg, target, &fr, &full_W, &full_H, e);
+    if (!rc && (o->metrics || o->contact_sheet) && (fr.W < RHD_SSIM_WIN || fr.H < RHD_SSIM_WIN))
+        rc = -2, rhd_errf(e, "--downscale %lld: %dx%d images are too small for SSIM (at least 11x11)", o->downscale, fr.W, fr.H);
+    if (!rc && o->lpips && rhd_lpips_check_size(&s->lpips, fr.H, fr.W, e)) rc = -2, rhd_err_prefix(e, "--downscale %lld", o->downscale);
+    if (rc) {
+        free(fr.id), free(fr.c2w), rhd_triplane_free(&T);
+        return rc;
+    }
+    /* --- renderer and occupancy grid (§10.2: reset, then full updates) --- */
+    rhd_render_cfg rcfg;
+    rhd_render_cfg_default(&rcfg);
+    rcfg.bound = (float)o->bound, rcfg.min_near = (float)o->min_near, rcfg.grid_size = (int)o->grid_size;
+    rcfg.max_steps = (int)o->max_steps, rcfg.T_thresh = (float)o->T_thresh, rcfg.density_thresh = (float)o->density_thresh;
+    rcfg.double_norm = o->double_norm;
+    for (int c = 0; c < 3; c++) rcfg.bg[c] = (float)s->bg[c];
+    rhd_renderer r;
+    rhd_renderer_init(&r, s->ctx, &s->dec, &rcfg);
+    rhd_occgrid grid;
+    rhd_occgrid_cfg gcfg = rhd_renderer_grid_cfg(&r);
+    if (rhd_occgrid_init(s->ctx, &grid, &gcfg, e)) rhd_die("%s", e->msg);
+    int need_render = render_wanted(o);
+    if (need_render) rhd_renderer_grid_warmup(&r, &grid, &T, (uint64_t)o->common.seed, (int)o->warmup);
+    if (!o->no_images) {
+        char *probe = rhd_path_join(o->common.output, ".");
+        if (rhd_mkdir_parents(probe, e)) rhd_die("-o %s: %s", o->common.output, e->msg);
+        free(probe);
+    }
+    mt->device = rhd_ctx_device_label(s->ctx);
+    if (o->lpips) mt->lpips_net = rhd_lpips_net_name(s->lpips.net);
+    if (need_render) rc = render_frames(o, s, &r, &grid, &T, &fr, full_W, full_H, mt, hit, e);
+    if (need_render && !rc) *nframes = fr.n;
+    if (!rc && o->mesh) write_mesh(o, tri_path, &r, &T);
+    free(fr.id), free(fr.c2w);
+    rhd_occgrid_free(s->ctx, &grid);
+    rhd_renderer_free(&r);
+    rhd_triplane_free(&T);
+    return rc;
+}
+
+/* --- batch mode (--list FILE -o OUTROOT; common/render_batch.h) -------------------------------- */
+
+/* Item it into dir, as `rhd-render ... -o dir TRIPLANE` with the item's --data and the sheet and
+ * mesh in dir; --metrics into dir/metrics.json. An empty render (no pixel with opacity > 0 in any
+ * frame) fails the item. */
+static int batch_item(void *user, const rhd_render_item *it, const char *dir, rhd_render_result *res, rhd_err *e) {
+    shared *s = user;
+    opts one = *s->o;
+    if (it->data) one.data = it->data;
+    one.common.output = dir;
+    char *sheet = one.contact_sheet ? rhd_path_join(dir, one.contact_sheet) : NULL;
+    char *mesh = one.mesh ? rhd_path_join(dir, one.mesh) : NULL;
+    one.contact_sheet = sheet, one.mesh = mesh;
+    rhd_metrics_table mt;
+    rhd_metrics_init(&mt);
+    int64_t hit;
+    int rc = render_one(&one, s, it->triplane, &mt, &res->frames, &hit, e);
+    if (!rc && res->frames > 0 && hit == 0)
+        rc = rhd_errf(e, "%s: an empty render (no pixel of the %d frames has opacity > 0): the decoder %s gives this "
+                      "triplane no density in view", it->triplane, res->frames, one.decoder);
+    if (!rc && one.metrics) {
+        char *path = rhd_path_join(dir, "metrics.json");
+        rhd_atomic a;
+        if (rhd_atomic_open(&a, path, e)) rhd_die("%s", e->msg);
+        if (rhd_metrics_write_json(&mt, a.f) || rhd_atomic_commit(&a, e)) rhd_die("%s: write failed", path);
+        free(path);
+        res->count = mt.n;
+        rhd_metrics_mean(&mt, &res->psnr, &res->ssim, &res->lpips);
+    }
+    rhd_metrics_free(&mt);
+    free(sheet), free(mesh);
+    return rc ? -1 : 0;
+}
+
+static int run_batch(const opts *o, shared *s, rhd_render_item *items, int nitems) {
+    const char *inputs[3] = {o->decoder, o->lpips, o->camera};
+    rhd_render_batch b = {o->common.output, o->shard, o->force, inputs, 3};
+    return rhd_render_batch_run(&b, items, nitems, batch_item, s) ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     rhd_set_prog("rhd-render");
     opts o;
     memset(&o, 0, sizeof o);
     rhd_common_opts_init(&o.common);
+    rhd_shard_init(&o.shard);
     o.frames = 60, o.downscale = 1, o.size = 512, o.fov = 40, o.elevation = 15, o.sheet_downscale = 1;
     o.mesh_res = 256, o.mesh_threshold = 10, o.bound = 1, o.min_near = 0.2, o.grid_size = 256, o.max_steps = 1024;
     o.density_thresh = 10, o.T_thresh = 1e-4, o.warmup = 16, o.divisor = 23, o.scale = 0.6;
     int npos = rhd_cli_parse(&cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
+    rhd_shard_check(&o.shard);
     rhd_fs_install_signal_handlers();
-    double bg[3] = {1, 1, 1}, target[3] = {0, 0, 0}; /* orbit: the scene box's centre unless --data (orbit_target) */
-    usage_checks(&o, npos, bg, target);
-    const char *tri_path = argv[1];
-    output_checks(&o, tri_path);
-    int from_data = from_views(&o);
+    shared s = {.o = &o, .bg = {1, 1, 1}, .target = {0, 0, 0}}; /* orbit: the box's centre unless --data (orbit_target) */
+    rhd_render_item *items = NULL;
+    int nitems = 0;
+    if (o.list) {
+        batch_checks(&o, npos, s.bg, s.target, &items, &nitems);
+    } else {
+        usage_checks(&o, npos, s.bg, s.target);
+        output_checks(&o, argv[1]);
+    }
 
     rhd_err e = {0};
-    rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
-    if (!ctx) rhd_die("%s", e.msg);
-    rhd_lpips lpips = {0};
-    if (o.lpips && rhd_lpips_load(&lpips, ctx, o.lpips, &e)) rhd_die("--lpips %s", e.msg);
-    rhd_decoder dec;
-    rhd_triplane T; /* on the context's side */
-    load_model(&o, tri_path, ctx, &dec, &T);
-    rhd_fit_data_cfg dcfg;
-    rhd_fit_data_cfg_default(&dcfg);
-    dcfg.translation_divisor = o.divisor, dcfg.scale = o.scale;
-    if (o.offset_str && rhd_parse_vec3(o.offset_str, dcfg.offset))
+    s.ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
+    if (!s.ctx) rhd_die("%s", e.msg);
+    if (o.lpips && rhd_lpips_load(&s.lpips, s.ctx, o.lpips, &e)) rhd_die("--lpips %s", e.msg);
+    rhd_decoder_file_info dinfo;
+    if (rhd_decoder_file_read(o.decoder, s.ctx, 0, &s.dec, &dinfo, &e)) rhd_die("%s", e.msg);
+    rhd_fit_data_cfg_default(&s.dcfg);
+    s.dcfg.translation_divisor = o.divisor, s.dcfg.scale = o.scale;
+    if (o.offset_str && rhd_parse_vec3(o.offset_str, s.dcfg.offset))
         rhd_usage_error("--offset takes three numbers (e.g. --offset 0,-0.1,0), got '%s'", o.offset_str);
-    frames fr;
-    int full_W, full_H;
-    load_frames(&o, tri_path, &dcfg, target, &fr, &full_W, &full_H);
-    if ((o.metrics || o.contact_sheet) && (fr.W < RHD_SSIM_WIN || fr.H < RHD_SSIM_WIN))
-        rhd_usage_error("--downscale %lld: %dx%d images are too small for SSIM (at least 11x11)", o.downscale, fr.W, fr.H);
-    if (o.lpips && rhd_lpips_check_size(&lpips, fr.H, fr.W, &e)) rhd_usage_error("--downscale %lld: %s", o.downscale, e.msg);
 
-    /* --- renderer and occupancy grid (§10.2: reset, then full updates) --- */
-    rhd_render_cfg rcfg;
-    rhd_render_cfg_default(&rcfg);
-    rcfg.bound = (float)o.bound, rcfg.min_near = (float)o.min_near, rcfg.grid_size = (int)o.grid_size;
-    rcfg.max_steps = (int)o.max_steps, rcfg.T_thresh = (float)o.T_thresh, rcfg.density_thresh = (float)o.density_thresh;
-    rcfg.double_norm = o.double_norm;
-    for (int c = 0; c < 3; c++) rcfg.bg[c] = (float)bg[c];
-    rhd_renderer r;
-    rhd_renderer_init(&r, ctx, &dec, &rcfg);
-    rhd_occgrid grid;
-    rhd_occgrid_cfg gcfg = rhd_renderer_grid_cfg(&r);
-    if (rhd_occgrid_init(ctx, &grid, &gcfg, &e)) rhd_die("%s", e.msg);
-    int need_render = !o.no_images || o.metrics || o.contact_sheet;
-    if (need_render) rhd_renderer_grid_warmup(&r, &grid, &T, (uint64_t)o.common.seed, (int)o.warmup);
-
-    if (!o.no_images) {
-        char probe[4096];
-        snprintf(probe, sizeof probe, "%s/.", o.common.output);
-        if (rhd_mkdir_parents(probe, &e)) rhd_die("-o %s: %s", o.common.output, e.msg);
+    int status = 0;
+    if (o.list) {
+        status = run_batch(&o, &s, items, nitems);
+        rhd_render_list_free(items, nitems);
+    } else {
+        rhd_metrics_table mt;
+        rhd_metrics_init(&mt);
+        int nframes;
+        int64_t hit;
+        int rc = render_one(&o, &s, argv[1], &mt, &nframes, &hit, &e);
+        if (rc == -2) rhd_usage_error("%s", e.msg);
+        if (rc) rhd_die("%s", e.msg);
+        if (nframes > 0 && hit == 0)
+            rhd_warn("%s: an empty render (no pixel of the %d frames has opacity > 0)", argv[1], nframes);
+        if (o.metrics && rhd_metrics_write_json(&mt, stdout)) rhd_die("stdout: write failed");
+        rhd_metrics_free(&mt);
     }
-
-    /* --- render --- */
-    int W = fr.W, H = fr.H;
-    int64_t N = (int64_t)W * H;
-    float *rgb = rhd_xmalloc(sizeof(float) * 3 * N), *alpha = rhd_xmalloc(sizeof(float) * N),
-          *depth = rhd_xmalloc(sizeof(float) * N), *pred = rhd_xmalloc(sizeof(float) * 3 * N),
-          *out4 = rhd_xmalloc(sizeof(float) * 4 * N), *gtd = rhd_xmalloc(sizeof(float) * 3 * N);
-    rhd_metrics_table mt;
-    rhd_metrics_init(&mt);
-    mt.device = rhd_ctx_device_label(ctx);
-    if (o.lpips) mt.lpips_net = rhd_lpips_net_name(lpips.net);
-    float **sheet_gt = NULL, **sheet_pred = NULL;
-    char **sheet_label = NULL;
-    if (o.contact_sheet) {
-        sheet_gt = rhd_xcalloc(fr.n, sizeof(float *));
-        sheet_pred = rhd_xcalloc(fr.n, sizeof(float *));
-        sheet_label = rhd_xcalloc(fr.n, sizeof(char *));
-    }
-    for (int f = 0; f < fr.n && need_render; f++) {
-        rhd_render_camera cam = {fr.c2w + 12 * f, fr.K, W, H};
-        rhd_renderer_render_view_full(&r, &grid, &T, &cam, rgb, alpha, o.depth ? depth : NULL);
-        for (int64_t i = 0; i < N; i++)
-            for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]) * (float)bg[c];
-        if (!o.no_images) {
-            char *p;
-            if (o.rgba) {
-                for (int64_t i = 0; i < N; i++) {
-                    for (int c = 0; c < 3; c++) out4[4 * i + c] = alpha[i] > 0 ? rgb[3 * i + c] / alpha[i] : 0.f;
-                    out4[4 * i + 3] = alpha[i];
-                }
-                p = path_fmt(o.common.output, "rgba", fr.id[f]);
-                if (rhd_png_write(p, out4, W, H, 4, 8, RHD_PNG_TRUNC, &e)) rhd_die("%s", e.msg);
-            } else {
-                p = path_fmt(o.common.output, "rgb", fr.id[f]);
-                if (rhd_png_write(p, pred, W, H, 3, 8, RHD_PNG_TRUNC, &e)) rhd_die("%s", e.msg);
-            }
-            free(p);
-            if (o.depth) {
-                p = path_fmt(o.common.output, "depth", fr.id[f]);
-                if (rhd_png_write(p, depth, W, H, 1, 16, RHD_PNG_ROUND, &e)) rhd_die("%s", e.msg);
-                free(p);
-            }
-            if (o.opacity) {
-                p = path_fmt(o.common.output, "opacity", fr.id[f]);
-                if (rhd_png_write(p, alpha, W, H, 1, 8, RHD_PNG_ROUND, &e)) rhd_die("%s", e.msg);
-                free(p);
-            }
-        }
-        if (o.metrics || o.contact_sheet) {
-            rhd_fit_views one = {0};
-            if (rhd_fit_views_load(&one, o.data, &fr.id[f], 1, &dcfg, 1, &e)) rhd_die("%s", e.msg);
-            if (o.downscale > 1) box_down(gtd, one.gt, full_W, full_H, (int)o.downscale);
-            else memcpy(gtd, one.gt, sizeof(float) * 3 * N);
-            rhd_fit_views_free(&one);
-            /* the ground truth is on white (§1.5): compare with the render on white */
-            for (int64_t i = 0; i < N; i++)
-                for (int c = 0; c < 3; c++) pred[3 * i + c] = rgb[3 * i + c] + (1.f - alpha[i]);
-            double psnr = rhd_image_psnr(pred, gtd, H, W), ssim;
-            if (rhd_image_ssim(pred, gtd, H, W, &ssim, &e)) rhd_die("%s", e.msg);
-            double lp = NAN;
-            if (o.lpips && rhd_lpips_eval_hwc(&lpips, pred, gtd, H, W, &lp, &e)) rhd_die("--lpips %s", e.msg);
-            rhd_metrics_add(&mt, fr.id[f], psnr, ssim, lp);
-            if (o.contact_sheet) {
-                sheet_gt[f] = rhd_xmalloc(sizeof(float) * 3 * N);
-                sheet_pred[f] = rhd_xmalloc(sizeof(float) * 3 * N);
-                memcpy(sheet_gt[f], gtd, sizeof(float) * 3 * N);
-                memcpy(sheet_pred[f], pred, sizeof(float) * 3 * N);
-                sheet_label[f] = rhd_xmalloc(96);
-                snprintf(sheet_label[f], 96, "view %d   PSNR %.2f dB   SSIM %.4f", fr.id[f], psnr, ssim);
-            }
-        }
-        rhd_info("frame %d/%d (%s %d) rendered", f + 1, fr.n, from_data ? "view" : "frame", fr.id[f]);
-    }
-    if (o.metrics && rhd_metrics_write_json(&mt, stdout)) rhd_die("stdout: write failed");
-    if (o.contact_sheet) {
-        rhd_sheet_row *rows = rhd_xmalloc(sizeof(rhd_sheet_row) * fr.n);
-        for (int f = 0; f < fr.n; f++) rows[f] = (rhd_sheet_row){sheet_gt[f], sheet_pred[f], sheet_label[f]};
-        rhd_contact_sheet sh;
-        rhd_contact_sheet_init(&sh, W, H);
-        sh.downscale = (int)o.sheet_downscale;
-        if (rhd_contact_sheet_write(o.contact_sheet, &sh, rows, fr.n, &e)) rhd_die("--contact-sheet %s", e.msg);
-        for (int f = 0; f < fr.n; f++) free(sheet_gt[f]), free(sheet_pred[f]), free(sheet_label[f]);
-        free(rows), free(sheet_gt), free(sheet_pred), free(sheet_label);
-    }
-
-    if (o.mesh) write_mesh(&o, tri_path, &r, &T);
-
-    free(rgb), free(alpha), free(depth), free(pred), free(out4), free(gtd);
-    rhd_metrics_free(&mt);
-    rhd_lpips_free(&lpips);
-    free(fr.id), free(fr.c2w);
-    rhd_occgrid_free(ctx, &grid);
-    rhd_renderer_free(&r);
-    rhd_decoder_free(&dec);
-    rhd_triplane_free(&T);
-    rhd_ctx_close(ctx);
-    return rhd_close_stdout();
+    rhd_lpips_free(&s.lpips);
+    rhd_decoder_free(&s.dec);
+    rhd_ctx_close(s.ctx);
+    int out_rc = rhd_close_stdout();
+    return status ? status : out_rc;
 }

@@ -29,8 +29,9 @@ typedef struct sample_cli_opts {
     const char *base, *upsample, *list, *noise, *save_noise, *weights, *respace;
     const char *time_scale, *up_time_scale;
     int sampler, cond_noise, force, npy, no_clip, save_traj;
-    long long batch, steps, up_steps, up_res, rank, world;
+    long long batch, steps, up_steps, up_res;
     double eta, up_eta, guidance, up_guidance;
+    rhd_shard shard; /* --rank/--world (common/cli.h) */
 } sample_cli_opts;
 
 static const char *const sampler_names[] = {"ddim-dpm", "ddim", "ddpm", NULL};
@@ -64,8 +65,7 @@ static const rhd_opt sample_options[] = {
     RHD_OPT_GROUP_("noise and sharding"),
     RHD_OPT_STRING_(0, "noise", sample_cli_opts, noise, "FILE", "take x_T, every step's z and the latent draw from FILE (formats/noise.md)"),
     RHD_OPT_STRING_(0, "save-noise", sample_cli_opts, save_noise, "FILE", "write the noise used to FILE (replay with --noise)"),
-    RHD_OPT_INT_(0, "rank", sample_cli_opts, rank, "R", "this rank; portrait i goes to rank i mod W ($OMPI_COMM_WORLD_RANK or $PMI_RANK when set)", 0, 1e6),
-    RHD_OPT_INT_(0, "world", sample_cli_opts, world, "W", "number of ranks ($OMPI_COMM_WORLD_SIZE or $PMI_SIZE when set)", 1, 1e6),
+    RHD_SHARD_OPTS(sample_cli_opts, shard),
     RHD_COMMON_OPTS(sample_cli_opts),
     RHD_OPT_END_};
 
@@ -92,13 +92,6 @@ typedef struct job {
     rhd_sample_cond cond;
     int row[2];
 } job;
-
-static long long env_ll(const char *a, const char *b, long long dflt) {
-    const char *v = getenv(a);
-    if (!v || !*v) v = getenv(b);
-    long long x;
-    return v && *v && rhd_parse_ll(v, &x) == 0 ? x : dflt;
-}
 
 /* "dir/avatar_7.safetensors" -> "avatar_7" (cut at the first '.', as the original names, §7.18) */
 static char *name_of(const char *path) {
@@ -168,7 +161,7 @@ static void check_outputs(const sample_cli_opts *o, const job *jobs, int njobs) 
     for (int i = 0; i < njobs; i++) in[nin++] = jobs[i].input;
     rhd_err e;
     for (int i = 0; i < njobs; i++) {
-        if (i % o->world != o->rank) continue;
+        if (!rhd_shard_mine(&o->shard, i)) continue;
         const char *outs[2] = {jobs[i].output, o->save_traj ? jobs[i].traj : NULL};
         for (int k = 0; k < 2 && outs[k]; k++) {
             if (rhd_check_output_not_input("-o", outs[k], in, nin, &e)) rhd_usage_error("%s", e.msg);
@@ -402,8 +395,7 @@ int main(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     rhd_common_opts_init(&o.common);
     o.batch = 1, o.steps = 10, o.up_steps = 10, o.eta = 1, o.up_eta = 0, o.guidance = 1.3, o.up_guidance = 1;
-    o.rank = env_ll("OMPI_COMM_WORLD_RANK", "PMI_RANK", 0);
-    o.world = env_ll("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", 1);
+    rhd_shard_init(&o.shard);
     int n = rhd_cli_parse(&sample_cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
 
@@ -411,8 +403,8 @@ int main(int argc, char **argv) {
     if (!o.common.output) rhd_usage_error("expected -o OUT/, the folder for OUT/<name>.safetensors (e.g. -o samples)");
     if (o.list && n > 0) rhd_usage_error("give features files or --list FILE, not both");
     if (!o.list && n == 0) rhd_usage_error("expected features files or --list FILE (e.g. rhd-sample --base B -o samples features/*.safetensors)");
-    if (o.rank >= o.world) rhd_usage_error("--rank %lld is out of range for --world %lld, expected 0..%lld", o.rank, o.world, o.world - 1);
-    if (o.save_noise && o.world > 1) rhd_usage_error("--save-noise writes one file: run it with --world 1");
+    rhd_shard_check(&o.shard);
+    if (o.save_noise && o.shard.world > 1) rhd_usage_error("--save-noise writes one file: run it with --world 1");
     if (o.save_noise && o.noise) rhd_usage_error("--save-noise with --noise would copy the file; give one of them");
     if (o.respace && o.sampler == RHD_SAMPLER_DDIM_DPM) rhd_usage_error("--respace is for --sampler ddim or ddpm (ddim-dpm takes --steps S)");
     int njobs;
@@ -428,13 +420,13 @@ int main(int argc, char **argv) {
     /* this rank's share, minus the up-to-date outputs */
     int *todo = rhd_xmalloc(sizeof(int) * (size_t)njobs), ntodo = 0, nskip = 0;
     for (int i = 0; i < njobs; i++) {
-        if (i % o.world != o.rank) continue;
+        if (!rhd_shard_mine(&o.shard, i)) continue;
         int fresh = !o.force && rhd_file_newer(jobs[i].output, jobs[i].input) && rhd_file_newer(jobs[i].output, o.base) &&
                     (!o.upsample || rhd_file_newer(jobs[i].output, o.upsample)) && (!o.noise || rhd_file_newer(jobs[i].output, o.noise));
         if (fresh) { nskip++; rhd_verbose("%s: up to date, skipped", jobs[i].output); continue; }
         todo[ntodo++] = i;
     }
-    if (o.world > 1) rhd_info("rank %lld of %lld: %d of %d portraits", o.rank, o.world, ntodo + nskip, njobs);
+    if (o.shard.world > 1) rhd_info("rank %lld of %lld: %d of %d portraits", o.shard.rank, o.shard.world, ntodo + nskip, njobs);
     if (nskip) rhd_info("%d portrait%s up to date, skipped (--force to redo)", nskip, nskip > 1 ? "s" : "");
     /* every input checked before any work */
     for (int i = 0; i < ntodo; i++)
