@@ -57,6 +57,7 @@ typedef struct rhd_train_mb {
 typedef struct rhd_train_trace {
     float *x0, *eps, *tm, *ref, *F[3], *out;
     float *low;   /* upsample: the last item's low-res condition as the network read it [C, r, 3r] */
+    int64_t samples; /* upsample: render samples marched by the last item */
 } rhd_train_trace;
 
 typedef struct rhd_train_model rhd_train_model;

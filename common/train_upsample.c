@@ -410,6 +410,7 @@ static int item_step(ups_model *m, const rhd_train_mb *mb, int b, rhd_diffusion_
                             .trace_low = tlow};
         rhd_ups_step_out out;
         rhd_ups_train_step(&m->tr, &bt, R, &out);
+        if (m->base.trace) m->base.trace->samples = out.samples;
         term->mse = out.rec, term->vb = out.render, term->loss = out.loss;
     }
     for (int k = 0; pp && k < K; k++) rhd_render_patch_free(&pp[k]);
