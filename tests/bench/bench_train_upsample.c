@@ -1,8 +1,9 @@
 /* tests/bench/bench_train_upsample.c: one optimiser step of rhd-train --model upsample (common/train_run.h
  * with common/train_upsample.h) at the small upsampler preset (n_feats 32, 20.3M parameters) on
- * R = 64 planes (condition 16), global batch 1 (the original's micro-batch), with the rendering loss
- * (L1 of one 16 px patch of tests/data/mini's views, a random decoder, occupancy grid 64 reset and
- * updated 16 times, up to 1024 march steps; LPIPS off), against the same step in PyTorch fp32
+ * R = 32 planes (condition 8; R = 64 took 28 s a step here), global batch 1 (the original's
+ * micro-batch), with the rendering loss (L1 of one 16 px patch of tests/data/mini's views, a random
+ * decoder, occupancy grid 32 reset and updated 16 times, up to 1024 march steps; LPIPS off), against
+ * the same step in PyTorch fp32
  * (tests/ref/bench_train_upsample.py: ref_upsampler.py's network, ref_render_loss.py's decoder,
  * torch.optim.AdamW, one EMA) on the same $RHD_BENCH_THREADS threads; best of RHD_BENCH_REPS.
  *
