@@ -46,6 +46,12 @@ static void add_train_keys(cJSON *o, const rhd_train_run *run) {
 char *rhd_train__train_json(const rhd_train_run *run) {
     cJSON *o = cJSON_CreateObject();
     add_train_keys(o, run);
+    char *own = run->ops->train_keys ? run->ops->train_keys(run->model) : NULL;
+    cJSON *k = own ? cJSON_Parse(own) : NULL;
+    RHD_ASSERT(!own || cJSON_IsObject(k));
+    for (cJSON *it = k ? k->child : NULL; it; it = it->next)
+        cJSON_AddItemToObject(o, it->string, cJSON_Duplicate(it, 1));
+    cJSON_Delete(k), free(own);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;

@@ -119,7 +119,7 @@ static void print_start(rhd_train_run *run) {
     const size_t act = run->ops->arena_bytes(run->model, run->micro);
     rhd_info("model %s, %lld parameters (%.1f MB fp32; with gradients, Adam moments and %d EMA: %.1f MB)",
              run->ops->kind, (long long)np, np * 4.0 / 1e6, run->cfg.nema, np * 4.0 * (4 + run->cfg.nema) / 1e6);
-    rhd_info("activation memory %.1f MB at micro-batch %d (rhd_unet_arena_bytes); %d pairs, global batch %d "
+    rhd_info("activation memory %.1f MB at micro-batch %d; %d pairs, global batch %d "
              "= %d rank%s x %d micro-batch%s of %d", act / 1e6, run->micro, run->data->n, run->cfg.batch,
              run->dist->world, run->dist->world > 1 ? "s" : "", run->per_rank / run->micro,
              run->per_rank / run->micro > 1 ? "es" : "", run->micro);
@@ -144,6 +144,7 @@ rhd_train_run *rhd_train_open(const rhd_train_cfg *cfg, rhd_train_data *data, rh
     /* every rank checks its share of the pairs; any failure stops all */
     rhd_err de = {0};
     int bad = rhd_train_data_validate(data, dist->rank, dist->world, &de) != 0;
+    if (!bad && run->ops->validate) bad = run->ops->validate(run->model, data, dist->rank, dist->world, &de) != 0;
     if (rhd_dist_max_int(dist, bad)) {
         if (bad) *e = de;
         else rhd_errf(e, "another rank found a bad training pair (see its message)");

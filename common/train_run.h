@@ -56,6 +56,8 @@ typedef struct rhd_train_mb {
 /* What a test can ask a model to copy out of a micro-batch (host arrays, malloc'd by the model). */
 typedef struct rhd_train_trace {
     float *x0, *eps, *tm, *ref, *F[3], *out;
+    float *low;   /* upsample: the last item's low-res condition as the network read it [C, r, 3r] */
+    int64_t samples; /* upsample: render samples marched by the last item */
 } rhd_train_trace;
 
 typedef struct rhd_train_model rhd_train_model;
@@ -74,6 +76,13 @@ typedef struct rhd_train_model_ops {
     /* Loss and backward of a micro-batch: parameter gradients += into params()->grad; terms[n]. */
     int (*micro_step)(rhd_train_model *m, const rhd_train_mb *mb, rhd_diffusion_terms *terms, rhd_err *e);
     void (*free)(rhd_train_model *m);
+    /* Optional (NULL: none). Check the kind's own per-pair inputs of pairs i with i % stride == first
+     * before the first step (after the pairs themselves), -1 with a message naming the file. */
+    int (*validate)(rhd_train_model *m, const rhd_train_data *d, int first, int stride, rhd_err *e);
+    /* Optional (NULL: none). The kind's own options that decide the numbers, as a JSON object
+     * (malloc'd text): its members join rhd.config's "train" object, so that --resume refuses
+     * another value of any of them. */
+    char *(*train_keys)(const rhd_train_model *m);
 } rhd_train_model_ops;
 struct rhd_train_model {
     const rhd_train_model_ops *ops;

@@ -19,7 +19,9 @@
 #include "common/fs.h"
 #include "common/model_io.h"
 #include "common/rng.h"
+#include "common/sha256.h"
 #include "common/triplane.h"
+#include "formats/triplane_file.h"
 #include "common/upsampler_train.h"
 
 #define UPS_DIFFUSION_JSON \
@@ -41,6 +43,8 @@ int rhd_train_ups_render_on(const rhd_train_ups_opts *o) { return o->render_weig
 int rhd_train_ups_opts_check(const rhd_train_ups_opts *o, rhd_err *e) {
     if (o->sf < 1 || o->R < o->sf || o->R % o->sf)
         return rhd_errf(e, "--resolution %d: expected a multiple of the upsampling factor %d", o->R, o->sf);
+    if (o->low_res && !o->low_res[strspn(o->low_res, ",")])
+        return rhd_errf(e, "--low-res '': expected a folder (or folders separated by commas)");
     if (!rhd_train_ups_render_on(o)) return 0;
     if (!o->decoder)
         return rhd_errf(e, "the rendering loss (--render-weight %g, --lpips-weight %g) needs --decoder FILE (the fitted "
@@ -77,6 +81,10 @@ typedef struct ups_model {
     rhd_dataset *views;              /* [npairs], opened on first use (dir NULL: not yet) */
     int npairs;
     float *hr, *ref;                 /* one item on the host: [3,C,R,R], [lc,L,L] */
+    char **ldir;                     /* the --low-res dirs [nldir] */
+    int nldir;
+    float *low;                      /* one item's precomputed condition [3,C,R/sf,R/sf] */
+    char dec_sha[65], lp_sha[65];    /* the decoder's and LPIPS weights' sha256 ("" without) */
 } ups_model;
 
 static void ups_free(rhd_train_model *mm) {
@@ -84,7 +92,9 @@ static void ups_free(rhd_train_model *mm) {
     if (!m) return;
     for (int i = 0; i < m->npairs; i++)
         if (m->views[i].dir) rhd_dataset_close(&m->views[i]);
-    free(m->views), free(m->hr), free(m->ref);
+    free(m->views), free(m->hr), free(m->ref), free(m->low);
+    for (int i = 0; i < m->nldir; i++) free(m->ldir[i]);
+    free(m->ldir);
     if (m->has_rl) rhd_render_loss_free(&m->rl);
     if (m->has_lp) rhd_lpips_free(&m->lp);
     if (m->has_dec) rhd_decoder_free(&m->dec);
@@ -99,6 +109,8 @@ static int render_setup(ups_model *m, rhd_err *e) {
     rhd_decoder_file_info info;
     if (rhd_decoder_file_read(o->decoder, m->ctx, 0, &m->dec, &info, e)) return -1;
     m->has_dec = 1;
+    if (rhd_sha256_file(o->decoder, m->dec_sha, e)) return -1;
+    if (o->lpips_weight > 0 && rhd_sha256_file(o->lpips, m->lp_sha, e)) return -1;
     if (o->lpips_weight > 0) {
         if (rhd_lpips_load(&m->lp, m->ctx, o->lpips, e)) return -1;
         m->has_lp = 1;
@@ -114,6 +126,21 @@ static int render_setup(ups_model *m, rhd_err *e) {
     if (rhd_render_loss_init(&m->rl, m->ctx, &m->dec, m->has_lp ? &m->lp : NULL, &ro, e)) return -1;
     m->has_rl = 1;
     return 0;
+}
+
+/* "A,B,C" -> the dirs (empty parts skipped). */
+static void split_dirs(ups_model *m, const char *list) {
+    for (const char *p = list; *p;) {
+        const char *q = strchr(p, ',');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n) {
+            m->ldir = rhd_xrealloc(m->ldir, sizeof(char *) * (m->nldir + 1));
+            char *d = rhd_xmalloc(n + 1);
+            memcpy(d, p, n), d[n] = 0;
+            m->ldir[m->nldir++] = d;
+        }
+        p = q ? q + 1 : p + n;
+    }
 }
 
 static rhd_train_model *ups_create(const char *json, const char *preset, double dropout, rhd_ctx *ctx, rhd_err *e) {
@@ -141,7 +168,9 @@ static rhd_train_model *ups_create(const char *json, const char *preset, double 
                  sub.msg);
         goto fail;
     }
+    if (m->o.low_res) split_dirs(m, m->o.low_res);
     m->hr = rhd_xmalloc(sizeof(float) * (size_t)3 * c.in_ch * m->o.R * m->o.R);
+    if (m->nldir) m->low = rhd_xmalloc(sizeof(float) * (size_t)3 * c.cond_ch * (m->o.R / m->o.sf) * (m->o.R / m->o.sf));
     m->ref = rhd_xmalloc(sizeof(float) * (size_t)c.latent_ch * c.latent_size * c.latent_size);
     return &m->base;
 fail:
@@ -227,7 +256,88 @@ static void ups_setup_data(const rhd_train_model *mm, rhd_train_data *d, rhd_dow
     if (!d->item) d->item = rhd_xcalloc(d->n ? d->n : 1, sizeof *d->item);
 }
 
-static size_t ups_arena_bytes(rhd_train_model *mm, int n) { return 0; /* measured by the first pass */ }
+/* The memory one item's step takes besides the parameters' buffers (items run one at a time, so
+ * the micro-batch does not change it): the network's activation arena for a training pass at N = 1,
+ * measured by a dry run of its forward and backward (what rhd_nn_model_forward allocates), plus
+ * rhd_ups_train_step's buffers (x0, x_t, eps, dout, the condition, ref, t on the context; x0 and the
+ * condition on the host), the render loss's three triplane buffers and the kind's own host copies
+ * (HR planes, ref, precomputed condition). Not counted: the render loss's per-patch ray buffers and
+ * LPIPS activations (small at 64 px patches). */
+static size_t ups_arena_bytes(rhd_train_model *mm, int n) {
+    ups_model *m = (ups_model *)mm;
+    const rhd_ups_config *c = &m->net->cfg;
+    const int R = m->o.R, r = R / m->o.sf;
+    rhd_nn *run = &m->net->base.run;
+    rhd_ups_io io = {.N = 1, .R = R, .r = r};
+    const int train = run->train;
+    run->train = 1, run->dry = 1, run->used = run->peak = 0, run->ntape = 0, run->rng_offset = 0;
+    rhd_upsampler_ops.forward(run, &m->net->base, &io);
+    rhd_upsampler_ops.backward(run, &m->net->base, &io);
+    const size_t arena = run->peak + 256;
+    run->dry = 0, run->ntape = 0, run->rng_offset = 0, run->train = train;
+    const size_t tri = (size_t)3 * c->in_ch * R * R, low = (size_t)3 * c->cond_ch * r * r;
+    const size_t ref = (size_t)c->latent_ch * c->latent_size * c->latent_size;
+    size_t fl = 4 * tri + low + ref + 1 + tri + low;   /* the step's context and host buffers */
+    if (m->has_rl) fl += 3 * tri;
+    fl += tri + ref + (m->low ? low : 0);              /* the kind's host copies */
+    (void)n;
+    return arena + sizeof(float) * fl;
+}
+
+/* The options that decide the numbers, for rhd.config's "train" object (resume compares them). */
+static char *ups_train_keys(const rhd_train_model *mm) {
+    const ups_model *m = (const ups_model *)mm;
+    const rhd_train_ups_opts *o = &m->o;
+    char *s = rhd_xmalloc(1024 + (o->low_res ? 2 * strlen(o->low_res) : 0));
+    int k = sprintf(s, "{\"resolution\":%d,\"degradation\":\"%s\",\"low_res\":\"", o->R, rhd_degrade_kind_name(o->degrade));
+    for (const char *p = o->low_res ? o->low_res : ""; *p; p++) { /* a JSON string */
+        if (*p == '"' || *p == '\\') s[k++] = '\\';
+        s[k++] = (unsigned char)*p < 0x20 ? '?' : *p;
+    }
+    sprintf(s + k, "\",\"render_weight\":%.17g,\"lpips_weight\":%.17g,\"patch\":%d,\"patches\":%d,\"view_range\":\"%d-%d\","
+            "\"grid_size\":%d,\"max_steps\":%d,\"decoder_sha256\":\"%s\",\"lpips_sha256\":\"%s\"}",
+            o->render_weight, o->lpips_weight, o->patch, o->patches, o->view_lo, o->view_hi, o->grid_size, o->max_steps,
+            m->dec_sha, m->lp_sha);
+    return s;
+}
+
+/* The low-res triplane of pair `name` in dir k: <dir>/<name>.safetensors, else .npy; C channels of
+ * side R / sf, finite (the reader checks that), into dst [3,C,r,r]. */
+static int load_low(const ups_model *m, int k, const char *name, float *dst, rhd_err *e) {
+    const int C = m->net->cfg.cond_ch, r = m->o.R / m->o.sf;
+    char fn[1024];
+    snprintf(fn, sizeof fn, "%s.safetensors", name);
+    char *path = rhd_path_join(m->ldir[k], fn);
+    if (!rhd_file_exists(path)) {
+        free(path);
+        snprintf(fn, sizeof fn, "%s.npy", name);
+        path = rhd_path_join(m->ldir[k], fn);
+    }
+    if (!rhd_file_exists(path)) {
+        rhd_errf(e, "--low-res %s: no %s.safetensors or %s.npy for pair '%s', expected the low-res triplane of every "
+                    "pair in every --low-res folder", m->ldir[k], name, name, name);
+        free(path);
+        return -1;
+    }
+    rhd_triplane t = {0};
+    int rc = rhd_triplane_file_read(path, &t, NULL, e);
+    if (!rc && (t.C != C || t.R != r))
+        rc = rhd_errf(e, "%s: a low-res triplane [3,%d,%d,%d], expected [3,%d,%d,%d] (the upsampler's cond_ch %d at side "
+                         "--resolution %d / %d; --low-res files are used as found, not resized)", path, t.C, t.R, t.R,
+                      C, r, r, C, m->o.R, m->o.sf);
+    if (!rc) memcpy(dst, t.planes, sizeof(float) * (size_t)3 * C * r * r);
+    if (t.planes) rhd_triplane_free(&t);
+    free(path);
+    return rc;
+}
+
+static int ups_validate(rhd_train_model *mm, const rhd_train_data *d, int first, int stride, rhd_err *e) {
+    ups_model *m = (ups_model *)mm;
+    for (int i = first; i < d->n; i += stride)
+        for (int k = 0; k < m->nldir; k++)
+            if (load_low(m, k, d->pair[i].name, m->low, e)) return -1;
+    return 0;
+}
 
 /* A derived key for one use of an item's key (the base kind's derivation). */
 static uint64_t subkey(uint64_t key, uint64_t use) {
@@ -267,6 +377,12 @@ static int item_step(ups_model *m, const rhd_train_mb *mb, int b, rhd_diffusion_
     else rhd_unet_cond_sample(m->ref, it.moments, 1, c->latent_ch, c->latent_size, RHD_UNET_NOISE_UNIFORM,
                               subkey(key, 1), stream, 0);
     if (tmp) rhd_train_item_free(&it);
+    if (m->nldir) {
+        int k = 0;
+        if (m->nldir > 1) k = (int)(rhd_rng_uniform(subkey(key, 6), stream, 0) * (float)m->nldir);
+        if (k >= m->nldir) k = m->nldir - 1;
+        if (load_low(m, k, mb->data->pair[mb->pair[b]].name, m->low, e)) return -1;
+    }
     rhd_render_patch *pp = NULL;
     rhd_ups_render_target *tg = NULL;
     int rc = 0;
@@ -283,11 +399,18 @@ static int item_step(ups_model *m, const rhd_train_mb *mb, int b, rhd_diffusion_
     }
     if (!rc) {
         const uint64_t nkey = subkey(key, 2);
+        float *tlow = NULL;
+        if (m->base.trace) {
+            const size_t r = (size_t)(R / m->o.sf);
+            tlow = m->base.trace->low = rhd_xrealloc(m->base.trace->low, sizeof(float) * c->cond_ch * r * 3 * r);
+        }
         rhd_ups_batch bt = {.N = 1, .hr = m->hr, .ref = m->ref, .t = &mb->t[b], .noise_keys = &nkey, .step = mb->step,
-                            .deg_seed = subkey(key, 3), .deg_stream = stream, .grid_seed = subkey(key, 4),
-                            .targets = tg, .per_sample = tg ? K : 0, .grad_scale = (float)(mb->w[b] / mb->n)};
+                            .deg_seed = subkey(key, 3), .deg_stream = stream, .low = m->low, .grid_seed = subkey(key, 4),
+                            .targets = tg, .per_sample = tg ? K : 0, .grad_scale = (float)(mb->w[b] / mb->n),
+                            .trace_low = tlow};
         rhd_ups_step_out out;
         rhd_ups_train_step(&m->tr, &bt, R, &out);
+        if (m->base.trace) m->base.trace->samples = out.samples;
         term->mse = out.rec, term->vb = out.render, term->loss = out.loss;
     }
     for (int k = 0; pp && k < K; k++) rhd_render_patch_free(&pp[k]);
@@ -306,4 +429,4 @@ static int ups_micro_step(rhd_train_model *mm, const rhd_train_mb *mb, rhd_diffu
 
 const rhd_train_model_ops rhd_train_upsample_ops = {
     "upsample", UPS_DIFFUSION_JSON, ups_create, ups_init, ups_params, ups_config_json, ups_T,
-    ups_setup_data, ups_arena_bytes, ups_micro_step, ups_free};
+    ups_setup_data, ups_arena_bytes, ups_micro_step, ups_free, ups_validate, ups_train_keys};

@@ -6,7 +6,11 @@
  * Data: the pairs of common/train_data.h with the HR triplanes at R (resized as the base does), the
  * features file's moments only (ref = the §1.4 sample, uniform noise; ms_feature.* are read and
  * ignored); the low-resolution condition synthesised from the HR triplane by the degradation chain
- * (common/degrade.h). Render loss (when render_weight or lpips_weight > 0): the frozen decoder of
+ * (common/degrade.h), or with `low_res` (the original's --low_res_root, spec §5.6) read from
+ * <dir>/<pair name>.safetensors or .npy (any layout formats/triplane_file.h reads; C channels of
+ * side R / sf, as found: no resize, no degradation), the dir drawn per item when several are
+ * listed. Every pair's low-res file in every dir is read once before the first step (the kind's
+ * validate). Render loss (when render_weight or lpips_weight > 0): the frozen decoder of
  * `decoder`, the views of `views`/<pair name>/ (formats/dataset.h), LPIPS-VGG from `lpips`.
  *
  * Random draws of item b of step s, all from its slot key k (seed, s, slot, pair name; see
@@ -14,7 +18,8 @@
  * k + 0x9e3779b97f4a7c15 (u + 1)), on stream RHD_STREAM(RHD_STREAM_DIFFUSION, s): u = 1 the
  * conditioning noise (rhd_unet_cond_sample, uniform), 2 the diffusion noise (the noise key),
  * 3 the degradation plan (deg_seed), 4 the occupancy grid updates (grid_seed), 5 the render patches
- * (rhd_render_loss_make_patch, offset k << 8 for patch k). Items are run one at a time (the
+ * (rhd_render_loss_make_patch, offset k << 8 for patch k), 6 the low-res dir (floor(u n_dirs), u the
+ * uniform of counter 0; only with several dirs). Items are run one at a time (the
  * original's micro-batch is 1), gradient scaled by w_b / M, so the micro-batch size changes only the
  * summation order of the gradients. The log's "vb" column carries the render loss (loss = mse + vb).
  *
@@ -29,6 +34,7 @@ typedef struct rhd_train_ups_opts {
     int R;                        /* HR plane side the network trains at (512) */
     int sf;                       /* the condition is R / sf (4) */
     rhd_degrade_kind degrade;     /* normal (strong, none) */
+    const char *low_res;          /* NULL, or "DIR[,DIR...]": precomputed low-res triplanes by pair name */
     const char *decoder;          /* fitted decoder (rhd-fit's decoder.safetensors); NULL: no render loss */
     const char *views;            /* dataset root: <views>/<pair name>/ holds the avatar's views */
     const char *lpips;            /* LPIPS-VGG weights (formats/lpips.md) */

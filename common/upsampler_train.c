@@ -43,6 +43,12 @@ int rhd_ups_train_check(const rhd_ups_trainer *tr, int R, rhd_err *e) {
 static int make_condition(const rhd_ups_trainer *tr, const rhd_ups_batch *b, int R, float *low) {
     const int C = tr->model->cfg.cond_ch;
     int r = 0;
+    if (b->low) { /* precomputed: a copy into the rolled layout */
+        r = R / tr->o.sf;
+        for (int n = 0; n < b->N; n++)
+            rhd_triplane_roll(low + (size_t)n * C * r * 3 * r, b->low + (size_t)n * 3 * C * r * r, C, r);
+        return r;
+    }
     float *lp = NULL;
     for (int n = 0; n < b->N; n++) {
         rhd_degrade_plan p;
@@ -126,6 +132,7 @@ double rhd_ups_train_step(rhd_ups_trainer *tr, const rhd_ups_batch *b, int R, rh
     rhd_diffusion_q_sample(ctx, tr->sched, xt, x0, eps, b->t, N, n);
     rhd_ups_io io = {.N = N, .R = R, .r = rr, .x = xt, .t = t, .ref = ref, .low = low, .dy = dout};
     rhd_nn_model_forward(&m->base, &io, 1);
+    if (b->trace_low) rhd_buf_download(ctx, b->trace_low, io.low, sizeof(float) * nlow);
     out->rec = rhd_diffusion_training_loss(ctx, tr->sched, RHD_PRED_XSTART, RHD_VAR_FIXED_LARGE, dout, NULL, io.y, x0,
                                            xt, eps, b->t, NULL, N, C, HW);
     if (b->grad_scale != 1.f) rhd_scale(ctx, dout, dout, b->grad_scale, N * n);

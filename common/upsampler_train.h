@@ -4,7 +4,9 @@
  *
  * Per sample b of a micro-batch of N:
  *   low_b  = degrade(hr_b) (common/degrade.h; plan drawn from (deg_seed, deg_stream, b << 32)),
- *            [3,C,R/sf,R/sf], rolled to the network's condition (the network resizes it per plane)
+ *            [3,C,R/sf,R/sf], or the caller's precomputed planes `low` (the original's
+ *            --low_res_root, spec §5.6), rolled to the network's condition bit for bit (the
+ *            network resizes it per plane)
  *   eps    = rhd_diffusion_train_noise(keys, step);  x_t = q_sample(hr, t, eps)
  *   x0_hat = upsampler(x_t, t_model, ref, low), t_model = rhd_diffusion_model_t(t, time_scale)
  *            (raw t in training by default, §3.6)
@@ -48,10 +50,14 @@ typedef struct rhd_ups_batch {
     const uint64_t *noise_keys;  /* [N] rhd_diffusion_train_noise keys */
     uint32_t step;               /* the noise draw's step */
     uint64_t deg_seed, deg_stream;
+    const float *low;            /* [N,3,C,R/sf,R/sf] host: the condition as given (no degradation
+                                    drawn); NULL: synthesised from hr */
     uint64_t grid_seed;          /* occupancy-grid updates of the render loss */
     const rhd_ups_render_target *targets; /* [N * per_sample] or NULL: no render loss */
     int per_sample;              /* patches per sample (render loss count) */
     float grad_scale;            /* 1, or 1/micro-batches */
+    float *trace_low;            /* NULL, or [N,C,R/sf,3R/sf] host: receives the condition the network
+                                    read (copied back from its input buffer; tests) */
 } rhd_ups_batch;
 
 typedef struct rhd_ups_step_out {

@@ -23,7 +23,7 @@ typedef struct opts {
     int keep, resume, force;
     /* --model upsample */
     int degradation;
-    const char *decoder, *views, *lpips, *view_range;
+    const char *decoder, *views, *lpips, *view_range, *low_res;
     long long resolution, patch, patches, grid_size, max_steps;
     double render_weight, lpips_weight;
 } opts;
@@ -68,6 +68,7 @@ static const rhd_opt options[] = {
     RHD_OPT_GROUP_("upsample model (--model upsample)"),
     RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "HR plane side trained at (triplanes of another side are resized by --downsample)", 4, 8192),
     RHD_OPT_CHOICE_(0, "degradation", opts, degradation, "KIND", "low-res condition: normal (the original's chain), strong, none (bicubic)", degradation_choices),
+    RHD_OPT_STRING_(0, "low-res", opts, low_res, "DIR[,DIR]", "precomputed low-res triplanes DIR/<pair name>.safetensors|.npy of side R/4 instead of the degradation (one dir drawn per item)"),
     RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "the fitted decoder (frozen) for the rendering loss"),
     RHD_OPT_STRING_(0, "views", opts, views, "DIR", "dataset root: DIR/<pair name>/ holds the avatar's views and cameras"),
     RHD_OPT_STRING_(0, "lpips", opts, lpips, "FILE", "LPIPS-VGG weights (formats/lpips.md; pipelines/lpips_weights.py makes them)"),
@@ -150,7 +151,7 @@ static void opts_init(opts *o) {
 static void ups_opts(const opts *o, rhd_train_ups_opts *u) {
     rhd_train_ups_opts_default(u);
     u->R = (int)o->resolution, u->degrade = (rhd_degrade_kind)o->degradation;
-    u->decoder = o->decoder, u->views = o->views, u->lpips = o->lpips;
+    u->decoder = o->decoder, u->views = o->views, u->lpips = o->lpips, u->low_res = o->low_res;
     u->render_weight = o->render_weight, u->lpips_weight = o->lpips_weight;
     u->patch = (int)o->patch, u->patches = (int)o->patches;
     u->grid_size = (int)o->grid_size, u->max_steps = (int)o->max_steps;
@@ -186,7 +187,8 @@ static void prepare_dir(const opts *o) {
 static void check_usage(const opts *o, int n, char **argv) {
     if (n > 0) rhd_usage_error("unexpected argument '%s', expected options only", argv[1]);
     if (o->model == 0) {
-        const char *ups = o->decoder ? "--decoder" : o->views ? "--views" : o->lpips ? "--lpips" : o->view_range ? "--view-range" : NULL;
+        const char *ups = o->decoder ? "--decoder" : o->views ? "--views" : o->lpips ? "--lpips" : o->view_range ? "--view-range"
+                        : o->low_res ? "--low-res" : NULL;
         if (ups) rhd_usage_error("%s is an option of --model upsample, expected it only with that model", ups);
     }
     if (o->model == 1 && o->uncond_p > 0)

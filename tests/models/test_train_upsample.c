@@ -7,7 +7,10 @@
  *     from the triplane file, ref from the moments, the patches from the dataset, every draw keyed as
  *     train_upsample.h documents, grad_scale w_b / n;
  *   - the kind's config JSON reads back to the same config, its diffusion JSON is the contract's;
- *   - a decoder of other channels is refused at create, naming both counts. */
+ *   - a decoder of other channels is refused at create, naming both counts;
+ *   - with a precomputed low-res folder (--low-res, random planes written here as safetensors) the
+ *     condition the network reads is the file's planes rolled out, bit for bit (rolled here by
+ *     index), and a folder without a pair's file is refused by the kind's validate, naming it. */
 #include "common/models/diffusion.h"
 /* kernels/diffusion.h and kernels/rays.h (through render_loss.h) define the same fp32 helper macros
  * differently; this file uses neither */
@@ -76,6 +79,61 @@ static rhd_ups_step_out direct_item(rhd_ups_trainer *tr, const rhd_train_data *d
     rhd_triplane_free(&tp);
     free(mom), free(ref);
     return o;
+}
+
+/* --low-res: the network's condition vs the file (render loss off, one item). */
+static void low_res_check(const rhd_train_model_ops *ops, rhd_train_data *d, const char *dir, rhd_ctx *cpu) {
+    enum { r = R / 4 };
+    rhd_err e = {0};
+    char ldir[1200], path[1300], bad[1200];
+    snprintf(ldir, sizeof ldir, "%s/low", dir), snprintf(bad, sizeof bad, "%s/lowbad", dir);
+    snprintf(path, sizeof path, "%s/x", bad);
+    if (rhd_mkdir_parents(path, &e)) th_diag("%s", e.msg), exit(1);
+    float *want[2];
+    for (int i = 0; i < 2; i++) {
+        want[i] = th_randn(3 * C * r * r, 0.5f);
+        rhd_triplane t = rhd_triplane_view(want[i], C, r, 0, NULL);
+        snprintf(path, sizeof path, "%s/%s.safetensors", ldir, d->pair[i].name);
+        if (rhd_mkdir_parents(path, &e) || rhd_triplane_file_write(path, &t, NULL, &e)) th_diag("%s", e.msg), exit(1);
+        snprintf(path, sizeof path, "%s/%s.safetensors", bad, d->pair[i].name);
+        if (i == 0 && rhd_triplane_file_write(path, &t, NULL, &e)) th_diag("%s", e.msg), exit(1); /* only the first */
+    }
+    rhd_train_ups_opts uo;
+    rhd_train_ups_opts_default(&uo);
+    uo.R = R, uo.render_weight = uo.lpips_weight = 0, uo.low_res = bad;
+    rhd_train_ups_configure(&uo);
+    rhd_train_model *m = ops->create(k_cfg, "small", -1, cpu, &e);
+    int rc = m ? ops->validate(m, d, 0, 1, &e) : -2;
+    th_ok(rc == -1 && strstr(e.msg, d->pair[1].name) && strstr(e.msg, "lowbad"),
+          "--low-res folder without pair '%s': validate refuses it: %s", d->pair[1].name, e.msg);
+    if (m) ops->free(m);
+    uo.low_res = ldir;
+    rhd_train_ups_configure(&uo);
+    m = ops->create(k_cfg, "small", -1, cpu, &e);
+    if (!m || ops->validate(m, d, 0, 1, &e)) { th_ok(0, "--low-res model and validate: %s", e.msg); return; }
+    ops->init(m, th_seed());
+    rhd_train_trace trace = {0};
+    m->trace = &trace;
+    for (int p = 0; p < 2; p++) {
+        const int pair[1] = {p}, t[1] = {(int)(th_seed() % 100)}, unc[1] = {0};
+        const double w[1] = {1};
+        uint64_t key[1] = {rhd_noise_key(th_seed(), "low")};
+        rhd_train_mb mb = {.n = 1, .pair = pair, .t = t, .w = w, .uncond = unc, .key = key, .step = 1, .seed = th_seed(), .data = d};
+        rhd_diffusion_terms terms[1];
+        rhd_buf_zero(cpu, ops->params(m)->grad, sizeof(float) * ops->params(m)->total);
+        if (ops->micro_step(m, &mb, terms, &e)) { th_ok(0, "micro_step with --low-res: %s", e.msg); break; }
+        float rolled[C * r * 3 * r];
+        for (int q = 0; q < 3; q++)
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < r; i++)
+                    for (int j = 0; j < r; j++) rolled[(c * r + i) * 3 * r + q * r + j] = want[p][((q * C + c) * r + i) * r + j];
+        char what[160];
+        snprintf(what, sizeof what, "--low-res: the network's condition of pair '%s' = the file's planes rolled (%d x %d x %d)",
+                 d->pair[p].name, C, r, 3 * r);
+        th_same_bytes(what, trace.low, rolled, C * r * 3 * r, sizeof(float));
+    }
+    free(trace.low), free(want[0]), free(want[1]);
+    ops->free(m);
 }
 
 int main(void) {
@@ -188,6 +246,8 @@ int main(void) {
         same &= terms[b].mse == dterm[b][0] && terms[b].vb == dterm[b][1] && terms[b].loss == dterm[b][0] + dterm[b][1];
     th_ok(same && dterm[0][1] > 0 && dterm[1][1] > 0, "terms equal: item 0 x0 MSE %.6g + render %.6g, item 1 (null "
           "condition, t 99) %.6g + %.6g", dterm[0][0], dterm[0][1], dterm[1][0], dterm[1][1]);
+
+    low_res_check(ops, &d, dir, cpu);
 
     rhd_render_loss_free(&rl);
     rhd_decoder_free(&dec);

@@ -16,10 +16,10 @@ train_fixture() {
 }
 
 resume_check() {
-    local n=$1 rc; shift
+    local pt=$1 rc; shift
     run rhd-train "$@" -o whole
     expect_rc 0 "resume: the uninterrupted run"
-    RHD_CRASH_AFTER=$n "$RHD_BIN/rhd-train" "$@" -o part >/dev/null 2>&1 && rc=0 || rc=$?
+    RHD_CRASH_AFTER=$pt "$RHD_BIN/rhd-train" "$@" -o part >/dev/null 2>&1 && rc=0 || rc=$?
     [ "$rc" = 137 ] && _tap 0 "resume: killed part way (exit 137)" || _tap 1 "resume: the kill hook did not fire (exit $rc)"
     run rhd-train "$@" -o part --resume
     expect_rc 0 "resume: --resume finishes the run"

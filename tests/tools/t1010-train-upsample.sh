@@ -13,7 +13,13 @@
 #      (skipped where rhd-sample is not built);
 #   6. mpirun -np 2 with the rendering loss gives the same checkpoint bytes as one process (skipped
 #      without mpirun/mpicc; the MPI binary is linked here as t1000-train.sh does);
-#   7. the worked example of tools/rhd-train.md.
+#   7. the worked example of tools/rhd-train.md;
+#   8. --low-res: a folder of 8 x 8 low-res triplanes (numpy block means of the fixture, + 0.5) trains
+#      to other parameters than the synthesised condition and is recorded in rhd.config; a folder
+#      with a missing file, 16 channels, side 16 or a NaN is refused before the first step naming
+#      the file; the activation-memory line of that run is > 0 and, with the parameter memory,
+#      below its measured peak RSS;
+#   9. --resume with another --degradation or --patch is refused naming the option.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
@@ -141,4 +147,71 @@ ex=$(sed -n '/^## The upsample model/,/^## /p' "$RHD_ROOT/tools/rhd-train.md" | 
 [ -n "$ex" ] && while IFS= read -r line; do
     PATH="$RHD_BIN:$PATH" MINI=$MINI bash -c "$line" >ex.out 2>&1 && _tap 0 "rhd-train.md example runs: $line" || { _tap 1 "example fails: $line"; tail -3 ex.out | sed 's/^/#   /'; }
 done <<<"$ex" || _tap 1 "rhd-train.md: no upsample example found"
+
+# ---- 8. --low-res ----
+"$PY" - <<'EOF'
+import os, numpy as np
+for d in ("low", "lowmiss", "lowc", "lowside", "lownan"): os.makedirs(d, exist_ok=True)
+for n in ("avatar_100", "avatar_101"):
+    a = np.load("tri/%s.npy" % n).astype(np.float32).reshape(3, 32, 32, 32)
+    lo = a.reshape(3, 32, 8, 4, 8, 4).mean(axis=(3, 5)) + 0.5   # [3,32,8,8], not what the degradation makes
+    np.save("low/%s.npy" % n, lo)
+    last = n == "avatar_101"   # the bad folders are bad at the second pair
+    np.save("lowc/%s.npy" % n, lo[:, :16] if last else lo)
+    np.save("lowside/%s.npy" % n, a.reshape(3, 32, 16, 2, 16, 2).mean(axis=(3, 5)) if last else lo)
+    bad = lo.copy(); bad[1, 3, 2, 5] = np.nan
+    np.save("lownan/%s.npy" % n, bad if last else lo)
+    if not last: np.save("lowmiss/%s.npy" % n, lo)
+EOF
+LR="--data pairs.txt --render-weight 0 --lpips-weight 0 --batch 2 --steps 2 --lr 1e-3 --save-every 1000"
+mem=$("$PY" -c '
+import re, resource, subprocess, sys
+p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KB -> MB
+a = re.search(r"activation memory ([0-9.]+) MB", p.stderr); w = re.search(r"EMA: ([0-9.]+) MB", p.stderr)
+print(p.returncode, a.group(1) if a else -1, w.group(1) if w else -1, "%.1f" % rss)' \
+    "$RHD_BIN/rhd-train" ${U% -q} $LR --low-res low -o lowrun)
+set -- $mem
+[ "$1" = 0 ] && _tap 0 "--low-res low: 2 steps at batch 2 (exit 0)" || _tap 1 "--low-res low: exit $1"
+awk -v a="$2" -v w="$3" -v r="$4" 'BEGIN { exit !(a > 0 && a + w <= r) }' &&
+    _tap 0 "activation memory estimate $2 MB > 0; with parameters, gradients, Adam and EMA ($3 MB) below the measured peak RSS $4 MB" ||
+    _tap 1 "activation memory estimate $2 MB, parameter memory $3 MB, peak RSS $4 MB: expected 0 < estimate and the sum <= RSS"
+run rhd-train $U $LR -o lowsyn
+expect_rc 0 "the same run with the synthesised condition"
+v=$("$PY" -c '
+import json, struct, sys
+import numpy as np
+from safetensors.numpy import load_file
+def cfg(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    return json.loads(json.loads(b[8:8 + n])["__metadata__"]["rhd.config"])["train"]
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+names = [k for k in a if not k.startswith(("ema", "adam"))]
+diff = max(float(np.abs(a[k] - b[k]).max()) for k in names)
+print("%d %.3e %s %s" % (len(names), diff, cfg(sys.argv[1])["low_res"], json.dumps(cfg(sys.argv[2])["low_res"])))' lowrun/checkpoint.safetensors lowsyn/checkpoint.safetensors)
+set -- $v
+awk -v d="$2" 'BEGIN { exit !(d > 0) }' && [ "$3" = low ] &&
+    _tap 0 "--low-res: parameters after 2 steps differ from the synthesised condition's (max |diff| $2 over $1 tensors); rhd.config train.low_res '$3' (synthesised: $4)" ||
+    _tap 1 "--low-res vs synthesised: $*"
+run rhd-train $U $LR --low-res lowmiss -o lowbad --force
+expect_rc 1 "--low-res: a folder without avatar_101"
+expect_err "low-res lowmiss: no avatar_101.safetensors or avatar_101.npy" "missing low-res file: folder and pair named"
+run rhd-train $U $LR --low-res lowc -o lowbad --force
+expect_rc 1 "--low-res: a file of 16 channels"
+expect_err "lowc/avatar_101.npy: a low-res triplane \[3,16,8,8\], expected \[3,32,8,8\]" "16 channels: the file and both shapes named"
+run rhd-train $U $LR --low-res lowside -o lowbad --force
+expect_rc 1 "--low-res: a file of side 16 for --resolution 32"
+expect_err "lowside/avatar_101.npy: a low-res triplane \[3,32,16,16\], expected \[3,32,8,8\]" "side 16: the file and both shapes named"
+run rhd-train $U $LR --low-res lownan -o lowbad --force
+expect_rc 1 "--low-res: a file with a NaN"
+expect_err "lownan/avatar_101.npy.*(NaN|nan|finite)" "NaN: the file named"
+check "refused before the first step: no checkpoint written" test ! -e lowbad/checkpoint.safetensors
+
+# ---- 9. resume with other upsample options ----
+run rhd-train $RS --degradation strong -o whole --resume
+expect_rc 1 "resume with another --degradation"
+expect_err "training option 'degradation' is \"normal\" in the checkpoint, \"strong\" now" "resume: --degradation named with both values"
+run rhd-train $RS --patch 8 -o whole --resume
+expect_rc 1 "resume with another --patch"
+expect_err "training option 'patch' is 16 in the checkpoint, 8 now" "resume: --patch named with both values"
 done_testing
