@@ -5,10 +5,12 @@
 #   features/            rhd-encode with RANDOM weights (random:1: the SDXL-VAE weights are a
 #                        download the demo cannot make; WEIGHTS=DIR for real features)
 #   plan.json, fit/      rhd-schedule fit + rhd-fit stage 1: the decoder and both avatars' triplanes
-#                        (32 x 32 x 16 channels, one round of 300 steps
+#                        (32 x 32 x 8 channels, one round of 300 steps
 #                        mixing both avatars' rays in every step)
-#   base/                rhd-train: a small base model (16 channels, 16 x 16 planes: the fitted 32
-#                        planes area-downsampled) trained on the two avatars; loss.png
+#   base/                rhd-train: a small base model (32 model channels over the planes' 8: a
+#                        network narrower than its input cannot denoise it, tools/rhd-train.md;
+#                        16 x 16 planes: the fitted 32 planes area-downsampled) trained on the two
+#                        avatars; loss.png
 #   samples/avatar_100   rhd-sample from avatar_100's portrait features
 #   eval/sample/avatar_100/contact_sheet.png   ground truth | generated avatar, held-out views
 #   eval/fitted/avatar_100/contact_sheet.png   ground truth | fitted triplane (the upper bound)
@@ -23,10 +25,10 @@ start=$(date +%s)
 make --no-print-directory -f pipelines/rodinhd.mk -j"${DEMO_JOBS:-2}" RHD_BIN="$BUILD/bin" DATA=tests/data/mini OUT="$OUT" \
     SAMPLE=avatar_100 THREADS=${DEMO_THREADS:-2} \
     PLAN_OPTS="--rounds 1 --steps 300 --order interleaved --group 2" \
-    SIZE_OPTS="--triplane-res 32 --triplane-channels 16" \
+    SIZE_OPTS="--triplane-res 32 --triplane-channels 8" \
     FIT_OPTS="--rays 256 --grid-size 32 --max-steps 64 --train-views 0-23 --eval-views 100,110" \
-    MODEL_CONFIG='{"image_size": 16, "in_channels": 16, "out_channels": 32, "latent_size": 8, "patch": 8, "model_channels": 16, "channel_mult": [1, 2], "groups": 8, "num_head_channels": 16, "attention_resolutions": [8]}' \
-    TRAIN_OPTS="--batch 2 --steps ${DEMO_STEPS:-200} --lr 2e-3 --ema 0.99 --log-every 10 --save-every 50" \
+    MODEL_CONFIG='{"image_size": 16, "in_channels": 8, "out_channels": 16, "latent_size": 8, "patch": 8, "model_channels": 32, "channel_mult": [1, 2], "groups": 8, "num_head_channels": 16, "attention_resolutions": [16, 8]}' \
+    TRAIN_OPTS="--batch 2 --steps ${DEMO_STEPS:-600} --lr 2e-3 --ema 0.99 --log-every 10 --save-every 50" \
     SAMPLE_OPTS="--weights model" RENDER_OPTS="--grid-size 32 --max-steps 64 --triplane-res 32" \
     FRAMES=12 MESH_RES=64 "$@"
 echo "demo: done in $(( $(date +%s) - start )) s; $OUT/report.md; the generated avatar beside its ground truth:"

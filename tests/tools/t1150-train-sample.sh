@@ -1,61 +1,78 @@
 #!/usr/bin/env bash
-# The end-to-end path of the base stage: rhd-train trains a tiny base model on the two bundled
-# fitted avatars (tests/data/train: stage-1 fits of tests/data/mini at 32 x 32 channels, with the
-# decoder of that fit) paired with rhd-encode features of their portraits (view 0, 64 px, random
-# encoder weights); rhd-sample samples a triplane for each training portrait; rhd-render renders
-# the sample, the portrait's own fitted triplane and the other avatar's with that decoder from the
-# portrait's camera (view 0). Printed: PSNR(sample, own fit) and PSNR(sample, other fit), and
-# PSNR(own fit, other fit) for scale. Checked: the samples are finite, [3,32,32,32], the renders
-# are not empty (some pixel off the white background), PSNR(sample, own fit) >= OWN_MIN, and, where
-# MARGIN is set, own > other + MARGIN. Measured (seed 0): at 40 and 80 steps with lr 5e-3 (eps MSE
-# 0.96 -> 0.66) and 20 and 60 steps with lr 2e-3 the samples are still mostly noise (std 0.70
-# against the fits' 0.2) and both portraits render nearer avatar_101's fit (80 steps: avatar_100
-# own 9.07 / other 11.31 dB, avatar_101 own 11.32 / other 9.16 dB);
-# a budget the test can afford (~0.5 s CPU a step) does not make own > other, so MARGIN is unset
-# and the PSNRs are printed for the record. Set MARGIN once a faster-learning setup is found.
+# The end-to-end path of the base stage: rhd-train trains a small base model on the two bundled
+# fitted avatars (tests/data/train-c8: stage-1 fits of tests/data/mini, 32 x 32 planes of 8
+# channels, with the decoder of that fit; area-downsampled to the model's 16 x 16) paired with
+# rhd-encode features of their portraits (view 0, 64 px, random encoder weights); rhd-sample samples
+# a triplane for each training portrait; rhd-render renders the sample and both fits (at 16 x 16)
+# with that decoder from the portrait's camera (view 0). Checked: the samples are finite
+# [3,8,16,16] planes with the data's spread (std within STD_LO..STD_HI of the fits': a noise-like
+# sample, as an undertrained or too narrow network gives, has several times it), the renders are
+# not empty, and PSNR(sample, nearer fit) >= NEAR_MIN; printed: PSNR(sample, own fit), PSNR(sample,
+# other fit), PSNR(own fit, other fit). The network is 32 channels wide over the planes' 8: the
+# former 16-channel network over 32-channel planes stalled at eps MSE ~0.55 whatever the budget
+# (the noise of 32 channels cannot pass 16; tools/rhd-train.md "Small networks") and sampled noise
+# (std 0.70 against the fits' 0.2). Still open: telling the two portraits apart. Measured (seed 0,
+# this recipe continued to 2000 steps): both portraits sample avatar_101's look at every checkpoint
+# (own/other render PSNR at 1000 steps: avatar_100 6.97 / 12.23 dB, avatar_101 12.25 / 6.98 dB),
+# so MARGIN (own > other + MARGIN) stays unset until the conditioning is shown to separate them.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
-FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
-# the training (CPU budget of the test: about 0.5 s CPU a step at batch 2)
-STEPS=20
-MARGIN= OWN_MIN=7
-MEASURED="at 20 steps: avatar_100 own 9.03 / other 11.27 dB, avatar_101 own 11.32 / other 9.11 dB; fit vs fit 13.48 dB; 43 s CPU"
+FIX=$RHD_ROOT/tests/data/train-c8 MINI=$RHD_ROOT/tests/data/mini
+# the training (about 0.25 s a step at batch 2 on 2 threads; the whole test about 3.5 min of CPU)
+STEPS=400
+MARGIN= NEAR_MIN=10 STD_LO=0.5 STD_HI=2.5
+MEASURED="seed 0, 400 steps: sample std 0.251 / 0.250 (fits 0.275 / 0.165); avatar_100 own 6.98 / other 12.23 dB, avatar_101 own 11.64 / other 7.87 dB; fit vs fit 11.14 dB; 3.5 min CPU"
 export OPENBLAS_NUM_THREADS=1   # its own threads would only spin beside --threads 1
 
 cd "$T"
 mkdir -p tri && cp "$FIX"/avatar_10[01].npy tri/
 run rhd-encode -q --weights random:1 --data "$MINI" --out-dir feat --size 64 --batch 2 --threads 1
 expect_rc 0 "rhd-encode: features of the two portraits (view 0, 64 px, random weights)"
-echo '{"latent_size": 8, "patch": 8, "model_channels": 16, "groups": 8, "num_head_channels": 16, "attention_resolutions": [16, 8]}' > tiny.json
-run rhd-train --model base --preset small --model-config tiny.json --threads 1 -q --triplanes tri --features feat \
-    --batch 2 --steps $STEPS --lr 5e-3 --uncond-p 0 --dropout 0 --log-every 10 --save-every $STEPS -o run
-expect_rc 0 "rhd-train: $STEPS steps at batch 2 (tiny UNet, lr 5e-3, no condition dropout, no dropout)"
+echo '{"image_size": 16, "in_channels": 8, "out_channels": 16, "latent_size": 8, "patch": 8, "model_channels": 32, "channel_mult": [1, 2], "groups": 8, "num_head_channels": 16, "attention_resolutions": [16, 8]}' > small.json
+run rhd-train --model base --preset small --model-config small.json --threads 2 -q --triplanes tri --features feat \
+    --batch 2 --steps $STEPS --lr 2e-3 --uncond-p 0 --dropout 0 --log-every 50 --save-every $STEPS -o run
+expect_rc 0 "rhd-train: $STEPS steps at batch 2 (32 channels over 8, lr 2e-3, no condition dropout, no dropout)"
+if printf '%s' "$err" | grep -q model_channels; then _tap 1 "a narrow-network warning for a config 32 wide over 8"; else _tap 0 "no narrow-network warning for this config"; fi
 # the raw parameters (the EMA at 0.9999 is still the initialisation after so few steps);
 # guidance 1: the model never saw the null condition
 run rhd-sample -q --base run/checkpoint.safetensors --weights model --guidance 1 --batch 2 --threads 1 -o smp \
     feat/avatar_100.safetensors feat/avatar_101.safetensors
 expect_rc 0 "rhd-sample: both training portraits (DDIM dpm, S = 10, eta 1)"
-check "samples: finite planes [3,32,32,32]" "$PY" -c "
+# the fits at the model's 16 x 16 (2 x 2 means: the trainer's area filter), to render beside the samples
+"$PY" -c "
 import numpy as np
+for a in ['avatar_100', 'avatar_101']:
+    p = np.load(f'tri/{a}.npy').astype(np.float32)
+    np.save(f'fit16_{a}.npy', p.reshape(3, 1, 8, 16, 2, 16, 2).mean(axis=(4, 6)).astype(np.float32))
+"
+WHAT="samples: finite [3,8,16,16] planes, std within $STD_LO..$STD_HI x the fit's (not noise)"
+if msg=$("$PY" - "$STD_LO" "$STD_HI" <<'EOF2' 2>&1
+import sys, numpy as np
 from safetensors.numpy import load_file
+lo, hi = float(sys.argv[1]), float(sys.argv[2])
+ok = True
 for a in ['avatar_100', 'avatar_101']:
     p = load_file(f'smp/{a}.safetensors')['planes']
-    assert p.shape == (3, 32, 32, 32) and np.isfinite(p).all(), p.shape
-"
+    f = np.load(f'fit16_{a}.npy')[:, 0]
+    r = p.std() / f.std()
+    print(f'# {a}: sample std {p.std():.3f}, fit std {f.std():.3f} (ratio {r:.2f}), shape {p.shape}')
+    ok &= p.shape == (3, 8, 16, 16) and bool(np.isfinite(p).all()) and lo <= r <= hi
+sys.exit(0 if ok else 1)
+EOF2
+); then printf '%s\n' "$msg"; _tap 0 "$WHAT"; else printf '%s\n' "$msg"; _tap 1 "$WHAT"; fi
 R="--decoder $FIX/decoder.safetensors --views 0 --grid-size 32 --max-steps 64 --threads 1 -q"
 ok=0
 for a in avatar_100 avatar_101; do
-    for s in "own:tri/$a.npy" "smp:smp/$a.safetensors"; do
+    o=avatar_100; [ $a = avatar_100 ] && o=avatar_101
+    for s in "own:fit16_$a.npy" "other:fit16_$o.npy" "smp:smp/$a.safetensors"; do
         "$RHD_BIN/rhd-render" $R --data "$MINI/$a" -o "r/$a/${s%%:*}" "${s#*:}" >/dev/null 2>r.err || ok=1
     done
-    o=avatar_100; [ $a = avatar_100 ] && o=avatar_101
-    "$RHD_BIN/rhd-render" $R --data "$MINI/$a" -o "r/$a/other" "tri/$o.npy" >/dev/null 2>r.err || ok=1
 done
-[ $ok = 0 ] && _tap 0 "rhd-render: samples and fitted triplanes from each portrait's camera" || { _tap 1 "rhd-render failed"; sed 's/^/#   /' r.err; }
-WHAT="renders not empty, own >= $OWN_MIN dB${MARGIN:+, own > other + $MARGIN dB} for each portrait (measured $MEASURED)"
-if msg=$("$PY" - "${MARGIN:--1e9}" "$OWN_MIN" <<'EOF2' 2>&1
+[ $ok = 0 ] && _tap 0 "rhd-render: samples and fitted triplanes (16 x 16) from each portrait's camera" || { _tap 1 "rhd-render failed"; sed 's/^/#   /' r.err; }
+WHAT="renders not empty, PSNR(sample, nearer fit) >= $NEAR_MIN dB${MARGIN:+, own > other + $MARGIN dB} for each portrait (measured $MEASURED)"
+if msg=$("$PY" - "${MARGIN:--1e9}" "$NEAR_MIN" <<'EOF2' 2>&1
 import sys, numpy as np, png
-margin, own_min = float(sys.argv[1]), float(sys.argv[2])
+margin, near_min = float(sys.argv[1]), float(sys.argv[2])
 def rd(p):
     w, h, rows, _ = png.Reader(filename=p).asRGB8()
     return np.array([list(r) for r in rows], np.float64).reshape(h, w, 3) / 255
@@ -67,7 +84,7 @@ for a in ['avatar_100', 'avatar_101']:
     p_own, p_oth = psnr(s, own), psnr(s, oth)
     print(f'# {a}: PSNR(sample, own fit) {p_own:.2f} dB, PSNR(sample, other fit) {p_oth:.2f} dB, PSNR(own fit, other fit) {psnr(own, oth):.2f} dB')
     if not p_own > p_oth + margin: bad.append(f'{a}: own {p_own:.2f} not above other {p_oth:.2f} + {margin}')
-    if not p_own >= own_min: bad.append(f'{a}: own {p_own:.2f} < {own_min}')
+    if not max(p_own, p_oth) >= near_min: bad.append(f'{a}: nearer fit {max(p_own, p_oth):.2f} < {near_min}')
 for b in bad: print('# ' + b)
 sys.exit(1 if bad else 0)
 EOF2
