@@ -18,7 +18,6 @@ import json
 import math
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train import best_of, finish_step  # noqa: E402
 from ref_fit import freq, sample  # noqa: E402
 from ref_render_loss import decode, sigmoid_abar  # noqa: E402
 from ref_upsampler import Upsampler  # noqa: E402
@@ -96,19 +96,9 @@ def main():
         pred = (w[..., None] * rgb.reshape(rays, per, 3)).sum(1) + (1 - w.sum(1, keepdim=True))
         l1 = (pred.clamp(0, 1) - gt).abs().mean()
         (rec + l1).backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), float("inf"))
-        opt.step()
-        with torch.no_grad():
-            for e, p in zip(ema, m.parameters()):
-                e.mul_(0.9999).add_(p, alpha=1e-4)
+        finish_step(m, opt, ema)
 
-    def timed():
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
-
-    step()  # warm-up
-    wall, cpu = min(timed() for _ in range(reps))
+    wall, cpu = best_of(step, reps)
     print(f"# torch: {sum(p.numel() for p in m.parameters())} parameters, {rays} rays x {per} samples decoded, "
           f"grid {G}^3 x 16 density evaluations")
     print(f"train_upsample_step_small {wall:.3f} {cpu:.3f}")
