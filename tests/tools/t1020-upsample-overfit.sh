@@ -18,7 +18,7 @@
 #     150 steps training seed 1 (sampling seed 0): 18.06 dB (0.01253);
 #     150 steps seed 777 (training and sampling, RHD_TEST_SEED=777): 18.37 dB (0.01241).
 # The sample renders a little above the fit itself: the fit (100 steps of rhd-fit) is not the
-# ground truth either, and the sample is a smoothed version of it.
+# ground truth either (why the sample gains on it was not investigated).
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 C8=$RHD_ROOT/tests/data/train-c8 MINI=$RHD_ROOT/tests/data/mini
