@@ -12,6 +12,7 @@
 #include "formats/npy.h"
 #include "formats/safetensors.h"
 #include "formats/schema.h"
+#include "formats/triplane_file.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ void rhd_crash_before_write(const char *path);
 
 typedef struct sample_cli_opts {
     rhd_common_opts common;
-    const char *base, *upsample, *list, *noise, *save_noise, *weights, *respace;
+    const char *base, *upsample, *low_res, *list, *noise, *save_noise, *weights, *respace;
     const char *time_scale, *up_time_scale;
     int sampler, cond_noise, force, npy, no_clip, save_traj;
     long long batch, steps, up_steps, up_res;
@@ -41,6 +42,7 @@ static const rhd_opt sample_options[] = {
     RHD_OPT_GROUP_("inputs and outputs"),
     RHD_OPT_STRING_(0, "base", sample_cli_opts, base, "CKPT", "the base model's checkpoint (formats/checkpoint.md)"),
     RHD_OPT_STRING_(0, "upsample", sample_cli_opts, upsample, "CKPT", "also upsample each base sample with this upsampler checkpoint"),
+    RHD_OPT_STRING_(0, "low-res", sample_cli_opts, low_res, "DIR", "with --upsample and no --base: upsample DIR/<name>.(safetensors|npy) instead"),
     RHD_OPT_STRING_(0, "list", sample_cli_opts, list, "FILE", "features files, one per line (relative to FILE's folder)"),
     RHD_OPT_STRING_(0, "weights", sample_cli_opts, weights, "W", "ema, model or emaK (default: ema when the checkpoint has it, else model)"),
     RHD_OPT_FLAG_(0, "npy", sample_cli_opts, npy, "write the original's .npy (float16 [3,1,C,R,R]; upsampled [C,R,3R]) instead of safetensors"),
@@ -71,17 +73,20 @@ static const rhd_opt sample_options[] = {
 
 static const rhd_cli sample_cli = {
     TOOL,
-    "rhd-sample --base CKPT [--upsample CKPT] -o OUT/ (FEATURES.safetensors... | --list FILE)",
+    "rhd-sample (--base CKPT [--upsample CKPT] | --upsample CKPT --low-res DIR) -o OUT/ (FEATURES.safetensors... | --list FILE)",
     "Sample a triplane for each portrait's features (rhd-encode's output) with the base diffusion\n"
     "model: DDIM with the original's \"dpm\" steps (S = 10, eta = 1), classifier-free guidance 1.3 on\n"
     "the eps channels, x0 clipped. With --upsample, the base sample conditions the upsampler (DDIM\n"
-    "S = 10, eta = 0, no guidance) for the high-resolution triplane. Writes OUT/<name>.safetensors\n"
+    "S = 10, eta = 0, no guidance) for the high-resolution triplane; with --upsample and --low-res DIR\n"
+    "instead of --base, the condition is DIR/<name>.safetensors (or .npy), as the original's\n"
+    "upsample_sample.py reads LR/<name>.npy. Writes OUT/<name>.safetensors\n"
     "(kind triplane) per portrait and one JSON line per portrait on stdout. The noise is drawn from\n"
     "Philox keyed by (--seed, portrait name, draw): a sample does not depend on its batch or the\n"
     "thread count. An output newer than its features and checkpoints is skipped (--force redoes it).\n",
     sample_options,
     "examples:\n"
     "  rhd-sample --base base.ckpt.safetensors -o samples features/*.safetensors\n"
+    "  rhd-sample --upsample up.ckpt.safetensors --low-res samples -o hr features/*.safetensors\n"
     "  rhd-sample --base base.ckpt.safetensors --upsample up.ckpt.safetensors --batch 4 -o hr --list feats.txt\n"
     "  rhd-sample --base base.ckpt.safetensors --save-noise n.safetensors -o a features/x.safetensors\n"
     "  rhd-sample --base base.ckpt.safetensors --noise n.safetensors --npy -o b features/x.safetensors\n"
@@ -89,6 +94,8 @@ static const rhd_cli sample_cli = {
 
 typedef struct job {
     char *name, *input, *output, *traj;
+    char *low_path; /* --low-res: DIR/<name>.safetensors or .npy */
+    float *low;     /* its planes, rolled [C, low_r, 3 low_r] (read before any work) */
     rhd_sample_cond cond;
     int row[2];
 } job;
@@ -109,6 +116,19 @@ static double parse_time_scale(const char *opt, const char *v, const rhd_sample_
     if (rhd_parse_double(v, &x) || !(x > 0))
         rhd_usage_error("%s takes rescaled, raw, train or a positive factor (e.g. %s raw), got '%s'", opt, opt, v);
     return x;
+}
+
+/* --low-res DIR: DIR/<name>.safetensors, else DIR/<name>.npy (the first when neither is there). */
+static char *low_res_path(const char *dir, const char *name) {
+    char fn[1100];
+    snprintf(fn, sizeof fn, "%s.safetensors", name);
+    char *path = rhd_path_join(dir, fn);
+    if (rhd_file_exists(path)) return path;
+    snprintf(fn, sizeof fn, "%s.npy", name);
+    char *npy = rhd_path_join(dir, fn);
+    if (rhd_file_exists(npy)) return free(path), npy;
+    free(npy);
+    return path;
 }
 
 /* The features files: positional or --list (paths relative to the list's folder). */
@@ -147,6 +167,7 @@ static job *read_jobs(const sample_cli_opts *o, char **argv, int n, int *njobs) 
         jobs[i].output = rhd_xmalloc(len), jobs[i].traj = rhd_xmalloc(len);
         snprintf(jobs[i].output, len, "%s/%s.%s", o->common.output, jobs[i].name, o->npy ? "npy" : "safetensors");
         snprintf(jobs[i].traj, len, "%s/%s.trajectory.safetensors", o->common.output, jobs[i].name);
+        if (o->low_res) jobs[i].low_path = low_res_path(o->low_res, jobs[i].name);
     }
     free(paths);
     *njobs = cnt;
@@ -155,10 +176,13 @@ static job *read_jobs(const sample_cli_opts *o, char **argv, int n, int *njobs) 
 
 /* No output may be an input; every output of this rank must be writable (usage error / exit 1). */
 static void check_outputs(const sample_cli_opts *o, const job *jobs, int njobs) {
-    const char **in = rhd_xmalloc(sizeof(char *) * (size_t)(njobs + 5));
+    const char **in = rhd_xmalloc(sizeof(char *) * (size_t)(2 * njobs + 5));
     int nin = 0;
     in[nin++] = o->base, in[nin++] = o->upsample, in[nin++] = o->noise, in[nin++] = o->list, in[nin++] = o->common.config;
-    for (int i = 0; i < njobs; i++) in[nin++] = jobs[i].input;
+    for (int i = 0; i < njobs; i++) {
+        in[nin++] = jobs[i].input;
+        if (jobs[i].low_path) in[nin++] = jobs[i].low_path;
+    }
     rhd_err e;
     for (int i = 0; i < njobs; i++) {
         if (!rhd_shard_mine(&o->shard, i)) continue;
@@ -183,7 +207,8 @@ typedef struct run {
     rhd_sample_model base, up;
     rhd_sample_opts bo, uo;
     rhd_sample_plan bp, upl;
-    int has_up;
+    int has_base, has_up;
+    int low_r;          /* --low-res: the plane side of the low-res files (else the base's) */
     rhd_st *noise;
     rhd_noise_record rec;
 } run;
@@ -212,7 +237,8 @@ static void add_stage_meta(cJSON *j, const char *key, const rhd_sample_model *m,
 static char *config_json(const run *r, const job *jb) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "features", jb->input);
-    add_stage_meta(j, "base", &r->base, &r->bo, &r->bp);
+    if (r->has_base) add_stage_meta(j, "base", &r->base, &r->bo, &r->bp);
+    else cJSON_AddStringToObject(j, "low_res", jb->low_path);
     if (r->has_up) add_stage_meta(j, "upsample", &r->up, &r->uo, &r->upl);
     if (r->o->noise) cJSON_AddStringToObject(j, "noise", r->o->noise);
     else cJSON_AddNumberToObject(j, "seed", (double)r->o->common.seed);
@@ -266,7 +292,7 @@ static int write_traj(const run *r, const job *jb, const float *tb, const float 
     rhd_st_writer_init(&w);
     const float *src[2] = {tb, tu};
     const rhd_sample_plan *p[2] = {&r->bp, &r->upl};
-    const int Rs[2] = {Rb, Ru}, C = r->base.C;
+    const int Rs[2] = {Rb, Ru}, C = r->has_base ? r->base.C : r->up.C;
     float *planes[2] = {NULL, NULL};
     for (int s = 0; s < 2; s++) {
         if (!src[s]) continue;
@@ -289,8 +315,8 @@ static int write_traj(const run *r, const job *jb, const float *tb, const float 
     return rc;
 }
 
-/* Load the checkpoints and set up both stages from the options (dies on an error). */
-static void setup(run *r, const sample_cli_opts *o) {
+/* The base stage of setup. */
+static void setup_base(run *r, const sample_cli_opts *o) {
     rhd_err e;
     if (rhd_sample_model_load(&r->base, o->base, RHD_STAGE_BASE, o->weights, r->ctx, &e)) rhd_die_err(&e);
     rhd_sample_opts_init(&r->bo, &r->base);
@@ -302,18 +328,58 @@ static void setup(run *r, const sample_cli_opts *o) {
     if (rhd_sample_plan_init(&r->bp, &r->base, &r->bo, &e)) rhd_usage_error("%s", e.msg);
     rhd_info("base %s (%s weights, step %lld): %s, %d steps, eta %g, guidance %g", o->base, r->base.weights, r->base.step,
              rhd_sampler_kind_name(r->bo.kind), r->bp.nsteps, r->bo.eta, r->bo.guidance);
+}
+
+/* Load the checkpoints and set up both stages from the options (dies on an error). */
+static void setup(run *r, const sample_cli_opts *o) {
+    rhd_err e;
+    r->has_base = o->base != NULL;
+    if (r->has_base) setup_base(r, o);
     if (!o->upsample) return;
     r->has_up = 1;
     if (rhd_sample_model_load(&r->up, o->upsample, RHD_STAGE_UPSAMPLE, o->weights, r->ctx, &e)) rhd_die_err(&e);
-    if (r->up.C != r->base.C)
+    if (r->has_base && r->up.C != r->base.C)
         rhd_die("%s: the upsampler takes %d channels, the base %s samples %d, expected the same", o->upsample, r->up.C, o->base, r->base.C);
     rhd_sample_opts_init(&r->uo, &r->up);
     r->uo.steps = (int)o->up_steps, r->uo.eta = o->up_eta, r->uo.guidance = o->up_guidance, r->uo.clip = !o->no_clip;
-    r->uo.seed = r->bo.seed, r->uo.R = (int)o->up_res, r->uo.cond_noise = r->bo.cond_noise;
+    r->uo.seed = (uint64_t)o->common.seed, r->uo.R = (int)o->up_res;
+    if (r->has_base) r->uo.cond_noise = r->bo.cond_noise;
+    else if (o->cond_noise) r->uo.cond_noise = (rhd_unet_noise)(o->cond_noise - 1);
     r->uo.time_scale = parse_time_scale("--up-time-scale", o->up_time_scale, &r->up);
     if (rhd_sample_plan_init(&r->upl, &r->up, &r->uo, &e)) rhd_usage_error("%s", e.msg);
+    if (!r->has_base) return; /* --low-res: the sides are checked with the files (read_lows) */
+    r->low_r = r->base.R;
     int Ru = rhd_sample_out_side(&r->up, &r->uo, r->base.R);
     if (rhd_ups_check_size(&r->up.ups->cfg, Ru, r->base.R, &e)) rhd_usage_error("--up-res %d: %s", Ru, e.msg);
+}
+
+/* --low-res: every file of this rank read and checked (present, finite, the upsampler's channels,
+ * one side that the upsampler takes to its output side) before any work; dies naming the file. */
+static void read_lows(run *r, job *jobs, const int *todo, int ntodo) {
+    rhd_err e;
+    const int C = r->up.C;
+    for (int i = 0; i < ntodo; i++) {
+        job *jb = &jobs[todo[i]];
+        if (!rhd_file_exists(jb->low_path))
+            rhd_die("--low-res %s: no %s.safetensors or %s.npy for portrait '%s' (%s), expected the low-res triplane of "
+                    "every portrait", r->o->low_res, jb->name, jb->name, jb->name, jb->input);
+        rhd_triplane t = {0};
+        if (rhd_triplane_file_read(jb->low_path, &t, NULL, &e)) rhd_die_err(&e);
+        if (t.C != C || (r->low_r && t.R != r->low_r))
+            rhd_die("%s: a low-res triplane [3,%d,%d,%d], expected [3,%d,%d,%d] (the upsampler's %d channels%s)",
+                    jb->low_path, t.C, t.R, t.R, C, r->low_r ? r->low_r : t.R, r->low_r ? r->low_r : t.R, C,
+                    r->low_r ? ", the side of the other --low-res files" : "");
+        if (!r->low_r) {
+            int Ru = rhd_sample_out_side(&r->up, &r->uo, t.R);
+            if (rhd_ups_check_size(&r->up.ups->cfg, Ru, t.R, &e))
+                rhd_die("%s: a low-res side %d that the upsampler cannot take to %d%s: %s", jb->low_path, t.R, Ru,
+                        r->o->up_res ? " (--up-res)" : " (4x)", e.msg);
+            r->low_r = t.R;
+        }
+        jb->low = rhd_xmalloc(sizeof(float) * (size_t)rhd_triplane_numel_of(C, t.R));
+        rhd_triplane_roll(jb->low, t.planes, C, t.R);
+        rhd_triplane_free(&t);
+    }
 }
 
 /* --noise: every portrait of this rank has its rows, every tensor its shape (before any work). */
@@ -324,10 +390,10 @@ static void open_noise(run *r, job *jobs, const int *todo, int ntodo) {
     const char **names = rhd_xmalloc(sizeof(char *) * (size_t)(ntodo + 1));
     int *rows = rhd_xmalloc(sizeof(int) * (size_t)(ntodo + 1));
     for (int i = 0; i < ntodo; i++) names[i] = jobs[todo[i]].name;
-    for (int s = 0; s < 1 + r->has_up; s++) {
+    for (int s = r->has_base ? 0 : 1; s < 1 + r->has_up; s++) {
         const rhd_sample_model *m = s ? &r->up : &r->base;
         const rhd_sample_opts *so = s ? &r->uo : &r->bo;
-        int R = s ? rhd_sample_out_side(&r->up, &r->uo, r->base.R) : r->base.R;
+        int R = s ? rhd_sample_out_side(&r->up, &r->uo, r->low_r) : r->base.R;
         int64_t xt[3] = {m->C, R, 3 * R}, ut[3] = {m->latent_ch, m->latent_size, m->latent_size};
         if (rhd_noise_file_rows(r->noise, (rhd_sample_stage)s, s ? r->upl.nsteps : r->bp.nsteps, xt, ut,
                                 so->cond_noise != RHD_UNET_NOISE_NONE, names, todo, ntodo, rows, &e))
@@ -340,17 +406,20 @@ static void open_noise(run *r, job *jobs, const int *todo, int ntodo) {
 /* One batch of portraits through both stages, outputs written; the number of failures. */
 static int sample_batch(run *r, job *jobs, const int *idx, const int *recrow, int nb) {
     rhd_err e;
-    const int C = r->base.C, Rb = r->base.R, Ru = r->has_up ? rhd_sample_out_side(&r->up, &r->uo, Rb) : 0;
+    const int C = r->has_base ? r->base.C : r->up.C, Rb = r->has_base ? r->base.R : r->low_r;
+    const int Ru = r->has_up ? rhd_sample_out_side(&r->up, &r->uo, Rb) : 0;
     const int64_t nbase = (int64_t)C * Rb * 3 * Rb, nup = (int64_t)C * Ru * 3 * Ru;
     double t0 = rhd_now();
     rhd_sample_item items[64];
     float *xb = rhd_xmalloc(sizeof(float) * (size_t)(nbase * nb)), *xu = NULL, *tb[64] = {0}, *tu[64] = {0};
     for (int b = 0; b < nb; b++) {
         job *jb = &jobs[idx[b]];
-        if (r->o->save_traj) tb[b] = rhd_xmalloc(sizeof(float) * (size_t)(nbase * r->bp.nsteps));
+        if (r->o->save_traj && r->has_base) tb[b] = rhd_xmalloc(sizeof(float) * (size_t)(nbase * r->bp.nsteps));
         items[b] = (rhd_sample_item){.name = jb->name, .cond = &jb->cond, .in_row = jb->row[0], .rec_row = recrow[b], .traj = tb[b]};
     }
-    int rc = rhd_sample_batch(r->ctx, &r->base, &r->bo, &r->bp, items, nb, xb, &e);
+    int rc = 0;
+    if (r->has_base) rc = rhd_sample_batch(r->ctx, &r->base, &r->bo, &r->bp, items, nb, xb, &e);
+    else for (int b = 0; b < nb; b++) memcpy(xb + b * nbase, jobs[idx[b]].low, sizeof(float) * (size_t)nbase);
     if (!rc && r->has_up) {
         xu = rhd_xmalloc(sizeof(float) * (size_t)(nup * nb));
         for (int b = 0; b < nb; b++) {
@@ -399,7 +468,9 @@ int main(int argc, char **argv) {
     int n = rhd_cli_parse(&sample_cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
 
-    if (!o.base) rhd_usage_error("--base is required (e.g. --base base.ckpt.safetensors)");
+    if (o.low_res && o.base) rhd_usage_error("--low-res replaces --base (the low-res triplanes come from DIR): give one of them");
+    if (o.low_res && !o.upsample) rhd_usage_error("--low-res DIR needs --upsample CKPT (e.g. --upsample up.ckpt.safetensors --low-res lowres)");
+    if (!o.base && !o.low_res) rhd_usage_error("--base is required (e.g. --base base.ckpt.safetensors), or --upsample with --low-res DIR");
     if (!o.common.output) rhd_usage_error("expected -o OUT/, the folder for OUT/<name>.safetensors (e.g. -o samples)");
     if (o.list && n > 0) rhd_usage_error("give features files or --list FILE, not both");
     if (!o.list && n == 0) rhd_usage_error("expected features files or --list FILE (e.g. rhd-sample --base B -o samples features/*.safetensors)");
@@ -421,7 +492,8 @@ int main(int argc, char **argv) {
     int *todo = rhd_xmalloc(sizeof(int) * (size_t)njobs), ntodo = 0, nskip = 0;
     for (int i = 0; i < njobs; i++) {
         if (!rhd_shard_mine(&o.shard, i)) continue;
-        int fresh = !o.force && rhd_file_newer(jobs[i].output, jobs[i].input) && rhd_file_newer(jobs[i].output, o.base) &&
+        int fresh = !o.force && rhd_file_newer(jobs[i].output, jobs[i].input) && (!o.base || rhd_file_newer(jobs[i].output, o.base)) &&
+                    (!o.low_res || rhd_file_newer(jobs[i].output, jobs[i].low_path)) &&
                     (!o.upsample || rhd_file_newer(jobs[i].output, o.upsample)) && (!o.noise || rhd_file_newer(jobs[i].output, o.noise));
         if (fresh) { nskip++; rhd_verbose("%s: up to date, skipped", jobs[i].output); continue; }
         todo[ntodo++] = i;
@@ -430,7 +502,9 @@ int main(int argc, char **argv) {
     if (nskip) rhd_info("%d portrait%s up to date, skipped (--force to redo)", nskip, nskip > 1 ? "s" : "");
     /* every input checked before any work */
     for (int i = 0; i < ntodo; i++)
-        if (rhd_sample_cond_read(jobs[todo[i]].input, &r.base, r.has_up ? &r.up : NULL, &jobs[todo[i]].cond, &e)) rhd_die_err(&e);
+        if (rhd_sample_cond_read(jobs[todo[i]].input, r.has_base ? &r.base : NULL, r.has_up ? &r.up : NULL, &jobs[todo[i]].cond, &e))
+            rhd_die_err(&e);
+    if (o.low_res) read_lows(&r, jobs, todo, ntodo);
     if (o.noise) open_noise(&r, jobs, todo, ntodo);
     const char **names = rhd_xmalloc(sizeof(char *) * (size_t)(ntodo + 1));
     for (int i = 0; i < ntodo; i++) names[i] = jobs[todo[i]].name;
@@ -454,12 +528,12 @@ int main(int argc, char **argv) {
 
     if (o.save_noise) rhd_noise_record_free(&r.rec);
     if (r.noise) rhd_st_close(r.noise);
-    rhd_sample_plan_free(&r.bp);
-    rhd_sample_model_free(&r.base);
+    if (r.has_base) rhd_sample_plan_free(&r.bp), rhd_sample_model_free(&r.base);
     if (r.has_up) rhd_sample_plan_free(&r.upl), rhd_sample_model_free(&r.up);
     for (int i = 0; i < njobs; i++) {
         rhd_sample_cond_free(&jobs[i].cond);
         free(jobs[i].name), free(jobs[i].input), free(jobs[i].output), free(jobs[i].traj);
+        free(jobs[i].low_path), free(jobs[i].low);
     }
     free(jobs), free(todo), free(names);
     rhd_ctx_close(r.ctx);

@@ -198,6 +198,64 @@ a = load_file('$T/hr/p0.safetensors')['planes']; t = load_file('$T/hr/p0.traject
 assert a.shape == (3, 8, 32, 32) and np.isfinite(a).all() and np.abs(a).max() <= 1, a.shape
 assert t['x0'].shape == (2, 3, 8, 8, 8) and t['up.x0'].shape == (2, 3, 8, 32, 32)
 "
+
+# ---- --upsample with --low-res DIR: the base samples read from files --------------------------
+U="--upsample $T/up.ckpt.safetensors --up-steps 2 --seed 3"
+run rhd-sample $S $U --save-noise "$T/un2.safetensors" -o "$T/hr2" $F
+expect_rc 0 "base + upsampler, two portraits, --save-noise"
+run rhd-sample $U --low-res "$T/a" --save-noise "$T/un3.safetensors" -o "$T/hr3" $F
+expect_rc 0 "--upsample --low-res DIR (DIR: the base samples of --base alone) without --base"
+mkdir -p "$T/lrnpy"
+"$PY" -c "
+import numpy as np
+from safetensors.numpy import load_file
+t = load_file('$T/a/p1.safetensors')['planes']           # [3,C,R,R] -> the rolled .npy [C,R,3R]
+np.save('$T/lrnpy/p1.npy', np.concatenate(list(t), axis=2).astype(np.float32))
+"
+cp "$T/a/p0.safetensors" "$T/lrnpy/"
+run rhd-sample $U --low-res "$T/lrnpy" --seed 99 --noise "$T/un3.safetensors" -o "$T/hr4" $F
+expect_rc 0 "--low-res with a rolled .npy [C,R,3R], --noise of the --low-res run, another --seed"
+check "base+upsample and --low-res give the same bits (planes [3,8,32,32]; the up.* noise too); .npy and --noise replay them" "$PY" -c "
+import json, numpy as np
+from safetensors.numpy import load_file
+from safetensors import safe_open
+for n in ['p0', 'p1']:
+    a, b, c = (load_file(f'$T/{d}/{n}.safetensors')['planes'] for d in ['hr2', 'hr3', 'hr4'])
+    assert a.shape == (3, 8, 32, 32) and np.isfinite(a).all() and a.std() > 0, a.shape
+    for x, what in [(b, '--low-res'), (c, '--low-res .npy --noise')]:
+        d = int((a.view(np.uint32) != x.view(np.uint32)).sum())
+        assert d == 0, f'{n} {what}: {d} values differ, max {np.abs(a - x).max()}'
+    print(f'# {n}: 3 x {a.size} values identical, std {a.std():.4f}')
+n2, n3 = load_file('$T/un2.safetensors'), load_file('$T/un3.safetensors')
+assert sorted(n3) == sorted(k for k in n2 if k.startswith('up.')) and len(n3) == 4, (sorted(n2), sorted(n3))
+for k in n3: assert (n2[k] == n3[k]).all(), k
+with safe_open('$T/hr3/p0.safetensors', 'np') as f: c = json.loads(f.metadata()['rhd.config'])
+assert 'base' not in c and c['low_res'] == '$T/a/p0.safetensors' and c['upsample']['steps'] == 2, c
+"
+mkdir -p "$T/lrbad"
+"$PY" -c "
+import numpy as np
+from safetensors.numpy import load_file, save_file
+t = load_file('$T/a/p0.safetensors')['planes']
+save_file({'planes': t[:, :4].copy()}, '$T/lrbad/p0.safetensors', metadata={'rhd.kind': 'triplane', 'rhd.version': '1'})
+t = t.copy(); t[1, 2, 3, 4] = float('nan')
+save_file({'planes': t}, '$T/lrbad/p1.safetensors', metadata={'rhd.kind': 'triplane', 'rhd.version': '1'})
+"
+run rhd-sample $U --low-res "$T/lrbad" -o "$T/e7" "$T/p0.safetensors"
+expect_rc 1 "a low-res triplane of 4 channels: exit 1"
+expect_err "lrbad/p0.safetensors: a low-res triplane \\[3,4,8,8\\], expected \\[3,8,8,8\\]" "names the file and the shapes"
+run rhd-sample $U --low-res "$T/lrbad" -o "$T/e7" "$T/p1.safetensors"
+expect_rc 1 "a low-res triplane with a NaN: exit 1"
+expect_err "lrbad/p1.safetensors" "names the file"
+run rhd-sample $U --low-res "$T/lrbad" -o "$T/e7" "$T/p2.safetensors"
+expect_rc 1 "no low-res file for a portrait: exit 1"
+expect_err "no p2.safetensors or p2.npy for portrait 'p2'" "names the portrait and the folder"
+check "no outputs" test ! -e "$T/e7"
+run rhd-sample $S $U --low-res "$T/a" -o "$T/e8" $F
+expect_rc 2 "--low-res with --base: usage error"
+run rhd-sample --low-res "$T/a" -o "$T/e8" $F
+expect_rc 2 "--low-res without --upsample: usage error"
+
 run rhd-sample --help
 expect_rc 0 "--help"
 W="$T/ex"
