@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/run.sh: run every test of the suite and summarise.
 # Runs the C unit tests ($RHD_BUILD/tests/test_*), then the tool tests (tests/tools/t*.sh), each
-# producing TAP. Prints each test's output, then one closing line: "N passed, N failed, N skipped".
+# producing TAP. Prints each test's output, then one closing line: "N passed, N failed, N skipped"
+# (and ", N todo" when a test marks a known gap `not ok ... # TODO`, which is not a failure).
 # Exit status 1 if anything failed or a test program crashed.
 set -u
 BUILD=${RHD_BUILD:-build}
@@ -24,7 +25,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 trap 'rm -rf "$RHD_TEST_TMP"' EXIT
-pass=0 fail=0 skip=0 broken=0
+pass=0 fail=0 skip=0 todo=0 broken=0
 # Tests run RHD_TEST_JOBS at a time (default: the CPU count, at most 4; each test has its own
 # scratch folder); their outputs are printed whole and in the order below as each one finishes.
 JOBS=${RHD_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
@@ -52,11 +53,13 @@ report_one() { # index: wait for its result, print it, count it
     echo "# --- $name"
     out=$(cat "$OUTD/$i.out"); rc=$(cat "$OUTD/$i.rc")
     printf '%s\n' "$out"
-    local p f s
+    local p f s d
     p=$(printf '%s\n' "$out" | grep -cE '^ok [0-9]+' || true)
     s=$(printf '%s\n' "$out" | grep -cE '^ok [0-9]+.*# SKIP' || true)
-    f=$(printf '%s\n' "$out" | grep -cE '^not ok [0-9]+' || true)
-    pass=$((pass + p - s)); skip=$((skip + s)); fail=$((fail + f))
+    f=$(printf '%s\n' "$out" | grep -E '^not ok [0-9]+' | grep -cvE '# TODO' || true)
+    # a failing TODO test (TAP: a known gap, named in the test) is counted apart, not as a failure
+    d=$(printf '%s\n' "$out" | grep -E '^not ok [0-9]+' | grep -cE '# TODO' || true)
+    pass=$((pass + p - s)); skip=$((skip + s)); fail=$((fail + f)); todo=$((todo + d))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         echo "not ok - $name exited with status $rc without a failing test (crash?)"
         fail=$((fail + 1)); broken=1
@@ -78,5 +81,6 @@ if ls "${FUZZ_BUILD:-build-fuzz}"/fuzz_* >/dev/null 2>&1; then
 fi
 for ((; next < ncmd; next++)); do report_one "$next"; done
 echo "# took $(( $(date +%s) - t0 ))s"
-echo "$pass passed, $fail failed, $skip skipped"
+t=""; [ "$todo" -gt 0 ] && t=", $todo todo (known gaps, named above)"
+echo "$pass passed, $fail failed, $skip skipped$t"
 [ "$fail" -eq 0 ] && [ "$broken" -eq 0 ]
