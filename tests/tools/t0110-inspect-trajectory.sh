@@ -19,16 +19,7 @@ echo "# seed $SEED (the features and the sampling noise)"
   "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null &&
   "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/upsample.pt" --model upsample --config "$T/m/upsample.json" -o "$T/up.safetensors" >/dev/null
 check "tiny base and upsampler checkpoints (ref_sample.py, convert_checkpoint.py)" test -f "$T/up.safetensors"
-"$PY" -c "
-import numpy as np
-from safetensors.numpy import save_file
-g = np.random.default_rng($SEED % 2**32)
-m = g.standard_normal((8, 16, 16)).astype(np.float32); m[4:] = -1 + 0.5 * m[4:]
-t = {'moments': m}
-for i, s in enumerate([8, 4, 2]):
-    t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
-save_file(t, '$T/p0.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
-"
+"$PY" "$RHD_ROOT/tests/tools/tiny_features.py" $((SEED % 2**32)) "$T" p0
 run rhd-sample --base "$T/base.safetensors" --steps 4 --seed $((SEED % 1000)) --save-trajectory -q -o "$T/s" "$T/p0.safetensors"
 expect_rc 0 "rhd-sample --save-trajectory (S = 4)"
 run rhd-inspect "$T/s/p0.trajectory.safetensors"

@@ -159,17 +159,7 @@ mkdir -p m
 cp "$RHD_ROOT/tests/data/sample/base.json" m/
 "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make m base 5 >/dev/null &&
     "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" m/base.pt --config m/base.json -o base.safetensors >/dev/null
-"$PY" -c "
-import numpy as np
-from safetensors.numpy import save_file
-g = np.random.default_rng(11)
-for name in ['p0', 'p1', 'p2']:
-    m = g.standard_normal((8, 16, 16)).astype(np.float32); m[4:] = -1 + 0.5 * m[4:]
-    t = {'moments': m}
-    for i, s in enumerate([8, 4, 2]):
-        t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
-    save_file(t, f'{name}.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
-"
+"$PY" "$RHD_ROOT/tests/tools/tiny_features.py" 11 . p0 p1 p2
 SAMPLE=("$RHD_BIN/rhd-sample" --base base.safetensors --steps 2 --seed 3 --batch 1 --threads 1 -q p0.safetensors
         p1.safetensors p2.safetensors -o)
 "${SAMPLE[@]}" smp1 >/dev/null 2>smp.err

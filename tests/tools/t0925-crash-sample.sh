@@ -16,17 +16,7 @@ cp "$RHD_ROOT/tests/data/sample/base.json" "$T/m/"
 "$PY" "$RHD_ROOT/tests/ref/ref_sample.py" make "$T/m" base 5 >/dev/null &&
   "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null
 check "tiny base checkpoint (ref_sample.py, convert_checkpoint.py)" test -f "$T/base.safetensors"
-"$PY" -c "
-import numpy as np
-from safetensors.numpy import save_file
-g = np.random.default_rng($seed % 2**32)
-for name in ['p0', 'p1']:
-    m = g.standard_normal((8, 16, 16)).astype(np.float32); m[4:] = -1 + 0.5 * m[4:]
-    t = {'moments': m}
-    for i, s in enumerate([8, 4, 2]):
-        t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
-    save_file(t, f'$T/{name}.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
-"
+"$PY" "$RHD_ROOT/tests/tools/tiny_features.py" $((seed % 2**32)) "$T" p0 p1
 touch -d '1 minute ago' "$T"/p0.safetensors "$T"/p1.safetensors "$T/base.safetensors" # outputs are strictly newer
 
 for mode in safetensors npy; do

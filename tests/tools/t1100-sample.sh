@@ -18,20 +18,7 @@ cp "$RHD_ROOT/tests/data/sample/upsample.json" "$T/m/"
   "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/base.pt" --config "$T/m/base.json" -o "$T/base.safetensors" >/dev/null &&
   "$PY" "$RHD_ROOT/pipelines/convert_checkpoint.py" "$T/m/upsample.pt" --model upsample --config "$T/m/upsample.json" -o "$T/up.ckpt.safetensors" >/dev/null
 check "tiny base and upsampler checkpoints from the reference networks (convert_checkpoint.py)" test -f "$T/up.ckpt.safetensors"
-"$PY" -c "
-import numpy as np
-from safetensors.numpy import save_file
-g = np.random.default_rng(7)
-for name in ['p0', 'p1', 'p2']:
-    m = g.standard_normal((8, 16, 16)).astype(np.float32); m[4:] = -1 + 0.5 * m[4:]
-    t = {'moments': m}
-    for i, s in enumerate([8, 4, 2]):
-        t[f'ms_feature.{i}'] = g.standard_normal((16, s, s)).astype(np.float32)
-    save_file(t, f'$T/{name}.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
-    if name == 'p2':
-        t['ms_feature.1'] = t['ms_feature.1'][:, :2]
-        save_file(t, '$T/bad.safetensors', metadata={'rhd.kind': 'features', 'rhd.version': '1'})
-"
+"$PY" "$RHD_ROOT/tests/tools/tiny_features.py" --bad "$T/bad.safetensors" 7 "$T" p0 p1 p2
 F="$T/p0.safetensors $T/p1.safetensors"
 S="--base $T/base.safetensors --steps 2 --seed 3"
 
