@@ -193,18 +193,17 @@ set -- $v
 awk -v d="$2" 'BEGIN { exit !(d > 0) }' && [ "$3" = low ] &&
     _tap 0 "--low-res: parameters after 2 steps differ from the synthesised condition's (max |diff| $2 over $1 tensors); rhd.config train.low_res '$3' (synthesised: $4)" ||
     _tap 1 "--low-res vs synthesised: $*"
-run rhd-train $U $LR --low-res lowmiss -o lowbad --force
-expect_rc 1 "--low-res: a folder without avatar_101"
-expect_err "low-res lowmiss: no avatar_101.safetensors or avatar_101.npy" "missing low-res file: folder and pair named"
-run rhd-train $U $LR --low-res lowc -o lowbad --force
-expect_rc 1 "--low-res: a file of 16 channels"
-expect_err "lowc/avatar_101.npy: a low-res triplane \[3,16,8,8\], expected \[3,32,8,8\]" "16 channels: the file and both shapes named"
-run rhd-train $U $LR --low-res lowside -o lowbad --force
-expect_rc 1 "--low-res: a file of side 16 for --resolution 32"
-expect_err "lowside/avatar_101.npy: a low-res triplane \[3,32,16,16\], expected \[3,32,8,8\]" "side 16: the file and both shapes named"
-run rhd-train $U $LR --low-res lownan -o lowbad --force
-expect_rc 1 "--low-res: a file with a NaN"
-expect_err "lownan/avatar_101.npy.*(NaN|nan|finite)" "NaN: the file named"
+# folder ; what is wrong ; the message expected ; what it names
+while IFS=';' read -r dir what msg names; do
+    run rhd-train $U $LR --low-res "$dir" -o lowbad --force
+    expect_rc 1 "--low-res: $what"
+    expect_err "$msg" "$names"
+done <<'EOF3'
+lowmiss;a folder without avatar_101;low-res lowmiss: no avatar_101.safetensors or avatar_101.npy;missing low-res file: folder and pair named
+lowc;a file of 16 channels;lowc/avatar_101.npy: a low-res triplane \[3,16,8,8\], expected \[3,32,8,8\];16 channels: the file and both shapes named
+lowside;a file of side 16 for --resolution 32;lowside/avatar_101.npy: a low-res triplane \[3,32,16,16\], expected \[3,32,8,8\];side 16: the file and both shapes named
+lownan;a file with a NaN;lownan/avatar_101.npy.*(NaN|nan|finite);NaN: the file named
+EOF3
 check "refused before the first step: no checkpoint written" test ! -e lowbad/checkpoint.safetensors
 
 # ---- 9. resume with other upsample options ----
