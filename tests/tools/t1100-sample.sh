@@ -27,10 +27,11 @@ import sys, numpy as np
 from safetensors.numpy import load_file
 for n in ['p0', 'p1']:
     a, b = load_file(f'{sys.argv[1]}/{n}.safetensors')['planes'], load_file(f'{sys.argv[2]}/{n}.safetensors')['planes']
-    assert a.shape == (3, 8, 8, 8) and np.isfinite(a).all() and a.std() > 0, a.shape
+    R = int(sys.argv[3])
+    assert a.shape == (3, 8, R, R) and np.isfinite(a).all() and a.std() > 0, a.shape
     d = int((a.view(np.uint32) != b.view(np.uint32)).sum())
     assert d == 0, f'{n}: {d} values differ, max {np.abs(a - b).max()}'
-" "$1" "$2"; }
+" "$1" "$2" "${3:-8}"; }
 
 # ---- Philox: the batch and the thread count do not matter ------------------------------------
 OMP_NUM_THREADS=2 run rhd-sample $S --batch 2 --threads 2 -o "$T/a" $F
@@ -43,6 +44,14 @@ assert [l['name'] for l in ls] == ['p0', 'p1'] and all(l['seconds'] > 0 and l['o
 OMP_NUM_THREADS=1 run rhd-sample $S --batch 1 --threads 1 -o "$T/b" $F
 expect_rc 0 "the same, batch 1, 1 thread"
 check "batch 2 / 2 threads and batch 1 / 1 thread give the same bits (Philox by portrait name)" same "$T/a" "$T/b"
+# unguided (one network row per portrait, an odd count at batch 1) and the two-stage path with the
+# upsampler: the same bits on any batch (linear layers are computed row by row, kernels/linear.c)
+for v in "g1:--guidance 1" "up:--guidance 1 --upsample $T/up.ckpt.safetensors --up-steps 2"; do
+    OMP_NUM_THREADS=2 run rhd-sample $S ${v#*:} --batch 2 --threads 2 -o "$T/${v%%:*}-2" $F
+    r2=$rc
+    OMP_NUM_THREADS=1 run rhd-sample $S ${v#*:} --batch 1 --threads 1 -o "$T/${v%%:*}-1" $F
+    check "${v%%:*} (g1: unguided; up: unguided + upsampler): batch 2 / 2 threads and batch 1 / 1 thread give the same bits (exit $r2, $rc)" same "$T/${v%%:*}-2" "$T/${v%%:*}-1" "$([ ${v%%:*} = up ] && echo 32 || echo 8)"
+done
 check "metadata: triplane kind, checkpoint sha256, sampler, steps, eta, guidance, seed" "$PY" -c "
 import json, sys, hashlib
 from safetensors import safe_open

@@ -21,7 +21,7 @@ FIX=$RHD_ROOT/tests/data/train-c8 MINI=$RHD_ROOT/tests/data/mini
 # the training (about 0.25 s a step at batch 2 on 2 threads; the whole test about 3.5 min of CPU)
 STEPS=400
 MARGIN= NEAR_MIN=10 STD_LO=0.5 STD_HI=2.5
-MEASURED="seed 0, 400 steps: sample std 0.251 / 0.250 (fits 0.275 / 0.165); avatar_100 own 6.98 / other 12.23 dB, avatar_101 own 11.64 / other 7.87 dB; fit vs fit 11.14 dB; 3.5 min CPU"
+MEASURED="seed 0, 400 steps: sample std 0.242 / 0.216 (fits 0.275 / 0.165); avatar_100 own 6.96 / other 12.22 dB, avatar_101 own 12.23 / other 7.04 dB; fit vs fit 11.14 dB; 3.5 min CPU"
 export OPENBLAS_NUM_THREADS=1   # its own threads would only spin beside --threads 1
 
 cd "$T"
