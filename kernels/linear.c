@@ -16,25 +16,10 @@
 #define GEMM_KCHUNK 1024                  /* few slabs and a long K: K is cut into chunks */
 #define GEMM_MAX_KCHUNKS 16
 
-/* One OpenBLAS call. A product with one row (M = 1) is run as two equal rows: OpenBLAS sends a
- * one-row GEMM to its GEMV, whose sums are ordered differently, so a row of a linear layer over a
- * batch would round differently alone (batch 1) than beside others (measured: 200 of 256 outputs
- * differ in the last bit). As two rows it takes the GEMM kernel, whose rows do not depend on how
- * many there are (C's row is copied in and out, so beta is applied by the same kernel). */
 static void sgemm1(int transA, int transB, int M, int N, int K, float alpha, const float *A, int64_t lda, const float *B,
                    int64_t ldb, float beta, float *C, int64_t ldc) {
-    const CBLAS_TRANSPOSE tb = transB ? CblasTrans : CblasNoTrans;
-    if (M != 1) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, tb, M, N, K, alpha, A, (int)lda, B, (int)ldb, beta,
-                    C, (int)ldc);
-        return;
-    }
-    float *a2 = rhd_xmalloc(sizeof(float) * 2 * (size_t)K), *c2 = rhd_xmalloc(sizeof(float) * 2 * (size_t)N);
-    for (int k = 0; k < K; k++) a2[k] = a2[K + k] = transA ? A[(int64_t)k * lda] : A[k];
-    for (int n = 0; n < N; n++) c2[n] = c2[N + n] = beta == 0.0f ? 0.0f : C[n];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, 2, N, K, alpha, a2, K, B, (int)ldb, beta, c2, N);
-    memcpy(C, c2, sizeof(float) * (size_t)N);
-    free(a2), free(c2);
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
 void rhd_sgemm_cpu(int transA, int transB, int M, int N, int K, float alpha, const float *A, int64_t lda, const float *B,
@@ -126,14 +111,8 @@ static void col_sum_acc_cpu(float *db, const float *dy, int rows, int cols) {
     }
 }
 
-/* A linear layer over a batch (at most LINEAR_ROWWISE_MAX rows: embeddings, pooled conditions) is
- * computed row by row in a fixed order, so that a sample's row does not depend on the rows beside
- * it: OpenBLAS runs rows in pairs and a leftover odd row through another kernel whose sums round
- * differently, so a sample would change in the last bits with the batch it was in. Each output
- * is a dot product of 8 interleaved partial sums added in a fixed order (vectorisable, the same
- * whatever N and the thread count); the bias is added last. Larger N (the decoder's rays) keep the
- * GEMM, where no row is a sample. */
-#define LINEAR_ROWWISE_MAX 256
+/* rhd_linear_forward_rows on the CPU: each output a dot product of 8 interleaved partial sums
+ * added in a fixed order (vectorisable, the same whatever N and the thread count), the bias last. */
 static float dot8(const float *a, const float *w, int n) {
     float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
@@ -143,16 +122,16 @@ static float dot8(const float *a, const float *w, int n) {
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-static void linear_forward_cpu(float *y, const float *x, const float *W, const float *b, int N, int in, int out) {
-    if (N <= LINEAR_ROWWISE_MAX) {
+static void linear_rows_cpu(float *y, const float *x, const float *W, const float *b, int N, int in, int out) {
 #pragma omp parallel for schedule(static)
-        for (int o = 0; o < out; o++)
-            for (int64_t n = 0; n < N; n++) {
-                const float d = dot8(x + n * in, W + (int64_t)o * in, in);
-                y[n * out + o] = b ? d + b[o] : d;
-            }
-        return;
-    }
+    for (int o = 0; o < out; o++)
+        for (int64_t n = 0; n < N; n++) {
+            const float d = dot8(x + n * in, W + (int64_t)o * in, in);
+            y[n * out + o] = b ? d + b[o] : d;
+        }
+}
+
+static void linear_forward_cpu(float *y, const float *x, const float *W, const float *b, int N, int in, int out) {
     if (b) {
 #pragma omp parallel for schedule(static)
         for (int64_t n = 0; n < N; n++) memcpy(y + n * out, b, sizeof(float) * out);
@@ -174,6 +153,16 @@ void rhd_linear_forward(rhd_ctx *ctx, float *y, const float *x, const float *W, 
     if (ctx->backend == RHD_BACKEND_CUDA) { rhd_linear_forward_cuda(ctx, y, x, W, b, N, in, out); return; }
 #endif
     linear_forward_cpu(y, x, W, b, N, in, out);
+}
+
+void rhd_linear_forward_rows(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in,
+                             int out) {
+    RHD_ASSERT(N >= 0 && in > 0 && out > 0);
+    if (N == 0) return;
+#ifdef RHD_CUDA
+    if (ctx->backend == RHD_BACKEND_CUDA) { rhd_linear_forward_cuda(ctx, y, x, W, b, N, in, out); return; }
+#endif
+    linear_rows_cpu(y, x, W, b, N, in, out);
 }
 
 void rhd_linear_backward(rhd_ctx *ctx, float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,

@@ -30,6 +30,14 @@ extern "C" {
 #endif
 /* y (N,out) = x (N,in) W (out,in)^T + b (out) */
 void rhd_linear_forward(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in, int out);
+/* The same where each row is a sample of a batch (the networks' linear layers): on the CPU every
+ * row is computed alone in a fixed order, so a sample's row does not depend on the rows beside it
+ * (OpenBLAS runs GEMM rows in pairs and a leftover odd row through another kernel whose sums round
+ * differently: an unguided or upsampled sample changed in the last bits with its batch). Slower
+ * than the GEMM for many rows; the decoder's points keep rhd_linear_forward. CUDA: as
+ * rhd_linear_forward. */
+void rhd_linear_forward_rows(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in,
+                             int out);
 /* dx (N,in) = dy (N,out) W;  dW (out,in) += dy^T x;  db (out) += sum_n dy[n,:] */
 void rhd_linear_backward(rhd_ctx *ctx, float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
                          int N, int in, int out);

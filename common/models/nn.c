@@ -280,7 +280,7 @@ void rhd_nn_linear_init(rhd_params *p, rhd_nn_linear *l, const char *prefix, int
 
 void rhd_nn_linear_forward(rhd_nn *r, const rhd_nn_linear *l, float *y, const float *x, int N) {
     if (rhd_nn_saving(r)) rhd_nn_push(r, RHD_NN_TAG_LINEAR, x, 0);
-    if (!r->dry) rhd_linear_forward(r->ctx, y, x, rhd_nn_w(r, l->w), rhd_nn_w(r, l->b), N, l->in, l->out);
+    if (!r->dry) rhd_linear_forward_rows(r->ctx, y, x, rhd_nn_w(r, l->w), rhd_nn_w(r, l->b), N, l->in, l->out);
 }
 
 void rhd_nn_linear_backward(rhd_nn *r, const rhd_nn_linear *l, float *dx, const float *dy, int N) {
