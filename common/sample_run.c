@@ -474,7 +474,7 @@ int rhd_sample_batch(rhd_ctx *ctx, const rhd_sample_model *m, const rhd_sample_o
     batch_noise bn = {.o = o, .items = items, .stage = m->stage, .tail = {m->C, R, 3 * R}, .keys = keys,
                       .host = rhd_xmalloc(sizeof(float) * (size_t)(n * B))};
     rhd_cfg cfg = {.model = cond_net_run, .user = &cn, .scale = o->guidance,
-                   .C_guided = m->pred == RHD_PRED_EPS ? m->C : m->C_out, .C_out = m->C_out, .HW = (int64_t)R * 3 * R,
+                   .C_guided = m->C, .C_out = m->C_out, .HW = (int64_t)R * 3 * R,
                    .C = m->C};
     traj_rec tr = {.ctx = ctx, .items = items, .B = B, .n = n};
     rhd_sampler_opts so = p->so;

@@ -22,6 +22,7 @@ typedef struct base_model {
     rhd_unet *net;
     rhd_ctx *ctx;
     rhd_diffusion_schedule sched;
+    rhd_pred_kind pred;              /* what the network learns: eps (the original), xstart or v */
     int cap;                         /* micro-batch size the buffers hold */
     float *hx0, *href, *hF[RHD_UNET_FEATS], *htm;           /* host staging */
     float *x0, *eps, *xt, *tm, *ref, *F[RHD_UNET_FEATS], *dout; /* ctx side */
@@ -48,6 +49,7 @@ static rhd_train_model *base_create(const char *json, const char *preset, double
                  1.0 - (double)c.model_channels / c.in_channels);
     base_model *m = rhd_xcalloc(1, sizeof *m);
     m->ctx = ctx;
+    m->pred = RHD_PRED_EPS;
     if (rhd_diffusion_schedule_named(&m->sched, RHD_BETA_COSINE_LIGHT, 1000, e)) { free(m); return NULL; }
     m->net = rhd_unet_create(&c, ctx, NULL, 1, e);
     if (!m->net) { rhd_diffusion_schedule_free(&m->sched); free(m); return NULL; }
@@ -203,10 +205,18 @@ static int base_micro_step(rhd_train_model *mm, const rhd_train_mb *mb, rhd_diff
     r->stream = RHD_STREAM(RHD_STREAM_DROPOUT, mb->step);
     rhd_unet_forward(m->net, &io, 1);
     const int64_t HW = (int64_t)c->image_size * 3 * c->image_size;
-    rhd_diffusion_training_loss(m->ctx, &m->sched, RHD_PRED_EPS, RHD_VAR_LEARNED_RANGE, m->dout, terms, io.y, m->x0,
+    rhd_diffusion_training_loss(m->ctx, &m->sched, m->pred, RHD_VAR_LEARNED_RANGE, m->dout, terms, io.y, m->x0,
                                 m->xt, m->eps, mb->t, mb->w, n, c->in_channels, HW);
     if (m->base.trace) trace_inputs(m, n, io.y);
     rhd_unet_backward(m->net, &io);
+    return 0;
+}
+
+/* --pred: the loss's target (eps, x0 or v, §3.3); the VB term and the sampler read x0 through the
+ * same parameterisation, so a checkpoint records it in rhd.config "diffusion" and rhd-sample follows. */
+static int base_set_pred(rhd_train_model *mm, int pred, rhd_err *e) {
+    if (pred < RHD_PRED_EPS || pred > RHD_PRED_V) return rhd_errf(e, "--pred %d: expected eps, xstart or v", pred);
+    ((base_model *)mm)->pred = (rhd_pred_kind)pred;
     return 0;
 }
 
@@ -221,7 +231,7 @@ static void base_free(rhd_train_model *mm) {
 
 const rhd_train_model_ops rhd_train_base_ops = {
     "base", BASE_DIFFUSION_JSON, base_create, base_init, base_params, base_config_json, base_T,
-    base_setup_data, base_arena_bytes, base_micro_step, base_free};
+    base_setup_data, base_arena_bytes, base_micro_step, base_free, NULL, NULL, base_set_pred};
 
 const rhd_train_model_ops *rhd_train_model_kind(const char *name) {
     if (!strcmp(name, "base")) return &rhd_train_base_ops;

@@ -62,7 +62,7 @@ char *rhd_train__train_json(const rhd_train_run *run) {
 static char *config_json(const rhd_train_run *run) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "model", cJSON_Parse(run->model_json));
-    cJSON_AddItemToObject(o, "diffusion", cJSON_Parse(run->ops->diffusion_json));
+    cJSON_AddItemToObject(o, "diffusion", cJSON_Parse(run->diffusion_json));
     cJSON *t = cJSON_Parse(run->train_json);
     cJSON_AddNumberToObject(t, "steps", (double)run->cfg.steps);
     cJSON_AddNumberToObject(t, "save_every", (double)run->cfg.save_every);
@@ -154,8 +154,16 @@ static int check_same(rhd_train_run *run, const rhd_st *st, rhd_err *e) {
     cJSON *o = cJSON_Parse(cfg), *mine_m = cJSON_Parse(run->model_json), *mine_t = cJSON_Parse(run->train_json);
     int rc = 0;
     cJSON *sm = cJSON_GetObjectItemCaseSensitive(o, "model"), *stt = cJSON_GetObjectItemCaseSensitive(o, "train");
+    cJSON *sd = cJSON_GetObjectItemCaseSensitive(o, "diffusion"), *mine_d = cJSON_Parse(run->diffusion_json);
     if (!sm || !cJSON_Compare(sm, mine_m, 1))
         rc = rhd_errf(e, "%s: the network config differs from this run's (--preset, --model-config, --dropout), expected the same to resume", st->name);
+    if (!rc && (!sd || !cJSON_Compare(sd, mine_d, 1))) {
+        char *a = sd ? cJSON_PrintUnformatted(sd) : NULL;
+        rc = rhd_errf(e, "%s: the diffusion is %s in the checkpoint, %s now (--pred), expected the same to resume",
+                      st->name, a ? a : "(absent)", run->diffusion_json);
+        free(a);
+    }
+    cJSON_Delete(mine_d);
     for (cJSON *it = mine_t ? mine_t->child : NULL; it && !rc; it = it->next) {
         cJSON *v = cJSON_GetObjectItemCaseSensitive(stt, it->string);
         if (!v || !cJSON_Compare(v, it, 1)) {

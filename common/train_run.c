@@ -1,6 +1,7 @@
 /* common/train_run.c: the trainer's loop (common/train_run.h): open (fresh or resumed), the global
  * batch of a step, micro-batches, the reduction over ranks, clipping, AdamW, EMA, logging. Files
  * (checkpoint, log, loss curve) are in train_files.c. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ void rhd_train_cfg_init(rhd_train_cfg *c) {
     c->steps = 1000, c->batch = 3;
     c->lr = 1e-5, c->beta1 = 0.9, c->beta2 = 0.999, c->eps = 1e-8;
     c->ema[0] = 0.9999, c->nema = 1;
-    c->uncond_p = 0.2, c->dropout = -1;
+    c->uncond_p = 0.2, c->dropout = -1, c->pred = -1;
     c->save_every = 5000, c->log_every = 100;
     c->cache_bytes = (size_t)2 << 30;
     c->progress = 1;
@@ -125,6 +126,16 @@ static void print_start(rhd_train_run *run) {
              run->per_rank / run->micro > 1 ? "es" : "", run->micro);
 }
 
+/* The kind's "diffusion" object with "pred" replaced when pred >= 0 (malloc'd text). */
+static char *diffusion_json(const char *kind_json, int pred) {
+    cJSON *o = cJSON_Parse(kind_json);
+    RHD_ASSERT(cJSON_IsObject(o));
+    if (pred >= 0) cJSON_ReplaceItemInObjectCaseSensitive(o, "pred", cJSON_CreateString(rhd_pred_kind_name(pred)));
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 rhd_train_run *rhd_train_open(const rhd_train_cfg *cfg, rhd_train_data *data, rhd_ctx *ctx, const rhd_dist *dist,
                               rhd_err *e) {
     rhd_train_run *run = rhd_xcalloc(1, sizeof *run);
@@ -133,6 +144,15 @@ rhd_train_run *rhd_train_open(const rhd_train_cfg *cfg, rhd_train_data *data, rh
     if (!run->ops) { rhd_errf(e, "--model '%s' is unknown, expected 'base' or 'upsample'", cfg->model); free(run); return NULL; }
     run->model = run->ops->create(cfg->model_json, cfg->preset, cfg->dropout, ctx, e);
     if (!run->model) { free(run); return NULL; }
+    run->diffusion_json = diffusion_json(run->ops->diffusion_json, cfg->pred);
+    if (cfg->pred >= 0) {
+        if (!run->ops->set_pred) {
+            rhd_errf(e, "--pred %s: the %s model's prediction is fixed (%s), expected --pred only with --model base",
+                     rhd_pred_kind_name(cfg->pred), run->ops->kind, run->ops->diffusion_json);
+            goto fail;
+        }
+        if (run->ops->set_pred(run->model, cfg->pred, e)) goto fail;
+    }
     run->P = run->ops->params(run->model);
     run->ckpt_path = rhd_path_join(cfg->dir, "checkpoint.safetensors");
     run->log_path = rhd_path_join(cfg->dir, "train_log.jsonl");
@@ -266,5 +286,6 @@ void rhd_train_close(rhd_train_run *run) {
     free(run->pair), free(run->t), free(run->uncond), free(run->w), free(run->mse), free(run->vb), free(run->loss);
     free(run->key), free(run->perm), free(run->hx), free(run->hloss), free(run->hmse), free(run->hvb);
     free(run->ckpt_path), free(run->log_path), free(run->png_path), free(run->model_json), free(run->train_json);
+    free(run->diffusion_json);
     free(run);
 }

@@ -83,6 +83,9 @@ typedef struct rhd_train_model_ops {
      * (malloc'd text): its members join rhd.config's "train" object, so that --resume refuses
      * another value of any of them. */
     char *(*train_keys)(const rhd_train_model *m);
+    /* Optional (NULL: the kind predicts only what diffusion_json says). Train it to predict pred
+     * (rhd_pred_kind) instead; -1 with a message when the kind cannot. */
+    int (*set_pred)(rhd_train_model *m, int pred, rhd_err *e);
 } rhd_train_model_ops;
 struct rhd_train_model {
     const rhd_train_model_ops *ops;
@@ -112,6 +115,7 @@ typedef struct rhd_train_cfg {
     int nema;
     double uncond_p;
     double dropout;                   /* < 0: the config's */
+    int pred;                         /* rhd_pred_kind the network learns; -1: the kind's (base eps) */
     rhd_tsampler_kind tsampler;
     int64_t save_every, log_every;
     int keep;                         /* also keep step-%07d.safetensors at every save */

@@ -33,6 +33,7 @@ struct rhd_train_run {
     int nh, caph;
     char *ckpt_path, *log_path, *png_path;
     char *model_json, *train_json;
+    char *diffusion_json;           /* the "diffusion" object of rhd.config (the kind's, --pred applied) */
     rhd_progress prog;
 };
 

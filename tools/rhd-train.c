@@ -16,7 +16,7 @@
 
 typedef struct opts {
     rhd_common_opts common;
-    int model, preset, decay, tsampler, down;
+    int model, preset, decay, tsampler, down, pred;
     const char *data, *triplanes, *features, *model_config, *init, *ema;
     long long steps, batch, micro, warmup, decay_steps, save_every, log_every, cache_mb;
     double lr, beta1, beta2, adam_eps, wd, lr_min, clip, uncond_p, dropout;
@@ -33,6 +33,7 @@ static const char *const preset_choices[] = {"official", "small", NULL};
 static const char *const decay_choices[] = {"none", "linear", "cosine", NULL};
 static const char *const ts_choices[] = {"uniform", "loss-second-moment", NULL};
 static const char *const down_choices[] = {"area", "bicubic", NULL};
+static const char *const pred_choices[] = {"eps", "xstart", "v", NULL};
 static const char *const degradation_choices[] = {"normal", "strong", "none", NULL};
 
 static const rhd_opt options[] = {
@@ -41,6 +42,8 @@ static const rhd_opt options[] = {
     RHD_OPT_CHOICE_(0, "preset", opts, preset, "NAME", "network size: official (base 366.8M, upsample 80.4M parameters) or small (CPU tests)", preset_choices),
     RHD_OPT_STRING_(0, "model-config", opts, model_config, "FILE", "JSON object of network config fields over the preset (common/models/unet.md, upsampler.md)"),
     RHD_OPT_DOUBLE_(0, "dropout", opts, dropout, "P", "dropout of the ResBlocks (-1: the config's: base 0.1, upsample 0)", -1, 0.99),
+    RHD_OPT_CHOICE_(0, "pred", opts, pred, "KIND", "base: what the network predicts: eps (the original), xstart (x0: learns a small data set "
+                    "far sooner, tools/rhd-train.md) or v", pred_choices),
     RHD_OPT_STRING_(0, "init", opts, init, "FILE", "start from these weights (a checkpoint or a converted state dict) instead of the seed"),
     RHD_OPT_GROUP_("data"),
     RHD_OPT_STRING_(0, "data", opts, data, "LIST", "pairs, one a line: TRIPLANE FEATURES (paths relative to LIST's folder)"),
@@ -131,6 +134,7 @@ static void to_cfg(const opts *o, rhd_train_cfg *c) {
     c->warmup = o->warmup, c->decay = (rhd_lr_decay)o->decay, c->decay_steps = o->decay_steps, c->lr_min = o->lr_min;
     c->clip = o->clip, c->uncond_p = o->uncond_p >= 0 ? o->uncond_p : o->model ? 0 : 0.2, c->dropout = o->dropout;
     c->tsampler = (rhd_tsampler_kind)o->tsampler;
+    c->pred = o->model == 0 ? o->pred : -1;
     c->save_every = o->save_every, c->log_every = o->log_every, c->keep = o->keep, c->resume = o->resume;
     c->down = (rhd_downsample)o->down, c->cache_bytes = (size_t)o->cache_mb << 20;
     c->progress = !o->common.quiet;
@@ -191,6 +195,9 @@ static void check_usage(const opts *o, int n, char **argv) {
                         : o->low_res ? "--low-res" : NULL;
         if (ups) rhd_usage_error("%s is an option of --model upsample, expected it only with that model", ups);
     }
+    if (o->model == 1 && o->pred)
+        rhd_usage_error("--pred %s with --model upsample: the upsampler predicts x0 (spec §4), expected --pred only with --model base",
+                        pred_choices[o->pred]);
     if (o->model == 1 && o->uncond_p > 0)
         rhd_usage_error("--uncond-p %g with --model upsample: the upsampler is trained without classifier-free "
                         "dropout (spec §4), expected --uncond-p 0", o->uncond_p);

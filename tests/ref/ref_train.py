@@ -8,7 +8,8 @@ variance of ~1e-5), so a float64 loss differs from any fp32 implementation by ~1
 
 Inputs (DIR): config.json (the UNet config), params.safetensors, x0, eps, ref, F0..F2 (float32),
 t (int32 [N]), tm (the network's time input, float32 [N]), w (float64 [N]: the loss is
-mean(w * (mse + vb))). Outputs: y (the network output), terms (float64 [N,3]: mse, vb, loss),
+mean(w * (mse + vb))), pred.txt (optional: eps, the original, xstart or v: what the network predicts,
+hence the MSE's target and how the VB term reads x0). Outputs: y (the network output), terms (float64 [N,3]: mse, vb, loss),
 loss (float64 [1]), grads.safetensors (every parameter's gradient)."""
 import json
 import os
@@ -43,10 +44,12 @@ def main():
     N = x0.shape[0]
     flat = lambda a: a.reshape(N, a.shape[1], -1)  # noqa: E731  [N, C, HW] as the loss sees it
     out3, x03, xt3, eps3 = flat(out), flat(x0), flat(xt), flat(eps)
+    kind = open(f"{d}/pred.txt").read().strip() if os.path.exists(f"{d}/pred.txt") else "eps"
+    target = {"eps": eps3, "xstart": x03, "v": ex(ch.sqrt_ab, t) * eps3 - ex(ch.sqrt_1mab, t) * x03}[kind]
     pred = out3[:, :C]
-    mse = mean_flat((eps3 - pred) ** 2)
+    mse = mean_flat((target - pred) ** 2)
     frozen = pred.detach()
-    x0h = x0_from_pred(ch, "eps", xt3, frozen, t)
+    x0h = x0_from_pred(ch, kind, xt3, frozen, t)
     mp = ex(ch.coef1, t) * x0h + ex(ch.coef2, t) * xt3
     lp = learned_lv(ch, out3[:, C:], t)
     post_mean = ex(ch.coef1, t) * x03 + ex(ch.coef2, t) * xt3
@@ -56,7 +59,7 @@ def main():
     loss = mse + vb
     total = (loss * load(d, "w")).mean()
     total.backward()
-    print(f"ref_train: loss {total.item():.6f}, {sum(p.numel() for p in m.parameters())} parameters, network float64, loss fp32")
+    print(f"ref_train: pred {kind}, loss {total.item():.6f}, {sum(p.numel() for p in m.parameters())} parameters, network float64, loss fp32")
     np.save(f"{d}/y.npy", out.detach().float().numpy())
     np.save(f"{d}/terms.npy", torch.stack([mse, vb, loss], 1).detach().double().numpy())
     np.save(f"{d}/loss.npy", np.array([total.item()]))

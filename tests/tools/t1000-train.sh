@@ -87,6 +87,15 @@ resume_check 7 $RS
 run rhd-train $RS --lr 1e-4 -o part --resume
 expect_rc 1 "resume with another --lr"
 expect_err "training option 'lr'" "resume: the differing option is named"
+run rhd-train $RS --pred xstart -o part --resume
+expect_rc 1 "resume with another --pred"
+expect_err "diffusion is .*\"pred\":\"eps\".* in the checkpoint, .*\"pred\":\"xstart\".* now" "resume: the differing prediction is named"
+run rhd-train $TR --data pairs.txt --pred v --batch 2 --steps 1 --save-every 1 -o predv
+expect_rc 0 "--pred v: one step"
+check "--pred v: rhd.config records diffusion pred v (rhd-sample reads it)" grep -qF '\"pred\":\"v\"' predv/checkpoint.safetensors
+run rhd-train --model upsample --preset small --threads 1 -q --data pairs.txt --pred xstart -o up
+expect_rc 2 "--pred with --model upsample"
+expect_err "predicts x0" "--pred with upsample: message"
 
 # ---- 4. MPI ----
 mpi_train_check "" $TR --data pairs.txt --batch 2 --micro-batch 1 --steps 3 --save-every 3 --log-every 1 --uncond-p 0.5
