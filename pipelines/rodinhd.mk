@@ -36,7 +36,7 @@
 #   UPSAMPLE      1 trains the upsampler (rhd-train --model upsample) and samples through it.
 #                 Off (0) by default (the pipeline then stops at the base resolution); with 1 its
 #                 rendering loss uses the stage-1 decoder and DATA's views (LPIPS only with LPIPS=);
-#                 not yet exercised by tests/tools/t1200-pipeline.sh.
+#                 tests/tools/t1200-pipeline.sh runs it at tiny sizes.
 #   UPSAMPLE_OPTS, UPSAMPLE_CONFIG   its rhd-train options and network config
 #   SAMPLE_OPTS   rhd-sample options (--weights model: a short run's EMA is still near its start)
 #   RENDER_OPTS   rhd-render options of every render (renderer sizes)

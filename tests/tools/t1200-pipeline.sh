@@ -92,4 +92,24 @@ check "the sample stamp holds the new option; the fit stamp was not rewritten" \
     bash -c "grep -q -- '--steps 3' '$O/.opts/sample.txt' && test '$fit_stamp' = \"\$(stat -c %Y.%y '$O/.opts/fit.txt')\""
 mk -q SAMPLE_OPTS="--weights model --steps 3"
 expect_rc 0 "make -q with the new option: up to date"
+# ---- 7. UPSAMPLE=1: the upsampler trained and sampled through ----
+UP=(UPSAMPLE=1 SAMPLE_OPTS="--weights model --steps 3 --up-steps 2 --up-res 16"
+    UPSAMPLE_CONFIG='{"in_ch": 8, "out_ch": 8, "cond_ch": 8, "n_feats": 16, "groups": 8, "temb_ch": 16, "temb_dim": 64, "embed_dim": 16, "pool_heads": 4, "latent_size": 8, "patch": 8, "head_ch": 16, "num_res_blocks": 1, "n_resblocks": 2}'
+    UPSAMPLE_OPTS="--resolution 16 --batch 1 --steps 2 --save-every 1 --log-every 1 --patch 8 --grid-size 16 --max-steps 32 --view-range 1-23")
+mk -n "${UP[@]}"
+check "UPSAMPLE=1: rhd-train --model upsample and the sample through it planned, not the base training" \
+    bash -c "grep -q -- '--model upsample' '$T/mk.out' && grep -q -- '--upsample' '$T/mk.out' && ! grep -q -- '--model base' '$T/mk.out'"
+mk -j2 "${UP[@]}"
+expect_rc 0 "make UPSAMPLE=1"
+[ "$rc" = 0 ] || printf '#   %s\n' "$err" | tail -20
+check "UPSAMPLE=1: the upsampler's checkpoint and log, the upsampled sample's renders and metrics" \
+    test -s "$O/upsample/checkpoint.safetensors" -a -s "$O/upsample/train.json" -a -s "$O/eval/sample/avatar_101/metrics.json"
+check "UPSAMPLE=1: the sample records the upsampler (rhd.config 'upsample') and has the upsampled shape [3,8,16,16]" "${RHD_PY:-python3}" -c "
+import json
+from safetensors import safe_open
+f = safe_open('$O/samples/avatar_101.safetensors', 'np'); md = f.metadata()
+assert 'upsample' in json.loads(md['rhd.config']), md
+assert f.get_tensor('planes').shape == (3, 8, 16, 16), f.get_tensor('planes').shape"
+mk -q "${UP[@]}"
+expect_rc 0 "make -q UPSAMPLE=1: up to date"
 done_testing
