@@ -23,13 +23,13 @@ BUILD=${RHD_BUILD:-build}
 OUT=${DEMO_OUT:-build/demo}
 start=$(date +%s)
 make --no-print-directory -f pipelines/rodinhd.mk -j"${DEMO_JOBS:-2}" RHD_BIN="$BUILD/bin" DATA=tests/data/mini OUT="$OUT" \
-    SAMPLE=avatar_100 THREADS=${DEMO_THREADS:-2} \
+    SAMPLE="avatar_100 avatar_101" THREADS=${DEMO_THREADS:-2} \
     PLAN_OPTS="--rounds 1 --steps 300 --order interleaved --group 2" \
     SIZE_OPTS="--triplane-res 32 --triplane-channels 8" \
     FIT_OPTS="--rays 256 --grid-size 32 --max-steps 64 --train-views 0-23 --eval-views 100,110" \
     MODEL_CONFIG='{"image_size": 16, "in_channels": 8, "out_channels": 16, "latent_size": 8, "patch": 8, "model_channels": 32, "channel_mult": [1, 2], "groups": 8, "num_head_channels": 16, "attention_resolutions": [8]}' \
-    TRAIN_OPTS="--batch 2 --steps ${DEMO_STEPS:-800} --lr 1e-3 --clip-grad 1 --ema 0.99 --log-every 10 --save-every 50" \
-    SAMPLE_OPTS="--weights model" RENDER_OPTS="--grid-size 32 --max-steps 64 --triplane-res 32" \
+    TRAIN_OPTS="--pred xstart --batch 2 --steps ${DEMO_STEPS:-800} --lr 1e-3 --clip-grad 1 --ema 0.99 --log-every 10 --save-every 50" \
+    SAMPLE_OPTS="--weights ema" RENDER_OPTS="--grid-size 32 --max-steps 64 --triplane-res 32" \
     FRAMES=12 MESH_RES=64 "$@"
 echo "demo: done in $(( $(date +%s) - start )) s; $OUT/report.md; the generated avatar beside its ground truth:"
 echo "demo:   $OUT/eval/sample/avatar_100/contact_sheet.png (the fitted triplane: $OUT/eval/fitted/avatar_100/)"
