@@ -240,9 +240,9 @@ void rhd_degrade_draw(rhd_degrade_plan *p, rhd_degrade_kind kind, int H, int W, 
     float u[24];
     rhd_rng_fill_uniform(u, 24, seed, stream, offset, 0.f, 1.f);
     int s = sf;
-    if (u[0] < 0.2f) {
+    if (u[0] < 0.2f && sf >= 2) { /* the original (sf 4): halve, then the remaining factor 2 */
         p->halve = u[1] < 0.5f ? (u[2] < 0.5f ? RHD_HALVE_CV_LINEAR : RHD_HALVE_CV_CUBIC) : RHD_HALVE_IMRESIZE;
-        s = 2;
+        s = sf / 2;
     }
     for (int i = 6; i >= 1; i--) { /* Fisher-Yates */
         int j = (int)(u[3 + (6 - i)] * (i + 1));
@@ -282,7 +282,7 @@ void rhd_degrade_out_size(const rhd_degrade_plan *p, int *oh, int *ow) {
     }
     int h = p->halve == RHD_HALVE_IMRESIZE ? rhd_imresize_size(p->H, 0.5) : (int)(0.5 * p->H);
     int w = p->halve == RHD_HALVE_IMRESIZE ? rhd_imresize_size(p->W, 0.5) : (int)(0.5 * p->W);
-    *oh = (int)(h * 0.5), *ow = (int)(w * 0.5);
+    *oh = (int)(h * (2.0 / p->sf)), *ow = (int)(w * (2.0 / p->sf)); /* sf 4: h * 0.5, as the original */
 }
 
 /* one step of the chain: *cur [C,*h,*w] replaced by the result in *spare (swapped) */
@@ -305,12 +305,12 @@ void rhd_degrade_apply(const rhd_degrade_plan *p, float *out, const float *in, i
     double sf = p->sf;
     if (p->halve == RHD_HALVE_IMRESIZE) {
         rhd_imresize(spare, cur, C, h, w, 0.5);
-        h = rhd_imresize_size(h, 0.5), w = rhd_imresize_size(w, 0.5), sf = 2;
+        h = rhd_imresize_size(h, 0.5), w = rhd_imresize_size(w, 0.5), sf = p->sf / 2.0;
         swap_bufs(&cur, &spare);
     } else if (p->halve != RHD_HALVE_NONE) {
         int nh = (int)(0.5 * h), nw = (int)(0.5 * w);
         rhd_cv_resize(spare, nw, nh, cur, C, w, h, p->halve == RHD_HALVE_CV_CUBIC ? RHD_CV_CUBIC : RHD_CV_LINEAR);
-        h = nh, w = nw, sf = 2;
+        h = nh, w = nw, sf = p->sf / 2.0;
         swap_bufs(&cur, &spare);
     }
     int a = w, b = h;

@@ -44,6 +44,7 @@ static int read_config(rhd_sample_model *m, const rhd_st *st, void *cfg, rhd_err
     const char *text = rhd_st_meta(st, "rhd.config");
     if (m->stage == RHD_STAGE_BASE) rhd_unet_config_official(cfg);
     else rhd_ups_config_official(cfg);
+    m->factor = 4;
     if (!text) return read_diffusion(m, NULL, st->name, e);
     cJSON *root = cJSON_Parse(text);
     if (!root || !cJSON_IsObject(root)) {
@@ -51,6 +52,8 @@ static int read_config(rhd_sample_model *m, const rhd_st *st, void *cfg, rhd_err
         return rhd_errf(e, "%s: rhd.config is not a JSON object, expected {\"model\": {...}, \"diffusion\": {...}}", st->name);
     }
     const cJSON *net = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *fac = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "train"), "factor");
+    if (cJSON_IsNumber(fac) && fac->valuedouble >= 1 && fac->valuedouble <= 64) m->factor = (int)fac->valuedouble;
     int rc = read_diffusion(m, cJSON_GetObjectItemCaseSensitive(root, "diffusion"), st->name, e);
     cJSON *copy = cJSON_Duplicate(net ? net : root, 1);
     if (!net) { /* the whole object is the network config, less the contract's other keys */
@@ -297,7 +300,7 @@ void rhd_sample_plan_free(rhd_sample_plan *p) {
 
 int rhd_sample_out_side(const rhd_sample_model *m, const rhd_sample_opts *o, int r) {
     if (m->stage == RHD_STAGE_BASE) return m->R;
-    return o->R > 0 ? o->R : 4 * r;
+    return o->R > 0 ? o->R : m->factor * r;
 }
 
 /* ---- the batch -------------------------------------------------------------------------------- */

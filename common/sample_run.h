@@ -30,6 +30,7 @@ typedef struct rhd_sample_model {
     double train_time_scale;    /* diffusion.time_scale of the checkpoint (0: rescaled) */
     int C, C_out;               /* channels of x and of the network output */
     int R;                      /* plane side of the base network (0 for the upsampler: any) */
+    int factor;                 /* the upsampler: its training's train.factor (absent: the original's 4) */
     int latent_ch, latent_size; /* the portrait latent ref [latent_ch, L, L] */
     int feat_ch[3], feat_size[3];
     rhd_unet_noise cond_noise;  /* the §1.4 noise kind of ref (the base config's; uniform) */
@@ -101,7 +102,7 @@ typedef struct rhd_sample_opts {
     double guidance;         /* base 1.3, upsampler 1 */
     int clip;                /* 1 */
     double time_scale;       /* <= 0: 1000/T (the original's sampling), else the factor */
-    int R;                   /* the upsampler's output side (0: 4 x the low-resolution side) */
+    int R;                   /* the upsampler's output side (0: its factor x the low-resolution side) */
     rhd_unet_noise cond_noise; /* the §1.4 noise kind of ref */
     /* noise: file (rows per item) or Philox (seed, keys from the names); record may be NULL */
     uint64_t seed;

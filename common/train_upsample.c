@@ -289,7 +289,8 @@ static char *ups_train_keys(const rhd_train_model *mm) {
     const ups_model *m = (const ups_model *)mm;
     const rhd_train_ups_opts *o = &m->o;
     char *s = rhd_xmalloc(1024 + (o->low_res ? 2 * strlen(o->low_res) : 0));
-    int k = sprintf(s, "{\"resolution\":%d,\"degradation\":\"%s\",\"low_res\":\"", o->R, rhd_degrade_kind_name(o->degrade));
+    int k = sprintf(s, "{\"resolution\":%d,\"factor\":%d,\"degradation\":\"%s\",\"low_res\":\"", o->R, o->sf,
+                    rhd_degrade_kind_name(o->degrade));
     for (const char *p = o->low_res ? o->low_res : ""; *p; p++) { /* a JSON string */
         if (*p == '"' || *p == '\\') s[k++] = '\\';
         s[k++] = (unsigned char)*p < 0x20 ? '?' : *p;

@@ -63,7 +63,7 @@ static const rhd_opt sample_options[] = {
     RHD_OPT_DOUBLE_(0, "up-eta", sample_cli_opts, up_eta, "X", "DDIM eta", 0, 100),
     RHD_OPT_DOUBLE_(0, "up-guidance", sample_cli_opts, up_guidance, "S", "guidance (null condition: ref = ones, low-res kept)", 0, 100),
     RHD_OPT_STRING_(0, "up-time-scale", sample_cli_opts, up_time_scale, "X", "rescaled (10 t, the original's sampling), raw (t, as it trained), train or a factor"),
-    RHD_OPT_INT_(0, "up-res", sample_cli_opts, up_res, "R", "output plane side (0: 4x the base's)", 0, 8192),
+    RHD_OPT_INT_(0, "up-res", sample_cli_opts, up_res, "R", "output plane side (0: the upsampler's factor x the base's, 4 unless trained with rhd-train --factor)", 0, 8192),
     RHD_OPT_GROUP_("noise and sharding"),
     RHD_OPT_STRING_(0, "noise", sample_cli_opts, noise, "FILE", "take x_T, every step's z and the latent draw from FILE (formats/noise.md)"),
     RHD_OPT_STRING_(0, "save-noise", sample_cli_opts, save_noise, "FILE", "write the noise used to FILE (replay with --noise)"),
@@ -373,7 +373,7 @@ static void read_lows(run *r, job *jobs, const int *todo, int ntodo) {
             int Ru = rhd_sample_out_side(&r->up, &r->uo, t.R);
             if (rhd_ups_check_size(&r->up.ups->cfg, Ru, t.R, &e))
                 rhd_die("%s: a low-res side %d that the upsampler cannot take to %d%s: %s", jb->low_path, t.R, Ru,
-                        r->o->up_res ? " (--up-res)" : " (4x)", e.msg);
+                        r->o->up_res ? " (--up-res)" : " (the upsampler's factor)", e.msg);
             r->low_r = t.R;
         }
         jb->low = rhd_xmalloc(sizeof(float) * (size_t)rhd_triplane_numel_of(C, t.R));

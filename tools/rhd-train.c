@@ -24,7 +24,7 @@ typedef struct opts {
     /* --model upsample */
     int degradation;
     const char *decoder, *views, *lpips, *view_range, *low_res;
-    long long resolution, patch, patches, grid_size, max_steps;
+    long long resolution, factor, patch, patches, grid_size, max_steps;
     double render_weight, lpips_weight;
 } opts;
 
@@ -70,8 +70,9 @@ static const rhd_opt options[] = {
     RHD_OPT_CHOICE_(0, "timestep-sampler", opts, tsampler, "S", "uniform or loss-second-moment", ts_choices),
     RHD_OPT_GROUP_("upsample model (--model upsample)"),
     RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "HR plane side trained at (triplanes of another side are resized by --downsample)", 4, 8192),
+    RHD_OPT_INT_(0, "factor", opts, factor, "F", "upsampling factor: the low-res condition has side R/F (the original: 4)", 1, 64),
     RHD_OPT_CHOICE_(0, "degradation", opts, degradation, "KIND", "low-res condition: normal (the original's chain), strong, none (bicubic)", degradation_choices),
-    RHD_OPT_STRING_(0, "low-res", opts, low_res, "DIR[,DIR]", "precomputed low-res triplanes DIR/<pair name>.safetensors|.npy of side R/4 instead of the degradation (one dir drawn per item)"),
+    RHD_OPT_STRING_(0, "low-res", opts, low_res, "DIR[,DIR]", "precomputed low-res triplanes DIR/<pair name>.safetensors|.npy of side R/F instead of the degradation (one dir drawn per item)"),
     RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "the fitted decoder (frozen) for the rendering loss"),
     RHD_OPT_STRING_(0, "views", opts, views, "DIR", "dataset root: DIR/<pair name>/ holds the avatar's views and cameras"),
     RHD_OPT_STRING_(0, "lpips", opts, lpips, "FILE", "LPIPS-VGG weights (formats/lpips.md; pipelines/lpips_weights.py makes them)"),
@@ -147,14 +148,14 @@ static void opts_init(opts *o) {
     o->steps = 1000, o->batch = 3, o->lr = 1e-5, o->beta1 = 0.9, o->beta2 = 0.999, o->adam_eps = 1e-8;
     o->uncond_p = -1, o->dropout = -1, o->save_every = 5000, o->log_every = 100, o->cache_mb = 2048;
     o->ema = "0.9999";
-    o->resolution = 512, o->render_weight = 1, o->lpips_weight = 0.5, o->patch = 64, o->patches = 1;
+    o->resolution = 512, o->factor = 4, o->render_weight = 1, o->lpips_weight = 0.5, o->patch = 64, o->patches = 1;
     o->grid_size = 128, o->max_steps = 1024;
 }
 
 /* The upsample kind's options (rhd_train_ups_configure); usage errors for a wrong combination. */
 static void ups_opts(const opts *o, rhd_train_ups_opts *u) {
     rhd_train_ups_opts_default(u);
-    u->R = (int)o->resolution, u->degrade = (rhd_degrade_kind)o->degradation;
+    u->R = (int)o->resolution, u->sf = (int)o->factor, u->degrade = (rhd_degrade_kind)o->degradation;
     u->decoder = o->decoder, u->views = o->views, u->lpips = o->lpips, u->low_res = o->low_res;
     u->render_weight = o->render_weight, u->lpips_weight = o->lpips_weight;
     u->patch = (int)o->patch, u->patches = (int)o->patches;

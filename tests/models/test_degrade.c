@@ -40,8 +40,8 @@ static int g_np;
 static void noise_size(const rhd_degrade_plan *p, int *h, int *w) {
     int H = p->H, W = p->W, a, b;
     double sf = p->sf;
-    if (p->halve == RHD_HALVE_IMRESIZE) H = rhd_imresize_size(H, .5), W = rhd_imresize_size(W, .5), sf = 2;
-    else if (p->halve != RHD_HALVE_NONE) H = (int)(.5 * H), W = (int)(.5 * W), sf = 2;
+    if (p->halve == RHD_HALVE_IMRESIZE) H = rhd_imresize_size(H, .5), W = rhd_imresize_size(W, .5), sf = p->sf / 2.0;
+    else if (p->halve != RHD_HALVE_NONE) H = (int)(.5 * H), W = (int)(.5 * W), sf = p->sf / 2.0;
     a = W, b = H;
     for (int i = 0; i < 7; i++) {
         int op = p->order[i];
@@ -198,6 +198,20 @@ int main(void) {
         p.noise = i == 1 ? RHD_NOISE_SHARED : RHD_NOISE_ELEMENT;
         chain_case(&p, 5, "forced");
     }
+    for (int i = 0; i < 4; i++) { /* rhd-train --factor: 2 and 8, halved first or not */
+        int sf = i < 2 ? 2 : 8;
+        rhd_degrade_draw(&p, RHD_DEGRADE_NORMAL, 64, 64, sf, seed, RHD_STREAM(RHD_STREAM_TEST, 400 + i), 0);
+        p.halve = i & 1 ? RHD_HALVE_CV_CUBIC : RHD_HALVE_NONE;
+        chain_case(&p, 3, sf == 2 ? "factor 2" : "factor 8");
+    }
+    int sizes_ok = 1;
+    for (int i = 0; i < 200; i++) { /* every drawn plan of factors 1..8 ends at H/sf */
+        int sf = 1 + i % 8, H = 8 * 3 * 4, oh, ow;
+        rhd_degrade_draw(&p, i & 1 ? RHD_DEGRADE_STRONG : RHD_DEGRADE_NORMAL, H, H, sf, seed, RHD_STREAM(RHD_STREAM_TEST, 500 + i), 0);
+        rhd_degrade_out_size(&p, &oh, &ow);
+        sizes_ok &= oh == H / sf && ow == H / sf;
+    }
+    th_ok(sizes_ok, "200 drawn plans of factors 1..8 on 96 x 96: every output side is 96/sf");
     fclose(g_cases);
     int rc = th_ref("ref_degrade.py", "%s", g_dir);
     for (int i = 0; i < g_np; i++) {

@@ -118,12 +118,12 @@ def chain(img, plan, noise):
         return bicubic(img, plan["W"] // plan["sf"], plan["H"] // plan["sf"])
     sf = plan["sf"]
     halve = plan["halve"]
-    if halve == 3:
+    if halve == 3:  # the original (sf 4) then resizes by the remaining 2; other factors by sf / 2
         x = imresize(x, 0.5)
-        sf = 2
+        sf = sf / 2
     elif halve in (1, 2):
         x = cv_resize(x, int(0.5 * x.shape[2]), int(0.5 * x.shape[1]), halve)
-        sf = 2
+        sf = sf / 2
     a, b = x.shape[2], x.shape[1]
     for op in plan["order"]:
         if op == 0 and plan["blur"]:

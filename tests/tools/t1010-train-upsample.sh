@@ -19,7 +19,9 @@
 #      with a missing file, 16 channels, side 16 or a NaN is refused before the first step naming
 #      the file; the activation-memory line of that run is > 0 and, with the parameter memory,
 #      below its measured peak RSS;
-#   9. --resume with another --degradation or --patch is refused naming the option.
+#   9. --resume with another --degradation or --patch is refused naming the option;
+#  10. --factor: recorded, refused on resume when changed, the low-res side R/F checked, and
+#      rhd-sample's default output side F times its input's.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 FIX=$RHD_ROOT/tests/data/train MINI=$RHD_ROOT/tests/data/mini
@@ -213,4 +215,32 @@ expect_err "training option 'degradation' is \"normal\" in the checkpoint, \"str
 run rhd-train $RS --patch 8 -o whole --resume
 expect_rc 1 "resume with another --patch"
 expect_err "training option 'patch' is 16 in the checkpoint, 8 now" "resume: --patch named with both values"
+# ---- 10. --factor ----
+run rhd-train $RS --factor 2 -o whole --resume
+expect_rc 1 "resume with another --factor"
+expect_err "training option 'factor' is 4 in the checkpoint, 2 now" "resume: --factor named with both values"
+run rhd-train $U --factor 3 $LR -o f3
+expect_rc 2 "--factor 3 with --resolution 32 (not a multiple)"
+"$PY" -c "
+import os, numpy as np
+os.makedirs('low16', exist_ok=True)
+for n in ('avatar_100', 'avatar_101'):
+    a = np.load('tri/%s.npy' % n).astype(np.float32).reshape(3, 32, 32, 32)
+    np.save('low16/%s.npy' % n, a.reshape(3, 32, 16, 2, 16, 2).mean(axis=(3, 5)))"
+run rhd-train $U --factor 2 $LR -o f2
+expect_rc 0 "--factor 2: the synthesised condition at 16 for 32"
+run rhd-train $U --factor 2 $LR --low-res low16 -o f2low
+expect_rc 0 "--factor 2 --low-res: 16 x 16 conditions for 32"
+run rhd-train $U --factor 2 $LR --low-res low -o f2bad
+expect_rc 1 "--factor 2 --low-res with 8 x 8 files (expected 16)"
+check "--factor 2: the checkpoint records train.factor 2" grep -qF '\"factor\":2' f2/checkpoint.safetensors
+if [ -x "$RHD_BIN/rhd-sample" ]; then
+    run rhd-sample --upsample f2/checkpoint.safetensors --low-res low16 --up-steps 2 --threads 1 -q -o f2s feat/avatar_100.safetensors
+    expect_rc 0 "rhd-sample --upsample (factor 2) --low-res low16"
+    check "rhd-sample: a factor-2 upsampler's default output side is 2 x 16 = 32" "$PY" -c "
+from safetensors.numpy import load_file
+assert load_file('f2s/avatar_100.safetensors')['planes'].shape == (3, 32, 32, 32)"
+else
+    skip "rhd-sample --upsample (factor 2): rhd-sample not built"
+fi
 done_testing
