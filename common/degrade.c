@@ -9,16 +9,16 @@
 #include "kernels/resample.h"
 
 const char *rhd_degrade_kind_name(rhd_degrade_kind k) {
-    return k == RHD_DEGRADE_STRONG ? "strong" : k == RHD_DEGRADE_NONE ? "none" : "normal";
+    return k == RHD_DEGRADE_STRONG ? "strong" : k == RHD_DEGRADE_NONE ? "none" : k == RHD_DEGRADE_AREA ? "area" : "normal";
 }
 
 int rhd_degrade_kind_parse(const char *s, rhd_degrade_kind *k, const char *what, rhd_err *e) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (!strcmp(s, rhd_degrade_kind_name((rhd_degrade_kind)i))) {
             *k = (rhd_degrade_kind)i;
             return 0;
         }
-    return rhd_errf(e, "%s: degradation '%s', expected normal, strong or none", what, s);
+    return rhd_errf(e, "%s: degradation '%s', expected normal, strong, none or area", what, s);
 }
 
 /* ---- kernels ---- */
@@ -236,7 +236,7 @@ void rhd_degrade_draw(rhd_degrade_plan *p, rhd_degrade_kind kind, int H, int W, 
     p->kind = kind, p->H = H, p->W = W, p->sf = sf;
     p->seed = seed, p->stream = stream, p->noise_offset = offset + 64;
     for (int i = 0; i < 7; i++) p->order[i] = i;
-    if (kind == RHD_DEGRADE_NONE) return;
+    if (kind == RHD_DEGRADE_NONE || kind == RHD_DEGRADE_AREA) return;
     float u[24];
     rhd_rng_fill_uniform(u, 24, seed, stream, offset, 0.f, 1.f);
     int s = sf;
@@ -276,7 +276,7 @@ void rhd_degrade_draw(rhd_degrade_plan *p, rhd_degrade_kind kind, int H, int W, 
 }
 
 void rhd_degrade_out_size(const rhd_degrade_plan *p, int *oh, int *ow) {
-    if (p->kind == RHD_DEGRADE_NONE || p->halve == RHD_HALVE_NONE) {
+    if (p->kind == RHD_DEGRADE_NONE || p->kind == RHD_DEGRADE_AREA || p->halve == RHD_HALVE_NONE) {
         *oh = (int)(p->H * (1.0 / p->sf)), *ow = (int)(p->W * (1.0 / p->sf));
         return;
     }
@@ -294,6 +294,19 @@ static void swap_bufs(float **cur, float **spare) {
 void rhd_degrade_apply(const rhd_degrade_plan *p, float *out, const float *in, int C) {
     int h = p->H, w = p->W, oh, ow;
     rhd_degrade_out_size(p, &oh, &ow);
+    if (p->kind == RHD_DEGRADE_AREA) { /* sf x sf block means (the input's side a multiple of sf) */
+        RHD_ASSERT(oh * p->sf == h && ow * p->sf == w);
+        const double inv = 1.0 / ((double)p->sf * p->sf);
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    double s = 0;
+                    for (int dy = 0; dy < p->sf; dy++)
+                        for (int dx = 0; dx < p->sf; dx++) s += in[((size_t)c * h + y * p->sf + dy) * w + x * p->sf + dx];
+                    out[((size_t)c * oh + y) * ow + x] = (float)(s * inv);
+                }
+        return;
+    }
     if (p->kind == RHD_DEGRADE_NONE) {
         rhd_ctx cpu = {RHD_BACKEND_CPU};
         rhd_resize_forward(&cpu, out, in, 1, C, h, w, oh, ow, RHD_RESIZE_BICUBIC, 0);

@@ -38,13 +38,16 @@
  *           shared (prob 0.4) or none; ops 1, 5, 6 do nothing. Interpolations linear/cubic 1/2 each.
  *   STRONG  the same with blur prob 0.5 and noise levels 20..80.
  *   NONE    PyTorch bicubic (align_corners False, a = -0.75, no antialias) straight to the low size.
+ *   AREA    (not the original's) sf x sf block means, summed in float64: what the base model is
+ *           trained on (rhd-train --downsample area), so an upsampler trained on it sees the kind
+ *           of condition the base samples.
  * A zero sigma, l1 or l2 (a draw of exactly 0) is raised to 1e-4 to keep the kernel finite. */
 #ifndef RHD_DEGRADE_H
 #define RHD_DEGRADE_H
 #include <stdint.h>
 #include "common/err.h"
 
-typedef enum { RHD_DEGRADE_NORMAL = 0, RHD_DEGRADE_STRONG = 1, RHD_DEGRADE_NONE = 2 } rhd_degrade_kind;
+typedef enum { RHD_DEGRADE_NORMAL = 0, RHD_DEGRADE_STRONG = 1, RHD_DEGRADE_NONE = 2, RHD_DEGRADE_AREA = 3 } rhd_degrade_kind;
 /* OpenCV's interpolation codes */
 typedef enum { RHD_CV_LINEAR = 1, RHD_CV_CUBIC = 2 } rhd_cv_interp;
 typedef enum { RHD_HALVE_NONE = 0, RHD_HALVE_CV_LINEAR = 1, RHD_HALVE_CV_CUBIC = 2, RHD_HALVE_IMRESIZE = 3 } rhd_halve;

@@ -184,6 +184,10 @@ int main(void) {
     rhd_degrade_plan p;
     rhd_degrade_draw(&p, RHD_DEGRADE_NONE, 32, 32, 4, seed, RHD_STREAM(RHD_STREAM_TEST, 7), 0);
     chain_case(&p, 4, "none");
+    rhd_degrade_draw(&p, RHD_DEGRADE_AREA, 32, 48, 4, seed, RHD_STREAM(RHD_STREAM_TEST, 8), 0);
+    chain_case(&p, 3, "area");
+    rhd_degrade_draw(&p, RHD_DEGRADE_AREA, 32, 32, 2, seed, RHD_STREAM(RHD_STREAM_TEST, 9), 0);
+    chain_case(&p, 3, "area");
     for (int i = 0; i < 4; i++) {
         rhd_degrade_draw(&p, i & 1 ? RHD_DEGRADE_STRONG : RHD_DEGRADE_NORMAL, 64, 64, 4, seed,
                          RHD_STREAM(RHD_STREAM_TEST, 100 + i), 0);

@@ -114,6 +114,10 @@ def bicubic(img, ow, oh):
 
 def chain(img, plan, noise):
     x = img.astype(np.float64)
+    if plan["kind"] == "area":
+        s = plan["sf"]
+        C, H, W = img.shape
+        return img.astype(np.float64).reshape(C, H // s, s, W // s, s).mean(axis=(2, 4))
     if plan["kind"] == "none":
         return bicubic(img, plan["W"] // plan["sf"], plan["H"] // plan["sf"])
     sf = plan["sf"]
