@@ -24,6 +24,10 @@
 #   STAGE1        avatars fitted jointly with the decoder in stage 1 (default: every training
 #                 avatar); the others (HELDOUT included) are fitted by stage 2, one process each
 #   THREADS       threads per process (2); DEVICE cpu|cuda|auto (cpu); SEED (0)
+#   OMP_WAIT_POLICY  exported to the tools, passive unless set: with make -j several OpenMP processes
+#                 share the cores, and OpenMP's default spinning then starves them (seen: the
+#                 demo's base and upsampler trainings side by side on 2 cores, 2 threads each, ran
+#                 many times slower than one after the other)
 #   WEIGHTS       rhd-encode weights: a diffusers AutoencoderKL folder or random:SEED (random:1)
 #   ENCODE_OPTS   rhd-encode options (--size 64: 8x8 latents, as MODEL_CONFIG)
 #   PLAN_OPTS     rhd-schedule fit options (rounds, steps per entry, order)
@@ -69,6 +73,8 @@ HELDOUT ?=
 SAMPLE ?=
 STAGE1 ?=
 THREADS ?= 2
+OMP_WAIT_POLICY ?= passive
+export OMP_WAIT_POLICY
 DEVICE ?= cpu
 SEED ?= 0
 WEIGHTS ?= random:1

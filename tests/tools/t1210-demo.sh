@@ -3,7 +3,8 @@
 # $RHD_DEMO_OUT) are there and sane; not its timing. The demo takes minutes, more than make test's
 # budget allows, so this test does not run it: it checks a finished demo and skips when there is
 # none (CI: `make demo && make test`, or `make demo && RHD_BUILD=build bash tests/tools/t1210-demo.sh`).
-#   every file of the run; the generated avatars' contact sheets PNGs; for each sampled portrait
+#   every file of the run (the base model and the upsampler); the samples upsampled ([3,8,32,32],
+#   the upsampler named in their metadata); the generated avatars' contact sheets PNGs; for each sampled portrait
 #   (avatar_100, avatar_101) the PSNR of the generated and of the fitted avatar finite, the fitted one
 #   above FIT_MIN, the generated one above GEN_MIN, and the generated one clearly closer to its own
 #   avatar than to the other (own > other + MARGIN, the other's PSNR from rhd-render of the sample
@@ -16,16 +17,21 @@ if [ ! -f "$D/metrics.json" ]; then
     done_testing; exit
 fi
 FIT_MIN=15 GEN_MIN=16 MARGIN=3
-MEASURED="2026-12-06: fitted 21.85 / 22.52 dB, generated 20.24 / 18.88 dB, generated vs the other avatar 13.01 / 11.26 dB (avatar_100 / avatar_101)"
+MEASURED="2026-12-06: fitted 21.85 / 22.52 dB, generated (base 16 x 16, upsampled to 32) 21.42 / 20.62 dB, generated vs the other avatar 12.89 / 11.56 dB (avatar_100 / avatar_101)"
 missing=""
 for f in features/avatar_100.safetensors features/avatar_101.safetensors plan.json fit/stage1.jsonl fit/decoder.safetensors \
          fit/triplanes/avatar_100.safetensors fit/triplanes/avatar_101.safetensors pairs.txt base/checkpoint.safetensors \
-         base/train_log.jsonl base/loss.png report.md report.html \
+         base/train_log.jsonl base/loss.png upsample/checkpoint.safetensors upsample/train.json report.md report.html \
          $(for a in avatar_100 avatar_101; do echo samples/$a.safetensors eval/sample/$a/metrics.json eval/sample/$a/contact_sheet.png \
            eval/fitted/$a/contact_sheet.png turntables/$a/rgb_0000.png meshes/$a.ply; done); do
     [ -s "$D/$f" ] || missing="$missing $f"
 done
 check "every output of the demo (missing:${missing:- none})" test -z "$missing"
+check "the samples went through the upsampler: [3,8,32,32] planes whose rhd.config names it" python3 -c "
+import json, struct, sys
+for a in ['avatar_100', 'avatar_101']:
+    b = open('$D/samples/' + a + '.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+    assert h['planes']['shape'] == [3, 8, 32, 32] and 'upsample' in json.loads(h['__metadata__']['rhd.config']), (a, h['planes'])"
 check "the contact sheets are PNGs" bash -c "for a in avatar_100 avatar_101; do head -c 8 '$D/eval/sample/'\$a/contact_sheet.png | od -An -tx1 | grep -q '89 50 4e 47' || exit 1; done"
 # each sample against the other avatar's held-out views, as the demo renders against the own ones
 for a in avatar_100 avatar_101; do
