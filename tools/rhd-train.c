@@ -70,7 +70,7 @@ static const rhd_opt options[] = {
     RHD_OPT_CHOICE_(0, "timestep-sampler", opts, tsampler, "S", "uniform or loss-second-moment", ts_choices),
     RHD_OPT_GROUP_("upsample model (--model upsample)"),
     RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "HR plane side trained at (triplanes of another side are resized by --downsample)", 4, 8192),
-    RHD_OPT_INT_(0, "factor", opts, factor, "F", "upsampling factor: the low-res condition has side R/F (the original: 4)", 1, 64),
+    RHD_OPT_INT_(0, "factor", opts, factor, "F", "upsampling factor, a power of two: the low-res condition has side R/F (the original: 4)", 1, 64),
     RHD_OPT_CHOICE_(0, "degradation", opts, degradation, "KIND", "low-res condition: normal (the original's chain), strong, none (bicubic), area (block means, as the base model's data)", degradation_choices),
     RHD_OPT_STRING_(0, "low-res", opts, low_res, "DIR[,DIR]", "precomputed low-res triplanes DIR/<pair name>.safetensors|.npy of side R/F instead of the degradation (one dir drawn per item)"),
     RHD_OPT_STRING_(0, "decoder", opts, decoder, "FILE", "the fitted decoder (frozen) for the rendering loss"),

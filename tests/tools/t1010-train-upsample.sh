@@ -220,7 +220,8 @@ run rhd-train $RS --factor 2 -o whole --resume
 expect_rc 1 "resume with another --factor"
 expect_err "training option 'factor' is 4 in the checkpoint, 2 now" "resume: --factor named with both values"
 run rhd-train $U --factor 3 $LR -o f3
-expect_rc 2 "--factor 3 with --resolution 32 (not a multiple)"
+expect_rc 2 "--factor 3 (not a power of two)"
+expect_err "factor 3: expected a power of two" "--factor 3: message"
 "$PY" -c "
 import os, numpy as np
 os.makedirs('low16', exist_ok=True)
