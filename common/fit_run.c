@@ -276,11 +276,62 @@ static int reconcile(rhd_fit_run *run, rhd_err *e) {
 
 static int write_checkpoint(rhd_fit_run *run, int done, long long step, rhd_err *e) {
     char *rec = cJSON_PrintUnformatted(run->records);
-    rhd_fit_checkpoint ck = {done, step, run->cfg.fit.seed, run->plan_text, rec};
+    rhd_fit_checkpoint ck = {done, step, run->cfg.fit.seed, run->plan_text, rec, run->options_text};
     rhd_crash_before_write(run->ckpt_path);
     int rc = rhd_fit_checkpoint_write(run->ckpt_path, &run->dec, &ck, run->cfg.tool, e);
     if (!rc) rhd_crash_point("committed", run->ckpt_path);
     free(rec);
+    return rc;
+}
+
+/* The options that decide a run's numbers, by their rhd-fit names (the checkpoint's rhd.options):
+ * --resume refuses other values, which would silently mix two runs. The seed and the plan are
+ * checked apart; views and data options are not recorded (they name files, not numbers). */
+static char *options_json(const rhd_fit_run_cfg *cfg) {
+    const rhd_fit_cfg *f = &cfg->fit;
+    const rhd_render_cfg *r = &cfg->render;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "triplane-res", f->R), cJSON_AddNumberToObject(o, "triplane-channels", f->C);
+    cJSON_AddNumberToObject(o, "rays", (double)f->rays);
+    cJSON_AddNumberToObject(o, "l1-weight", f->w_l1), cJSON_AddNumberToObject(o, "tv-weight", f->w_tv);
+    cJSON_AddNumberToObject(o, "dist-weight", f->w_dist), cJSON_AddNumberToObject(o, "dist-points", f->dist_points);
+    cJSON_AddNumberToObject(o, "iwc-weight", f->w_iwc_override);
+    cJSON_AddStringToObject(o, "iwc-fisher", f->fisher_mode == RHD_FISHER_NORMALIZED ? "normalized" : "original");
+    cJSON_AddStringToObject(o, "iwc-scope", f->iwc_all ? "all" : "own");
+    cJSON_AddNumberToObject(o, "fisher-steps", f->fisher_steps); /* after --iwc-fisher, whose default it follows */
+    cJSON_AddNumberToObject(o, "triplane-eps", f->tri_eps), cJSON_AddNumberToObject(o, "reg-gate", f->reg_gate);
+    cJSON_AddNumberToObject(o, "update-interval", f->update_interval);
+    cJSON_AddBoolToObject(o, "mark-untrained", f->mark_untrained), cJSON_AddBoolToObject(o, "clamp", f->clamp);
+    cJSON_AddNumberToObject(o, "bound", r->bound), cJSON_AddNumberToObject(o, "min-near", r->min_near);
+    cJSON_AddNumberToObject(o, "grid-size", r->grid_size), cJSON_AddNumberToObject(o, "max-steps", r->max_steps);
+    cJSON_AddNumberToObject(o, "dt-gamma", r->dt_gamma), cJSON_AddNumberToObject(o, "T-thresh", r->T_thresh);
+    cJSON_AddNumberToObject(o, "density-thresh", r->density_thresh), cJSON_AddNumberToObject(o, "grid-decay", r->grid_decay);
+    cJSON_AddNumberToObject(o, "full-updates", r->full_updates);
+    cJSON_AddBoolToObject(o, "drop-rays", !r->force_all_rays);
+    cJSON_AddBoolToObject(o, "double-normalization", r->double_norm);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* The checkpoint's options against this run's: -1 naming the first that differs. */
+static int same_options(const rhd_fit_run *run, const char *stored, rhd_err *e) {
+    if (!stored) return 0; /* written before options were recorded */
+    cJSON *a = cJSON_Parse(stored), *b = cJSON_Parse(run->options_text);
+    int rc = 0;
+    if (!cJSON_IsObject(a))
+        rc = rhd_errf(e, "%s: metadata rhd.options is not a JSON object, expected the run's options (restore the file "
+                         "or start over with --force)", run->ckpt_path);
+    for (const cJSON *it = b ? b->child : NULL; it && !rc; it = it->next) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(a, it->string);
+        if (!v || !cJSON_Compare(v, it, 1)) {
+            char *x = v ? cJSON_PrintUnformatted(v) : NULL, *y = cJSON_PrintUnformatted(it);
+            rc = rhd_errf(e, "%s: --%s is %s in the checkpoint, %s now, expected the same options to resume (or --force "
+                             "to start over)", run->ckpt_path, it->string, x ? x : "(absent)", y);
+            free(x), free(y);
+        }
+    }
+    cJSON_Delete(a), cJSON_Delete(b);
     return rc;
 }
 
@@ -295,6 +346,8 @@ static int resume(rhd_fit_run *run, rhd_err *e) {
     else if (ck.seed != fc->seed)
         rc = rhd_errf(e, "%s: seed %llu, expected --seed %llu", run->ckpt_path, (unsigned long long)ck.seed,
                       (unsigned long long)fc->seed);
+    else if (same_options(run, ck.options, e))
+        rc = -1;
     else if (ck.entries_done > run->plan->nentries)
         rc = rhd_errf(e, "%s: %d entries done, expected at most the plan's %d", run->ckpt_path, ck.entries_done,
                       run->plan->nentries);
@@ -329,6 +382,7 @@ int rhd_fit_run_open(rhd_fit_run *run, rhd_ctx *ctx, const rhd_fit_run_cfg *cfg,
     run->cfg = *cfg;
     run->plan = plan, run->train = train, run->eval = eval, run->ctx = ctx;
     run->plan_text = rhd_plan_to_json(plan);
+    run->options_text = options_json(cfg);
     run->tri_dir = join(cfg->dir, "triplanes", ""), run->iwc_dir = join(cfg->dir, "iwc", "");
     run->ckpt_path = join(cfg->dir, "checkpoint", ".safetensors"), run->dec_path = join(cfg->dir, "decoder", ".safetensors");
     run->pend_dir = join(cfg->dir, "pending", "");
@@ -454,6 +508,6 @@ void rhd_fit_run_close(rhd_fit_run *run) {
     if (run->r.ctx) rhd_renderer_free(&run->r);
     rhd_decoder_free(&run->dec);
     cJSON_Delete(run->records);
-    free(run->plan_text), free(run->tri_dir), free(run->iwc_dir), free(run->ckpt_path), free(run->dec_path), free(run->pend_dir);
+    free(run->plan_text), free(run->options_text), free(run->tri_dir), free(run->iwc_dir), free(run->ckpt_path), free(run->dec_path), free(run->pend_dir);
     memset(run, 0, sizeof *run);
 }

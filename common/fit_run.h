@@ -47,6 +47,7 @@ typedef struct rhd_fit_run {
     rhd_fit_run_cfg cfg;
     const rhd_plan *plan;      /* borrowed */
     char *plan_text;           /* its JSON (stored in the checkpoint; resume requires the same) */
+    char *options_text;        /* the options that decide the numbers, JSON (likewise) */
     rhd_fit_views *train, *eval; /* [plan->navatars], borrowed */
     rhd_ctx *ctx;
     rhd_decoder dec;           /* trained, with Adam state */

@@ -225,6 +225,7 @@ int rhd_fit_checkpoint_write(const char *path, const rhd_decoder *dec, const rhd
     rhd_st_set_meta(&w, "rhd.seed", buf);
     rhd_st_set_meta(&w, "rhd.plan", c->plan);
     if (c->records) rhd_st_set_meta(&w, "rhd.records", c->records);
+    if (c->options) rhd_st_set_meta(&w, "rhd.options", c->options);
     int r = rhd_st_write(&w, path, e);
     rhd_st_writer_free(&w);
     return r;
@@ -255,12 +256,14 @@ int rhd_fit_checkpoint_read(const char *path, rhd_decoder *dec, rhd_fit_checkpoi
         c->plan = rhd_xstrdup(plan);
         const char *rec = rhd_st_meta(st, "rhd.records");
         c->records = rec ? rhd_xstrdup(rec) : NULL;
+        const char *opt = rhd_st_meta(st, "rhd.options");
+        c->options = opt ? rhd_xstrdup(opt) : NULL;
     }
     rhd_st_close(st);
     return rc;
 }
 
 void rhd_fit_checkpoint_free(rhd_fit_checkpoint *c) {
-    free(c->plan), free(c->records);
+    free(c->plan), free(c->records), free(c->options);
     memset(c, 0, sizeof *c);
 }

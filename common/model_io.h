@@ -32,6 +32,8 @@ typedef struct rhd_fit_checkpoint {
     uint64_t seed;           /* rhd.seed */
     char *plan;              /* rhd.plan: the plan's JSON text */
     char *records;           /* rhd.records: JSON array of per-entry results (may be NULL) */
+    char *options;           /* rhd.options: JSON object of the options that decide the numbers (NULL in
+                              * files written before it was recorded) */
 } rhd_fit_checkpoint;
 
 /* Provenance of an IWC state. */

@@ -38,6 +38,12 @@ done
 run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL --seed 5 --resume -o "$T/part"
 expect_rc 1 "resume with another seed"
 expect_err "seed 0, expected --seed 5" "names the seed mismatch"
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL --iwc-fisher normalized --resume -o "$T/part"
+expect_rc 1 "resume with another --iwc-fisher"
+expect_err '--iwc-fisher is "original" in the checkpoint, "normalized" now' "names the option with both values"
+run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $SMALL --rays 100 --resume -o "$T/part"
+expect_rc 1 "resume with another --rays"
+expect_err "--rays is [0-9]+ in the checkpoint, 100 now" "names --rays with both values"
 
 # --- report on demand ---------------------------------------------------------------------------
 run rhd-fit --report --decoder "$T/full/decoder.safetensors" --triplanes "$T/full/triplanes" --data "$MINI" $SMALL --contact-sheet "$T/sheet.png"

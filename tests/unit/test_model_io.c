@@ -149,12 +149,13 @@ static void test_checkpoint(void) {
     float *m = th_randn(d.P.total, 1.f), *v = th_randu(d.P.total, 0.f, 1.f);
     memcpy(d.P.m, m, sizeof(float) * d.P.total), memcpy(d.P.v, v, sizeof(float) * d.P.total);
     rhd_err e = {0};
-    rhd_fit_checkpoint c = {3, 456, 77, "{\"plan\": 1}", "[{\"entry\": 0}]"}, g;
+    rhd_fit_checkpoint c = {3, 456, 77, "{\"plan\": 1}", "[{\"entry\": 0}]", "{\"rays\":128}"}, g;
     int rc = rhd_fit_checkpoint_write(P("ck.safetensors"), &d, &c, "test", &e);
     make_decoder(&r, 8, 16, 1);
     rc = rc || rhd_fit_checkpoint_read(path, &r, &g, &e);
-    th_ok(!rc && g.entries_done == 3 && g.step == 456 && g.seed == 77 && !strcmp(g.plan, c.plan) && !strcmp(g.records, c.records),
-          "fit checkpoint round trip: entries 3, step 456, seed 77, plan and records %s", rc ? e.msg : "");
+    th_ok(!rc && g.entries_done == 3 && g.step == 456 && g.seed == 77 && !strcmp(g.plan, c.plan) && !strcmp(g.records, c.records) &&
+          g.options && !strcmp(g.options, c.options),
+          "fit checkpoint round trip: entries 3, step 456, seed 77, plan, records and options %s", rc ? e.msg : "");
     if (rc) return;
     same_params("checkpoint parameters", &d.P, r.P.data, d.P.data);
     same_params("checkpoint adam.m", &d.P, r.P.m, d.P.m);
