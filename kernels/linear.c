@@ -146,23 +146,25 @@ static void linear_backward_cpu(float *dx, float *dW, float *db, const float *dy
     if (db) col_sum_acc_cpu(db, dy, N, out);
 }
 
-void rhd_linear_forward(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in, int out) {
+/* The two forwards differ only on the CPU: the GEMM, or each row alone (row-invariant). */
+static void linear_forward(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in,
+                           int out, int rows) {
     RHD_ASSERT(N >= 0 && in > 0 && out > 0);
     if (N == 0) return;
 #ifdef RHD_CUDA
     if (ctx->backend == RHD_BACKEND_CUDA) { rhd_linear_forward_cuda(ctx, y, x, W, b, N, in, out); return; }
 #endif
-    linear_forward_cpu(y, x, W, b, N, in, out);
+    if (rows) linear_rows_cpu(y, x, W, b, N, in, out);
+    else linear_forward_cpu(y, x, W, b, N, in, out);
+}
+
+void rhd_linear_forward(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in, int out) {
+    linear_forward(ctx, y, x, W, b, N, in, out, 0);
 }
 
 void rhd_linear_forward_rows(rhd_ctx *ctx, float *y, const float *x, const float *W, const float *b, int N, int in,
                              int out) {
-    RHD_ASSERT(N >= 0 && in > 0 && out > 0);
-    if (N == 0) return;
-#ifdef RHD_CUDA
-    if (ctx->backend == RHD_BACKEND_CUDA) { rhd_linear_forward_cuda(ctx, y, x, W, b, N, in, out); return; }
-#endif
-    linear_rows_cpu(y, x, W, b, N, in, out);
+    linear_forward(ctx, y, x, W, b, N, in, out, 1);
 }
 
 void rhd_linear_backward(rhd_ctx *ctx, float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
