@@ -60,7 +60,7 @@ rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e) {
 #ifdef _OPENMP
         nt = omp_get_max_threads();
 #endif
-        snprintf(ctx->name, sizeof ctx->name, "cpu (%d thread%s)", nt, nt == 1 ? "" : "s");
+        snprintf(ctx->name, sizeof ctx->name, "cpu (%d thread%s, OpenBLAS %s)", nt, nt == 1 ? "" : "s", rhd_blas_core());
     }
     rhd_verbose("backend: %s", ctx->name);
     return ctx;

@@ -20,7 +20,7 @@ typedef struct rhd_ctx {
     void *cudnn;           /* cudnnHandle_t */
     void *workspace;       /* device scratch for cuDNN/cuBLAS, grown on demand */
     size_t workspace_bytes;
-    char name[160];        /* "cpu (2 threads)" or "cuda:0 NVIDIA H200" */
+    char name[160];        /* "cpu (2 threads, OpenBLAS SkylakeX)" or "cuda:0 NVIDIA H200" */
 } rhd_ctx;
 
 #ifdef __cplusplus
@@ -36,6 +36,10 @@ const char *rhd_backend_name(rhd_backend b);
 const char *rhd_ctx_device_label(const rhd_ctx *ctx);
 /* 1 if this build has the CUDA backend and a device is present. */
 int rhd_cuda_available(void);
+/* The OpenBLAS kernels in use ("SkylakeX", "Haswell", ...). common/blas_core.c makes a process
+ * whose OpenBLAS did not know the CPU (and fell back to SSE3 "Prescott") restart with the kernels
+ * the CPU can run, before main; OPENBLAS_CORETYPE or RHD_BLAS_CORE=keep turn that off. */
+const char *rhd_blas_core(void);
 
 /* Buffers on the context's side (host memory for CPU, device memory for CUDA). Allocation
  * failures are fatal with the size in the message. */
