@@ -41,6 +41,9 @@ void rhd_plan_params_init(rhd_plan_params *p) {
     p->order = RHD_PLAN_ROUND_ROBIN;
     p->seed = 0;
     p->group = 4;
+    p->round_lr = RHD_ROUND_LR_CONSTANT; /* with the refit round: the recommended method (tools/rhd-fit.md) */
+    p->refit_steps = -1;
+    p->refit_lr = 0;
 }
 
 int rhd_avatar_name_check(const char *name, rhd_err *e) {
@@ -151,19 +154,28 @@ int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *cons
     if (group < 1) return rhd_errf(e, "interleaved group of %d avatars, expected at least 1", group);
     if (group > n) group = n;
     int per_round = (n + group - 1) / group;
-    if ((long long)per_round * p->rounds > RHD_PLAN_MAX_ENTRIES)
-        return rhd_errf(e, "%d rounds x %d visits = %lld entries, expected at most %d", p->rounds, per_round,
-                        (long long)per_round * p->rounds, RHD_PLAN_MAX_ENTRIES);
-    if ((long long)per_round * p->rounds > RHD_PLAN_MAX_STEPS / p->steps)
-        return rhd_errf(e, "%d rounds x %d visits x %lld steps exceed %lld steps in total", p->rounds, per_round, p->steps,
-                        RHD_PLAN_MAX_STEPS);
+    long long refit = p->refit_steps < 0 ? p->steps : p->refit_steps; /* -1: a visit's steps */
+    if (refit > RHD_PLAN_MAX_STEPS) return rhd_errf(e, "%lld refit steps, expected 0..%lld", refit, RHD_PLAN_MAX_STEPS);
+    if (!(p->refit_lr >= 0) || !isfinite(p->refit_lr)) return rhd_errf(e, "refit lr %g, expected a number >= 0 (0: lr0)", p->refit_lr);
+    if (p->round_lr != RHD_ROUND_LR_ORIGINAL && p->round_lr != RHD_ROUND_LR_CONSTANT)
+        return rhd_errf(e, "unknown round lr rule %d", p->round_lr);
+    long long nent = (long long)per_round * p->rounds + (refit > 0 ? n : 0);
+    if (nent > RHD_PLAN_MAX_ENTRIES)
+        return rhd_errf(e, "%d rounds x %d visits%s = %lld entries, expected at most %d", p->rounds, per_round,
+                        refit > 0 ? " + the refit round" : "", nent, RHD_PLAN_MAX_ENTRIES);
+    int too_many = (long long)per_round * p->rounds > RHD_PLAN_MAX_STEPS / p->steps ||
+                   (refit > 0 && n > RHD_PLAN_MAX_STEPS / refit);
+    if (!too_many) too_many = (long long)per_round * p->rounds * p->steps > RHD_PLAN_MAX_STEPS - (long long)n * refit;
+    if (too_many)
+        return rhd_errf(e, "%d rounds x %d visits x %lld steps%s exceed %lld steps in total", p->rounds, per_round, p->steps,
+                        refit > 0 ? " and the refit round" : "", RHD_PLAN_MAX_STEPS);
     long long decay = p->decoder_decay_steps ? p->decoder_decay_steps : 50 * p->steps;
     for (int i = 0; i < n; i++)
         if (rhd_avatar_name_check(names[i], e)) return rhd_err_prefix(e, "avatar %d", i);
 
     plan->order = p->order;
     plan->seed = p->seed;
-    plan->rounds = p->rounds;
+    plan->rounds = p->rounds + (refit > 0);
     plan->group = group;
     plan->iwc_weight = p->iwc_weight;
     plan->decoder_decay_steps = decay;
@@ -184,9 +196,9 @@ int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *cons
         rhd_plan_free(plan);
         return -1;
     }
-    plan->nentries = per_round * p->rounds;
+    plan->nentries = (int)nent;
     plan->entries = rhd_xcalloc(plan->nentries, sizeof(rhd_plan_entry));
-    plan->pool_ = rhd_xmalloc(sizeof(int) * (size_t)n * p->rounds);
+    plan->pool_ = rhd_xmalloc(sizeof(int) * (size_t)n * (p->rounds + 1));
     int *perm = rhd_xmalloc(sizeof(int) * n);
     int *pool = plan->pool_, k = 0;
     for (int r = 0; r < p->rounds; r++) {
@@ -200,10 +212,21 @@ int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *cons
             en->avatars = pool;
             for (int j = 0; j < en->navatars; j++) *pool++ = perm[g + j];
             en->steps = p->steps;
-            en->triplane_lr = p->lr0 / (10.0 * r + 1);
+            en->triplane_lr = p->round_lr == RHD_ROUND_LR_CONSTANT ? p->lr0 : p->lr0 / (10.0 * r + 1);
             en->decoder_lr = p->lr1;
         }
     }
+    if (refit > 0) /* the refit round: each avatar alone with the final decoder, frozen */
+        for (int i = 0; i < n; i++) {
+            rhd_plan_entry *en = &plan->entries[k++];
+            en->round = p->rounds;
+            en->navatars = 1;
+            en->avatars = pool;
+            *pool++ = i;
+            en->steps = refit;
+            en->triplane_lr = p->refit_lr > 0 ? p->refit_lr : p->lr0;
+            en->decoder_lr = 0;
+        }
     RHD_ASSERT(k == plan->nentries);
     free(perm);
     plan_derive(plan);
@@ -603,7 +626,7 @@ static int parse_entries(rd *r, const cJSON *root, rhd_plan *p, named *ix, int n
         if (bad) break;
         if (get_int(r, where, en, "steps", 1, RHD_PLAN_MAX_STEPS, 1, &out->steps)) { bad = -1; break; }
         if (get_num(r, where, en, "triplane_lr", 1, 1, &out->triplane_lr)) { bad = -1; break; }
-        if (get_num(r, where, en, "decoder_lr", 1, 1, &out->decoder_lr)) { bad = -1; break; }
+        if (get_num(r, where, en, "decoder_lr", 0, 1, &out->decoder_lr)) { bad = -1; break; } /* 0: frozen */
         total += out->steps;
         if (total > RHD_PLAN_MAX_STEPS) {
             bad = rd_err(r, where, "the plan reaches %lld steps here, expected at most %lld in total", total, RHD_PLAN_MAX_STEPS);

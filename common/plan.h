@@ -41,7 +41,13 @@ typedef struct rhd_plan_params {
     rhd_plan_order order;          /* round-robin */
     uint64_t seed;                 /* 0 */
     int group;                     /* 4 (interleaved only) */
+    int round_lr;                  /* RHD_ROUND_LR_CONSTANT (the original: RHD_ROUND_LR_ORIGINAL) */
+    long long refit_steps;         /* -1 (= steps): a last round, each avatar alone, decoder frozen; 0: none (the original) */
+    double refit_lr;               /* its triplane lr (0: lr0) */
 } rhd_plan_params;
+
+/* The triplane lr of training round r: lr0/(10r+1) (the original's), or lr0 in every round. */
+enum { RHD_ROUND_LR_ORIGINAL = 0, RHD_ROUND_LR_CONSTANT = 1 };
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,7 +56,7 @@ extern "C" {
 const char *rhd_plan_order_name(rhd_plan_order o);
 int rhd_plan_order_parse(const char *s, rhd_plan_order *o, rhd_err *e);
 
-/* The original's defaults (see rhd_plan_params). */
+/* The defaults (see rhd_plan_params): the original's but for round_lr and refit_steps. */
 void rhd_plan_params_init(rhd_plan_params *p);
 /* Generate a plan for names[n] (copied; paths may be NULL: each path is its name). */
 int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *const *names, const char *const *paths, int n,

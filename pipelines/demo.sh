@@ -27,7 +27,7 @@ OUT=${DEMO_OUT:-build/demo}
 start=$(date +%s)
 make --no-print-directory -f pipelines/rodinhd.mk -j"${DEMO_JOBS:-2}" RHD_BIN="$BUILD/bin" DATA=tests/data/mini OUT="$OUT" \
     SAMPLE="avatar_100 avatar_101" THREADS=${DEMO_THREADS:-2} \
-    PLAN_OPTS="--rounds 1 --steps 300 --order interleaved --group 2" \
+    PLAN_OPTS="--rounds 1 --steps 300 --order interleaved --group 2 --refit-steps 0" \
     SIZE_OPTS="--triplane-res 32 --triplane-channels 8" \
     FIT_OPTS="--rays 256 --grid-size 32 --max-steps 64 --train-views 0-23 --eval-views 100,110" \
     MODEL_CONFIG='{"image_size": 16, "in_channels": 8, "out_channels": 16, "latent_size": 8, "patch": 8, "model_channels": 32, "channel_mult": [1, 2], "groups": 8, "num_head_channels": 16, "attention_resolutions": [8]}' \

@@ -83,12 +83,13 @@ static void check_output(const char *opt, const char *path, const char *const *i
 typedef struct fit_opts {
     rhd_common_opts common;
     const char *list, *data, *avatars;
-    long long rounds, steps, decoder_decay_steps, group;
-    double lr0, lr1, iwc_weight;
-    int order, print, skip_incomplete;
+    long long rounds, steps, decoder_decay_steps, group, refit_steps;
+    double lr0, lr1, iwc_weight, refit_lr;
+    int order, round_lr, print, skip_incomplete;
 } fit_opts;
 
 static const char *const order_choices[] = {"round-robin", "shuffled", "interleaved", NULL};
+static const char *const round_lr_choices[] = {"original", "constant", NULL}; /* RHD_ROUND_LR_* */
 
 static const rhd_opt fit_options[] = {
     RHD_OPT_GROUP_("avatars (exactly one)"),
@@ -100,7 +101,12 @@ static const rhd_opt fit_options[] = {
     RHD_OPT_GROUP_("plan"),
     RHD_OPT_INT_(0, "rounds", fit_opts, rounds, "N", "task-replay rounds (every avatar is visited once per round)", 1, 100000),
     RHD_OPT_INT_(0, "steps", fit_opts, steps, "N", "optimiser steps per visit", 1, 1000000000),
-    RHD_OPT_DOUBLE_(0, "lr0", fit_opts, lr0, "LR", "triplane lr of round 0; round r uses lr0/(10r+1)", 0, 10),
+    RHD_OPT_DOUBLE_(0, "lr0", fit_opts, lr0, "LR", "triplane lr of every round (of round 0 with --round-lr original)", 0, 10),
+    RHD_OPT_CHOICE_(0, "round-lr", fit_opts, round_lr, "RULE",
+                    "triplane lr of round r: lr0/(10r+1) (the original) or lr0", round_lr_choices),
+    RHD_OPT_INT_(0, "refit-steps", fit_opts, refit_steps, "N",
+                 "a last round: every avatar alone for N steps with the decoder frozen (-1: --steps; 0: none, the original)", -1, 1000000000),
+    RHD_OPT_DOUBLE_(0, "refit-lr", fit_opts, refit_lr, "LR", "triplane lr of the refit round (0: lr0)", 0, 10),
     RHD_OPT_DOUBLE_(0, "lr1", fit_opts, lr1, "LR", "decoder lr", 0, 10),
     RHD_OPT_INT_(0, "decoder-decay-steps", fit_opts, decoder_decay_steps, "N",
                  "decoder lr reaches 0.1 x lr1 after N plan steps (0: 50 x --steps)", 0, 1000000000000.0),
@@ -120,13 +126,16 @@ static const rhd_cli fit_cli = {
     "rhd-schedule fit",
     "rhd-schedule fit (--list FILE | --data DIR | --avatars A,B,C) [options] [-o plan.json]",
     "Write the task-replay plan of stage-1 fitting (formats/plan.md): for every round, every avatar's\n"
-    "visit with its steps and learning rates. The defaults reproduce RodinHD's fit_stage1.sh: 30\n"
-    "rounds of 6000 steps per avatar in list order, triplane lr 2e-2/(10*round+1) decaying x0.1 over\n"
-    "each visit, decoder lr 2e-3 decaying x0.1 over the first 300000 steps, IWC weight 0.1.\n"
-    "A one-line summary goes to stderr.\n",
+    "visit with its steps and learning rates. The defaults: RodinHD's fit_stage1.sh (30 rounds of\n"
+    "6000 steps per avatar in list order, triplane lr decaying x0.1 over each visit, decoder lr 2e-3\n"
+    "decaying x0.1 over the first 300000 steps, IWC weight 0.1) with every round's triplane lr 2e-2\n"
+    "(the original: 2e-2/(10*round+1)) and a last refit round, each avatar alone with the decoder\n"
+    "frozen, against forgetting (tools/rhd-fit.md); --round-lr original --refit-steps 0 is the\n"
+    "original's plan. A one-line summary goes to stderr.\n",
     fit_options,
     "examples:\n"
     "  rhd-schedule fit --data tests/data/mini -o plan.json\n"
+    "  rhd-schedule fit --data tests/data/mini --round-lr original --refit-steps 0 -o original.json\n"
     "  rhd-schedule fit --list stage1.txt --order shuffled --seed 3 --rounds 10 -o plan.json\n"
     "  rhd-schedule fit --avatars a,b,c,d --order interleaved --group 2 --print\n"};
 
@@ -149,9 +158,14 @@ static void print_plan_table(const rhd_plan *p, FILE *f) {
     fprintf(f, "# plan: %d rounds, %d avatars, order %s%s, %d entries, %lld steps\n", p->rounds, p->navatars,
             rhd_plan_order_name(p->order), grp, p->nentries, p->total_steps);
     const rhd_plan_entry *le = &p->entries[p->nentries - 1];
+    int frozen = 0; /* entries with the decoder frozen (decoder_lr 0: a refit round); the range is of the others' */
+    for (int i = 0; i < p->nentries; i++) frozen += p->entries[i].decoder_lr == 0;
+    for (int i = p->nentries - 1; i > 0 && le->decoder_lr == 0; i--) le = &p->entries[i - 1];
+    char fz[64] = "";
+    if (frozen) snprintf(fz, sizeof fz, "; %d entr%s with the decoder frozen", frozen, frozen == 1 ? "y" : "ies");
     fprintf(f, "# triplane lr decays x0.1 over each visit; decoder lr decays x0.1 over the first %lld steps (this plan: "
-            "%.4g .. %.4g); iwc weight %g\n", p->decoder_decay_steps, rhd_plan_decoder_lr(p, &p->entries[0], 0),
-            rhd_plan_decoder_lr(p, le, le->steps - 1), p->iwc_weight);
+            "%.4g .. %.4g%s); iwc weight %g\n", p->decoder_decay_steps, rhd_plan_decoder_lr(p, &p->entries[0], 0),
+            rhd_plan_decoder_lr(p, le, le->steps - 1), fz, p->iwc_weight);
     fprintf(f, "%6s %5s  %-*s %10s  %-24s  %-24s  %s\n", "entry", "round", w, "avatar", "steps", "triplane lr first..last",
             "decoder lr first..last", "decoder steps");
     for (int i = 0; i < p->nentries; i++) {
@@ -160,6 +174,10 @@ static void print_plan_table(const rhd_plan *p, FILE *f) {
         char tl[64], dl[64];
         snprintf(tl, sizeof tl, "%.3e .. %.3e", rhd_plan_triplane_lr(en, 0), rhd_plan_triplane_lr(en, en->steps - 1));
         snprintf(dl, sizeof dl, "%.3e .. %.3e", rhd_plan_decoder_lr(p, en, 0), rhd_plan_decoder_lr(p, en, en->steps - 1));
+        if (en->decoder_lr == 0) {
+            fprintf(f, "%6d %5d  %-*s %10lld  %-24s  %-24s  -\n", i, en->round, w, av, en->steps, tl, "frozen");
+            continue;
+        }
         fprintf(f, "%6d %5d  %-*s %10lld  %-24s  %-24s  %lld..%lld\n", i, en->round, w, av, en->steps, tl, dl, en->first_step,
                 en->first_step + en->steps - 1);
     }
@@ -173,7 +191,7 @@ static int cmd_fit(int argc, char **argv) {
     rhd_plan_params_init(&pp);
     o.rounds = pp.rounds, o.steps = pp.steps, o.lr0 = pp.lr0, o.lr1 = pp.lr1;
     o.decoder_decay_steps = pp.decoder_decay_steps, o.iwc_weight = pp.iwc_weight, o.group = pp.group;
-    o.order = pp.order;
+    o.order = pp.order, o.round_lr = pp.round_lr, o.refit_steps = pp.refit_steps, o.refit_lr = pp.refit_lr;
     int n = rhd_cli_parse(&fit_cli, argc, argv, &o);
     rhd_common_opts_apply(&o.common);
     if (n > 0) rhd_usage_error("unexpected argument '%s' (avatars come from --list, --data or --avatars)", argv[1]);
@@ -199,6 +217,7 @@ static int cmd_fit(int argc, char **argv) {
     pp.rounds = (int)o.rounds, pp.steps = o.steps, pp.lr0 = o.lr0, pp.lr1 = o.lr1;
     pp.decoder_decay_steps = o.decoder_decay_steps, pp.iwc_weight = o.iwc_weight;
     pp.order = (rhd_plan_order)o.order, pp.seed = (uint64_t)o.common.seed, pp.group = (int)o.group;
+    pp.round_lr = o.round_lr, pp.refit_steps = o.refit_steps, pp.refit_lr = o.refit_lr;
     rhd_plan plan;
     if (rhd_plan_generate(&plan, &pp, (const char *const *)names, (const char *const *)paths, na, &e)) rhd_die("%s", e.msg);
     rhd_avatars_free(names, na);
@@ -208,16 +227,24 @@ static int cmd_fit(int argc, char **argv) {
     if (out && rhd_plan_write(&plan, out, &e)) rhd_die("%s", e.msg);
     if (o.print) print_plan_table(&plan, stdout);
 
-    const rhd_plan_entry *last = &plan.entries[plan.nentries - 1];
-    char grp[48] = "";
+    int nfrozen = 0; /* the refit round's entries (decoder_lr 0), at the end */
+    while (nfrozen < plan.nentries - 1 && plan.entries[plan.nentries - 1 - nfrozen].decoder_lr == 0) nfrozen++;
+    int ntrain = plan.nentries - nfrozen; /* the entries that train the decoder */
+    const rhd_plan_entry *last = &plan.entries[ntrain - 1];
+    long long train_steps = last->first_step + last->steps;
+    char grp[48] = "", refit[128] = "";
     if (plan.order == RHD_PLAN_INTERLEAVED) snprintf(grp, sizeof grp, " in groups of %d", plan.group);
+    if (nfrozen)
+        snprintf(refit, sizeof refit, "; refit round: %lld steps per avatar, decoder frozen, triplane lr %.4g",
+                 plan.entries[plan.nentries - 1].steps, plan.entries[plan.nentries - 1].triplane_lr);
     int to_file = out && strcmp(out, "-") != 0;
     /* the decoder lr this plan actually uses: its first and last step (x0.1 only if the plan reaches the decay length) */
-    rhd_info("plan: %d rounds x %d avatars (%s%s) = %d entries, %lld steps; triplane lr %.4g .. %.4g; decoder lr %.4g -> %.4g "
-             "over its %lld steps (x0.1 after %lld); iwc %g%s%s",
-             plan.rounds, plan.navatars, rhd_plan_order_name(plan.order), grp, plan.nentries, plan.total_steps,
+    rhd_info("plan: %d rounds x %d avatars (%s%s)%s = %d entries, %lld steps; triplane lr %.4g .. %.4g; decoder lr %.4g -> %.4g "
+             "over its %lld steps (x0.1 after %lld)%s; iwc %g%s%s",
+             plan.rounds - (nfrozen > 0), plan.navatars, rhd_plan_order_name(plan.order), grp, nfrozen ? " + a refit round" : "",
+             plan.nentries, plan.total_steps,
              plan.entries[0].triplane_lr, last->triplane_lr, rhd_plan_decoder_lr(&plan, &plan.entries[0], 0),
-             rhd_plan_decoder_lr(&plan, last, last->steps - 1), plan.total_steps, plan.decoder_decay_steps, plan.iwc_weight,
+             rhd_plan_decoder_lr(&plan, last, last->steps - 1), train_steps, plan.decoder_decay_steps, refit, plan.iwc_weight,
              to_file ? " -> " : "", to_file ? out : "");
     rhd_plan_free(&plan);
     return rhd_close_stdout();

@@ -246,7 +246,7 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     const rhd_plan_entry *en = &plan->entries[entry_index];
     rhd_decoder *dec = r->dec;
     rhd_params *P = &dec->P;
-    int train_dec = !cfg->freeze_decoder;
+    int train_dec = !cfg->freeze_decoder && en->decoder_lr > 0; /* a plan entry may freeze it */
     double w_iwc = cfg->w_iwc_override >= 0 ? cfg->w_iwc_override : plan->iwc_weight;
     double t_start = rhd_now();
     memset(res, 0, sizeof *res);

@@ -13,7 +13,7 @@ typedef struct rhd_plan_entry {
     int *avatars;          /* [navatars] indices into rhd_plan.avatars (distinct) */
     long long steps;       /* optimiser steps of this visit, > 0 */
     double triplane_lr;    /* base lr of the triplane Adam(s) of this visit, > 0 */
-    double decoder_lr;     /* base lr of the decoder Adam during this visit, > 0 */
+    double decoder_lr;     /* base lr of the decoder Adam during this visit, >= 0 (0: the decoder is frozen) */
     long long first_step;  /* derived: decoder steps before this entry (the decoder decay's k at its start) */
 } rhd_plan_entry;
 

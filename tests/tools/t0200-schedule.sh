@@ -19,16 +19,37 @@ expect_err "unknown command 'plan', expected fit, show or noise" "unknown-comman
 run rhd-schedule fit --help
 expect_rc 0 "fit --help"
 expect_out "--rounds N .*\(default: 30\)" "fit --help shows the original's defaults"
+expect_out "--round-lr RULE .*default: constant" "fit --help: the triplane lr of every round is lr0 by default"
 
-# --- fit: defaults reproduce the original -------------------------------------------------------
-run rhd-schedule fit --avatars avatar_100,avatar_101 -o "$T/plan.json"
+# --- fit: the defaults: the original's rounds at lr0, then the refit round --------------------------
+run rhd-schedule fit --avatars avatar_100,avatar_101 -o "$T/default.json"
 expect_rc 0 "fit with the defaults"
+expect_err "plan: 30 rounds x 2 avatars \(round-robin\) \+ a refit round = 62 entries, 372000 steps; triplane lr 0.02 .. 0.02; decoder lr 0.002 -> 0.0002 over its 360000 steps \(x0.1 after 300000\); refit round: 6000 steps per avatar, decoder frozen, triplane lr 0.02; iwc 0.1" "default summary: the refit round"
+check "the default plan: 30 rounds at lr0, then each avatar alone with decoder_lr 0" "$PY" -c "
+import json, sys
+p = json.load(open(sys.argv[1])); e = p['entries']
+assert p['rounds'] == 31 and len(e) == 62, p['rounds']
+assert all(x['triplane_lr'] == 0.02 and x['decoder_lr'] == 0.002 for x in e[:60])
+assert [(x['round'], x['avatar'], x['steps'], x['decoder_lr']) for x in e[60:]] == [(30, 'avatar_100', 6000, 0), (30, 'avatar_101', 6000, 0)]
+" "$T/default.json"
+run rhd-schedule show "$T/default.json"
+expect_out "    61    30  avatar_101 +6000  2.000e-02 .. 2.001e-03 +frozen +-" "show: a refit entry says the decoder is frozen"
+run rhd-schedule fit --avatars a,b --refit-steps -2
+expect_rc 2 "--refit-steps -2"
+expect_err "refit-steps" "the message names the option"
+run rhd-schedule fit --avatars a,b --round-lr decay
+expect_rc 2 "--round-lr decay"
+expect_err "--round-lr takes one of original, constant, got 'decay'" "--round-lr message"
+
+# --- fit: --round-lr original --refit-steps 0 reproduce the original -------------------------------
+run rhd-schedule fit --avatars avatar_100,avatar_101 --round-lr original --refit-steps 0 -o "$T/plan.json"
+expect_rc 0 "fit, the original's plan"
 expect_err "plan: 30 rounds x 2 avatars \(round-robin\) = 60 entries, 360000 steps; triplane lr 0.02 .. 6.873e-05; decoder lr 0.002 -> 0.0002 over its 360000 steps \(x0.1 after 300000\); iwc 0.1 -> .*plan.json" "one-line summary on stderr"
 # the decoder lr range the plan uses, not the decay's end (issue 15): 1200 steps of a 15000-step decay
 want=$("$PY" -c "print('%.4g' % (0.002 * 0.1 ** (1199 / 15000)))")
-run rhd-schedule fit --avatars a,b,c,d --rounds 3 --steps 100 --decoder-decay-steps 15000 -o "$T/short.json"
+run rhd-schedule fit --avatars a,b,c,d --rounds 3 --steps 100 --decoder-decay-steps 15000 --refit-steps 0 -o "$T/short.json"
 expect_err "decoder lr 0.002 -> $want over its 1200 steps \(x0.1 after 15000\)" "summary: the decoder lr of the plan's last step ($want = 0.002 x 0.1^(1199/15000))"
-run rhd-schedule fit --avatars a,b,c,d --rounds 3 --steps 100 --decoder-decay-steps 15000 --print -o "$T/short2.json"
+run rhd-schedule fit --avatars a,b,c,d --rounds 3 --steps 100 --decoder-decay-steps 15000 --refit-steps 0 --print -o "$T/short2.json"
 expect_out "decoder lr decays x0.1 over the first 15000 steps \(this plan: 0.002 .. $want\)" "--print header: the plan's decoder lr range"
 check "no temp file is left behind" test ! -e "$T/plan.json.tmp"
 check "the plan holds the original's schedule (spec §9.1)" "$PY" -c "
@@ -71,11 +92,11 @@ expect_out '"avatars": \[
 if [ -d "$RHD_SHARED/data/blender-avatars-dev" ]; then
     run rhd-schedule fit --data "$RHD_SHARED/data/blender-avatars-dev" -q -o "$T/dev.json"
     expect_rc 0 "--data on the dev set"
-    check "dev set: one entry per avatar per round" "$PY" -c "
+    check "dev set: one entry per avatar per round (and the refit round)" "$PY" -c "
 import json, os, sys
 p = json.load(open(sys.argv[1])); root = sys.argv[2]
 want = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, 'metadata_000000.json')))
-assert p['avatars'] == want and len(p['entries']) == 30 * len(want), (p['avatars'], want)
+assert p['avatars'] == want and len(p['entries']) == 31 * len(want), (p['avatars'], want)  # 30 rounds + the refit round
 " "$T/dev.json" "$RHD_SHARED/data/blender-avatars-dev"
     check "-q silences the summary" test -z "$err"
 else
@@ -103,7 +124,7 @@ expect_out '"avatars": \["c", "d"\]' "interleaved entries list their group"
 echo '{"rounds": 2, "steps": 10, "order": "shuffled"}' > "$T/fit.json"
 run rhd-schedule fit --config "$T/fit.json" --rounds 3 --avatars a,b -o -
 expect_rc 0 "--config with a flag overriding it"
-expect_out '"rounds": 3,' "the flag wins over the config"
+expect_out '"rounds": 4,' "the flag wins over the config (3 rounds + the refit round)"
 expect_out '"order": "shuffled"' "the config applies"
 
 # --- fit: bad options -------------------------------------------------------------------------
@@ -174,7 +195,7 @@ expect_rc 1 "show: decreasing round"
 expect_err "rounds.json: entries\[5\]: round 0 after round 2, expected rounds in nondecreasing order" "round message"
 run rhd-schedule show "$T/lr.json"
 expect_rc 1 "show: negative lr"
-expect_err "lr.json: entries\[2\]: decoder_lr is -0.001, expected a positive number" "lr message"
+expect_err "lr.json: entries\[2\]: decoder_lr is -0.001, expected a non-negative number" "lr message"
 run rhd-schedule show "$T/broken.json"
 expect_rc 1 "show: truncated JSON"
 expect_err "broken.json:1:[0-9]+: invalid JSON" "truncated-JSON message"

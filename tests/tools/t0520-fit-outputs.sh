@@ -7,7 +7,7 @@
 . "$RHD_ROOT/tests/tools/lib.sh"
 MINI=$RHD_ROOT/tests/data/mini
 TINY="--triplane-res 8 --triplane-channels 4 --grid-size 8 --rays 16 --max-steps 2 --dist-points 8 --train-views 0-1 --eval-views 100 --threads 1 --warmup 1"
-run rhd-schedule fit --data "$MINI" --rounds 1 --steps 2 -o "$T/plan.json"
+run rhd-schedule fit --data "$MINI" --rounds 1 --steps 2 --refit-steps 0 -o "$T/plan.json"
 expect_rc 0 "plan"
 export RHD_PROGRESS_INTERVAL=0.05
 run rhd-fit --stage 1 --plan "$T/plan.json" --data "$MINI" $TINY -o "$T/run"

@@ -7,7 +7,10 @@
 #   2. --entry-eval last renders only after each avatar's last entry: the other lines say
 #      "psnr": null, the last ones the same numbers as with --entry-eval all;
 #   3. --preset: fast gives its sizes (a stage-2 triplane of 32, stage-1 triplanes 3x16x32x32),
-#      options given override it wherever they stand, an unknown preset is a usage error (exit 2).
+#      options given override it wherever they stand, an unknown preset is a usage error (exit 2);
+#   4. a refit round (rhd-schedule fit --refit-steps, entries with decoder_lr 0) leaves the decoder
+#      bit for bit as the last training entry left it, and moves the triplanes: the refit entries'
+#      PSNR is the report's.
 # About 40 s of CPU time.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
@@ -15,7 +18,7 @@ MINI=$RHD_ROOT/tests/data/mini
 R="--grid-size 16 --max-steps 32 --threads 2 --rays 128 --train-views 0-23 --eval-views 100,110"
 S1="--triplane-res 16 --triplane-channels 8 $R"
 
-run rhd-schedule fit -q --avatars avatar_100,avatar_101 --rounds 2 --steps 12 -o "$T/plan.json"
+run rhd-schedule fit -q --avatars avatar_100,avatar_101 --rounds 2 --steps 12 --refit-steps 0 -o "$T/plan.json"
 expect_rc 0 "plan: 2 rounds of 2 avatars, 12 steps"
 run rhd-fit -q --stage 1 --plan "$T/plan.json" --data "$MINI" $S1 -o "$T/all"
 expect_rc 0 "stage 1, --entry-eval all (the default)"
@@ -47,7 +50,7 @@ b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.
 shapes = [v['shape'] for k, v in h.items() if k != '__metadata__']
 assert all(s[-1] == 32 and s[-2] == 32 for s in shapes), shapes" "$T/p.safetensors"
 check "--steps 8 overrides the preset's 300" test "$(printf '%s' "$out" | grep -o '"steps": [0-9]*')" = '"steps": 8'
-run rhd-schedule fit -q --avatars avatar_100 --rounds 1 --steps 2 -o "$T/p1.json"
+run rhd-schedule fit -q --avatars avatar_100 --rounds 1 --steps 2 --refit-steps 0 -o "$T/p1.json"
 run rhd-fit -q --stage 1 --plan "$T/p1.json" --data "$MINI" --grid-size 16 --max-steps 32 --rays 64 --train-views 0-23 \
     --eval-views 100 --preset fast -o "$T/pf"
 expect_rc 0 "stage 1 --preset fast (given after the options it would set)"
@@ -56,6 +59,38 @@ import json, struct, sys
 b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
 shapes = [v['shape'] for k, v in h.items() if k != '__metadata__']
 assert shapes == [[3, 16, 32, 32]], shapes" "$T/pf/triplanes/avatar_100.safetensors"
+# --- a refit round: the decoder frozen --------------------------------------------------------------
+run rhd-schedule fit -q --avatars avatar_100,avatar_101 --rounds 2 --steps 6 --round-lr constant --refit-steps 6 -o "$T/refit.json"
+expect_rc 0 "plan with --round-lr constant --refit-steps 6"
+check "the plan: 3 rounds, 6 entries, round 2 frozen (decoder_lr 0), every triplane lr 0.02" "$PY" -c "
+import json, sys
+p = json.load(open(sys.argv[1])); E = p['entries']
+assert p['rounds'] == 3 and len(E) == 6, p
+assert [e['decoder_lr'] for e in E] == [0.002] * 4 + [0, 0], E
+assert [e['round'] for e in E] == [0, 0, 1, 1, 2, 2] and all(e['triplane_lr'] == 0.02 for e in E), E" "$T/refit.json"
+run rhd-fit -q --stage 1 --plan "$T/refit.json" --data "$MINI" $S1 --max-entries 4 -o "$T/rf"
+expect_rc 0 "stage 1: the 4 training entries"
+cp "$T/rf/decoder.safetensors" "$T/dec_trained.safetensors"
+cp "$T/rf/triplanes/avatar_100.safetensors" "$T/tri_trained.safetensors"
+run rhd-fit -q --stage 1 --plan "$T/refit.json" --data "$MINI" $S1 --resume -o "$T/rf"
+expect_rc 0 "stage 1: resumed through the refit round"
+printf '%s\n' "$out" > "$T/rf.jsonl"
+check "the refit round left every decoder tensor bit for bit as the training entries did, and changed the triplane" "$PY" -c "
+import json, struct, sys
+def tensors(f):
+    b = open(f, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]] for k, v in h.items() if k != '__metadata__'}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys() and len(a) > 0 and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)]
+assert tensors(sys.argv[3]) != tensors(sys.argv[4])" "$T/dec_trained.safetensors" "$T/rf/decoder.safetensors" \
+    "$T/tri_trained.safetensors" "$T/rf/triplanes/avatar_100.safetensors"
+check "the refit entries' PSNR is the report's (the decoder no longer changes)" "$PY" -c "
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+ent = {l['entry']: l for l in L if 'entry' in l}; rep = [l for l in L if 'report' in l][0]['report']['psnr']
+print(ent, rep)
+assert abs(ent[4]['psnr'] - rep['avatar_100']) <= 1e-4 and abs(ent[5]['psnr'] - rep['avatar_101']) <= 1e-4" "$T/rf.jsonl"
+
 run rhd-fit --stage 2 --preset best --decoder "$T/all/decoder.safetensors" --data "$MINI" --avatar avatar_100 -o "$T/q.safetensors"
 expect_rc 2 "--preset best: usage error"
 expect_err "preset" "the message names the option"

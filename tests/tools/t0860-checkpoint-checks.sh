@@ -10,8 +10,8 @@ MINI=$RHD_ROOT/tests/data/mini
 PY=${RHD_PY:-python3}
 TINY="--triplane-res 8 --triplane-channels 4 --grid-size 8 --rays 16 --max-steps 2 --dist-points 8 --train-views 0-1 --eval-views 100 --threads 1 --warmup 1"
 printf 'avatar_100\n' >"$T/list.txt"
-run rhd-schedule fit --list "$T/list.txt" --rounds 2 --steps 2 -o "$T/plan.json"
-run rhd-schedule fit --list "$T/list.txt" --rounds 3 --steps 2 -o "$T/plan3.json"
+run rhd-schedule fit --list "$T/list.txt" --rounds 2 --steps 2 --refit-steps 0 -o "$T/plan.json"
+run rhd-schedule fit --list "$T/list.txt" --rounds 3 --steps 2 --refit-steps 0 -o "$T/plan3.json"
 S1="--stage 1 --plan $T/plan.json --data $MINI $TINY"
 run rhd-fit $S1 --max-entries 1 -o "$T/run"
 expect_rc 0 "a run with one of two entries done"

@@ -12,7 +12,7 @@ TINY="--triplane-res 8 --triplane-channels 4 --grid-size 8 --rays 16 --max-steps
 FIT="$RHD_BIN/rhd-fit"
 FILES="triplanes/avatar_100.safetensors iwc/avatar_100.safetensors decoder.safetensors checkpoint.safetensors"
 printf 'avatar_100\n' >"$T/list.txt"
-run rhd-schedule fit --list "$T/list.txt" --rounds 2 --steps 2 -o "$T/plan.json"
+run rhd-schedule fit --list "$T/list.txt" --rounds 2 --steps 2 --refit-steps 0 -o "$T/plan.json"
 expect_rc 0 "plan: one avatar, 2 rounds"
 S1="--stage 1 --plan $T/plan.json --data $MINI $TINY"
 

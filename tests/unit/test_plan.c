@@ -34,16 +34,23 @@ static int once_per_round(const rhd_plan *p) {
     return bad || e != p->nentries;
 }
 
+/* The original's plan (spec §9.1): the defaults but for the triplane lr per round and the refit round. */
+static void original_params(rhd_plan_params *pp) {
+    rhd_plan_params_init(pp);
+    pp->round_lr = RHD_ROUND_LR_ORIGINAL;
+    pp->refit_steps = 0;
+}
+
 static void test_defaults(void) {
     rhd_plan_params pp;
-    rhd_plan_params_init(&pp);
+    original_params(&pp);
     char **names = make_names(5);
     rhd_plan p;
     rhd_err e;
     RHD_ASSERT(rhd_plan_generate(&p, &pp, (const char *const *)names, NULL, 5, &e) == 0);
     th_ok(p.rounds == 30 && p.nentries == 150 && p.entries[0].steps == 6000 && p.decoder_decay_steps == 300000 &&
               p.iwc_weight == 0.1 && p.order == RHD_PLAN_ROUND_ROBIN && p.total_steps == 150LL * 6000,
-          "defaults: 30 rounds x 5 avatars, 6000 steps each, decoder decay over 300000 steps, iwc 0.1, round-robin");
+          "original: 30 rounds x 5 avatars, 6000 steps each, decoder decay over 300000 steps, iwc 0.1, round-robin");
     /* spec §9.1: 2e-2, 1.818e-3, 9.52e-4, ..., 6.87e-5 (round 29) */
     const rhd_plan_entry *en = p.entries;
     th_ok(en[0].triplane_lr == 2e-2 && rel_close(en[5].triplane_lr, 1.818e-3, 3e-4) && rel_close(en[10].triplane_lr, 9.52e-4, 6e-4) &&
@@ -94,7 +101,7 @@ static void test_shuffled(void) {
     enum { N = 20 };
     char **names = make_names(N);
     rhd_plan_params pp;
-    rhd_plan_params_init(&pp);
+    original_params(&pp);
     pp.order = RHD_PLAN_SHUFFLED;
     pp.seed = 7;
     rhd_plan a, b, c;
@@ -138,7 +145,7 @@ static void test_shuffled(void) {
 static void test_interleaved(void) {
     char **names = make_names(10);
     rhd_plan_params pp;
-    rhd_plan_params_init(&pp);
+    original_params(&pp);
     pp.order = RHD_PLAN_INTERLEAVED;
     pp.group = 4;
     pp.rounds = 3;
@@ -173,7 +180,7 @@ static void test_roundtrip(void) {
     const char *dir = th_tmpdir();
     for (int o = 0; o < RHD_PLAN_ORDER_COUNT; o++) {
         rhd_plan_params pp;
-        rhd_plan_params_init(&pp);
+        original_params(&pp);
         pp.order = (rhd_plan_order)o;
         pp.rounds = 4;
         pp.steps = 123;
@@ -254,7 +261,7 @@ static void test_reader_errors(void) {
         {HEAD AVS "\"entries\":[" E0 ",{\"round\":0,\"avatar\":\"c\",\"steps\":10,\"triplane_lr\":0,\"decoder_lr\":0.002}]}",
          "p.json: entries[1]: triplane_lr is 0, expected a positive number"},
         {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"c\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":-1e-3}]}",
-         "p.json: entries[0]: decoder_lr is -0.001, expected a positive number"},
+         "p.json: entries[0]: decoder_lr is -0.001, expected a non-negative number"},
         {HEAD AVS "\"entries\":[{\"round\":1,\"avatar\":\"a\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":0.002}," E0 "]}",
          "p.json: entries[1]: round 0 after round 1, expected rounds in nondecreasing order"},
         {HEAD AVS "\"entries\":[{\"round\":2,\"avatar\":\"a\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":0.002}]}",
@@ -284,7 +291,7 @@ static void test_reader_errors(void) {
         {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":1e300,\"triplane_lr\":0.02,\"decoder_lr\":0.002}]}",
          "p.json: entries[0]: steps is 1e+300, expected an integer"},
         {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":-1e999}]}",
-         "p.json: entries[0]: decoder_lr is -inf (out of range), expected a positive number"},
+         "p.json: entries[0]: decoder_lr is -inf (out of range), expected a non-negative number"},
         {HEAD AVS "\"entries\":[{\"round\":0,\"avatar\":\"a\\u0000b\",\"steps\":10,\"triplane_lr\":0.02,\"decoder_lr\":0.002}]}",
          "p.json: a \\u0000 (NUL) escape in a string at byte"},
     };
@@ -388,22 +395,63 @@ static void test_generate_errors(void) {
     rhd_plan p;
     rhd_err e;
     const char *two[] = {"a", "b"}, *dup[] = {"a", "b", "a"};
-    rhd_plan_params_init(&pp);
+    original_params(&pp);
     th_ok(rhd_plan_generate(&p, &pp, two, NULL, 0, &e) && strstr(e.msg, "no avatars"), "generate: no avatars: %s", e.msg);
     pp.rounds = 0;
     th_ok(rhd_plan_generate(&p, &pp, two, NULL, 2, &e) && strstr(e.msg, "0 rounds, expected at least 1"), "generate: %s", e.msg);
-    rhd_plan_params_init(&pp);
+    original_params(&pp);
     pp.lr0 = 0;
     th_ok(rhd_plan_generate(&p, &pp, two, NULL, 2, &e) && strstr(e.msg, "lr0 = 0, expected a positive number"), "generate: %s", e.msg);
-    rhd_plan_params_init(&pp);
+    original_params(&pp);
     th_ok(rhd_plan_generate(&p, &pp, dup, NULL, 3, &e) && strstr(e.msg, "avatar 'a' appears twice (positions 0 and 2)"), "generate: %s", e.msg);
     pp.rounds = 1000000;
     pp.steps = 1000000000;
     th_ok(rhd_plan_generate(&p, &pp, two, NULL, 2, &e) && strstr(e.msg, "steps in total"), "generate: %s", e.msg);
 }
 
+/* The defaults: every round at lr0, then the refit round (each avatar alone, --steps steps, decoder
+ * frozen); --refit-steps N and --refit-lr; an interleaved plan refits avatar by avatar. */
+static void test_refit(void) {
+    char **names = make_names(5);
+    rhd_plan_params pp;
+    rhd_plan_params_init(&pp);
+    rhd_plan p;
+    rhd_err e;
+    RHD_ASSERT(rhd_plan_generate(&p, &pp, (const char *const *)names, NULL, 5, &e) == 0);
+    int ok = p.rounds == 31 && p.nentries == 155 && p.total_steps == 155LL * 6000;
+    for (int i = 0; i < 150; i++) ok &= p.entries[i].triplane_lr == 2e-2 && p.entries[i].decoder_lr == 2e-3 && p.entries[i].round == i / 5;
+    for (int i = 150; i < 155; i++)
+        ok &= p.entries[i].round == 30 && p.entries[i].navatars == 1 && p.entries[i].avatars[0] == i - 150 &&
+              p.entries[i].steps == 6000 && p.entries[i].triplane_lr == 2e-2 && p.entries[i].decoder_lr == 0;
+    th_ok(ok, "defaults: 30 rounds at lr0 = 0.02, then a refit round: each of the 5 avatars alone, 6000 steps, decoder_lr 0");
+    th_ok(rhd_plan_decoder_lr(&p, &p.entries[150], 0) == 0 && rhd_plan_decoder_lr(&p, &p.entries[154], 5999) == 0,
+          "the refit round's decoder lr is 0 at every step");
+    rhd_plan_free(&p);
+    pp.order = RHD_PLAN_INTERLEAVED, pp.group = 2, pp.rounds = 2, pp.steps = 10, pp.refit_steps = 7, pp.refit_lr = 1e-3;
+    RHD_ASSERT(rhd_plan_generate(&p, &pp, (const char *const *)names, NULL, 5, &e) == 0);
+    ok = p.rounds == 3 && p.nentries == 6 + 5 && p.total_steps == 6 * 10 + 5 * 7;
+    for (int i = 6; i < 11; i++)
+        ok &= p.entries[i].navatars == 1 && p.entries[i].avatars[0] == i - 6 && p.entries[i].steps == 7 &&
+              p.entries[i].triplane_lr == 1e-3 && p.entries[i].decoder_lr == 0 && p.entries[i].first_step == 60 + 7 * (i - 6);
+    th_ok(ok, "interleaved groups of 2, --refit-steps 7 --refit-lr 1e-3: the refit round visits the 5 avatars one by one");
+    char path[2048];
+    snprintf(path, sizeof path, "%s/refit.json", th_tmpdir());
+    rhd_plan b;
+    RHD_ASSERT(rhd_plan_write(&p, path, &e) == 0);
+    th_ok(rhd_plan_read(path, &b, &e) == 0 && same_plan(&p, &b), "a plan with a refit round reads back identical");
+    rhd_plan_free(&b);
+    rhd_plan_free(&p);
+    pp.refit_steps = 0, pp.round_lr = RHD_ROUND_LR_ORIGINAL;
+    RHD_ASSERT(rhd_plan_generate(&p, &pp, (const char *const *)names, NULL, 5, &e) == 0);
+    th_ok(p.nentries == 6 && p.rounds == 2 && p.entries[3].triplane_lr == 2e-2 / 11, "--refit-steps 0: no refit round");
+    rhd_plan_free(&p);
+    for (int i = 0; i < 5; i++) free(names[i]);
+    free(names);
+}
+
 int main(void) {
     test_defaults();
+    test_refit();
     test_shuffled();
     test_interleaved();
     test_roundtrip();
