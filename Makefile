@@ -12,6 +12,7 @@
 #   make deps         install the Debian packages the build and tests need (as root)
 #   make demo         the README's main job on bundled data
 #   make forgetting   the forgetting experiment on the dev set; rewrites its table in tools/rhd-fit.md
+#   make quality      stage 2's held-out quality against its cost; rewrites its table in tools/rhd-fit.md
 #   make pred-compare the base model's --pred eps/xstart/v on the demo's data; rewrites its table in tools/rhd-train.md
 #
 # Variants build into separate folders so that switching flags never mixes objects.
@@ -103,7 +104,7 @@ TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC))) $(patsubst %.cpp
 BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRC)))
 DEPS_OK := build/.deps-ok
 
-.PHONY: all test fuzz bench benches deps demo forgetting pred-compare clean venv tests-build
+.PHONY: all test fuzz bench benches deps demo forgetting quality pred-compare clean venv tests-build
 .DELETE_ON_ERROR:
 
 all: $(LIB) $(TOOLS)
@@ -197,6 +198,9 @@ demo: $(TOOLS)
 
 forgetting: $(TOOLS)
 	@RHD_BUILD=$(BUILD) nice -n 10 bash pipelines/forgetting.sh --update-doc tools/rhd-fit.md
+
+quality: $(TOOLS)
+	@RHD_BUILD=$(BUILD) nice -n 10 bash pipelines/quality.sh --update-doc tools/rhd-fit.md
 
 pred-compare: $(TOOLS)
 	@RHD_BUILD=$(BUILD) bash pipelines/pred_compare.sh --update-doc tools/rhd-train.md

@@ -57,7 +57,7 @@ typedef struct fit_preset {
 static const fit_preset presets[] = {
     {0, 0, 0, 0, 0, 0},                /* none: the defaults (the original's) */
     {32, 16, 256, 32, 64, 300},        /* fast: the tests' and the demo's sizes */
-    {128, 32, 2048, 64, 256, 3000},    /* quality: 128x128 views at their resolution */
+    {64, 16, 1024, 64, 128, 4000},     /* quality: the dev set's 128x128 views on a CPU (pipelines/quality.sh) */
     {512, 32, 8192, 256, 1024, 30000}, /* original: RodinHD's fit_stage*.sh */
 };
 
@@ -83,7 +83,7 @@ static const rhd_opt options[] = {
     RHD_OPT_STRING_(0, "offset", opts, offset, "X,Y,Z", "then X,Y,Z added to the camera positions (default 0,0,0; tools/bring-your-own-data.md)"),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
     RHD_OPT_GROUP_("presets"),
-    RHD_OPT_CHOICE_(0, "preset", opts, preset, "P", "sizes and steps: fast (3x16x32x32, 256 rays, grid 32, 64 march steps, stage 2 300 steps), quality (3x32x128x128, 2048 rays, grid 64, 256 march steps, 3000 steps) or original (3x32x512x512, 8192 rays, grid 256, 1024 march steps, 30000 steps); options given override it", preset_choices),
+    RHD_OPT_CHOICE_(0, "preset", opts, preset, "P", "sizes and steps: fast (3x16x32x32, 256 rays, grid 32, 64 march steps, stage 2 300 steps), quality (3x16x64x64, 1024 rays, grid 64, 128 march steps, 4000 steps) or original (3x32x512x512, 8192 rays, grid 256, 1024 march steps, 30000 steps); options given override it", preset_choices),
     RHD_OPT_GROUP_("model"),
     RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
     RHD_OPT_INT_(0, "triplane-channels", opts, channels, "C", "triplane channels, a multiple of 4 (0: stage 1 32; stage 2 and --report the decoder's)", 0, 1024),

@@ -59,6 +59,15 @@ import json, struct, sys
 b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
 shapes = [v['shape'] for k, v in h.items() if k != '__metadata__']
 assert shapes == [[3, 16, 32, 32]], shapes" "$T/pf/triplanes/avatar_100.safetensors"
+run rhd-fit -q --stage 2 --preset quality --decoder "$T/all/decoder.safetensors" --data "$MINI" --avatar avatar_100 \
+    --steps 2 --train-views 0-23 --eval-views 100 -o "$T/pq.safetensors"
+expect_rc 0 "stage 2 --preset quality (2 steps)"
+check "--preset quality: the stage-2 triplane is 64x64 (the decoder was fitted at 16)" "$PY" -c "
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+shapes = [v['shape'] for k, v in h.items() if k != '__metadata__']
+assert all(s[-1] == 64 and s[-2] == 64 for s in shapes), shapes" "$T/pq.safetensors"
+
 # --- a refit round: the decoder frozen --------------------------------------------------------------
 run rhd-schedule fit -q --avatars avatar_100,avatar_101 --rounds 2 --steps 6 --round-lr constant --refit-steps 6 -o "$T/refit.json"
 expect_rc 0 "plan with --round-lr constant --refit-steps 6"
