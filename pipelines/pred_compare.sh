@@ -8,7 +8,7 @@
 # each training portrait with the demo's sampling options, and renders every sample against the
 # held-out views of every avatar with the demo's render options. A sample that reproduces its own
 # avatar scores high against it and low against the other. Writes OUT/<pred>/ (run, samples) and
-# OUT/table.md; with --update-doc FILE replaces the block between "<!-- pred:begin -->" and
+# OUT/table.md; with --update-doc FILE replaces (pipelines/doc_block.py) the block between "<!-- pred:begin -->" and
 # "<!-- pred:end -->" of FILE by the table (tools/rhd-train.md is written this way, never by hand).
 #
 #   pipelines/pred_compare.sh [--update-doc tools/rhd-train.md]      (make pred-compare)
@@ -112,11 +112,4 @@ done
     fi
 } > "$OUT/table.md"
 cat "$OUT/table.md"
-if [ -n "$DOC" ]; then
-    tmp=$DOC.tmp.$$
-    awk -v t="$OUT/table.md" '/<!-- pred:begin -->/ {print; while ((getline l < t) > 0) print l; skip = 1; next}
-        /<!-- pred:end -->/ {skip = 0} !skip' "$DOC" > "$tmp"
-    grep -q '<!-- pred:end -->' "$tmp" || { rm -f "$tmp"; echo "pred_compare.sh: error: $DOC lacks the <!-- pred:begin --> / <!-- pred:end --> markers" >&2; exit 1; }
-    mv -f "$tmp" "$DOC"
-    echo "pred_compare: table written into $DOC" >&2
-fi
+[ -z "$DOC" ] || python3 "$(dirname "$0")/doc_block.py" "$DOC" pred "$OUT/table.md" pred_compare.sh

@@ -125,17 +125,4 @@ print("PSNR (dB) on views 100-119 (128x128) of avatars stage 1 did not see, stag
                               float(open(os.path.join(out, "stage1", "ms")).read()) / 1000, rep["mean"], data, cmd))
 EOF
 cat "$OUT/table.md"
-if [ -n "$DOC" ]; then
-    python3 - "$DOC" "$OUT/table.md" <<'EOF'
-import os, sys
-doc, table = sys.argv[1], open(sys.argv[2]).read()
-s = open(doc).read()
-b, e = "<!-- quality:begin -->", "<!-- quality:end -->"
-if b not in s or e not in s:
-    sys.exit("quality.sh: error: %s: no %s ... %s block, expected one to replace" % (doc, b, e))
-i, j = s.index(b) + len(b), s.index(e)
-open(doc + ".tmp", "w").write(s[:i] + "\n" + table + s[j:])
-os.replace(doc + ".tmp", doc)
-print("quality.sh: updated %s" % doc, file=sys.stderr)
-EOF
-fi
+[ -z "$DOC" ] || python3 "$(dirname "$0")/doc_block.py" "$DOC" quality "$OUT/table.md" quality.sh
