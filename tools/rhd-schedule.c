@@ -157,10 +157,8 @@ static void print_plan_table(const rhd_plan *p, FILE *f) {
     if (p->order == RHD_PLAN_INTERLEAVED) snprintf(grp, sizeof grp, " in groups of %d", p->group);
     fprintf(f, "# plan: %d rounds, %d avatars, order %s%s, %d entries, %lld steps\n", p->rounds, p->navatars,
             rhd_plan_order_name(p->order), grp, p->nentries, p->total_steps);
-    const rhd_plan_entry *le = &p->entries[p->nentries - 1];
-    int frozen = 0; /* entries with the decoder frozen (decoder_lr 0: a refit round); the range is of the others' */
-    for (int i = 0; i < p->nentries; i++) frozen += p->entries[i].decoder_lr == 0;
-    for (int i = p->nentries - 1; i > 0 && le->decoder_lr == 0; i--) le = &p->entries[i - 1];
+    int frozen; /* entries with the decoder frozen (a refit round); the decoder lr range is of the others' */
+    const rhd_plan_entry *le = rhd_plan_last_trained(p, &frozen);
     char fz[64] = "";
     if (frozen) snprintf(fz, sizeof fz, "; %d entr%s with the decoder frozen", frozen, frozen == 1 ? "y" : "ies");
     fprintf(f, "# triplane lr decays x0.1 over each visit; decoder lr decays x0.1 over the first %lld steps (this plan: "
@@ -227,10 +225,8 @@ static int cmd_fit(int argc, char **argv) {
     if (out && rhd_plan_write(&plan, out, &e)) rhd_die("%s", e.msg);
     if (o.print) print_plan_table(&plan, stdout);
 
-    int nfrozen = 0; /* the refit round's entries (decoder_lr 0), at the end */
-    while (nfrozen < plan.nentries - 1 && plan.entries[plan.nentries - 1 - nfrozen].decoder_lr == 0) nfrozen++;
-    int ntrain = plan.nentries - nfrozen; /* the entries that train the decoder */
-    const rhd_plan_entry *last = &plan.entries[ntrain - 1];
+    int nfrozen; /* the refit round's entries */
+    const rhd_plan_entry *last = rhd_plan_last_trained(&plan, &nfrozen);
     long long train_steps = last->first_step + last->steps;
     char grp[48] = "", refit[128] = "";
     if (plan.order == RHD_PLAN_INTERLEAVED) snprintf(grp, sizeof grp, " in groups of %d", plan.group);

@@ -44,6 +44,9 @@ extern "C" {
  * base * 0.1^min(k/steps, 1), and the decoder's base * 0.1^min((first_step + k)/decoder_decay_steps, 1). */
 double rhd_plan_triplane_lr(const rhd_plan_entry *en, long long k);
 double rhd_plan_decoder_lr(const rhd_plan *plan, const rhd_plan_entry *en, long long k);
+/* The last entry that trains the decoder (decoder_lr > 0; the first entry if none does), and in
+ * *frozen (may be NULL) the number of entries that freeze it (decoder_lr 0: a refit round). */
+const rhd_plan_entry *rhd_plan_last_trained(const rhd_plan *plan, int *frozen);
 
 #ifdef __cplusplus
 }

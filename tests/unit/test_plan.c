@@ -426,6 +426,9 @@ static void test_refit(void) {
     th_ok(ok, "defaults: 30 rounds at lr0 = 0.02, then a refit round: each of the 5 avatars alone, 6000 steps, decoder_lr 0");
     th_ok(rhd_plan_decoder_lr(&p, &p.entries[150], 0) == 0 && rhd_plan_decoder_lr(&p, &p.entries[154], 5999) == 0,
           "the refit round's decoder lr is 0 at every step");
+    int fz = -1;
+    th_ok(rhd_plan_last_trained(&p, &fz) == &p.entries[149] && fz == 5,
+          "the last entry that trains the decoder is entry 149, 5 entries freeze it (got %d)", fz);
     rhd_plan_free(&p);
     pp.order = RHD_PLAN_INTERLEAVED, pp.group = 2, pp.rounds = 2, pp.steps = 10, pp.refit_steps = 7, pp.refit_lr = 1e-3;
     RHD_ASSERT(rhd_plan_generate(&p, &pp, (const char *const *)names, NULL, 5, &e) == 0);
