@@ -77,7 +77,10 @@ static void test_iwc_cpu(rhd_ctx *ctx) {
     float *g = calloc((size_t)n, sizeof(float));
     double got = rhd_loss_iwc(ctx, g, c.theta, c.F, c.opt, n, c.w);
     th_ok(fabs(got - want) <= 1e-12 * fabs(want), "iwc penalty n=%ld: %.15g vs float64 sum %.15g", n, got, want);
-    th_fd_check("iwc penalty gradient", iwc_loss, &c, c.theta, g, n, 24, 1e-2, 1e-6, 1e-8);
+    /* floor 1e-3 (the gradients are of order 1): the loss squares float differences, so at a point
+     * where theta is within 1e-4 of opt the central difference carries ~1e-11 of rounding against a
+     * 1e-6 change, a relative error of a few 1e-6 in a gradient of 3e-5 (a seed found it) */
+    th_fd_check("iwc penalty gradient", iwc_loss, &c, c.theta, g, n, 24, 1e-2, 1e-6, 1e-3);
     float *g2 = malloc(sizeof(float) * n);
     for (long i = 0; i < n; i++) g2[i] = 1.f;
     rhd_loss_iwc(ctx, g2, c.theta, c.F, c.opt, n, c.w);
