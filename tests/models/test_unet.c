@@ -315,13 +315,15 @@ static void check_config(rhd_ctx *cpu, rhd_ctx *gpu, const char *name, const rhd
             const rhd_param_info *t = &m->base.params.info[i];
             char what[160];
             snprintf(what, sizeof what, "UNet d[%s]", t->name);
-            /* at the entry with the largest gradient: fp32 noise of the loss is ~1e-4 (small gradients are
-             * checked against PyTorch above) */
+            /* at the entry with the largest gradient: fp32 noise of the loss is ~1e-4, i.e. ~1e-3 on the
+             * difference quotient at h 5e-2, hence the floor 1e-2 and tol 5e-2 (a largest gradient of
+             * 0.012 missed 3e-2 with floor 1e-3 by its noise alone, seed 1942767943; a gradient off by 2x
+             * still scores ~0.25); small gradients are checked against PyTorch above */
             long am = 0;
             for (long q = 0; q < t->numel; q++)
                 if (fabsf(o.grad[t->offset + q]) > fabsf(o.grad[t->offset + am])) am = q;
             th_fd_check(what, fd_loss, &f, m->base.params.data + t->offset + am, o.grad + t->offset + am, 1, 1, 5e-2,
-                        3e-2, 1e-3);
+                        5e-2, 1e-2);
         }
     }
     if (gpu) {
