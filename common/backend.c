@@ -66,6 +66,19 @@ rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e) {
     return ctx;
 }
 
+void rhd_ctx_set_tf32(rhd_ctx *ctx, int on) {
+    if (!ctx || ctx->backend != RHD_BACKEND_CUDA || !on == !ctx->allow_tf32) return;
+    ctx->allow_tf32 = !!on;
+#ifdef RHD_CUDA
+    rhd_cuda_set_math(ctx);
+#endif
+    size_t n = strlen(ctx->name);
+    const char *tag = ", TF32";
+    if (on && n + strlen(tag) < sizeof ctx->name) memcpy(ctx->name + n, tag, strlen(tag) + 1);
+    else if (!on && n >= strlen(tag) && strcmp(ctx->name + n - strlen(tag), tag) == 0) ctx->name[n - strlen(tag)] = 0;
+    rhd_verbose("backend: %s", ctx->name);
+}
+
 void rhd_ctx_close(rhd_ctx *ctx) {
     if (!ctx) return;
 #ifdef RHD_CUDA

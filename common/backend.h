@@ -31,6 +31,10 @@ extern "C" {
 rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e);
 void rhd_ctx_close(rhd_ctx *ctx);
 const char *rhd_backend_name(rhd_backend b);
+/* --tf32: let cuBLAS and cuDNN use TF32 tensor cores (10-bit mantissa products, fp32 sums and
+ * storage) on this context from now on; off (pedantic fp32) by default. The CPU backend has no such
+ * mode: there it changes nothing (same bits). The context's name then ends in ", TF32". */
+void rhd_ctx_set_tf32(rhd_ctx *ctx, int on);
 /* What output metadata records as the device: "cpu", or "cuda:N <card>" (no thread count, so that
  * files stay byte-identical whatever the thread count). */
 const char *rhd_ctx_device_label(const rhd_ctx *ctx);
@@ -58,6 +62,7 @@ void *rhd_ctx_workspace(rhd_ctx *ctx, size_t bytes);
 int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e);
 void rhd_cuda_close(rhd_ctx *ctx);
 int rhd_cuda_device_count(void);
+void rhd_cuda_set_math(rhd_ctx *ctx);  /* the cuBLAS handle's math mode from ctx->allow_tf32 */
 void *rhd_cuda_alloc(size_t bytes);
 void rhd_cuda_free(void *p);
 void rhd_cuda_memset0(rhd_ctx *ctx, void *p, size_t bytes);

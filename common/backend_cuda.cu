@@ -37,6 +37,11 @@ extern "C" int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e) {
     return 0;
 }
 
+extern "C" void rhd_cuda_set_math(rhd_ctx *ctx) {
+    CUBLAS_CHECK(cublasSetMathMode((cublasHandle_t)ctx->cublas,
+                                   ctx->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+}
+
 extern "C" void rhd_cuda_close(rhd_ctx *ctx) {
     if (ctx->workspace) cudaFree(ctx->workspace);
     if (ctx->cudnn) cudnnDestroy((cudnnHandle_t)ctx->cudnn);

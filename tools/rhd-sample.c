@@ -486,6 +486,7 @@ int main(int argc, char **argv) {
     run r = {.o = &o};
     r.ctx = rhd_ctx_open(o.common.device, &e);
     if (!r.ctx) rhd_die_err(&e);
+    rhd_ctx_set_tf32(r.ctx, o.common.tf32);
     setup(&r, &o);
 
     /* this rank's share, minus the up-to-date outputs */

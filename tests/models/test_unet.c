@@ -334,6 +334,15 @@ static void check_config(rhd_ctx *cpu, rhd_ctx *gpu, const char *name, const rhd
         th_close("cuda~cpu dx", og.dx, o.dx, d.nx, 1e-8);
         th_close("cuda~cpu parameter gradients", og.grad, o.grad, m->base.params.total, 1e-8);
         result_free(&og);
+        /* --tf32: products rounded to a 10-bit mantissa (relative ~5e-4 each), fp32 sums: the
+         * normalized squared error stays around 1e-6 through the network */
+        rhd_ctx_set_tf32(gpu, 1);
+        pass(mg, &d, &og);
+        rhd_ctx_set_tf32(gpu, 0);
+        th_close("cuda TF32~cpu y", og.y, o.y, d.ny, 1e-4);
+        th_close("cuda TF32~cpu dx", og.dx, o.dx, d.nx, 1e-3);
+        th_close("cuda TF32~cpu parameter gradients", og.grad, o.grad, m->base.params.total, 1e-3);
+        result_free(&og);
         rhd_unet_free(mg);
     } else {
         th_skip("%s cuda~cpu: no CUDA device", name);
