@@ -1,10 +1,11 @@
-/* tests/bench/bench_unet.c: the base UNet (common/models/unet.h) on the CPU.
+/* tests/bench/bench_unet.c: the base UNet (common/models/unet.h) on the CPU or CUDA (RHD_BENCH_DEVICE).
  *   - one training step (zero grads, forward, backward) of the small preset at batch 2 (dropout
  *     0.1, training mode) against PyTorch fp32 (tests/ref/bench_unet.py, the model of ref_unet.py)
  *     on the same $RHD_BENCH_THREADS threads; best of RHD_BENCH_REPS;
  *   - the official config's forward at batch 1 (inference), timed once: seconds and GFLOP/s against
  *     the 1.905 TFLOP of spec §9 (RHD_BENCH_UNET_OFFICIAL=0 leaves it out; it needs ~1.5 GB of
  *     parameters plus the printed arena).
+ *   - on CUDA also the official config at batch 3: forward and training step, fp32 and TF32.
  * Random weights (std 0.02) and inputs; the figures do not depend on the values. */
 #include "bench.h"
 #include "common/models/unet.h"
@@ -42,6 +43,33 @@ static void inputs(run *r, const rhd_unet_config *c, int N) {
     }
 }
 
+/* CUDA only: the official config at the original's batch 3, forward (inference) and training step
+ * (forward + backward, 3x the forward's FLOPs), strict fp32 and --tf32, best of bench.reps; TFLOP/s
+ * to set against the card's measured ceilings (tests/gpu/ceilings.cu). */
+static void official_gpu(rhd_ctx *ctx, const rhd_unet_config *c) {
+    rhd_err e;
+    const int N = 3;
+    const double fwd = 2 * rhd_unet_macs(c) * N;
+    for (int train = 0; train < 2; train++) {
+        run o = {rhd_unet_create(c, ctx, NULL, train, &e), {0}, train};
+        if (!o.m) { printf("bench_unet: official, batch %d, %s: %s\n", N, train ? "training" : "inference", e.msg); return; }
+        fill(o.m);
+        inputs(&o, c, N);
+        printf("# official config, batch %d, %s arena: %.1f MB\n", N, train ? "training" : "inference",
+               rhd_unet_arena_bytes(o.m, N, train) / 1e6);
+        for (int tf32 = 0; tf32 < 2; tf32++) {
+            rhd_ctx_set_tf32(ctx, tf32);
+            double ms;
+            BENCH_BEST(ms, step(&o));
+            double flop = train ? 3 * fwd : fwd;
+            printf("official %s, batch %d, %s: %.1f ms, %.1f TFLOP/s of %.4g TFLOP\n", train ? "training step" : "forward",
+                   N, tf32 ? "TF32" : "fp32", ms, flop / (ms * 1e-3) / 1e12, flop / 1e12);
+        }
+        rhd_ctx_set_tf32(ctx, 0);
+        rhd_unet_free(o.m);
+    }
+}
+
 int main(void) {
     rhd_ctx *ctx = bench_open("bench_unet");
     rhd_err e;
@@ -76,6 +104,7 @@ int main(void) {
     printf("official forward, batch 1, [32,128,384]: %.1f s wall (%.1f s CPU), %.1f GFLOP/s of %.4g TFLOP\n", s, cpu,
            2 * rhd_unet_macs(&c) / s / 1e9, 2 * rhd_unet_macs(&c) / 1e12);
     rhd_unet_free(o.m);
+    if (ctx->backend == RHD_BACKEND_CUDA) official_gpu(ctx, &c);
     bench_close();
     return 0;
 }
