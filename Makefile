@@ -199,8 +199,8 @@ demo: $(TOOLS)
 forgetting: $(TOOLS)
 	@RHD_BUILD=$(BUILD) nice -n 10 bash pipelines/forgetting.sh --update-doc tools/rhd-fit.md
 
-quality: $(TOOLS)
-	@RHD_BUILD=$(BUILD) nice -n 10 bash pipelines/quality.sh --update-doc tools/rhd-fit.md
+quality: $(TOOLS) $(VENV)/.ok
+	@RHD_BUILD=$(BUILD) RHD_PY=$(VENV)/bin/python nice -n 10 bash pipelines/quality.sh --update-doc tools/rhd-fit.md
 
 pred-compare: $(TOOLS)
 	@RHD_BUILD=$(BUILD) bash pipelines/pred_compare.sh --update-doc tools/rhd-train.md
