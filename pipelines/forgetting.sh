@@ -43,20 +43,9 @@ THREADS=${THREADS:-1}
 SIZE=${SIZE:---triplane-res 32 --triplane-channels 16 --grid-size 32 --rays 256 --max-steps 64}
 ALL_METHODS="sequential replay replay+iwc-orig replay+iwc-norm interleaved-2 joint sequential+refit replay+refit interleaved-4+refit"
 METHODS=${METHODS:-$ALL_METHODS}
-DOC= TABLE_ONLY=0
-while [ $# -gt 0 ]; do
-    case $1 in
-        --update-doc) DOC=${2:?--update-doc needs a file}; shift 2 ;;
-        --table-only) TABLE_ONLY=1; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
-        *) echo "forgetting.sh: error: unexpected argument '$1', expected --update-doc FILE or --table-only" >&2; exit 2 ;;
-    esac
-done
-[ -d "$DATA" ] || { echo "forgetting.sh: error: DATA=$DATA: no such directory, expected the dev set" >&2; exit 1; }
-mapfile -t ALL < <(for d in "$DATA"/*/; do [ -f "$d/metadata_000000.json" ] && basename "$d"; done | sort)
-if [ "${#ALL[@]}" -lt $((NAV + 1)) ]; then
-    echo "forgetting.sh: error: $DATA holds ${#ALL[@]} avatars, expected at least NAV+1 = $((NAV + 1))" >&2; exit 1
-fi
+. "$(dirname "$0")/lib.sh"
+experiment_args forgetting.sh "$@"
+dev_avatars forgetting.sh "$((NAV + 1))" NAV+1
 AV=("${ALL[@]:0:NAV}")
 HELD=${ALL[$NAV]}
 CSV=$(IFS=,; echo "${AV[*]}")

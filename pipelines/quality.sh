@@ -41,20 +41,9 @@ SETTINGS=${SETTINGS:-fast r64-1500 quality}
 REGIONS=${REGIONS-quality}
 BLOCK=${BLOCK:-quality}
 PY=${RHD_PY:-${RHD_BUILD:-build}/venv/bin/python}
-DOC= TABLE_ONLY=0
-while [ $# -gt 0 ]; do
-    case $1 in
-        --update-doc) DOC=${2:?--update-doc needs a file}; shift 2 ;;
-        --table-only) TABLE_ONLY=1; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
-        *) echo "quality.sh: error: unexpected argument '$1', expected --update-doc FILE" >&2; exit 2 ;;
-    esac
-done
-[ -d "$DATA" ] || { echo "quality.sh: error: DATA=$DATA: no such directory, expected the dev set" >&2; exit 1; }
-mapfile -t ALL < <(for d in "$DATA"/*/; do [ -f "$d/metadata_000000.json" ] && basename "$d"; done | sort)
-if [ "${#ALL[@]}" -lt $((NAV + HELD)) ]; then
-    echo "quality.sh: error: $DATA holds ${#ALL[@]} avatars, expected at least NAV+HELD = $((NAV + HELD))" >&2; exit 1
-fi
+. "$(dirname "$0")/lib.sh"
+experiment_args quality.sh "$@"
+dev_avatars quality.sh "$((NAV + HELD))" NAV+HELD
 AV=("${ALL[@]:0:NAV}")
 HO=("${ALL[@]:NAV:HELD}")
 CSV=$(IFS=,; echo "${AV[*]}")
