@@ -66,18 +66,22 @@ rhd_ctx *rhd_ctx_open(const char *device, rhd_err *e) {
     return ctx;
 }
 
-void rhd_ctx_set_tf32(rhd_ctx *ctx, int on) {
-    if (!ctx || ctx->backend != RHD_BACKEND_CUDA || !on == !ctx->allow_tf32) return;
-    ctx->allow_tf32 = !!on;
+/* Switch one of the CUDA math modes (*flag) and the tag that the context's name carries for it. */
+static void set_math_mode(rhd_ctx *ctx, int *flag, int on, const char *tag) {
+    if (!ctx || ctx->backend != RHD_BACKEND_CUDA || !on == !*flag) return;
+    *flag = !!on;
 #ifdef RHD_CUDA
     rhd_cuda_set_math(ctx);
 #endif
-    size_t n = strlen(ctx->name);
-    const char *tag = ", TF32";
-    if (on && n + strlen(tag) < sizeof ctx->name) memcpy(ctx->name + n, tag, strlen(tag) + 1);
-    else if (!on && n >= strlen(tag) && strcmp(ctx->name + n - strlen(tag), tag) == 0) ctx->name[n - strlen(tag)] = 0;
+    size_t n = strlen(ctx->name), t = strlen(tag);
+    char *at = strstr(ctx->name, tag);
+    if (on && !at && n + t < sizeof ctx->name) memcpy(ctx->name + n, tag, t + 1);
+    else if (!on && at) memmove(at, at + t, strlen(at + t) + 1);
     rhd_verbose("backend: %s", ctx->name);
 }
+
+void rhd_ctx_set_tf32(rhd_ctx *ctx, int on) { if (ctx) set_math_mode(ctx, &ctx->allow_tf32, on, ", TF32"); }
+void rhd_ctx_set_bf16(rhd_ctx *ctx, int on) { if (ctx) set_math_mode(ctx, &ctx->allow_bf16, on, ", BF16"); }
 
 void rhd_ctx_close(rhd_ctx *ctx) {
     if (!ctx) return;

@@ -7,6 +7,7 @@
 #ifndef RHD_BACKEND_H
 #define RHD_BACKEND_H
 #include <stddef.h>
+#include <stdint.h>
 #include "common/err.h"
 
 typedef enum { RHD_BACKEND_CPU = 0, RHD_BACKEND_CUDA = 1 } rhd_backend;
@@ -15,11 +16,14 @@ typedef struct rhd_ctx {
     rhd_backend backend;
     int device;            /* CUDA device ordinal */
     int allow_tf32;        /* 0 unless asked: tests and references compare in strict fp32 */
+    int allow_bf16;        /* 0 unless asked: convolutions and matmuls on bf16 tensor cores */
     void *stream;          /* cudaStream_t */
     void *cublas;          /* cublasHandle_t */
     void *cudnn;           /* cudnnHandle_t */
     void *workspace;       /* device scratch for cuDNN/cuBLAS, grown on demand */
     size_t workspace_bytes;
+    void *scratch16;       /* device scratch for the bf16 copies of --bf16 operands (apart from the */
+    size_t scratch16_bytes;/* workspace, which a caller may be holding data in), grown on demand */
     char name[160];        /* "cpu (2 threads, OpenBLAS SkylakeX)" or "cuda:0 NVIDIA H200" */
 } rhd_ctx;
 
@@ -35,6 +39,13 @@ const char *rhd_backend_name(rhd_backend b);
  * storage) on this context from now on; off (pedantic fp32) by default. The CPU backend has no such
  * mode: there it changes nothing (same bits). The context's name then ends in ", TF32". */
 void rhd_ctx_set_tf32(rhd_ctx *ctx, int on);
+/* --bf16: convolutions (cuDNN) and matrix products (cuBLAS: linear layers, attention) round their
+ * two inputs to bf16 (8-bit mantissa) and run on bf16 tensor cores with fp32 accumulation, as
+ * PyTorch's autocast does; the products' results are fp32 for cuBLAS and bf16-rounded for cuDNN
+ * (its bf16 convolutions write bf16), then widened. Parameters, gradients, optimiser state,
+ * normalisations, softmax and every other op stay fp32. Off by default; the CPU backend has no
+ * such mode (same bits). The context's name then ends in ", BF16". */
+void rhd_ctx_set_bf16(rhd_ctx *ctx, int on);
 /* What output metadata records as the device: "cpu", or "cuda:N <card>" (no thread count, so that
  * files stay byte-identical whatever the thread count). */
 const char *rhd_ctx_device_label(const rhd_ctx *ctx);
@@ -62,7 +73,13 @@ void *rhd_ctx_workspace(rhd_ctx *ctx, size_t bytes);
 int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e);
 void rhd_cuda_close(rhd_ctx *ctx);
 int rhd_cuda_device_count(void);
-void rhd_cuda_set_math(rhd_ctx *ctx);  /* the cuBLAS handle's math mode from ctx->allow_tf32 */
+void rhd_cuda_set_math(rhd_ctx *ctx);  /* the cuBLAS handle's math mode from allow_tf32 / allow_bf16 */
+/* ctx->scratch16 grown to at least `bytes` (device memory, valid until the next call). */
+void *rhd_cuda_scratch16(rhd_ctx *ctx, size_t bytes);
+/* dst[i] = bf16 of src[i], round to nearest even (dst: n __nv_bfloat16); and back:
+ * dst[i] = src[i] (accumulate: +=), widened exactly. */
+void rhd_cuda_to_bf16(rhd_ctx *ctx, void *dst, const float *src, int64_t n);
+void rhd_cuda_from_bf16(rhd_ctx *ctx, float *dst, const void *src, int64_t n, int accumulate);
 void *rhd_cuda_alloc(size_t bytes);
 void rhd_cuda_free(void *p);
 void rhd_cuda_memset0(rhd_ctx *ctx, void *p, size_t bytes);

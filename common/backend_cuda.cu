@@ -2,6 +2,7 @@
  * cuBLAS/cuDNN handles (TF32 off unless ctx->allow_tf32), buffers. */
 #include "common/backend.h"
 #include "common/cuda_check.h"
+#include <cuda_bf16.h>
 #include <stdio.h>
 
 extern "C" int rhd_cuda_device_count(void) {
@@ -28,8 +29,8 @@ extern "C" int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e) {
     cublasHandle_t h;
     CUBLAS_CHECK(cublasCreate(&h));
     CUBLAS_CHECK(cublasSetStream(h, s));
-    CUBLAS_CHECK(cublasSetMathMode(h, ctx->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
     ctx->cublas = h;
+    rhd_cuda_set_math(ctx);
     cudnnHandle_t d;
     CUDNN_CHECK(cudnnCreate(&d));
     CUDNN_CHECK(cudnnSetStream(d, s));
@@ -37,13 +38,28 @@ extern "C" int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e) {
     return 0;
 }
 
+/* Strict fp32 is pedantic math (no tensor cores in SGEMM). --bf16 needs the default math, under
+ * which the bf16 GemmEx calls take the tensor cores and SGEMM still computes in fp32 (TF32 only
+ * with CUBLAS_TF32_TENSOR_OP_MATH, i.e. --tf32). */
 extern "C" void rhd_cuda_set_math(rhd_ctx *ctx) {
-    CUBLAS_CHECK(cublasSetMathMode((cublasHandle_t)ctx->cublas,
-                                   ctx->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    cublasMath_t m = ctx->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : ctx->allow_bf16 ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH;
+    CUBLAS_CHECK(cublasSetMathMode((cublasHandle_t)ctx->cublas, m));
+}
+
+extern "C" void *rhd_cuda_scratch16(rhd_ctx *ctx, size_t bytes) {
+    if (bytes > ctx->scratch16_bytes) {
+        if (ctx->scratch16) CUDA_CHECK(cudaFree(ctx->scratch16));
+        ctx->scratch16 = NULL;
+        size_t grow = bytes + bytes / 4;
+        ctx->scratch16 = rhd_cuda_alloc(grow);
+        ctx->scratch16_bytes = grow;
+    }
+    return ctx->scratch16;
 }
 
 extern "C" void rhd_cuda_close(rhd_ctx *ctx) {
     if (ctx->workspace) cudaFree(ctx->workspace);
+    if (ctx->scratch16) cudaFree(ctx->scratch16);
     if (ctx->cudnn) cudnnDestroy((cudnnHandle_t)ctx->cudnn);
     if (ctx->cublas) cublasDestroy((cublasHandle_t)ctx->cublas);
     if (ctx->stream) cudaStreamDestroy((cudaStream_t)ctx->stream);
@@ -70,3 +86,25 @@ extern "C" void rhd_cuda_copy(rhd_ctx *ctx, void *dst, const void *src, size_t b
 }
 
 extern "C" void rhd_cuda_sync(rhd_ctx *ctx) { CUDA_CHECK(cudaStreamSynchronize(RHD_CUDA_STREAM(ctx))); }
+
+static __global__ void to_bf16_kernel(__nv_bfloat16 *d, const float *s, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        d[i] = __float2bfloat16_rn(s[i]);
+}
+
+static __global__ void from_bf16_kernel(float *d, const __nv_bfloat16 *s, int64_t n, int acc) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        d[i] = acc ? d[i] + __bfloat162float(s[i]) : __bfloat162float(s[i]);
+}
+
+extern "C" void rhd_cuda_to_bf16(rhd_ctx *ctx, void *dst, const float *src, int64_t n) {
+    if (n <= 0) return;
+    to_bf16_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>((__nv_bfloat16 *)dst, src, n);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" void rhd_cuda_from_bf16(rhd_ctx *ctx, float *dst, const void *src, int64_t n, int accumulate) {
+    if (n <= 0) return;
+    from_bf16_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dst, (const __nv_bfloat16 *)src, n, accumulate);
+    CUDA_CHECK(cudaGetLastError());
+}

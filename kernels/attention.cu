@@ -9,6 +9,7 @@
  * per-element helpers of attention.h, with the batch loops in the same order as the CPU. */
 #include "kernels/attention.h"
 #include "common/cuda_check.h"
+#include "kernels/linear.h"
 
 #define ATTN_BLOCK 256
 
@@ -91,9 +92,7 @@ static __global__ void softmax_grad_rows_kernel(float *S, float *dP, const float
  * computes C^T = op(B)^T op(A)^T. */
 static void gemm_rm(rhd_ctx *ctx, bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int64_t sA,
                     const float *B, int64_t sB, float beta, float *C, int64_t sC, int batch) {
-    CUBLAS_CHECK(cublasSgemmStridedBatched(RHD_CUBLAS(ctx), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                           ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, tb ? K : N, sB, A,
-                                           ta ? M : K, sA, &beta, C, N, sC, batch));
+    rhd_cuda_gemm(ctx, tb, ta, N, M, K, alpha, B, tb ? K : N, sB, A, ta ? M : K, sA, beta, C, N, sC, batch);
 }
 
 /* (batch, head) items per chunk so that one [Tq, Tk] scratch stays under 2^26 floats. */

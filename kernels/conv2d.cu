@@ -2,7 +2,11 @@
  *
  * cuDNN pads symmetrically only. A description with pad_t != pad_b or pad_l != pad_r (the VAE
  * downsampler) runs on an explicitly zero-padded copy of x in the context workspace with cuDNN
- * padding 0; the input gradient is then computed for the padded copy and cropped. */
+ * padding 0; the input gradient is then computed for the padded copy and cropped.
+ *
+ * --bf16 (ctx->allow_bf16): x (or its padded copy), W and dy are rounded to bf16 into
+ * ctx->scratch16 and cuDNN runs its bf16 configuration (bf16 tensors, fp32 compute type, tensor
+ * cores); y, dx and dW come back from bf16 (dW's bf16 result is then added to the fp32 dW). */
 #include "kernels/conv2d.h"
 #include "common/cuda_check.h"
 
@@ -64,6 +68,8 @@ struct conv_plan {
     int Hp, Wp, OH, OW;
     size_t pad_bytes;      /* size of the padded copy (0 if not padded), rounded up to 256 */
     cudnnMathType_t math;
+    int bf16;              /* cuDNN sees bf16 tensors (--bf16) */
+    int64_t nx, nw, ny;    /* elements of what cuDNN sees as x (padded), W, y */
 };
 
 static void plan_open(rhd_ctx *ctx, conv_plan *p, const rhd_conv2d_desc *d) {
@@ -72,14 +78,18 @@ static void plan_open(rhd_ctx *ctx, conv_plan *p, const rhd_conv2d_desc *d) {
     p->Wp = p->padded ? d->W + d->pad_l + d->pad_r : d->W;
     p->OH = rhd_conv2d_out_h(d), p->OW = rhd_conv2d_out_w(d);
     p->pad_bytes = p->padded ? ((sizeof(float) * (size_t)d->N * d->Cin * p->Hp * p->Wp + 255) & ~(size_t)255) : 0;
-    p->math = ctx->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    p->bf16 = ctx->allow_bf16;
+    p->math = ctx->allow_tf32 || p->bf16 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    p->nx = (int64_t)d->N * d->Cin * p->Hp * p->Wp, p->nw = (int64_t)d->Cout * d->Cin * d->KH * d->KW;
+    p->ny = (int64_t)d->N * d->Cout * p->OH * p->OW;
+    cudnnDataType_t dt = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->N, d->Cin, p->Hp, p->Wp));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->N, d->Cout, p->OH, p->OW));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d->Cout, d->Cin, d->KH, d->KW));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, dt, d->N, d->Cin, p->Hp, p->Wp));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, dt, d->N, d->Cout, p->OH, p->OW));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NCHW, d->Cout, d->Cin, d->KH, d->KW));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, p->padded ? 0 : d->pad_t, p->padded ? 0 : d->pad_l,
                                                 d->stride_h, d->stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT));
@@ -147,6 +157,21 @@ static void set_math(const conv_plan *p, cudnnMathType_t algo_math) {
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : algo_math));
 }
 
+/* --bf16 scratch: bf16 copies of x (padded), W, y or dy, and a bf16 result of dx's or W's size,
+ * each at a 256-byte boundary. */
+typedef struct conv_bf16 {
+    void *x, *w, *y, *out;
+} conv_bf16;
+
+static size_t al256(int64_t n) { return ((size_t)n * 2 + 255) & ~(size_t)255; }
+
+static conv_bf16 bf16_scratch(rhd_ctx *ctx, const conv_plan *p) {
+    int64_t nout = p->nx > p->nw ? p->nx : p->nw;
+    char *s = (char *)rhd_cuda_scratch16(ctx, al256(p->nx) + al256(p->nw) + al256(p->ny) + al256(nout));
+    conv_bf16 b = {s, s + al256(p->nx), s + al256(p->nx) + al256(p->nw), s + al256(p->nx) + al256(p->nw) + al256(p->ny)};
+    return b;
+}
+
 static void launch_pad(rhd_ctx *ctx, float *xp, const float *x, const conv_plan *p, const rhd_conv2d_desc *d) {
     int64_t NC = (int64_t)d->N * d->Cin;
     pad_kernel<<<rhd_grid1d(NC * p->Hp * p->Wp, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(xp, x, NC, d->H, d->W, p->Hp,
@@ -171,8 +196,17 @@ extern "C" void rhd_conv2d_forward_cuda(rhd_ctx *ctx, float *y, const float *x, 
         xin = (const float *)ws;
     }
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(RHD_CUDNN(ctx), &one, p.x, xin, p.w, W, p.conv, a.algo, ws + p.pad_bytes,
-                                        ws_bytes, &zero, p.y, y));
+    if (p.bf16) {
+        conv_bf16 h = bf16_scratch(ctx, &p);
+        rhd_cuda_to_bf16(ctx, h.x, xin, p.nx);
+        rhd_cuda_to_bf16(ctx, h.w, W, p.nw);
+        CUDNN_CHECK(cudnnConvolutionForward(RHD_CUDNN(ctx), &one, p.x, h.x, p.w, h.w, p.conv, a.algo, ws + p.pad_bytes,
+                                            ws_bytes, &zero, p.y, h.y));
+        rhd_cuda_from_bf16(ctx, y, h.y, p.ny, 0);
+    } else {
+        CUDNN_CHECK(cudnnConvolutionForward(RHD_CUDNN(ctx), &one, p.x, xin, p.w, W, p.conv, a.algo, ws + p.pad_bytes,
+                                            ws_bytes, &zero, p.y, y));
+    }
     if (b) {
         int64_t HW = (int64_t)p.OH * p.OW, total = (int64_t)d->N * d->Cout * HW;
         add_bias_kernel<<<rhd_grid1d(total, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(y, b, total, d->Cout, HW);
@@ -210,10 +244,22 @@ extern "C" void rhd_conv2d_backward_cuda(rhd_ctx *ctx, float *dx, float *dW, flo
     char *ws = (char *)rhd_ctx_workspace(ctx, p.pad_bytes + ws_bytes + 256);
     float *pad = (float *)ws; /* the padded copy (of dx first, then of x) */
     const float one = 1.0f, zero = 0.0f;
+    conv_bf16 h = {0};
+    if (p.bf16) {
+        h = bf16_scratch(ctx, &p);
+        rhd_cuda_to_bf16(ctx, h.y, dy, p.ny);
+        rhd_cuda_to_bf16(ctx, h.w, W, p.nw);
+    }
     if (dx) {
         set_math(&p, ad.mathType);
-        CUDNN_CHECK(cudnnConvolutionBackwardData(RHD_CUDNN(ctx), &one, p.w, W, p.y, dy, p.conv, ad.algo,
-                                                 ws + p.pad_bytes, ws_data, &zero, p.x, p.padded ? pad : dx));
+        if (p.bf16) {
+            CUDNN_CHECK(cudnnConvolutionBackwardData(RHD_CUDNN(ctx), &one, p.w, h.w, p.y, h.y, p.conv, ad.algo,
+                                                     ws + p.pad_bytes, ws_data, &zero, p.x, h.out));
+            rhd_cuda_from_bf16(ctx, p.padded ? pad : dx, h.out, p.nx, 0);
+        } else {
+            CUDNN_CHECK(cudnnConvolutionBackwardData(RHD_CUDNN(ctx), &one, p.w, W, p.y, dy, p.conv, ad.algo,
+                                                     ws + p.pad_bytes, ws_data, &zero, p.x, p.padded ? pad : dx));
+        }
         if (p.padded) {
             int64_t NC = (int64_t)d->N * d->Cin;
             crop_kernel<<<rhd_grid1d(NC * d->H * d->W, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dx, pad, NC, d->H, d->W,
@@ -229,8 +275,15 @@ extern "C" void rhd_conv2d_backward_cuda(rhd_ctx *ctx, float *dx, float *dW, flo
             xin = pad;
         }
         set_math(&p, af.mathType);
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(RHD_CUDNN(ctx), &one, p.x, xin, p.y, dy, p.conv, af.algo,
-                                                   ws + p.pad_bytes, ws_filter, &one, p.w, dW));
+        if (p.bf16) {
+            rhd_cuda_to_bf16(ctx, h.x, xin, p.nx);
+            CUDNN_CHECK(cudnnConvolutionBackwardFilter(RHD_CUDNN(ctx), &one, p.x, h.x, p.y, h.y, p.conv, af.algo,
+                                                       ws + p.pad_bytes, ws_filter, &zero, p.w, h.out));
+            rhd_cuda_from_bf16(ctx, dW, h.out, p.nw, 1);
+        } else {
+            CUDNN_CHECK(cudnnConvolutionBackwardFilter(RHD_CUDNN(ctx), &one, p.x, xin, p.y, dy, p.conv, af.algo,
+                                                       ws + p.pad_bytes, ws_filter, &one, p.w, dW));
+        }
     }
     plan_close(&p);
     CUDA_CHECK(cudaGetLastError());

@@ -34,6 +34,38 @@ static __global__ void scale_kernel(float *c, int M, int N, int64_t ldc, float b
     }
 }
 
+/* Elements an operand of `batch` column-major matrices spans: rows x cols stored with leading
+ * dimension ld, matrix i at i * stride. */
+static int64_t operand_extent(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int batch) {
+    if (rows == 0 || cols == 0) return 0;
+    return (int64_t)(batch - 1) * stride + ld * (cols - 1) + rows;
+}
+
+extern "C" void rhd_cuda_gemm(rhd_ctx *ctx, int transa, int transb, int m, int n, int k, float alpha, const float *A,
+                              int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
+                              int64_t ldc, int64_t sC, int batch) {
+    cublasOperation_t opA = transa ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (!ctx->allow_bf16) {
+        if (batch == 1)
+            CUBLAS_CHECK(cublasSgemm(RHD_CUBLAS(ctx), opA, opB, m, n, k, &alpha, A, (int)lda, B, (int)ldb, &beta, C, (int)ldc));
+        else
+            CUBLAS_CHECK(cublasSgemmStridedBatched(RHD_CUBLAS(ctx), opA, opB, m, n, k, &alpha, A, (int)lda, sA, B, (int)ldb,
+                                                   sB, &beta, C, (int)ldc, sC, batch));
+        return;
+    }
+    /* --bf16: both operands rounded into the bf16 scratch (their whole strided extent), fp32 out */
+    int64_t nA = operand_extent(transa ? k : m, transa ? m : k, lda, sA, batch);
+    int64_t nB = operand_extent(transb ? n : k, transb ? k : n, ldb, sB, batch);
+    int64_t offB = (nA + 127) & ~(int64_t)127;
+    char *s = (char *)rhd_cuda_scratch16(ctx, 2 * (size_t)(offB + nB) + 256);
+    void *A16 = s, *B16 = s + 2 * offB;
+    rhd_cuda_to_bf16(ctx, A16, A, nA);
+    rhd_cuda_to_bf16(ctx, B16, B, nB);
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(RHD_CUBLAS(ctx), opA, opB, m, n, k, &alpha, A16, CUDA_R_16BF, (int)lda, sA,
+                                            B16, CUDA_R_16BF, (int)ldb, sB, &beta, C, CUDA_R_32F, (int)ldc, sC, batch,
+                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 // launchers
 
 extern "C" void rhd_matmul_strided_batched_cuda(rhd_ctx *ctx, float *C, const float *A, const float *B, int batch,
@@ -48,12 +80,7 @@ extern "C" void rhd_matmul_strided_batched_cuda(rhd_ctx *ctx, float *C, const fl
     }
     /* Row-major C (M,N) is column-major C^T (N,M) = op(B)^T op(A)^T, and a row-major X with
      * leading dimension ld is the column-major X^T with the same ld: pass B first, then A. */
-    cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (batch == 1)
-        CUBLAS_CHECK(cublasSgemm(RHD_CUBLAS(ctx), opB, opA, N, M, K, &alpha, B, (int)ldb, A, (int)lda, &beta, C, (int)ldc));
-    else
-        CUBLAS_CHECK(cublasSgemmStridedBatched(RHD_CUBLAS(ctx), opB, opA, N, M, K, &alpha, B, (int)ldb, strideB, A,
-                                               (int)lda, strideA, &beta, C, (int)ldc, strideC, batch));
+    rhd_cuda_gemm(ctx, transB, transA, N, M, K, alpha, B, ldb, strideB, A, lda, strideA, beta, C, ldc, strideC, batch);
     CUDA_CHECK(cudaGetLastError());
 }
 

@@ -70,6 +70,14 @@ void rhd_linear_backward_cuda(rhd_ctx *ctx, float *dx, float *dW, float *db, con
 void rhd_matmul_strided_batched_cuda(rhd_ctx *ctx, float *C, const float *A, const float *B, int batch, int M, int N,
                                      int K, int transA, int transB, float alpha, float beta, int64_t lda, int64_t strideA,
                                      int64_t ldb, int64_t strideB, int64_t ldc, int64_t strideC);
+/* Every cuBLAS product of the project (linear layers, matmuls, attention) goes through this one
+ * call, in cuBLAS's column-major convention: C = alpha op(A) op(B) + beta C for `batch` matrices
+ * at strides sA, sB, sC. SGEMM (pedantic fp32, or TF32 under --tf32); with ctx->allow_bf16 (--bf16)
+ * A and B are rounded to bf16 into ctx->scratch16 and multiplied on the bf16 tensor cores with
+ * fp32 accumulation into the fp32 C (cublasGemmStridedBatchedEx, CUBLAS_COMPUTE_32F). */
+void rhd_cuda_gemm(rhd_ctx *ctx, int transa, int transb, int m, int n, int k, float alpha, const float *A, int64_t lda,
+                   int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC,
+                   int batch);
 #endif
 #ifdef __cplusplus
 }

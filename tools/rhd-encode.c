@@ -413,6 +413,7 @@ int main(int argc, char **argv) {
     rhd_ctx *ctx = rhd_ctx_open(o.common.device, &e);
     if (!ctx) rhd_die_err(&e);
     rhd_ctx_set_tf32(ctx, o.common.tf32);
+    rhd_ctx_set_bf16(ctx, o.common.bf16);
     weights wt;
     load_weights(&wt, o.weights, ctx);
 

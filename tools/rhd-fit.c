@@ -677,6 +677,7 @@ int main(int argc, char **argv) {
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
     rhd_ctx_set_tf32(ctx, o.common.tf32);
+    rhd_ctx_set_bf16(ctx, o.common.bf16);
     int batch2 = o.stage == 2 && !o.avatar && (o.list || o.avatars);
     int rc = o.report ? cmd_report(&o, ctx) : o.stage == 1 ? cmd_stage1(&o, ctx) : batch2 ? cmd_stage2_batch(&o, ctx) : cmd_stage2(&o, ctx, 0);
     rhd_ctx_close(ctx);

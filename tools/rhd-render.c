@@ -679,6 +679,7 @@ int main(int argc, char **argv) {
     s.ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!s.ctx) rhd_die("%s", e.msg);
     rhd_ctx_set_tf32(s.ctx, o.common.tf32);
+    rhd_ctx_set_bf16(s.ctx, o.common.bf16);
     if (o.lpips && rhd_lpips_load(&s.lpips, s.ctx, o.lpips, &e)) rhd_die("--lpips %s", e.msg);
     rhd_decoder_file_info dinfo;
     if (rhd_decoder_file_read(o.decoder, s.ctx, 0, &s.dec, &dinfo, &e)) rhd_die("%s", e.msg);

@@ -487,6 +487,7 @@ int main(int argc, char **argv) {
     r.ctx = rhd_ctx_open(o.common.device, &e);
     if (!r.ctx) rhd_die_err(&e);
     rhd_ctx_set_tf32(r.ctx, o.common.tf32);
+    rhd_ctx_set_bf16(r.ctx, o.common.bf16);
     setup(&r, &o);
 
     /* this rank's share, minus the up-to-date outputs */

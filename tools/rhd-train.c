@@ -250,6 +250,7 @@ int main(int argc, char **argv) {
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) rhd_die("%s", e.msg);
     rhd_ctx_set_tf32(ctx, o.common.tf32);
+    rhd_ctx_set_bf16(ctx, o.common.bf16);
     rhd_train_run *run = rhd_train_open(&cfg, &data, ctx, &dist, &e);
     if (!run || rhd_train_execute(run, &e)) {
         fprintf(stderr, "%s: error: %s\n", TOOL, e.msg);

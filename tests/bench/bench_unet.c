@@ -44,8 +44,9 @@ static void inputs(run *r, const rhd_unet_config *c, int N) {
 }
 
 /* CUDA only: the official config at the original's batch 3, forward (inference) and training step
- * (forward + backward, 3x the forward's FLOPs), strict fp32 and --tf32, best of bench.reps; TFLOP/s
- * to set against the card's measured ceilings (tests/gpu/ceilings.cu). */
+ * (forward + backward, 3x the forward's FLOPs), strict fp32, --tf32 and --bf16, best of bench.reps;
+ * TFLOP/s to set against the card's measured ceilings (tests/gpu/ceilings.cu; issue 11's goal: the
+ * bf16 training step at 50% of the bf16 GEMM peak). */
 static void official_gpu(rhd_ctx *ctx, const rhd_unet_config *c) {
     rhd_err e;
     const int N = 3;
@@ -57,15 +58,18 @@ static void official_gpu(rhd_ctx *ctx, const rhd_unet_config *c) {
         inputs(&o, c, N);
         printf("# official config, batch %d, %s arena: %.1f MB\n", N, train ? "training" : "inference",
                rhd_unet_arena_bytes(o.m, N, train) / 1e6);
-        for (int tf32 = 0; tf32 < 2; tf32++) {
-            rhd_ctx_set_tf32(ctx, tf32);
+        static const char *const mode[] = {"fp32", "TF32", "BF16"};
+        for (int k = 0; k < 3; k++) {
+            rhd_ctx_set_tf32(ctx, k == 1);
+            rhd_ctx_set_bf16(ctx, k == 2);
             double ms;
             BENCH_BEST(ms, step(&o));
             double flop = train ? 3 * fwd : fwd;
             printf("official %s, batch %d, %s: %.1f ms, %.1f TFLOP/s of %.4g TFLOP\n", train ? "training step" : "forward",
-                   N, tf32 ? "TF32" : "fp32", ms, flop / (ms * 1e-3) / 1e12, flop / 1e12);
+                   N, mode[k], ms, flop / (ms * 1e-3) / 1e12, flop / 1e12);
         }
         rhd_ctx_set_tf32(ctx, 0);
+        rhd_ctx_set_bf16(ctx, 0);
         rhd_unet_free(o.m);
     }
 }

@@ -1,6 +1,8 @@
 /* tests/gpu/ceilings.cu: measure the card's ceilings that the GPU benchmarks are compared with:
  * device-memory bandwidth (a streaming copy), fp32 FMA throughput (a register-resident FMA
- * chain) and cuBLAS SGEMM throughput with TF32 off (pedantic fp32) and on. Prints one
+ * chain), cuBLAS SGEMM throughput with TF32 off (pedantic fp32) and on, and the bf16 tensor-core
+ * GEMM (bf16 inputs, fp32 accumulation and output, as --bf16 runs it: the peak issue 11's training
+ * step goal is a fraction of). Prints one
  * "ceiling | value | unit" table. Built by `make CUDA=1 ceilings`; run by tests/gpu/run.sh. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -84,5 +86,19 @@ int main(void) {
         }
         printf("cuBLAS SGEMM 8192^3 (%s) | %.1f | TFLOP/s\n", tf32 ? "TF32" : "fp32", 2.0 * m * m * (double)m / (best * 1e-3) / 1e12);
     }
+    /* bf16 x bf16 -> fp32 C, fp32 compute: A and B reuse the first half of the fp32 buffers */
+    cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
+    best = 1e30f;
+    for (int r = 0; r < 4; r++) {
+        CK(cudaEventRecord(t0));
+        cublasStatus_t st = cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, m, m, &one, A, CUDA_R_16BF, m, B, CUDA_R_16BF, m,
+                                         &zero, C, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        CK(cudaEventRecord(t1));
+        CK(cudaEventSynchronize(t1));
+        if (st != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "cublasGemmEx (bf16) failed: %d\n", (int)st); return 3; }
+        float ms = time_ms(t0, t1);
+        if (r > 0 && ms < best) best = ms;
+    }
+    printf("cuBLAS GEMM 8192^3 (bf16 in, fp32 accumulate) | %.1f | TFLOP/s\n", 2.0 * m * m * (double)m / (best * 1e-3) / 1e12);
     return 0;
 }

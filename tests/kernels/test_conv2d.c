@@ -114,7 +114,9 @@ static void check_torch(const conv_run *r) {
 #undef TNAME
 }
 
-static void check_cuda(rhd_ctx *gpu, const conv_run *r) {
+/* vs: "cuda" (strict fp32, tol 1e-8) or "cuda bf16" (--bf16: inputs rounded to 8-bit mantissas,
+ * relative ~1e-3 each, so a normalized squared error of a few 1e-6; tol 1e-4) */
+static void check_cuda(rhd_ctx *gpu, const conv_run *r, const char *vs, double tol) {
     const rhd_conv2d_desc *d = &r->c.d;
     const int C = d->Cout;
     float *x = rhd_buf_alloc(gpu, 4 * r->nx), *W = rhd_buf_alloc(gpu, 4 * r->nw), *b = rhd_buf_alloc(gpu, 4 * C),
@@ -132,11 +134,11 @@ static void check_cuda(rhd_ctx *gpu, const conv_run *r) {
     rhd_buf_download(gpu, hy, y, 4 * r->ny), rhd_buf_download(gpu, hdx, dx, 4 * r->nx);
     rhd_buf_download(gpu, hdW, dW, 4 * r->nw), rhd_buf_download(gpu, hdb, db, 4 * C);
     char name[256];
-#define CNAME(what) (snprintf(name, sizeof name, "conv2d %s cpu~cuda %s", what, r->desc), name)
-    th_close(CNAME("y"), hy, r->y, r->ny, 1e-8);
-    th_close(CNAME("dx"), hdx, r->dx, r->nx, 1e-8);
-    th_close(CNAME("dW"), hdW, r->dW, r->nw, 1e-8);
-    if (r->c.bias) th_close(CNAME("db"), hdb, r->db, C, 1e-8);
+#define CNAME(what) (snprintf(name, sizeof name, "conv2d %s cpu~%s %s", what, vs, r->desc), name)
+    th_close(CNAME("y"), hy, r->y, r->ny, tol);
+    th_close(CNAME("dx"), hdx, r->dx, r->nx, tol);
+    th_close(CNAME("dW"), hdW, r->dW, r->nw, tol);
+    if (r->c.bias) th_close(CNAME("db"), hdb, r->db, C, tol);
 #undef CNAME
     float *bufs[] = {x, W, b, dy, y, dx, dW, db};
     for (int i = 0; i < 8; i++) rhd_buf_free(gpu, bufs[i]);
@@ -183,7 +185,12 @@ int main(void) {
     if (th_ok(th_ref("ref_dense.py", "%s", args_) == 0, "PyTorch reference ran"))
         for (int k = 0; k < N_CASES; k++) check_torch(&runs[k]);
     if (!gpu) th_skip("conv2d cpu~cuda: no CUDA device");
-    for (int k = 0; k < N_CASES && gpu; k++) check_cuda(gpu, &runs[k]);
+    for (int k = 0; k < N_CASES && gpu; k++) check_cuda(gpu, &runs[k], "cuda", 1e-8);
+    if (gpu) {
+        rhd_ctx_set_bf16(gpu, 1);
+        for (int k = 0; k < N_CASES; k++) check_cuda(gpu, &runs[k], "cuda bf16", 1e-4);
+        rhd_ctx_set_bf16(gpu, 0);
+    }
     for (int k = 0; k < N_CASES; k++) {
         conv_run *r = &runs[k];
         free(r->x), free(r->W), free(r->b), free(r->dy), free(r->y), free(r->dx), free(r->dW), free(r->db);

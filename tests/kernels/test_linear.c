@@ -95,7 +95,9 @@ static void lin_check_torch(const lin_run *r) {
 #undef LNAME
 }
 
-static void lin_check_cuda(rhd_ctx *gpu, const lin_run *r) {
+/* vs "cuda": strict fp32 (tol 1e-10); "cuda bf16": inputs rounded to bf16 (relative ~1e-3 each;
+ * normalized squared error a few 1e-6; tol 1e-4) */
+static void lin_check_cuda(rhd_ctx *gpu, const lin_run *r, const char *vs, double tol) {
     const lin_case *c = &r->c;
     long nx = (long)c->N * c->in, nw = (long)c->out * c->in, ny = (long)c->N * c->out;
     float *x = rhd_buf_alloc(gpu, 4 * nx), *W = rhd_buf_alloc(gpu, 4 * nw), *b = rhd_buf_alloc(gpu, 4 * c->out),
@@ -113,13 +115,13 @@ static void lin_check_cuda(rhd_ctx *gpu, const lin_run *r) {
     rhd_buf_download(gpu, hdW, dW, 4 * nw), rhd_buf_download(gpu, hdb, db, 4 * c->out);
     char name[128];
 #define CNAME(what)                                                                                     \
-    (snprintf(name, sizeof name, "linear %s cpu~cuda N=%d in=%d out=%d bias=%d", what, c->N, c->in, c->out, \
+    (snprintf(name, sizeof name, "linear %s cpu~%s N=%d in=%d out=%d bias=%d", what, vs, c->N, c->in, c->out, \
               c->bias),                                                                                     \
      name)
-    th_close(CNAME("y"), hy, r->y, ny, 1e-10);
-    th_close(CNAME("dx"), hdx, r->dx, nx, 1e-10);
-    th_close(CNAME("dW"), hdW, r->dW, nw, 1e-10);
-    if (c->bias) th_close(CNAME("db"), hdb, r->db, c->out, 1e-10);
+    th_close(CNAME("y"), hy, r->y, ny, tol);
+    th_close(CNAME("dx"), hdx, r->dx, nx, tol);
+    th_close(CNAME("dW"), hdW, r->dW, nw, tol);
+    if (c->bias) th_close(CNAME("db"), hdb, r->db, c->out, tol);
 #undef CNAME
     float *bufs[] = {x, W, b, dy, y, dx, dW, db};
     for (int i = 0; i < 8; i++) rhd_buf_free(gpu, bufs[i]);
@@ -211,18 +213,18 @@ static int padding_untouched(const mm_run *r, const float *C) {
     return 1;
 }
 
-static void mm_check(const mm_run *r, const float *C, const char *vs, const float *ref_dense) {
+static void mm_check(const mm_run *r, const float *C, const char *vs, const float *ref_dense, double tol) {
     const mm_case *c = &r->c;
     char name[160];
     snprintf(name, sizeof name, "matmul cpu~%s batch=%d M=%d N=%d K=%d ta=%d tb=%d alpha=%g beta=%g ld+%d", vs, c->batch,
              c->M, c->N, c->K, c->ta, c->tb, c->alpha, c->beta, c->pad);
     float *got = densify(C, c->batch, c->M, c->N, r->ldc, r->sC);
-    th_close(name, got, ref_dense, (long)c->batch * c->M * c->N, 1e-10);
+    th_close(name, got, ref_dense, (long)c->batch * c->M * c->N, tol);
     th_ok(padding_untouched(r, C), "matmul %s ld+%d: entries outside the C matrices untouched", vs, c->pad);
     free(got);
 }
 
-static void mm_check_cuda(rhd_ctx *gpu, const mm_run *r) {
+static void mm_check_cuda(rhd_ctx *gpu, const mm_run *r, const char *vs, double tol) {
     const mm_case *c = &r->c;
     long na = r->sA * c->batch, nb = r->sB * c->batch, nc = r->sC * c->batch;
     float *A = rhd_buf_alloc(gpu, 4 * na), *B = rhd_buf_alloc(gpu, 4 * nb), *C = rhd_buf_alloc(gpu, 4 * nc);
@@ -232,7 +234,7 @@ static void mm_check_cuda(rhd_ctx *gpu, const mm_run *r) {
     float *h = malloc(4 * nc);
     rhd_buf_download(gpu, h, C, 4 * nc);
     float *ref = densify(r->C, c->batch, c->M, c->N, r->ldc, r->sC);
-    mm_check(r, h, "cuda", ref);
+    mm_check(r, h, vs, ref, tol);
     free(ref), free(h);
     rhd_buf_free(gpu, A), rhd_buf_free(gpu, B), rhd_buf_free(gpu, C);
 }
@@ -277,15 +279,21 @@ int main(void) {
         for (int k = 0; k < N_MM; k++) {
             const mm_case *c = &mr[k].c;
             float *ref = th_load(mr[k].dir, "C", (long)c->batch * c->M * c->N);
-            if (ref) mm_check(&mr[k], mr[k].C, "torch", ref);
+            if (ref) mm_check(&mr[k], mr[k].C, "torch", ref, 1e-10);
             else th_ok(0, "matmul case %d: no reference output", k);
             free(ref);
         }
     }
 
     if (!gpu) th_skip("linear and matmul cpu~cuda: no CUDA device");
-    for (int k = 0; k < N_LIN && gpu; k++) lin_check_cuda(gpu, &lr[k]);
-    for (int k = 0; k < N_MM && gpu; k++) mm_check_cuda(gpu, &mr[k]);
+    for (int k = 0; k < N_LIN && gpu; k++) lin_check_cuda(gpu, &lr[k], "cuda", 1e-10);
+    for (int k = 0; k < N_MM && gpu; k++) mm_check_cuda(gpu, &mr[k], "cuda", 1e-10);
+    if (gpu) { /* --bf16: every product through rhd_cuda_gemm's bf16 path */
+        rhd_ctx_set_bf16(gpu, 1);
+        for (int k = 0; k < N_LIN; k++) lin_check_cuda(gpu, &lr[k], "cuda bf16", 1e-4);
+        for (int k = 0; k < N_MM; k++) mm_check_cuda(gpu, &mr[k], "cuda bf16", 1e-4);
+        rhd_ctx_set_bf16(gpu, 0);
+    }
 
     for (int k = 0; k < N_LIN; k++) {
         lin_run *r = &lr[k];

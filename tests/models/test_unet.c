@@ -343,6 +343,15 @@ static void check_config(rhd_ctx *cpu, rhd_ctx *gpu, const char *name, const rhd
         th_close("cuda TF32~cpu dx", og.dx, o.dx, d.nx, 1e-3);
         th_close("cuda TF32~cpu parameter gradients", og.grad, o.grad, m->base.params.total, 1e-3);
         result_free(&og);
+        /* --bf16: conv and matmul inputs rounded to an 8-bit mantissa (relative ~1e-3 each, 16x
+         * TF32's squared error), conv outputs too; the rest fp32. Tolerances 10x TF32's. */
+        rhd_ctx_set_bf16(gpu, 1);
+        pass(mg, &d, &og);
+        rhd_ctx_set_bf16(gpu, 0);
+        th_close("cuda BF16~cpu y", og.y, o.y, d.ny, 1e-3);
+        th_close("cuda BF16~cpu dx", og.dx, o.dx, d.nx, 1e-2);
+        th_close("cuda BF16~cpu parameter gradients", og.grad, o.grad, m->base.params.total, 1e-2);
+        result_free(&og);
         rhd_unet_free(mg);
     } else {
         th_skip("%s cuda~cpu: no CUDA device", name);

@@ -44,10 +44,13 @@ assert [l['name'] for l in ls] == ['p0', 'p1'] and all(l['seconds'] > 0 and l['o
 OMP_NUM_THREADS=1 run rhd-sample $S --batch 1 --threads 1 -o "$T/b" $F
 expect_rc 0 "the same, batch 1, 1 thread"
 check "batch 2 / 2 threads and batch 1 / 1 thread give the same bits (Philox by portrait name)" same "$T/a" "$T/b"
-# --tf32 is a CUDA mode (tensor cores): on the CPU it changes nothing
+# --tf32 and --bf16 are CUDA modes (tensor cores): on the CPU they change nothing
 OMP_NUM_THREADS=1 run rhd-sample $S --batch 1 --threads 1 --device cpu --tf32 -o "$T/tf" $F
 expect_rc 0 "--tf32 on the CPU"
 check "--tf32 on the CPU: the same bits" same "$T/a" "$T/tf"
+OMP_NUM_THREADS=1 run rhd-sample $S --batch 1 --threads 1 --device cpu --bf16 -o "$T/bf" $F
+expect_rc 0 "--bf16 on the CPU"
+check "--bf16 on the CPU: the same bits" same "$T/a" "$T/bf"
 # unguided (one network row per portrait, an odd count at batch 1) and the two-stage path with the
 # upsampler: the same bits on any batch (linear layers are computed row by row, kernels/linear.c)
 for v in "g1:--guidance 1" "up:--guidance 1 --upsample $T/up.ckpt.safetensors --up-steps 2"; do
