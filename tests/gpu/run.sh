@@ -191,7 +191,8 @@ else
     gend=$(($(gpu_now) + ${RHD_BENCH_BUDGET_S:-200}))
     for b in "$B"/bench/bench_*; do
         [ -x "$b" ] || continue
-        part "${b##*/} (cuda)" 60 bench.txt "$gend" -- "$b"
+        to=60; [ "${b##*/}" = bench_unet ] && to=150   # the official config at batch 3: 2 passes x 3 precisions
+        part "${b##*/} (cuda)" "$to" bench.txt "$gend" -- "$b"
     done
     [ -x "$B/bench/bench_render_frames" ] &&
         part "bench_render_frames (cuda, RHD_NO_FUSED=1: per-layer decoder)" 60 bench.txt "$gend" -- env RHD_NO_FUSED=1 "$B/bench/bench_render_frames"
