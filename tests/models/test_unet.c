@@ -328,30 +328,28 @@ static void check_config(rhd_ctx *cpu, rhd_ctx *gpu, const char *name, const rhd
     }
     if (gpu) {
         rhd_unet *mg = rhd_unet_create(c, gpu, st, 1, &e);
-        result og;
-        pass(mg, &d, &og);
-        th_close("cuda~cpu y", og.y, o.y, d.ny, 1e-8);
-        th_close("cuda~cpu dx", og.dx, o.dx, d.nx, 1e-8);
-        th_close("cuda~cpu parameter gradients", og.grad, o.grad, m->base.params.total, 1e-8);
-        result_free(&og);
-        /* --tf32: products rounded to a 10-bit mantissa (relative ~5e-4 each), fp32 sums: the
-         * normalized squared error stays around 1e-6 through the network */
-        rhd_ctx_set_tf32(gpu, 1);
-        pass(mg, &d, &og);
+        /* strict fp32; --tf32: products rounded to a 10-bit mantissa (relative ~5e-4 each), fp32
+         * sums, the normalized squared error stays around 1e-6 through the network; --bf16: conv
+         * and matmul inputs rounded to an 8-bit mantissa (16x TF32's squared error), conv outputs
+         * too, the rest fp32: tolerances 10x TF32's */
+        static const struct { const char *tag; int tf32, bf16; double ty, tg; } modes[] = {
+            {"cuda", 0, 0, 1e-8, 1e-8}, {"cuda TF32", 1, 0, 1e-4, 1e-3}, {"cuda BF16", 0, 1, 1e-3, 1e-2}};
+        for (int k = 0; k < 3; k++) {
+            char what[64];
+            result og;
+            rhd_ctx_set_tf32(gpu, modes[k].tf32);
+            rhd_ctx_set_bf16(gpu, modes[k].bf16);
+            pass(mg, &d, &og);
+            snprintf(what, sizeof what, "%s~cpu y", modes[k].tag);
+            th_close(what, og.y, o.y, d.ny, modes[k].ty);
+            snprintf(what, sizeof what, "%s~cpu dx", modes[k].tag);
+            th_close(what, og.dx, o.dx, d.nx, modes[k].tg);
+            snprintf(what, sizeof what, "%s~cpu parameter gradients", modes[k].tag);
+            th_close(what, og.grad, o.grad, m->base.params.total, modes[k].tg);
+            result_free(&og);
+        }
         rhd_ctx_set_tf32(gpu, 0);
-        th_close("cuda TF32~cpu y", og.y, o.y, d.ny, 1e-4);
-        th_close("cuda TF32~cpu dx", og.dx, o.dx, d.nx, 1e-3);
-        th_close("cuda TF32~cpu parameter gradients", og.grad, o.grad, m->base.params.total, 1e-3);
-        result_free(&og);
-        /* --bf16: conv and matmul inputs rounded to an 8-bit mantissa (relative ~1e-3 each, 16x
-         * TF32's squared error), conv outputs too; the rest fp32. Tolerances 10x TF32's. */
-        rhd_ctx_set_bf16(gpu, 1);
-        pass(mg, &d, &og);
         rhd_ctx_set_bf16(gpu, 0);
-        th_close("cuda BF16~cpu y", og.y, o.y, d.ny, 1e-3);
-        th_close("cuda BF16~cpu dx", og.dx, o.dx, d.nx, 1e-2);
-        th_close("cuda BF16~cpu parameter gradients", og.grad, o.grad, m->base.params.total, 1e-2);
-        result_free(&og);
         rhd_unet_free(mg);
     } else {
         th_skip("%s cuda~cpu: no CUDA device", name);
