@@ -76,8 +76,8 @@ int rhd_cuda_device_count(void);
 void rhd_cuda_set_math(rhd_ctx *ctx);  /* the cuBLAS handle's math mode from allow_tf32 / allow_bf16 */
 /* ctx->scratch16 grown to at least `bytes` (device memory, valid until the next call). */
 void *rhd_cuda_scratch16(rhd_ctx *ctx, size_t bytes);
-/* dst[i] = bf16 of src[i], round to nearest even (dst: n __nv_bfloat16); and back:
- * dst[i] = src[i] (accumulate: +=), widened exactly. */
+/* dst[i] = bf16 bits of src[i] (rhd_float_to_bf16: round to nearest even; dst: n uint16_t); and
+ * back: dst[i] = src[i] (accumulate: +=), widened exactly (rhd_bf16_to_float). */
 void rhd_cuda_to_bf16(rhd_ctx *ctx, void *dst, const float *src, int64_t n);
 void rhd_cuda_from_bf16(rhd_ctx *ctx, float *dst, const void *src, int64_t n, int accumulate);
 void *rhd_cuda_alloc(size_t bytes);

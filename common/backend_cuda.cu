@@ -2,7 +2,7 @@
  * cuBLAS/cuDNN handles (TF32 off unless ctx->allow_tf32), buffers. */
 #include "common/backend.h"
 #include "common/cuda_check.h"
-#include <cuda_bf16.h>
+#include "common/tensor.h"
 #include <stdio.h>
 
 extern "C" int rhd_cuda_device_count(void) {
@@ -87,24 +87,25 @@ extern "C" void rhd_cuda_copy(rhd_ctx *ctx, void *dst, const void *src, size_t b
 
 extern "C" void rhd_cuda_sync(rhd_ctx *ctx) { CUDA_CHECK(cudaStreamSynchronize(RHD_CUDA_STREAM(ctx))); }
 
-static __global__ void to_bf16_kernel(__nv_bfloat16 *d, const float *s, int64_t n) {
+/* the element conversions are common/tensor.h's, shared with the host (safetensors' bf16) */
+static __global__ void to_bf16_kernel(uint16_t *d, const float *s, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        d[i] = __float2bfloat16_rn(s[i]);
+        d[i] = rhd_float_to_bf16(s[i]);
 }
 
-static __global__ void from_bf16_kernel(float *d, const __nv_bfloat16 *s, int64_t n, int acc) {
+static __global__ void from_bf16_kernel(float *d, const uint16_t *s, int64_t n, int acc) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        d[i] = acc ? d[i] + __bfloat162float(s[i]) : __bfloat162float(s[i]);
+        d[i] = acc ? d[i] + rhd_bf16_to_float(s[i]) : rhd_bf16_to_float(s[i]);
 }
 
 extern "C" void rhd_cuda_to_bf16(rhd_ctx *ctx, void *dst, const float *src, int64_t n) {
     if (n <= 0) return;
-    to_bf16_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>((__nv_bfloat16 *)dst, src, n);
+    to_bf16_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>((uint16_t *)dst, src, n);
     CUDA_CHECK(cudaGetLastError());
 }
 
 extern "C" void rhd_cuda_from_bf16(rhd_ctx *ctx, float *dst, const void *src, int64_t n, int accumulate) {
     if (n <= 0) return;
-    from_bf16_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dst, (const __nv_bfloat16 *)src, n, accumulate);
+    from_bf16_kernel<<<rhd_grid1d(n, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(dst, (const uint16_t *)src, n, accumulate);
     CUDA_CHECK(cudaGetLastError());
 }
