@@ -293,6 +293,7 @@ static char *options_json(const rhd_fit_run_cfg *cfg) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "triplane-res", f->R), cJSON_AddNumberToObject(o, "triplane-channels", f->C);
     cJSON_AddNumberToObject(o, "rays", (double)f->rays);
+    cJSON_AddStringToObject(o, "plane-agg", rhd_plane_agg_name(f->agg));
     cJSON_AddNumberToObject(o, "l1-weight", f->w_l1), cJSON_AddNumberToObject(o, "tv-weight", f->w_tv);
     cJSON_AddNumberToObject(o, "dist-weight", f->w_dist), cJSON_AddNumberToObject(o, "dist-points", f->dist_points);
     cJSON_AddNumberToObject(o, "iwc-weight", f->w_iwc_override);
@@ -322,8 +323,12 @@ static int same_options(const rhd_fit_run *run, const char *stored, rhd_err *e) 
     if (!cJSON_IsObject(a))
         rc = rhd_errf(e, "%s: metadata rhd.options is not a JSON object, expected the run's options (restore the file "
                          "or start over with --force)", run->ckpt_path);
+    /* options added after checkpoints were first written: their value when the checkpoint lacks them */
+    cJSON *later = cJSON_CreateObject();
+    cJSON_AddStringToObject(later, "plane-agg", rhd_plane_agg_name(RHD_PLANE_MEAN));
     for (const cJSON *it = b ? b->child : NULL; it && !rc; it = it->next) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(a, it->string);
+        if (!v && cJSON_IsObject(a)) v = cJSON_GetObjectItemCaseSensitive(later, it->string);
         if (!v || !cJSON_Compare(v, it, 1)) {
             char *x = v ? cJSON_PrintUnformatted(v) : NULL, *y = cJSON_PrintUnformatted(it);
             rc = rhd_errf(e, "%s: --%s is %s in the checkpoint, %s now, expected the same options to resume (or --force "
@@ -331,7 +336,7 @@ static int same_options(const rhd_fit_run *run, const char *stored, rhd_err *e) 
             free(x), free(y);
         }
     }
-    cJSON_Delete(a), cJSON_Delete(b);
+    cJSON_Delete(a), cJSON_Delete(b), cJSON_Delete(later);
     return rc;
 }
 
@@ -392,6 +397,7 @@ int rhd_fit_run_open(rhd_fit_run *run, rhd_ctx *ctx, const rhd_fit_run_cfg *cfg,
     rhd_decoder_cfg dcfg;
     rhd_decoder_cfg_default(&dcfg);
     dcfg.C = cfg->fit.C;
+    dcfg.agg = cfg->fit.agg;
     if (rhd_decoder_init(&run->dec, &dcfg, ctx, 1, e)) return -1;
     rhd_decoder_init_weights(&run->dec, cfg->fit.seed);
     rhd_renderer_init(&run->r, ctx, &run->dec, &cfg->render);

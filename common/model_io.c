@@ -90,6 +90,7 @@ int rhd_decoder_file_write(const char *path, const rhd_decoder *dec, const rhd_d
     free(conf);
     cJSON_Delete(cfg);
     if (info && info->triplane_res) rhd_meta_set_triplane_res(&w, info->triplane_res);
+    rhd_decoder_cfg_to_meta(&dec->cfg, &w);
     meta_ll(&w, "rhd.mean_count", info ? info->mean_count : 0);
     char buf[64];
     snprintf(buf, sizeof buf, "%.9g", info ? info->mean_density : 0.0);
@@ -218,6 +219,7 @@ int rhd_fit_checkpoint_write(const char *path, const rhd_decoder *dec, const rhd
     rhd_schema_stamp(&w, "checkpoint", tool);
     rhd_st_set_meta(&w, "rhd.device", rhd_ctx_device_label(dec->P.ctx));
     rhd_st_set_meta(&w, "rhd.model", "fit");
+    rhd_decoder_cfg_to_meta(&dec->cfg, &w);
     meta_ll(&w, "rhd.step", c->step);
     meta_ll(&w, "rhd.entries_done", c->entries_done);
     char buf[32];

@@ -48,26 +48,34 @@ static __global__ void unpack_add_kernel(float *dplanes, const float *acc, const
     }
 }
 
-/* One thread per (point, channel); packed is [3, R, R, C]. */
-static __global__ void forward_kernel(float *feats, const float *points, const float *packed, int64_t N, int C, int R) {
+/* One thread per (point, channel); packed is [3, R, R, C]; splanes [3, N, C] written when given
+ * (product aggregations). */
+static __global__ void forward_kernel(float *feats, const float *points, const float *packed, int64_t N, int C, int R,
+                                      int agg, float *splanes) {
     const int64_t total = N * C;
     for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < total; k += (int64_t)gridDim.x * blockDim.x) {
         int64_t n = k / C;
         int c = (int)(k - n * C);
-        float x[3] = {points[3 * n], points[3 * n + 1], points[3 * n + 2]};
-        feats[k] = rhd_triplane_sample_packed(x, packed, C, R, c);
+        float x[3] = {points[3 * n], points[3 * n + 1], points[3 * n + 2]}, s[3];
+        feats[k] = rhd_triplane_sample_packed(x, packed, C, R, c, agg, s);
+        if (splanes)
+            for (int p = 0; p < 3; p++) splanes[p * total + k] = s[p];
     }
 }
 
-/* One thread per (point, channel): acc [3, R, R, C] += (1/3) w dfeats. */
-static __global__ void backward_kernel(float *acc, const float *dfeats, const float *points, int64_t N, int C, int R) {
+/* One thread per (point, channel): acc [3, R, R, C] += d agg/d s_p * w * dfeats. */
+static __global__ void backward_kernel(float *acc, const float *dfeats, const float *points, int64_t N, int C, int R,
+                                       int agg, const float *splanes) {
     const int64_t RR = (int64_t)R * R, total = N * C;
     for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < total; k += (int64_t)gridDim.x * blockDim.x) {
         int64_t n = k / C;
         int c = (int)(k - n * C);
         float x[3] = {points[3 * n], points[3 * n + 1], points[3 * n + 2]};
-        float gm = dfeats[k] * RHD_TRIPLANE_MEAN;
+        float s[3] = {0.f, 0.f, 0.f};
+        if (agg != RHD_PLANE_MEAN)
+            for (int p = 0; p < 3; p++) s[p] = splanes[p * total + k];
         for (int p = 0; p < 3; p++) {
+            float gm = dfeats[k] * rhd_plane_factor(agg, p, s);
             float a, b;
             rhd_bilinear_taps t;
             rhd_triplane_project(x, p, &a, &b);
@@ -94,29 +102,32 @@ extern "C" void rhd_triplane_pack_cuda(rhd_ctx *ctx, float *packed, const float 
 }
 
 extern "C" void rhd_triplane_forward_packed_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *packed,
-                                                 int64_t N, int C, int R) {
-    forward_kernel<<<rhd_grid1d(N * C, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(feats, points, packed, N, C, R);
+                                                 int64_t N, int C, int R, int agg, float *splanes) {
+    if (agg == RHD_PLANE_MEAN) splanes = NULL;
+    forward_kernel<<<rhd_grid1d(N * C, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(feats, points, packed, N, C, R, agg,
+                                                                            splanes);
     CUDA_CHECK(cudaGetLastError());
 }
 
 extern "C" void rhd_triplane_forward_cuda(rhd_ctx *ctx, float *feats, const float *points, const float *planes,
-                                          int64_t N, int C, int R, int clamp) {
+                                          int64_t N, int C, int R, int clamp, int agg, float *splanes) {
     if (N == 0) return;
     const int64_t RR = (int64_t)R * R;
     float *packed = (float *)rhd_ctx_workspace(ctx, sizeof(float) * 3 * (size_t)C * RR);
     rhd_triplane_pack_cuda(ctx, packed, planes, C, R, clamp);
-    forward_kernel<<<rhd_grid1d(N * C, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(feats, points, packed, N, C, R);
-    CUDA_CHECK(cudaGetLastError());
+    rhd_triplane_forward_packed_cuda(ctx, feats, points, packed, N, C, R, agg, splanes);
 }
 
 extern "C" void rhd_triplane_backward_cuda(rhd_ctx *ctx, float *dplanes, const float *dfeats, const float *points,
-                                           const float *planes, int64_t N, int C, int R, int clamp) {
+                                           const float *planes, int64_t N, int C, int R, int clamp, int agg,
+                                           const float *splanes) {
     if (N == 0) return;
     const int64_t RR = (int64_t)R * R;
     size_t bytes = sizeof(float) * 3 * (size_t)C * RR;
     float *acc = (float *)rhd_ctx_workspace(ctx, bytes);
     CUDA_CHECK(cudaMemsetAsync(acc, 0, bytes, RHD_CUDA_STREAM(ctx)));
-    backward_kernel<<<rhd_grid1d(N * C, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(acc, dfeats, points, N, C, R);
+    backward_kernel<<<rhd_grid1d(N * C, 256), 256, 0, RHD_CUDA_STREAM(ctx)>>>(acc, dfeats, points, N, C, R, agg,
+                                                                             splanes);
     CUDA_CHECK(cudaGetLastError());
     unpack_add_kernel<<<tile_grid(C, RR), dim3(TILE, TILE_ROWS), 0, RHD_CUDA_STREAM(ctx)>>>(dplanes, acc, planes, C, RR,
                                                                                            clamp);

@@ -41,13 +41,14 @@ typedef struct opts {
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
     double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
     rhd_shard shard; /* stage 2 over many avatars: --rank/--world */
-    int preset, iwc_scope, iwc_fisher, entry_eval, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
+    int preset, plane_agg, iwc_scope, iwc_fisher, entry_eval, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
 } opts;
 
 static const char *const scope_choices[] = {"own", "all", NULL};
 static const char *const fisher_choices[] = {"original", "normalized", NULL};
 static const char *const entry_eval_choices[] = {"all", "last", NULL};
 static const char *const preset_choices[] = {"none", "fast", "quality", "original", NULL};
+static const char *const agg_choices[] = {"mean", "product", "offset-product", NULL}; /* = rhd_plane_agg */
 
 /* --preset: sizes, rays, march and stage-2 steps (tools/rhd-fit.md, "Presets"); options given on
  * the command line override them, wherever they stand. */
@@ -87,6 +88,7 @@ static const rhd_opt options[] = {
     RHD_OPT_GROUP_("model"),
     RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
     RHD_OPT_INT_(0, "triplane-channels", opts, channels, "C", "triplane channels, a multiple of 4 (0: stage 1 32; stage 2 and --report the decoder's)", 0, 1024),
+    RHD_OPT_CHOICE_(0, "plane-agg", opts, plane_agg, "A", "stage 1: how the decoder combines the 3 planes' samples: mean (the original), product or offset-product ((1+a)(1+b)(1+c)-1; see rhd-fit.md \"Plane aggregation\"); stage 2 and --report: the decoder's (rhd.plane_agg)", agg_choices),
     RHD_OPT_DOUBLE_(0, "bound", opts, bound, "B", "scene box [-B,B]^3", 1e-3, 1e3),
     RHD_OPT_FLAG_(0, "double-normalization", opts, double_norm, "sampler also maps (x+B)/(2B), as the original (§12.3; same for B=1)"),
     RHD_OPT_FLAG_(0, "no-clamp", opts, no_clamp, "training reads T itself instead of clamp(T,-1,1) (§4)"),
@@ -165,6 +167,7 @@ static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fi
     rhd_fit_cfg_default(fc, stage);
     long long C = o->channels ? o->channels : o->preset_channels, R = o->res ? o->res : o->preset_res;
     fc->C = C ? (int)C : DEFAULT_CHANNELS, fc->R = R ? (int)R : DEFAULT_RES;
+    fc->agg = o->plane_agg;
     fc->rays = o->rays;
     if (o->w_l1 >= 0) fc->w_l1 = o->w_l1;
     if (o->w_tv >= 0) fc->w_tv = o->w_tv;
@@ -269,6 +272,10 @@ static void load_decoder(const opts *o, rhd_ctx *ctx, int with_grad, rhd_decoder
         rhd_die("%s: a decoder for %d triplane channels, expected %lld (--triplane-channels)", o->decoder, dec->cfg.C,
                 o->channels);
     fc->C = dec->cfg.C;
+    if (o->plane_agg && o->plane_agg != dec->cfg.agg)
+        rhd_die("%s: a decoder fitted with --plane-agg %s, expected %s (--plane-agg; stage 2 and --report take the "
+                "decoder's)", o->decoder, rhd_plane_agg_name(dec->cfg.agg), rhd_plane_agg_name(o->plane_agg));
+    fc->agg = dec->cfg.agg;
     if (!o->res) fc->R = info.triplane_res ? info.triplane_res : DEFAULT_RES;
     if (!o->res && o->preset_res && o->stage == 2) fc->R = (int)o->preset_res; /* --report: the decoder's */
 }

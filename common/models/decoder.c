@@ -20,6 +20,7 @@ void rhd_decoder_cfg_default(rhd_decoder_cfg *c) {
     c->hidden = 128;
     c->geo = 128;
     c->degree = 2;
+    c->agg = RHD_PLANE_MEAN;
 }
 
 int rhd_decoder_init(rhd_decoder *d, const rhd_decoder_cfg *cfg, rhd_ctx *ctx, int with_grad, rhd_err *e) {
@@ -28,6 +29,8 @@ int rhd_decoder_init(rhd_decoder *d, const rhd_decoder_cfg *cfg, rhd_ctx *ctx, i
     if (cfg->hidden < 1 || cfg->geo < 0 || cfg->degree < 0)
         return rhd_errf(e, "decoder: hidden %d, geo %d, degree %d, expected positive sizes", cfg->hidden, cfg->geo,
                         cfg->degree);
+    if (cfg->agg < 0 || cfg->agg >= RHD_PLANE_AGG_COUNT)
+        return rhd_errf(e, "decoder: plane aggregation %d, expected mean, product or offset-product", cfg->agg);
     d->cfg = *cfg;
     d->Cc = cfg->C * 3 / 4, d->Cd = cfg->C / 4;
     d->Ec = rhd_freq_encode_dim(d->Cc, cfg->degree);
@@ -91,7 +94,14 @@ int rhd_decoder_cfg_from_st(rhd_decoder_cfg *c, const rhd_st *st, rhd_err *e) {
     if (c0->shape[1] != cin)
         return rhd_errf(e, "%s: color_net.0.weight has %lld inputs, expected %lld for %d channels and %d geometry features",
                         st->name, (long long)c0->shape[1], cin, c->C, c->geo);
+    const char *agg = rhd_st_meta(st, "rhd.plane_agg");
+    if (agg && (c->agg = rhd_plane_agg_parse(agg)) < 0)
+        return rhd_errf(e, "%s: metadata rhd.plane_agg is '%s', expected mean, product or offset-product", st->name, agg);
     return 0;
+}
+
+void rhd_decoder_cfg_to_meta(const rhd_decoder_cfg *c, rhd_st_writer *w) {
+    rhd_st_set_meta(w, "rhd.plane_agg", rhd_plane_agg_name(c->agg));
 }
 
 /* ---- activations (on the context's side) ---- */
@@ -104,12 +114,16 @@ static void grow(rhd_ctx *ctx, float **p, int64_t n) {
 #define ACTS_ALL(a)                                                                                                   \
     {&(a)->feat, &(a)->fc,   &(a)->fd,     &(a)->ec,     &(a)->ed,   &(a)->edir,  &(a)->h1,  &(a)->a1,  &(a)->h2,     \
      &(a)->cin,  &(a)->c1,   &(a)->r1,     &(a)->c2,     &(a)->r2,   &(a)->c3,    &(a)->dbuf_a, &(a)->dbuf_b,         \
-     &(a)->dcin, &(a)->dfeat, &(a)->dfc,   &(a)->dfd,    &(a)->dh2,  &(a)->tmp}
+     &(a)->dcin, &(a)->dfeat, &(a)->dfc,   &(a)->dfd,    &(a)->dh2,  &(a)->tmp,   &(a)->splanes}
 
 /* The forward's saved activations for M points. */
 static void acts_reserve(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, int64_t M) {
     if (a->ctx && a->ctx != ctx) rhd_decoder_acts_free(a);
     a->ctx = ctx;
+    if (d->cfg.agg != RHD_PLANE_MEAN && a->cap_s < M) {
+        grow(ctx, &a->splanes, 3 * M * d->cfg.C);
+        a->cap_s = M;
+    }
     if (M <= a->cap) return;
     int h = d->cfg.hidden, g1 = 1 + d->cfg.geo;
     grow(ctx, &a->feat, M * d->cfg.C), grow(ctx, &a->fc, M * d->Cc), grow(ctx, &a->fd, M * d->Cd);
@@ -156,9 +170,9 @@ static void split_feat(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, 
 static void density_trunk(rhd_ctx *ctx, const rhd_decoder *d, rhd_decoder_acts *a, const float *points,
                           const float *planes, int R, int clamp, int64_t M, int want_colour, const float *packed) {
     if (packed)
-        rhd_triplane_forward_packed(ctx, a->feat, points, packed, M, d->cfg.C, R);
+        rhd_triplane_forward_packed(ctx, a->feat, points, packed, M, d->cfg.C, R, d->cfg.agg);
     else
-        rhd_triplane_forward(ctx, a->feat, points, planes, M, d->cfg.C, R, clamp);
+        rhd_triplane_forward(ctx, a->feat, points, planes, M, d->cfg.C, R, clamp, d->cfg.agg, a->splanes);
     split_feat(ctx, d, a, M, want_colour);
     rhd_freq_encode_forward(ctx, a->ed, a->fd, M, d->Cd, d->cfg.degree);
     rhd_linear_forward(ctx, a->h1, a->ed, rhd_param(&d->P, RHD_DEC_S0W), rhd_param(&d->P, RHD_DEC_S0B), (int)M, d->Ed,
@@ -213,7 +227,7 @@ static void density_trunk_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_act
     else
         rhd_buf_zero(ctx, a->dfeat, sizeof(float) * (size_t)(M * C));
     rhd_copy_cols(ctx, a->dfeat + Cc, C, a->dfd, Cd, Cd, M);
-    rhd_triplane_backward(ctx, dplanes, a->dfeat, points, planes, M, C, R, clamp);
+    rhd_triplane_backward(ctx, dplanes, a->dfeat, points, planes, M, C, R, clamp, d->cfg.agg, a->splanes);
 }
 
 void rhd_decoder_backward(rhd_ctx *ctx, rhd_decoder *d, rhd_decoder_acts *a, float *dplanes, const float *dsigma,

@@ -82,6 +82,7 @@ extern "C" void rhd_decoder_infer_cuda(rhd_ctx *ctx, const rhd_decoder *d, rhd_d
     fa.packed = a->packed;
     fa.C = d->cfg.C, fa.R = a->prep_R, fa.Cc = d->Cc, fa.Cd = d->Cd, fa.Ec = d->Ec, fa.Ed = d->Ed, fa.Edir = d->Edir;
     fa.geo = d->cfg.geo, fa.hid = h, fa.g1 = g1, fa.Cin = d->Cin, fa.degree = d->cfg.degree;
+    fa.agg = d->cfg.agg;
     fa.w0t = a->wt, fa.w2t = fa.w0t + sizes[0], fa.c0t = fa.w2t + sizes[1], fa.c1t = fa.c0t + sizes[2];
     fa.c2t = fa.c1t + sizes[3];
     fa.b0 = rhd_param(&d->P, RHD_DEC_S0B), fa.b2 = rhd_param(&d->P, RHD_DEC_S2B);

@@ -2,7 +2,8 @@
  * §4-§5; Renderer/TriplaneFit/network.py).
  *
  * For M sample points x (normalised to [-1,1]^3) and unit view directions d:
- *   feat  = mean over the 3 planes of bilinear samples of clamp(T) or T    [M, C]   (kernels/triplane.h)
+ *   feat  = mean over the 3 planes of bilinear samples of clamp(T) or T    [M, C]   (kernels/triplane.h;
+ *           cfg.agg: the mean, the original's, or a product of the planes' samples)
  *   fc    = feat[:, 0:3C/4] (colour), fd = feat[:, 3C/4:C] (density)
  *   h1    = sigma_net.0(enc(fd))      enc = [x | sin x | cos x | sin 2x | cos 2x]  (degree 2)
  *   h2    = sigma_net.2(softplus(h1))                                      [M, 1 + geo]
@@ -44,12 +45,14 @@
 #include "common/backend.h"
 #include "common/params.h"
 #include "common/triplane.h"
+#include "kernels/triplane.h"
 
 typedef struct rhd_decoder_cfg {
     int C;       /* triplane channels (32); colour 3C/4, density C/4 */
     int hidden;  /* sigma_net and color_net width (128) */
     int geo;     /* geometry features (128) */
     int degree;  /* frequency encoding degree (2) */
+    int agg;     /* plane aggregation, an rhd_plane_agg (RHD_PLANE_MEAN); metadata rhd.plane_agg */
 } rhd_decoder_cfg;
 
 enum { RHD_DEC_S0W = 0, RHD_DEC_S0B, RHD_DEC_S2W, RHD_DEC_S2B, RHD_DEC_C0W, RHD_DEC_C1W, RHD_DEC_C2W, RHD_DEC_NPARAM };
@@ -66,9 +69,10 @@ typedef struct rhd_decoder {
  * on the CPU, device memory on CUDA); grown on demand. Zero-initialise before first use. */
 typedef struct rhd_decoder_acts {
     rhd_ctx *ctx;
-    int64_t cap, cap_b; /* points the forward / the backward buffers hold */
+    int64_t cap, cap_b, cap_s; /* points the forward / the backward / the splanes buffers hold */
     float *feat, *fc, *fd, *ec, *ed, *edir, *h1, *a1, *h2, *cin, *c1, *r1, *c2, *r2, *c3;
     float *dbuf_a, *dbuf_b, *dcin, *dfeat, *dfc, *dfd, *dh2, *tmp;
+    float *splanes; /* [3, M, C] per-plane samples under a product aggregation (else unused) */
     /* rhd_decoder_infer_prepare: channels-last planes (both backends), transposed weights (CUDA) */
     float *wt, *packed;
     int64_t wt_cap, packed_cap;
@@ -86,9 +90,12 @@ void rhd_decoder_free(rhd_decoder *d);
 /* PyTorch nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases,
  * from Philox (seed, RHD_STREAM(RHD_STREAM_PARAM_INIT, tensor index)). */
 void rhd_decoder_init_weights(rhd_decoder *d, uint64_t seed);
-/* Infer the configuration from the shapes of a parameter file (decoder or checkpoint kind). */
+/* Infer the configuration from the shapes of a parameter file (decoder or checkpoint kind) and its
+ * metadata rhd.plane_agg (absent: the mean); rhd_decoder_cfg_to_meta writes that key. */
 struct rhd_st;
+struct rhd_st_writer;
 int rhd_decoder_cfg_from_st(rhd_decoder_cfg *c, const struct rhd_st *st, rhd_err *e);
+void rhd_decoder_cfg_to_meta(const rhd_decoder_cfg *c, struct rhd_st_writer *w);
 
 void rhd_decoder_acts_free(rhd_decoder_acts *a);
 

@@ -16,7 +16,7 @@
 
 typedef struct fused_args {
     const float *packed; /* [3, R, R, C] */
-    int C, R, Cc, Cd, Ec, Ed, Edir, geo, hid, g1, Cin, degree;
+    int C, R, Cc, Cd, Ec, Ed, Edir, geo, hid, g1, Cin, degree, agg;
     const float *w0t, *b0, *w2t, *b2, *c0t, *c1t, *c2t; /* transposed weights [in][out] */
     const float *points, *dirs;
     float *sigma, *rgb; /* rgb NULL: density only */
@@ -88,7 +88,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS) fused_kernel(fused_args 
     const int c0 = density_only ? a.Cc : 0, nc = a.C - c0;
     for (int i = threadIdx.x; i < nc * T; i += blockDim.x) {
         int t = i / nc, c = c0 + i % nc;
-        Z[c * LD + t] = rhd_triplane_sample_packed(P + 3 * t, a.packed, a.C, a.R, c);
+        float s[3];
+        Z[c * LD + t] = rhd_triplane_sample_packed(P + 3 * t, a.packed, a.C, a.R, c, a.agg, s);
     }
     __syncthreads();
     for (int i = threadIdx.x; i < a.Cd * T; i += blockDim.x) {

@@ -59,6 +59,7 @@ enum { RHD_FISHER_ORIGINAL = 0, RHD_FISHER_NORMALIZED = 1 };
 
 typedef struct rhd_fit_cfg {
     int C, R;               /* channels and resolution of new triplanes (32, 512) */
+    int agg;                /* plane aggregation of a new decoder (RHD_PLANE_MEAN, kernels/triplane.h) */
     int64_t rays;           /* rays per step (8192) */
     double w_l1, w_tv, w_dist, w_iwc_override; /* stage 1: 1e-6, 2e-4, 2e-5; w_iwc from the plan unless override >= 0 */
     int dist_points;        /* 1000 */

@@ -34,9 +34,9 @@ int main(void) {
         float *dfeats = bench_put(h_g, sizeof(float) * N * C);
         float *feats = rhd_buf_alloc(ctx, sizeof(float) * N * C), *dplanes = rhd_buf_alloc(ctx, sizeof(float) * np);
         rhd_buf_zero(ctx, dplanes, sizeof(float) * np);
-        BENCH_BEST(ms, rhd_triplane_forward(ctx, feats, points, planes, N, C, R, 0));
+        BENCH_BEST(ms, rhd_triplane_forward(ctx, feats, points, planes, N, C, R, 0, RHD_PLANE_MEAN, NULL));
         bench_add(&tab, "triplane_fwd", "triplane fwd", "[3,32,512,512] 1M random", ms);
-        BENCH_BEST(ms, rhd_triplane_backward(ctx, dplanes, dfeats, points, planes, N, C, R, 0));
+        BENCH_BEST(ms, rhd_triplane_backward(ctx, dplanes, dfeats, points, planes, N, C, R, 0, RHD_PLANE_MEAN, NULL));
         bench_add(&tab, "triplane_bwd", "triplane bwd", "[3,32,512,512] 1M random", ms);
         /* the same count as marched samples: 8192 rays x 128 consecutive samples, dt = 2 sqrt3/1024 */
         float *h_dir = th_randn(3 * 8192, 1.f);
@@ -50,10 +50,18 @@ int main(void) {
                 }
         }
         rhd_buf_upload(ctx, points, h_points, sizeof(float) * 3 * N);
-        BENCH_BEST(ms, rhd_triplane_forward(ctx, feats, points, planes, N, C, R, 0));
+        BENCH_BEST(ms, rhd_triplane_forward(ctx, feats, points, planes, N, C, R, 0, RHD_PLANE_MEAN, NULL));
         bench_add(&tab, "triplane_fwd_rays", "triplane fwd", "[3,32,512,512] 8192x128 rays", ms);
-        BENCH_BEST(ms, rhd_triplane_backward(ctx, dplanes, dfeats, points, planes, N, C, R, 0));
+        BENCH_BEST(ms, rhd_triplane_backward(ctx, dplanes, dfeats, points, planes, N, C, R, 0, RHD_PLANE_MEAN, NULL));
         bench_add(&tab, "triplane_bwd_rays", "triplane bwd", "[3,32,512,512] 8192x128 rays", ms);
+        /* rhd-fit --plane-agg offset-product: the forward keeps the 3 samples for the backward */
+        float *sp = rhd_buf_alloc(ctx, sizeof(float) * 3 * N * C);
+        BENCH_BEST(ms, rhd_triplane_forward(ctx, feats, points, planes, N, C, R, 0, RHD_PLANE_OFFSET_PRODUCT, sp));
+        bench_add(&tab, "triplane_fwd_op_rays", "triplane fwd offset-product", "[3,32,512,512] 8192x128 rays", ms);
+        BENCH_BEST(ms, rhd_triplane_backward(ctx, dplanes, dfeats, points, planes, N, C, R, 0, RHD_PLANE_OFFSET_PRODUCT,
+                                             sp));
+        bench_add(&tab, "triplane_bwd_op_rays", "triplane bwd offset-product", "[3,32,512,512] 8192x128 rays", ms);
+        rhd_buf_free(ctx, sp);
         free(h_dir);
         BENCH_BEST(ms, rhd_loss_triplane_l1(ctx, dplanes, planes, C, R, 1e-4f, 1);
              rhd_loss_triplane_tv(ctx, dplanes, planes, C, R, 2e-2f, 1));

@@ -195,11 +195,12 @@ static void run_decoder(rhd_ctx *ctx, const rhd_decoder_cfg *cfg, const float *w
     rhd_decoder_free(&d);
 }
 
-static void decoder_case(rhd_ctx *cpu, rhd_ctx *gpu, int C, int hidden, int geo, int R, int64_t M, int clamp) {
+static void decoder_case(rhd_ctx *cpu, rhd_ctx *gpu, int C, int hidden, int geo, int R, int64_t M, int clamp,
+                         int agg) {
     rhd_err e = {0};
     rhd_decoder_cfg cfg;
     rhd_decoder_cfg_default(&cfg);
-    cfg.C = C, cfg.hidden = hidden, cfg.geo = geo;
+    cfg.C = C, cfg.hidden = hidden, cfg.geo = geo, cfg.agg = agg;
     rhd_decoder d;
     RHD_ASSERT(!rhd_decoder_init(&d, &cfg, cpu, 0, &e));
     rhd_decoder_init_weights(&d, th_seed());
@@ -239,8 +240,8 @@ static void decoder_case(rhd_ctx *cpu, rhd_ctx *gpu, int C, int hidden, int geo,
          * input within rounding of 0 may fall on the other side on the other backend */
         double tol[] = {1e-9, 1e-9, 1e-6, 1e-6, 1e-9, 1e-9, 1e-9, 1e-9};
         for (int i = 0; i < 8; i++) {
-            snprintf(nm, sizeof nm, "cuda vs cpu: %s (C%d h%d geo%d R%d M%lld clamp%d)", what[i], C, hidden, geo, R,
-                     (long long)M, clamp);
+            snprintf(nm, sizeof nm, "cuda vs cpu: %s (C%d h%d geo%d R%d M%lld clamp%d %s)", what[i], C, hidden, geo,
+                     R, (long long)M, clamp, rhd_plane_agg_name(agg));
             th_close(nm, ga[i], ca[i], ns[i], tol[i]);
         }
         dec_out_free(&b);
@@ -420,8 +421,10 @@ int main(void) {
     test_iwc_cpu(cpu);
     test_composite_infer_cpu(cpu);
     glue_cuda(cpu, gpu);
-    decoder_case(cpu, gpu, 32, 128, 128, 64, 1000, 1); /* default widths, a partial last tile */
-    decoder_case(cpu, gpu, 8, 32, 15, 16, 77, 0);      /* narrow sigma_net.2: the per-pair path */
+    decoder_case(cpu, gpu, 32, 128, 128, 64, 1000, 1, RHD_PLANE_MEAN); /* default widths, a partial last tile */
+    decoder_case(cpu, gpu, 8, 32, 15, 16, 77, 0, RHD_PLANE_MEAN);      /* narrow sigma_net.2: the per-pair path */
+    decoder_case(cpu, gpu, 32, 128, 128, 64, 1000, 1, RHD_PLANE_PRODUCT);
+    decoder_case(cpu, gpu, 8, 32, 15, 16, 77, 0, RHD_PLANE_OFFSET_PRODUCT);
     renderer_cuda(cpu, gpu);
     if (gpu) rhd_ctx_close(gpu);
     rhd_ctx_close(cpu);

@@ -76,11 +76,12 @@ static void ok(int pass, const char *what) {
     fflush(stdout);
 }
 
-static void run_case(rhd_ctx *ctx, uint64_t seed, int C, int hid, int geo, int R, int64_t M, int clamp) {
+static void run_case(rhd_ctx *ctx, uint64_t seed, int C, int hid, int geo, int R, int64_t M, int clamp,
+                     int agg = RHD_PLANE_MEAN) {
     rhd_err e = {};
     rhd_decoder_cfg cfg;
     rhd_decoder_cfg_default(&cfg);
-    cfg.C = C, cfg.hidden = hid, cfg.geo = geo;
+    cfg.C = C, cfg.hidden = hid, cfg.geo = geo, cfg.agg = agg;
     rhd_decoder d;
     if (rhd_decoder_init(&d, &cfg, ctx, 0, &e)) {
         ok(0, e.msg);
@@ -118,7 +119,7 @@ static void run_case(rhd_ctx *ctx, uint64_t seed, int C, int hid, int geo, int R
     fused_args fa;
     fa.packed = packed.data();
     fa.C = C, fa.R = R, fa.Cc = d.Cc, fa.Cd = d.Cd, fa.Ec = d.Ec, fa.Ed = d.Ed, fa.Edir = d.Edir;
-    fa.geo = geo, fa.hid = h, fa.g1 = g1, fa.Cin = d.Cin, fa.degree = cfg.degree;
+    fa.geo = geo, fa.hid = h, fa.g1 = g1, fa.Cin = d.Cin, fa.degree = cfg.degree, fa.agg = cfg.agg;
     fa.w0t = w0t, fa.b0 = rhd_param(&d.P, RHD_DEC_S0B), fa.w2t = w2t, fa.b2 = rhd_param(&d.P, RHD_DEC_S2B);
     fa.c0t = c0t, fa.c1t = c1t, fa.c2t = c2t;
     fa.points = pts.data(), fa.dirs = dirs.data(), fa.sigma = sig.data(), fa.rgb = rgb.data(), fa.M = M;
@@ -141,9 +142,9 @@ static void run_case(rhd_ctx *ctx, uint64_t seed, int C, int hid, int geo, int R
     }
     char what[320];
     snprintf(what, sizeof what,
-             "fused kernel (emulated) C%d hidden %d geo %d R%d M%lld clamp %d, %zu B shared: sigma rel err %.2e, "
-             "density-only %.2e, rgb abs err %.2e against the per-layer decoder",
-             C, hid, geo, R, (long long)M, clamp, smem, es, ed, er);
+             "fused kernel (emulated) C%d hidden %d geo %d R%d M%lld clamp %d agg %s, %zu B shared: sigma rel err "
+             "%.2e, density-only %.2e, rgb abs err %.2e against the per-layer decoder",
+             C, hid, geo, R, (long long)M, clamp, rhd_plane_agg_name(agg), smem, es, ed, er);
     ok(es <= 1e-5 && ed <= 1e-5 && er <= 1e-5, what);
     rhd_decoder_acts_free(&acts);
     rhd_decoder_free(&d);
@@ -161,6 +162,8 @@ int main() {
     run_case(ctx, seed, 16, 160, 40, 20, 45, 1);    /* more output rows than threads */
     run_case(ctx, seed, 64, 48, 0, 12, 33, 1);      /* no geometry features, hidden < channels */
     run_case(ctx, seed, 4, 8, 3, 8, 5, 0);          /* tiny: one partial tile */
+    run_case(ctx, seed, 32, 128, 128, 64, 1000, 1, RHD_PLANE_PRODUCT);
+    run_case(ctx, seed, 8, 32, 15, 16, 77, 0, RHD_PLANE_OFFSET_PRODUCT);
     rhd_ctx_close(ctx);
     printf("1..%d\n", n_test);
     if (n_fail) printf("# %d of %d failed\n", n_fail, n_test);

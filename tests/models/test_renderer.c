@@ -3,7 +3,8 @@
  * PyTorch implementation in tests/ref/ref_fit.py (float64 autograd): predicted colours, the MSE,
  * the triplane gradient and every decoder gradient. Then an inference render of a small view
  * after grid warm-up must be finite and in range, and the decoder's density path must agree
- * with the full forward's sigma. */
+ * with the full forward's sigma. The decoder under each plane aggregation (mean, the original's;
+ * product; offset-product). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,13 @@
 
 #define GRAD_TOL 1e-6
 
-static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
+static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp, int agg) {
     rhd_err e = {0};
     rhd_decoder dec;
     rhd_decoder_cfg cfg;
     rhd_decoder_cfg_default(&cfg);
     cfg.C = C;
+    cfg.agg = agg;
     if (rhd_decoder_init(&dec, &cfg, ctx, 1, &e)) { th_ok(0, "decoder init: %s", e.msg); return; }
     rhd_decoder_init_weights(&dec, th_seed());
     int64_t tri_n = (int64_t)3 * C * R * R;
@@ -51,8 +53,8 @@ static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
     rhd_triplane T = rhd_triplane_view(planes, C, R, clamp, ctx);
     double mse = rhd_renderer_train_samples(&r, &T, dplanes, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, pred);
 
-    char name[64];
-    snprintf(name, sizeof name, "render_C%d_R%d_N%d_clamp%d", C, R, N, clamp);
+    char name[96];
+    snprintf(name, sizeof name, "render_C%d_R%d_N%d_clamp%d_%s", C, R, N, clamp, rhd_plane_agg_name(agg));
     const char *dir = th_subdir(name);
     int64_t s4[4] = {3, C, R, R}, sM3[2] = {M, 3}, sM[1] = {M}, sN2[2] = {N, 2}, sN3[2] = {N, 3};
     th_save(dir, "planes", planes, 4, s4);
@@ -62,7 +64,7 @@ static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
     th_save(dir, "rays", raysf, 2, sN2);
     th_save(dir, "gt", gt, 2, sN3);
     for (int i = 0; i < dec.P.n; i++) th_save(dir, dec.P.info[i].name, rhd_param(&dec.P, i), dec.P.info[i].ndim, dec.P.info[i].shape);
-    if (th_ref("ref_fit.py", "render %s %d %d %d %g", dir, C, R, clamp, rc.T_thresh)) {
+    if (th_ref("ref_fit.py", "render %s %d %d %d %g %s", dir, C, R, clamp, rc.T_thresh, rhd_plane_agg_name(agg))) {
         th_ok(0, "%s: reference ran", name);
     } else {
         float *rp = th_load(dir, "pred", 3 * N), *rl = th_load(dir, "loss", 1), *rg = th_load(dir, "dplanes", tri_n);
@@ -97,7 +99,7 @@ static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp) {
     rhd_decoder_acts acts = {0};
     rhd_decoder_forward(ctx, &dec, &acts, s_full, rgb, xyz, dirs, planes, R, clamp, M);
     rhd_decoder_density(ctx, &dec, &acts, s_den, xyz, planes, R, clamp, M);
-    snprintf(name, sizeof name, "density path = full sigma (C%d R%d)", C, R);
+    snprintf(name, sizeof name, "density path = full sigma (C%d R%d %s)", C, R, rhd_plane_agg_name(agg));
     th_close(name, s_den, s_full, M, 1e-12);
     rhd_decoder_acts_free(&acts);
     free(s_full), free(s_den), free(rgb);
@@ -149,8 +151,10 @@ static void render_smoke(rhd_ctx *ctx) {
 int main(void) {
     rhd_err e = {0};
     rhd_ctx *ctx = rhd_ctx_open("cpu", &e);
-    one_case(ctx, 8, 16, 37, 9, 1);
-    one_case(ctx, 16, 13, 23, 14, 0);
+    one_case(ctx, 8, 16, 37, 9, 1, RHD_PLANE_MEAN);
+    one_case(ctx, 16, 13, 23, 14, 0, RHD_PLANE_MEAN);
+    one_case(ctx, 8, 16, 37, 9, 1, RHD_PLANE_PRODUCT);
+    one_case(ctx, 16, 13, 23, 14, 0, RHD_PLANE_OFFSET_PRODUCT);
     render_smoke(ctx);
     /* the CUDA backend of all this: tests/models/test_decoder_cuda.c */
     rhd_ctx_close(ctx);

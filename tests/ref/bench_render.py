@@ -50,6 +50,17 @@ def main():
         feats = fwd()
         out["triplane_bwd" + key] = best(lambda: torch.autograd.grad(feats, planes, g, retain_graph=True), reps)
         del feats
+        if key == "_rays":  # rhd-fit --plane-agg offset-product: (1+s0)(1+s1)(1+s2) - 1
+
+            def fwd_op():
+                s = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, :, 0, :]
+                return (1 + s[0]) * (1 + s[1]) * (1 + s[2]) - 1
+
+            with torch.no_grad():
+                out["triplane_fwd_op" + key] = best(fwd_op, reps)
+            feats = fwd_op()
+            out["triplane_bwd_op" + key] = best(lambda: torch.autograd.grad(feats, planes, g, retain_graph=True), reps)
+            del feats
 
     # L1 + TV regularisers of the clamped triplane, loss and gradient
     def reg():

@@ -2,7 +2,9 @@
 """tests/ref/ref_fit.py: an independent PyTorch implementation of the triplane decoder and the
 training compositing (spec fitting.md §4-§6), used by tests/models/test_renderer.c.
 
-Usage: ref_fit.py render <dir> <C> <R> <clamp> <T_thresh>
+Usage: ref_fit.py render <dir> <C> <R> <clamp> <T_thresh> [<agg>]
+(agg: how the three planes' samples combine: mean, the original's and the default, product or
+offset-product, (1+a)(1+b)(1+c)-1)
 Inputs (<dir>/*.npy, float32): planes [3,C,R,R], xyz [M,3] (sampler coordinates), dirs [M,3],
 delta0 [M], rays [N,2] (offset, count as floats), gt [N,3], and the decoder tensors under their
 state-dict names (sigma_net.0.weight.npy, ...). Outputs: pred [N,3], loss [1], dplanes [3,C,R,R]
@@ -30,7 +32,7 @@ def freq(x, degree=2):
     return torch.cat(out, dim=-1)
 
 
-def sample(planes, x):
+def sample(planes, x, agg="mean"):
     # planes [3,C,R,R]; x [M,3] in [-1,1]; plane projections (x,y), (x,z), (y,z); (a,b) -> (col,row)
     coords = [x[:, [0, 1]], x[:, [0, 2]], x[:, [1, 2]]]
     feats = []
@@ -38,19 +40,26 @@ def sample(planes, x):
         g = coords[p].view(1, 1, -1, 2)
         f = F.grid_sample(planes[p:p + 1], g, mode="bilinear", padding_mode="zeros", align_corners=True)
         feats.append(f[0, :, 0, :].t())
-    return (feats[0] + feats[1] + feats[2]) / 3
+    a, b, c = feats
+    if agg == "product":
+        return a * b * c
+    if agg == "offset-product":
+        return (1 + a) * (1 + b) * (1 + c) - 1
+    assert agg == "mean", agg
+    return (a + b + c) / 3
 
 
 def main():
     op, d = sys.argv[1], sys.argv[2]
     assert op == "render"
     C, R, clamp, T_thresh = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+    agg = sys.argv[7] if len(sys.argv) > 7 else "mean"
     ld = lambda n: torch.from_numpy(np.load(os.path.join(d, n + ".npy"))).double()
     planes = ld("planes").requires_grad_(True)
     xyz, dirs, delta0, rays, gt = ld("xyz"), ld("dirs"), ld("delta0"), ld("rays").long(), ld("gt")
     W = {n: ld(n).requires_grad_(True) for n in NAMES}
     T = planes.clamp(-1, 1) if clamp else planes
-    feat = sample(T, xyz)
+    feat = sample(T, xyz, agg)
     cc = C * 3 // 4
     h = F.linear(F.softplus(F.linear(freq(feat[:, cc:]), W["sigma_net.0.weight"], W["sigma_net.0.bias"])),
                  W["sigma_net.2.weight"], W["sigma_net.2.bias"])

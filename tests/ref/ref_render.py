@@ -5,7 +5,8 @@
 Usage: ref_render.py <op> <dir> [args...] [+ <op> <dir> [args...] ...]: several jobs in one run
 (a '+' separates them) so that a test pays for one torch import. Inputs are <dir>/<name>.npy written by the C test,
 outputs are written to <dir>/<name>.npy (float32). Ops:
-  triplane <dir> <clamp>           planes, points, dfeats, dplanes0 -> feats, dplanes
+  triplane <dir> <clamp> <agg>     planes, points, dfeats, dplanes0 -> feats, dplanes (agg: mean,
+                                   product or offset-product of the three planes' samples)
   freq <dir> <degree>              x, dy -> y, dx
   composite <dir> <T_thresh> <bg_r> <bg_g> <bg_b> <use_dA> <use_nearfar>
                                    sigma, rgb, delta0, delta1, rays, dpred [, dA] [, nears, fars]
@@ -45,14 +46,14 @@ def save(d, name, t):
 
 
 # --- §4 triplane sampling -------------------------------------------------------------------------
-def triplane(d, clamp):
+def triplane(d, clamp, agg):
     planes = load(d, "planes").clone().requires_grad_(True)  # [3, C, R, R]
     points = load(d, "points")  # [N, 3]
     dfeats = load(d, "dfeats")  # [N, C]
     dplanes0 = load(d, "dplanes0")
     T = torch.clamp(planes, -1.0, 1.0) if clamp else planes
     axes = [(0, 1), (0, 2), (1, 2)]  # plane 0 (x, y), plane 1 (x, z), plane 2 (y, z)
-    total = 0
+    samples = []
     for p, (ia, ib) in enumerate(axes):
         a, b = points[:, ia], points[:, ib]
         u, v = (a + 1) / 2, (b + 1) / 2
@@ -65,8 +66,16 @@ def triplane(d, clamp):
         f = F.grid_sample(T[p:p + 1], grid.view(1, 1, -1, 2), mode="bilinear", padding_mode="zeros",
                           align_corners=True)  # [1, C, 1, N]
         f = f[0, :, 0, :].t()  # [N, C]
-        total = total + torch.where(inside[:, None], f, torch.zeros_like(f))
-    feats = total / 3
+        samples.append(torch.where(inside[:, None], f, torch.zeros_like(f)))
+    s0, s1, s2 = samples
+    if agg == "mean":
+        feats = (s0 + s1 + s2) / 3
+    elif agg == "product":
+        feats = s0 * s1 * s2
+    elif agg == "offset-product":
+        feats = (1 + s0) * (1 + s1) * (1 + s2) - 1
+    else:
+        sys.exit("ref_render.py: unknown aggregation '%s'" % agg)
     (feats * dfeats).sum().backward()
     save(d, "feats", feats)
     save(d, "dplanes", dplanes0 + planes.grad)
@@ -209,7 +218,7 @@ def clip(d, max_norm, sizes):
 
 def run(op, d, args):
     if op == "triplane":
-        triplane(d, int(args[0]))
+        triplane(d, int(args[0]), args[1])
     elif op == "freq":
         freq(d, int(args[0]))
     elif op == "composite":
