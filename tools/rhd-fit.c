@@ -38,6 +38,7 @@ typedef struct opts {
     long long res, channels, rays, steps, grid_size, max_steps, update_interval, full_updates, dist_points;
     long long fisher_steps, max_entries, log_every, warmup;
     long long preset_res, preset_channels; /* --preset's triplane size: stage 1 both, stage 2 the resolution */
+    int agg_given; /* --plane-agg on the command line (stage 2 and --report check it against the decoder) */
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
     double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
     rhd_shard shard; /* stage 2 over many avatars: --rank/--world */
@@ -47,19 +48,21 @@ typedef struct opts {
 static const char *const scope_choices[] = {"own", "all", NULL};
 static const char *const fisher_choices[] = {"original", "normalized", NULL};
 static const char *const entry_eval_choices[] = {"all", "last", NULL};
-static const char *const preset_choices[] = {"none", "fast", "quality", "original", NULL};
+static const char *const preset_choices[] = {"none", "fast", "quality", "quality-plus", "original", NULL};
 static const char *const agg_choices[] = {"mean", "product", "offset-product", NULL}; /* = rhd_plane_agg */
 
 /* --preset: sizes, rays, march and stage-2 steps (tools/rhd-fit.md, "Presets"); options given on
  * the command line override them, wherever they stand. */
 typedef struct fit_preset {
     long long res, channels, rays, grid_size, max_steps, steps;
+    int agg; /* stage 1's plane aggregation */
 } fit_preset;
 static const fit_preset presets[] = {
-    {0, 0, 0, 0, 0, 0},                /* none: the defaults (the original's) */
-    {32, 16, 256, 32, 64, 300},        /* fast: the tests' and the demo's sizes */
-    {64, 16, 1024, 64, 128, 4000},     /* quality: the dev set's 128x128 views on a CPU (pipelines/quality.sh) */
-    {512, 32, 8192, 256, 1024, 30000}, /* original: RodinHD's fit_stage*.sh */
+    {0, 0, 0, 0, 0, 0, RHD_PLANE_MEAN},                /* none: the defaults (the original's) */
+    {32, 16, 256, 32, 64, 300, RHD_PLANE_MEAN},        /* fast: the tests' and the demo's sizes */
+    {64, 16, 1024, 64, 128, 4000, RHD_PLANE_MEAN},     /* quality: the dev set's 128x128 views on a CPU (pipelines/quality.sh) */
+    {64, 32, 1024, 64, 128, 4000, RHD_PLANE_OFFSET_PRODUCT}, /* quality-plus: 30 dB held out (quality.sh, quality-c32-op) */
+    {512, 32, 8192, 256, 1024, 30000, RHD_PLANE_MEAN}, /* original: RodinHD's fit_stage*.sh */
 };
 
 static const rhd_opt options[] = {
@@ -84,7 +87,7 @@ static const rhd_opt options[] = {
     RHD_OPT_STRING_(0, "offset", opts, offset, "X,Y,Z", "then X,Y,Z added to the camera positions (default 0,0,0; tools/bring-your-own-data.md)"),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
     RHD_OPT_GROUP_("presets"),
-    RHD_OPT_CHOICE_(0, "preset", opts, preset, "P", "sizes and steps: fast (3x16x32x32, 256 rays, grid 32, 64 march steps, stage 2 300 steps), quality (3x16x64x64, 1024 rays, grid 64, 128 march steps, 4000 steps) or original (3x32x512x512, 8192 rays, grid 256, 1024 march steps, 30000 steps); options given override it", preset_choices),
+    RHD_OPT_CHOICE_(0, "preset", opts, preset, "P", "sizes and steps: fast (3x16x32x32, 256 rays, grid 32, 64 march steps, stage 2 300 steps), quality (3x16x64x64, 1024 rays, grid 64, 128 march steps, 4000 steps), quality-plus (quality with 32 channels and, in stage 1, --plane-agg offset-product) or original (3x32x512x512, 8192 rays, grid 256, 1024 march steps, 30000 steps); options given override it", preset_choices),
     RHD_OPT_GROUP_("model"),
     RHD_OPT_INT_(0, "triplane-res", opts, res, "R", "triplane resolution (0: stage 1 512; stage 2 and --report the decoder's rhd.triplane_res, else 512)", 0, 8192),
     RHD_OPT_INT_(0, "triplane-channels", opts, channels, "C", "triplane channels, a multiple of 4 (0: stage 1 32; stage 2 and --report the decoder's)", 0, 1024),
@@ -167,7 +170,7 @@ static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fi
     rhd_fit_cfg_default(fc, stage);
     long long C = o->channels ? o->channels : o->preset_channels, R = o->res ? o->res : o->preset_res;
     fc->C = C ? (int)C : DEFAULT_CHANNELS, fc->R = R ? (int)R : DEFAULT_RES;
-    fc->agg = o->plane_agg;
+    fc->agg = o->plane_agg; /* --preset's unless given */
     fc->rays = o->rays;
     if (o->w_l1 >= 0) fc->w_l1 = o->w_l1;
     if (o->w_tv >= 0) fc->w_tv = o->w_tv;
@@ -272,7 +275,7 @@ static void load_decoder(const opts *o, rhd_ctx *ctx, int with_grad, rhd_decoder
         rhd_die("%s: a decoder for %d triplane channels, expected %lld (--triplane-channels)", o->decoder, dec->cfg.C,
                 o->channels);
     fc->C = dec->cfg.C;
-    if (o->plane_agg && o->plane_agg != dec->cfg.agg)
+    if (o->agg_given && o->plane_agg != dec->cfg.agg)
         rhd_die("%s: a decoder fitted with --plane-agg %s, expected %s (--plane-agg; stage 2 and --report take the "
                 "decoder's)", o->decoder, rhd_plane_agg_name(dec->cfg.agg), rhd_plane_agg_name(o->plane_agg));
     fc->agg = dec->cfg.agg;
@@ -650,8 +653,10 @@ static int apply_preset(opts *o, int argc, char **argv) {
     if (idx) {
         const fit_preset *p = &presets[idx];
         o->preset_res = p->res, o->preset_channels = p->channels, o->rays = p->rays, o->grid_size = p->grid_size;
-        o->max_steps = p->max_steps, o->steps = p->steps;
+        o->max_steps = p->max_steps, o->steps = p->steps, o->plane_agg = p->agg;
     }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--plane-agg") || !strncmp(argv[i], "--plane-agg=", 12)) o->agg_given = 1;
     return idx;
 }
 

@@ -6,6 +6,7 @@
 #   expect_out "pattern" "what"   # stdout matches
 #   check "what" test-command...  # ok if the command succeeds
 #   skip "why"                    # one SKIPped test
+#   json "$out" key               # prints the value of key in the last JSON line of the text
 #   done_testing                  # prints the plan, exits 1 if anything failed
 set -u
 : "${RHD_BIN:?run through tests/run.sh (RHD_BIN unset)}"
@@ -33,4 +34,5 @@ expect_out() {
 }
 skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then _tap 0 "$what"; else _tap 1 "$what"; fi; }
+json() { printf '%s' "$1" | "${RHD_PY:-python3}" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])" "$2"; }
 done_testing() { echo "1..$n"; rm -rf "$T"; [ "$failed" -eq 0 ]; }

@@ -17,7 +17,6 @@ MINI=$RHD_ROOT/tests/data/mini
 R="--grid-size 16 --max-steps 32 --threads 2"
 S1="--triplane-res 16 --triplane-channels 8 $R --rays 128 --train-views 0-23 --eval-views 100"
 S2="--triplane-res 32 $R --rays 128 --train-views 0-23 --eval-views 100 --steps 60"
-json() { printf '%s' "$1" | "$PY" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])" "$2"; }
 
 run rhd-schedule fit -q --avatars avatar_101 --rounds 1 --steps 40 -o "$T/plan.json"
 expect_rc 0 "plan: one short visit of avatar_101"

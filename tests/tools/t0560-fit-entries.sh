@@ -8,6 +8,7 @@
 #      "psnr": null, the last ones the same numbers as with --entry-eval all;
 #   3. --preset: fast gives its sizes (a stage-2 triplane of 32, stage-1 triplanes 3x16x32x32),
 #      options given override it wherever they stand, an unknown preset is a usage error (exit 2);
+#      quality-plus: 32 channels and --plane-agg offset-product in stage 1, the decoder's in stage 2;
 #   4. a refit round (rhd-schedule fit --refit-steps, entries with decoder_lr 0) leaves the decoder
 #      bit for bit as the last training entry left it, and moves the triplanes: the refit entries'
 #      PSNR is the report's.
@@ -67,6 +68,24 @@ import json, struct, sys
 b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
 shapes = [v['shape'] for k, v in h.items() if k != '__metadata__']
 assert all(s[-1] == 64 and s[-2] == 64 for s in shapes), shapes" "$T/pq.safetensors"
+# quality-plus: 32 channels and the offset product in stage 1; stage 2 takes the decoder's
+run rhd-fit -q --stage 1 --plan "$T/p1.json" --data "$MINI" --preset quality-plus --grid-size 16 --max-steps 32 \
+    --rays 64 --train-views 0-23 --eval-views 100 -o "$T/pp"
+expect_rc 0 "stage 1 --preset quality-plus (2 steps)"
+check "--preset quality-plus: stage-1 triplane [3,32,64,64], decoder rhd.plane_agg offset-product" "$PY" -c "
+import json, struct, sys
+def head(f):
+    b = open(f, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; return json.loads(b[8:8 + n])
+shapes = [v['shape'] for k, v in head(sys.argv[1]).items() if k != '__metadata__']
+assert shapes == [[3, 32, 64, 64]], shapes
+assert head(sys.argv[2])['__metadata__']['rhd.plane_agg'] == 'offset-product'" \
+    "$T/pp/triplanes/avatar_100.safetensors" "$T/pp/decoder.safetensors"
+run rhd-fit -q --stage 1 --plan "$T/p1.json" --data "$MINI" --preset quality-plus --plane-agg mean --grid-size 16 \
+    --max-steps 32 --rays 64 --train-views 0-23 --eval-views 100 -o "$T/pm"
+check "--plane-agg mean overrides the preset's offset product" test "$(printf '%s' "$(head -c 4096 "$T/pm/decoder.safetensors")" | grep -ao '"rhd.plane_agg":"[a-z-]*"')" = '"rhd.plane_agg":"mean"'
+run rhd-fit -q --stage 2 --preset quality-plus --decoder "$T/all/decoder.safetensors" --data "$MINI" --avatar avatar_100 \
+    --steps 2 --train-views 0-23 --eval-views 100 -o "$T/pqp.safetensors"
+expect_rc 0 "stage 2 --preset quality-plus with a mean decoder: the decoder's aggregation, no error"
 
 # --- a refit round: the decoder frozen --------------------------------------------------------------
 run rhd-schedule fit -q --avatars avatar_100,avatar_101 --rounds 2 --steps 6 --round-lr constant --refit-steps 6 -o "$T/refit.json"

@@ -14,10 +14,6 @@
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 MINI=$RHD_ROOT/tests/data/mini
-R="--grid-size 16 --max-steps 32 --threads 2"
-S1="--triplane-res 16 --triplane-channels 8 $R --rays 256 --train-views 0-23 --eval-views 100"
-S2="--triplane-res 32 $R --rays 256 --train-views 0-23 --eval-views 100 --steps 150"
-json() { printf '%s' "$1" | "$PY" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])" "$2"; }
 meta() { "$PY" -c "
 import json, struct, sys
 b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
@@ -31,6 +27,9 @@ if sys.argv[4]: m[sys.argv[3]] = sys.argv[4]
 else: m.pop(sys.argv[3], None)
 t = json.dumps(h).encode(); t += b' ' * (-len(t) % 8)
 open(sys.argv[2], 'wb').write(struct.pack('<Q', len(t)) + t + b[8 + n:])" "$@"; }
+R="--grid-size 16 --max-steps 32 --threads 2"
+S1="--triplane-res 16 --triplane-channels 8 $R --rays 256 --train-views 0-23 --eval-views 100"
+S2="--triplane-res 32 $R --rays 256 --train-views 0-23 --eval-views 100 --steps 150"
 
 # --- 1. stage 1 records the aggregation -----------------------------------------------------------
 run rhd-schedule fit -q --avatars avatar_101 --rounds 2 --steps 60 --refit-steps 0 -o "$T/plan.json"
