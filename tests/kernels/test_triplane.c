@@ -55,7 +55,11 @@ static void test_fd(int64_t N, int C, int R, int clamp, int agg) {
     char name[160];
     snprintf(name, sizeof name, "triplane bwd fd N=%lld C=%d R=%d clamp=%d agg=%s", (long long)N, C, R, clamp,
              rhd_plane_agg_name(agg));
-    th_fd_check(name, fd_loss, &k, k.planes, dplanes, np, 60, h, 1e-3, 1e-3);
+    /* the floor of the relative error: the products' features are O(1) whatever their gradient
+     * ((1+s0)(1+s1)(1+s2) - 1 keeps the float32 rounding of the product, ~1e-7 per feature), so
+     * the central difference over 2h = 0.1 carries ~1e-6 absolute error: texels with gradients
+     * under 1e-2 are judged on that scale. A wrong factor (e.g. the mean's 1/3) errs by O(1). */
+    th_fd_check(name, fd_loss, &k, k.planes, dplanes, np, 60, h, 1e-3, agg == RHD_PLANE_MEAN ? 1e-3 : 1e-2);
     free(k.planes), free(k.points), free(k.g), free(dplanes), free(feats), free(sp);
 }
 
