@@ -424,7 +424,7 @@ int main(void) {
     decoder_case(cpu, gpu, 32, 128, 128, 64, 1000, 1, RHD_PLANE_MEAN); /* default widths, a partial last tile */
     decoder_case(cpu, gpu, 8, 32, 15, 16, 77, 0, RHD_PLANE_MEAN);      /* narrow sigma_net.2: the per-pair path */
     decoder_case(cpu, gpu, 32, 128, 128, 64, 1000, 1, RHD_PLANE_PRODUCT);
-    decoder_case(cpu, gpu, 8, 32, 15, 16, 77, 0, RHD_PLANE_OFFSET_PRODUCT);
+    decoder_case(cpu, gpu, 8, 32, 15, 16, 77, 1, RHD_PLANE_OFFSET_PRODUCT); /* clamped: see test_renderer */
     renderer_cuda(cpu, gpu);
     if (gpu) rhd_ctx_close(gpu);
     rhd_ctx_close(cpu);

@@ -163,7 +163,7 @@ int main() {
     run_case(ctx, seed, 64, 48, 0, 12, 33, 1);      /* no geometry features, hidden < channels */
     run_case(ctx, seed, 4, 8, 3, 8, 5, 0);          /* tiny: one partial tile */
     run_case(ctx, seed, 32, 128, 128, 64, 1000, 1, RHD_PLANE_PRODUCT);
-    run_case(ctx, seed, 8, 32, 15, 16, 77, 0, RHD_PLANE_OFFSET_PRODUCT);
+    run_case(ctx, seed, 8, 32, 15, 16, 77, 1, RHD_PLANE_OFFSET_PRODUCT);
     rhd_ctx_close(ctx);
     printf("1..%d\n", n_test);
     if (n_fail) printf("# %d of %d failed\n", n_fail, n_test);

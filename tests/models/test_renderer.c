@@ -154,7 +154,10 @@ int main(void) {
     one_case(ctx, 8, 16, 37, 9, 1, RHD_PLANE_MEAN);
     one_case(ctx, 16, 13, 23, 14, 0, RHD_PLANE_MEAN);
     one_case(ctx, 8, 16, 37, 9, 1, RHD_PLANE_PRODUCT);
-    one_case(ctx, 16, 13, 23, 14, 0, RHD_PLANE_OFFSET_PRODUCT);
+    /* clamped, as training reads them: unclamped texels up to 1.3 make offset-product features up
+     * to 11, whose float32 rounding flips a ReLU of color_net.0 against the float64 reference on
+     * some seeds (nmse ~1e-5 in its gradient, RHD_TEST_SEED=19) */
+    one_case(ctx, 16, 13, 23, 14, 1, RHD_PLANE_OFFSET_PRODUCT);
     render_smoke(ctx);
     /* the CUDA backend of all this: tests/models/test_decoder_cuda.c */
     rhd_ctx_close(ctx);
