@@ -169,7 +169,13 @@ static void test_loss_case(rhd_ctx *cpu, rhd_ctx *gpu, const loss_case *lc, int 
         fd_ctx f = {&s, x0 + b * n, xt + b * n, eps + b * n, o1, pred0, t[b], learned, lc->pred, n};
         char fdn[300];
         snprintf(fdn, sizeof fdn, "%s: gradient at t=%d vs float64 finite differences", name, t[b]);
-        th_fd_check(fdn, loss64, &f, o1, g1, no, 40, 1e-3, 2e-3, 1e-7);
+        /* the floor: 1% of the sample's largest gradient. The fp32 gradient of the t = 0 decoder
+         * term loses digits to cancellation in its smallest entries (RHD_TEST_SEED=961402726:
+         * -4.807e-7 against -4.849e-7 in float64, far below the largest entries); a wrong term errs
+         * by O(1) in the large entries, which the floor leaves judged relatively */
+        double gmax = 0;
+        for (int64_t i = 0; i < no; i++) gmax = fmax(gmax, fabs(g1[i]));
+        th_fd_check(fdn, loss64, &f, o1, g1, no, 40, 1e-3, 2e-3, fmax(1e-7, 1e-2 * gmax));
         free(o1), free(g1), free(pred0);
     }
 
