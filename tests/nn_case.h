@@ -362,7 +362,17 @@ static inline void nc_check_fd(rhd_ctx *cpu, nc_case *c, int np) {
         int i = (int)((long)k * (l.p.n - 1) / (m > 1 ? m - 1 : 1));
         const rhd_param_info *t = &l.p.info[i];
         snprintf(what, sizeof what, "%s d[%s]", c->name, t->name);
-        th_fd_check(what, nc_fd_loss, &f, l.p.data + t->offset, o.grad + t->offset, t->numel, 8, 1e-2, 2e-2, 2e-2);
+        /* two steps: 1e-2 loses to curvature where a GroupNorm over few values bends fast
+         * (RHD_TEST_SEED=2115785078), 3e-3 to float32 rounding elsewhere (seed 4); a wrong
+         * gradient fails both. The better of the two is the verdict. */
+        float *px = l.p.data + t->offset, *pg = o.grad + t->offset;
+        long i1, i2;
+        double a1, n1, a2, n2;
+        double w1 = th_fd_worst(nc_fd_loss, &f, px, pg, t->numel, 8, 1e-2, 2e-2, &i1, &a1, &n1);
+        double w2 = th_fd_worst(nc_fd_loss, &f, px, pg, t->numel, 8, 3e-3, 2e-2, &i2, &a2, &n2);
+        th_ok(fmin(w1, w2) <= 2e-2,
+              "%s: finite differences at 8 points, worst rel err %.2e with step 1e-2 (at %ld: analytic %.6g numeric %.6g), "
+              "%.2e with 3e-3 (at %ld: %.6g vs %.6g) tol 2e-02 for the better", what, w1, i1, a1, n1, w2, i2, a2, n2);
     }
     nc_result_free(c, &o);
     nc_close(&l);

@@ -141,8 +141,10 @@ static inline const char *th_subdir(const char *name) {
  * For `nsamples` entries of x (spread over the array), compares the analytic gradient dx with
  * (loss(x+h) - loss(x-h)) / 2h. Passes if max |a - n| / (|a| + |n| + floor) <= tol. */
 typedef double (*th_loss_fn)(void *ctx);
-static inline int th_fd_check(const char *name, th_loss_fn loss, void *ctx, float *x, const float *dx, long n,
-                              int nsamples, double h, double tol, double floor_) {
+/* The worst relative error of th_fd_check below, without a verdict; *at, *an, *nu (may be NULL):
+ * its index, analytic and numeric values. */
+static inline double th_fd_worst(th_loss_fn loss, void *ctx, float *x, const float *dx, long n, int nsamples, double h,
+                                 double floor_, long *at, double *an, double *nu) {
     double worst = 0;
     long worst_i = -1;
     double wa = 0, wn = 0;
@@ -159,6 +161,16 @@ static inline int th_fd_check(const char *name, th_loss_fn loss, void *ctx, floa
         double rel = fabs(a - num) / (fabs(a) + fabs(num) + floor_);
         if (rel > worst) worst = rel, worst_i = i, wa = a, wn = num;
     }
+    if (at) *at = worst_i;
+    if (an) *an = wa;
+    if (nu) *nu = wn;
+    return worst;
+}
+
+static inline int th_fd_check(const char *name, th_loss_fn loss, void *ctx, float *x, const float *dx, long n,
+                              int nsamples, double h, double tol, double floor_) {
+    long worst_i;
+    double wa, wn, worst = th_fd_worst(loss, ctx, x, dx, n, nsamples, h, floor_, &worst_i, &wa, &wn);
     return th_ok(worst <= tol, "%s: finite differences at %d points, worst rel err %.2e (at %ld: analytic %.6g numeric %.6g) tol %.0e",
                  name, nsamples < n ? nsamples : (int)n, worst, worst_i, wa, wn, tol);
 }
