@@ -246,6 +246,22 @@ static const char *keep_string(const char *s) {
     return g_cfg_strings[g_cfg_nstrings++] = rhd_xstrdup(s);
 }
 
+/* The rows given a value by this process's parse (command line or --config), for rhd_cli_given. */
+static const rhd_opt **g_given;
+static int g_ngiven;
+static void mark_given(const rhd_opt *o) {
+    g_given = rhd_xrealloc(g_given, sizeof(*g_given) * (g_ngiven + 1));
+    g_given[g_ngiven++] = o;
+}
+
+int rhd_cli_given(const rhd_cli *cli, const char *lng) {
+    const rhd_opt *o = find_long(cli->opts, lng, strlen(lng));
+    RHD_ASSERT(o && "rhd_cli_given: no such option");
+    for (int i = 0; i < g_ngiven; i++)
+        if (g_given[i] == o) return 1;
+    return 0;
+}
+
 /* --config FILE: keys are long option names ('_' accepted for '-'). */
 static void apply_config(const rhd_cli *cli, void *opts, const char *path) {
     rhd_err e;
@@ -267,6 +283,7 @@ static void apply_config(const rhd_cli *cli, void *opts, const char *path) {
                             it->string, cli->name);
         snprintf(where, sizeof where, "--config %s: key '%s': ", path, it->string);
         char *field = (char *)opts + o->offset;
+        mark_given(o);
         if (o->type == RHD_OPT_FLAG || o->type == RHD_OPT_COUNT) {
             if (cJSON_IsBool(it)) *(int *)field = cJSON_IsTrue(it);
             else if (cJSON_IsNumber(it) && o->type == RHD_OPT_COUNT) *(int *)field = (int)it->valuedouble;
@@ -290,6 +307,7 @@ static void apply_config(const rhd_cli *cli, void *opts, const char *path) {
 }
 
 int rhd_cli_parse(const rhd_cli *cli, int argc, char **argv, void *opts) {
+    g_ngiven = 0;
     /* pass 1: --help, --version and --config FILE, so that flags override the config */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -334,6 +352,7 @@ int rhd_cli_parse(const rhd_cli *cli, int argc, char **argv, void *opts) {
                 const rhd_opt *f = find_long(cli->opts, name + 3, len - 3);
                 if (f && f->type == RHD_OPT_FLAG && !eq) {
                     *(int *)((char *)opts + f->offset) = 0;
+                    mark_given(f);
                     continue;
                 }
             }
@@ -358,6 +377,7 @@ int rhd_cli_parse(const rhd_cli *cli, int argc, char **argv, void *opts) {
             val = argv[++i];
         }
         char *field = (char *)opts + o->offset;
+        mark_given(o);
         if (o->type == RHD_OPT_FLAG) *(int *)field = 1;
         else if (o->type == RHD_OPT_COUNT) (*(int *)field)++;
         else set_value(o, opts, val, "");

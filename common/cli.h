@@ -99,6 +99,9 @@ extern "C" {
 /* Parse argv into opts. Positional arguments are moved to argv[1..n] in order and n is returned.
  * Exits 0 after --help/--version, exits 2 on a usage error. */
 int rhd_cli_parse(const rhd_cli *cli, int argc, char **argv, void *opts);
+/* 1 when the last rhd_cli_parse gave the option LNG (its long name) a value, on the command line
+ * or in a --config file; 0 when it kept its default. */
+int rhd_cli_given(const rhd_cli *cli, const char *lng);
 /* Apply the common options' side effects: log level, OpenMP threads, env RHD_DEVICE default. */
 void rhd_common_opts_init(rhd_common_opts *c);
 void rhd_common_opts_apply(const rhd_common_opts *c);

@@ -38,7 +38,7 @@ typedef struct opts {
     long long res, channels, rays, steps, grid_size, max_steps, update_interval, full_updates, dist_points;
     long long fisher_steps, max_entries, log_every, warmup;
     long long preset_res, preset_channels; /* --preset's triplane size: stage 1 both, stage 2 the resolution */
-    int agg_given; /* --plane-agg on the command line (stage 2 and --report check it against the decoder) */
+    int agg_given; /* --plane-agg given (command line or --config; stage 2 and --report check it against the decoder) */
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
     double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
     rhd_shard shard; /* stage 2 over many avatars: --rank/--world */
@@ -655,8 +655,6 @@ static int apply_preset(opts *o, int argc, char **argv) {
         o->preset_res = p->res, o->preset_channels = p->channels, o->rays = p->rays, o->grid_size = p->grid_size;
         o->max_steps = p->max_steps, o->steps = p->steps, o->plane_agg = p->agg;
     }
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--plane-agg") || !strncmp(argv[i], "--plane-agg=", 12)) o->agg_given = 1;
     return idx;
 }
 
@@ -675,6 +673,7 @@ int main(int argc, char **argv) {
     rhd_shard_init(&o.shard);
     int pre = apply_preset(&o, argc, argv);
     int n = rhd_cli_parse(&cli, argc, argv, &o);
+    o.agg_given = rhd_cli_given(&cli, "plane-agg");
     rhd_common_opts_apply(&o.common);
     rhd_shard_check(&o.shard);
     rhd_fs_install_signal_handlers();

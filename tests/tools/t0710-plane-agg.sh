@@ -4,7 +4,8 @@
 #   1. stage 1 with --plane-agg offset-product writes it into the decoder and the checkpoint
 #      (metadata rhd.plane_agg); a decoder without the key (the original's, converted) is the mean;
 #   2. stage 2 takes the decoder's aggregation: a fit that beats the background-only PSNR; a
-#      --plane-agg that contradicts the decoder is an error naming the file and both values;
+#      --plane-agg that contradicts the decoder (command line or --config) is an error naming the
+#      file and both values;
 #   3. rhd-render reads it too: its PSNR of the stage-2 triplane equals rhd-fit's within 0.05 dB,
 #      and rendering with the key removed (read as the mean) gives another, much worse, image;
 #   4. a bad rhd.plane_agg value is an error naming the file, the key and the values expected;
@@ -56,6 +57,11 @@ run rhd-fit -q --stage 2 --decoder "$DEC" --data "$MINI" --avatar avatar_100 $S2
 expect_rc 1 "stage 2 with a --plane-agg the decoder contradicts fails"
 expect_err "a decoder fitted with --plane-agg offset-product, expected product" "the message names both"
 expect_err "decoder.safetensors" "and the decoder file"
+check "nothing written" test ! -e "$T/x.safetensors"
+echo '{"plane-agg": "mean"}' > "$T/agg.json"
+run rhd-fit -q --stage 2 --decoder "$DEC" --data "$MINI" --avatar avatar_100 $S2 --config "$T/agg.json" -o "$T/x.safetensors"
+expect_rc 1 "... and so does one given in a --config file"
+expect_err "a decoder fitted with --plane-agg offset-product, expected mean" "the message names both"
 check "nothing written" test ! -e "$T/x.safetensors"
 
 # --- 3. rhd-render reads it ---------------------------------------------------------------------

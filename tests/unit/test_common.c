@@ -1,5 +1,5 @@
 /* tests/unit/test_common.c: the common/ core: Philox known answers and statistics, fp16/bf16
- * conversions, strict number and range parsing, atomic writes, the parameter table, arena. */
+ * conversions, strict number and range parsing, which options a parse was given, atomic writes, the parameter table, arena. */
 #include "harness.h"
 #include "common/rng.h"
 #include "common/tensor.h"
@@ -101,6 +101,41 @@ static void test_parse(void) {
           "non-numeric, empty and negative ranges rejected");
 }
 
+typedef struct {
+    rhd_common_opts common;
+    int mode, flag;
+    long long n;
+} cli_opts;
+static const char *const cli_modes[] = {"a", "b", NULL};
+static const rhd_opt cli_table[] = {
+    RHD_OPT_CHOICE_(0, "mode", cli_opts, mode, "M", "a or b", cli_modes),
+    RHD_OPT_FLAG_(0, "flag", cli_opts, flag, "a flag"),
+    RHD_OPT_INT_(0, "n", cli_opts, n, "N", "a count", 0, 100),
+    RHD_COMMON_OPTS(cli_opts),
+    RHD_OPT_END_,
+};
+
+/* rhd_cli_given: an option set on the command line or in --config counts, its default does not
+ * (even when a value equal to the default is given), and each parse starts afresh. */
+static void test_cli_given(void) {
+    const rhd_cli cli = {"t", "t [options]", NULL, cli_table, NULL};
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/given.json", th_tmpdir());
+    rhd_err e;
+    th_ok(rhd_write_file_atomic(cfg, "{\"mode\": \"a\"}", 13, &e) == 0, "config written");
+    cli_opts o = {0};
+    char *argv1[] = {"t", "--n", "0", "--config", cfg, "pos", NULL};
+    int n = rhd_cli_parse(&cli, 6, argv1, &o);
+    th_ok(n == 1 && rhd_cli_given(&cli, "mode") && rhd_cli_given(&cli, "n") && !rhd_cli_given(&cli, "flag") &&
+              o.mode == 0 && o.n == 0,
+          "given: mode (config, = its default) and n (command line, = its default); not flag");
+    char *argv2[] = {"t", "--no-flag", NULL};
+    memset(&o, 0, sizeof o);
+    rhd_cli_parse(&cli, 2, argv2, &o);
+    th_ok(rhd_cli_given(&cli, "flag") && !rhd_cli_given(&cli, "mode") && !rhd_cli_given(&cli, "n"),
+          "a second parse forgets the first; --no-flag counts as given");
+}
+
 static void test_atomic(void) {
     char path[600], tmp[620];
     snprintf(path, sizeof path, "%s/out.bin", th_tmpdir());
@@ -157,6 +192,7 @@ int main(void) {
     test_rng_stats();
     test_half();
     test_parse();
+    test_cli_given();
     test_atomic();
     test_params();
     return th_done();
