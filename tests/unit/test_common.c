@@ -1,5 +1,6 @@
 /* tests/unit/test_common.c: the common/ core: Philox known answers and statistics, fp16/bf16
- * conversions, strict number and range parsing, which options a parse was given, atomic writes, the parameter table, arena. */
+ * conversions, strict number and range parsing, which options a parse was given, atomic writes,
+ * the parameter table, arena. */
 #include "harness.h"
 #include "common/rng.h"
 #include "common/tensor.h"
