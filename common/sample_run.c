@@ -2,6 +2,7 @@
 #include "common/sample_run.h"
 #include "common/rng.h"
 #include "common/sha256.h"
+#include "common/tensor.h"
 #include "formats/finite.h"
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -271,6 +272,22 @@ void rhd_sample_opts_init(rhd_sample_opts *o, const rhd_sample_model *m) {
     o->clip = 1;
     o->time_scale = 0;
     o->cond_noise = m->cond_noise;
+    o->low_fp16 = 1;
+}
+
+/* The original's base_sample.py saves LR/<name>.npy as float16 and upsample_sample.py conditions
+ * on that file: the low-res triplane rounded to fp16 (round to nearest even), here copied into
+ * low (B items of n floats); an item that overflows fp16 is an error naming it. */
+static int low_to_fp16(float *low, const rhd_sample_item *items, int B, int64_t n, rhd_err *e) {
+    for (int b = 0; b < B; b++)
+        for (int64_t i = 0; i < n; i++) {
+            float v = rhd_half_to_float(rhd_float_to_half(items[b].low[i]));
+            if (!isfinite(v))
+                return rhd_errf(e, "%s: the low-res triplane holds %g, outside float16's range (the original's LR "
+                                "files are float16); --low-res-precision fp32 keeps it", items[b].name, items[b].low[i]);
+            low[(int64_t)b * n + i] = v;
+        }
+    return 0;
 }
 
 int rhd_sample_plan_init(rhd_sample_plan *p, const rhd_sample_model *m, const rhd_sample_opts *o, rhd_err *e) {
@@ -460,6 +477,16 @@ int rhd_sample_batch(rhd_ctx *ctx, const rhd_sample_model *m, const rhd_sample_o
         if (rhd_ups_check_size(&m->ups->cfg, R, r, &sub)) return rhd_errf(e, "upsampler at %d from %d: %s", R, r, sub.msg);
     }
     const int64_t n = (int64_t)m->C * R * 3 * R, per = (int64_t)m->latent_ch * m->latent_size * m->latent_size;
+    rhd_sample_item rounded[64];
+    float *low16 = NULL;
+    if (m->stage == RHD_STAGE_UPSAMPLE && o->low_fp16) {
+        if (B > 64) return rhd_errf(e, "sampling: batch %d, at most 64", B);
+        const int64_t nl = (int64_t)m->C * r * 3 * r;
+        low16 = rhd_xmalloc(sizeof(float) * (size_t)(nl * B));
+        if (low_to_fp16(low16, items, B, nl, e)) return free(low16), -1;
+        for (int b = 0; b < B; b++) rounded[b] = items[b], rounded[b].low = low16 + b * nl;
+        items = rounded;
+    }
     uint64_t *keys = rhd_xmalloc(sizeof(uint64_t) * (size_t)B);
     for (int b = 0; b < B; b++) {
         if (m->stage == RHD_STAGE_BASE) keys[b] = rhd_noise_key(o->seed, items[b].name);
@@ -491,6 +518,6 @@ int rhd_sample_batch(rhd_ctx *ctx, const rhd_sample_model *m, const rhd_sample_o
     rhd_buf_free(ctx, x);
     rhd_cfg_free(&cfg, ctx);
     cond_net_free(&cn, ctx);
-    free(keys), free(ref), free(bn.host);
+    free(keys), free(ref), free(bn.host), free(low16);
     return rc;
 }

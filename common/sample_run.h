@@ -104,6 +104,8 @@ typedef struct rhd_sample_opts {
     double time_scale;       /* <= 0: 1000/T (the original's sampling), else the factor */
     int R;                   /* the upsampler's output side (0: its factor x the low-resolution side) */
     rhd_unet_noise cond_noise; /* the §1.4 noise kind of ref */
+    int low_fp16;            /* upsampler: round the low-res condition to fp16 first, as the
+                              * original's LR/<name>.npy files hold it (1, the default) */
     /* noise: file (rows per item) or Philox (seed, keys from the names); record may be NULL */
     uint64_t seed;
     const rhd_st *noise;

@@ -29,7 +29,7 @@ typedef struct sample_cli_opts {
     rhd_common_opts common;
     const char *base, *upsample, *low_res, *list, *noise, *save_noise, *weights, *respace;
     const char *time_scale, *up_time_scale;
-    int sampler, cond_noise, force, npy, no_clip, save_traj;
+    int sampler, cond_noise, force, npy, no_clip, save_traj, low_prec;
     long long batch, steps, up_steps, up_res;
     double eta, up_eta, guidance, up_guidance;
     rhd_shard shard; /* --rank/--world (common/cli.h) */
@@ -37,6 +37,7 @@ typedef struct sample_cli_opts {
 
 static const char *const sampler_names[] = {"ddim-dpm", "ddim", "ddpm", NULL};
 static const char *const cond_noise_names[] = {"config", "uniform", "normal", "none", NULL};
+static const char *const low_prec_names[] = {"fp16", "fp32", NULL};
 
 static const rhd_opt sample_options[] = {
     RHD_OPT_GROUP_("inputs and outputs"),
@@ -63,6 +64,7 @@ static const rhd_opt sample_options[] = {
     RHD_OPT_DOUBLE_(0, "up-eta", sample_cli_opts, up_eta, "X", "DDIM eta", 0, 100),
     RHD_OPT_DOUBLE_(0, "up-guidance", sample_cli_opts, up_guidance, "S", "guidance (null condition: ref = ones, low-res kept)", 0, 100),
     RHD_OPT_STRING_(0, "up-time-scale", sample_cli_opts, up_time_scale, "X", "rescaled (10 t, the original's sampling), raw (t, as it trained), train or a factor"),
+    RHD_OPT_CHOICE_(0, "low-res-precision", sample_cli_opts, low_prec, "P", "the low-res condition rounded to fp16 first, as the original's float16 LR/<name>.npy files hold it, or kept fp32", low_prec_names),
     RHD_OPT_INT_(0, "up-res", sample_cli_opts, up_res, "R", "output plane side (0: the upsampler's factor x the base's, 4 unless trained with rhd-train --factor)", 0, 8192),
     RHD_OPT_GROUP_("noise and sharding"),
     RHD_OPT_STRING_(0, "noise", sample_cli_opts, noise, "FILE", "take x_T, every step's z and the latent draw from FILE (formats/noise.md)"),
@@ -232,6 +234,7 @@ static void add_stage_meta(cJSON *j, const char *key, const rhd_sample_model *m,
     cJSON_AddNumberToObject(s, "time_scale", so->time_scale > 0 ? so->time_scale : 1000.0 / m->T);
     static const char *const cn[] = {"uniform", "normal", "none"};
     cJSON_AddStringToObject(s, "cond_noise", cn[so->cond_noise]);
+    if (m->stage == RHD_STAGE_UPSAMPLE) cJSON_AddStringToObject(s, "low_res_precision", so->low_fp16 ? "fp16" : "fp32");
 }
 
 static char *config_json(const run *r, const job *jb) {
@@ -342,7 +345,7 @@ static void setup(run *r, const sample_cli_opts *o) {
         rhd_die("%s: the upsampler takes %d channels, the base %s samples %d, expected the same", o->upsample, r->up.C, o->base, r->base.C);
     rhd_sample_opts_init(&r->uo, &r->up);
     r->uo.steps = (int)o->up_steps, r->uo.eta = o->up_eta, r->uo.guidance = o->up_guidance, r->uo.clip = !o->no_clip;
-    r->uo.seed = (uint64_t)o->common.seed, r->uo.R = (int)o->up_res;
+    r->uo.seed = (uint64_t)o->common.seed, r->uo.R = (int)o->up_res, r->uo.low_fp16 = o->low_prec == 0;
     if (r->has_base) r->uo.cond_noise = r->bo.cond_noise;
     else if (o->cond_noise) r->uo.cond_noise = (rhd_unet_noise)(o->cond_noise - 1);
     r->uo.time_scale = parse_time_scale("--up-time-scale", o->up_time_scale, &r->up);

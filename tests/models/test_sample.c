@@ -6,12 +6,15 @@
  *   - a small-config base sample with guidance 1.3 (eta 1, S = 4; the noise of the portrait's row of a
  *     two-row noise file): max abs error;
  *   - guidance 1.0 (one conditional call) against the reference's unguided sampler;
- *   - the upsampler stage (small config, 32 -> 64, S = 4, eta 0, x0 model, unclipped) on the base sample;
+ *   - the upsampler stage (small config, 32 -> 64, S = 4, eta 0, x0 model, unclipped) on the base sample,
+ *     its low-res condition rounded to fp16 as the original's LR/<name>.npy (bitwise checks of
+ *     low_fp16 against the fp32 mode on a rounded and a raw input);
  *   - bad checkpoints and features: the wrong model kind, another config, a missing or
  *     wrong-shaped feature map, a noise file short of a step: errors naming file and tensor.
  * The statistical test of the samplers (Gaussian data, analytic eps) is in tests/unit/test_sampler.c. */
 #include "refcheck.h"
 #include "common/sample_run.h"
+#include "common/tensor.h"
 #include "formats/safetensors.h"
 
 /* P: portraits (rows of the noise file); the test samples the second alone (its row found by name).
@@ -245,6 +248,20 @@ int main(void) {
     write_job("upsample", "upsample.json", "upsample.safetensors", 1.0, 0.0, 100, "sigmoid", 32, 0);
     if (!rc && th_ref("ref_sample.py", "sample %s", g_dir) == 0) compare("upsampler sample (eta 0, S steps, x0 model, no clip)", xu, nu, 2e-5);
     else th_ok(0, "reference upsampler sample ran");
+    /* the low-res condition is rounded to fp16 (the original's LR/<name>.npy): the same bits as
+     * --low-res-precision fp32 on a pre-rounded base sample, other bits than fp32 on the raw one */
+    float *xb16 = malloc(sizeof(float) * nb), *xu32 = malloc(sizeof(float) * nu), *xu16 = malloc(sizeof(float) * nu);
+    int64_t nround = 0;
+    for (int64_t i = 0; i < nb; i++) xb16[i] = rhd_half_to_float(rhd_float_to_half(xb[i])), nround += xb16[i] != xb[i];
+    o.low_fp16 = 0;
+    int rc32 = run_stage(&up, &o, noise, conds, xb, Rb, xu32, &e) || run_stage(&up, &o, noise, conds, xb16, Rb, xu16, &e);
+    int64_t same16 = 0, diff32 = 0;
+    for (int64_t i = 0; !rc32 && i < nu; i++) same16 += xu16[i] == xu[i], diff32 += xu32[i] != xu[i];
+    th_ok(!rc && !rc32 && nround > 0 && same16 == nu && diff32 > 0,
+          "low-res condition rounded to fp16 (%lld of %lld base values change): the upsampled sample equals fp32 mode on "
+          "the rounded input (%lld of %lld values), differs from fp32 mode on the raw one (%lld values)",
+          (long long)nround, (long long)nb, (long long)same16, (long long)nu, (long long)diff32);
+    free(xb16), free(xu32), free(xu16);
 
     bad_inputs(&base);
     rhd_st_close(noise);

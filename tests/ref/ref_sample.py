@@ -12,7 +12,10 @@ sigma = 0, u; "up." for the upsampler) in the original's order (§10.6).
                                      (torch.manual_seed(SEED)), for pipelines/convert_checkpoint.py
   ref_sample.py sample DIR           DIR/job.json: stage (base|upsample), cfg, ckpt (safetensors),
                                      features [paths], rows (of the noise file), noise, guidance, eta, steps, T, schedule, clip,
-                                     low (npy [P,C,r,3r], upsample), R -> DIR/y.npy [P,C,R,3R]
+                                     low (npy [P,C,r,3r], upsample; rounded to float16 first, as the
+                                     original's base_sample.py saves LR/<name>.npy and
+                                     upsample_sample.py conditions on that file, unless
+                                     "low_fp16": false), R -> DIR/y.npy [P,C,R,3R]
 The networks and the sampler arithmetic run in fp32, as the original's."""
 import json
 import os
@@ -63,6 +66,8 @@ def sample(d):
     ref = ref_from_u(moments, nz("u"))
     F = [torch.from_numpy(np.stack([f[f"ms_feature.{i}"] for f in feats])) for i in range(3)] if base else None
     low = None if base else torch.from_numpy(np.load(job["low"]))
+    if low is not None and job.get("low_fp16", True):
+        low = low.half().float()
     B = moments.shape[0]
     s = job["guidance"]
 

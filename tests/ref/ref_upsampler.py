@@ -177,7 +177,7 @@ class Upsampler(nn.Module):
         if r != R:
             planes = [F.interpolate(p, size=(R, R), mode="bicubic", align_corners=False) for p in planes]
         lr = torch.cat(planes, 3)
-        emb = self.time_embed[2](silu(self.time_embed[0](self.temb(t))))
+        emb = self.time_embed[2](F.silu(self.time_embed[0](self.temb(t))))  # time_embed is nn.SiLU, not §10.10's
         tok = self.conv1(c["latent_scale"] * ref).flatten(2).transpose(1, 2)  # (N, L, E)
         emb = emb + self.encoder_pooling(tok)
         enc = self.encoder_proj(tok).transpose(1, 2)  # (N, Cb, L), before the LN
