@@ -1,28 +1,27 @@
 #!/usr/bin/env bash
-# tests/tools/t1020-upsample-overfit.sh: does a small upsampler trained on one dev avatar render
-# better than the bicubic upsampling of its own input? rhd-train --model upsample (8 channels,
-# n_feats 16, no rendering loss) on avatar_100's 8-channel fit of tests/data/train-c8 at
-# resolution 32, the condition a precomputed --low-res folder of its 8 x 8 planes (4 x 4 block
-# means, numpy); rhd-sample --upsample --low-res on that folder; rhd-render (train-c8's decoder,
-# views 0 and 100 of tests/data/mini, grid 32, 64 march steps) of three triplanes against the
-# ground-truth views: the upsampled sample, the 8 x 8 planes resized bicubically to 32
-# (rhd-render --triplane-res 32) and the 32 x 32 fit itself (the target of the training).
+# tests/tools/t1020-upsample-overfit.sh: does a small upsampler trained on one dev avatar move its
+# input toward the target it learned? rhd-train --model upsample (8 channels, n_feats 16, no
+# rendering loss) on avatar_100's 8-channel fit of tests/data/train-c8 at resolution 32, the
+# condition a precomputed --low-res folder of its 8 x 8 planes (4 x 4 block means, numpy);
+# rhd-sample --upsample --low-res on that folder; rhd-render (train-c8's decoder, 10 views of
+# tests/data/mini, grid 32, 64 march steps) of three triplanes: the upsampled sample, the 8 x 8
+# planes resized bicubically to 32 (rhd-render --triplane-res 32) and the 32 x 32 fit itself (the
+# training target).
 #
-# Asserted: every stage exits 0, the renders are finite and written, the HR fit renders above the
-# bicubic input, and the upsampled sample renders above the bicubic input. Measured (2026-12-06,
-# 2 threads, OMP_WAIT_POLICY=passive, a busy 2-core machine; training about 0.25 s a step):
-#   HR fit 17.91 dB, bicubic 8 -> 32 17.11 dB (plane MSE against the fit 0.01457);
-#   upsampled, lr 2e-3, --weights model, --up-time-scale raw (the training's time scale):
-#     100 steps seed 0: 17.53 dB (plane MSE 0.01384);
-#     150 steps seed 0: 18.09 dB (0.01283; training x0 MSE 0.049 at step 10 -> 0.013 at 150);
-#     150 steps RHD_TEST_SEED=1 (training and sampling): 18.32 dB (0.01255);
-#     150 steps RHD_TEST_SEED=777: 17.97 dB (0.01237) (after linear layers became row-invariant).
-# The sample renders a little above the fit itself: the fit (100 steps of rhd-fit) is not the
-# ground truth either (why the sample gains on it was not investigated).
+# Asserted: every stage exits 0, the renders are finite and written, and against the HR fit (the
+# target): the sample's plane MSE is at least 10% below the bicubic input's, and its renders are
+# closer to the HR fit's renders (RGB PSNR over the views) than the bicubic input's are.
+# Against the ground-truth views only printed: the fit (100 steps of rhd-fit at 32) is so coarse
+# that its bicubic blur renders about as well as the fit itself (18.20 vs 18.12 dB on these
+# views), so it cannot tell an upsampler from a blur (the earlier check on views 0 and 100, where
+# the fit led by 0.8 dB, failed on 2 seeds of 10 at 150 steps).
+# Measured (2026-12-07, 2 threads, busy 2-core machine, about 0.1 s a training step), 300 steps,
+# lr 2e-3, --weights model, --up-time-scale raw: plane MSE of the sample against the fit
+# 0.0099-0.0115 over 14 seeds (bicubic 0.0146); at 150 steps 0.0122-0.0134.
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 C8=$RHD_ROOT/tests/data/train-c8 MINI=$RHD_ROOT/tests/data/mini
-STEPS=150 LR=2e-3 SEED=${RHD_TEST_SEED:-0}   # the training and sampling seed: fresh each run (tests/run.sh)
+STEPS=300 LR=2e-3 SEED=${RHD_TEST_SEED:-0}   # the training and sampling seed: fresh each run (tests/run.sh)
 cd "$T"
 mkdir -p tri low
 cp "$C8/avatar_100.npy" tri/
@@ -43,9 +42,10 @@ run rhd-sample -q --upsample run/checkpoint.safetensors --weights model --low-re
     --threads 2 -o up feat/avatar_100.safetensors
 expect_rc 0 "rhd-sample --upsample --low-res low: the upsampled triplane"
 
-psnr() { # NAME ARGS...: render views 0 and 100, print the mean PSNR
+VIEWS=0,4,8,12,16,20,100,105,110,115
+psnr() { # NAME ARGS...: render the views, print the mean PSNR
     local name=$1; shift
-    run rhd-render -q --decoder "$C8/decoder.safetensors" --data "$MINI/avatar_100" --views 0,100 --grid-size 32 \
+    run rhd-render -q --decoder "$C8/decoder.safetensors" --data "$MINI/avatar_100" --views $VIEWS --grid-size 32 \
         --max-steps 64 --metrics --threads 2 -o "v_$name" "$@"
     [ "$rc" = 0 ] && [ -s "v_$name/rgb_0000.png" ] && [ -s "v_$name/rgb_0100.png" ] &&
         printf '%s' "$out" | "$PY" -c 'import json, math, sys; p = json.load(sys.stdin)["mean"]["psnr"]; assert math.isfinite(p); print("%.2f" % p)'
@@ -53,15 +53,30 @@ psnr() { # NAME ARGS...: render views 0 and 100, print the mean PSNR
 p_up=$(psnr up up/avatar_100.safetensors) && _tap 0 "upsampled sample rendered: $p_up dB" || _tap 1 "upsampled sample: no finite render"
 p_bic=$(psnr bic low/avatar_100.npy --triplane-res 32) && _tap 0 "bicubic 8 -> 32 rendered: $p_bic dB" || _tap 1 "bicubic: no finite render"
 p_hr=$(psnr hr tri/avatar_100.npy) && _tap 0 "HR fit rendered: $p_hr dB" || _tap 1 "HR fit: no finite render"
-mse=$("$PY" -c "
-import numpy as np
+# the target is the HR fit the upsampler was trained on: plane MSE against it, and the renders
+# against the HR fit's renders (RGB PSNR over the views, each view's PNG)
+read -r mse_up mse_bic p_up_hr p_bic_hr < <("$PY" -c "
+import numpy as np, torch
+import torch.nn.functional as F
+from PIL import Image
 from safetensors.numpy import load_file
 hr = np.load('tri/avatar_100.npy').astype(np.float32).reshape(3, 8, 32, 32)
-s = load_file('up/avatar_100.safetensors')['planes']
-print('%.5f' % ((s - hr) ** 2).mean())")
-echo "# PSNR views 0,100: upsampled $p_up dB, bicubic input $p_bic dB, HR fit $p_hr dB; plane MSE of the sample $mse ($STEPS steps)"
-if awk -v a="$p_hr" -v b="$p_bic" 'BEGIN { exit !(a > b) }'; then _tap 0 "the HR fit renders above the bicubic input ($p_hr > $p_bic dB)"
-else _tap 1 "the HR fit ($p_hr dB) does not render above the bicubic input ($p_bic dB)"; fi
-if awk -v a="$p_up" -v b="$p_bic" 'BEGIN { exit !(a > b) }'; then _tap 0 "the upsampled sample renders above the bicubic input ($p_up > $p_bic dB)"
-else _tap 1 "the upsampled sample ($p_up dB) does not render above the bicubic input ($p_bic dB; measured: header)"; fi
+low = torch.from_numpy(np.load('low/avatar_100.npy'))
+bic = F.interpolate(low, size=(32, 32), mode='bicubic', align_corners=False).numpy()
+up = load_file('up/avatar_100.safetensors')['planes']
+def psnr(a):
+    e = [np.mean((np.asarray(Image.open('v_%s/rgb_%04d.png' % (a, v)), np.float64)[..., :3] / 255
+                  - np.asarray(Image.open('v_hr/rgb_%04d.png' % v), np.float64)[..., :3] / 255) ** 2)
+         for v in map(int, '$VIEWS'.split(','))]
+    return 10 * np.log10(1 / np.mean(e))
+print('%.5f %.5f %.2f %.2f' % (((up - hr) ** 2).mean(), ((bic - hr) ** 2).mean(), psnr('up'), psnr('bic')))" ||
+    echo fail fail fail fail)
+echo "# against the ground-truth views $VIEWS: upsampled $p_up dB, bicubic input $p_bic dB, HR fit $p_hr dB"
+echo "# against the HR fit: plane MSE upsampled $mse_up, bicubic $mse_bic; renders upsampled $p_up_hr dB, bicubic $p_bic_hr dB ($STEPS steps)"
+if awk -v a="$mse_up" -v b="$mse_bic" 'BEGIN { exit !(a + 0 == a && b + 0 == b && a < 0.9 * b) }'; then
+    _tap 0 "the upsampled planes are closer to the HR fit than the bicubic input's, by 10% of MSE ($mse_up < 0.9 x $mse_bic)"
+else _tap 1 "the upsampled planes' MSE against the HR fit ($mse_up) is not 10% below the bicubic input's ($mse_bic)"; fi
+if awk -v a="$p_up_hr" -v b="$p_bic_hr" 'BEGIN { exit !(a + 0 == a && b + 0 == b && a > b) }'; then
+    _tap 0 "the upsampled sample's renders are closer to the HR fit's than the bicubic input's ($p_up_hr > $p_bic_hr dB)"
+else _tap 1 "the upsampled sample's renders ($p_up_hr dB against the HR fit's) are not closer than the bicubic input's ($p_bic_hr dB)"; fi
 done_testing
