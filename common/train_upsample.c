@@ -162,7 +162,7 @@ static rhd_train_model *ups_create(const char *json, const char *preset, double 
     if (rhd_train_ups_render_on(&m->o) && render_setup(m, e)) goto fail;
     rhd_ups_train_opts to;
     rhd_ups_train_opts_default(&to);
-    to.degrade = m->o.degrade, to.sf = m->o.sf;
+    to.degrade = m->o.degrade, to.sf = m->o.sf, to.render_clamp = m->o.render_clamp;
     rhd_ups_trainer_init(&m->tr, m->net, &m->sched, m->has_rl ? &m->rl : NULL, &to);
     rhd_err sub;
     if (rhd_ups_train_check(&m->tr, m->o.R, &sub)) {
@@ -298,9 +298,9 @@ static char *ups_train_keys(const rhd_train_model *mm) {
         s[k++] = (unsigned char)*p < 0x20 ? '?' : *p;
     }
     sprintf(s + k, "\",\"render_weight\":%.17g,\"lpips_weight\":%.17g,\"patch\":%d,\"patches\":%d,\"view_range\":\"%d-%d\","
-            "\"grid_size\":%d,\"max_steps\":%d,\"decoder_sha256\":\"%s\",\"lpips_sha256\":\"%s\"}",
+            "\"grid_size\":%d,\"max_steps\":%d,\"render_clamp\":%s,\"decoder_sha256\":\"%s\",\"lpips_sha256\":\"%s\"}",
             o->render_weight, o->lpips_weight, o->patch, o->patches, o->view_lo, o->view_hi, o->grid_size, o->max_steps,
-            m->dec_sha, m->lp_sha);
+            o->render_clamp ? "true" : "false", m->dec_sha, m->lp_sha);
     return s;
 }
 

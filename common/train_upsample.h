@@ -43,6 +43,7 @@ typedef struct rhd_train_ups_opts {
     int patch, patches;           /* 64, 1 */
     int view_lo, view_hi;         /* 0, 280 */
     int grid_size, max_steps;     /* the render loss's occupancy grid (128) and march (1024) */
+    int render_clamp;             /* 0: the decoder reads x0_hat as it is (the original); 1: clamp(x0_hat, -1, 1) */
 } rhd_train_ups_opts;
 
 #ifdef __cplusplus

@@ -15,7 +15,7 @@ void rhd_ups_train_opts_default(rhd_ups_train_opts *o) {
     o->degrade = RHD_DEGRADE_NORMAL;
     o->sf = 4;
     o->time_scale = RHD_TIME_SCALE_RAW;
-    o->render_clamp = 1;
+    o->render_clamp = 0; /* the original renders x0_hat unclamped (spec fitting.md §11) */
 }
 
 void rhd_ups_trainer_init(rhd_ups_trainer *tr, rhd_upsampler *model, const rhd_diffusion_schedule *sched,

@@ -31,7 +31,8 @@ typedef struct rhd_ups_train_opts {
     rhd_degrade_kind degrade;    /* normal (strong, none) */
     int sf;                      /* 4: the condition is R/sf */
     double time_scale;           /* RHD_TIME_SCALE_RAW (1): the original's training; 0: rescaled */
-    int render_clamp;            /* 1: the decoder reads clamp(x0_hat, -1, 1), as the fitted renderer */
+    int render_clamp;            /* 0: the decoder reads x0_hat unclamped (the original, the default);
+                                  * 1: clamp(x0_hat, -1, 1), as rhd-fit's renderer reads its triplanes */
 } rhd_ups_train_opts;
 
 /* One patch of the rendering loss: the view's camera at its ds, the patch origin and its GT. */

@@ -26,6 +26,7 @@ typedef struct opts {
     const char *decoder, *views, *lpips, *view_range, *low_res;
     long long resolution, factor, patch, patches, grid_size, max_steps;
     double render_weight, lpips_weight;
+    int render_clamp;
 } opts;
 
 static const char *const model_choices[] = {"base", "upsample", NULL};
@@ -78,6 +79,7 @@ static const rhd_opt options[] = {
     RHD_OPT_STRING_(0, "lpips", opts, lpips, "FILE", "LPIPS-VGG weights (formats/lpips.md; pipelines/lpips_weights.py makes them)"),
     RHD_OPT_DOUBLE_(0, "render-weight", opts, render_weight, "W", "weight of the rendered patch's L1 (0 with --lpips-weight 0: no rendering loss)", 0, 1e6),
     RHD_OPT_DOUBLE_(0, "lpips-weight", opts, lpips_weight, "W", "weight of the rendered patch's LPIPS-VGG", 0, 1e6),
+    RHD_OPT_FLAG_(0, "render-clamp", opts, render_clamp, "the rendering loss reads clamp(x0_hat, -1, 1), as rhd-fit renders (a deviation: the original renders x0_hat unclamped)"),
     RHD_OPT_INT_(0, "patch", opts, patch, "P", "rendered patch side", 1, 4096),
     RHD_OPT_INT_(0, "patches", opts, patches, "N", "patches per item and step (their losses averaged)", 1, 1024),
     RHD_OPT_STRING_(0, "view-range", opts, view_range, "A-B", "views drawn for the rendering loss (both included)"),
@@ -157,7 +159,7 @@ static void ups_opts(const opts *o, rhd_train_ups_opts *u) {
     rhd_train_ups_opts_default(u);
     u->R = (int)o->resolution, u->sf = (int)o->factor, u->degrade = (rhd_degrade_kind)o->degradation;
     u->decoder = o->decoder, u->views = o->views, u->lpips = o->lpips, u->low_res = o->low_res;
-    u->render_weight = o->render_weight, u->lpips_weight = o->lpips_weight;
+    u->render_weight = o->render_weight, u->lpips_weight = o->lpips_weight, u->render_clamp = o->render_clamp;
     u->patch = (int)o->patch, u->patches = (int)o->patches;
     u->grid_size = (int)o->grid_size, u->max_steps = (int)o->max_steps;
     if (o->view_range) {

@@ -6,7 +6,9 @@
  * the degradation `none` so the reference needs no resize chain:
  *   A. batch 2, x0 MSE only: the loss and every parameter gradient;
  *   B. batch 1 with the rendering loss of one 16x16 patch (the march's samples kept and handed to
- *      the reference): the loss, its two parts and every parameter gradient;
+ *      the reference): the loss, its two parts and every parameter gradient, with x0_hat unclamped
+ *      (the original; an output bias of U(-2.5, 2.5) takes it beyond [-1, 1]) and clamped
+ *      (render_clamp): each against the reference of the same mode (swapping them fails);
  *   C. gradient accumulation: two half-scaled steps give the gradient of one full step.
  * The noise eps comes from the same Philox draw on both sides (rhd_diffusion_train_noise). */
 #include "refcheck.h"
@@ -194,6 +196,12 @@ int main(void) {
     rhd_render_loss rl;
     if (rhd_render_loss_init(&rl, g_cpu, &dec, &lp, &ro, &e)) th_diag("%s", e.msg), exit(1);
     rl.keep_samples = 1;
+    /* an output bias of U(-2.5, 2.5) per channel, so that x0_hat leaves [-1, 1] and the clamp matters */
+    int ob = rhd_params_find(&m->base.params, "out.conv2.out_layers3.bias");
+    if (ob < 0) th_diag("no out.conv2.out_layers3.bias"), exit(1);
+    float *bias = th_randu(m->base.params.info[ob].numel, -2.5f, 2.5f);
+    memcpy(rhd_param(&m->base.params, ob), bias, sizeof(float) * m->base.params.info[ob].numel);
+    free(bias);
     rhd_ups_trainer_init(&tr, m, &sched, &rl, &o);
     batch_in B;
     make_batch(&B, 1);
@@ -221,9 +229,20 @@ int main(void) {
     th_save(dB, "rays", raysf, 2, sN2);
     th_save(dB, "gt", gt, 2, sN3);
     for (int i = 0; i < dec.P.n; i++) th_save(dB, dec.P.info[i].name, rhd_param(&dec.P, i), dec.P.info[i].ndim, dec.P.info[i].shape);
-    if (th_ref("ref_render_loss.py", "step %s %d 1 %g %g %g %d", dB, SF, ro.render.T_thresh, ro.w_l1, ro.w_lpips, P) == 0)
-        compare("B render", dB, m, &oB, 1);
+    if (th_ref("ref_render_loss.py", "step %s %d 1 %g %g %g %d 0", dB, SF, ro.render.T_thresh, ro.w_l1, ro.w_lpips, P) == 0)
+        compare("B render (x0_hat unclamped, the original)", dB, m, &oB, 1);
     else th_ok(0, "reference step B ran");
+    /* --render-clamp: the decoder reads clamp(x0_hat, -1, 1); the reference with CLAMP = 1 */
+    tr.o.render_clamp = 1;
+    rhd_ups_step_out oBc;
+    rhd_nn_model_zero_grad(&m->base);
+    rhd_ups_train_step(&tr, &bB, R, &oBc);
+    th_diag("B render loss unclamped %.9g, clamped %.9g", oB.render, oBc.render);
+    th_ok(oBc.render != oB.render, "B: the clamp changes the render loss (x0_hat leaves [-1, 1]): %.9g vs %.9g", oBc.render,
+          oB.render);
+    if (th_ref("ref_render_loss.py", "step %s %d 1 %g %g %g %d 1", dB, SF, ro.render.T_thresh, ro.w_l1, ro.w_lpips, P) == 0)
+        compare("B render clamped (--render-clamp)", dB, m, &oBc, 1);
+    else th_ok(0, "reference step B clamped ran");
     free(raysf), free(gt);
     rhd_render_loss_free(&rl);
     rhd_decoder_free(&dec);

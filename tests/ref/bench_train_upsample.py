@@ -82,7 +82,7 @@ def main():
         opt.zero_grad(set_to_none=False)
         y = m(xt, t.float(), ref, low)
         rec = ((y - x0) ** 2).mean()
-        T = torch.stack([y[0, :, :, k * R:(k + 1) * R] for k in range(3)]).clamp(-1, 1)
+        T = torch.stack([y[0, :, :, k * R:(k + 1) * R] for k in range(3)])  # unclamped, as the original
         with torch.no_grad():  # 16 grid updates over every cell
             cells = torch.stack(torch.meshgrid(*[torch.arange(G)] * 3, indexing="ij"), -1).reshape(-1, 3).float()
             for _ in range(16):

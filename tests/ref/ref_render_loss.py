@@ -11,13 +11,14 @@ float64 autograd, for tests/models/test_render_loss.c and test_upsampler_train.c
       tensors by state-dict name; the decoder of ref_fit.py and the compositing with early termination, then
       pred = clamp(rgb, 0, 1), loss = W_L1 mean|pred - gt| + W_LPIPS lpips(pred, gt, normalize=True).
       Outputs: pred [N,3] (before the clamp), loss [3] = (loss, l1, lpips), dplanes [3,C,R,R].
-  ref_render_loss.py step DIR SF RENDER T_THRESH W_L1 W_LPIPS P
+  ref_render_loss.py step DIR SF RENDER T_THRESH W_L1 W_LPIPS P [CLAMP]
       one upsampler training step (common/models/upsampler_train.h) with the degradation `none`:
       DIR/cfg.json + params.safetensors (ref_upsampler.py's network), hr [N,3,C,R,R], ref, t [N],
       eps [N,C,R,3R]; low = torch bicubic of hr to R/SF, rolled; x_t = q_sample (T = 100 sigmoid
       schedule computed here in float64, coefficients rounded to float32); y = net(x_t, t, ref, low);
-      loss = mean (y - x0)^2 (+ with RENDER = 1, N = 1: the rendering loss of unroll(y), clamped to
-      [-1, 1], at the kept march samples xyz, dirs, delta0, rays with gt and the decoder tensors).
+      loss = mean (y - x0)^2 (+ with RENDER = 1, N = 1: the rendering loss of unroll(y), as it is (the
+      original, spec diffusion.md §5.4 "not clipped") or with CLAMP = 1 clamped to [-1, 1], at the
+      kept march samples xyz, dirs, delta0, rays with gt and the decoder tensors).
       Outputs: loss [3] = (loss, rec, render), grads.safetensors (every parameter's gradient)."""
 import os
 import sys
@@ -122,7 +123,7 @@ def sigmoid_abar(T=100, start=0.0, end=3.0, tau=0.1):
     return np.cumprod(1 - betas)
 
 
-def step(d, sf, render_on, T_thresh, w1, w2, P):
+def step(d, sf, render_on, T_thresh, w1, w2, P, clamp=0):
     import json
     from safetensors.torch import load_file, save_file
     from ref_upsampler import Upsampler
@@ -148,7 +149,9 @@ def step(d, sf, render_on, T_thresh, w1, w2, P):
     total = rec.double()
     rend = torch.zeros((), dtype=torch.float64)
     if render_on:
-        T = torch.stack([y[0, :, :, k * R:(k + 1) * R] for k in range(3)]).double().clamp(-1, 1)
+        T = torch.stack([y[0, :, :, k * R:(k + 1) * R] for k in range(3)]).double()
+        if clamp:
+            T = T.clamp(-1, 1)
         W = {n: ld(n).double() for n in NAMES}
         xyz, dirs, delta0, rays, gt = ld("xyz").double(), ld("dirs").double(), ld("delta0").double(), ld("rays").long(), ld("gt").double()
         sigma, rgb = decode(T, W, xyz, dirs, C)
@@ -169,7 +172,7 @@ def main():
         loss(d, int(a[0]), int(a[1]), int(a[2]), float(a[3]), float(a[4]), float(a[5]), int(a[6]))
     elif op == "step":
         a = sys.argv[3:]
-        step(d, int(a[0]), int(a[1]), float(a[2]), float(a[3]), float(a[4]), int(a[5]))
+        step(d, int(a[0]), int(a[1]), float(a[2]), float(a[3]), float(a[4]), int(a[5]), int(a[6]) if len(a) > 6 else 0)
     else:
         sys.exit(f"ref_render_loss.py: unknown op {op}")
 
