@@ -240,7 +240,7 @@ void rhd_degrade_draw(rhd_degrade_plan *p, rhd_degrade_kind kind, int H, int W, 
     float u[24];
     rhd_rng_fill_uniform(u, 24, seed, stream, offset, 0.f, 1.f);
     int s = sf;
-    if (u[0] < 0.2f && sf >= 2) { /* the original (sf 4): halve, then the remaining factor 2 */
+    if (u[0] < 0.2f && sf == 4) { /* the original: `if sf == 4 and random() < 0.2`, halve, then the remaining 2 */
         p->halve = u[1] < 0.5f ? (u[2] < 0.5f ? RHD_HALVE_CV_LINEAR : RHD_HALVE_CV_CUBIC) : RHD_HALVE_IMRESIZE;
         s = sf / 2;
     }

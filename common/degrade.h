@@ -29,7 +29,7 @@
  *
  * The chain (rhd_degrade_apply), sf = 4 for 512 -> 128 (the original's; other factors, rhd-train
  * --factor, follow the same chain with sf in place of 4):
- *   NORMAL  (1) with prob 0.2 (and sf >= 2) halve first (cv linear / cv cubic / imresize 1/2,
+ *   NORMAL  (1) with prob 0.2, at sf 4 only (as the original), halve first (cv linear / cv cubic / imresize 1/2,
  *           probs 1/4, 1/4, 1/2) and set sf = sf/2 (the original: 2); (2) a random order of ops 0..6 with 2 moved before 3; 0: blur with prob
  *           0.25 (anisotropic, prob 0.4: size 3 or 4, theta U[0,pi), l1, l2 = U[0,1) (4+sf)/4; else
  *           isotropic: size 5, 6 or 7, sigma = U[0,1) (2 + 0.2 sf)/4); 2: remember (w, h), cv resize

@@ -216,6 +216,14 @@ int main(void) {
         sizes_ok &= oh == H / sf && ow == H / sf;
     }
     th_ok(sizes_ok, "200 drawn plans of factors 1..8 on 96 x 96: every output side is 96/sf");
+    int halved4 = 0, halved_other = 0;
+    for (int i = 0; i < 300; i++) { /* the original halves first only at sf 4 (`if sf == 4 and random() < 0.2`) */
+        int sf = i % 3 == 0 ? 4 : i % 3 == 1 ? 2 : 8;
+        rhd_degrade_draw(&p, RHD_DEGRADE_NORMAL, 64, 64, sf, seed, RHD_STREAM(RHD_STREAM_TEST, 900 + i), 0);
+        if (p.halve != RHD_HALVE_NONE) *(sf == 4 ? &halved4 : &halved_other) += 1;
+    }
+    th_ok(halved4 >= 5 && halved4 <= 38 && halved_other == 0,
+          "halving drawn only at sf 4: %d of 100 plans at sf 4 (expected ~20), %d of 200 at sf 2 and 8", halved4, halved_other);
     fclose(g_cases);
     int rc = th_ref("ref_degrade.py", "%s", g_dir);
     for (int i = 0; i < g_np; i++) {
