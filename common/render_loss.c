@@ -62,13 +62,19 @@ void rhd_render_loss_draw(const rhd_render_loss_opts *o, uint64_t seed, uint64_t
 float *rhd_render_loss_gt(const float *rgba, int W, int H, int ds, int *w, int *h) {
     *w = W / ds, *h = H / ds;
     size_t n = (size_t)*w * *h;
-    float *small = rhd_xmalloc(sizeof(float) * 4 * n), *gt = rhd_xmalloc(sizeof(float) * 3 * n);
-    rhd_resize_rgba_float(small, *w, *h, rgba, W, H);
-    for (size_t i = 0; i < n; i++) {
-        float a = small[4 * i + 3];
-        for (int c = 0; c < 3; c++) gt[3 * i + c] = small[4 * i + c] * a + (1.f - a);
+    const size_t N = (size_t)W * H;
+    uint8_t *in8 = rhd_xmalloc(4 * N), *small = rhd_xmalloc(4 * n);
+    for (size_t i = 0; i < 4 * N; i++) {
+        float v = rgba[i] * 255.f + 0.5f;
+        in8[i] = (uint8_t)(v < 0.f ? 0.f : v > 255.f ? 255.f : v);
     }
-    free(small);
+    rhd_resize_rgba8_pillow(small, *w, *h, in8, W, H);
+    float *gt = rhd_xmalloc(sizeof(float) * 3 * n);
+    for (size_t i = 0; i < n; i++) {
+        float a = (float)small[4 * i + 3] / 255.f;
+        for (int c = 0; c < 3; c++) gt[3 * i + c] = (float)small[4 * i + c] / 255.f * a + (1.f - a);
+    }
+    free(in8), free(small);
     return gt;
 }
 
@@ -108,7 +114,7 @@ void rhd_render_loss_crop(const rhd_render_loss_opts *o, const float *gt, int w,
 }
 
 int rhd_render_loss_make_patch(const rhd_render_loss_opts *o, const rhd_dataset *d, uint64_t seed, uint64_t stream,
-                               uint64_t offset, rhd_render_patch *p, rhd_err *e) {
+                               uint64_t offset, int ds, rhd_render_patch *p, rhd_err *e) {
     memset(p, 0, sizeof *p);
     int n = 0, P = o->patch;
     for (int i = 0; i < d->n; i++) n += d->views[i].index >= o->view_lo && d->views[i].index <= o->view_hi;
@@ -120,7 +126,7 @@ int rhd_render_loss_make_patch(const rhd_render_loss_opts *o, const rhd_dataset 
     k = k < n ? k : n - 1;
     for (int i = 0; i < d->n && j < 0; i++)
         if (d->views[i].index >= o->view_lo && d->views[i].index <= o->view_hi && k-- == 0) j = i;
-    p->view = d->views[j].index, p->ds = pick.ds;
+    p->view = d->views[j].index, p->ds = ds ? ds : pick.ds;
     if (rhd_render_loss_camera(d, p->view, p->ds, p->c2w, &p->cam, e)) return -1;
     if (p->cam.W < P || p->cam.H < P)
         return rhd_errf(e, "render loss: view %d is %dx%d at downscale %d, expected at least the patch %dx%d", p->view,

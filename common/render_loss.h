@@ -7,7 +7,7 @@
  *   1. the occupancy grid (size 128) is reset and updated 16 times on the predicted triplane
  *      (rhd_render_loss_warmup; the renderer's full updates, fitting.md §3.4);
  *   2. a view f in [view_lo, view_hi] and a downscale ds in {2, 4, 8} (probs .2/.45/.35)
- *      (rhd_render_loss_draw); the GT image is the view Lanczos-resized to (W/ds, H/ds),
+ *      (rhd_render_loss_draw); the GT image is the view Pillow-LANCZOS-resized to (W/ds, H/ds),
  *      composited on white (rhd_render_loss_gt), the camera the view's with fx, fy / ds and
  *      cx = cy = 0.5 W/ds (rhd_render_loss_camera);
  *   3. a P x P patch at row and column offsets each uniform in [0, h - P) (both bounds from the
@@ -85,7 +85,9 @@ void rhd_render_loss_free(rhd_render_loss *rl);
 void rhd_render_loss_draw(const rhd_render_loss_opts *o, uint64_t seed, uint64_t stream, uint64_t offset,
                           rhd_render_loss_pick *p);
 /* The GT image at ds: gt (h*w, 3) host, malloc'd, from a straight RGBA view (H, W, 4) in [0,1]
- * (rhd_dataset_load_image): float Lanczos-3 (common/image_resize.h) to (W/ds, H/ds), on white. */
+ * (rhd_dataset_load_image): as the original's dataset, the 8-bit RGBA view (values rounded to
+ * k/255) resized by Pillow's LANCZOS to (W/ds, H/ds) (rhd_resize_rgba8_pillow), then
+ * rgb/255 * a/255 + 1 - a/255 in fp32 (on white). */
 float *rhd_render_loss_gt(const float *rgba, int W, int H, int ds, int *w, int *h);
 /* The camera of dataset view `view` at ds: c2w[12] (filled) and cam (pointing at c2w). -1 with a
  * message when the view is not in d. */
@@ -107,8 +109,10 @@ typedef struct rhd_render_patch {
     int view, ds, x0, y0;
     float *gt;                 /* (P*P, 3) host, malloc'd */
 } rhd_render_patch;
+/* ds: 0 draws the downscale (step 2); else this one (the original draws one per item and every
+ * patch of the item shares it: a trainer passes its first patch's ds to the others). */
 int rhd_render_loss_make_patch(const rhd_render_loss_opts *o, const rhd_dataset *d, uint64_t seed, uint64_t stream,
-                               uint64_t offset, rhd_render_patch *p, rhd_err *e);
+                               uint64_t offset, int ds, rhd_render_patch *p, rhd_err *e);
 void rhd_render_patch_free(rhd_render_patch *p);
 
 /* Step 1 on the predicted triplane T (PLANES layout, the decoder's channels, on ctx's side). */

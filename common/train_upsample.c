@@ -395,7 +395,8 @@ static int item_step(ups_model *m, const rhd_train_mb *mb, int b, rhd_diffusion_
         pp = rhd_xcalloc(K, sizeof *pp), tg = rhd_xcalloc(K, sizeof *tg);
         for (int k = 0; k < K && !rc; k++) {
             rhd_err sub;
-            if (rhd_render_loss_make_patch(&m->rl.o, v, subkey(key, 5), stream, (uint64_t)k << 8, &pp[k], &sub))
+            if (rhd_render_loss_make_patch(&m->rl.o, v, subkey(key, 5), stream, (uint64_t)k << 8, k ? pp[0].ds : 0, &pp[k],
+                                           &sub))
                 rc = rhd_errf(e, "--views %s, pair '%s': %s", m->o.views, mb->data->pair[mb->pair[b]].name, sub.msg);
             tg[k].cam = pp[k].cam, tg[k].x0 = pp[k].x0, tg[k].y0 = pp[k].y0, tg[k].gt = pp[k].gt;
         }

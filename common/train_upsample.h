@@ -18,7 +18,8 @@
  * k + 0x9e3779b97f4a7c15 (u + 1)), on stream RHD_STREAM(RHD_STREAM_DIFFUSION, s): u = 1 the
  * conditioning noise (rhd_unet_cond_sample, uniform), 2 the diffusion noise (the noise key),
  * 3 the degradation plan (deg_seed), 4 the occupancy grid updates (grid_seed), 5 the render patches
- * (rhd_render_loss_make_patch, offset k << 8 for patch k), 6 the low-res dir (floor(u n_dirs), u the
+ * (rhd_render_loss_make_patch, offset k << 8 for patch k; the downscale is patch 0's for every
+ * patch, one per item as the original), 6 the low-res dir (floor(u n_dirs), u the
  * uniform of counter 0; only with several dirs). Items are run one at a time (the
  * original's micro-batch is 1), gradient scaled by w_b / M, so the micro-batch size changes only the
  * summation order of the gradients. The log's "vb" column carries the render loss (loss = mse + vb).

@@ -185,17 +185,32 @@ static void draws_case(void) {
     free(img);
 }
 
-static void patch_case(void) {
-    /* constant RGBA (0.2, 0.4, 0.6, 0.5): every GT value c a + 1 - a */
+static void patch_case(const char *dir0) {
+    /* the GT of a random 8-bit RGBA image (alpha 0 and 255 included) against Pillow's LANCZOS
+     * resize and the original dataset's fp32 compositing (ref_render_loss.py gt), at each ds */
     int W = 40, H = 24, w, h;
     float *rgba = malloc(sizeof(float) * 4 * W * H);
-    for (int i = 0; i < W * H; i++) rgba[4 * i] = .2f, rgba[4 * i + 1] = .4f, rgba[4 * i + 2] = .6f, rgba[4 * i + 3] = .5f;
-    float *g = rhd_render_loss_gt(rgba, W, H, 4, &w, &h);
-    double err = 0;
-    for (int i = 0; i < w * h; i++)
-        for (int c = 0; c < 3; c++) err = fmax(err, fabs(g[3 * i + c] - (0.6 + 0.1 * c)));
-    th_ok(w == 10 && h == 6 && err < 1e-6, "gt of a constant RGBA image at ds 4: %dx%d, max err %.1e", w, h, err);
-    free(rgba), free(g);
+    uint8_t *rgba8 = malloc(4 * W * H);
+    float *u = th_randu(4 * W * H, 0, 1);
+    for (int i = 0; i < 4 * W * H; i++) {
+        int v = (int)(u[i] * 256.f);
+        if (i % 4 == 3 && i % 20 == 3) v = 0;
+        if (i % 4 == 3 && i % 20 == 7) v = 255;
+        rgba8[i] = (uint8_t)(v > 255 ? 255 : v), rgba[i] = (float)rgba8[i] / 255.f;
+    }
+    int64_t s8[3] = {H, W, 4};
+    th_save_t(dir0, "rgba8", RHD_U8, rgba8, 3, s8);
+    for (int ds = 2; ds <= 8; ds *= 2) {
+        float *g = rhd_render_loss_gt(rgba, W, H, ds, &w, &h);
+        float *ref = th_ref("ref_render_loss.py", "gt %s %d", dir0, ds) == 0 ? th_load(dir0, "gt", (int64_t)3 * w * h) : NULL;
+        double err = 0;
+        for (int i = 0; ref && i < 3 * w * h; i++) err = fmax(err, fabs((double)g[i] - ref[i]));
+        th_ok(ref && w == W / ds && h == H / ds && err == 0,
+              "GT at ds %d (%dx%d) = Pillow LANCZOS of the 8-bit view, composited in fp32 on white: max abs diff %.1e", ds, w,
+              h, err);
+        free(g), free(ref);
+    }
+    free(rgba), free(rgba8), free(u);
     const char *root = getenv("RHD_ROOT");
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/tests/data/mini/avatar_100", root && *root ? root : ".");
@@ -208,7 +223,7 @@ static void patch_case(void) {
     int bad = 0, seen_ds = 0;
     for (int k = 0; k < 12; k++) {
         rhd_render_patch p;
-        if (rhd_render_loss_make_patch(&o, &d, th_seed(), RHD_STREAM(RHD_STREAM_TEST, 88), 8 * k, &p, &e)) {
+        if (rhd_render_loss_make_patch(&o, &d, th_seed(), RHD_STREAM(RHD_STREAM_TEST, 88), 8 * k, k >= 9 ? 2 << (k - 9) : 0, &p, &e)) {
             th_diag("%s", e.msg), bad++;
             continue;
         }
@@ -218,19 +233,20 @@ static void patch_case(void) {
         int i = rhd_dataset_find(&d, p.view), same = 1;
         for (int y = 0; y < 16; y++)
             same &= !memcmp(p.gt + 3 * 16 * y, gt + 3 * ((p.y0 + y) * w + p.x0), sizeof(float) * 48);
-        bad += !same || p.cam.W != 128 / p.ds || p.cam.K.cx != 64.f / p.ds || p.cam.K.cy != 64.f / p.ds ||
+        bad += (k >= 9 && p.ds != 2 << (k - 9)) || !same || p.cam.W != 128 / p.ds || p.cam.K.cx != 64.f / p.ds || p.cam.K.cy != 64.f / p.ds ||
                p.cam.K.fx != (float)(d.K.fx / p.ds) || p.c2w[3] != (float)d.views[i].pose[0][3] ||
                p.x0 + 16 > w || p.y0 + 16 > h || i < 0;
         seen_ds |= p.ds;
         free(gt), rhd_image_free(&img), rhd_render_patch_free(&p);
     }
-    th_ok(!bad, "12 patches of avatar_100: cameras at ds, patches = crops of the GT at ds (ds seen: mask %d)", seen_ds);
+    th_ok(!bad, "12 patches of avatar_100: cameras at ds, patches = crops of the GT at ds (ds seen: mask %d; the last 3 "
+          "given ds 2, 4, 8 and have it)", seen_ds);
     rhd_render_patch p;
     o.view_lo = 300, o.view_hi = 400;
-    th_ok(rhd_render_loss_make_patch(&o, &d, 1, 2, 0, &p, &e) < 0 && strstr(e.msg, "no view in [300, 400]"),
+    th_ok(rhd_render_loss_make_patch(&o, &d, 1, 2, 0, 0, &p, &e) < 0 && strstr(e.msg, "no view in [300, 400]"),
           "no eligible view refused: %s", e.msg);
     o.view_lo = 0, o.view_hi = 280, o.patch = 64, o.ds_prob[0] = 0, o.ds_prob[1] = 0;
-    th_ok(rhd_render_loss_make_patch(&o, &d, 1, 2, 0, &p, &e) < 0 && strstr(e.msg, "16x16 at downscale 8"),
+    th_ok(rhd_render_loss_make_patch(&o, &d, 1, 2, 0, 0, &p, &e) < 0 && strstr(e.msg, "16x16 at downscale 8"),
           "patch larger than the view refused: %s", e.msg);
     rhd_dataset_close(&d);
 }
@@ -251,7 +267,7 @@ int main(void) {
     samples_case(&lp, dir);
     march_case(&lp);
     draws_case();
-    patch_case();
+    patch_case(dir);
     rhd_lpips_free(&lp);
     rhd_ctx_close(g_cpu);
     if (gpu) rhd_ctx_close(gpu);

@@ -64,7 +64,7 @@ static rhd_ups_step_out direct_item(rhd_ups_trainer *tr, const rhd_train_data *d
     rhd_render_patch pp[K];
     rhd_ups_render_target tg[K];
     for (int k = 0; k < K; k++) {
-        if (rhd_render_loss_make_patch(&tr->rl->o, &ds, sub(key, 5), stream, (uint64_t)k << 8, &pp[k], &e))
+        if (rhd_render_loss_make_patch(&tr->rl->o, &ds, sub(key, 5), stream, (uint64_t)k << 8, k ? pp[0].ds : 0, &pp[k], &e))
             th_diag("%s", e.msg), exit(1);
         tg[k] = (rhd_ups_render_target){pp[k].cam, pp[k].x0, pp[k].y0, pp[k].gt};
     }

@@ -11,6 +11,10 @@ float64 autograd, for tests/models/test_render_loss.c and test_upsampler_train.c
       tensors by state-dict name; the decoder of ref_fit.py and the compositing with early termination, then
       pred = clamp(rgb, 0, 1), loss = W_L1 mean|pred - gt| + W_LPIPS lpips(pred, gt, normalize=True).
       Outputs: pred [N,3] (before the clamp), loss [3] = (loss, l1, lpips), dplanes [3,C,R,R].
+  ref_render_loss.py gt DIR DS
+      the ground truth of the original's upsample dataset (read_meta): DIR/rgba8.npy (uint8
+      [H,W,4]) resized by Pillow's LANCZOS to (W/DS, H/DS), ToTensor (fp32 / 255), rgb a + 1 - a in
+      fp32 -> DIR/gt.npy [h*w, 3]
   ref_render_loss.py step DIR SF RENDER T_THRESH W_L1 W_LPIPS P [CLAMP]
       one upsampler training step (common/models/upsampler_train.h) with the degradation `none`:
       DIR/cfg.json + params.safetensors (ref_upsampler.py's network), hr [N,3,C,R,R], ref, t [N],
@@ -163,6 +167,17 @@ def step(d, sf, render_on, T_thresh, w1, w2, P, clamp=0):
     save_file({k: p.grad.contiguous() for k, p in m.named_parameters()}, f"{d}/grads.safetensors")
 
 
+def gt(d, ds):
+    from PIL import Image
+    a = np.load(f"{d}/rgba8.npy")
+    H, W = a.shape[:2]
+    w, h = int(W / ds), int(H / ds)
+    img = np.asarray(Image.fromarray(a, "RGBA").resize((w, h), Image.LANCZOS))
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255).reshape(4, -1).T  # ToTensor, (h*w, 4)
+    rgb = x[:, :3] * x[:, 3:] + (1 - x[:, 3:])
+    np.save(f"{d}/gt.npy", rgb.numpy().astype(np.float32))
+
+
 def main():
     op, d = sys.argv[1], sys.argv[2]
     if op == "weights":
@@ -170,6 +185,8 @@ def main():
     elif op == "loss":
         a = sys.argv[3:]
         loss(d, int(a[0]), int(a[1]), int(a[2]), float(a[3]), float(a[4]), float(a[5]), int(a[6]))
+    elif op == "gt":
+        gt(d, int(sys.argv[3]))
     elif op == "step":
         a = sys.argv[3:]
         step(d, int(a[0]), int(a[1]), float(a[2]), float(a[3]), float(a[4]), int(a[5]), int(a[6]) if len(a) > 6 else 0)
