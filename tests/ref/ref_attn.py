@@ -161,6 +161,8 @@ def run(op, d, args):
         pool(d, a)
     elif op == "embed":
         embed(d, a)
+    elif op == "expf":
+        save(d, "y", torch.exp(load(d, "x").detach().to(torch.float32)))
     else:
         resample(d, op, a)
 
