@@ -23,6 +23,8 @@
  * Then per pixel, in float32 and in this order (as numpy does it in the original):
  *   v = p / 255;  rgb' = rgb * a + (1 - a);  x = 2 rgb' - 1.
  * Images are H x W x 4 interleaved, row-major (formats/png.h layout); x is (3, size, size), RGB. */
+/* rhd_resize_rgba8_pillow also makes the upsampler's rendering-loss ground truth
+ * (common/render_loss.c rhd_render_loss_gt), as the original's dataset resizes its views. */
 #ifndef RHD_IMAGE_RESIZE_H
 #define RHD_IMAGE_RESIZE_H
 #include <stdint.h>

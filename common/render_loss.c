@@ -120,6 +120,7 @@ int rhd_render_loss_make_patch(const rhd_render_loss_opts *o, const rhd_dataset 
     for (int i = 0; i < d->n; i++) n += d->views[i].index >= o->view_lo && d->views[i].index <= o->view_hi;
     if (n == 0)
         return rhd_errf(e, "render loss: the subject has no view in [%d, %d]", o->view_lo, o->view_hi);
+    if (ds < 0) return rhd_errf(e, "render loss: downscale %d, expected 0 (drawn) or a positive factor", ds);
     rhd_render_loss_pick pick;
     rhd_render_loss_draw(o, seed, stream, offset, &pick);
     int k = (int)(rhd_rng_uniform(seed, stream, offset) * n), j = -1;

@@ -477,13 +477,13 @@ int rhd_sample_batch(rhd_ctx *ctx, const rhd_sample_model *m, const rhd_sample_o
         if (rhd_ups_check_size(&m->ups->cfg, R, r, &sub)) return rhd_errf(e, "upsampler at %d from %d: %s", R, r, sub.msg);
     }
     const int64_t n = (int64_t)m->C * R * 3 * R, per = (int64_t)m->latent_ch * m->latent_size * m->latent_size;
-    rhd_sample_item rounded[64];
+    rhd_sample_item *rounded = NULL;
     float *low16 = NULL;
     if (m->stage == RHD_STAGE_UPSAMPLE && o->low_fp16) {
-        if (B > 64) return rhd_errf(e, "sampling: batch %d, at most 64", B);
         const int64_t nl = (int64_t)m->C * r * 3 * r;
         low16 = rhd_xmalloc(sizeof(float) * (size_t)(nl * B));
         if (low_to_fp16(low16, items, B, nl, e)) return free(low16), -1;
+        rounded = rhd_xmalloc(sizeof(rhd_sample_item) * (size_t)B);
         for (int b = 0; b < B; b++) rounded[b] = items[b], rounded[b].low = low16 + b * nl;
         items = rounded;
     }
@@ -518,6 +518,6 @@ int rhd_sample_batch(rhd_ctx *ctx, const rhd_sample_model *m, const rhd_sample_o
     rhd_buf_free(ctx, x);
     rhd_cfg_free(&cfg, ctx);
     cond_net_free(&cn, ctx);
-    free(keys), free(ref), free(bn.host), free(low16);
+    free(keys), free(ref), free(bn.host), free(low16), free(rounded);
     return rc;
 }

@@ -166,10 +166,17 @@ static int check_same(rhd_train_run *run, const rhd_st *st, rhd_err *e) {
     cJSON_Delete(mine_d);
     for (cJSON *it = mine_t ? mine_t->child : NULL; it && !rc; it = it->next) {
         cJSON *v = cJSON_GetObjectItemCaseSensitive(stt, it->string);
-        if (!v || !cJSON_Compare(v, it, 1)) {
-            char *a = v ? cJSON_PrintUnformatted(v) : NULL, *b = cJSON_PrintUnformatted(it);
+        if (!v) {
+            char *b = cJSON_PrintUnformatted(it);
+            rc = rhd_errf(e, "%s: training option '%s' is absent in the checkpoint (written by an earlier rhd-train, before "
+                          "the option existed; its run computed differently), %s now: expected a checkpoint of this version "
+                          "to resume (start over with --force, or finish the run with the version that wrote it)",
+                          st->name, it->string, b);
+            free(b);
+        } else if (!cJSON_Compare(v, it, 1)) {
+            char *a = cJSON_PrintUnformatted(v), *b = cJSON_PrintUnformatted(it);
             rc = rhd_errf(e, "%s: training option '%s' is %s in the checkpoint, %s now, expected the same options to resume",
-                          st->name, it->string, a ? a : "(absent)", b);
+                          st->name, it->string, a, b);
             free(a), free(b);
         }
     }

@@ -41,6 +41,9 @@ void rhd_train_ups_opts_default(rhd_train_ups_opts *o) {
 int rhd_train_ups_render_on(const rhd_train_ups_opts *o) { return o->render_weight > 0 || o->lpips_weight > 0; }
 
 int rhd_train_ups_opts_check(const rhd_train_ups_opts *o, rhd_err *e) {
+    if (o->render_clamp && !rhd_train_ups_render_on(o))
+        return rhd_errf(e, "--render-clamp: there is no rendering loss (--render-weight 0 --lpips-weight 0), expected it "
+                           "only with the rendering loss");
     if (o->sf < 1 || (o->sf & (o->sf - 1))) /* the chain's halvings and 1/sf resizes are then exact */
         return rhd_errf(e, "--factor %d: expected a power of two (1, 2, 4, 8, ...; the original: 4)", o->sf);
     if (o->R < o->sf || o->R % o->sf)

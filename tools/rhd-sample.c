@@ -14,6 +14,7 @@
 #include "formats/schema.h"
 #include "formats/triplane_file.h"
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,7 +380,12 @@ static void read_lows(run *r, job *jobs, const int *todo, int ntodo) {
                         r->o->up_res ? " (--up-res)" : " (the upsampler's factor)", e.msg);
             r->low_r = t.R;
         }
-        jb->low = rhd_xmalloc(sizeof(float) * (size_t)rhd_triplane_numel_of(C, t.R));
+        const int64_t nl = rhd_triplane_numel_of(C, t.R);
+        for (int64_t k = 0; r->uo.low_fp16 && k < nl; k++)
+            if (fabsf(t.planes[k]) >= 65520.f) /* rounds to infinity in float16 */
+                rhd_die("%s: value %g at index %lld is outside float16's range, expected the original's float16 LR "
+                        "values (--low-res-precision fp32 keeps them)", jb->low_path, t.planes[k], (long long)k);
+        jb->low = rhd_xmalloc(sizeof(float) * (size_t)nl);
         rhd_triplane_roll(jb->low, t.planes, C, t.R);
         rhd_triplane_free(&t);
     }

@@ -202,7 +202,8 @@ int main(void) {
         p.noise = i == 1 ? RHD_NOISE_SHARED : RHD_NOISE_ELEMENT;
         chain_case(&p, 5, "forced");
     }
-    for (int i = 0; i < 4; i++) { /* rhd-train --factor: 2 and 8, halved first or not */
+    for (int i = 0; i < 4; i++) { /* rhd-train --factor: 2 and 8, halved first or not (the draw halves only at
+                                    * factor 4, as the original; a forced halving keeps the chain's generality) */
         int sf = i < 2 ? 2 : 8;
         rhd_degrade_draw(&p, RHD_DEGRADE_NORMAL, 64, 64, sf, seed, RHD_STREAM(RHD_STREAM_TEST, 400 + i), 0);
         p.halve = i & 1 ? RHD_HALVE_CV_CUBIC : RHD_HALVE_NONE;

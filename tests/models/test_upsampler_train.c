@@ -240,6 +240,13 @@ int main(void) {
     th_diag("B render loss unclamped %.9g, clamped %.9g", oB.render, oBc.render);
     th_ok(oBc.render != oB.render, "B: the clamp changes the render loss (x0_hat leaves [-1, 1]): %.9g vs %.9g", oBc.render,
           oB.render);
+    /* the clamped triplane's occupancy grid may keep other samples: the reference gets this march's */
+    M = rl.kept_M, sM3[0] = M, sM[0] = M;
+    for (int i = 0; i < 2 * P * P; i++) raysf[i] = (float)rl.kept_rays[i];
+    th_save(dB, "xyz", rl.kept_xyz, 2, sM3);
+    th_save(dB, "dirs", rl.kept_dirs, 2, sM3);
+    th_save(dB, "delta0", rl.kept_d0, 1, sM);
+    th_save(dB, "rays", raysf, 2, sN2);
     if (th_ref("ref_render_loss.py", "step %s %d 1 %g %g %g %d 1", dB, SF, ro.render.T_thresh, ro.w_l1, ro.w_lpips, P) == 0)
         compare("B render clamped (--render-clamp)", dB, m, &oBc, 1);
     else th_ok(0, "reference step B clamped ran");

@@ -7,7 +7,7 @@ torch.set_num_threads($RHD_BENCH_THREADS, default 2):
         original's dataset), composited on white, a P x P crop;
   t uniform in 0..99, ref = mean + std * U[0,1), eps; low = bicubic of HR to R/4 (--degradation
   none), rolled; x_t = q_sample (T = 100 sigmoid); x0_hat = net(x_t, t, ref, low); x0 MSE;
-  the rendering loss: x0_hat unrolled and clamped to [-1, 1]; 16 density evaluations of the whole
+  the rendering loss: x0_hat unrolled (not clamped, as the original); 16 density evaluations of the whole
   GRID^3 occupancy grid (jittered cell centres, no gradient: the original's grid updates); the
   decoder (ref_render_loss.py's decode, the weights of TRI/../../dec.safetensors) at SAMPLES points
   (our march's count, drawn uniformly: PyTorch has no ray marcher), composited over the P*P rays,

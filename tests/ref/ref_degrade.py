@@ -122,7 +122,7 @@ def chain(img, plan, noise):
         return bicubic(img, plan["W"] // plan["sf"], plan["H"] // plan["sf"])
     sf = plan["sf"]
     halve = plan["halve"]
-    if halve == 3:  # the original (sf 4) then resizes by the remaining 2; other factors by sf / 2
+    if halve == 3:  # the original (sf 4) then resizes by the remaining 2; other factors (forced plans) by sf / 2
         x = imresize(x, 0.5)
         sf = sf / 2
     elif halve in (1, 2):

@@ -19,7 +19,8 @@
 #      with a missing file, 16 channels, side 16 or a NaN is refused before the first step naming
 #      the file; the activation-memory line of that run is > 0 and, with the parameter memory,
 #      below its measured peak RSS;
-#   9. --resume with another --degradation or --patch is refused naming the option;
+#   9. --resume with another --degradation, --patch or --render-clamp is refused naming the option,
+#      and a checkpoint from before an option existed (its key absent) says so and what to do;
 #  10. --factor: recorded, refused on resume when changed, the low-res side R/F checked, and
 #      rhd-sample's default output side F times its input's.
 . "$RHD_ROOT/tests/tools/lib.sh"
@@ -75,6 +76,9 @@ run rhd-train $U --data pairs.txt --render-weight 0 --lpips-weight 0 --uncond-p 
 expect_rc 2 "--uncond-p with the upsampler"
 run rhd-train $U --data pairs.txt --render-weight 0 --lpips-weight 0 --resolution 30 --steps 1 -o r1
 expect_rc 2 "--resolution not a multiple of 4"
+run rhd-train $U --data pairs.txt --render-weight 0 --lpips-weight 0 --render-clamp --steps 1 -o r1
+expect_rc 2 "--render-clamp without a rendering loss"
+expect_err "render-clamp: there is no rendering loss" "--render-clamp: message names the option"
 printf 'c16.npy feat/avatar_100.safetensors\n' > c16.txt
 run rhd-train $U --data c16.txt --render-weight 0 --lpips-weight 0 --steps 1 -o r1 --force
 expect_rc 1 "a triplane with 16 channels"
@@ -215,6 +219,22 @@ expect_err "training option 'degradation' is \"normal\" in the checkpoint, \"str
 run rhd-train $RS --patch 8 -o whole --resume
 expect_rc 1 "resume with another --patch"
 expect_err "training option 'patch' is 16 in the checkpoint, 8 now" "resume: --patch named with both values"
+run rhd-train $RS --render-clamp -o whole --resume
+expect_rc 1 "resume with --render-clamp (the run rendered x0_hat unclamped)"
+expect_err "training option 'render_clamp' is false in the checkpoint, true now" "resume: render_clamp named with both values"
+"$PY" - whole/checkpoint.safetensors whole/old.safetensors <<'PYEOF'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+c = json.loads(h["__metadata__"]["rhd.config"]); del c["train"]["render_clamp"]
+h["__metadata__"]["rhd.config"] = json.dumps(c)
+s = json.dumps(h).encode(); s += b" " * (-len(s) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(s)) + s + b[8 + n:])
+PYEOF
+mkdir -p old && cp whole/old.safetensors old/checkpoint.safetensors && cp whole/*.json old/ 2>/dev/null; cp whole/log.* old/ 2>/dev/null
+run rhd-train $RS -o old --resume
+expect_rc 1 "resume of a checkpoint written before --render-clamp existed (no train.render_clamp)"
+expect_err "training option 'render_clamp' is absent in the checkpoint .written by an earlier rhd-train" "the message says why"
+expect_err "start over with --force" "... and what to do"
 # ---- 10. --factor ----
 run rhd-train $RS --factor 2 -o whole --resume
 expect_rc 1 "resume with another --factor"

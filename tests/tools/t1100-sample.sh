@@ -234,6 +234,7 @@ assert sorted(n3) == sorted(k for k in n2 if k.startswith('up.')) and len(n3) ==
 for k in n3: assert (n2[k] == n3[k]).all(), k
 with safe_open('$T/hr3/p0.safetensors', 'np') as f: c = json.loads(f.metadata()['rhd.config'])
 assert 'base' not in c and c['low_res'] == '$T/a/p0.safetensors' and c['upsample']['steps'] == 2, c
+assert c['upsample']['low_res_precision'] == 'fp16', c
 "
 mkdir -p "$T/lrbad"
 "$PY" -c "
@@ -243,6 +244,8 @@ t = load_file('$T/a/p0.safetensors')['planes']
 save_file({'planes': t[:, :4].copy()}, '$T/lrbad/p0.safetensors', metadata={'rhd.kind': 'triplane', 'rhd.version': '1'})
 t = t.copy(); t[1, 2, 3, 4] = float('nan')
 save_file({'planes': t}, '$T/lrbad/p1.safetensors', metadata={'rhd.kind': 'triplane', 'rhd.version': '1'})
+t[1, 2, 3, 4] = 7e4
+save_file({'planes': t}, '$T/lrbad/p3.safetensors', metadata={'rhd.kind': 'triplane', 'rhd.version': '1'})
 "
 run rhd-sample $U --low-res "$T/lrbad" -o "$T/e7" "$T/p0.safetensors"
 expect_rc 1 "a low-res triplane of 4 channels: exit 1"
@@ -250,6 +253,14 @@ expect_err "lrbad/p0.safetensors: a low-res triplane \\[3,4,8,8\\], expected \\[
 run rhd-sample $U --low-res "$T/lrbad" -o "$T/e7" "$T/p1.safetensors"
 expect_rc 1 "a low-res triplane with a NaN: exit 1"
 expect_err "lrbad/p1.safetensors" "names the file"
+cp "$T/p0.safetensors" "$T/p3.safetensors"
+run rhd-sample $U --low-res "$T/lrbad" -o "$T/e7" "$T/p3.safetensors"
+expect_rc 1 "a low-res value beyond float16's range (70000): exit 1"
+expect_err "lrbad/p3.safetensors: value 70000 at index .* outside float16's range" "names the file, the value and the way out"
+expect_err "low-res-precision fp32" "... and the option that keeps it"
+run rhd-sample $U --low-res "$T/lrbad" --low-res-precision fp32 -o "$T/e9" "$T/p3.safetensors"
+expect_rc 0 "... which --low-res-precision fp32 samples"
+check "... and records" grep -qF '\"low_res_precision\":\"fp32\"' "$T/e9/p3.safetensors"
 run rhd-sample $U --low-res "$T/lrbad" -o "$T/e7" "$T/p2.safetensors"
 expect_rc 1 "no low-res file for a portrait: exit 1"
 expect_err "no p2.safetensors or p2.npy for portrait 'p2'" "names the portrait and the folder"
