@@ -5,7 +5,9 @@
  *     converted by pipelines/convert_checkpoint.py --config (rhd.config = the network config);
  *   - a small-config base sample with guidance 1.3 (eta 1, S = 4; the noise of the portrait's row of a
  *     two-row noise file): max abs error;
- *   - guidance 1.0 (one conditional call) against the reference's unguided sampler;
+ *   - guidance 1.0 (one conditional call) against the reference's unguided sampler; for both, a
+ *     noise whose first step (sqrt(abar) = 7e-11: x0 = the sign of x - e) rounding could decide is
+ *     redrawn (the reference reports the least |x - e|; 2e-6 is required);
  *   - the upsampler stage (small config, 32 -> 64, S = 4, eta 0, x0 model, unclipped) on the base sample,
  *     its low-res condition rounded to fp16 as the original's LR/<name>.npy (bitwise checks of
  *     low_fp16 against the fp32 mode on a rounded and a raw input);
@@ -114,8 +116,8 @@ static void write_job(const char *stage, const char *cfg, const char *ckpt, doub
     write_text("job.json", text);
 }
 
-static void compare(const char *what, const float *got, int64_t n, double tol) {
-    float *ref = th_load(g_dir, "y", n);
+static void compare(const char *what, const char *name, const float *got, int64_t n, double tol) {
+    float *ref = th_load(g_dir, name, n);
     double worst = 0, scale = 0;
     int64_t inside = 0;
     for (int64_t i = 0; ref && i < n; i++) {
@@ -217,27 +219,42 @@ int main(void) {
         if (rhd_sample_cond_read(path_of(nm), &base, &up, &conds[i], &e)) th_diag("%s", e.msg), exit(1);
     }
     const int Rb = 32, Ru = 64;
-    make_noise(&base, S, Rb, &up, S, Ru);
-    rhd_st *noise;
-    if (rhd_st_open(path_of("noise.safetensors"), &noise, &e)) th_diag("%s", e.msg), exit(1);
-
     const int64_t nb = (int64_t)32 * Rb * 3 * Rb, nu = (int64_t)32 * Ru * 3 * Ru;
     float *xb = malloc(sizeof(float) * nb), *xg = malloc(sizeof(float) * nb), *xu = malloc(sizeof(float) * nu);
     rhd_sample_opts o;
-    rhd_sample_opts_init(&o, &base);
-    o.steps = S;
-    int rc = run_stage(&base, &o, noise, conds, NULL, 0, xb, &e);
-    th_ok(!rc, "base sample, guidance %.2g, eta %g, S %d: %s", o.guidance, o.eta, o.steps, rc ? e.msg : "ran");
-    write_job("base", "base.json", "base.safetensors", 1.3, 1.0, 1000, "cosine_light", 32, 1);
-    if (th_ref("ref_sample.py", "sample %s", g_dir) == 0) compare("base sample (CFG 1.3, eta 1, S steps)", xb, nb, 5e-4);
-    else th_ok(0, "reference base sample ran");
-
-    rhd_sample_opts_init(&o, &base);
-    o.guidance = 1.0, o.steps = S;
-    rc = run_stage(&base, &o, noise, conds, NULL, 0, xg, &e);
-    write_job("base", "base.json", "base.safetensors", 1.0, 1.0, 1000, "cosine_light", 32, 1);
-    if (!rc && th_ref("ref_sample.py", "sample %s", g_dir) == 0) compare("guidance 1.0: the unguided sampler", xg, nb, 5e-4);
-    else th_ok(0, "guidance 1.0 ran: %s", rc ? e.msg : "reference failed");
+    rhd_st *noise = NULL;
+    /* At t = 999 sqrt(abar) is 7e-11, so the first step's clipped x0 is the sign of x - e wherever
+     * |x - e| exceeds 1e-10: an element with |x - e| within the implementations' eps difference
+     * (~1e-7) takes either sign, and the flip then spreads through the later steps (max error 3e-2
+     * on CI seed 1728659500). Such noise is redrawn: a noise whose first step the reference finds
+     * decided by a margin of at least 2e-6 everywhere, for both guidance scales (1 draw in 10 is not). */
+    int rc = -1, rcg = -1, ref_ok = 0;
+    for (int draw = 0; draw < 8; draw++) {
+        if (noise) rhd_st_close(noise);
+        make_noise(&base, S, Rb, &up, S, Ru);
+        if (rhd_st_open(path_of("noise.safetensors"), &noise, &e)) th_diag("%s", e.msg), exit(1);
+        rhd_sample_opts_init(&o, &base);
+        o.steps = S;
+        rc = run_stage(&base, &o, noise, conds, NULL, 0, xb, &e);
+        rhd_sample_opts_init(&o, &base);
+        o.guidance = 1.0, o.steps = S;
+        rcg = run_stage(&base, &o, noise, conds, NULL, 0, xg, &e);
+        float *m1 = NULL, *m2 = NULL;
+        write_job("base", "base.json", "base.safetensors", 1.3, 1.0, 1000, "cosine_light", 32, 1);
+        ref_ok = th_ref("ref_sample.py", "sample %s guided", g_dir) == 0 && (m1 = th_load(g_dir, "margin", 1)) != NULL;
+        write_job("base", "base.json", "base.safetensors", 1.0, 1.0, 1000, "cosine_light", 32, 1);
+        ref_ok = ref_ok && th_ref("ref_sample.py", "sample %s unguided", g_dir) == 0 &&
+                 (m2 = th_load(g_dir, "margin", 1)) != NULL;
+        double margin = ref_ok ? fmin(m1[0], m2[0]) : 1;
+        free(m1), free(m2);
+        if (rc || rcg || !ref_ok || margin >= 2e-6) break;
+        th_diag("noise draw %d: the first step's x - e comes within %.2g of 0 (2e-6 needed), drawing another", draw, margin);
+    }
+    th_ok(!rc, "base sample, guidance 1.3, eta 1, S %d: %s", S, rc ? e.msg : "ran");
+    if (ref_ok) compare("base sample (CFG 1.3, eta 1, S steps)", "y_guided", xb, nb, 5e-4);
+    else th_ok(0, "reference base samples ran");
+    if (!rcg && ref_ok) compare("guidance 1.0: the unguided sampler", "y_unguided", xg, nb, 5e-4);
+    else th_ok(0, "guidance 1.0 ran: %s", rcg ? e.msg : "reference failed");
 
     int64_t sl[4] = {1, 32, Rb, 3 * Rb};
     th_save(g_dir, "low", xb, 4, sl);
@@ -246,7 +263,7 @@ int main(void) {
     rc = run_stage(&up, &o, noise, conds, xb, Rb, xu, &e);
     th_ok(!rc, "upsampler stage %d -> %d, eta %g, S %d: %s", Rb, Ru, o.eta, o.steps, rc ? e.msg : "ran");
     write_job("upsample", "upsample.json", "upsample.safetensors", 1.0, 0.0, 100, "sigmoid", 32, 0);
-    if (!rc && th_ref("ref_sample.py", "sample %s", g_dir) == 0) compare("upsampler sample (eta 0, S steps, x0 model, no clip)", xu, nu, 2e-5);
+    if (!rc && th_ref("ref_sample.py", "sample %s", g_dir) == 0) compare("upsampler sample (eta 0, S steps, x0 model, no clip)", "y", xu, nu, 2e-5);
     else th_ok(0, "reference upsampler sample ran");
     /* the low-res condition is rounded to fp16 (the original's LR/<name>.npy): the same bits as
      * --low-res-precision fp32 on a pre-rounded base sample, other bits than fp32 on the raw one */

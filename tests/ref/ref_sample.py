@@ -10,12 +10,15 @@ sigma = 0, u; "up." for the upsampler) in the original's order (§10.6).
   ref_sample.py make DIR KIND SEED   DIR/KIND.json (the network config) -> DIR/KIND.pt: a torch.save'd
                                      state dict of the reference network with PyTorch's default init
                                      (torch.manual_seed(SEED)), for pipelines/convert_checkpoint.py
-  ref_sample.py sample DIR           DIR/job.json: stage (base|upsample), cfg, ckpt (safetensors),
+  ref_sample.py sample DIR [TAG]     DIR/job.json: stage (base|upsample), cfg, ckpt (safetensors),
                                      features [paths], rows (of the noise file), noise, guidance, eta, steps, T, schedule, clip,
                                      low (npy [P,C,r,3r], upsample; rounded to float16 first, as the
                                      original's base_sample.py saves LR/<name>.npy and
                                      upsample_sample.py conditions on that file, unless
-                                     "low_fp16": false), R -> DIR/y.npy [P,C,R,3R]
+                                     "low_fp16": false), R -> DIR/y.npy [P,C,R,3R] (DIR/y_TAG.npy
+                                     with TAG); base with clipping also DIR/margin.npy [1]: the
+                                     least |x - sqrt(1 - abar) e| of the first step, whose sign
+                                     decides the clipped x0 there (sqrt(abar) is 7e-11 at t = 999)
 The networks and the sampler arithmetic run in fp32, as the original's."""
 import json
 import os
@@ -51,7 +54,7 @@ def ref_from_u(moments, u):  # §1.4
     return mean + torch.exp(0.5 * lv) * u
 
 
-def sample(d):
+def sample(d, tag=""):
     job = json.load(open(f"{d}/job.json"))
     base = job["stage"] == "base"
     pre = "" if base else "up."
@@ -110,10 +113,12 @@ def sample(d):
             x0 = out[:, :C]
             e = (full(ch.sqrt_recip[t]) * x - x0) / full(ch.sqrt_recipm1[t])
         if job["clip"]:
+            if base and j == 0:
+                np.save(f"{d}/margin.npy", np.array([(x - s1 * e).abs().min().item()], dtype=np.float32))
             x0 = x0.clamp(-1, 1)
         z = nz(f"z.{j}").float()
         x = a_prev.sqrt() * x0 + (1.0 - a_prev - sigma_t ** 2).clamp(min=0).sqrt() * e + sigma_t * z
-    np.save(f"{d}/y.npy", x.numpy())
+    np.save(f"{d}/y{'_' + tag if tag else ''}.npy", x.numpy())
     print(f"ref_sample: {job['stage']} {len(ts)} steps, guidance {s}, eta {job['eta']}, batch {B}, |x| max {x.abs().max():.4g}")
 
 
@@ -121,8 +126,8 @@ def main():
     torch.set_num_threads(2)
     if len(sys.argv) == 5 and sys.argv[1] == "make":
         make(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-    elif len(sys.argv) == 3 and sys.argv[1] == "sample":
-        sample(sys.argv[2])
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "sample":
+        sample(sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else "")
     else:
         sys.exit("usage: ref_sample.py make DIR base|upsample SEED | sample DIR")
 
