@@ -27,85 +27,104 @@ static void one_case(rhd_ctx *ctx, int C, int R, int N, int maxcnt, int clamp, i
     if (rhd_decoder_init(&dec, &cfg, ctx, 1, &e)) { th_ok(0, "decoder init: %s", e.msg); return; }
     rhd_decoder_init_weights(&dec, th_seed());
     int64_t tri_n = (int64_t)3 * C * R * R;
-    float *planes = th_randu(tri_n, -1.3f, 1.3f); /* some texels beyond the clamp */
-    float *cnt_u = th_randu(N, 0.f, (float)maxcnt + 0.999f);
-    int32_t *rays = malloc(sizeof(int32_t) * 2 * N);
-    float *raysf = malloc(sizeof(float) * 2 * N);
-    int64_t M = 0;
-    for (int r = 0; r < N; r++) {
-        int c = (int)cnt_u[r];
-        rays[2 * r] = (int32_t)M, rays[2 * r + 1] = c;
-        raysf[2 * r] = (float)M, raysf[2 * r + 1] = (float)c;
-        M += c;
-    }
-    float *xyz = th_randu(3 * M, -1.f, 1.f), *dirs = th_randn(3 * M, 1.f);
-    for (int64_t i = 0; i < M; i++) {
-        float *d = dirs + 3 * i, n = sqrtf(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-        for (int a = 0; a < 3; a++) d[a] /= n;
-    }
-    float *d0 = th_randu(M, 0.005f, 0.08f), *d1 = th_randu(M, 0.005f, 0.08f), *gt = th_randu(3 * N, 0.f, 1.f);
-    float *dplanes = calloc((size_t)tri_n, sizeof(float)), *pred = malloc(sizeof(float) * 3 * N);
-    memset(dec.P.grad, 0, sizeof(float) * (size_t)dec.P.total);
-    rhd_render_cfg rc;
-    rhd_render_cfg_default(&rc);
-    rhd_renderer r;
-    rhd_renderer_init(&r, ctx, &dec, &rc);
-    rhd_triplane T = rhd_triplane_view(planes, C, R, clamp, ctx);
-    double mse = rhd_renderer_train_samples(&r, &T, dplanes, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, pred);
-
-    char name[96];
-    snprintf(name, sizeof name, "render_C%d_R%d_N%d_clamp%d_%s", C, R, N, clamp, rhd_plane_agg_name(agg));
-    const char *dir = th_subdir(name);
-    int64_t s4[4] = {3, C, R, R}, sM3[2] = {M, 3}, sM[1] = {M}, sN2[2] = {N, 2}, sN3[2] = {N, 3};
-    th_save(dir, "planes", planes, 4, s4);
-    th_save(dir, "xyz", xyz, 2, sM3);
-    th_save(dir, "dirs", dirs, 2, sM3);
-    th_save(dir, "delta0", d0, 1, sM);
-    th_save(dir, "rays", raysf, 2, sN2);
-    th_save(dir, "gt", gt, 2, sN3);
-    for (int i = 0; i < dec.P.n; i++) th_save(dir, dec.P.info[i].name, rhd_param(&dec.P, i), dec.P.info[i].ndim, dec.P.info[i].shape);
-    if (th_ref("ref_fit.py", "render %s %d %d %d %g %s", dir, C, R, clamp, rc.T_thresh, rhd_plane_agg_name(agg))) {
-        th_ok(0, "%s: reference ran", name);
-    } else {
-        float *rp = th_load(dir, "pred", 3 * N), *rl = th_load(dir, "loss", 1), *rg = th_load(dir, "dplanes", tri_n);
-        char what[320];
-        if (rp && rl && rg) {
-            snprintf(what, sizeof what, "%s pred (M=%lld samples)", name, (long long)M);
-            th_close(what, pred, rp, 3 * N, 1e-9);
-            float m32 = (float)mse;
-            snprintf(what, sizeof what, "%s mse", name);
-            th_close(what, &m32, rl, 1, 1e-10);
-            snprintf(what, sizeof what, "%s dplanes", name);
-            /* gradients: 1e-6, not tighter: a ReLU input or a clamped texel within float32 rounding
-             * of its kink can fall on the other side in the float64 reference, which moves a few
-             * entries (RHD_TEST_SEED=1795976294: nmse 3.8e-8 in d color_net.0.weight); a wrong
-             * gradient gives nmse ~ 1 */
-            th_close(what, dplanes, rg, tri_n, GRAD_TOL);
-        } else
-            th_ok(0, "%s: reference outputs", name);
-        for (int i = 0; i < dec.P.n; i++) {
-            char n2[160];
-            snprintf(n2, sizeof n2, "d_%s", dec.P.info[i].name);
-            float *ref = th_load(dir, n2, dec.P.info[i].numel);
-            snprintf(what, sizeof what, "%s %s", name, n2);
-            if (ref) th_close(what, rhd_param_grad(&dec.P, i), ref, dec.P.info[i].numel, GRAD_TOL);
-            else th_ok(0, "%s: missing", what);
-            free(ref);
+    /* A ReLU input of color_net within float32 rounding of 0 can fall on the other side of its kink
+     * in the float64 reference, which moves that sample's gradient (nmse up to 4e-6 in d
+     * color_net.0.weight, RHD_TEST_SEED=3915058069, offset-product, where the least |ReLU input| was
+     * 1.5e-6): inputs whose least |ReLU input| in the reference is below 2e-6 are drawn again (about
+     * half the draws; the least of the ~2e4 ReLU inputs is typically a few 1e-6). */
+    for (int draw = 0;; draw++) {
+        float *planes = th_randu(tri_n, -1.3f, 1.3f); /* some texels beyond the clamp */
+        float *cnt_u = th_randu(N, 0.f, (float)maxcnt + 0.999f);
+        int32_t *rays = malloc(sizeof(int32_t) * 2 * N);
+        float *raysf = malloc(sizeof(float) * 2 * N);
+        int64_t M = 0;
+        for (int r = 0; r < N; r++) {
+            int c = (int)cnt_u[r];
+            rays[2 * r] = (int32_t)M, rays[2 * r + 1] = c;
+            raysf[2 * r] = (float)M, raysf[2 * r + 1] = (float)c;
+            M += c;
         }
-        free(rp), free(rl), free(rg);
+        float *xyz = th_randu(3 * M, -1.f, 1.f), *dirs = th_randn(3 * M, 1.f);
+        for (int64_t i = 0; i < M; i++) {
+            float *d = dirs + 3 * i, n = sqrtf(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+            for (int a = 0; a < 3; a++) d[a] /= n;
+        }
+        float *d0 = th_randu(M, 0.005f, 0.08f), *d1 = th_randu(M, 0.005f, 0.08f), *gt = th_randu(3 * N, 0.f, 1.f);
+        float *dplanes = calloc((size_t)tri_n, sizeof(float)), *pred = malloc(sizeof(float) * 3 * N);
+        memset(dec.P.grad, 0, sizeof(float) * (size_t)dec.P.total);
+        rhd_render_cfg rc;
+        rhd_render_cfg_default(&rc);
+        rhd_renderer r;
+        rhd_renderer_init(&r, ctx, &dec, &rc);
+        rhd_triplane T = rhd_triplane_view(planes, C, R, clamp, ctx);
+        double mse = rhd_renderer_train_samples(&r, &T, dplanes, xyz, dirs, d0, d1, rays, N, M, gt, 1.f, 1, pred);
+
+        char name[96];
+        snprintf(name, sizeof name, "render_C%d_R%d_N%d_clamp%d_%s", C, R, N, clamp, rhd_plane_agg_name(agg));
+        const char *dir = th_subdir(name);
+        int64_t s4[4] = {3, C, R, R}, sM3[2] = {M, 3}, sM[1] = {M}, sN2[2] = {N, 2}, sN3[2] = {N, 3};
+        th_save(dir, "planes", planes, 4, s4);
+        th_save(dir, "xyz", xyz, 2, sM3);
+        th_save(dir, "dirs", dirs, 2, sM3);
+        th_save(dir, "delta0", d0, 1, sM);
+        th_save(dir, "rays", raysf, 2, sN2);
+        th_save(dir, "gt", gt, 2, sN3);
+        for (int i = 0; i < dec.P.n; i++) th_save(dir, dec.P.info[i].name, rhd_param(&dec.P, i), dec.P.info[i].ndim, dec.P.info[i].shape);
+        int ref_rc = th_ref("ref_fit.py", "render %s %d %d %d %g %s", dir, C, R, clamp, rc.T_thresh, rhd_plane_agg_name(agg));
+        float *kink = ref_rc ? NULL : th_load(dir, "kink", 1);
+        double margin = kink ? kink[0] : 1;
+        free(kink);
+        if (!ref_rc && margin < 2e-6 && draw < 19) {
+            th_diag("%s draw %d: a ReLU input %.2g from its kink, drawing again", name, draw, margin);
+            rhd_renderer_free(&r);
+            free(planes), free(cnt_u), free(rays), free(raysf), free(xyz), free(dirs), free(d0), free(d1), free(gt), free(dplanes),
+                free(pred);
+            continue;
+        }
+        if (ref_rc) {
+            th_ok(0, "%s: reference ran", name);
+        } else {
+            float *rp = th_load(dir, "pred", 3 * N), *rl = th_load(dir, "loss", 1), *rg = th_load(dir, "dplanes", tri_n);
+            char what[320];
+            if (rp && rl && rg) {
+                snprintf(what, sizeof what, "%s pred (M=%lld samples)", name, (long long)M);
+                th_close(what, pred, rp, 3 * N, 1e-9);
+                float m32 = (float)mse;
+                snprintf(what, sizeof what, "%s mse", name);
+                th_close(what, &m32, rl, 1, 1e-10);
+                snprintf(what, sizeof what, "%s dplanes", name);
+                /* gradients: 1e-6, not tighter: a ReLU input or a clamped texel within float32 rounding
+                 * of its kink can fall on the other side in the float64 reference, which moves a few
+                 * entries (RHD_TEST_SEED=1795976294: nmse 3.8e-8 in d color_net.0.weight); a wrong
+                 * gradient gives nmse ~ 1 */
+                th_close(what, dplanes, rg, tri_n, GRAD_TOL);
+            } else
+                th_ok(0, "%s: reference outputs", name);
+            for (int i = 0; i < dec.P.n; i++) {
+                char n2[160];
+                snprintf(n2, sizeof n2, "d_%s", dec.P.info[i].name);
+                float *ref = th_load(dir, n2, dec.P.info[i].numel);
+                snprintf(what, sizeof what, "%s %s", name, n2);
+                if (ref) th_close(what, rhd_param_grad(&dec.P, i), ref, dec.P.info[i].numel, GRAD_TOL);
+                else th_ok(0, "%s: missing", what);
+                free(ref);
+            }
+            free(rp), free(rl), free(rg);
+        }
+        /* the density path gives the full forward's sigma */
+        float *s_full = malloc(sizeof(float) * M), *s_den = malloc(sizeof(float) * M), *rgb = malloc(sizeof(float) * 3 * M);
+        rhd_decoder_acts acts = {0};
+        rhd_decoder_forward(ctx, &dec, &acts, s_full, rgb, xyz, dirs, planes, R, clamp, M);
+        rhd_decoder_density(ctx, &dec, &acts, s_den, xyz, planes, R, clamp, M);
+        snprintf(name, sizeof name, "density path = full sigma (C%d R%d %s)", C, R, rhd_plane_agg_name(agg));
+        th_close(name, s_den, s_full, M, 1e-12);
+        rhd_decoder_acts_free(&acts);
+        free(s_full), free(s_den), free(rgb);
+        rhd_renderer_free(&r);
+        free(planes), free(cnt_u), free(rays), free(raysf), free(xyz), free(dirs), free(d0), free(d1), free(gt), free(dplanes), free(pred);
+        break;
     }
-    /* the density path gives the full forward's sigma */
-    float *s_full = malloc(sizeof(float) * M), *s_den = malloc(sizeof(float) * M), *rgb = malloc(sizeof(float) * 3 * M);
-    rhd_decoder_acts acts = {0};
-    rhd_decoder_forward(ctx, &dec, &acts, s_full, rgb, xyz, dirs, planes, R, clamp, M);
-    rhd_decoder_density(ctx, &dec, &acts, s_den, xyz, planes, R, clamp, M);
-    snprintf(name, sizeof name, "density path = full sigma (C%d R%d %s)", C, R, rhd_plane_agg_name(agg));
-    th_close(name, s_den, s_full, M, 1e-12);
-    rhd_decoder_acts_free(&acts);
-    free(s_full), free(s_den), free(rgb);
-    rhd_renderer_free(&r);
     rhd_decoder_free(&dec);
-    free(planes), free(cnt_u), free(rays), free(raysf), free(xyz), free(dirs), free(d0), free(d1), free(gt), free(dplanes), free(pred);
 }
 
 /* Inference: warm a small grid and render a 24x20 view from a camera looking at the box. */

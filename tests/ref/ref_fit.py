@@ -65,9 +65,10 @@ def main():
                  W["sigma_net.2.weight"], W["sigma_net.2.bias"])
     sigma = TruncExp.apply(h[:, 0])
     x = torch.cat([freq(feat[:, :cc]), h[:, 1:], freq(dirs)], dim=-1)
-    x = F.relu(F.linear(x, W["color_net.0.weight"]))
-    x = F.relu(F.linear(x, W["color_net.1.weight"]))
-    rgb = torch.sigmoid(F.linear(x, W["color_net.2.weight"]))
+    z0 = F.linear(x, W["color_net.0.weight"])
+    z1 = F.linear(F.relu(z0), W["color_net.1.weight"])
+    kink = min(z0.abs().min().item(), z1.abs().min().item())  # the ReLU input nearest its kink
+    rgb = torch.sigmoid(F.linear(F.relu(z1), W["color_net.2.weight"]))
     preds = []
     for r in range(rays.shape[0]):
         off, cnt = int(rays[r, 0]), int(rays[r, 1])
@@ -90,6 +91,7 @@ def main():
     sv("pred", pred)
     sv("loss", loss.reshape(1))
     sv("dplanes", planes.grad)
+    sv("kink", torch.tensor([kink]))
     for n in NAMES:
         sv("d_" + n, W[n].grad)
 
