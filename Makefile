@@ -93,7 +93,7 @@ LIB_SRC := $(wildcard common/*.c common/models/*.c formats/*.c kernels/*.c)
 CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu common/models/*.cu kernels/*.cu))
 TOOL_SRC := $(wildcard tools/rhd-*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/kernels/test_*.c tests/models/test_*.c)
-TEST_CXX_SRC := $(wildcard tests/models/test_*.cpp)
+TEST_CXX_SRC := $(wildcard tests/kernels/test_*.cpp tests/models/test_*.cpp)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -141,7 +141,11 @@ $(BUILD)/tests/%: tests/models/%.c $(TEST_HDR) $(LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 # C++20 tests (std::barrier): the CUDA kernels' device code emulated on the CPU
 CXXFLAGS := $(filter-out -std=c11,$(CFLAGS)) -std=c++20 -pthread -Wno-unknown-pragmas
-$(BUILD)/tests/%: tests/models/%.cpp $(TEST_HDR) $(LIB) $(wildcard common/models/*.cuh)
+EMU_DEPS := $(TEST_HDR) tests/cuda_emu.hpp $(LIB) $(wildcard common/models/*.cuh kernels/*.cuh)
+$(BUILD)/tests/%: tests/kernels/%.cpp $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+$(BUILD)/tests/%: tests/models/%.cpp $(EMU_DEPS)
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 $(BUILD)/bench/%: tests/bench/%.c $(TEST_HDR) $(LIB)

@@ -67,7 +67,7 @@ typedef struct rhd_common_opts {
     RHD_OPT_INT_(0, "seed", T, common.seed, "N", "random seed", 0, 9.007199254740992e15),         \
     RHD_OPT_INT_(0, "threads", T, common.threads, "N", "CPU threads (0: OpenMP default)", 0, 4096),\
     RHD_OPT_FLAG_(0, "tf32", T, common.tf32, "CUDA: TF32 tensor cores for matmuls and convolutions (default: strict fp32; no effect on the CPU)"), \
-    RHD_OPT_FLAG_(0, "bf16", T, common.bf16, "CUDA: convolutions and matmuls on bf16 tensor cores (inputs rounded to bf16, fp32 sums; the rest fp32; no effect on the CPU)"), \
+    RHD_OPT_FLAG_(0, "bf16", T, common.bf16, "CUDA: convolutions and matmuls on bf16 tensor cores (inputs rounded to bf16, fp32 sums; the rest fp32; attention fused unless RHD_NO_FUSED_ATTN=1; no effect on the CPU)"), \
     RHD_OPT_STRING_(0, "config", T, common.config, "FILE", "JSON object of option values; flags override it"), \
     RHD_OPT_FLAG_('q', "quiet", T, common.quiet, "no progress or info messages"),                 \
     RHD_OPT_COUNT_('v', "verbose", T, common.verbose, "more messages (repeatable)")

@@ -5,11 +5,20 @@
  * out = P v by a second batched GEMM. Backward recomputes P from lse, forms dS = P (dout v^T - D)
  * in a row kernel and finishes with three batched GEMMs. Chunks keep each [Tq, Tk] scratch
  * below 2^26 floats (256 MiB). cuBLAS runs in pedantic fp32 unless ctx->allow_tf32 (set on the
- * handle by backend_cuda.cu). The layout kernels are exact gathers; the pooling kernels run the
- * per-element helpers of attention.h, with the batch loops in the same order as the CPU. */
+ * handle by backend_cuda.cu). Under --bf16 (ctx->allow_bf16) with a head dim of 16, 32, 64 or
+ * 128, the core runs the fused kernels of kernels/attention_fused.cuh instead: no [Tq, Tk] matrix
+ * in device memory, scratch only D [B, H, Tq] in backward (environment RHD_NO_FUSED_ATTN=1 keeps
+ * the GEMM path, for comparisons). The layout kernels are exact gathers; the pooling kernels run
+ * the per-element helpers of attention.h, with the batch loops in the same order as the CPU. */
+#include <cuda_bf16.h>
+#include <mma.h>
+#include <stdlib.h>
 #include "kernels/attention.h"
 #include "common/cuda_check.h"
 #include "kernels/linear.h"
+
+#define RHD_FA_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#include "kernels/attention_fused.cuh"
 
 #define ATTN_BLOCK 256
 
@@ -102,9 +111,74 @@ static int64_t core_chunk(int64_t BH, int Tq, int Tk) {
     return c < BH ? c : BH;
 }
 
+/* ---- the fused path (--bf16) ---------------------------------------------------------------- */
+
+static bool use_fused(rhd_ctx *ctx, int d, int Tk) {
+    return ctx->allow_bf16 && FA_HEAD_OK(d) && Tk > 0 && !getenv("RHD_NO_FUSED_ATTN");
+}
+
+#define FA_MAX_ITEMS 65535 /* gridDim.y */
+static unsigned fa_tiles(int n) { return (unsigned)((n + FA_ROWS - 1) / FA_ROWS); }
+
+template <int D>
+static void fa_forward(rhd_ctx *ctx, float *out, float *lse, const float *q, const float *k, const float *v, int64_t BH,
+                       int Tq, int Tk, float scale) {
+    unsigned sm = fa_dims<D>::smem_fwd;
+    CUDA_CHECK(cudaFuncSetAttribute(fa_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+    for (int64_t b0 = 0; b0 < BH; b0 += FA_MAX_ITEMS) {
+        unsigned nb = (unsigned)(BH - b0 < FA_MAX_ITEMS ? BH - b0 : FA_MAX_ITEMS);
+        fa_forward_kernel<D><<<dim3(fa_tiles(Tq), nb), FA_THREADS, sm, RHD_CUDA_STREAM(ctx)>>>(out, lse, q, k, v, Tq,
+                                                                                              Tk, scale, b0);
+        CUDA_CHECK(cudaGetLastError());
+    }
+}
+
+/* Dv: scratch of BH * Tq floats. */
+template <int D>
+static void fa_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                        const float *v, const float *out, const float *lse, int64_t BH, int Tq, int Tk, float scale,
+                        float *Dv) {
+    cudaStream_t s = RHD_CUDA_STREAM(ctx);
+    int64_t rows = BH * Tq;
+    fa_rowdot_kernel<D><<<(unsigned)((rows + FA_THREADS / 32 - 1) / (FA_THREADS / 32)), FA_THREADS, 0, s>>>(Dv, dout,
+                                                                                                           out, rows);
+    CUDA_CHECK(cudaGetLastError());
+    unsigned skv = fa_dims<D>::smem_bkv, sq = fa_dims<D>::smem_bq;
+    CUDA_CHECK(cudaFuncSetAttribute(fa_backward_kv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)skv));
+    CUDA_CHECK(cudaFuncSetAttribute(fa_backward_q_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sq));
+    for (int64_t b0 = 0; b0 < BH; b0 += FA_MAX_ITEMS) {
+        unsigned nb = (unsigned)(BH - b0 < FA_MAX_ITEMS ? BH - b0 : FA_MAX_ITEMS);
+        fa_backward_kv_kernel<D><<<dim3(fa_tiles(Tk), nb), FA_THREADS, skv, s>>>(dk, dv, dout, q, k, v, lse, Dv, Tq, Tk,
+                                                                                 scale, b0);
+        fa_backward_q_kernel<D><<<dim3(fa_tiles(Tq), nb), FA_THREADS, sq, s>>>(dq, dout, q, k, v, lse, Dv, Tq, Tk,
+                                                                               scale, b0);
+        CUDA_CHECK(cudaGetLastError());
+    }
+}
+
+#define FA_DISPATCH(d, call)                                                                                            \
+    switch (d) {                                                                                                       \
+    case 16: call(16); break;                                                                                          \
+    case 32: call(32); break;                                                                                          \
+    case 64: call(64); break;                                                                                          \
+    default: call(128); break;                                                                                         \
+    }
+
+/* Floats of scratch that core_forward (backward: core_backward) needs. */
+static int64_t core_scratch(rhd_ctx *ctx, int64_t BH, int Tq, int Tk, int d, int backward) {
+    if (use_fused(ctx, d, Tk)) return backward ? BH * Tq : 0;
+    return (backward ? 2 : 1) * core_chunk(BH, Tq, Tk) * Tq * Tk;
+}
+
 static void core_forward(rhd_ctx *ctx, float *out, float *lse, const float *q, const float *k, const float *v,
                          int64_t BH, int Tq, int Tk, int d, float scale, float *S) {
     if (BH == 0 || Tq == 0) return;
+    if (use_fused(ctx, d, Tk)) {
+#define FA_FWD(D) fa_forward<D>(ctx, out, lse, q, k, v, BH, Tq, Tk, scale)
+        FA_DISPATCH(d, FA_FWD);
+#undef FA_FWD
+        return;
+    }
     int64_t chunk = core_chunk(BH, Tq, Tk);
     for (int64_t b0 = 0; b0 < BH; b0 += chunk) {
         int nb = (int)(BH - b0 < chunk ? BH - b0 : chunk);
@@ -118,7 +192,7 @@ static void core_forward(rhd_ctx *ctx, float *out, float *lse, const float *q, c
     }
 }
 
-/* S: scratch of 2 * core_chunk(...) * Tq * Tk floats. */
+/* S: scratch of core_scratch(..., 1) floats. */
 static void core_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const float *dout, const float *q,
                           const float *k, const float *v, const float *out, const float *lse, int64_t BH, int Tq, int Tk,
                           int d, float scale, float *S) {
@@ -126,6 +200,12 @@ static void core_backward(rhd_ctx *ctx, float *dq, float *dk, float *dv, const f
     if (Tq == 0) {
         CUDA_CHECK(cudaMemsetAsync(dk, 0, sizeof(float) * BH * Tk * d, RHD_CUDA_STREAM(ctx)));
         CUDA_CHECK(cudaMemsetAsync(dv, 0, sizeof(float) * BH * Tk * d, RHD_CUDA_STREAM(ctx)));
+        return;
+    }
+    if (use_fused(ctx, d, Tk)) {
+#define FA_BWD(D) fa_backward<D>(ctx, dq, dk, dv, dout, q, k, v, out, lse, BH, Tq, Tk, scale, S)
+        FA_DISPATCH(d, FA_BWD);
+#undef FA_BWD
         return;
     }
     int64_t chunk = core_chunk(BH, Tq, Tk), per = (int64_t)Tq * Tk;
@@ -381,7 +461,7 @@ static __global__ void pool_db_kernel(float *dpos, float *dbq, float *dbk, float
 extern "C" void rhd_attention_forward_cuda(rhd_ctx *ctx, float *out, float *lse, const float *q, const float *k,
                                            const float *v, int B, int H, int Tq, int Tk, int d, float scale) {
     int64_t BH = (int64_t)B * H;
-    float *S = (float *)rhd_ctx_workspace(ctx, sizeof(float) * core_chunk(BH, Tq, Tk) * Tq * Tk + 4);
+    float *S = (float *)rhd_ctx_workspace(ctx, sizeof(float) * core_scratch(ctx, BH, Tq, Tk, d, 0) + 4);
     core_forward(ctx, out, lse, q, k, v, BH, Tq, Tk, d, scale, S);
     CUDA_CHECK(cudaGetLastError());
 }
@@ -390,7 +470,7 @@ extern "C" void rhd_attention_backward_cuda(rhd_ctx *ctx, float *dq, float *dk, 
                                             const float *q, const float *k, const float *v, const float *out,
                                             const float *lse, int B, int H, int Tq, int Tk, int d, float scale) {
     int64_t BH = (int64_t)B * H;
-    float *S = (float *)rhd_ctx_workspace(ctx, sizeof(float) * 2 * core_chunk(BH, Tq, Tk) * Tq * Tk + 4);
+    float *S = (float *)rhd_ctx_workspace(ctx, sizeof(float) * core_scratch(ctx, BH, Tq, Tk, d, 1) + 4);
     core_backward(ctx, dq, dk, dv, dout, q, k, v, out, lse, BH, Tq, Tk, d, scale, S);
     CUDA_CHECK(cudaGetLastError());
 }
@@ -422,7 +502,7 @@ extern "C" void rhd_attention_block_forward_cuda(rhd_ctx *ctx, float *out, float
                                                  const float *ekv, int B, int C, int H, int T, int Te) {
     int d = C / H, Tk = Te + T;
     int64_t BH = (int64_t)B * H, nq = (int64_t)B * C * T, nk = (int64_t)B * C * Tk;
-    int64_t ns = core_chunk(BH, T, Tk) * T * Tk;
+    int64_t ns = core_scratch(ctx, BH, T, Tk, d, 0);
     float *q = (float *)rhd_ctx_workspace(ctx, sizeof(float) * (2 * nq + 2 * nk + ns));
     float *o = q + nq, *k = o + nq, *v = k + nk, *S = v + nk;
     split_launch(ctx, q, k, v, qkv, ekv, B, H, d, T, Te);
@@ -436,7 +516,7 @@ extern "C" void rhd_attention_block_backward_cuda(rhd_ctx *ctx, float *dqkv, flo
                                                   const float *lse, int B, int C, int H, int T, int Te) {
     int d = C / H, Tk = Te + T;
     int64_t BH = (int64_t)B * H, nq = (int64_t)B * C * T, nk = (int64_t)B * C * Tk;
-    int64_t ns = 2 * core_chunk(BH, T, Tk) * T * Tk;
+    int64_t ns = core_scratch(ctx, BH, T, Tk, d, 1);
     float *q = (float *)rhd_ctx_workspace(ctx, sizeof(float) * (4 * nq + 4 * nk + ns));
     float *o = q + nq, *do_ = o + nq, *dq = do_ + nq, *k = dq + nq, *v = k + nk, *dk = v + nk, *dv = dk + nk;
     float *S = dv + nk;

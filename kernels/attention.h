@@ -36,7 +36,10 @@
  *   dpos, dwq, dbq, dwk, dbk, dwv, dbv accumulated (+=), over the batch in a fixed order.
  *
  * CUDA: cuBLAS strided-batched GEMMs (pedantic fp32, no TF32 unless ctx->allow_tf32) and row
- * softmax kernels; the pooling kernels run the same per-element helpers as the CPU (below). */
+ * softmax kernels; under --bf16 (ctx->allow_bf16) with d = 16, 32, 64 or 128 the core is fused
+ * instead (kernels/attention_fused.cuh: bf16 tensor cores, scores only in shared memory, the same
+ * contract; RHD_NO_FUSED_ATTN=1 keeps the GEMMs). The pooling kernels run the same per-element
+ * helpers as the CPU (below). */
 #ifndef RHD_KERNELS_ATTENTION_H
 #define RHD_KERNELS_ATTENTION_H
 #include <stdint.h>

@@ -3,7 +3,8 @@
  * $RHD_BENCH_THREADS threads (default 2). RHD_BENCH_DEVICE=cuda times our CUDA backend instead.
  * Each op: one warm-up run, then the best of at least RHD_BENCH_REPS (3) and at most 20 runs,
  * timing more while the runs so far took under 2 s (the PyTorch side does the same).
- * Prints one row per op: op | shape | ours ms | torch ms | torch/ours (> 1: we are faster). */
+ * Prints one row per op: op | shape | ours ms | torch ms | torch/ours (> 1: we are faster). On CUDA
+ * also the --bf16 attention block at the UNet's training size, fused and through the GEMMs. */
 #include "bench.h"
 #include "kernels/attention.h"
 #include "kernels/embed.h"
@@ -123,6 +124,23 @@ int main(void) {
     for (int i = 0; i < nc; i++) {
         double ms = time_case(&cases[i]);
         bench_add(&tab, cases[i].key, cases[i].op, cases[i].shape, ms);
+    }
+    if (ctx->backend == RHD_BACKEND_CUDA) {
+        /* --bf16 at the UNet's training size (batch 3, first attention level): the fused kernels
+         * (kernels/attention_fused.cuh), then the GEMM path; no PyTorch row (fp32 reference) */
+        bcase b16[] = {
+            {"attn block fwd bf16 fused", "B3 C384 h6 32x96+16", "bf16_fused_f", K_BLOCK_F, 3, 384, 6, 32 * 96, 16},
+            {"attn block bwd bf16 fused", "B3 C384 h6 32x96+16", "bf16_fused_b", K_BLOCK_B, 3, 384, 6, 32 * 96, 16},
+            {"attn block fwd bf16 gemm", "B3 C384 h6 32x96+16", "bf16_gemm_f", K_BLOCK_F, 3, 384, 6, 32 * 96, 16},
+            {"attn block bwd bf16 gemm", "B3 C384 h6 32x96+16", "bf16_gemm_b", K_BLOCK_B, 3, 384, 6, 32 * 96, 16},
+        };
+        rhd_ctx_set_bf16(ctx, 1);
+        for (int i = 0; i < 4; i++) {
+            if (i == 2) setenv("RHD_NO_FUSED_ATTN", "1", 1);
+            bench_add(&tab, b16[i].key, b16[i].op, b16[i].shape, time_case(&b16[i]));
+        }
+        unsetenv("RHD_NO_FUSED_ATTN");
+        rhd_ctx_set_bf16(ctx, 0);
     }
     int rc = bench_ref(&tab, "bench_attn.py", "");
     bench_print(&tab);

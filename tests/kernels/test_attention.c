@@ -235,6 +235,36 @@ static void test_block(int B, int C, int H, int T, int Te, int fd, double tol) {
             snprintf(name, sizeof name, "attention block dekv cuda~cpu %s", shp);
             close_free(name, down(g_dekv, nekv), dekv, nekv, 1e-8);
         }
+        /* --bf16: the fused kernels (kernels/attention_fused.cuh) where the head dim is 16, 32, 64 or
+         * 128, else the GEMM path; then the GEMM path (RHD_NO_FUSED_ATTN=1). Both against the fp32
+         * CPU (inputs rounded to bf16: nmse ~1e-5); the fused path twice, bit for bit (no atomics). */
+        int d = C / H, fusable = d == 16 || d == 32 || d == 64 || d == 128;
+        for (int mode = 0; mode < 2; mode++) {
+            const char *tag = mode ? "bf16 gemm" : fusable ? "bf16 fused" : "bf16 (gemm: head dim not fused)";
+            if (mode) setenv("RHD_NO_FUSED_ATTN", "1", 1);
+            rhd_ctx_set_bf16(gpu, 1);
+            float *h[2][4] = {{0}};
+            for (int rep = 0; rep < 2; rep++) {
+                rhd_attention_block_forward(gpu, g_y, g_l, g_qkv, g_ekv, B, C, H, T, Te);
+                rhd_attention_block_backward(gpu, g_dqkv, g_dekv, g_dy, g_qkv, g_ekv, g_y, g_l, B, C, H, T, Te);
+                h[rep][0] = down(g_y, ny), h[rep][1] = down(g_l, nl), h[rep][2] = down(g_dqkv, nqkv);
+                h[rep][3] = Te ? down(g_dekv, nekv) : NULL;
+            }
+            rhd_ctx_set_bf16(gpu, 0);
+            unsetenv("RHD_NO_FUSED_ATTN");
+            const char *outs[] = {"y", "lse", "dqkv", "dekv"};
+            const float *ref[] = {y, lse, dqkv, dekv};
+            long ns[] = {ny, nl, nqkv, nekv};
+            int same = 1;
+            for (int i = 0; i < (Te ? 4 : 3); i++) {
+                snprintf(name, sizeof name, "attention block %s %s cuda~cpu %s", outs[i], tag, shp);
+                th_close(name, h[0][i], ref[i], ns[i], 1e-4);
+                same = same && !memcmp(h[0][i], h[1][i], sizeof(float) * ns[i]);
+            }
+            th_ok(same, "attention block %s cuda: two runs give identical bits %s", tag, shp);
+            for (int rep = 0; rep < 2; rep++)
+                for (int i = 0; i < 4; i++) free(h[rep][i]);
+        }
         float *gl[] = {g_qkv, g_ekv, g_dy, g_y, g_l, g_dqkv, g_dekv};
         for (int i = 0; i < 7; i++) rhd_buf_free(gpu, gl[i]);
     } else th_skip("attention block cuda~cpu %s: no CUDA device", shp);
@@ -382,6 +412,7 @@ int main(void) {
     test_block(1, 8, 2, 6, 3, 1, 1e-9);
     test_block(1, 6, 1, 5, 0, 1, 1e-9);
     test_block(2, 12, 3, 35, 4, 0, 1e-9);
+    test_block(2, 64, 2, 70, 16, 0, 1e-9); /* head dim 32: --bf16 fused, partial tiles */
     test_block(1, 384, 6, 32 * 96, 16, 0, 1e-8);
     test_threads(2, 64, 4, 700, 5);
     /* pooling: the model's single token, and several tokens */

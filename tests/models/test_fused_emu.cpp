@@ -3,22 +3,16 @@
  * so that the kernel's indexing, shared-memory layout and barriers are checked on every test run,
  * with or without a GPU.
  *
- * Emulation: each block runs as blockDim std::threads sharing one buffer as dynamic shared memory
- * (filled with NaN, so a read of anything not written first shows up), __syncthreads is a
- * std::barrier, blocks run one after another. The launcher's work (weight transposes, packing the
- * planes channels-last) is done here with the library's CPU ops, as decoder.cu does on the device.
+ * Emulation: tests/cuda_emu.hpp (each block as blockDim std::threads sharing a NaN-filled dynamic
+ * shared memory, __syncthreads a std::barrier, blocks one after another). The launcher's work
+ * (weight transposes, packing the planes channels-last) is done here with the library's CPU ops,
+ * as decoder.cu does on the device.
  * Compared: sigma, rgb and the density-only sigma against rhd_decoder_forward / _density on fresh
  * random inputs, at widths that take every code path (default sizes, a narrow sigma_net.2, more
  * output rows than threads, no geometry features, hidden < channels, a partial last tile). Under
  * `make SAN=1` the shared buffer is exactly the kernel's size, so an out-of-range index is caught. */
-#include <barrier>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <thread>
-#include <vector>
+#include "cuda_emu.hpp"
+#include <ctime>
 extern "C" {
 #include "common/backend.h"
 #include "common/models/decoder.h"
@@ -29,43 +23,11 @@ extern "C" {
 #include "kernels/freq_encode.h"
 #include "kernels/triplane.h"
 
-/* ---- the CUDA vocabulary the kernel uses ---- */
-struct float4 {
-    float x, y, z, w;
-};
-static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
-struct emu_dim3 {
-    unsigned x, y, z;
-};
-static thread_local emu_dim3 threadIdx;
-static emu_dim3 blockIdx, blockDim;
-static std::barrier<> *emu_barrier;
-static float *emu_smem;
-template <class T> static T __ldg(const T *p) { return *p; }
-#define __device__
-#define __global__
-#define __launch_bounds__(n)
-#define __syncthreads() emu_barrier->arrive_and_wait()
 #define RHD_FUSED_SMEM(name) float4 *name = (float4 *)emu_smem
 #include "common/models/decoder_fused.cuh"
 
 static void launch(unsigned grid, unsigned block, size_t smem, fused_args a) {
-    blockDim = {block, 1, 1};
-    std::vector<float> shared(smem / sizeof(float));
-    for (unsigned b = 0; b < grid; b++) {
-        blockIdx = {b, 0, 0};
-        for (float &v : shared) v = NAN;
-        emu_smem = shared.data();
-        std::barrier<> bar(block);
-        emu_barrier = &bar;
-        std::vector<std::thread> th;
-        for (unsigned t = 0; t < block; t++)
-            th.emplace_back([t, a] {
-                threadIdx = {t, 0, 0};
-                fused_kernel(a);
-            });
-        for (auto &x : th) x.join();
-    }
+    emu_launch({grid, 1, 1}, block, smem, [a] { fused_kernel(a); });
 }
 
 static int n_test, n_fail;
