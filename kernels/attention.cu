@@ -113,8 +113,23 @@ static int64_t core_chunk(int64_t BH, int Tq, int Tk) {
 
 /* ---- the fused path (--bf16) ---------------------------------------------------------------- */
 
+/* Largest dynamic shared memory of the three fused kernels at head dim d. */
+template <int D> static unsigned fa_smem_max() {
+    typedef fa_dims<D> dm;
+    unsigned a = dm::smem_fwd > dm::smem_bkv ? dm::smem_fwd : dm::smem_bkv;
+    return a > dm::smem_bq ? a : dm::smem_bq;
+}
+
+/* --bf16, a head dim the fused kernels take, and a device whose opt-in shared memory per block
+ * holds them (H100/H200: 227 KiB; some parts have 99 KiB, too little for d = 128). */
 static bool use_fused(rhd_ctx *ctx, int d, int Tk) {
-    return ctx->allow_bf16 && FA_HEAD_OK(d) && Tk > 0 && !getenv("RHD_NO_FUSED_ATTN");
+    if (!ctx->allow_bf16 || !FA_HEAD_OK(d) || Tk <= 0 || getenv("RHD_NO_FUSED_ATTN")) return false;
+    int dev = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    unsigned need = d == 16 ? fa_smem_max<16>() : d == 32 ? fa_smem_max<32>() : d == 64 ? fa_smem_max<64>()
+                                                                                      : fa_smem_max<128>();
+    return need <= (unsigned)optin;
 }
 
 #define FA_MAX_ITEMS 65535 /* gridDim.y */

@@ -64,14 +64,31 @@ typedef fa_wmma::fragment<fa_wmma::matrix_a, 16, 16, 16, fa_bf16, fa_wmma::row_m
 typedef fa_wmma::fragment<fa_wmma::matrix_b, 16, 16, 16, fa_bf16, fa_wmma::row_major> fa_b_row;
 typedef fa_wmma::fragment<fa_wmma::matrix_b, 16, 16, 16, fa_bf16, fa_wmma::col_major> fa_b_col;
 
-/* dst [64][D] (stride LH) <- bf16 of rows r0 .. r0+63 of src [n][D] (fp32), zero past n; coalesced. */
+/* dst [64][D] (stride LH) <- bf16 of rows r0 .. r0+63 of src [n][D] (fp32), zero past n; coalesced,
+ * 16-byte loads when src is 16-byte aligned (D is a multiple of 16, so every row then is). */
 template <int D> static __device__ void fa_load_tile(fa_bf16 *dst, const float *src, int r0, int n) {
+    if (((uintptr_t)src & 15) == 0) {
+        for (int i = threadIdx.x; i < FA_ROWS * D / 4; i += FA_THREADS) {
+            int r = i / (D / 4), c = 4 * (i % (D / 4));
+            float4 x = r0 + r < n ? *(const float4 *)(src + (int64_t)(r0 + r) * D + c) : make_float4(0, 0, 0, 0);
+            fa_bf16 *o = dst + r * fa_dims<D>::LH + c;
+            o[0] = __float2bfloat16_rn(x.x), o[1] = __float2bfloat16_rn(x.y);
+            o[2] = __float2bfloat16_rn(x.z), o[3] = __float2bfloat16_rn(x.w);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < FA_ROWS * D; i += FA_THREADS) {
         int r = i / D, c = i % D;
         float x = r0 + r < n ? src[(int64_t)(r0 + r) * D + c] : 0.0f;
         dst[r * fa_dims<D>::LH + c] = __float2bfloat16_rn(x);
     }
 }
+
+/* The element-wise steps give lanes 2r, 2r+1 row r of the warp's 16 (32 columns each). With the
+ * fp32 row stride LS = 4 (mod 32 banks), rows r and r+8 and the two halves would hit the same
+ * bank; each lane walks its columns rotated by fa_skew() (0..3, distinct for those four lanes),
+ * which makes the fp32 accesses conflict-free. */
+static __device__ int fa_skew(int lane) { return 2 * (lane & 1) + (lane >> 4); }
 
 /* v [64] <- src[r0 + r] for r0 + r < n, else pad. */
 static __device__ void fa_load_rows(float *v, const float *src, int r0, int n, float pad) {
@@ -82,25 +99,31 @@ static __device__ void fa_load_rows(float *v, const float *src, int r0, int n, f
  * lb); C (fp32, stride lc). */
 template <int D>
 static __device__ void fa_mm_nt(float *c, int lc, const fa_bf16 *a, int la, const fa_bf16 *b, int lb) {
-    for (int n = 0; n < FA_COLS / 16; n++) {
-        fa_acc acc;
-        fa_wmma::fill_fragment(acc, 0.0f);
-        for (int k = 0; k < D; k += 16) {
-            fa_a_row fa;
+    fa_acc acc[FA_COLS / 16];
+#pragma unroll
+    for (int n = 0; n < FA_COLS / 16; n++) fa_wmma::fill_fragment(acc[n], 0.0f);
+#pragma unroll
+    for (int k = 0; k < D; k += 16) {
+        fa_a_row fa; /* loaded once per k step, used for the four column blocks */
+        fa_wmma::load_matrix_sync(fa, a + k, la);
+#pragma unroll
+        for (int n = 0; n < FA_COLS / 16; n++) {
             fa_b_col fb;
-            fa_wmma::load_matrix_sync(fa, a + k, la);
             fa_wmma::load_matrix_sync(fb, b + n * 16 * lb + k, lb);
-            fa_wmma::mma_sync(acc, fa, fb, acc);
+            fa_wmma::mma_sync(acc[n], fa, fb, acc[n]);
         }
-        fa_wmma::store_matrix_sync(c + n * 16, acc, lc, fa_wmma::mem_row_major);
     }
+#pragma unroll
+    for (int n = 0; n < FA_COLS / 16; n++) fa_wmma::store_matrix_sync(c + n * 16, acc[n], lc, fa_wmma::mem_row_major);
 }
 
 /* acc[n] += A B for the warp's 16 rows: A [16][64] bf16 (stride la), B [64][D] bf16 (stride lb). */
 template <int D> static __device__ void fa_mm_nn_acc(fa_acc *acc, const fa_bf16 *a, int la, const fa_bf16 *b, int lb) {
+#pragma unroll
     for (int k = 0; k < FA_COLS; k += 16) {
         fa_a_row fa;
         fa_wmma::load_matrix_sync(fa, a + k, la);
+#pragma unroll
         for (int n = 0; n < D / 16; n++) {
             fa_b_row fb;
             fa_wmma::load_matrix_sync(fb, b + k * lb + n * 16, lb);
@@ -124,7 +147,7 @@ static __global__ void __launch_bounds__(FA_THREADS)
     float *Ss = (float *)(smem + 3 * dm::tile_h + dm::tile_p), *Os = Ss + FA_ROWS * dm::LS;
     int64_t item = item0 + blockIdx.y;
     int r0 = blockIdx.x * FA_ROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int row = warp * 16 + (lane >> 1), half = lane & 1;
+    int row = warp * 16 + (lane >> 1), half = lane & 1, sk = fa_skew(lane);
     const float *qb = q + item * Tq * D, *kb = k + item * Tk * D, *vb = v + item * Tk * D;
 
     fa_load_tile<D>(Qs, qb, r0, Tq);
@@ -139,18 +162,23 @@ static __global__ void __launch_bounds__(FA_THREADS)
         __syncthreads();
         fa_mm_nt<D>(Ss + warp * 16 * dm::LS, dm::LS, Qs + warp * 16 * dm::LH, dm::LH, Ks, dm::LH);
         __syncwarp();
-        /* online softmax of row `row`, columns half*32 .. +32 (keys j0 + those) */
+        /* online softmax of row `row`, columns half*32 .. +32 (keys j0 + those), read once */
         int nvalid = Tk - j0 - half * 32;
         const float *s = srow + half * 32;
-        float tmax = -INFINITY;
-        for (int c = 0; c < 32; c++)
-            if (c < nvalid) tmax = fmaxf(tmax, s[c] * scale);
+        float sv[32], tmax = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            int cc = (c + sk) & 31;
+            sv[c] = cc < nvalid ? s[cc] * scale : -INFINITY;
+            tmax = fmaxf(tmax, sv[c]);
+        }
         tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
         float mnew = fmaxf(m, tmax); /* finite: a tile holds at least one key */
         float alpha = expf(m - mnew), sum = 0.0f;
+#pragma unroll
         for (int c = 0; c < 32; c++) {
-            float p = c < nvalid ? expf(s[c] * scale - mnew) : 0.0f;
-            prow[c] = __float2bfloat16_rn(p);
+            float p = expf(sv[c] - mnew); /* masked: exp(-inf) = 0 */
+            prow[(c + sk) & 31] = __float2bfloat16_rn(p);
             sum += p;
         }
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
@@ -163,10 +191,13 @@ static __global__ void __launch_bounds__(FA_THREADS)
             fa_wmma::store_matrix_sync(Ss + warp * 16 * dm::LS + n * 16, acc[n], dm::LS, fa_wmma::mem_row_major);
         __syncwarp();
         const float *t = srow + half * (D / 2);
-        for (int c = 0; c < D / 2; c++) orow[c] = orow[c] * alpha + t[c];
+        for (int c = 0; c < D / 2; c++) {
+            int cc = (c + sk) % (D / 2);
+            orow[cc] = orow[cc] * alpha + t[cc];
+        }
     }
     float inv = 1.0f / l;
-    for (int c = 0; c < D / 2; c++) orow[c] *= inv;
+    for (int c = 0; c < D / 2; c++) orow[(c + sk) % (D / 2)] *= inv;
     if (lse && half == 0 && r0 + row < Tq) lse[item * Tq + r0 + row] = m + logf(l);
     __syncthreads();
     float *ob = out + item * Tq * D;
@@ -202,8 +233,9 @@ static __device__ void fa_grad_probs(fa_bf16 *P, fa_bf16 *dS, const float *S, co
                                      float scale, const float *lse, const float *Dv, int qside_rows, int nvalid) {
     typedef fa_dims<D> dm;
     const float *s = S + row * dm::LS + half * 32, *g = dP + row * dm::LS + half * 32;
-    for (int c = 0; c < 32; c++) {
-        int col = half * 32 + c, qi = qside_rows ? row : col;
+    int sk = fa_skew(threadIdx.x & 31);
+    for (int c0 = 0; c0 < 32; c0++) {
+        int c = (c0 + sk) & 31, col = half * 32 + c, qi = qside_rows ? row : col;
         float p = 0.0f, ds = 0.0f;
         if (col < nvalid) {
             p = expf(s[c] * scale - lse[qi]);

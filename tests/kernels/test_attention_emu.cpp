@@ -18,6 +18,7 @@
  * single token, the UNet's joint layout (T self tokens + 16 portrait tokens). */
 #include "cuda_emu.hpp"
 #include <ctime>
+#include <algorithm>
 #include <string>
 extern "C" {
 #include "common/backend.h"
@@ -36,10 +37,10 @@ typedef std::vector<float> vec;
 /* What attention.cu's fused path does, kernel by kernel. */
 template <int D>
 static void fused(vec &out, vec &lse, vec &dq, vec &dk, vec &dv, const vec &q, const vec &k, const vec &v,
-                  const vec &dout, int items, int Tq, int Tk, float scale) {
+                  const vec &dout, int off, int items, int Tq, int Tk, float scale) {
     typedef fa_dims<D> dm;
     float *po = out.data(), *pl = lse.data(), *pdq = dq.data(), *pdk = dk.data(), *pdv = dv.data();
-    const float *pq = q.data(), *pk = k.data(), *pv = v.data(), *pd = dout.data();
+    const float *pq = q.data() + off, *pk = k.data() + off, *pv = v.data() + off, *pd = dout.data() + off;
     emu_launch({tiles(Tq), (unsigned)items, 1}, FA_THREADS, dm::smem_fwd,
                [=] { fa_forward_kernel<D>(po, pl, pq, pk, pv, Tq, Tk, scale, 0); });
     int64_t rows = (int64_t)items * Tq;
@@ -55,7 +56,7 @@ static void fused(vec &out, vec &lse, vec &dq, vec &dk, vec &dv, const vec &q, c
     for (int64_t r = 0; r < rows; r++) {
         double s = 0, a = 0;
         for (int c = 0; c < D; c++) {
-            double t = (double)rhd_bf16_to_float(rhd_float_to_bf16(dout[r * D + c])) * out[r * D + c];
+            double t = (double)rhd_bf16_to_float(rhd_float_to_bf16(pd[r * D + c])) * out[r * D + c];
             s += t, a += fabs(t);
         }
         err = fmax(err, fabs(s - Dv[r]) / (1e-30 + a));
@@ -71,7 +72,8 @@ static vec bf16_round(const vec &x) {
     return y;
 }
 
-static void run_case(rhd_ctx *cpu, uint64_t seed, int items, int Tq, int Tk, int D, float scale) {
+/* misalign: q, k, v, dout start one float past a 16-byte boundary (the tile loads' scalar path). */
+static void run_case(rhd_ctx *cpu, uint64_t seed, int items, int Tq, int Tk, int D, float scale, int misalign = 0) {
     static int ncase;
     ncase++;
     int64_t nq = (int64_t)items * Tq * D, nk = (int64_t)items * Tk * D, nl = (int64_t)items * Tq;
@@ -82,11 +84,16 @@ static void run_case(rhd_ctx *cpu, uint64_t seed, int items, int Tq, int Tk, int
     rhd_rng_fill_normal(dout.data(), nq, seed, RHD_STREAM(RHD_STREAM_TEST, 4 * ncase + 3), 0, 0.f, 1.f);
 
     vec out(nq, NAN), lse(nl, NAN), dq(nq, NAN), dk(nk, NAN), dv(nk, NAN);
+    /* the kernels' inputs: the same values, at a 16-byte boundary (vector data) or one float past */
+    vec mq(nq + 4), mk(nk + 4), mv(nk + 4), md(nq + 4);
+    int off = misalign ? 1 : 0;
+    std::copy(q.begin(), q.end(), mq.begin() + off), std::copy(k.begin(), k.end(), mk.begin() + off);
+    std::copy(v.begin(), v.end(), mv.begin() + off), std::copy(dout.begin(), dout.end(), md.begin() + off);
     switch (D) {
-    case 16: fused<16>(out, lse, dq, dk, dv, q, k, v, dout, items, Tq, Tk, scale); break;
-    case 32: fused<32>(out, lse, dq, dk, dv, q, k, v, dout, items, Tq, Tk, scale); break;
-    case 64: fused<64>(out, lse, dq, dk, dv, q, k, v, dout, items, Tq, Tk, scale); break;
-    case 128: fused<128>(out, lse, dq, dk, dv, q, k, v, dout, items, Tq, Tk, scale); break;
+    case 16: fused<16>(out, lse, dq, dk, dv, mq, mk, mv, md, off, items, Tq, Tk, scale); break;
+    case 32: fused<32>(out, lse, dq, dk, dv, mq, mk, mv, md, off, items, Tq, Tk, scale); break;
+    case 64: fused<64>(out, lse, dq, dk, dv, mq, mk, mv, md, off, items, Tq, Tk, scale); break;
+    case 128: fused<128>(out, lse, dq, dk, dv, mq, mk, mv, md, off, items, Tq, Tk, scale); break;
     default: th_ok(0, "head dim %d not instantiated", D); return;
     }
 
@@ -137,6 +144,7 @@ int main() {
     run_case(cpu, seed, 1, 1, 1, 64, 0.125f);                /* one token */
     run_case(cpu, seed, 1, 17, 200, 128, 1.0f / sqrtf(128.f)); /* widest head, four key tiles */
     run_case(cpu, seed, 2, 129, 5, 32, 0.6f);                /* few keys, sharp softmax */
+    run_case(cpu, seed, 2, 70, 81, 64, 0.125f, 1);           /* inputs not 16-byte aligned */
     rhd_ctx_close(cpu);
     return th_done();
 }
