@@ -246,6 +246,24 @@ static __device__ void fa_grad_probs(fa_bf16 *P, fa_bf16 *dS, const float *S, co
     }
 }
 
+/* Shared memory of both backward kernels: the block's own two bf16 [64][D] tiles (K, V for dK dV;
+ * Q, dout for dQ), the two streamed each iteration, P and dS (bf16 [64][64]; dQ has no P), S and
+ * dP (fp32 [64][LS]), and the streamed lse and D rows. */
+template <int D> struct fa_bwd_smem {
+    fa_bf16 *own0, *own1, *cur0, *cur1, *P, *dS;
+    float *S, *dP, *L, *Dr;
+    __device__ fa_bwd_smem(unsigned char *m, bool with_p) {
+        typedef fa_dims<D> dm;
+        own0 = (fa_bf16 *)m, own1 = (fa_bf16 *)(m + dm::tile_h);
+        cur0 = (fa_bf16 *)(m + 2 * dm::tile_h), cur1 = (fa_bf16 *)(m + 3 * dm::tile_h);
+        unsigned char *t = m + 4 * dm::tile_h;
+        P = with_p ? (fa_bf16 *)t : NULL;
+        dS = (fa_bf16 *)(t + (with_p ? dm::tile_p : 0));
+        S = (float *)(t + (with_p ? 2 : 1) * dm::tile_p), dP = S + FA_ROWS * dm::LS;
+        L = dP + FA_ROWS * dm::LS, Dr = L + FA_ROWS;
+    }
+};
+
 /* The warp's accumulators times `mul` -> shared staging (stride LS) -> rows r0.. of dst [n][D]. */
 template <int D>
 static __device__ void fa_store_acc(float *dst, int r0, int n, float *stage, fa_acc *acc, float mul) {
@@ -267,11 +285,9 @@ static __global__ void __launch_bounds__(FA_THREADS)
                           const float *lse, const float *Dv, int Tq, int Tk, float scale, int64_t item0) {
     typedef fa_dims<D> dm;
     RHD_FA_SMEM(smem);
-    fa_bf16 *Ks = (fa_bf16 *)smem, *Vs = (fa_bf16 *)(smem + dm::tile_h), *Qs = (fa_bf16 *)(smem + 2 * dm::tile_h);
-    fa_bf16 *dOs = (fa_bf16 *)(smem + 3 * dm::tile_h), *Ps = (fa_bf16 *)(smem + 4 * dm::tile_h);
-    fa_bf16 *dSs = (fa_bf16 *)(smem + 4 * dm::tile_h + dm::tile_p);
-    float *Ss = (float *)(smem + 4 * dm::tile_h + 2 * dm::tile_p), *dPs = Ss + FA_ROWS * dm::LS;
-    float *Ls = dPs + FA_ROWS * dm::LS, *Ds = Ls + FA_ROWS;
+    fa_bwd_smem<D> sm(smem, true);
+    fa_bf16 *Ks = sm.own0, *Vs = sm.own1, *Qs = sm.cur0, *dOs = sm.cur1, *Ps = sm.P, *dSs = sm.dS;
+    float *Ss = sm.S, *dPs = sm.dP, *Ls = sm.L, *Ds = sm.Dr;
     int64_t item = item0 + blockIdx.y;
     int c0 = blockIdx.x * FA_ROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int row = warp * 16 + (lane >> 1), half = lane & 1;
@@ -308,10 +324,9 @@ static __global__ void __launch_bounds__(FA_THREADS)
                          const float *lse, const float *Dv, int Tq, int Tk, float scale, int64_t item0) {
     typedef fa_dims<D> dm;
     RHD_FA_SMEM(smem);
-    fa_bf16 *Qs = (fa_bf16 *)smem, *dOs = (fa_bf16 *)(smem + dm::tile_h), *Ks = (fa_bf16 *)(smem + 2 * dm::tile_h);
-    fa_bf16 *Vs = (fa_bf16 *)(smem + 3 * dm::tile_h), *dSs = (fa_bf16 *)(smem + 4 * dm::tile_h);
-    float *Ss = (float *)(smem + 4 * dm::tile_h + dm::tile_p), *dPs = Ss + FA_ROWS * dm::LS;
-    float *Ls = dPs + FA_ROWS * dm::LS, *Ds = Ls + FA_ROWS;
+    fa_bwd_smem<D> sm(smem, false);
+    fa_bf16 *Qs = sm.own0, *dOs = sm.own1, *Ks = sm.cur0, *Vs = sm.cur1, *dSs = sm.dS;
+    float *Ss = sm.S, *dPs = sm.dP, *Ls = sm.L, *Ds = sm.Dr;
     int64_t item = item0 + blockIdx.y;
     int r0 = blockIdx.x * FA_ROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int row = warp * 16 + (lane >> 1), half = lane & 1;

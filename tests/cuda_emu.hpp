@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -120,6 +121,14 @@ static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 1
 }
 } // namespace wmma
 } // namespace nvcuda
+
+/* The inputs' seed: $RHD_TEST_SEED, else the time; printed so that a failure can be replayed. */
+static uint64_t emu_test_seed() {
+    const char *s = getenv("RHD_TEST_SEED");
+    uint64_t seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+    printf("# random inputs: RHD_TEST_SEED=%llu\n", (unsigned long long)seed);
+    return seed;
+}
 
 /* Runs kernel() as grid.x * grid.y blocks of `block` threads with `smem` bytes of shared memory. */
 template <class F> static void emu_launch(emu_dim3 grid, unsigned block, size_t smem, F kernel) {

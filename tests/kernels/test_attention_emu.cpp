@@ -17,7 +17,6 @@
  * Cases: every instantiated head dim, partial query and key tiles, more than one tile each way, a
  * single token, the UNet's joint layout (T self tokens + 16 portrait tokens). */
 #include "cuda_emu.hpp"
-#include <ctime>
 #include <algorithm>
 #include <string>
 extern "C" {
@@ -135,9 +134,7 @@ int main() {
     rhd_err e = {};
     rhd_ctx *cpu = rhd_ctx_open("cpu", &e);
     if (!cpu) return fprintf(stderr, "%s\n", e.msg), 1;
-    const char *s = getenv("RHD_TEST_SEED");
-    uint64_t seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
-    printf("# random inputs: RHD_TEST_SEED=%llu\n", (unsigned long long)seed);
+    uint64_t seed = emu_test_seed();
     run_case(cpu, seed, 2, 70, 90, 16, 0.25f);               /* partial tiles both ways */
     run_case(cpu, seed, 1, 64, 64, 32, 1.0f / sqrtf(32.f));  /* exact tiles */
     run_case(cpu, seed, 3, 130, 146, 64, 0.125f);            /* the UNet's joint layout: 130 + 16 keys */

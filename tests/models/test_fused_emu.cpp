@@ -12,7 +12,6 @@
  * output rows than threads, no geometry features, hidden < channels, a partial last tile). Under
  * `make SAN=1` the shared buffer is exactly the kernel's size, so an out-of-range index is caught. */
 #include "cuda_emu.hpp"
-#include <ctime>
 extern "C" {
 #include "common/backend.h"
 #include "common/models/decoder.h"
@@ -116,9 +115,7 @@ int main() {
     rhd_err e = {};
     rhd_ctx *ctx = rhd_ctx_open("cpu", &e);
     if (!ctx) return fprintf(stderr, "%s\n", e.msg), 1;
-    const char *s = getenv("RHD_TEST_SEED");
-    uint64_t seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
-    printf("# random inputs: RHD_TEST_SEED=%llu\n", (unsigned long long)seed);
+    uint64_t seed = emu_test_seed();
     run_case(ctx, seed, 32, 128, 128, 64, 1000, 1); /* the default widths, a partial last tile */
     run_case(ctx, seed, 8, 32, 15, 16, 77, 0);      /* narrow sigma_net.2 */
     run_case(ctx, seed, 16, 160, 40, 20, 45, 1);    /* more output rows than threads */
