@@ -9,7 +9,9 @@
 #  3. runs only what needs the GPU, each part under its own `timeout`: the card's ceilings
 #     (tests/gpu/ceilings.cu), every test binary that compares the CUDA backend with the CPU one,
 #     the tool test tests/tools/t0650-cuda.sh (--device cuda end to end), the benchmarks with
-#     RHD_BENCH_DEVICE=cuda (and the render one again through the per-layer decoder path);
+#     RHD_BENCH_DEVICE=cuda (and the render one again through the per-layer decoder path), then
+#     the fused attention kernels under compute-sanitizer racecheck / synccheck / memcheck (if the
+#     toolkit has it);
 #  4. writes $OUT/results.md (one table row per part, then the details) and the raw logs: env.txt,
 #     build.log, tests.log, tools.log, ceilings.txt, bench.txt (7 files). A part that fails or
 #     runs out of time is a row of the table; the others still run.
@@ -196,6 +198,16 @@ else
     done
     [ -x "$B/bench/bench_render_frames" ] &&
         part "bench_render_frames (cuda, RHD_NO_FUSED=1: per-layer decoder)" 60 bench.txt "$gend" -- env RHD_NO_FUSED=1 "$B/bench/bench_render_frames"
+    # the hand-written shared-memory kernels under compute-sanitizer, where the toolkit has it: the
+    # fused attention's small cases (test_attention_emu runs them on the device too)
+    san=$(command -v compute-sanitizer || ls "$CUDA_DIR"/bin/compute-sanitizer "$(dirname "$(command -v nvcc)")"/compute-sanitizer 2>/dev/null | head -1)
+    for tool in racecheck synccheck memcheck; do
+        if [ -n "$san" ] && [ -x "$B/tests/test_attention_emu" ]; then
+            part "compute-sanitizer --tool $tool: test_attention_emu" 60 tests.log 0 -- "$san" --tool "$tool" --error-exitcode 9 "$B/tests/test_attention_emu"
+        else
+            printf '%s\tSKIP (no compute-sanitizer)\t0\t60\t\t\t\t%s\n' "compute-sanitizer --tool $tool" tests.log >> "$ROWS"
+        fi
+    done
 fi
 
 # ---- 4. results.md

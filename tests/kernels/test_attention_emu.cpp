@@ -14,6 +14,11 @@
  *   both bounds times scale^2 D / 4 where that exceeds 1 (a sharper softmax: 5.6e-5 and 4.8e-6 at
  *   scale^2 D = 11.5).
  * With one key (dq = dk = 0 exactly; lse one number) those three are held to absolute bounds.
+ * Where a CUDA device exists, the same inputs also go through the library on it (--bf16:
+ * rhd_attention_forward / _backward, which launch these kernels) and the device's results are held
+ * to the emulation's (nmse 1e-7: only the tensor cores' summation order differs). The cases are
+ * small, so tests/gpu/run.sh runs this binary under compute-sanitizer (racecheck, synccheck,
+ * memcheck) too.
  * Cases: every instantiated head dim, partial query and key tiles, more than one tile each way, a
  * single token, the UNet's joint layout (T self tokens + 16 portrait tokens). */
 #include "cuda_emu.hpp"
@@ -72,6 +77,31 @@ static vec bf16_round(const vec &x) {
 }
 
 /* misalign: q, k, v, dout start one float past a 16-byte boundary (the tile loads' scalar path). */
+static rhd_ctx *gpu;
+
+/* The library's --bf16 attention on the device, inputs at `off` floats past an aligned buffer. */
+static void on_device(vec &out, vec &lse, vec &dq, vec &dk, vec &dv, const vec &q, const vec &k, const vec &v,
+                      const vec &dout, int off, int items, int Tq, int Tk, int D, float scale) {
+    const vec *in[] = {&q, &k, &v, &dout};
+    float *din[4], *dres[5];
+    for (int i = 0; i < 4; i++) {
+        din[i] = (float *)rhd_buf_alloc(gpu, sizeof(float) * (in[i]->size() + 4));
+        rhd_buf_upload(gpu, din[i] + off, in[i]->data(), sizeof(float) * in[i]->size());
+    }
+    vec *res[] = {&out, &lse, &dq, &dk, &dv};
+    for (int i = 0; i < 5; i++) dres[i] = (float *)rhd_buf_alloc(gpu, sizeof(float) * res[i]->size());
+    rhd_ctx_set_bf16(gpu, 1);
+    rhd_attention_forward(gpu, dres[0], dres[1], din[0] + off, din[1] + off, din[2] + off, items, 1, Tq, Tk, D, scale);
+    rhd_attention_backward(gpu, dres[2], dres[3], dres[4], din[3] + off, din[0] + off, din[1] + off, din[2] + off,
+                           dres[0], dres[1], items, 1, Tq, Tk, D, scale);
+    rhd_ctx_set_bf16(gpu, 0);
+    for (int i = 0; i < 5; i++) {
+        rhd_buf_download(gpu, res[i]->data(), dres[i], sizeof(float) * res[i]->size());
+        rhd_buf_free(gpu, dres[i]);
+    }
+    for (int i = 0; i < 4; i++) rhd_buf_free(gpu, din[i]);
+}
+
 static void run_case(rhd_ctx *cpu, uint64_t seed, int items, int Tq, int Tk, int D, float scale, int misalign = 0) {
     static int ncase;
     ncase++;
@@ -97,7 +127,18 @@ static void run_case(rhd_ctx *cpu, uint64_t seed, int items, int Tq, int Tk, int
     }
 
     char shp[128];
-    snprintf(shp, sizeof shp, "items=%d Tq=%d Tk=%d D=%d scale=%.4g", items, Tq, Tk, D, scale);
+    snprintf(shp, sizeof shp, "items=%d Tq=%d Tk=%d D=%d scale=%.4g%s", items, Tq, Tk, D, scale,
+             misalign ? " misaligned" : "");
+    if (gpu) {
+        vec g[5] = {vec(nq), vec(nl), vec(nq), vec(nk), vec(nk)};
+        on_device(g[0], g[1], g[2], g[3], g[4], q, k, v, dout, off, items, Tq, Tk, D, scale);
+        const char *names[] = {"out", "lse", "dq", "dk", "dv"};
+        const vec *emu[] = {&out, &lse, &dq, &dk, &dv};
+        for (int i = 0; i < 5; i++) {
+            std::string name = std::string("fused ") + names[i] + " cuda ~ emulated " + shp;
+            th_close(name.c_str(), g[i].data(), emu[i]->data(), (long)g[i].size(), 1e-7);
+        }
+    } else th_skip("fused cuda ~ emulated %s: no CUDA device", shp);
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: the fp32 inputs; pass 1: the same rounded to bf16 */
         vec rq = pass ? bf16_round(q) : q, rk = pass ? bf16_round(k) : k, rv = pass ? bf16_round(v) : v;
@@ -134,6 +175,7 @@ int main() {
     rhd_err e = {};
     rhd_ctx *cpu = rhd_ctx_open("cpu", &e);
     if (!cpu) return fprintf(stderr, "%s\n", e.msg), 1;
+    if (rhd_cuda_available() && !(gpu = rhd_ctx_open("cuda", &e))) return fprintf(stderr, "%s\n", e.msg), 1;
     uint64_t seed = emu_test_seed();
     run_case(cpu, seed, 2, 70, 90, 16, 0.25f);               /* partial tiles both ways */
     run_case(cpu, seed, 1, 64, 64, 32, 1.0f / sqrtf(32.f));  /* exact tiles */
@@ -143,5 +185,6 @@ int main() {
     run_case(cpu, seed, 2, 129, 5, 32, 0.6f);                /* few keys, sharp softmax */
     run_case(cpu, seed, 2, 70, 81, 64, 0.125f, 1);           /* inputs not 16-byte aligned */
     rhd_ctx_close(cpu);
+    if (gpu) rhd_ctx_close(gpu);
     return th_done();
 }
