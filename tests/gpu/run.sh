@@ -203,9 +203,9 @@ else
     san=$(command -v compute-sanitizer || ls "$CUDA_DIR"/bin/compute-sanitizer "$(dirname "$(command -v nvcc)")"/compute-sanitizer 2>/dev/null | head -1)
     for tool in racecheck synccheck memcheck; do
         if [ -n "$san" ] && [ -x "$B/tests/test_attention_emu" ]; then
-            part "compute-sanitizer --tool $tool: test_attention_emu" 60 tests.log 0 -- "$san" --tool "$tool" --error-exitcode 9 "$B/tests/test_attention_emu"
+            part "compute-sanitizer --tool $tool: test_attention_emu" 45 tests.log 0 -- "$san" --tool "$tool" --error-exitcode 9 "$B/tests/test_attention_emu"
         else
-            printf '%s\tSKIP (no compute-sanitizer)\t0\t60\t\t\t\t%s\n' "compute-sanitizer --tool $tool" tests.log >> "$ROWS"
+            printf '%s\tSKIP (no compute-sanitizer)\t0\t45\t\t\t\t%s\n' "compute-sanitizer --tool $tool" tests.log >> "$ROWS"
         fi
     done
 fi
