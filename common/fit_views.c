@@ -11,6 +11,7 @@ void rhd_fit_data_cfg_default(rhd_fit_data_cfg *c) {
     c->scale = d.scale;
     memcpy(c->offset, d.offset, sizeof c->offset);
     c->fy_square_pixels = d.fy_square_pixels;
+    c->skip_incomplete = d.skip_incomplete;
 }
 
 int rhd_fit_views_load(rhd_fit_views *v, const char *subject_dir, const int *views, int n,
@@ -22,6 +23,7 @@ int rhd_fit_views_load(rhd_fit_views *v, const char *subject_dir, const int *vie
     dc.scale = cfg->scale;
     memcpy(dc.offset, cfg->offset, sizeof dc.offset);
     dc.fy_square_pixels = cfg->fy_square_pixels;
+    dc.skip_incomplete = cfg->skip_incomplete;
     rhd_dataset d;
     if (rhd_dataset_open(&d, subject_dir, views, n, &dc, e)) return -1;
     if (d.n == 0) {

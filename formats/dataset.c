@@ -507,6 +507,28 @@ int rhd_dataset_find(const rhd_dataset *d, int view) {
     return -1;
 }
 
+/* A requested view with neither file is absent, an error whatever --skip-incomplete says. */
+static int check_absent(const char *dir, const int *views, int n, rhd_err *e) {
+    int *gone = rhd_xmalloc(sizeof(int) * (size_t)(n > 0 ? n : 1)), m = 0;
+    for (int i = 0; i < n; i++) {
+        char *a = rhd_dataset_view_path(dir, RHD_VIEW_META_FMT, views[i]);
+        char *b = rhd_dataset_view_path(dir, RHD_VIEW_IMAGE_FMT, views[i]);
+        if (!rhd_file_exists(a) && !rhd_file_exists(b)) gone[m++] = views[i];
+        free(a), free(b);
+    }
+    if (m) {
+        char list[256];
+        qsort(gone, (size_t)m, sizeof(int), cmp_int);
+        format_ranges(gone, m, list, sizeof list);
+        char *first = rhd_dataset_view_path(dir, RHD_VIEW_META_FMT, gone[0]);
+        rhd_errf(e, "%s: %d of %d requested views are not there (neither metadata_%%06d.json nor img_proc_fg_%%06d.png): "
+                 "views %s (first: %s), expected views the avatar has", dir, m, n, list, first);
+        free(first);
+    }
+    free(gone);
+    return m ? -1 : 0;
+}
+
 /* Every listed view must have both files: report the missing ones together. */
 static int check_present(const char *dir, const int *views, int n, int scanned, rhd_err *e) {
     static const char *kinds[2] = {RHD_VIEW_META_FMT, RHD_VIEW_IMAGE_FMT};
@@ -545,6 +567,7 @@ int rhd_dataset_open(rhd_dataset *d, const char *subject_dir, const int *views, 
         if (scan_views(subject_dir, 0, &all, &n, e)) return -1;
         views = all;
     }
+    if (!scanned && check_absent(subject_dir, views, n, e)) return -1;
     if (cfg && cfg->skip_incomplete) {
         if (!all) {
             all = rhd_xmalloc(sizeof(int) * (size_t)(n > 0 ? n : 1));

@@ -42,7 +42,7 @@ typedef struct opts {
     double lr0, bound, min_near, dt_gamma, T_thresh, density_thresh, grid_decay;
     double w_l1, w_tv, w_dist, w_iwc, divisor, scale, collapse_opacity, tri_eps, reg_gate;
     rhd_shard shard; /* stage 2 over many avatars: --rank/--world */
-    int preset, plane_agg, iwc_scope, iwc_fisher, entry_eval, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force;
+    int preset, plane_agg, iwc_scope, iwc_fisher, entry_eval, drop_rays, double_norm, no_mark_untrained, no_clamp, test_no_clamp, fy_square, npy, resume, force, skip_incomplete;
 } opts;
 
 static const char *const scope_choices[] = {"own", "all", NULL};
@@ -86,6 +86,7 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "scale", opts, scale, "X", "the former name of --pose-scale (kept as an alias)", 1e-9, 1e9),
     RHD_OPT_STRING_(0, "offset", opts, offset, "X,Y,Z", "then X,Y,Z added to the camera positions (default 0,0,0; tools/bring-your-own-data.md)"),
     RHD_OPT_FLAG_(0, "fy-square-pixels", opts, fy_square, "fy = fx instead of fl/sw*H (§12.2)"),
+    RHD_OPT_FLAG_(0, "skip-incomplete", opts, skip_incomplete, "leave out views with only one of their two files, listing them (default: an error)"),
     RHD_OPT_GROUP_("presets"),
     RHD_OPT_CHOICE_(0, "preset", opts, preset, "P", "sizes and steps: fast (3x16x32x32, 256 rays, grid 32, 64 march steps, stage 2 300 steps), quality (3x16x64x64, 1024 rays, grid 64, 128 march steps, 4000 steps), quality-plus (quality with 32 channels and, in stage 1, --plane-agg offset-product) or original (3x32x512x512, 8192 rays, grid 256, 1024 march steps, 30000 steps); options given override it", preset_choices),
     RHD_OPT_GROUP_("model"),
@@ -195,6 +196,7 @@ static void fill_cfgs(const opts *o, rhd_fit_cfg *fc, rhd_render_cfg *rc, rhd_fi
     rc->full_updates = (int)o->full_updates, rc->force_all_rays = !o->drop_rays, rc->double_norm = o->double_norm;
     rhd_fit_data_cfg_default(dc);
     dc->translation_divisor = o->divisor, dc->scale = o->scale, dc->fy_square_pixels = o->fy_square;
+    dc->skip_incomplete = o->skip_incomplete;
     if (o->offset && rhd_parse_vec3(o->offset, dc->offset))
         rhd_usage_error("--offset takes three numbers (e.g. --offset 0,-0.1,0), got '%s'", o->offset);
 }

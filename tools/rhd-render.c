@@ -34,6 +34,7 @@ typedef struct opts {
     rhd_common_opts common;
     const char *decoder, *data, *views, *camera, *bg_str, *target_str, *contact_sheet, *mesh, *lpips;
     int spiral, orbit, rgba, depth, opacity, metrics, no_images, clamp, no_clamp, handedness, double_norm, no_warmup;
+    int skip_incomplete;
     long long frames, downscale, size, resolution, mesh_res, grid_size, max_steps, warmup, sheet_downscale;
     double elevation, radius, fov, mesh_threshold, bound, min_near, density_thresh, T_thresh;
     double divisor, scale;
@@ -88,6 +89,7 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "density-thresh", opts, density_thresh, "T", "occupancy threshold (min with the mean density)", 0, 1e30),
     RHD_OPT_DOUBLE_(0, "T-thresh", opts, T_thresh, "T", "transmittance at which a ray stops", 0, 1),
     RHD_OPT_INT_(0, "warmup", opts, warmup, "N", "full occupancy-grid updates before rendering", 1, 1000),
+    RHD_OPT_FLAG_(0, "skip-incomplete", opts, skip_incomplete, "leave out --data views with only one of their two files, listing them (default: an error)"),
     RHD_OPT_FLAG_(0, "double-normalization", opts, double_norm, "the original's second coordinate normalisation (§12.3; same for bound 1)"),
     RHD_OPT_GROUP_("batch mode (--list FILE -o OUTROOT: each item into OUTROOT/NAME/, tools/rhd-render.md)"),
     RHD_OPT_STRING_(0, "list", opts, list, "FILE", "render the items of FILE, one line 'NAME TRIPLANE [DATA_DIR]' each (DATA_DIR replaces --data), the decoder loaded once; --contact-sheet/--mesh then name files in OUTROOT/NAME/, --metrics writes OUTROOT/NAME/metrics.json"),
@@ -334,9 +336,10 @@ static int load_triplane(const opts *o, const char *tri_path, rhd_ctx *ctx, cons
     rhd_triplane host;
     if (rhd_triplane_file_read(tri_path, &host, NULL, e)) return -1;
     if (host.C != dec->cfg.C) {
+        int C = host.C, R = host.R;
         rhd_triplane_free(&host);
-        return rhd_errf(e, "%s: a triplane with %d channels, expected %d (the decoder %s)", tri_path, host.C, dec->cfg.C,
-                        o->decoder);
+        return rhd_errf(e, "%s: a triplane with %d channels [3,%d,%d,%d], expected %d (the decoder %s)", tri_path, C, C,
+                        R, R, dec->cfg.C, o->decoder);
     }
     int Rd = o->resolution ? (int)o->resolution : host.R;
     rhd_triplane_alloc(T, host.C, host.R, !o->no_clamp, ctx);
@@ -684,7 +687,7 @@ int main(int argc, char **argv) {
     rhd_decoder_file_info dinfo;
     if (rhd_decoder_file_read(o.decoder, s.ctx, 0, &s.dec, &dinfo, &e)) rhd_die("%s", e.msg);
     rhd_fit_data_cfg_default(&s.dcfg);
-    s.dcfg.translation_divisor = o.divisor, s.dcfg.scale = o.scale;
+    s.dcfg.translation_divisor = o.divisor, s.dcfg.scale = o.scale, s.dcfg.skip_incomplete = o.skip_incomplete;
     if (o.offset_str && rhd_parse_vec3(o.offset_str, s.dcfg.offset))
         rhd_usage_error("--offset takes three numbers (e.g. --offset 0,-0.1,0), got '%s'", o.offset_str);
 

@@ -12,6 +12,8 @@ typedef struct rhd_fit_data_cfg {
     double scale;               /* 0.6 */
     double offset[3];           /* 0 */
     int fy_square_pixels;       /* 0: fy = fl/sw*H as the original */
+    int skip_incomplete;        /* 0: a view with one of its two files is an error; 1 (--skip-incomplete):
+                                 * left out and listed (formats/dataset.md, "Incomplete data") */
 } rhd_fit_data_cfg;
 
 typedef struct rhd_fit_views {

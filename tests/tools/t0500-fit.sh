@@ -73,6 +73,17 @@ with safe_open(sys.argv[1], "np") as f:
 t["color_net.1.weight"][2, 3] = float("nan")
 save_file(t, sys.argv[2], metadata=m)
 PY
+# --- incomplete data (formats/dataset.md): an error naming the view, or --skip-incomplete --------
+mkdir -p "$T/inc" && cp -r "$MINI/avatar_101" "$T/inc/" && rm "$T/inc/avatar_101/img_proc_fg_000005.png"
+run rhd-fit --stage 2 --decoder "$T/full/decoder.safetensors" --data "$T/inc" --avatar avatar_101 --steps 2 $NOSIZE -o "$T/s2n/inc.safetensors"
+expect_rc 1 "stage 2 on an avatar with a view lacking its image"
+expect_err "1 of 24 requested views have no img_proc_fg_%06d.png file: views 5 .*--skip-incomplete" "names the view and the option"
+run rhd-fit --stage 2 --decoder "$T/full/decoder.safetensors" --data "$T/inc" --avatar avatar_101 --steps 2 $NOSIZE --skip-incomplete -o "$T/s2n/inc.safetensors"
+expect_rc 0 "--skip-incomplete goes on"
+expect_err "leaving out 1 incomplete view with no img_proc_fg_%06d.png file \(--skip-incomplete\): 5" "and lists what it leaves out"
+run rhd-fit --stage 2 --decoder "$T/full/decoder.safetensors" --data "$MINI" --avatar avatar_101 --steps 2 $NOSIZE --eval-views 100,999 --skip-incomplete -o "$T/s2n/abs.safetensors"
+expect_rc 1 "a requested view that is not there, even with --skip-incomplete"
+expect_err "requested views are not there .*: views 999" "names the absent view"
 run rhd-fit --stage 2 --decoder "$T/nan_dec.safetensors" --data "$MINI" --avatar avatar_101 --steps 2 $NOSIZE -o "$T/s2n/nan.safetensors"
 expect_rc 1 "a decoder holding a NaN"
 expect_err "nan_dec.safetensors: tensor 'color_net.1.weight' holds a non-finite value" "names the file and the tensor"

@@ -27,6 +27,7 @@ np.save(f"{t}/tri5.npy", planes.reshape(3, 1, 32, 16, 16))
 np.save(f"{t}/strip.npy", np.concatenate(list(planes), axis=2))          # [32, 16, 48]
 np.save(f"{t}/low.npy", planes[:, :, ::2, ::2].copy())                  # [3, 32, 8, 8]: rendered at 8
 np.save(f"{t}/bad.npy", np.zeros((5, 7), np.float32))
+np.save(f"{t}/c16.npy", planes[:, :16].copy())                        # [3, 16, 16, 16]: other channels
 PYEOF
 check "fixtures written" test -f "$T/dec.safetensors" -a -f "$T/strip.npy"
 sed 's/"focal_length": *[0-9.eE+-]*/"focal_length": NaN/' "$D/metadata_000001.json" >"$T/nan.json"
@@ -46,6 +47,9 @@ expect_err "an rhd 'decoder' file, expected a triplane" "wrong kind of triplane 
 run rhd-render --decoder "$T/dec.safetensors" --data "$D" -o "$T/o" "$T/bad.npy"
 expect_rc 1 "a 2-D .npy as the triplane"
 expect_err "shape \[5,7\], expected a triplane" "bad .npy layout explained"
+run rhd-render --decoder "$T/dec.safetensors" --data "$D" -o "$T/o" "$T/c16.npy"
+expect_rc 1 "a triplane with other channels than the decoder"
+expect_err "c16.npy: a triplane with 16 channels \[3,16,16,16\], expected 32" "its channels and shape named"
 run rhd-render --decoder "$T/dec.safetensors" --camera "$T/nan.json" -o "$T/o" "$T/tri.safetensors"
 expect_rc 1 "camera JSON with a NaN"
 expect_err "nan.json" "NaN camera file named"
@@ -56,6 +60,17 @@ run rhd-render --decoder "$T/dec.safetensors" --spiral --orbit -o "$T/o" "$T/tri
 expect_rc 2 "two camera sources"
 run rhd-render --decoder "$T/dec.safetensors" --spiral --metrics -o "$T/o" "$T/tri.safetensors"
 expect_rc 2 "--metrics without ground truth"
+
+# incomplete data: view 1 without its metadata is an error naming it, or left out with --skip-incomplete
+mkdir -p "$T/inc" && cp -r "$D" "$T/inc/" && rm "$T/inc/avatar_100/metadata_000001.json"
+R="--decoder $T/dec.safetensors --views 0-1 --downscale 8 --grid-size 16 --warmup 1 --max-steps 16"
+run rhd-render $R --data "$T/inc/avatar_100" -o "$T/inc_o" "$T/tri.safetensors"
+expect_rc 1 "a view lacking its metadata"
+expect_err "1 of 2 requested views have no metadata_%06d.json file: views 1 .*--skip-incomplete" "names the view and the option"
+run rhd-render $R --data "$T/inc/avatar_100" --skip-incomplete -o "$T/inc_o" "$T/tri.safetensors"
+expect_rc 0 "--skip-incomplete renders the others"
+expect_err "leaving out 1 incomplete view with no metadata_%06d.json file \(--skip-incomplete\): 1" "and lists what it leaves out"
+check "one frame rendered" test -f "$T/inc_o/rgb_0000.png" -a ! -e "$T/inc_o/rgb_0001.png"
 
 # views 0-1 at 1/8 resolution: frames, depth, opacity, metrics JSON, contact sheet
 run rhd-render -q --decoder "$T/dec.safetensors" --data "$D" --views 0-1 --downscale 8 --grid-size 32 --warmup 2 --max-steps 96 \

@@ -385,7 +385,7 @@ static void test_bad_subjects(void) {
     const char *dir = make_subject("gaps", have, 4);
     RHD_ASSERT(rhd_parse_ranges("0-9", &v, &n, &e) == 0);
     rc = rhd_dataset_open(&d, dir, v, n, NULL, &e);
-    th_ok(rc == -1 && has(e.msg, "gaps: 6 of 10 requested views have no metadata_%06d.json file: views 3-4,6-9 (first missing: ") &&
+    th_ok(rc == -1 && has(e.msg, "gaps: 6 of 10 requested views are not there (neither metadata_%06d.json nor img_proc_fg_%06d.png): views 3-4,6-9 (first: ") &&
               has(e.msg, "gaps/metadata_000003.json)"),
           "views missing in a range: %s", e.msg);
     free(v);
@@ -501,6 +501,15 @@ static void test_incomplete(void) {
     rc = rhd_dataset_open(&d, dir, sel, 3, &cfg, &e);
     th_ok(rc == 0 && d.n == 2 && d.views[1].index == 3, "skip_incomplete on requested views 1-3: 1,3 kept");
     if (rc == 0) rhd_dataset_close(&d);
+    /* a requested view with neither file is absent: an error with or without the option, no hint */
+    int sel2[2] = {1, 999};
+    for (int k = 0; k < 2; k++) {
+        rc = rhd_dataset_open(&d, dir, sel2, 2, k ? &cfg : NULL, &e);
+        th_ok(rc == -1 && has(e.msg, "incomplete: 1 of 2 requested views are not there (neither metadata_%06d.json nor "
+                                     "img_proc_fg_%06d.png): views 999 (first: ") && !has(e.msg, "--skip-incomplete"),
+              "an absent requested view is an error%s: %s", k ? " with skip_incomplete too" : "", rc ? e.msg : "(accepted)");
+        if (rc == 0) rhd_dataset_close(&d);
+    }
     /* a data root: an avatar directory without metadata_000000.json */
     const char *root = th_subdir("incroot");
     th_sh("mkdir -p '%s/a' '%s/b' '%s/notes' && cp '%s'/metadata_000000.json '%s/a/' && touch '%s/b/img_proc_fg_000000.png' "
