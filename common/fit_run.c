@@ -67,6 +67,7 @@ struct rhd_heartbeat {
     int stop, tty;
     double interval, t_run, t_phase, sec_done;
     long long steps, steps_done;
+    const int64_t *done; /* the phase's steps run so far, or NULL */
     char phase[256];
 };
 
@@ -81,17 +82,23 @@ static void *heartbeat_main(void *arg) {
         pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
         if (hb->stop || !hb->phase[0]) continue;
         double now = rhd_now();
-        char el[32], run[32], eta[48] = "";
+        char el[32], run[32], eta[48] = "", at[64] = "";
         rhd_format_duration(now - hb->t_phase, el, sizeof el);
         rhd_format_duration(now - hb->t_run, run, sizeof run);
-        if (hb->steps > 0 && hb->steps_done > 0 && hb->sec_done > 0) { /* the rate of earlier phases */
+        long long k = hb->done ? (long long)__atomic_load_n(hb->done, __ATOMIC_RELAXED) : 0;
+        double left = -1;
+        if (hb->steps > 0 && k > 0) { /* the phase's own rate */
+            snprintf(at, sizeof at, ", step %lld/%lld", k, hb->steps);
+            left = (double)(hb->steps - k) * (now - hb->t_phase) / (double)k;
+        } else if (hb->steps > 0 && hb->steps_done > 0 && hb->sec_done > 0) /* the rate of earlier phases */
+            left = hb->steps / (hb->steps_done / hb->sec_done) - (now - hb->t_phase);
+        if (left >= 0 || (hb->steps > 0 && hb->steps_done > 0)) {
             char d[32];
-            double left = hb->steps / (hb->steps_done / hb->sec_done) - (now - hb->t_phase);
             rhd_format_duration(left > 0 ? left : 0, d, sizeof d);
             snprintf(eta, sizeof eta, ", about %s left", d);
         }
-        fprintf(stderr, hb->tty ? "\r%s: %s: fitting for %s%s (total %s)\033[K" : "%s: %s: fitting for %s%s (total %s)\n",
-                rhd_prog(), hb->phase, el, eta, run);
+        fprintf(stderr, hb->tty ? "\r%s: %s%s: fitting for %s%s (total %s)\033[K" : "%s: %s%s: fitting for %s%s (total %s)\n",
+                rhd_prog(), hb->phase, at, el, eta, run);
         fflush(stderr);
     }
     pthread_mutex_unlock(&hb->mu);
@@ -115,13 +122,13 @@ rhd_heartbeat *rhd_heartbeat_start(void) {
     return hb;
 }
 
-void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps) {
+void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps, const int64_t *done) {
     if (!hb) return;
     pthread_mutex_lock(&hb->mu);
     double now = rhd_now();
     if (hb->phase[0] && hb->steps > 0) hb->steps_done += hb->steps, hb->sec_done += now - hb->t_phase;
     snprintf(hb->phase, sizeof hb->phase, "%s", phase ? phase : "");
-    hb->steps = steps, hb->t_phase = now;
+    hb->steps = steps, hb->t_phase = now, hb->done = done;
     pthread_mutex_unlock(&hb->mu);
 }
 
@@ -459,8 +466,8 @@ int rhd_fit_run_entry(rhd_fit_run *run, rhd_err *e) {
     char phase[200];
     snprintf(phase, sizeof phase, "entry %d (%d/%d) round %d %s%s", k, k + 1, plan->nentries, en->round,
              plan->avatars[en->avatars[0]], en->navatars > 1 ? " +group" : "");
-    rhd_heartbeat_phase(run->hb, phase, en->steps);
-    rhd_fit_result res;
+    rhd_fit_result res = {0};
+    rhd_heartbeat_phase(run->hb, phase, en->steps, &res.steps);
     int rc = rhd_fit_visit(&run->r, fc, plan, k, av, en->navatars, &run->iwc, run->cfg.log_every, &res, e);
     for (int j = 0; j < en->navatars && !rc; j++) {
         int id = en->avatars[j];

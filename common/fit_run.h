@@ -87,8 +87,10 @@ void rhd_fit_run_close(rhd_fit_run *run);
 
 rhd_heartbeat *rhd_heartbeat_start(void);
 /* The phase shown from now on, e.g. "entry 3 (4/12) round 1 avatar_100"; steps: the phase's
- * steps (for a rate estimate from earlier phases; 0: none). */
-void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps);
+ * steps (0: none); done (may be NULL): the steps run so far, written by the fitting loop
+ * (rhd_fit_result.steps) and read atomically by the heartbeat, which then prints "step k/N" and
+ * the time left at the phase's own rate (else at the rate of earlier phases). */
+void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps, const int64_t *done);
 void rhd_heartbeat_stop(rhd_heartbeat *hb);
 
 /* Crash-test hook (tests/tools/t0910-crash.sh): every file operation of a run is a numbered point.

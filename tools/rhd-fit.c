@@ -504,11 +504,11 @@ static int cmd_stage2(const opts *o, rhd_ctx *ctx, int batch) {
     rhd_triplane planes;
     rhd_fit_triplane_new(&planes, &fc, 0);
     rhd_fit_avatar av = {0, name, &train, planes, &eval, NAN};
-    rhd_fit_result res;
+    rhd_fit_result res = {0};
     rhd_heartbeat *hb = rhd_heartbeat_start();
     char phase[200];
-    snprintf(phase, sizeof phase, "stage 2 %s (%lld steps)", name, (long long)o->steps);
-    rhd_heartbeat_phase(hb, phase, o->steps);
+    snprintf(phase, sizeof phase, "stage 2 %s", name);
+    rhd_heartbeat_phase(hb, phase, o->steps, &res.steps);
     int vrc = rhd_fit_visit(&r, &fc, &plan, 0, &av, 1, NULL, (int)o->log_every, &res, &e);
     rhd_heartbeat_stop(hb);
     if (vrc) rhd_die("%s", e.msg);

@@ -115,7 +115,7 @@ static const rhd_cli cli = {
     "             --contact-sheet sheet.png -o out/ fit1/triplanes/avatar_100.safetensors\n"
     "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --spiral --frames 2 --downscale 2 --grid-size 32 --max-steps 64 \\\n"
     "             -o spiral/ fit1/triplanes/avatar_100.safetensors\n"
-    "  rhd-render --decoder fit1/decoder.safetensors --no-images --mesh a.ply --mesh-res 64 \\\n"
+    "  rhd-render --decoder fit1/decoder.safetensors --no-images --mesh a.ply --mesh-res 64 --mesh-threshold 2 \\\n"
     "             fit1/triplanes/avatar_100.safetensors\n"
     "with LPIPS weights (pipelines/lpips_weights.py makes them; not bundled):\n"
     "  rhd-render --decoder fit1/decoder.safetensors --data tests/data/mini/avatar_100 --views 100 --metrics \\\n"
@@ -157,6 +157,7 @@ typedef struct mesh_user {
     float *x, *pts, *dirs, *sig, *col; /* on the context's side */
     float *hdirs;                      /* host staging */
     int64_t cap;
+    double dmax;                       /* the largest density seen by mesh_density */
 } mesh_user;
 
 static void mu_free(mesh_user *u) {
@@ -189,6 +190,8 @@ static int mesh_density(void *user, float *out, const float *xyz, int64_t n, rhd
     mu_points(u, xyz, n);
     rhd_decoder_infer(u->r->ctx, u->r->dec, &u->r->acts, u->sig, NULL, u->pts, NULL, u->T->planes, u->T->R, u->T->clamp, n);
     rhd_buf_download(u->r->ctx, out, u->sig, sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] > u->dmax) u->dmax = out[i];
     return 0;
 }
 
@@ -428,8 +431,9 @@ static int load_frames(const opts *o, const char *tri_path, const rhd_fit_data_c
     return 0;
 }
 
-/* --mesh: the density iso-surface with decoded vertex colours, as PLY. */
-static void write_mesh(const opts *o, const char *tri_path, rhd_renderer *r, const rhd_triplane *T) {
+/* --mesh: the density iso-surface with decoded vertex colours, as PLY. An empty surface (no density
+ * above the threshold) is an error naming the largest density found, and writes nothing. */
+static int write_mesh(const opts *o, const char *tri_path, rhd_renderer *r, const rhd_triplane *T, rhd_err *err) {
     rhd_err e = {0};
     rhd_mesh_params mp;
     rhd_mesh_params_init(&mp);
@@ -437,12 +441,18 @@ static void write_mesh(const opts *o, const char *tri_path, rhd_renderer *r, con
     mp.threshold = o->mesh_threshold;
     for (int a = 0; a < 3; a++) mp.lo[a] = -o->bound, mp.hi[a] = o->bound;
     mesh_user mu = {r, T};
+    mu.dmax = -INFINITY;
     rhd_decoder_infer_prepare(r->ctx, r->dec, &r->acts, T->planes, T->R, T->clamp);
     rhd_mesh m;
     if (rhd_mesh_extract(&m, &mp, mesh_density, &mu, &e)) rhd_die("--mesh %s: %s", o->mesh, e.msg);
-    if (m.nt == 0)
-        rhd_warn("--mesh %s: no density above %g in the box: the mesh is empty (try a lower --mesh-threshold)", o->mesh,
-                 o->mesh_threshold);
+    if (m.nt == 0) {
+        rhd_decoder_infer_release(&r->acts);
+        mu_free(&mu);
+        rhd_mesh_free(&m);
+        return rhd_errf(err, "--mesh %s: %s: no density above --mesh-threshold %g in the box at --mesh-res %lld (the "
+                        "largest is %.4g), so no surface: expected a threshold below the largest density; nothing written",
+                        o->mesh, tri_path, o->mesh_threshold, o->mesh_res, mu.dmax);
+    }
     float *nrm = vertex_normals(&m);
     mu.m = &m, mu.normals = nrm;
     if (rhd_mesh_color(&m, mesh_color, &mu, 65536, &e)) rhd_die("--mesh %s: %s", o->mesh, e.msg);
@@ -455,6 +465,7 @@ static void write_mesh(const opts *o, const char *tri_path, rhd_renderer *r, con
     free(nrm);
     mu_free(&mu);
     rhd_mesh_free(&m);
+    return 0;
 }
 
 /* The frames' images and their metrics against the ground truth, for the contact sheet. */
@@ -607,7 +618,7 @@ static int render_one(const opts *o, shared *s, const char *tri_path, rhd_metric
     if (o->lpips) mt->lpips_net = rhd_lpips_net_name(s->lpips.net);
     if (need_render) rc = render_frames(o, s, &r, &grid, &T, &fr, full_W, full_H, mt, hit, e);
     if (need_render && !rc) *nframes = fr.n;
-    if (!rc && o->mesh) write_mesh(o, tri_path, &r, &T);
+    if (!rc && o->mesh) rc = write_mesh(o, tri_path, &r, &T, e);
     free(fr.id), free(fr.c2w);
     rhd_occgrid_free(s->ctx, &grid);
     rhd_renderer_free(&r);
@@ -704,7 +715,8 @@ int main(int argc, char **argv) {
         if (rc == -2) rhd_usage_error("%s", e.msg);
         if (rc) rhd_die("%s", e.msg);
         if (nframes > 0 && hit == 0)
-            rhd_warn("%s: an empty render (no pixel of the %d frames has opacity > 0)", argv[1], nframes);
+            rhd_die("%s: an empty render (no pixel of the %d frames has opacity > 0): the decoder %s gives this "
+                    "triplane no density in view (the frames written are background only)", argv[1], nframes, o.decoder);
         if (o.metrics && rhd_metrics_write_json(&mt, stdout)) rhd_die("stdout: write failed");
         rhd_metrics_free(&mt);
     }

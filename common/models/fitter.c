@@ -344,7 +344,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
             dec_adam.lr = rhd_plan_decoder_lr(plan, en, k);
             rhd_adam_step(ctx, P->data, P->m, P->v, P->grad, P->total, &dec_adam, en->first_step + k + 1);
         }
-        res->last_mse = mse_sum, res->last_loss = loss, res->steps = k + 1;
+        res->last_mse = mse_sum, res->last_loss = loss;
+        __atomic_store_n(&res->steps, k + 1, __ATOMIC_RELAXED); /* read by rhd-fit's progress lines */
         if (!isfinite(loss)) {
             rhd_errf(e, "entry %d: the loss became %g at step %lld, expected a finite value (lower the learning rates)",
                      entry_index, loss, (long long)k);

@@ -21,6 +21,8 @@ dec["sigma_net.2.bias"][0] = 4.0   # density about e^4 = 55 everywhere: somethin
 meta = {"rhd.kind": "decoder", "rhd.version": "1", "rhd.tool": "test",
         "rhd.config": json.dumps({"triplane_channels": 32, "triplane_res": 16})}
 save_file(dec, f"{t}/dec.safetensors", metadata=meta)
+dead = dict(dec); dead["sigma_net.2.bias"] = dec["sigma_net.2.bias"].copy(); dead["sigma_net.2.bias"][0] = -60.0
+save_file(dead, f"{t}/dead.safetensors", metadata=meta)          # density ~e^-60: nothing to see
 planes = rng.uniform(-1, 1, (3, 32, 16, 16)).astype(np.float32)
 save_file({"planes": planes}, f"{t}/tri.safetensors", metadata={"rhd.kind": "triplane", "rhd.version": "1", "rhd.tool": "test"})
 np.save(f"{t}/tri5.npy", planes.reshape(3, 1, 32, 16, 16))
@@ -167,7 +169,16 @@ run rhd-render -q --decoder "$T/dec.safetensors" --camera "$T/cam.json" --downsc
 expect_rc 0 "camera JSON"
 check "camera JSON frame equals view 1 of the dataset render" cmp "$T/cj/rgb_0000.png" "$T/o/rgb_0001.png"
 
-# mesh
+# an empty render (no pixel with opacity > 0) is an error, not a white frame and exit 0
+run rhd-render -q --decoder "$T/dead.safetensors" --data "$D" --views 0 --downscale 8 --grid-size 16 --warmup 1 --max-steps 16 -o "$T/dead_o" "$T/tri.safetensors"
+expect_rc 1 "an empty render"
+expect_err "tri.safetensors: an empty render \(no pixel of the 1 frames has opacity > 0\): the decoder .*dead.safetensors gives this triplane no density" "says so, naming the decoder"
+
+# mesh; an empty one (no density above the threshold) is an error naming the largest density
+run rhd-render -q --decoder "$T/dec.safetensors" --no-images --mesh "$T/m0.ply" --mesh-res 16 --mesh-threshold 1e30 "$T/tri.safetensors"
+expect_rc 1 "an empty mesh"
+expect_err "m0.ply: .*tri.safetensors: no density above --mesh-threshold 1e\+30 in the box at --mesh-res 16 \(the largest is [0-9.e+]+\), so no surface" "says why, with the largest density"
+check "no PLY written for an empty mesh" test ! -e "$T/m0.ply"
 run rhd-render -q --decoder "$T/dec.safetensors" --no-images --mesh "$T/m.ply" --mesh-res 24 --mesh-threshold 20 "$T/tri.safetensors"
 expect_rc 0 "mesh"
 check "PLY opens in plyfile with vertices and faces" "$PY" -c "
