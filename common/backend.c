@@ -99,7 +99,7 @@ void *rhd_buf_alloc(rhd_ctx *ctx, size_t bytes) {
     (void)ctx;
     void *p = NULL; /* 256-byte aligned, as cudaMalloc: vector loads and arena slices rely on it */
     if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0)
-        rhd_fatal_at(__FILE__, __LINE__, "out of memory allocating %zu bytes", bytes);
+        rhd_oom_at(__FILE__, __LINE__, bytes, "host memory");
     return p;
 }
 

@@ -68,6 +68,7 @@ extern "C" void rhd_cuda_close(rhd_ctx *ctx) {
 extern "C" void *rhd_cuda_alloc(size_t bytes) {
     void *p = NULL;
     cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err == cudaErrorMemoryAllocation) rhd_oom_at(__FILE__, __LINE__, bytes, "device memory");
     if (err != cudaSuccess)
         rhd_fatal_at(__FILE__, __LINE__, "CUDA error '%s' allocating %zu bytes", cudaGetErrorString(err), bytes);
     return p;

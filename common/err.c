@@ -82,6 +82,12 @@ void rhd_fatal_at(const char *file, int line, const char *fmt, ...) {
     exit(RHD_EXIT_INTERNAL);
 }
 
+void rhd_oom_at(const char *file, int line, size_t bytes, const char *what) {
+    rhd_die("out of memory: %zu bytes (%.2f GiB) of %s could not be allocated (at %s:%d): the sizes asked for "
+            "(resolutions, batch, threads) need more memory than this machine gives, expected smaller ones",
+            bytes, (double)bytes / (1024.0 * 1024.0 * 1024.0), what, file, line);
+}
+
 void rhd_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -91,19 +97,19 @@ void rhd_warn(const char *fmt, ...) {
 
 void *rhd_malloc_at(size_t n, const char *file, int line) {
     void *p = malloc(n ? n : 1);
-    if (!p) rhd_fatal_at(file, line, "out of memory allocating %zu bytes", n);
+    if (!p) rhd_oom_at(file, line, n, "host memory");
     return p;
 }
 
 void *rhd_calloc_at(size_t n, size_t sz, const char *file, int line) {
     void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p) rhd_fatal_at(file, line, "out of memory allocating %zu x %zu bytes", n, sz);
+    if (!p) rhd_oom_at(file, line, n * sz, "host memory");
     return p;
 }
 
 void *rhd_realloc_at(void *q, size_t n, const char *file, int line) {
     void *p = realloc(q, n ? n : 1);
-    if (!p) rhd_fatal_at(file, line, "out of memory reallocating to %zu bytes", n);
+    if (!p) rhd_oom_at(file, line, n, "host memory");
     return p;
 }
 

@@ -1,8 +1,9 @@
 /* common/err.h: error and exit conventions shared by every tool and library file.
  *
  * Message shape (git/jq): "<prog>: error: <file or option>: <found>, expected <expected>".
- * Exit codes: 0 ok, 1 runtime error (rhd_die), 2 usage error (rhd_usage_error), 3 internal
- * invariant or CUDA/cuBLAS/cuDNN failure (rhd_fatal, RHD_ASSERT, CUDA_CHECK...).
+ * Exit codes: 0 ok, 1 runtime error (rhd_die; out of memory: rhd_oom_at), 2 usage error
+ * (rhd_usage_error), 3 internal invariant or CUDA/cuBLAS/cuDNN failure (rhd_fatal, RHD_ASSERT,
+ * CUDA_CHECK...).
  *
  * Library code (formats/, common/, kernels/) never exits on bad input: it fills an rhd_err and
  * returns -1 or NULL; only tools and the check macros exit. RHD_ASSERT is always on (not
@@ -49,6 +50,9 @@ RHD_NORETURN void rhd_die_err(const rhd_err *e);
 RHD_NORETURN void rhd_usage_error(const char *fmt, ...) RHD_PRINTF(1, 2);
 /* "<prog>: fatal: <msg> at file:line" then exit 3 (internal invariant, CUDA failure). */
 RHD_NORETURN void rhd_fatal_at(const char *file, int line, const char *fmt, ...) RHD_PRINTF(3, 4);
+/* "<prog>: error: out of memory: <bytes> (<GiB>) of <what> could not be allocated (at file:line) ..."
+ * then exit 1: a size the machine cannot hold is a runtime error, not an internal one. */
+RHD_NORETURN void rhd_oom_at(const char *file, int line, size_t bytes, const char *what);
 /* "<prog>: warning: ..." (not suppressed by -q). */
 void rhd_warn(const char *fmt, ...) RHD_PRINTF(1, 2);
 

@@ -174,6 +174,16 @@ run rhd-render -q --decoder "$T/dead.safetensors" --data "$D" --views 0 --downsc
 expect_rc 1 "an empty render"
 expect_err "tri.safetensors: an empty render \(no pixel of the 1 frames has opacity > 0\): the decoder .*dead.safetensors gives this triplane no density" "says so, naming the decoder"
 
+# a size the machine cannot hold: a runtime error naming the bytes (exit 1), not an internal one;
+# under a 2 GB address-space limit (not with the sanitizers, which reserve far more)
+if [ "${SAN:-0}" != 1 ]; then
+    out=$( (ulimit -v 2000000; exec "$RHD_BIN/rhd-render" -q --decoder "$T/dec.safetensors" --spiral --frames 1 --size 16 \
+        --grid-size 8 --max-steps 8 --triplane-res 4096 -o "$T/oom" "$T/tri.safetensors") 2>"$T/.stderr") && rc=0 || rc=$?
+    err=$(cat "$T/.stderr")
+    expect_rc 1 "out of memory (--triplane-res 4096 under ulimit -v 2 GB)"
+    expect_err "out of memory: [0-9]+ bytes \([0-9.]+ GiB\) of host memory could not be allocated" "says so, with the bytes"
+fi
+
 # mesh; an empty one (no density above the threshold) is an error naming the largest density
 run rhd-render -q --decoder "$T/dec.safetensors" --no-images --mesh "$T/m0.ply" --mesh-res 16 --mesh-threshold 1e30 "$T/tri.safetensors"
 expect_rc 1 "an empty mesh"
