@@ -45,7 +45,9 @@
 #   SAMPLE_OPTS   rhd-sample options (--weights model: a short run's EMA is still near its start)
 #   RENDER_OPTS   rhd-render options of every render (renderer sizes)
 #   EVAL_VIEWS    the held-out views rendered beside the ground truth (100,105,110,115)
-#   FRAMES        turntable frames (12); MESH_RES marching-cubes points per axis (64)
+#   FRAMES        turntable frames (12); MESH_RES marching-cubes points per axis (64);
+#                 MESH_THRESHOLD the density iso value (10, rhd-render's default; a sample with no
+#                 density above it fails its mesh, as rhd-render refuses to write an empty one)
 #   LPIPS         LPIPS weights file (pipelines/lpips_weights.py) to add LPIPS to the metrics
 #   PYTHON        python3 for the report (standard library only)
 #
@@ -94,6 +96,7 @@ RENDER_OPTS ?= --grid-size 32 --max-steps 64
 EVAL_VIEWS ?= 100,105,110,115
 FRAMES ?= 12
 MESH_RES ?= 64
+MESH_THRESHOLD ?= 10
 LPIPS ?=
 PYTHON ?= python3
 
@@ -138,7 +141,7 @@ $(call rhd_stamp,model.json,$(MODEL_CONFIG))
 $(call rhd_stamp,sample.txt,$(SAMPLE_OPTS) --seed $(SEED) $(rhd_common))
 $(call rhd_stamp,render.txt,$(RENDER_OPTS) --views $(EVAL_VIEWS) $(if $(LPIPS),--lpips $(LPIPS)) $(rhd_common))
 $(call rhd_stamp,turntable.txt,$(RENDER_OPTS) --frames $(FRAMES) $(rhd_common))
-$(call rhd_stamp,mesh.txt,$(RENDER_OPTS) --mesh-res $(MESH_RES) $(rhd_common))
+$(call rhd_stamp,mesh.txt,$(RENDER_OPTS) --mesh-res $(MESH_RES) --mesh-threshold $(MESH_THRESHOLD) $(rhd_common))
 ifeq ($(UPSAMPLE),1)
 $(call rhd_stamp,upsample.txt,$(UPSAMPLE_OPTS) --seed $(SEED) $(rhd_common))
 $(call rhd_stamp,upsample.json,$(UPSAMPLE_CONFIG))
@@ -242,6 +245,7 @@ $(foreach i,$(rhd_frame_ids),$(OUT)/turntables/%/rgb_$i.png): $(OUT)/samples/%.s
 $(OUT)/meshes/%.ply: $(OUT)/samples/%.safetensors $(OUT)/fit/decoder.safetensors $(rhd_opts)/mesh.txt
 	@mkdir -p $(@D)
 	$(RHD_BIN)/rhd-render -q --decoder $(OUT)/fit/decoder.safetensors --no-images --mesh $@ --mesh-res $(MESH_RES) \
+	    --mesh-threshold $(MESH_THRESHOLD) \
 	    $(RENDER_OPTS) $(rhd_common) $<
 
 $(OUT)/report.md $(OUT)/report.html $(OUT)/metrics.json &: $(RHD_MK_DIR)/report.py $(OUT)/fit/stage1.jsonl $(OUT)/base/train.json \

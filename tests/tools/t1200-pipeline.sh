@@ -21,7 +21,7 @@ MK=(make --no-print-directory -f "$RHD_ROOT/pipelines/rodinhd.mk" RHD_BIN="$RHD_
     STAGE2_OPTS="--steps 4 --rays 128 --grid-size 16 --max-steps 32 --train-views 0-23 --eval-views 100"
     MODEL_CONFIG='{"in_channels": 8, "out_channels": 16, "image_size": 16, "latent_size": 8, "patch": 8, "model_channels": 16, "channel_mult": [1, 2], "groups": 8, "num_head_channels": 16, "attention_resolutions": [8]}'
     TRAIN_OPTS="--batch 1 --steps 2 --save-every 1 --log-every 1"
-    RENDER_OPTS="--grid-size 16 --max-steps 32 --downscale 4" EVAL_VIEWS=100 FRAMES=2 MESH_RES=16)
+    RENDER_OPTS="--grid-size 16 --max-steps 32 --downscale 4" EVAL_VIEWS=100 FRAMES=2 MESH_RES=16 MESH_THRESHOLD=1e-4)
 cd "$T"
 # make with the variables above; stdout in $out and $T/mk.out, stderr in $err
 mk() { out=$("${MK[@]}" "$@" 2>"$T/.stderr") && rc=0 || rc=$?; err=$(cat "$T/.stderr"); printf '%s\n' "$out" > "$T/mk.out"; }
