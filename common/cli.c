@@ -266,11 +266,18 @@ int rhd_cli_given(const rhd_cli *cli, const char *lng) {
 static void apply_config(const rhd_cli *cli, void *opts, const char *path) {
     rhd_err e;
     char *text;
-    if (rhd_read_file(path, &text, NULL, &e)) rhd_usage_error("--config: %s", e.msg);
-    cJSON *root = cJSON_Parse(text);
+    size_t tn;
+    if (rhd_read_file(path, &text, &tn, &e)) rhd_usage_error("--config: %s", e.msg);
+    cJSON *root = cJSON_ParseWithLength(text, tn);
+    char bad[96] = "";
+    if (!root) {
+        char at[64];
+        rhd_text_where(text, tn, cJSON_GetErrorPtr(), at, sizeof at);
+        snprintf(bad, sizeof bad, " (not valid JSON at %s)", at);
+    }
     free(text);
     if (!root || !cJSON_IsObject(root))
-        rhd_usage_error("--config %s: not a JSON object, expected e.g. {\"steps\": 50}", path);
+        rhd_usage_error("--config %s: not a JSON object%s, expected e.g. {\"steps\": 50}", path, bad);
     char where[512];
     for (cJSON *it = root->child; it; it = it->next) {
         char key[128];

@@ -88,6 +88,19 @@ void rhd_oom_at(const char *file, int line, size_t bytes, const char *what) {
             bytes, (double)bytes / (1024.0 * 1024.0 * 1024.0), what, file, line);
 }
 
+void rhd_text_where(const char *text, size_t n, const char *at, char *buf, size_t bn) {
+    if (!text || !at || at < text || at > text + n) {
+        snprintf(buf, bn, "the end");
+        return;
+    }
+    int line = 1, col = 1;
+    for (const char *p = text; p < at; p++) {
+        if (*p == '\n') line++, col = 1;
+        else col++;
+    }
+    snprintf(buf, bn, "line %d, column %d", line, col);
+}
+
 void rhd_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

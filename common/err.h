@@ -53,6 +53,9 @@ RHD_NORETURN void rhd_fatal_at(const char *file, int line, const char *fmt, ...)
 /* "<prog>: error: out of memory: <bytes> (<GiB>) of <what> could not be allocated (at file:line) ..."
  * then exit 1: a size the machine cannot hold is a runtime error, not an internal one. */
 RHD_NORETURN void rhd_oom_at(const char *file, int line, size_t bytes, const char *what);
+/* "line L, column C" of position `at` in text (a parser's error pointer, e.g. cJSON_GetErrorPtr());
+ * "the end" when at is NULL or outside [text, text + n]. */
+void rhd_text_where(const char *text, size_t n, const char *at, char *buf, size_t bn);
 /* "<prog>: warning: ..." (not suppressed by -q). */
 void rhd_warn(const char *fmt, ...) RHD_PRINTF(1, 2);
 

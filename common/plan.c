@@ -139,9 +139,7 @@ static int find_name(const named *sorted, int n, const char *s) {
     return -1;
 }
 
-int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *const *names, const char *const *paths, int n,
-                      rhd_err *e) {
-    memset(plan, 0, sizeof *plan);
+int rhd_plan_params_check(const rhd_plan_params *p, int n, rhd_err *e) {
     if (n < 1) return rhd_errf(e, "no avatars, expected at least one");
     if (p->rounds < 1) return rhd_errf(e, "%d rounds, expected at least 1", p->rounds);
     if (p->steps < 1 || p->steps > RHD_PLAN_MAX_STEPS) return rhd_errf(e, "%lld steps per visit, expected 1..%lld", p->steps, RHD_PLAN_MAX_STEPS);
@@ -169,6 +167,18 @@ int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *cons
     if (too_many)
         return rhd_errf(e, "%d rounds x %d visits x %lld steps%s exceed %lld steps in total", p->rounds, per_round, p->steps,
                         refit > 0 ? " and the refit round" : "", RHD_PLAN_MAX_STEPS);
+    return 0;
+}
+
+int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *const *names, const char *const *paths, int n,
+                      rhd_err *e) {
+    memset(plan, 0, sizeof *plan);
+    if (rhd_plan_params_check(p, n, e)) return -1;
+    int group = p->order == RHD_PLAN_INTERLEAVED ? p->group : 1;
+    if (group > n) group = n;
+    int per_round = (n + group - 1) / group;
+    long long refit = p->refit_steps < 0 ? p->steps : p->refit_steps;
+    long long nent = (long long)per_round * p->rounds + (refit > 0 ? n : 0); /* checked above */
     long long decay = p->decoder_decay_steps ? p->decoder_decay_steps : 50 * p->steps;
     for (int i = 0; i < n; i++)
         if (rhd_avatar_name_check(names[i], e)) return rhd_err_prefix(e, "avatar %d", i);

@@ -59,6 +59,9 @@ int rhd_plan_order_parse(const char *s, rhd_plan_order *o, rhd_err *e);
 /* The defaults (see rhd_plan_params): the original's but for round_lr and refit_steps. */
 void rhd_plan_params_init(rhd_plan_params *p);
 /* Generate a plan for names[n] (copied; paths may be NULL: each path is its name). */
+/* The numeric checks of rhd_plan_generate on p for n avatars (counts, rates, totals): what a tool's
+ * options decide, so a tool can report them as usage errors before reading any data. */
+int rhd_plan_params_check(const rhd_plan_params *p, int n, rhd_err *e);
 int rhd_plan_generate(rhd_plan *plan, const rhd_plan_params *p, const char *const *names, const char *const *paths, int n,
                       rhd_err *e);
 /* The order in which round `round` of a shuffled plan visits n avatars (perm[n], a permutation). */

@@ -14,6 +14,7 @@ import argparse
 import html
 import json
 import os
+import struct
 import sys
 
 
@@ -109,6 +110,17 @@ def fit_section(page, out):
                    [[f[:-len(".log.json")], json.dumps(read_jsonl(os.path.join(out, "stage2", f)))[:200]] for f in s2])
 
 
+def checkpoint_pred(path):
+    """The prediction target (eps, xstart, v) recorded in a checkpoint's rhd.config, or None."""
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            meta = json.loads(f.read(n)).get("__metadata__", {})
+        return json.loads(meta.get("rhd.config", "{}")).get("diffusion", {}).get("pred")
+    except (OSError, ValueError, struct.error, AttributeError):
+        return None
+
+
 def train_section(page, out):
     page.heading("Training (rhd-train)")
     for model in ("base", "upsample"):
@@ -121,7 +133,8 @@ def train_section(page, out):
                                   if done else "not finished (train.json missing)"))
         if log:
             first, last = log[0], log[-1]
-            page.table(["", "step", "loss", "eps MSE", "VB"],
+            pred = checkpoint_pred(os.path.join(d, "checkpoint.safetensors")) or "eps"
+            page.table(["", "step", "loss", f"{pred} MSE", "VB"],
                        [[w, str(r.get("step")), fmt(r.get("loss"), 4), fmt(r.get("mse"), 4), fmt(r.get("vb"), 4)]
                         for w, r in (("first log line", first), ("last log line", last))])
         page.image(out, f"{model}/loss.png", f"{model} loss curve")

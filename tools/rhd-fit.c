@@ -379,7 +379,8 @@ static int cmd_stage1(const opts *o, rhd_ctx *ctx) {
     int lock_fd; /* one process per run directory, before looking at it (released at exit or by a kill) */
     if (rhd_lock_dir(out, &lock_fd, &e)) rhd_die("%s", e.msg);
     if (!o->resume && rhd_file_exists(ckpt_path) && !o->force)
-        rhd_die("%s: a stage-1 run is already there, expected --resume to continue it or --force to start over", out);
+        rhd_usage_error("%s: a stage-1 run is already there, expected --resume to continue it or --force to start over",
+                        out); /* the command line's choice, as rhd-train's */
     int resume = o->resume;
     if (resume && !rhd_file_exists(ckpt_path)) {
         if (!run_unstarted(out))

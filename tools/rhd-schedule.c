@@ -197,8 +197,8 @@ static int cmd_fit(int argc, char **argv) {
     if (sources != 1)
         rhd_usage_error("%s, expected exactly one of --list FILE, --data DIR or --avatars A,B,C",
                         sources ? "several avatar sources given" : "no avatars given");
-    if (!(o.lr0 > 0)) rhd_usage_error("--lr0 takes a positive number (e.g. --lr0 2e-2), got %g", o.lr0);
-    if (!(o.lr1 > 0)) rhd_usage_error("--lr1 takes a positive number (e.g. --lr1 2e-3), got %g", o.lr1);
+    if (!(o.lr0 > 0)) rhd_usage_error("--lr0 %g: expected a number in (0, 10] (e.g. --lr0 2e-2)", o.lr0);
+    if (!(o.lr1 > 0)) rhd_usage_error("--lr1 %g: expected a number in (0, 10] (e.g. --lr1 2e-3)", o.lr1);
     if (o.print && o.common.output && strcmp(o.common.output, "-") == 0)
         rhd_usage_error("--print and -o - both write to stdout, expected -o FILE with --print");
     if (o.skip_incomplete && !o.data) rhd_usage_error("--skip-incomplete applies to --data DIR, expected --data with it");
@@ -217,6 +217,7 @@ static int cmd_fit(int argc, char **argv) {
     pp.order = (rhd_plan_order)o.order, pp.seed = (uint64_t)o.common.seed, pp.group = (int)o.group;
     pp.round_lr = o.round_lr, pp.refit_steps = o.refit_steps, pp.refit_lr = o.refit_lr;
     rhd_plan plan;
+    if (rhd_plan_params_check(&pp, na, &e)) rhd_usage_error("%s", e.msg); /* what the options ask for */
     if (rhd_plan_generate(&plan, &pp, (const char *const *)names, (const char *const *)paths, na, &e)) rhd_die("%s", e.msg);
     rhd_avatars_free(names, na);
     rhd_avatars_free(paths, paths ? na : 0);

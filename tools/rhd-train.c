@@ -5,12 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "common/cli.h"
 #include "common/dist.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/train_run.h"
 #include "common/train_upsample.h"
+#include "common/models/unet.h"
+#include "common/models/upsampler.h"
 
 #define TOOL "rhd-train"
 
@@ -172,9 +175,12 @@ static void ups_opts(const opts *o, rhd_train_ups_opts *u) {
     if (rhd_train_ups_opts_check(u, &e)) rhd_usage_error("--model upsample: %s", e.msg);
 }
 
-/* The run folder: created; one that holds a run needs --resume or --force. */
-static void prepare_dir(const opts *o) {
+/* The run folder: created; one that holds a run needs --resume or --force. Returns 1 when this
+ * call created the folder (so that a failure before anything is written can remove it again). */
+static int prepare_dir(const opts *o) {
     const char *dir = o->common.output;
+    struct stat st;
+    int created = stat(dir, &st) != 0;
     char *ck = rhd_path_join(dir, "checkpoint.safetensors");
     int has = rhd_file_exists(ck);
     if (has && !o->resume && !o->force)
@@ -189,6 +195,7 @@ static void prepare_dir(const opts *o) {
         if (rhd_check_output_writable("-o", ck, &e)) rhd_usage_error("%s", e.msg);
     }
     free(ck);
+    return created;
 }
 
 static void check_usage(const opts *o, int n, char **argv) {
@@ -214,12 +221,26 @@ static void check_usage(const opts *o, int n, char **argv) {
     if (o->resume && o->force) rhd_usage_error("--resume and --force together, expected one of them");
 }
 
-static char *read_config(const char *path) {
+/* --model-config FILE's text, checked over the preset as the model will take it (naming the file,
+ * a usage error as a bad --config), before any data is read. */
+static char *read_config(const opts *o) {
+    const char *path = o->model_config;
     if (!path) return NULL;
     char *t;
     size_t n;
     rhd_err e = {0};
     if (rhd_read_file(path, &t, &n, &e)) rhd_usage_error("--model-config %s", e.msg);
+    const char *preset = preset_choices[o->preset];
+    int bad;
+    if (o->model == 1) {
+        rhd_ups_config c;
+        bad = rhd_ups_config_preset(&c, preset, &e) || rhd_ups_config_from_json(&c, t, n, path, &e) ||
+              rhd_ups_config_check(&c, path, &e);
+    } else {
+        rhd_unet_config c;
+        bad = rhd_unet_config_preset(&c, preset, &e) || rhd_unet_config_from_json(&c, t, n, path, &e);
+    }
+    if (bad) rhd_usage_error("--model-config %s", e.msg);
     return t;
 }
 
@@ -242,21 +263,25 @@ int main(int argc, char **argv) {
     }
     rhd_train_cfg cfg;
     to_cfg(&o, &cfg);
-    char *mjson = read_config(o.model_config);
+    char *mjson = read_config(&o);
     cfg.model_json = mjson;
-    if (!dist.rank) prepare_dir(&o);
-    rhd_dist_barrier(&dist);
-    rhd_train_data data = {0};
+    rhd_train_data data = {0}; /* the pairs before the run folder: a bad list leaves no empty folder */
     int rc = o.data ? rhd_train_pairs_from_list(&data, o.data, &e) : rhd_train_pairs_from_dirs(&data, o.triplanes, o.features, &e);
     if (rc) rhd_die("%s", e.msg);
+    int created = !dist.rank ? prepare_dir(&o) : 0;
+    rhd_dist_barrier(&dist);
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
-    if (!ctx) rhd_die("%s", e.msg);
+    if (!ctx) {
+        if (created) rmdir(o.common.output); /* only if still empty */
+        rhd_die("%s", e.msg);
+    }
     rhd_ctx_set_tf32(ctx, o.common.tf32);
     rhd_ctx_set_bf16(ctx, o.common.bf16);
     rhd_train_run *run = rhd_train_open(&cfg, &data, ctx, &dist, &e);
     if (!run || rhd_train_execute(run, &e)) {
         fprintf(stderr, "%s: error: %s\n", TOOL, e.msg);
         rhd_fs_cleanup();
+        if (created && !run) rmdir(o.common.output); /* refused before writing: no empty folder left */
         rhd_dist_abort(&dist, 1);
     }
     if (!dist.rank)

@@ -88,7 +88,11 @@ static int set_field(rhd_unet_config *c, const field *f, const cJSON *v, const c
 
 int rhd_unet_config_from_json(rhd_unet_config *c, const char *text, size_t n, const char *name, rhd_err *e) {
     cJSON *root = cJSON_ParseWithLength(text, n);
-    if (!root) return rhd_errf(e, "%s: not valid JSON, expected an object of UNet config fields", name);
+    if (!root) {
+        char where[64];
+        rhd_text_where(text, n, cJSON_GetErrorPtr(), where, sizeof where);
+        return rhd_errf(e, "%s: not valid JSON (at %s), expected an object of UNet config fields", name, where);
+    }
     int rc = -1;
     if (!cJSON_IsObject(root)) { rhd_errf(e, "%s: JSON is not an object, expected an object", name); goto out; }
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "preset");
@@ -113,7 +117,7 @@ int rhd_unet_config_from_json(rhd_unet_config *c, const char *text, size_t n, co
         if (set_field(c, f, v, name, e)) goto out;
     }
     rc = rhd_unet_config_check(c, e);
-    if (rc) rhd_errf(e, "%s: %s", name, e->msg);
+    if (rc) rhd_err_prefix(e, "%s", name); /* (rhd_errf with e->msg as an argument would overlap) */
 out:
     cJSON_Delete(root);
     return rc;
@@ -148,8 +152,11 @@ int rhd_unet_config_check(const rhd_unet_config *c, rhd_err *e) {
         return rhd_errf(e, "image_size %d, expected a positive multiple of %d (%d levels halve it)", c->image_size, 1 << (c->nlevels - 1), c->nlevels);
     int pos[] = {c->in_channels, c->out_channels, c->model_channels, c->num_res_blocks, c->num_head_channels, c->groups,
                  c->xf_width, c->latent_ch, c->latent_size, c->patch, c->pool_width, c->pool_heads, c->feat_groups};
+    static const char *const pos_names[] = {"in_channels", "out_channels", "model_channels", "num_res_blocks",
+                                            "num_head_channels", "groups", "xf_width", "latent_channels", "latent_size", "patch",
+                                            "pool_width", "pool_heads", "feature_groups"};
     for (size_t i = 0; i < sizeof pos / sizeof *pos; i++)
-        if (pos[i] < 1) return rhd_errf(e, "a size field is %d (field %zu of in_channels, out_channels, model_channels, ...), expected >= 1", pos[i], i);
+        if (pos[i] < 1) return rhd_errf(e, "%s is %d, expected >= 1", pos_names[i], pos[i]);
     for (int l = 0; l < c->nlevels; l++) {
         int ch = c->model_channels * c->channel_mult[l];
         if (c->channel_mult[l] < 1 || ch % c->groups) return rhd_errf(e, "channel_mult[%d] = %d gives %d channels, expected a positive multiple of groups %d", l, c->channel_mult[l], ch, c->groups);

@@ -83,8 +83,14 @@ int rhd_ups_config_from_json(rhd_ups_config *c, const char *text, size_t n, cons
     };
     cJSON *root = cJSON_ParseWithLength(text, n);
     if (!root || !cJSON_IsObject(root)) {
+        char where[96] = "";
+        if (!root) {
+            char at[64];
+            rhd_text_where(text, n, cJSON_GetErrorPtr(), at, sizeof at);
+            snprintf(where, sizeof where, " (not valid JSON at %s)", at);
+        }
         cJSON_Delete(root);
-        return rhd_errf(e, "%s: not a JSON object, expected upsampler overrides like {\"n_feats\": 32}", name);
+        return rhd_errf(e, "%s: not a JSON object%s, expected upsampler overrides like {\"n_feats\": 32}", name, where);
     }
     int rc = -1;
     for (const cJSON *it = root->child; it; it = it->next) {

@@ -140,7 +140,7 @@ run rhd-schedule fit --avatars a --steps 99999999999
 expect_rc 2 "--steps 99999999999 (absurd)"
 run rhd-schedule fit --avatars a --lr0 0
 expect_rc 2 "--lr0 0"
-expect_err "--lr0 takes a positive number \(e.g. --lr0 2e-2\), got 0" "--lr0 0 message"
+expect_err "--lr0 0: expected a number in \(0, 10\] \(e.g. --lr0 2e-2\)" "--lr0 0 message"
 run rhd-schedule fit --avatars a --lr1 1e9
 expect_rc 2 "--lr1 1e9"
 run rhd-schedule fit --avatars a --iwc-weight nan

@@ -46,6 +46,9 @@ expect_rc 0 "--skip-incomplete goes on"
 expect_err "warning: .*data: leaving out 1 avatar with view files but no metadata_000000.json \(--skip-incomplete\): avatar_101" \
     "and lists what it leaves out on stderr"
 check "the plan holds the complete avatar only" test "$(printf '%s' "$out" | tr -d ' \n' | grep -o '"avatars":\[[^]]*\]')" = '"avatars":["avatar_100"]'
+run rhd-schedule fit --avatars a,b --rounds 100000 --steps 1000000000
+expect_rc 2 "a plan whose total steps exceed the limit: a usage error"
+expect_err "100000 rounds x 2 visits x 1000000000 steps and the refit round exceed [0-9]+ steps in total" "names the product"
 run rhd-schedule fit --avatars a,b --skip-incomplete
 expect_rc 2 "--skip-incomplete without --data"
 done_testing

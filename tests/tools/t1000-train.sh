@@ -36,6 +36,15 @@ expect_rc 2 "--data and --triplanes together"
 run rhd-train $TR --data pairs.txt --batch 3 --micro-batch 2 -o r
 expect_rc 2 "--micro-batch not dividing --batch"
 expect_err "micro-batch 2 does not divide --batch 3" "micro-batch: message"
+echo '{"latent_size": 8, "patch": 8, "model_channels": -4}' > neg.json
+run rhd-train --model base --preset small --model-config neg.json --data pairs.txt -o rneg
+expect_rc 2 "a --model-config field out of range"
+expect_err "--model-config neg.json: model_channels is -4, expected >= 1" "names the file and the field, once"
+check "no run folder for a bad --model-config" test ! -e rneg
+printf '{"latent_size": 8,\n "patch": 8' > trunc.json
+run rhd-train --model base --preset small --model-config trunc.json --data pairs.txt -o rneg
+expect_rc 2 "a truncated --model-config"
+expect_err "trunc.json: not valid JSON \(at line 2, column [0-9]+\)" "says where the JSON breaks"
 printf 'tri/avatar_100.npy feat/avatar_100.safetensors\ntri/avatar_102.npy feat/avatar_101.safetensors\n' > missing.txt
 run rhd-train $TR --data missing.txt --steps 1 -o r1
 expect_rc 1 "a pair with a missing triplane"
