@@ -90,6 +90,18 @@ template <int D> static __device__ void fa_load_tile(fa_bf16 *dst, const float *
  * which makes the fp32 accesses conflict-free. */
 static __device__ int fa_skew(int lane) { return 2 * (lane & 1) + (lane >> 4); }
 
+/* Where a thread is: its block's item and first row, its warp, and the row / half it owns in the
+ * element-wise steps. */
+struct fa_pos {
+    int64_t item;
+    int r0, warp, row, half;
+    __device__ explicit fa_pos(int64_t item0) {
+        int lane = threadIdx.x & 31;
+        item = item0 + blockIdx.y, r0 = blockIdx.x * FA_ROWS, warp = threadIdx.x >> 5;
+        row = warp * 16 + (lane >> 1), half = lane & 1;
+    }
+};
+
 /* v [64] <- src[r0 + r] for r0 + r < n, else pad. */
 static __device__ void fa_load_rows(float *v, const float *src, int r0, int n, float pad) {
     for (int r = threadIdx.x; r < FA_ROWS; r += FA_THREADS) v[r] = r0 + r < n ? src[r0 + r] : pad;
@@ -145,9 +157,9 @@ static __global__ void __launch_bounds__(FA_THREADS)
     fa_bf16 *Qs = (fa_bf16 *)smem, *Ks = (fa_bf16 *)(smem + dm::tile_h), *Vs = (fa_bf16 *)(smem + 2 * dm::tile_h);
     fa_bf16 *Ps = (fa_bf16 *)(smem + 3 * dm::tile_h);
     float *Ss = (float *)(smem + 3 * dm::tile_h + dm::tile_p), *Os = Ss + FA_ROWS * dm::LS;
-    int64_t item = item0 + blockIdx.y;
-    int r0 = blockIdx.x * FA_ROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int row = warp * 16 + (lane >> 1), half = lane & 1, sk = fa_skew(lane);
+    const fa_pos ps(item0);
+    const int64_t item = ps.item;
+    const int r0 = ps.r0, warp = ps.warp, row = ps.row, half = ps.half, sk = fa_skew(threadIdx.x & 31);
     const float *qb = q + item * Tq * D, *kb = k + item * Tk * D, *vb = v + item * Tk * D;
 
     fa_load_tile<D>(Qs, qb, r0, Tq);
@@ -288,9 +300,9 @@ static __global__ void __launch_bounds__(FA_THREADS)
     fa_bwd_smem<D> sm(smem, true);
     fa_bf16 *Ks = sm.own0, *Vs = sm.own1, *Qs = sm.cur0, *dOs = sm.cur1, *Ps = sm.P, *dSs = sm.dS;
     float *Ss = sm.S, *dPs = sm.dP, *Ls = sm.L, *Ds = sm.Dr;
-    int64_t item = item0 + blockIdx.y;
-    int c0 = blockIdx.x * FA_ROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int row = warp * 16 + (lane >> 1), half = lane & 1;
+    const fa_pos ps(item0);
+    const int64_t item = ps.item;
+    const int c0 = ps.r0, warp = ps.warp;
     const float *qb = q + item * Tq * D, *ob = dout + item * Tq * D;
 
     fa_load_tile<D>(Ks, k + item * Tk * D, c0, Tk);
@@ -308,7 +320,7 @@ static __global__ void __launch_bounds__(FA_THREADS)
         fa_mm_nt<D>(Ss + warp * 16 * dm::LS, dm::LS, Ks + warp * 16 * dm::LH, dm::LH, Qs, dm::LH);
         fa_mm_nt<D>(dPs + warp * 16 * dm::LS, dm::LS, Vs + warp * 16 * dm::LH, dm::LH, dOs, dm::LH);
         __syncwarp();
-        fa_grad_probs<D>(Ps, dSs, Ss, dPs, row, half, scale, Ls, Ds, 0, Tq - i0);
+        fa_grad_probs<D>(Ps, dSs, Ss, dPs, ps.row, ps.half, scale, Ls, Ds, 0, Tq - i0);
         __syncwarp();
         fa_mm_nn_acc<D>(dVa, Ps + warp * 16 * dm::LP, dm::LP, dOs, dm::LH);
         fa_mm_nn_acc<D>(dKa, dSs + warp * 16 * dm::LP, dm::LP, Qs, dm::LH);
@@ -327,9 +339,9 @@ static __global__ void __launch_bounds__(FA_THREADS)
     fa_bwd_smem<D> sm(smem, false);
     fa_bf16 *Qs = sm.own0, *dOs = sm.own1, *Ks = sm.cur0, *Vs = sm.cur1, *dSs = sm.dS;
     float *Ss = sm.S, *dPs = sm.dP, *Ls = sm.L, *Ds = sm.Dr;
-    int64_t item = item0 + blockIdx.y;
-    int r0 = blockIdx.x * FA_ROWS, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int row = warp * 16 + (lane >> 1), half = lane & 1;
+    const fa_pos ps(item0);
+    const int64_t item = ps.item;
+    const int r0 = ps.r0, warp = ps.warp;
     const float *kb = k + item * Tk * D, *vb = v + item * Tk * D;
 
     fa_load_tile<D>(Qs, q + item * Tq * D, r0, Tq);
@@ -346,7 +358,7 @@ static __global__ void __launch_bounds__(FA_THREADS)
         fa_mm_nt<D>(Ss + warp * 16 * dm::LS, dm::LS, Qs + warp * 16 * dm::LH, dm::LH, Ks, dm::LH);
         fa_mm_nt<D>(dPs + warp * 16 * dm::LS, dm::LS, dOs + warp * 16 * dm::LH, dm::LH, Vs, dm::LH);
         __syncwarp();
-        fa_grad_probs<D>(NULL, dSs, Ss, dPs, row, half, scale, Ls, Ds, 1, Tk - j0);
+        fa_grad_probs<D>(NULL, dSs, Ss, dPs, ps.row, ps.half, scale, Ls, Ds, 1, Tk - j0);
         __syncwarp();
         fa_mm_nn_acc<D>(dQa, dSs + warp * 16 * dm::LP, dm::LP, Ks, dm::LH);
     }
