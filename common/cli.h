@@ -61,10 +61,13 @@ typedef struct rhd_common_opts {
 } rhd_common_opts;
 
 #define RHD_COMMON_OPTS(T)                                                                         \
+    RHD_COMMON_OPTS_NO_SEED(T),                                                                    \
+    RHD_OPT_INT_(0, "seed", T, common.seed, "N", "random seed", 0, 9.007199254740992e15)
+/* The same without --seed, for a tool that draws no random numbers (rhd-encode). */
+#define RHD_COMMON_OPTS_NO_SEED(T)                                                                 \
     RHD_OPT_GROUP_("common options"),                                                              \
     RHD_OPT_STRING_('o', "output", T, common.output, "FILE", "output file"),                      \
     RHD_OPT_STRING_(0, "device", T, common.device, "DEV", "backend: cpu, cuda or auto (env RHD_DEVICE)"), \
-    RHD_OPT_INT_(0, "seed", T, common.seed, "N", "random seed", 0, 9.007199254740992e15),         \
     RHD_OPT_INT_(0, "threads", T, common.threads, "N", "CPU threads (0: OpenMP default)", 0, 4096),\
     RHD_OPT_FLAG_(0, "tf32", T, common.tf32, "CUDA: TF32 tensor cores for matmuls and convolutions (default: strict fp32; no effect on the CPU)"), \
     RHD_OPT_FLAG_(0, "bf16", T, common.bf16, "CUDA: convolutions and matmuls on bf16 tensor cores (inputs rounded to bf16, fp32 sums; the rest fp32; attention fused unless RHD_NO_FUSED_ATTN=1; no effect on the CPU)"), \

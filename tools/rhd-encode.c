@@ -58,7 +58,7 @@ static const rhd_opt encode_options[] = {
                     "pillow: bit-exact Pillow LANCZOS; float: float Lanczos-3", resize_names),
     RHD_OPT_INT_(0, "size", encode_opts, size, "PX", "portrait size fed to the encoder (multiple of 8)", 16, 4096),
     RHD_SHARD_OPTS(encode_opts, shard),
-    RHD_COMMON_OPTS(encode_opts),
+    RHD_COMMON_OPTS_NO_SEED(encode_opts), /* deterministic: no --seed (random weights: --weights random:SEED) */
     RHD_OPT_END_};
 
 static const rhd_cli encode_cli = {

@@ -70,7 +70,7 @@ static const rhd_opt options[] = {
     RHD_OPT_DOUBLE_(0, "lr-min", opts, lr_min, "LR", "learning rate at the end of the decay", 0, 10),
     RHD_OPT_DOUBLE_(0, "clip-grad", opts, clip, "X", "clip the global gradient norm to X (0: no clipping)", 0, 1e12),
     RHD_OPT_STRING_(0, "ema", opts, ema, "R,R", "EMA rates (the first is ema.*, the next ema1.*, ...)"),
-    RHD_OPT_DOUBLE_(0, "uncond-p", opts, uncond_p, "P", "classifier-free dropout: probability of the all-ones null condition", 0, 1),
+    RHD_OPT_DOUBLE_(0, "uncond-p", opts, uncond_p, "P", "classifier-free dropout: probability of the all-ones null condition (-1, the default: 0.2 for --model base, 0 for upsample)", 0, 1),
     RHD_OPT_CHOICE_(0, "timestep-sampler", opts, tsampler, "S", "uniform or loss-second-moment", ts_choices),
     RHD_OPT_GROUP_("upsample model (--model upsample)"),
     RHD_OPT_INT_(0, "resolution", opts, resolution, "R", "HR plane side trained at (triplanes of another side are resized by --downsample)", 4, 8192),
