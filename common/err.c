@@ -27,7 +27,7 @@ int rhd_errf(rhd_err *e, const char *fmt, ...) {
 
 int rhd_err_prefix(rhd_err *e, const char *fmt, ...) {
     if (!e) return -1;
-    char buf[sizeof e->msg * 2];
+    char buf[sizeof e->msg * 2 + 2]; /* prefix (< sizeof msg) + ": " + the whole old message */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof e->msg, fmt, ap);

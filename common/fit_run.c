@@ -132,6 +132,13 @@ void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps, 
     pthread_mutex_unlock(&hb->mu);
 }
 
+void rhd_heartbeat_unwatch(rhd_heartbeat *hb) {
+    if (!hb) return;
+    pthread_mutex_lock(&hb->mu);
+    hb->done = NULL;
+    pthread_mutex_unlock(&hb->mu);
+}
+
 void rhd_heartbeat_stop(rhd_heartbeat *hb) {
     if (!hb) return;
     pthread_mutex_lock(&hb->mu);
@@ -469,6 +476,7 @@ int rhd_fit_run_entry(rhd_fit_run *run, rhd_err *e) {
     rhd_fit_result res = {0};
     rhd_heartbeat_phase(run->hb, phase, en->steps, &res.steps);
     int rc = rhd_fit_visit(&run->r, fc, plan, k, av, en->navatars, &run->iwc, run->cfg.log_every, &res, e);
+    rhd_heartbeat_unwatch(run->hb); /* res is this function's */
     for (int j = 0; j < en->navatars && !rc; j++) {
         int id = en->avatars[j];
         cJSON *rj = cJSON_CreateObject();

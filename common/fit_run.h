@@ -91,6 +91,8 @@ rhd_heartbeat *rhd_heartbeat_start(void);
  * (rhd_fit_result.steps) and read atomically by the heartbeat, which then prints "step k/N" and
  * the time left at the phase's own rate (else at the rate of earlier phases). */
 void rhd_heartbeat_phase(rhd_heartbeat *hb, const char *phase, long long steps, const int64_t *done);
+/* Stop reading the `done` counter given to rhd_heartbeat_phase (before it goes out of scope). */
+void rhd_heartbeat_unwatch(rhd_heartbeat *hb);
 void rhd_heartbeat_stop(rhd_heartbeat *hb);
 
 /* Crash-test hook (tests/tools/t0910-crash.sh): every file operation of a run is a numbered point.

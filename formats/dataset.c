@@ -519,6 +519,10 @@ static int check_absent(const char *dir, const int *views, int n, rhd_err *e) {
     if (m) {
         char list[256];
         qsort(gone, (size_t)m, sizeof(int), cmp_int);
+        int u = 0; /* a view asked for twice is one absent view */
+        for (int i = 0; i < m; i++)
+            if (!u || gone[u - 1] != gone[i]) gone[u++] = gone[i];
+        m = u;
         format_ranges(gone, m, list, sizeof list);
         char *first = rhd_dataset_view_path(dir, RHD_VIEW_META_FMT, gone[0]);
         rhd_errf(e, "%s: %d of %d requested views are not there (neither metadata_%%06d.json nor img_proc_fg_%%06d.png): "
@@ -567,6 +571,8 @@ int rhd_dataset_open(rhd_dataset *d, const char *subject_dir, const int *views, 
         if (scan_views(subject_dir, 0, &all, &n, e)) return -1;
         views = all;
     }
+    for (int i = 0; !scanned && i < n; i++)
+        if (views[i] < 0) return rhd_errf(e, "%s: view index %d, expected a non-negative index", subject_dir, views[i]);
     if (!scanned && check_absent(subject_dir, views, n, e)) return -1;
     if (cfg && cfg->skip_incomplete) {
         if (!all) {

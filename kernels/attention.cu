@@ -13,6 +13,7 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 #include <stdlib.h>
+#include <string.h>
 #include "kernels/attention.h"
 #include "common/cuda_check.h"
 #include "kernels/linear.h"
@@ -123,7 +124,8 @@ template <int D> static unsigned fa_smem_max() {
 /* --bf16, a head dim the fused kernels take, and a device whose opt-in shared memory per block
  * holds them (H100/H200: 227 KiB; some parts have 99 KiB, too little for d = 128). */
 static bool use_fused(rhd_ctx *ctx, int d, int Tk) {
-    if (!ctx->allow_bf16 || !FA_HEAD_OK(d) || Tk <= 0 || getenv("RHD_NO_FUSED_ATTN")) return false;
+    const char *off = getenv("RHD_NO_FUSED_ATTN"); /* set and not "0": the GEMM path */
+    if (!ctx->allow_bf16 || !FA_HEAD_OK(d) || Tk <= 0 || (off && *off && strcmp(off, "0"))) return false;
     int dev = 0, optin = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));

@@ -250,6 +250,8 @@ static int render_wanted(const opts *o) { return !o->no_images || o->metrics || 
 static void usage_checks(const opts *o, int npos, double bg[3], double target[3]) {
     if (npos != 1) rhd_usage_error("expected one TRIPLANE file, got %d arguments", npos);
     if (!o->decoder) rhd_usage_error("expected --decoder FILE (the fitted decoder, e.g. --decoder decoder.safetensors)");
+    if (o->skip_incomplete && !o->data)
+        rhd_usage_error("--skip-incomplete applies to the views of --data DIR, expected --data with it");
     int nsrc = n_sources(o);
     if (nsrc > 1 || (nsrc == 0 && render_wanted(o)))
         rhd_usage_error("expected exactly one camera source: --data DIR (its views), --spiral, --orbit or --camera JSON");

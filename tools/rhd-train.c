@@ -175,12 +175,40 @@ static void ups_opts(const opts *o, rhd_train_ups_opts *u) {
     if (rhd_train_ups_opts_check(u, &e)) rhd_usage_error("--model upsample: %s", e.msg);
 }
 
-/* The run folder: created; one that holds a run needs --resume or --force. Returns 1 when this
- * call created the folder (so that a failure before anything is written can remove it again). */
-static int prepare_dir(const opts *o) {
-    const char *dir = o->common.output;
+/* The outermost of dir and its parents that does not exist yet (malloc'd), or NULL. */
+static char *first_missing(const char *dir) {
+    char *p = rhd_xstrdup(dir), *top = NULL;
     struct stat st;
-    int created = stat(dir, &st) != 0;
+    while (*p && stat(p, &st) != 0) {
+        free(top);
+        top = rhd_xstrdup(p);
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p) break;
+        *slash = 0;
+    }
+    free(p);
+    return top;
+}
+
+/* Remove the empty folders from dir up to top (what prepare_dir created): a refused run leaves
+ * nothing behind. rmdir never removes a folder that holds anything. */
+static void remove_created(const char *dir, const char *top) {
+    if (!top) return;
+    char *p = rhd_xstrdup(dir);
+    for (;;) {
+        if (rmdir(p) != 0 || !strcmp(p, top)) break;
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p) break;
+        *slash = 0;
+    }
+    free(p);
+}
+
+/* The run folder: created; one that holds a run needs --resume or --force. Returns the outermost
+ * folder this call created (malloc'd; NULL: none), for remove_created. */
+static char *prepare_dir(const opts *o) {
+    const char *dir = o->common.output;
+    char *created = first_missing(dir);
     char *ck = rhd_path_join(dir, "checkpoint.safetensors");
     int has = rhd_file_exists(ck);
     if (has && !o->resume && !o->force)
@@ -197,6 +225,7 @@ static int prepare_dir(const opts *o) {
     free(ck);
     return created;
 }
+
 
 static void check_usage(const opts *o, int n, char **argv) {
     if (n > 0) rhd_usage_error("unexpected argument '%s', expected options only", argv[1]);
@@ -268,11 +297,11 @@ int main(int argc, char **argv) {
     rhd_train_data data = {0}; /* the pairs before the run folder: a bad list leaves no empty folder */
     int rc = o.data ? rhd_train_pairs_from_list(&data, o.data, &e) : rhd_train_pairs_from_dirs(&data, o.triplanes, o.features, &e);
     if (rc) rhd_die("%s", e.msg);
-    int created = !dist.rank ? prepare_dir(&o) : 0;
+    char *created = !dist.rank ? prepare_dir(&o) : NULL;
     rhd_dist_barrier(&dist);
     rhd_ctx *ctx = rhd_ctx_open(o.common.device ? o.common.device : "cpu", &e);
     if (!ctx) {
-        if (created) rmdir(o.common.output); /* only if still empty */
+        remove_created(o.common.output, created);
         rhd_die("%s", e.msg);
     }
     rhd_ctx_set_tf32(ctx, o.common.tf32);
@@ -281,7 +310,7 @@ int main(int argc, char **argv) {
     if (!run || rhd_train_execute(run, &e)) {
         fprintf(stderr, "%s: error: %s\n", TOOL, e.msg);
         rhd_fs_cleanup();
-        if (created && !run) rmdir(o.common.output); /* refused before writing: no empty folder left */
+        if (!run) remove_created(o.common.output, created); /* refused before writing: no empty folder left */
         rhd_dist_abort(&dist, 1);
     }
     if (!dist.rank)
@@ -290,7 +319,7 @@ int main(int argc, char **argv) {
     rhd_train_close(run);
     rhd_train_data_free(&data);
     rhd_ctx_close(ctx);
-    free(mjson);
+    free(mjson), free(created);
     rhd_dist_finalize(&dist);
     return fflush(stdout) ? 1 : 0;
 }

@@ -249,7 +249,8 @@ int rhd_fit_visit(rhd_renderer *r, const rhd_fit_cfg *cfg, const rhd_plan *plan,
     int train_dec = !cfg->freeze_decoder && en->decoder_lr > 0; /* a plan entry may freeze it */
     double w_iwc = cfg->w_iwc_override >= 0 ? cfg->w_iwc_override : plan->iwc_weight;
     double t_start = rhd_now();
-    memset(res, 0, sizeof *res);
+    res->last_mse = res->last_loss = res->iwc_loss = res->seconds = 0, res->samples = 0;
+    __atomic_store_n(&res->steps, 0, __ATOMIC_RELAXED); /* a progress thread may be reading it */
 
     if (check_visit(cfg, dec, entry_index, av, nav, e) || nav < 1) return -1; /* (nav < 1: for the compiler) */
     int64_t tri_n = rhd_triplane_numel(&av[0].planes);

@@ -64,6 +64,9 @@ printf 'c16.npy feat/avatar_100.safetensors\n' > c16.txt
 run rhd-train $TR --data c16.txt --steps 1 -o r1 --force
 expect_rc 1 "a triplane with 16 channels"
 expect_err "c16.npy.*16 channels.*expected 32" "16 channels: named with both counts"
+run rhd-train $TR --data c16.txt --steps 1 -o new/nested/r1
+expect_rc 1 "a refused run into a new nested folder"
+check "the folders it made for the refused run are removed again" test ! -e new
 printf 'nan.npy feat/avatar_100.safetensors\n' > nan.txt
 run rhd-train $TR --data nan.txt --steps 1 -o r1 --force
 expect_rc 1 "a triplane with a NaN"

@@ -188,7 +188,30 @@ static void test_params(void) {
     rhd_ctx_close(ctx);
 }
 
+/* rhd_err_prefix keeps prefix + ": " + message, truncated to the buffer, whatever their lengths (a
+ * prefix filling the whole message once wrote a byte past its scratch: SAN=1 catches that) and
+ * rhd_text_where's line and column. */
+static void test_err_prefix(void) {
+    rhd_err e;
+    rhd_errf(&e, "inner");
+    rhd_err_prefix(&e, "%s", "outer");
+    th_ok(!strcmp(e.msg, "outer: inner"), "prefix: '%s'", e.msg);
+    char longp[1500];
+    memset(longp, 'p', sizeof longp - 1), longp[sizeof longp - 1] = 0;
+    memset(e.msg, 'm', sizeof e.msg - 1), e.msg[sizeof e.msg - 1] = 0;
+    rhd_err_prefix(&e, "%s", longp);
+    th_ok(strlen(e.msg) == sizeof e.msg - 1 && e.msg[0] == 'p', "a prefix longer than the message buffer: truncated (%zu)",
+          strlen(e.msg));
+    char w[64];
+    const char *t = "{\n  \"a\": x}";
+    rhd_text_where(t, strlen(t), t + 9, w, sizeof w);
+    th_ok(!strcmp(w, "line 2, column 8"), "rhd_text_where: '%s'", w);
+    rhd_text_where(t, strlen(t), NULL, w, sizeof w);
+    th_ok(!strcmp(w, "the end"), "rhd_text_where without a position: '%s'", w);
+}
+
 int main(void) {
+    test_err_prefix();
     test_philox_kat();
     test_rng_stats();
     test_half();

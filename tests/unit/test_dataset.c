@@ -501,6 +501,16 @@ static void test_incomplete(void) {
     rc = rhd_dataset_open(&d, dir, sel, 3, &cfg, &e);
     th_ok(rc == 0 && d.n == 2 && d.views[1].index == 3, "skip_incomplete on requested views 1-3: 1,3 kept");
     if (rc == 0) rhd_dataset_close(&d);
+    /* a negative index is named as such; a view asked for twice is one absent view */
+    int selneg[2] = {0, -1}, seldup[3] = {0, 999, 999};
+    rc = rhd_dataset_open(&d, dir, selneg, 2, NULL, &e);
+    th_ok(rc == -1 && has(e.msg, "view index -1, expected a non-negative index"), "a negative view index: %s",
+          rc ? e.msg : "(accepted)");
+    if (rc == 0) rhd_dataset_close(&d);
+    rc = rhd_dataset_open(&d, dir, seldup, 3, NULL, &e);
+    th_ok(rc == -1 && has(e.msg, "1 of 3 requested views are not there") && has(e.msg, "views 999 (first"),
+          "a view asked for twice counts once: %s", rc ? e.msg : "(accepted)");
+    if (rc == 0) rhd_dataset_close(&d);
     /* a requested view with neither file is absent: an error with or without the option, no hint */
     int sel2[2] = {1, 999};
     for (int k = 0; k < 2; k++) {
