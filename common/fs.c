@@ -219,6 +219,8 @@ int rhd_check_output_writable(const char *opt, const char *out, rhd_err *e) {
     if (!out || strcmp(out, "-") == 0) return 0;
     struct stat sb;
     if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) return rhd_errf(e, "%s %s: is a directory, expected a file path", opt, out);
+    if (stat(out, &sb) == 0 && !S_ISREG(sb.st_mode)) /* the temp file + rename would replace a device or a pipe */
+        return rhd_errf(e, "%s %s: is not a regular file (a device, pipe or socket), expected a file path", opt, out);
     /* the nearest existing ancestor: the outputs' directories are created as needed */
     char *dir = rhd_xstrdup(out);
     for (;;) {

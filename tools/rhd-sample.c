@@ -116,8 +116,8 @@ static double parse_time_scale(const char *opt, const char *v, const rhd_sample_
     if (!strcmp(v, "raw")) return 1;
     if (!strcmp(v, "train")) return m->train_time_scale;
     double x;
-    if (rhd_parse_double(v, &x) || !(x > 0))
-        rhd_usage_error("%s takes rescaled, raw, train or a positive factor (e.g. %s raw), got '%s'", opt, opt, v);
+    if (rhd_parse_double(v, &x) || !(x > 0) || x > 1e4) /* t x factor stays a modest fp32 timestep */
+        rhd_usage_error("%s takes rescaled, raw, train or a factor in (0, 1e4] (e.g. %s raw), got '%s'", opt, opt, v);
     return x;
 }
 
@@ -445,6 +445,18 @@ static int sample_batch(run *r, job *jobs, const int *idx, const int *recrow, in
     double secs = (rhd_now() - t0) / nb;
     for (int b = 0; b < nb && !rc; b++) {
         const job *jb = &jobs[idx[b]];
+        /* a sample that is not finite everywhere is garbage: said, and not written */
+        const float *xs = r->has_up ? xu + b * nup : xb + b * nbase;
+        const int64_t nx = r->has_up ? nup : nbase;
+        int64_t bad = 0;
+        for (int64_t i = 0; i < nx; i++) bad += !isfinite(xs[i]);
+        if (bad) {
+            fprintf(stderr, "%s: error: %s: the sample holds %lld non-finite values of %lld (the sampling diverged: "
+                    "check --time-scale, --guidance and the noise), expected finite values; nothing written for it\n",
+                    rhd_prog(), jb->name, (long long)bad, (long long)nx);
+            failed++;
+            continue;
+        }
         /* the trajectory first: the sample under its final name marks the portrait done (skip-if-newer) */
         if ((r->o->save_traj && write_traj(r, jb, tb[b], tu[b], Rb, Ru, &e)) ||
             write_sample(r, jb, r->has_up ? xu + b * nup : xb + b * nbase, C, r->has_up ? Ru : Rb, &e)) {
@@ -480,6 +492,18 @@ int main(int argc, char **argv) {
     if (o.low_res && o.base) rhd_usage_error("--low-res replaces --base (the low-res triplanes come from DIR): give one of them");
     if (o.low_res && !o.upsample) rhd_usage_error("--low-res DIR needs --upsample CKPT (e.g. --upsample up.ckpt.safetensors --low-res lowres)");
     if (!o.base && !o.low_res) rhd_usage_error("--base is required (e.g. --base base.ckpt.safetensors), or --upsample with --low-res DIR");
+    static const char *const up_only[] = {"up-steps", "up-eta", "up-guidance", "up-time-scale", "up-res", NULL};
+    for (int i = 0; !o.upsample && up_only[i]; i++)
+        if (rhd_cli_given(&sample_cli, up_only[i]))
+            rhd_usage_error("--%s applies to the upsampling stage, expected --upsample CKPT with it", up_only[i]);
+    if (o.weights && strcmp(o.weights, "ema") && strcmp(o.weights, "model")) { /* emaK, 1 <= K <= 99 */
+        char *end = NULL;
+        long k = strncmp(o.weights, "ema", 3) == 0 && o.weights[3] ? strtol(o.weights + 3, &end, 10) : 0;
+        if (!end || *end || k < 1 || k > 99)
+            rhd_usage_error("--weights %s: expected ema, model or emaK (K >= 1, a further EMA rate)", o.weights);
+    }
+    if (o.respace && rhd_cli_given(&sample_cli, "steps"))
+        rhd_usage_error("--respace %s and --steps %lld both set the step count, expected one of them", o.respace, o.steps);
     if (!o.common.output) rhd_usage_error("expected -o OUT/, the folder for OUT/<name>.safetensors (e.g. -o samples)");
     if (o.list && n > 0) rhd_usage_error("give features files or --list FILE, not both");
     if (!o.list && n == 0) rhd_usage_error("expected features files or --list FILE (e.g. rhd-sample --base B -o samples features/*.safetensors)");

@@ -181,6 +181,31 @@ run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/nannoise.safet
 expect_rc 1 "a noise file with a NaN: exit 1"
 expect_err "nannoise.safetensors.*z.1" "names the file and the tensor"
 check "no outputs" test ! -e "$T/e5/p0.safetensors"
+# a finite noise so large that the sample overflows: said, exit 1, that portrait not written
+"$PY" -c "
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+with safe_open('$T/n.safetensors', 'np') as f: meta = f.metadata()
+t = load_file('$T/n.safetensors'); t['x_T'][0] = 3e38
+save_file(t, '$T/bignoise.safetensors', metadata=meta)
+"
+run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/bignoise.safetensors" -o "$T/e6" $F
+expect_rc 1 "a sample that overflows to NaN: exit 1"
+expect_err "p0: the sample holds [0-9]+ non-finite values of [0-9]+ .*nothing written" "names the portrait and says why"
+check "no output for it, the other portrait written" test ! -e "$T/e6/p0.safetensors" -a -s "$T/e6/p1.safetensors"
+run rhd-sample $S --up-steps 3 -o "$T/e9" $F
+expect_rc 2 "--up-steps without --upsample"
+expect_err "--up-steps applies to the upsampling stage, expected --upsample CKPT" "says so"
+run rhd-sample $S --sampler ddim --respace ddim2 -o "$T/e9" $F
+expect_rc 2 "--respace and --steps together"
+run rhd-sample $S --weights foo -o "$T/e9" $F
+expect_rc 2 "--weights foo: a usage error"
+run rhd-sample $S --time-scale 1e39 -o "$T/e7" $F
+expect_rc 2 "--time-scale 1e39 (beyond fp32): a usage error"
+run rhd-sample $S --save-noise /dev/null -o "$T/e8" $F
+expect_rc 1 "--save-noise onto a device file"
+expect_err "--save-noise /dev/null: is not a regular file" "refused, not replaced"
+check "/dev/null is still a device" test -c /dev/null
 run rhd-sample --base "$T/up.ckpt.safetensors" -o "$T/e4" $F
 expect_rc 1 "an upsampler checkpoint as --base: exit 1"
 expect_err "rhd.model is 'upsample', expected 'base'" "names the kinds"
