@@ -85,7 +85,8 @@ static const rhd_cli sample_cli = {
     "upsample_sample.py reads LR/<name>.npy. Writes OUT/<name>.safetensors\n"
     "(kind triplane) per portrait and one JSON line per portrait on stdout. The noise is drawn from\n"
     "Philox keyed by (--seed, portrait name, draw): a sample does not depend on its batch or the\n"
-    "thread count. An output newer than its features and checkpoints is skipped (--force redoes it).\n",
+    "thread count. An output newer than its features and checkpoints and made with the same options is skipped\n"
+    "(--force redoes it).\n",
     sample_options,
     "examples:\n"
     "  rhd-sample --base base.ckpt.safetensors -o samples features/*.safetensors\n"
@@ -252,6 +253,21 @@ static char *config_json(const run *r, const job *jb) {
 }
 
 /* One portrait's result x (host, rolled [C, R, 3R]) to its output. */
+/* An existing sample made with this run's options (its rhd.config equals the one this run would
+ * record): only then may it be skipped. A .npy keeps no options: its time stamps decide. */
+static int same_options(const run *r, const job *jb) {
+    if (r->o->npy) return 1;
+    rhd_st *st;
+    rhd_err e;
+    if (rhd_st_open(jb->output, &st, &e)) return 0;
+    const char *had = rhd_st_meta(st, "rhd.config");
+    char *now = config_json(r, jb);
+    int same = had && !strcmp(had, now);
+    free(now);
+    rhd_st_close(st);
+    return same;
+}
+
 static int write_sample(const run *r, const job *jb, const float *x, int C, int R, rhd_err *e) {
     const int64_t n = (int64_t)C * R * 3 * R;
     if (rhd_mkdir_parents(jb->output, e)) return -1;
@@ -530,6 +546,10 @@ int main(int argc, char **argv) {
         int fresh = !o.force && rhd_file_newer(jobs[i].output, jobs[i].input) && (!o.base || rhd_file_newer(jobs[i].output, o.base)) &&
                     (!o.low_res || rhd_file_newer(jobs[i].output, jobs[i].low_path)) &&
                     (!o.upsample || rhd_file_newer(jobs[i].output, o.upsample)) && (!o.noise || rhd_file_newer(jobs[i].output, o.noise));
+        if (fresh && !same_options(&r, &jobs[i])) {
+            rhd_info("%s: made with other options, sampled again", jobs[i].output);
+            fresh = 0;
+        }
         if (fresh) { nskip++; rhd_verbose("%s: up to date, skipped", jobs[i].output); continue; }
         todo[ntodo++] = i;
     }

@@ -120,6 +120,10 @@ check "the saved noise run equals the plain seeded run" same "$T/a" "$T/c"
 # ---- outputs: skip, --force, --npy, sharding --------------------------------------------------
 run rhd-sample $S -o "$T/a" $F
 check "up-to-date outputs are skipped (no JSON lines)" test -z "$out"
+cp -r "$T/a" "$T/a_opts"
+run rhd-sample --base "$T/base.safetensors" --steps 3 --seed 3 -o "$T/a_opts" $F
+expect_err "a_opts/p0.safetensors: made with other options, sampled again" "an output made with other options (--steps) is sampled again"
+expect_out '"name":"p1"' "... and reported on stdout"
 mkdir -p "$T/l" && printf '# portraits\n../p0.safetensors\n\n' > "$T/l/list.txt"
 run rhd-sample $S --force -o "$T/a" --list "$T/l/list.txt"
 check "--force samples again (--list, paths relative to the list's folder)" "$PY" -c "
