@@ -52,7 +52,7 @@ static const rhd_opt sample_options[] = {
     RHD_OPT_FLAG_(0, "force", sample_cli_opts, force, "sample even when an output is newer than its inputs"),
     RHD_OPT_GROUP_("base sampler"),
     RHD_OPT_CHOICE_(0, "sampler", sample_cli_opts, sampler, "NAME", "ddim-dpm (the original's), ddim or ddpm", sampler_names),
-    RHD_OPT_INT_(0, "steps", sample_cli_opts, steps, "N", "ddim-dpm: S (may run S+1 steps); ddim/ddpm: N uniformly respaced steps (0: all)", 0, 100000),
+    RHD_OPT_INT_(0, "steps", sample_cli_opts, steps, "N", "ddim-dpm: S in 1..T (may run S+1 steps); ddim/ddpm: N uniformly respaced steps (0: all T, the checkpoint's diffusion steps)", 0, 100000),
     RHD_OPT_STRING_(0, "respace", sample_cli_opts, respace, "SPEC", "ddim/ddpm: a respacing spec instead of --steps (e.g. ddim50)"),
     RHD_OPT_DOUBLE_(0, "eta", sample_cli_opts, eta, "X", "DDIM eta", 0, 100),
     RHD_OPT_DOUBLE_(0, "guidance", sample_cli_opts, guidance, "S", "classifier-free guidance scale (1: one unguided call)", 0, 100),
@@ -345,7 +345,12 @@ static void setup_base(run *r, const sample_cli_opts *o) {
     r->bo.time_scale = parse_time_scale("--time-scale", o->time_scale, &r->base);
     if (o->cond_noise) r->bo.cond_noise = (rhd_unet_noise)(o->cond_noise - 1);
     if (r->bo.kind == RHD_SAMPLER_DDIM_DPM && r->bo.steps < 1) rhd_usage_error("--steps 0: the ddim-dpm sampler takes S >= 1 (e.g. --steps 10)");
-    if (rhd_sample_plan_init(&r->bp, &r->base, &r->bo, &e)) rhd_usage_error("%s", e.msg);
+    if (rhd_sample_plan_init(&r->bp, &r->base, &r->bo, &e)) {
+        if (o->respace) rhd_usage_error("--respace %s: %s", o->respace, e.msg);
+        if (r->bo.kind != RHD_SAMPLER_DDIM_DPM) rhd_usage_error("--steps %lld with --sampler %s: %s", o->steps,
+                                                                rhd_sampler_kind_name(r->bo.kind), e.msg);
+        rhd_usage_error("%s", e.msg);
+    }
     rhd_info("base %s (%s weights, step %lld): %s, %d steps, eta %g, guidance %g", o->base, r->base.weights, r->base.step,
              rhd_sampler_kind_name(r->bo.kind), r->bp.nsteps, r->bo.eta, r->bo.guidance);
 }
@@ -411,6 +416,10 @@ static void read_lows(run *r, job *jobs, const int *todo, int ntodo) {
 static void open_noise(run *r, job *jobs, const int *todo, int ntodo) {
     rhd_err e;
     if (rhd_st_open(r->o->noise, &r->noise, &e)) rhd_die_err(&e);
+    const char *kind = rhd_st_meta(r->noise, "rhd.kind");
+    if (kind && strcmp(kind, "noise"))
+        rhd_die("--noise %s: an rhd '%s' file, expected a noise file (rhd-sample --save-noise writes one)", r->o->noise,
+                kind);
     r->bo.noise = r->uo.noise = r->noise;
     const char **names = rhd_xmalloc(sizeof(char *) * (size_t)(ntodo + 1));
     int *rows = rhd_xmalloc(sizeof(int) * (size_t)(ntodo + 1));

@@ -202,6 +202,12 @@ expect_rc 2 "--up-steps without --upsample"
 expect_err "--up-steps applies to the upsampling stage, expected --upsample CKPT" "says so"
 run rhd-sample $S --sampler ddim --respace ddim2 -o "$T/e9" $F
 expect_rc 2 "--respace and --steps together"
+run rhd-sample $S --noise "$T/p1.safetensors" -o "$T/e9" $F
+expect_rc 1 "a features file as --noise"
+expect_err "--noise .*p1.safetensors: an rhd 'features' file, expected a noise file" "names the kinds"
+run rhd-sample --base "$T/base.safetensors" --sampler ddpm --steps 1 -o "$T/e9" $F
+expect_rc 2 "ddpm with one step"
+expect_err "--steps 1 with --sampler ddpm: .*expected at least 2" "names --steps and the sampler"
 run rhd-sample $S --weights foo -o "$T/e9" $F
 expect_rc 2 "--weights foo: a usage error"
 run rhd-sample $S --time-scale 1e39 -o "$T/e7" $F
