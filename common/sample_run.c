@@ -79,19 +79,27 @@ static int read_config(rhd_sample_model *m, const rhd_st *st, void *cfg, rhd_err
     return rc;
 }
 
+int rhd_sample_weights_parse(const char *w, int *ema, rhd_err *e) {
+    if (!strcmp(w, "model")) return *ema = -1, 0;
+    if (!strncmp(w, "ema", 3)) {
+        char *end = NULL;
+        long k = w[3] ? strtol(w + 3, &end, 10) : 0;
+        if (!w[3] || (!*end && k >= 1 && k <= 99)) return *ema = (int)k, 0;
+    }
+    return rhd_errf(e, "--weights %s: expected ema, model or emaK (K >= 1, a further EMA rate)", w);
+}
+
 /* The tensor prefix of the chosen weights; -1 when they are not in the file. */
 static int pick_weights(rhd_sample_model *m, const rhd_st *st, const char *w, char *prefix, size_t cap, rhd_err *e) {
     int has_ema = 0;
     for (int i = 0; i < st->n; i++) has_ema |= !strncmp(st->t[i].name, "ema.", 4);
     if (!w || !strcmp(w, "auto")) w = has_ema ? "ema" : "model";
-    if (!strcmp(w, "model")) {
+    int k;
+    if (rhd_sample_weights_parse(w, &k, e)) return -1;
+    if (k < 0) {
         snprintf(prefix, cap, "%s", rhd_st_find(st, "decoder.time_embed.0.weight") ? "decoder." : "");
-    } else if (!strncmp(w, "ema", 3)) {
-        char *end;
-        long k = w[3] ? strtol(w + 3, &end, 10) : 0;
-        if (w[3] && (*end || k < 1 || k > 99))
-            return rhd_errf(e, "--weights %s: expected ema, model or emaK (K >= 1, a further EMA rate)", w);
-        if (k) snprintf(prefix, cap, "ema%ld.", k);
+    } else {
+        if (k) snprintf(prefix, cap, "ema%d.", k);
         else snprintf(prefix, cap, "ema.");
         int found = 0;
         for (int i = 0; i < st->n && !found; i++) found = !strncmp(st->t[i].name, prefix, strlen(prefix));
@@ -99,8 +107,6 @@ static int pick_weights(rhd_sample_model *m, const rhd_st *st, const char *w, ch
         if (!found)
             return rhd_errf(e, "%s: no '%s*' tensors for --weights %s (EMA rates in the file: %s), expected a checkpoint "
                             "that keeps that EMA, or --weights model", st->name, prefix, w, rates ? rates : "none");
-    } else {
-        return rhd_errf(e, "--weights %s: expected ema, model or emaK (K >= 1, a further EMA rate)", w);
     }
     snprintf(m->weights, sizeof m->weights, "%s", w);
     return 0;

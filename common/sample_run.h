@@ -46,6 +46,8 @@ typedef struct rhd_sample_model {
  * parameters), "ema", "model" or "emaK" (the K-th further EMA rate, ema1.*). Every tensor of the
  * chosen set is checked by name and shape; a tensor under that prefix that the config lacks is an
  * error. Values must be finite. */
+/* --weights W: "model" (*ema = -1), "ema" (0) or "emaK" (K, 1..99); else an error naming it. */
+int rhd_sample_weights_parse(const char *w, int *ema, rhd_err *e);
 int rhd_sample_model_load(rhd_sample_model *m, const char *path, rhd_sample_stage stage, const char *weights,
                           rhd_ctx *ctx, rhd_err *e);
 void rhd_sample_model_free(rhd_sample_model *m);

@@ -521,11 +521,11 @@ int main(int argc, char **argv) {
     for (int i = 0; !o.upsample && up_only[i]; i++)
         if (rhd_cli_given(&sample_cli, up_only[i]))
             rhd_usage_error("--%s applies to the upsampling stage, expected --upsample CKPT with it", up_only[i]);
-    if (o.weights && strcmp(o.weights, "ema") && strcmp(o.weights, "model")) { /* emaK, 1 <= K <= 99 */
-        char *end = NULL;
-        long k = strncmp(o.weights, "ema", 3) == 0 && o.weights[3] ? strtol(o.weights + 3, &end, 10) : 0;
-        if (!end || *end || k < 1 || k > 99)
-            rhd_usage_error("--weights %s: expected ema, model or emaK (K >= 1, a further EMA rate)", o.weights);
+    {
+        int k;
+        rhd_err we;
+        if (o.weights && strcmp(o.weights, "auto") && rhd_sample_weights_parse(o.weights, &k, &we))
+            rhd_usage_error("%s", we.msg);
     }
     if (o.respace && rhd_cli_given(&sample_cli, "steps"))
         rhd_usage_error("--respace %s and --steps %lld both set the step count, expected one of them", o.respace, o.steps);
