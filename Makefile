@@ -2,6 +2,9 @@
 #
 #   make              CPU build: build/librhd.a and build/bin/rhd-*
 #   make CUDA=1       adds the CUDA backend (nvcc, sm_90 + PTX, cuBLAS, cuDNN): build-cuda/
+#   make CUDA=emu     the CUDA backend compiled for the CPU against the emulation of tests/emu/ (no
+#                     GPU, no CUDA toolkit): build-emu/; `make CUDA=emu test-emu` runs the tests
+#                     that compare the CUDA backend with the CPU one (tests/emu/README.md)
 #   make test         builds, creates the test venv (build/venv), runs every test; last line
 #                     "N passed, N failed, N skipped"
 #   make SAN=1 test   the same under AddressSanitizer + UndefinedBehaviorSanitizer: build-san/
@@ -43,6 +46,9 @@ FUZZ_BUILD := build-fuzz
 BUILD := build
 ifeq ($(CUDA),1)
 BUILD := $(BUILD)-cuda
+endif
+ifeq ($(CUDA),emu)
+BUILD := $(BUILD)-emu
 endif
 ifeq ($(SAN),1)
 BUILD := $(BUILD)-san
@@ -89,8 +95,19 @@ LDLIBS += -lnccl
 endif
 endif
 
+ifeq ($(CUDA),emu)
+# The emulated CUDA backend: every .cu file compiled as C++ with its `k<<<cfg>>>(` launches
+# rewritten to `emu_cfg(cfg)("k", k, ` (tests/emu/emu_device.hpp), against the CUDA, cuBLAS,
+# cuDNN, cub and NCCL headers of tests/emu/include and their host implementation emu_api.cpp.
+CPPFLAGS += -DRHD_CUDA -DRHD_CUDA_EMU -Itests/emu/include
+ifeq ($(SAN),1)
+CPPFLAGS += -DRHD_SAN
+endif
+LDLIBS += -lstdc++
+endif
+
 LIB_SRC := $(wildcard common/*.c common/models/*.c formats/*.c kernels/*.c)
-CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard common/*.cu common/models/*.cu kernels/*.cu))
+CU_SRC := $(if $(filter 1 emu,$(CUDA)),$(wildcard common/*.cu common/models/*.cu kernels/*.cu))
 TOOL_SRC := $(wildcard tools/rhd-*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/kernels/test_*.c tests/models/test_*.c)
 TEST_CXX_SRC := $(wildcard tests/kernels/test_*.cpp tests/models/test_*.cpp)
@@ -98,13 +115,16 @@ BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+ifeq ($(CUDA),emu)
+LIB_OBJ += $(BUILD)/obj/tests/emu/emu_api.o
+endif
 LIB := $(BUILD)/librhd.a
 TOOLS := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
 TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC))) $(patsubst %.cpp,$(BUILD)/tests/%,$(notdir $(TEST_CXX_SRC)))
 BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRC)))
 DEPS_OK := build/.deps-ok
 
-.PHONY: all test fuzz bench benches deps demo forgetting quality pred-compare clean venv tests-build
+.PHONY: test-emu all test fuzz bench benches deps demo forgetting quality pred-compare clean venv tests-build
 .DELETE_ON_ERROR:
 
 all: $(LIB) $(TOOLS)
@@ -117,9 +137,20 @@ $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
+ifeq ($(CUDA),emu)
+EMU_CXXFLAGS = $(filter-out -std=c11,$(CFLAGS)) -std=c++20 -Wno-unknown-pragmas -include cuda_runtime.h
+$(BUILD)/obj/%.cu.o: %.cu | $(DEPS_OK)
+	@mkdir -p $(@D)
+	{ echo '#line 1 "$<"'; sed -E 's/([A-Za-z_][A-Za-z0-9_]*(<[^<>]*>)?)<<<(.*)>>>\(/emu_cfg(\3)("\1", \1, /' $<; } > $(@:.o=.cpp)
+	$(CXX) $(CPPFLAGS) $(EMU_CXXFLAGS) -MMD -MP -MF $(@:.o=.d) -MT $@ -c $(@:.o=.cpp) -o $@
+$(BUILD)/obj/tests/emu/%.o: tests/emu/%.cpp | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(filter-out -std=c11,$(CFLAGS)) -std=c++20 -MMD -MP -c $< -o $@
+else
 $(BUILD)/obj/%.cu.o: %.cu | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+endif
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -139,9 +170,9 @@ $(BUILD)/tests/%: tests/kernels/%.c $(TEST_HDR) $(LIB)
 $(BUILD)/tests/%: tests/models/%.c $(TEST_HDR) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
-# C++20 tests (std::barrier): the CUDA kernels' device code emulated on the CPU
+# C++20 tests: the CUDA kernels' device code emulated on the CPU (tests/emu/emu_device.hpp)
 CXXFLAGS := $(filter-out -std=c11,$(CFLAGS)) -std=c++20 -pthread -Wno-unknown-pragmas
-EMU_DEPS := $(TEST_HDR) tests/cuda_emu.hpp $(LIB) $(wildcard common/models/*.cuh kernels/*.cuh)
+EMU_DEPS := $(TEST_HDR) tests/emu/emu_device.hpp $(LIB) $(wildcard common/models/*.cuh kernels/*.cuh)
 $(BUILD)/tests/%: tests/kernels/%.cpp $(EMU_DEPS)
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
@@ -175,6 +206,18 @@ tests-build: $(LIB) $(TOOLS) $(TESTS)
 FUZZERS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 test: tests-build $(VENV)/.ok $(FUZZERS)
 	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=$(CUDA) SAN=$(SAN) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/run.sh
+
+# The CUDA backend on the CPU (make CUDA=emu test-emu; tests/emu/README.md): every test program
+# (their CUDA-vs-CPU comparisons run on the emulated device) and the tool tests that use
+# --device cuda; no fuzzing (the fuzz targets do not touch the CUDA backend).
+ifneq ($(filter test-emu,$(MAKECMDGOALS)),)
+ifneq ($(CUDA),emu)
+$(error test-emu: run it as make CUDA=emu test-emu)
+endif
+endif
+test-emu: tests-build $(VENV)/.ok
+	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=emu SAN=$(SAN) FUZZ_BUILD=none \
+		RHD_TOOL_TESTS='t06[5-9]*-cuda*.sh' bash tests/run.sh
 
 # libFuzzer targets (clang): the library compiled once with the fuzzer instrumentation
 # (build-fuzz/librhd-fuzz.a), each target linked against it.

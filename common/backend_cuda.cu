@@ -22,7 +22,7 @@ extern "C" int rhd_cuda_open(rhd_ctx *ctx, int device, rhd_err *e) {
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     ctx->device = device;
-    snprintf(ctx->name, sizeof ctx->name, "cuda:%d %s (sm_%d%d)", device, prop.name, prop.major, prop.minor);
+    snprintf(ctx->name, sizeof ctx->name, "cuda:%d %.100s (sm_%d%d)", device, prop.name, prop.major, prop.minor);
     cudaStream_t s;
     CUDA_CHECK(cudaStreamCreate(&s));
     ctx->stream = s;

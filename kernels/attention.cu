@@ -18,7 +18,9 @@
 #include "common/cuda_check.h"
 #include "kernels/linear.h"
 
+#ifndef RHD_FA_SMEM /* the CUDA emulation (tests/emu) declares it its own way */
 #define RHD_FA_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
 #include "kernels/attention_fused.cuh"
 
 #define ATTN_BLOCK 256

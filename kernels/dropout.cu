@@ -28,7 +28,7 @@ static __global__ void modulate_backward_kernel(float *dx, float *dscale, float 
     sa[threadIdx.x] = a, sb[threadIdx.x] = b;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) sa[threadIdx.x] += sa[threadIdx.x + s], sb[threadIdx.x] += sb[threadIdx.x + s];
+        if ((int)threadIdx.x < s) sa[threadIdx.x] += sa[threadIdx.x + s], sb[threadIdx.x] += sb[threadIdx.x + s];
         __syncthreads();
     }
     if (dx) {

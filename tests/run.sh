@@ -71,7 +71,8 @@ for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     start_one "$(basename "$t")" "$t"
 done
-for t in tests/tools/t[0-9]*.sh; do
+# RHD_TOOL_TESTS: which tool tests (a glob under tests/tools/; default all; test-emu: the CUDA ones)
+for t in tests/tools/${RHD_TOOL_TESTS:-t[0-9]*.sh}; do
     [ -f "$t" ] || continue
     start_one "$(basename "$t")" bash "$t"
 done

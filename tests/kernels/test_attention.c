@@ -398,7 +398,7 @@ int main(void) {
     test_core(1, 1, 5, 7, 3, 0.577f, 1e-9, 1e-9, 1);
     test_core(2, 2, 6, 4, 5, 0.447f, 1e-9, 1e-9, 1);
     test_core(2, 3, 17, 33, 8, 0.354f, 1e-9, 1e-9, 0);
-    test_core(1, 1, 1, 1, 4, 0.5f, 1e-9, 1e-9, 0);
+    test_core(1, 1, 1, 1, 4, 0.5f, 1e-9, -1e-6, 0); /* one key: dq = dk = 0 analytically; max-abs bound */
     test_core(1, 2, 300, 2000, 4, 0.5f, 1e-9, 1e-9, 0);
     /* saturated rows (logits spread ~100): the gradients are P (dP - D) with P nearly one-hot and
      * may all be ~1e-15 in a row, so their relative error means nothing: bound max-abs instead */

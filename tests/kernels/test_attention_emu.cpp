@@ -1,5 +1,5 @@
 /* tests/kernels/test_attention_emu.cpp: the fused bf16 attention kernels of --bf16 on the GPU
- * (kernels/attention_fused.cuh), compiled for the CPU through tests/cuda_emu.hpp and run against
+ * (kernels/attention_fused.cuh), compiled for the CPU through tests/emu/emu_device.hpp and run against
  * the CPU attention core (kernels/attention.c), so that their tiling, masking of partial tiles,
  * online softmax, shared-memory layout and barriers are checked on every test run, GPU or not.
  *
@@ -21,7 +21,7 @@
  * memcheck) too.
  * Cases: every instantiated head dim, partial query and key tiles, more than one tile each way, a
  * single token, the UNet's joint layout (T self tokens + 16 portrait tokens). */
-#include "cuda_emu.hpp"
+#include "emu/emu_device.hpp"
 #include <algorithm>
 #include <string>
 extern "C" {
@@ -31,7 +31,6 @@ extern "C" {
 }
 #include "harness.h"
 
-#define RHD_FA_SMEM(name) unsigned char *name = emu_smem
 #include "kernels/attention_fused.cuh"
 
 static unsigned tiles(int n) { return (unsigned)((n + FA_ROWS - 1) / FA_ROWS); }

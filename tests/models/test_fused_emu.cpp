@@ -3,15 +3,15 @@
  * so that the kernel's indexing, shared-memory layout and barriers are checked on every test run,
  * with or without a GPU.
  *
- * Emulation: tests/cuda_emu.hpp (each block as blockDim std::threads sharing a NaN-filled dynamic
- * shared memory, __syncthreads a std::barrier, blocks one after another). The launcher's work
+ * Emulation: tests/emu/emu_device.hpp (each block's threads as fibers sharing a NaN-filled dynamic
+ * shared memory, __syncthreads a barrier, blocks one after another). The launcher's work
  * (weight transposes, packing the planes channels-last) is done here with the library's CPU ops,
  * as decoder.cu does on the device.
  * Compared: sigma, rgb and the density-only sigma against rhd_decoder_forward / _density on fresh
  * random inputs, at widths that take every code path (default sizes, a narrow sigma_net.2, more
  * output rows than threads, no geometry features, hidden < channels, a partial last tile). Under
  * `make SAN=1` the shared buffer is exactly the kernel's size, so an out-of-range index is caught. */
-#include "cuda_emu.hpp"
+#include "emu/emu_device.hpp"
 extern "C" {
 #include "common/backend.h"
 #include "common/models/decoder.h"
@@ -22,7 +22,6 @@ extern "C" {
 #include "kernels/freq_encode.h"
 #include "kernels/triplane.h"
 
-#define RHD_FUSED_SMEM(name) float4 *name = (float4 *)emu_smem
 #include "common/models/decoder_fused.cuh"
 
 static void launch(unsigned grid, unsigned block, size_t smem, fused_args a) {
