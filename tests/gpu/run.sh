@@ -8,7 +8,8 @@
 #  2. builds `make CUDA=1` into build-gpu/ against them (EXTRA_CPPFLAGS, EXTRA_LDFLAGS, CUDA_HOME);
 #  3. runs only what needs the GPU, each part under its own `timeout`: the card's ceilings
 #     (tests/gpu/ceilings.cu), every test binary that compares the CUDA backend with the CPU one,
-#     the tool test tests/tools/t0650-cuda.sh (--device cuda end to end), the benchmarks with
+#     the tool tests tests/tools/t0650-cuda.sh and t0655-cuda-diffusion.sh (--device cuda end to
+#     end: fit, render, train, sample), the benchmarks with
 #     RHD_BENCH_DEVICE=cuda (and the render one again through the per-layer decoder path), then
 #     the fused attention kernels under compute-sanitizer racecheck / synccheck / memcheck (if the
 #     toolkit has it);
@@ -195,6 +196,7 @@ else
         part "$n" 60 tests.log "$gend" -- "$t"
     done
     part t0650-cuda.sh 100 tools.log 0 -- bash tests/tools/t0650-cuda.sh
+    part t0655-cuda-diffusion.sh 60 tools.log 0 -- bash tests/tools/t0655-cuda-diffusion.sh
     export RHD_BENCH_DEVICE=cuda RHD_BENCH_NO_TORCH=1
     gend=$(($(gpu_now) + ${RHD_BENCH_BUDGET_S:-200}))
     for b in "$B"/bench/bench_*; do

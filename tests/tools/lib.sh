@@ -36,3 +36,13 @@ skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then _tap 0 "$what"; else _tap 1 "$what"; fi; }
 json() { printf '%s' "$1" | "${RHD_PY:-python3}" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])" "$2"; }
 done_testing() { echo "1..$n"; rm -rf "$T"; [ "$failed" -eq 0 ]; }
+# needs_cuda: ends the test as one skip where this build has no CUDA backend or the machine no
+# device (probed with a --device cuda call that fails either way: its message says which)
+needs_cuda() {
+    run rhd-render --device cuda --decoder "$T/none" --spiral --no-images "$T/none"
+    if printf '%s' "$err" | grep -Eq "no CUDA backend|no CUDA device|CUDA device\(s\) present"; then
+        skip "CUDA: $(printf '%s' "$err" | head -1 | sed 's/^rhd-render: error: //')"
+        done_testing
+        exit $?
+    fi
+}

@@ -9,13 +9,7 @@
 MINI=$RHD_ROOT/tests/data/mini
 SMALL="--triplane-res 16 --triplane-channels 8 --grid-size 16 --rays 128 --max-steps 32 --dist-points 64 --train-views 0-23 --eval-views 100 --threads 2"
 
-probe() { run rhd-render --device cuda --decoder "$T/none" --spiral --no-images "$T/none"; }
-probe
-if printf '%s' "$err" | grep -Eq "no CUDA backend|no CUDA device|CUDA device\(s\) present"; then
-    skip "CUDA: $(printf '%s' "$err" | head -1 | sed 's/^rhd-render: error: //')"
-    done_testing
-    exit $?
-fi
+needs_cuda
 
 run rhd-schedule fit --avatars avatar_100 --rounds 1 --steps 60 -o "$T/plan.json"
 expect_rc 0 "plan"

@@ -10,13 +10,7 @@
 . "$RHD_ROOT/tests/tools/lib.sh"
 PY=${RHD_PY:-python3}
 
-probe() { run rhd-render --device cuda --decoder "$T/none" --spiral --no-images "$T/none"; }
-probe
-if printf '%s' "$err" | grep -Eq "no CUDA backend|no CUDA device|CUDA device\(s\) present"; then
-    skip "CUDA: $(printf '%s' "$err" | head -1 | sed 's/^rhd-render: error: //')"
-    done_testing
-    exit $?
-fi
+needs_cuda
 
 # pycheck WHAT <<'PY' ... PY: a Python check (stdin); its printed line joins the TAP line
 pycheck() { local what=$1 res rc; res=$("$PY" - 2>&1) && rc=0 || rc=$?; _tap $rc "$what: $(printf '%s' "$res" | tail -1)"; }
