@@ -124,7 +124,7 @@ TESTS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRC))) $(patsubst %.cpp
 BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRC)))
 DEPS_OK := build/.deps-ok
 
-.PHONY: test-emu all test fuzz bench benches deps demo forgetting quality pred-compare clean venv tests-build
+.PHONY: test-emu emu-official all test fuzz bench benches deps demo forgetting quality pred-compare clean venv tests-build
 .DELETE_ON_ERROR:
 
 all: $(LIB) $(TOOLS)
@@ -138,7 +138,10 @@ $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 ifeq ($(CUDA),emu)
-EMU_CXXFLAGS = $(filter-out -std=c11,$(CFLAGS)) -std=c++20 -Wno-unknown-pragmas -include cuda_runtime.h
+# __CUDA_ARCH__: the device branches of the RHD_HD helpers, as nvcc's device pass compiles them;
+# -mfma -ffp-contract=fast: a*b+c fused as nvcc fuses it by default (-fmad=true)
+EMU_CXXFLAGS = $(filter-out -std=c11,$(CFLAGS)) -std=c++20 -Wno-unknown-pragmas -include cuda_runtime.h \
+	-D__CUDA_ARCH__=900 -mfma -ffp-contract=fast
 $(BUILD)/obj/%.cu.o: %.cu | $(DEPS_OK)
 	@mkdir -p $(@D)
 	{ echo '#line 1 "$<"'; sed -E 's/([A-Za-z_][A-Za-z0-9_]*(<[^<>]*>)?)<<<(.*)>>>\(/emu_cfg(\3)("\1", \1, /' $<; } > $(@:.o=.cpp)
@@ -218,6 +221,14 @@ endif
 test-emu: tests-build $(VENV)/.ok
 	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=emu SAN=$(SAN) FUZZ_BUILD=none \
 		RHD_TOOL_TESTS='t06[5-9]*-cuda*.sh' bash tests/run.sh
+
+# The CUDA backend at the official UNet size on the emulation, against the CPU (minutes, ~20 GB;
+# tests/emu/check_official.c; its figures are in common/models/unet.md)
+emu-official: $(BUILD)/tests/emu/check_official
+	$(BUILD)/tests/emu/check_official
+$(BUILD)/tests/emu/check_official: tests/emu/check_official.c $(TEST_HDR) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 # libFuzzer targets (clang): the library compiled once with the fuzzer instrumentation
 # (build-fuzz/librhd-fuzz.a), each target linked against it.

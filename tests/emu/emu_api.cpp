@@ -55,6 +55,32 @@ extern "C" void emu_check_device(const void *p, size_t bytes, const char *what) 
     abort();
 }
 
+/* The allocation holding p (p may be its end), or allocs.end(). */
+static std::map<uintptr_t, size_t>::iterator holder(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    auto it = allocs.upper_bound(a);
+    if (it == allocs.begin()) return allocs.end();
+    --it;
+    return a <= it->first + it->second ? it : allocs.end();
+}
+
+extern "C" void emu_check_kernel_arg(const void *p, const char *kernel, int index) {
+    if (holder(p) != allocs.end()) return;
+    fprintf(stderr, "cuda emulation: kernel %s: argument %d (%p) is not device memory\n", kernel, index, p);
+    abort();
+}
+
+static void check_host(const void *p, size_t bytes, const char *what) {
+    auto it = holder(p);
+    if (it == allocs.end() || (uintptr_t)p == it->first + it->second) return;
+    fprintf(stderr, "cuda emulation: %s: %p (%zu bytes) is device memory, expected host memory\n", what, p, bytes);
+    abort();
+}
+
+static bool overlap(const void *a, size_t na, const void *b, size_t nb) {
+    return (uintptr_t)a < (uintptr_t)b + nb && (uintptr_t)b < (uintptr_t)a + na;
+}
+
 // runtime
 
 extern "C" cudaError_t cudaGetDeviceCount(int *n) {
@@ -111,7 +137,14 @@ extern "C" cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes,
     if (!bytes) return cudaSuccess;
     if (k == cudaMemcpyHostToDevice || k == cudaMemcpyDeviceToDevice) emu_check_device(dst, bytes, "cudaMemcpy destination");
     if (k == cudaMemcpyDeviceToHost || k == cudaMemcpyDeviceToDevice) emu_check_device(src, bytes, "cudaMemcpy source");
-    memmove(dst, src, bytes);
+    if (k == cudaMemcpyHostToDevice) check_host(src, bytes, "cudaMemcpy host-to-device source");
+    if (k == cudaMemcpyDeviceToHost) check_host(dst, bytes, "cudaMemcpy device-to-host destination");
+    if (k != cudaMemcpyHostToDevice && k != cudaMemcpyDeviceToHost && k != cudaMemcpyDeviceToDevice) return fail(cudaErrorInvalidValue);
+    if (overlap(dst, bytes, src, bytes)) {
+        fprintf(stderr, "cuda emulation: cudaMemcpy: source and destination overlap (undefined on the device)\n");
+        abort();
+    }
+    memcpy(dst, src, bytes);
     return cudaSuccess;
 }
 extern "C" cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind k) {
@@ -226,7 +259,17 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
         emu_check_device(A.p, esize * nA, "cuBLAS GEMM operand A");
         emu_check_device(B.p, esize * nB, "cuBLAS GEMM operand B");
     }
-    emu_check_device(C, 4 * extent(m, n, ldc, sC, batch), "cuBLAS GEMM output C");
+    size_t nC = 4 * (size_t)extent(m, n, ldc, sC, batch);
+    emu_check_device(C, nC, "cuBLAS GEMM output C");
+    if (batch > 1 && sC < (long long)ldc * (n - 1) + m) {
+        fprintf(stderr, "cuda emulation: cuBLAS strided GEMM: output batches overlap (stride %lld < %lld): a race on the device\n",
+                sC, (long long)ldc * (n - 1) + m);
+        abort();
+    }
+    if (k && (overlap(C, nC, A.p, esize * nA) || overlap(C, nC, B.p, esize * nB))) {
+        fprintf(stderr, "cuda emulation: cuBLAS GEMM: the output overlaps an operand (undefined on the device)\n");
+        abort();
+    }
     std::vector<float> a = as_read(A, nA), b = as_read(B, nB);
     for (int i = 0; i < batch; i++) {
         float *c = C + (int64_t)i * sC;
@@ -483,6 +526,7 @@ static cudnnStatus_t conv_call(const char *what, const emu_conv_desc *c, const e
     char m[128];
     snprintf(m, sizeof m, "%s workspace", what);
     emu_check_device(ws, ws_bytes, m);
+    memset(ws, 0xff, ws_bytes); /* the library's scratch: whatever the caller kept there is gone */
     snprintf(m, sizeof m, "%s x", what);
     emu_check_device(xp, bytes_of(x), m);
     snprintf(m, sizeof m, "%s w", what);

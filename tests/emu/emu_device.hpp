@@ -55,10 +55,10 @@ struct dim3 {
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 typedef dim3 uint3;
-struct float2 {
+struct alignas(8) float2 {
     float x, y;
 };
-struct float4 {
+struct alignas(16) float4 {
     float x, y, z, w;
 };
 static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
@@ -153,6 +153,7 @@ inline void yield() {
 
 inline void trampoline() {
     (*S.body)();
+    memset(&S.xchg[S.cur], 0xff, sizeof(double)); /* a shuffle reading an exited lane gets NaN */
     S.f[S.cur].state = 2;
     S.block.exited++;
     release_if_full(S.block);
@@ -179,6 +180,19 @@ inline void wait_at(barrier &b) {
     fiber &me = S.f[S.cur];
     me.state = 1, me.gen = &b.gen, me.gen0 = g;
     yield();
+}
+
+/* RHD_EMU_REVERSE=1: blocks and the threads of a block run in the reverse order, so that a result
+ * that depends on the order (a read of another thread's write without a barrier between, or an
+ * inter-block dependence) changes between the two orders. Unset: reversed when $RHD_TEST_SEED
+ * (tests/run.sh prints it) is odd, so that test runs alternate. */
+inline bool reversed() {
+    static int r = -1;
+    if (r < 0) {
+        const char *e = getenv("RHD_EMU_REVERSE"), *seed = getenv("RHD_TEST_SEED");
+        r = e && *e ? strcmp(e, "0") != 0 : seed && *seed ? (int)(strtoull(seed, NULL, 10) & 1) : 0;
+    }
+    return r;
 }
 
 /* Runs one block of n threads as fibers until all are done. */
@@ -216,7 +230,8 @@ inline void run_block_fibers(unsigned n) {
     S.in_fiber = true;
     for (unsigned live = n; live;) {
         bool moved = false;
-        for (unsigned i = 0; i < n; i++) {
+        for (unsigned k = 0; k < n; k++) {
+            unsigned i = reversed() ? n - 1 - k : k;
             fiber &f = S.f[i];
             if (f.state == 2 || (f.state == 1 && *f.gen == f.gen0)) continue;
             f.state = 0;
@@ -265,13 +280,14 @@ inline void launch(const void *key, const char *name, dim3 grid, dim3 block, siz
     auto it = key ? no_sync().find(key) : no_sync().end();
     bool direct = it != no_sync().end() && it->second;
     S.synced = false;
+    bool rev = reversed();
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
-                blockIdx = uint3(bx, by, bz);
+                blockIdx = rev ? uint3(grid.x - 1 - bx, grid.y - 1 - by, grid.z - 1 - bz) : uint3(bx, by, bz);
                 if (smem) memset(emu_smem, 0xff, smem);
                 if (direct) {
-                    for (unsigned i = 0; i < n; i++) set_thread(i), body();
+                    for (unsigned i = 0; i < n; i++) set_thread(rev ? n - 1 - i : i), body();
                 } else {
                     run_block_fibers(n);
                 }
@@ -298,13 +314,32 @@ template <class T> inline T exchange(T v, unsigned src) {
 
 } // namespace emu
 
-#define __syncthreads() emu::wait_at(emu::S.block)
-static inline void __syncwarp(unsigned = 0xffffffffu) { emu::wait_at(emu::S.warp[emu::S.cur / 32]); }
-template <class T> static inline T __shfl_xor_sync(unsigned, T v, int mask, int = 32) {
-    return emu::exchange(v, (emu::lin() & 31u) ^ (unsigned)mask);
+/* Warp operations: full warps only (a partial mask or a width under 32 is not modelled: fatal). */
+namespace emu {
+inline void full_warp(unsigned mask, int width, const char *op) {
+    if (mask != 0xffffffffu || width != 32) {
+        char m[160];
+        snprintf(m, sizeof m, "kernel %s: %s with mask %#x width %d: the emulation models full warps only", S.kernel, op,
+                 mask, width);
+        die(m);
+    }
 }
-template <class T> static inline T __shfl_sync(unsigned, T v, int src, int = 32) { return emu::exchange(v, (unsigned)src & 31u); }
-template <class T> static inline T __shfl_down_sync(unsigned, T v, unsigned d, int = 32) {
+} // namespace emu
+#define __syncthreads() emu::wait_at(emu::S.block)
+static inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    emu::full_warp(mask, 32, "__syncwarp");
+    emu::wait_at(emu::S.warp[emu::S.cur / 32]);
+}
+template <class T> static inline T __shfl_xor_sync(unsigned m, T v, int lanemask, int w = 32) {
+    emu::full_warp(m, w, "__shfl_xor_sync");
+    return emu::exchange(v, (emu::lin() & 31u) ^ (unsigned)lanemask);
+}
+template <class T> static inline T __shfl_sync(unsigned m, T v, int src, int w = 32) {
+    emu::full_warp(m, w, "__shfl_sync");
+    return emu::exchange(v, (unsigned)src & 31u);
+}
+template <class T> static inline T __shfl_down_sync(unsigned m, T v, unsigned d, int w = 32) {
+    emu::full_warp(m, w, "__shfl_down_sync");
     unsigned l = (emu::lin() & 31u) + d;
     return emu::exchange(v, l < 32 ? l : (emu::lin() & 31u));
 }
@@ -334,6 +369,14 @@ static inline float __fadd_rn(float a, float b) {
 }
 static inline float __fmul_rn(float a, float b) {
     volatile float r = a * b;
+    return r;
+}
+static inline float __fsub_rn(float a, float b) {
+    volatile float r = a - b;
+    return r;
+}
+static inline float __fdiv_rn(float a, float b) {
+    volatile float r = a / b;
     return r;
 }
 static inline float __fdividef(float a, float b) { return a / b; }

@@ -3,12 +3,13 @@
  * claims to catch is caught.
  *  - device vocabulary (every build): a 256-thread block reduction through static __shared__ memory
  *    and __syncthreads, a 2-D block's thread indices, a warp butterfly by __shfl_xor_sync, the
- *    dynamic shared memory's NaN fill, and (in a child process) a barrier mismatch reported as a
- *    deadlock naming the kernel;
+ *    dynamic shared memory's NaN fill, and (in child processes) a barrier mismatch reported as a
+ *    deadlock naming the kernel, a partial-warp shuffle refused;
  *  - the emulated runtime (`make CUDA=emu` only): a launch over 1024 threads and one over 48 KiB of
  *    dynamic shared memory without the opt-in are refused with cudaErrorInvalidConfiguration and run
  *    nothing, the opt-in makes the latter run; fresh device memory reads as NaN; a copy past the end of
- *    an allocation and a host pointer given as device memory abort with a message (child processes);
+ *    an allocation, a host pointer as a kernel argument, an overlapping device copy and a host
+ *    pointer given as device memory abort with a message (child processes);
  *    cuBLAS with beta = 0 ignores a NaN output and TF32 math rounds the inputs to 10 mantissa bits. */
 #include "emu/emu_device.hpp"
 #include <string>
@@ -109,6 +110,11 @@ static void device_vocabulary() {
     }, err);
     th_ok(rc != 0 && err.find("deadlock") != std::string::npos && err.find("mismatch_kernel") != std::string::npos,
           "a barrier mismatch is reported as a deadlock naming the kernel (exit %d: %s)", rc, err.c_str());
+    rc = in_child([] {
+        std::function<void()> body = [] { __shfl_xor_sync(0xffffu, 1.0f, 1); };
+        emu::launch(nullptr, "half_mask", dim3(1), dim3(32), 0, body);
+    }, err);
+    th_ok(rc != 0 && err.find("full warps") != std::string::npos, "a partial-warp shuffle is refused (exit %d: %s)", rc, err.c_str());
 }
 
 #ifdef RHD_CUDA_EMU
@@ -140,6 +146,14 @@ static void runtime() {
     }, err);
     th_ok(rc != 0 && err.find("past the end") != std::string::npos, "a copy past an allocation's end aborts (exit %d: %s)", rc,
           err.c_str());
+    rc = in_child([] {
+        std::vector<float> h(16);
+        emu_cfg(dim3(1), dim3(4))("store_kernel", store_kernel, h.data());
+    }, err);
+    th_ok(rc != 0 && err.find("argument 0") != std::string::npos, "a host pointer as a kernel argument aborts (exit %d: %s)", rc,
+          err.c_str());
+    rc = in_child([d] { cudaMemcpy(d + 8, d, 64, cudaMemcpyDeviceToDevice); }, err);
+    th_ok(rc != 0 && err.find("overlap") != std::string::npos, "an overlapping device copy aborts (exit %d: %s)", rc, err.c_str());
     rc = in_child([] {
         std::vector<float> h(16);
         cudaMemset(h.data(), 0, 64);

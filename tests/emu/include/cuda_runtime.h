@@ -58,6 +58,7 @@ cudaError_t emu_func_set_attribute(const void *f, int attr, int value);
 int emu_launch_check(const void *f, const char *name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                      unsigned bz, size_t smem);
 void emu_check_device(const void *p, size_t bytes, const char *what);
+void emu_check_kernel_arg(const void *p, const char *kernel, int index);
 #ifdef __cplusplus
 }
 #include "../emu_device.hpp"
@@ -73,12 +74,22 @@ template <class F> static inline cudaError_t cudaFuncSetAttribute(F *f, cudaFunc
  * sets the error cudaGetLastError returns and runs nothing), converts the arguments to the
  * kernel's parameter types, and runs the grid. */
 struct emu_cfg {
+    /* every non-null pointer argument must point into (or at the end of) a device allocation:
+     * a host pointer given to a kernel faults on the device */
+    template <class Tup, size_t... I> static void check_pointers(const char *name, const Tup &t, std::index_sequence<I...>) {
+        (check_one(name, (int)I, std::get<I>(t)), ...);
+    }
+    template <class T> static void check_one(const char *name, int i, const T &v) {
+        if constexpr (std::is_pointer_v<T>)
+            if (v) emu_check_kernel_arg((const void *)v, name, i);
+    }
     dim3 g, b;
     size_t smem;
     emu_cfg(dim3 g_, dim3 b_, size_t s_ = 0, cudaStream_t = 0) : g(g_), b(b_), smem(s_) {}
     template <class... P, class... A> void operator()(const char *name, void (*f)(P...), A &&...a) const {
         if (!emu_launch_check((const void *)f, name, g.x, g.y, g.z, b.x, b.y, b.z, smem)) return;
         std::tuple<std::decay_t<P>...> args(std::forward<A>(a)...);
+        check_pointers(name, args, std::index_sequence_for<P...>{});
         std::function<void()> body = [&] { std::apply(f, args); };
         emu::launch((const void *)f, name, g, b, smem, body);
     }

@@ -4,6 +4,7 @@
 #ifndef RHD_EMU_CUB_CUH
 #define RHD_EMU_CUB_CUH
 #include "../cuda_runtime.h"
+#include <cstring>
 namespace cub {
 struct DeviceScan {
     template <class I, class O>
@@ -14,6 +15,11 @@ struct DeviceScan {
         }
         if (bytes < 512) return cudaErrorInvalidValue;
         emu_check_device(tmp, bytes, "cub::DeviceScan::ExclusiveSum temporary storage");
+        memset(tmp, 0xff, bytes);
+        if (n > 0) {
+            emu_check_device(&in[0], sizeof(in[0]) * (size_t)n, "cub::DeviceScan::ExclusiveSum input");
+            emu_check_device(&out[0], sizeof(out[0]) * (size_t)n, "cub::DeviceScan::ExclusiveSum output");
+        }
         typename std::remove_cv<typename std::remove_reference<decltype(*out)>::type>::type s = 0;
         for (int i = 0; i < n; i++) {
             auto v = in[i];
