@@ -61,6 +61,21 @@ int rhd_noise_file_rows(const rhd_st *st, rhd_sample_stage s, int nsteps, const 
         cJSON_Delete(arr);
         return rhd_errf(e, "%s: rhd.names is not a JSON array of %lld names, expected one name per row", st->name, (long long)P);
     }
+    int j = 0;
+    for (const cJSON *v = arr ? arr->child : NULL; v; v = v->next, j++) {
+        if (!cJSON_IsString(v)) {
+            cJSON_Delete(arr);
+            return rhd_errf(e, "%s: rhd.names entry %d is not a string, expected portrait names", st->name, j);
+        }
+        int k = j + 1;
+        for (const cJSON *u = v->next; u; u = u->next, k++)
+            if (cJSON_IsString(u) && !strcmp(u->valuestring, v->valuestring)) {
+                int rc = rhd_errf(e, "%s: rhd.names lists '%s' twice (rows %d and %d), expected one row per portrait",
+                                  st->name, v->valuestring, j, k);
+                cJSON_Delete(arr);
+                return rc;
+            }
+    }
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         rows[i] = -1;

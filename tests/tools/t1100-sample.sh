@@ -185,6 +185,16 @@ run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/nannoise.safet
 expect_rc 1 "a noise file with a NaN: exit 1"
 expect_err "nannoise.safetensors.*z.1" "names the file and the tensor"
 check "no outputs" test ! -e "$T/e5/p0.safetensors"
+"$PY" -c "
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+with safe_open('$T/n.safetensors', 'np') as f: meta = f.metadata()
+meta['rhd.names'] = '[\"p1\", \"p1\"]'
+save_file(load_file('$T/n.safetensors'), '$T/dupnoise.safetensors', metadata=meta)
+"
+run rhd-sample --base "$T/base.safetensors" --steps 2 --noise "$T/dupnoise.safetensors" -o "$T/e6" $F
+expect_rc 1 "a noise file naming a portrait twice: exit 1"
+expect_err "dupnoise.safetensors: rhd.names lists 'p1' twice \\(rows 0 and 1\\)" "names the file, the portrait and the rows"
 # a finite noise so large that the sample overflows: said, exit 1, that portrait not written
 "$PY" -c "
 from safetensors.numpy import load_file, save_file
