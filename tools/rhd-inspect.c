@@ -12,6 +12,7 @@
 #include "formats/safetensors.h"
 #include "formats/schema.h"
 #include "common/preview.h"
+#include "common/sample_run.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -19,6 +20,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+/* A checkpoint of a diffusion model (rhd.model base or upsample) must load as rhd-sample loads it:
+ * rhd.config parsed into the network's config, each tensor of the parameter set and of the EMA set
+ * (when the file has one) present with its shape, nothing else under those prefixes. On the CPU;
+ * needs the network's parameter memory once per set. */
+static int check_checkpoint(const char *path, const rhd_st *st, rhd_err *e) {
+    const char *model = rhd_st_meta(st, "rhd.model");
+    if (!model || (strcmp(model, "base") && strcmp(model, "upsample"))) return 0;
+    rhd_sample_stage stage = strcmp(model, "base") ? RHD_STAGE_UPSAMPLE : RHD_STAGE_BASE;
+    int has_ema = 0;
+    for (int i = 0; i < st->n; i++) has_ema |= !strncmp(st->t[i].name, "ema.", 4);
+    rhd_ctx *ctx = rhd_ctx_open("cpu", e);
+    if (!ctx) return -1;
+    int rc = 0;
+    for (int k = 0; k < 1 + has_ema && !rc; k++) {
+        rhd_sample_model m;
+        rc = rhd_sample_model_load(&m, path, stage, k ? "ema" : "model", ctx, e);
+        if (!rc) rhd_sample_model_free(&m);
+    }
+    rhd_ctx_close(ctx);
+    return rc;
+}
 
 typedef struct inspect_opts {
     rhd_common_opts common;
@@ -47,7 +70,8 @@ static const rhd_cli inspect_cli = {
     "rhd-inspect [options] FILE...",
     "Show the kind, metadata and tensors of rhd files: safetensors (.safetensors), NumPy (.npy) and\n"
     "PNG images. For each tensor: dtype, shape, min, max, mean, std and the number of NaN and Inf\n"
-    "values. An rhd file (rhd.kind in its metadata) is also checked against its kind's schema.\n"
+    "values. An rhd file (rhd.kind in its metadata) is also checked against its kind's schema; a\n"
+    "diffusion checkpoint must also load as rhd-sample loads it (rhd.config against its tensors).\n"
     "Exit status: 0 if every file was read (and valid), 1 if any was not, 2 for usage errors.\n",
     inspect_options,
     "examples:\n"
@@ -198,6 +222,8 @@ static int load(const char *path, const char *want_kind, int check_values, file_
                 snprintf(fv->schema_err, sizeof fv->schema_err, "%s", se.msg);
             else if (check_values && rhd_st_check_finite(fv->st, &se))
                 snprintf(fv->schema_err, sizeof fv->schema_err, "%.900s (--allow-nonfinite inspects such a file)", se.msg);
+            else if (fv->kind && !strcmp(fv->kind, "checkpoint") && check_checkpoint(path, fv->st, &se))
+                snprintf(fv->schema_err, sizeof fv->schema_err, "%s", se.msg);
         }
     } else if (strcmp(fmt, "npy") == 0) {
         if (rhd_npy_read(path, &fv->npy, e)) return -1;

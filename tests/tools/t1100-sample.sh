@@ -161,6 +161,27 @@ check "it samples with the EMA by default: equal to the plain checkpoint holding
 run rhd-sample --base "$T/train.safetensors" --steps 2 --weights ema1 -o "$T/tr1" $F
 expect_rc 1 "--weights ema1 without a second rate: exit 1"
 expect_err "no 'ema1.\\*' tensors for --weights ema1 \\(EMA rates in the file: 0.9999\\)" "names the rates"
+# rhd-inspect checks such a checkpoint as rhd-sample loads it: rhd.config against the tensors of the
+# parameter set and of the EMA set
+run rhd-inspect --no-stats "$T/train.safetensors"
+expect_rc 0 "rhd-inspect: the contract-layout checkpoint passes"
+"$PY" -c "
+import json
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+with safe_open('$T/train.safetensors', 'np') as f: m = f.metadata()
+t = load_file('$T/train.safetensors')
+e = dict(t); e['ema.input_blocks.0.0.weight'] = e['ema.input_blocks.0.0.weight'][:1]
+save_file(e, '$T/ckema.safetensors', metadata=m)
+x = dict(t); x['stray.weight'] = t['time_embed.0.bias']
+save_file(x, '$T/ckextra.safetensors', metadata=m)
+"
+run rhd-inspect --no-stats "$T/ckema.safetensors"
+expect_rc 1 "rhd-inspect: a checkpoint whose EMA tensor has another shape: exit 1"
+expect_err "ckema.safetensors.*input_blocks.0.0.weight" "names the file and the tensor"
+run rhd-inspect --no-stats "$T/ckextra.safetensors"
+expect_rc 1 "rhd-inspect: a checkpoint with a tensor the config lacks: exit 1"
+expect_err "ckextra.safetensors: tensor 'stray.weight' is not a parameter of the network that rhd.config describes" "names the tensor"
 
 # ---- bad input -------------------------------------------------------------------------------
 run rhd-sample $S -o "$T/e1" "$T/p0.safetensors" "$T/bad.safetensors"
