@@ -31,12 +31,24 @@ typedef struct base_model {
 #define BASE_DIFFUSION_JSON \
     "{\"steps\":1000,\"schedule\":\"cosine_light\",\"pred\":\"eps\",\"var\":\"learned_range\",\"time_scale\":0}"
 
+/* The network config: the preset, JSON text over it (name: for messages), dropout (< 0: the
+ * config's), checked. */
+static int base_config(rhd_unet_config *c, const char *json, size_t n, const char *preset, double dropout,
+                       const char *name, rhd_err *e) {
+    if (rhd_unet_config_preset(c, preset ? preset : "official", e)) return -1;
+    if (json && rhd_unet_config_from_json(c, json, n, name, e)) return -1;
+    if (dropout >= 0) c->dropout = (float)dropout;
+    return rhd_unet_config_check(c, e);
+}
+
+static int base_check_config(const char *json, size_t n, const char *preset, const char *name, rhd_err *e) {
+    rhd_unet_config c;
+    return base_config(&c, json, n, preset, -1, name, e);
+}
+
 static rhd_train_model *base_create(const char *json, const char *preset, double dropout, rhd_ctx *ctx, rhd_err *e) {
     rhd_unet_config c;
-    if (rhd_unet_config_preset(&c, preset ? preset : "official", e)) return NULL;
-    if (json && rhd_unet_config_from_json(&c, json, strlen(json), "--model-config", e)) return NULL;
-    if (dropout >= 0) c.dropout = (float)dropout;
-    if (rhd_unet_config_check(&c, e)) return NULL;
+    if (base_config(&c, json, json ? strlen(json) : 0, preset, dropout, "--model-config", e)) return NULL;
     /* The eps target is in_channels of independent noise per pixel and the first level carries
      * model_channels per pixel at full resolution: narrower, the network cannot pass the noise
      * through and the eps MSE stalls near 1 - model_channels/in_channels at every t (measured:
@@ -231,7 +243,7 @@ static void base_free(rhd_train_model *mm) {
 
 const rhd_train_model_ops rhd_train_base_ops = {
     "base", BASE_DIFFUSION_JSON, base_create, base_init, base_params, base_config_json, base_T,
-    base_setup_data, base_arena_bytes, base_micro_step, base_free, NULL, NULL, base_set_pred};
+    base_setup_data, base_arena_bytes, base_micro_step, base_free, NULL, NULL, base_set_pred, base_check_config};
 
 const rhd_train_model_ops *rhd_train_model_kind(const char *name) {
     if (!strcmp(name, "base")) return &rhd_train_base_ops;

@@ -86,6 +86,9 @@ typedef struct rhd_train_model_ops {
     /* Optional (NULL: the kind predicts only what diffusion_json says). Train it to predict pred
      * (rhd_pred_kind) instead; -1 with a message when the kind cannot. */
     int (*set_pred)(rhd_train_model *m, int pred, rhd_err *e);
+    /* Check a network config (JSON text of n bytes over the preset, named `name` in messages) as
+     * create would take it, without building anything. */
+    int (*check_config)(const char *json, size_t n, const char *preset, const char *name, rhd_err *e);
 } rhd_train_model_ops;
 struct rhd_train_model {
     const rhd_train_model_ops *ops;

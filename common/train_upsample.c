@@ -148,12 +148,24 @@ static void split_dirs(ups_model *m, const char *list) {
     }
 }
 
+/* The network config: the preset, JSON text over it (name: for messages), dropout (< 0: the
+ * config's), checked. */
+static int ups_config(rhd_ups_config *c, const char *json, size_t n, const char *preset, double dropout, const char *name,
+                      rhd_err *e) {
+    if (rhd_ups_config_preset(c, preset ? preset : "official", e)) return -1;
+    if (json && rhd_ups_config_from_json(c, json, n, name, e)) return -1;
+    if (dropout >= 0) c->dropout = (float)dropout;
+    return rhd_ups_config_check(c, name, e);
+}
+
+static int ups_check_config(const char *json, size_t n, const char *preset, const char *name, rhd_err *e) {
+    rhd_ups_config c;
+    return ups_config(&c, json, n, preset, -1, name, e);
+}
+
 static rhd_train_model *ups_create(const char *json, const char *preset, double dropout, rhd_ctx *ctx, rhd_err *e) {
     rhd_ups_config c;
-    if (rhd_ups_config_preset(&c, preset ? preset : "official", e)) return NULL;
-    if (json && rhd_ups_config_from_json(&c, json, strlen(json), "--model-config", e)) return NULL;
-    if (dropout >= 0) c.dropout = (float)dropout;
-    if (rhd_ups_config_check(&c, "--model-config", e)) return NULL;
+    if (ups_config(&c, json, json ? strlen(json) : 0, preset, dropout, "--model-config", e)) return NULL;
     ups_model *m = rhd_xcalloc(1, sizeof *m);
     m->ctx = ctx;
     if (g_opts_set) m->o = g_opts;
@@ -436,4 +448,4 @@ static int ups_micro_step(rhd_train_model *mm, const rhd_train_mb *mb, rhd_diffu
 
 const rhd_train_model_ops rhd_train_upsample_ops = {
     "upsample", UPS_DIFFUSION_JSON, ups_create, ups_init, ups_params, ups_config_json, ups_T,
-    ups_setup_data, ups_arena_bytes, ups_micro_step, ups_free, ups_validate, ups_train_keys};
+    ups_setup_data, ups_arena_bytes, ups_micro_step, ups_free, ups_validate, ups_train_keys, NULL, ups_check_config};

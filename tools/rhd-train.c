@@ -259,17 +259,10 @@ static char *read_config(const opts *o) {
     size_t n;
     rhd_err e = {0};
     if (rhd_read_file(path, &t, &n, &e)) rhd_usage_error("--model-config %s", e.msg);
-    const char *preset = preset_choices[o->preset];
-    int bad;
-    if (o->model == 1) {
-        rhd_ups_config c;
-        bad = rhd_ups_config_preset(&c, preset, &e) || rhd_ups_config_from_json(&c, t, n, path, &e) ||
-              rhd_ups_config_check(&c, path, &e);
-    } else {
-        rhd_unet_config c;
-        bad = rhd_unet_config_preset(&c, preset, &e) || rhd_unet_config_from_json(&c, t, n, path, &e);
+    if (rhd_train_model_kind(model_choices[o->model])->check_config(t, n, preset_choices[o->preset], path, &e)) {
+        if (strncmp(e.msg, path, strlen(path))) rhd_usage_error("--model-config %s: %s", path, e.msg);
+        rhd_usage_error("--model-config %s", e.msg);
     }
-    if (bad) rhd_usage_error("--model-config %s", e.msg);
     return t;
 }
 
