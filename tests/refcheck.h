@@ -47,6 +47,18 @@ static inline void th_open_backends(rhd_ctx **cpu, rhd_ctx **gpu) {
 }
 
 /* Fresh random arrays; each call uses a new stream so inputs differ. */
+/* n floats from the host to a new buffer of ctx, and back into a new host array (free()). */
+static inline float *th_up(rhd_ctx *ctx, const float *h, long n) {
+    float *d = rhd_buf_alloc(ctx, sizeof(float) * n);
+    rhd_buf_upload(ctx, d, h, sizeof(float) * n);
+    return d;
+}
+static inline float *th_down(rhd_ctx *ctx, const float *d, long n) {
+    float *h = malloc(sizeof(float) * n);
+    rhd_buf_download(ctx, h, d, sizeof(float) * n);
+    return h;
+}
+
 static inline float *th_randn(long n, float std) {
     static uint32_t k;
     float *x = malloc(sizeof(float) * (n ? n : 1));

@@ -24,18 +24,6 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void *put(rhd_ctx *ctx, const float *h, size_t n) {
-    void *d = rhd_buf_alloc(ctx, sizeof(float) * n);
-    rhd_buf_upload(ctx, d, h, sizeof(float) * n);
-    return d;
-}
-
-static float *get(rhd_ctx *ctx, const float *d, size_t n) {
-    float *h = malloc(sizeof(float) * n);
-    rhd_buf_download(ctx, h, d, sizeof(float) * n);
-    return h;
-}
-
 static double nmse(const float *a, const float *ref, size_t n, int *finite) {
     double num = 0, den = 0;
     *finite = 1;
@@ -62,11 +50,11 @@ static int open_side(side *s, const char *dev, const rhd_unet_config *c, int tra
     if (!s->m) return fprintf(stderr, "check_official: %s: %s\n", dev, e.msg), -1;
     rhd_buf_upload(s->ctx, s->m->base.params.data, w, sizeof(float) * s->m->base.params.total);
     s->io = (rhd_unet_io){.N = 1};
-    s->io.x = put(s->ctx, in[0], n[0]);
-    s->io.dy = put(s->ctx, in[1], n[1]);
-    s->io.t = put(s->ctx, in[2], n[2]);
-    s->io.ref = put(s->ctx, in[3], n[3]);
-    for (int i = 0; i < 3; i++) s->io.F[i] = put(s->ctx, in[4 + i], n[4 + i]);
+    s->io.x = th_up(s->ctx, in[0], n[0]);
+    s->io.dy = th_up(s->ctx, in[1], n[1]);
+    s->io.t = th_up(s->ctx, in[2], n[2]);
+    s->io.ref = th_up(s->ctx, in[3], n[3]);
+    for (int i = 0; i < 3; i++) s->io.F[i] = th_up(s->ctx, in[4 + i], n[4 + i]);
     return 0;
 }
 
@@ -107,7 +95,7 @@ int main(void) {
            (long long)total, rhd_unet_arena_bytes(cpu.m, 1, train) / 1e9);
     double tc = pass(&cpu, train);
     size_t ny = (size_t)c.out_channels * R * 3 * R;
-    float *yc = get(cpu.ctx, cpu.io.y, ny), *gc = train ? get(cpu.ctx, cpu.m->base.params.grad, (size_t)total) : NULL;
+    float *yc = th_down(cpu.ctx, cpu.io.y, ny), *gc = train ? th_down(cpu.ctx, cpu.m->base.params.grad, (size_t)total) : NULL;
     printf("# cpu: %.1f s\n", tc);
     fflush(stdout);
     rhd_unet_free(cpu.m);
@@ -125,11 +113,11 @@ int main(void) {
         rhd_ctx_set_bf16(gpu.ctx, k == 2);
         double tg = pass(&gpu, train);
         int fy, fg = 1;
-        float *yg = get(gpu.ctx, gpu.io.y, ny);
+        float *yg = th_down(gpu.ctx, gpu.io.y, ny);
         double ey = nmse(yg, yc, ny, &fy), eg = 0;
         char gtxt[96] = "";
         if (train) {
-            float *gg = get(gpu.ctx, gpu.m->base.params.grad, (size_t)total);
+            float *gg = th_down(gpu.ctx, gpu.m->base.params.grad, (size_t)total);
             eg = nmse(gg, gc, (size_t)total, &fg);
             snprintf(gtxt, sizeof gtxt, ", gradients nmse %.3e (bound %.0e)%s", eg, gbound[k], fg ? "" : " NOT FINITE");
             free(gg);

@@ -27,29 +27,18 @@ typedef struct outputs {
 
 static rhd_ups_config k_cfg;
 
-static float *up(rhd_ctx *ctx, const float *h, long n) {
-    float *d = rhd_buf_alloc(ctx, sizeof(float) * n);
-    rhd_buf_upload(ctx, d, h, sizeof(float) * n);
-    return d;
-}
-
-static float *down(rhd_ctx *ctx, const float *d, long n) {
-    float *h = malloc(sizeof(float) * n);
-    rhd_buf_download(ctx, h, d, sizeof(float) * n);
-    return h;
-}
 
 /* One training pass on m's context: outputs downloaded. */
 static void step(rhd_upsampler *m, const inputs *in, outputs *o) {
     rhd_ctx *ctx = m->base.params.ctx;
-    float *x = up(ctx, in->x, in->nx), *t = up(ctx, in->t, N), *ref = up(ctx, in->ref, in->nref);
-    float *low = up(ctx, in->low, in->nlow), *dy = up(ctx, in->dy, in->nx);
+    float *x = th_up(ctx, in->x, in->nx), *t = th_up(ctx, in->t, N), *ref = th_up(ctx, in->ref, in->nref);
+    float *low = th_up(ctx, in->low, in->nlow), *dy = th_up(ctx, in->dy, in->nx);
     rhd_ups_io io = {.N = N, .R = R, .r = RL, .x = x, .t = t, .ref = ref, .low = low, .dy = dy};
     rhd_nn_model_zero_grad(&m->base);
     rhd_nn_model_forward(&m->base, &io, 1);
     rhd_nn_model_backward(&m->base, &io);
-    o->y = down(ctx, io.y, in->nx), o->dx = down(ctx, io.dx, in->nx), o->dlow = down(ctx, io.dlow, in->nlow);
-    o->grad = down(ctx, m->base.params.grad, m->base.params.total);
+    o->y = th_down(ctx, io.y, in->nx), o->dx = th_down(ctx, io.dx, in->nx), o->dlow = th_down(ctx, io.dlow, in->nlow);
+    o->grad = th_down(ctx, m->base.params.grad, m->base.params.total);
     rhd_buf_free(ctx, x), rhd_buf_free(ctx, t), rhd_buf_free(ctx, ref), rhd_buf_free(ctx, low), rhd_buf_free(ctx, dy);
 }
 
