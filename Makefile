@@ -222,7 +222,7 @@ test-emu: tests-build $(VENV)/.ok
 	@RHD_BUILD=$(BUILD) RHD_PY=$(abspath $(VENV))/bin/python CUDA=emu SAN=$(SAN) FUZZ_BUILD=none \
 		RHD_TOOL_TESTS='t06[5-9]*-cuda*.sh' bash tests/run.sh
 
-# The CUDA backend at the official UNet size on the emulation, against the CPU (minutes, ~20 GB;
+# The CUDA backend at the official UNet size on the emulation, against the CPU (~20 min, 15 GB;
 # tests/emu/check_official.c; its figures are in common/models/unet.md)
 emu-official: $(BUILD)/tests/emu/check_official
 	$(BUILD)/tests/emu/check_official

@@ -1,6 +1,6 @@
 /* tests/emu/check_official.c: the CUDA backend at the official UNet size, on the CUDA emulation,
- * against the CPU (`make CUDA=emu emu-official`; minutes and ~20 GB of memory, so not in a test
- * target). The small configs of test_unet cannot reach what only the real size does: grid
+ * against the CPU (`make CUDA=emu emu-official`; about 20 minutes and 15 GB of memory on two cores,
+ * so not in a test target). The small configs of test_unet cannot reach what only the real size does: grid
  * dimensions and shared memory of the kernels at 3072 + 16 attention tokens, the attention's
  * chunking of its [Tq, Tk] scratch, workspace and scratch growth, 32-bit index overflow.
  *
