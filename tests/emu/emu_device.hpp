@@ -117,6 +117,7 @@ inline struct sched {
     std::vector<barrier> warp;
     barrier block;
     std::vector<double> xchg; /* one 8-byte slot per thread, for shuffles */
+    std::vector<unsigned> wmma; /* wmma calls per thread: the lanes of a warp must make the same */
     char *stacks = nullptr;
     size_t nstacks = 0;
 #if EMU_FAST_SWITCH
@@ -205,6 +206,7 @@ inline void run_block_fibers(unsigned n) {
     }
     S.f.assign(n, fiber{});
     S.xchg.assign(n, 0.0);
+    S.wmma.assign(n, 0);
     S.block = barrier{};
     S.block.size = n;
     S.warp.assign((n + 31) / 32, barrier{});
@@ -253,6 +255,14 @@ inline void run_block_fibers(unsigned n) {
         }
     }
     S.in_fiber = false;
+    for (unsigned i = 0; i < n; i++)
+        if (S.wmma[i] != S.wmma[i & ~31u]) {
+            char m[256];
+            snprintf(m, sizeof m, "kernel %s: block (%u,%u,%u): lane %u made %u wmma calls, lane 0 of its warp %u (wmma "
+                     "operations need the whole warp)", S.kernel, blockIdx.x, blockIdx.y, blockIdx.z, i, S.wmma[i],
+                     S.wmma[i & ~31u]);
+            die(m);
+        }
 }
 
 /* Kernels known to make no barrier (learned from their first launch). */
@@ -402,7 +412,12 @@ template <class Use, int M, int N, int K, class T, class Layout = void> struct f
     static_assert(M == 16 && N == 16 && K == 16, "emulated: 16x16x16 only");
     float v[16][16];
 };
-static inline bool lane0() { return (emu::lin() & 31) == 0; }
+/* every wmma call: counted for the calling lane (run_block_fibers checks the warp's lanes agree);
+ * true in lane 0, which does the work */
+static inline bool lane0() {
+    if (emu::S.in_fiber) emu::S.wmma[emu::S.cur]++;
+    return (emu::lin() & 31) == 0;
+}
 static inline void check(const void *p, unsigned ldm, size_t elem) {
     if (((uintptr_t)p & 31) || (ldm * elem) % 16) {
         fprintf(stderr, "cuda emulation: wmma pointer %p / ldm %u (%zu-byte elements) misaligned\n", p, ldm, elem);

@@ -4,7 +4,7 @@
  *  - device vocabulary (every build): a 256-thread block reduction through static __shared__ memory
  *    and __syncthreads, a 2-D block's thread indices, a warp butterfly by __shfl_xor_sync, the
  *    dynamic shared memory's NaN fill, and (in child processes) a barrier mismatch reported as a
- *    deadlock naming the kernel, a partial-warp shuffle refused;
+ *    deadlock naming the kernel, a partial-warp shuffle and a wmma call by one lane refused;
  *  - the emulated runtime (`make CUDA=emu` only): a launch over 1024 threads and one over 48 KiB of
  *    dynamic shared memory without the opt-in are refused with cudaErrorInvalidConfiguration and run
  *    nothing, the opt-in makes the latter run; fresh device memory reads as NaN; a copy past the end of
@@ -115,6 +115,16 @@ static void device_vocabulary() {
         emu::launch(nullptr, "half_mask", dim3(1), dim3(32), 0, body);
     }, err);
     th_ok(rc != 0 && err.find("full warps") != std::string::npos, "a partial-warp shuffle is refused (exit %d: %s)", rc, err.c_str());
+    rc = in_child([] {
+        std::function<void()> body = [] {
+            nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f;
+            if (threadIdx.x == 0) nvcuda::wmma::fill_fragment(f, 0.0f);
+            __syncwarp();
+        };
+        emu::launch(nullptr, "lane0_wmma", dim3(1), dim3(32), 0, body);
+    }, err);
+    th_ok(rc != 0 && err.find("whole warp") != std::string::npos, "a wmma call by one lane only is refused (exit %d: %s)", rc,
+          err.c_str());
 }
 
 #ifdef RHD_CUDA_EMU
