@@ -245,5 +245,6 @@ int main(void) {
     rhd_train_data_free(&d);
     free(p0), free(p1);
     rhd_ctx_close(cpu);
+    if (gpu) rhd_ctx_close(gpu);
     return th_done();
 }
